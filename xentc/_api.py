@@ -1,0 +1,622 @@
+"""The four public loss functions: argument checks, dtype/layout normalisation, dispatch to the
+CPU kernels (NumPy arrays) or the CUDA kernels (CuPy arrays), and result assembly.
+
+Data checks that need a pass over the arrays (label ranges, probabilities, sample weights) run
+inside the kernels; this module only turns the error code they return into a message naming the
+argument. Choices the contract leaves open are recorded in docs/semantics.md.
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+__all__ = [
+    "LossResult",
+    "binary_cross_entropy",
+    "binary_focal_loss",
+    "cross_entropy",
+    "focal_loss",
+]
+
+
+class LossResult(NamedTuple):
+    """Loss with its derivatives, returned when ``grad`` or ``hess`` is requested.
+
+    Attributes
+    ----------
+    loss : scalar or array
+        The reduced loss (a scalar of the computation dtype) or, with ``reduction="none"``,
+        the per-sample losses.
+    grad : array or None
+        d loss / d y_pred, with the shape and dtype of ``y_pred``; None if not requested.
+    hess : array or None
+        The diagonal of the Hessian of the loss with respect to ``y_pred``; None if not
+        requested.
+    """
+
+    loss: Any
+    grad: Any
+    hess: Any
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+# Error codes of _xent_rows.h
+_ERR_LABEL_RANGE, _ERR_LABEL_NAN, _ERR_LABEL_UNIT, _ERR_PROB, _ERR_WEIGHT = 1, 2, 3, 4, 5
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar arguments
+# --------------------------------------------------------------------------------------------
+def _check_flag(name: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+
+
+def _check_real(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _check_reduction(reduction: Any) -> str:
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _check_n_threads(n_threads: Any) -> Optional[int]:
+    if n_threads is None:
+        return None
+    if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads: expected None or a positive int, got {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads: expected None or a positive int, got {n_threads!r}")
+    return int(n_threads)
+
+
+def _check_smoothing(eps: Any) -> float:
+    e = _check_real("label_smoothing", eps)
+    if not 0.0 <= e < 1.0:
+        raise ValueError(f"label_smoothing: expected a value in [0, 1), got {eps!r}")
+    return e
+
+
+def _check_gamma(gamma: Any) -> float:
+    g = _check_real("gamma", gamma)
+    if not (g >= 0.0 and np.isfinite(g)):
+        raise ValueError(f"gamma: expected a finite value >= 0, got {gamma!r}")
+    return g
+
+
+def _check_ignore_index(ignore_index: Any) -> Optional[int]:
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index: expected None or an int, got {ignore_index!r}")
+    return int(ignore_index)
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays: namespace, dtype and layout
+# --------------------------------------------------------------------------------------------
+def _is_cupy(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _namespace(**arrays: Any):
+    """numpy or cupy, from the array arguments; mixing the two is a TypeError."""
+    cupy_names = [n for n, a in arrays.items() if _is_cupy(a)]
+    if not cupy_names:
+        return np
+    for name, a in arrays.items():
+        if isinstance(a, np.ndarray) or (a is not None and not _is_cupy(a) and hasattr(a, "__array__")
+                                         and not isinstance(a, numbers.Number)):
+            raise TypeError(
+                f"{name}: a NumPy array cannot be mixed with CuPy arrays "
+                f"({', '.join(cupy_names)}); move it to the GPU with cupy.asarray")
+    import cupy
+
+    return cupy
+
+
+def _real_array(name: str, a: Any, xp) -> Any:
+    """a as an array of a real numeric dtype (no copy where it already is one)."""
+    try:
+        arr = xp.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a numeric array, got {type(a).__name__} ({exc})") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name}: complex input is not supported (dtype {arr.dtype})")
+    if kind not in "fiub":
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def _compute_dtype(y_pred) -> np.dtype:
+    dt = y_pred.dtype
+    if dt == np.float32 or dt == np.float16:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _as_compute(a, dtype, xp):
+    """a in the compute dtype, native byte order, element-aligned strides (copy only if needed)."""
+    if a.dtype != dtype or not a.dtype.isnative:
+        a = a.astype(dtype)
+    if any(s % a.itemsize for s in a.strides):
+        a = xp.ascontiguousarray(a)
+    return a
+
+
+def _to_host(a) -> np.ndarray:
+    return a.get() if _is_cupy(a) else np.asarray(a)
+
+
+def _small_weights(name: str, w: Any, length: Optional[int], dtype, xp, *, upper: Optional[float] = None,
+                   what: str = "finite and non-negative"):
+    """A scalar or 1-D weight vector (pos_weight, class_weight, alpha), checked on the host."""
+    if w is None:
+        return None
+    arr = _to_host(_real_array(name, w, xp)).astype(np.float64)
+    if arr.ndim > 1:
+        raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {arr.shape}")
+    if arr.ndim == 1 and length is not None and arr.shape[0] != length:
+        raise ValueError(f"{name}: expected length {length}, got {arr.shape[0]}")
+    flat = arr.reshape(-1)
+    bad = ~(np.isfinite(flat) & (flat >= 0) & (flat <= (np.inf if upper is None else upper)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        where = f" at index {i}" if arr.ndim else ""
+        raise ValueError(f"{name}: value {flat[i]!r}{where} must be {what}")
+    return arr
+
+
+def _sample_weight(sw: Any, shape: tuple, dtype, xp):
+    """sample_weight broadcast to the per-sample shape, flat and contiguous (values are checked
+    by the kernels)."""
+    if sw is None:
+        return None
+    arr = _real_array("sample_weight", sw, xp)
+    try:
+        arr = xp.broadcast_to(arr, shape)
+    except ValueError:
+        raise ValueError(
+            f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
+    return xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1)
+
+
+def _index(flat: int, shape: tuple):
+    if len(shape) <= 1:
+        return int(flat)
+    return tuple(int(i) for i in np.unravel_index(int(flat), shape))
+
+
+def _backend(xp):
+    if xp is np:
+        from . import _kernels
+
+        return _kernels
+    from . import _cuda
+
+    return _cuda
+
+
+# --------------------------------------------------------------------------------------------
+# Errors reported by the kernels
+# --------------------------------------------------------------------------------------------
+def _value_at(a, idx) -> str:
+    v = a[idx]
+    return repr(float(v.item() if hasattr(v, "item") else v))
+
+
+def _raise_binary(err: int, i: int, y_true, y_pred, sw_full) -> None:
+    shape = y_pred.shape
+    idx = _index(i, shape)
+    if err == _ERR_LABEL_NAN:
+        raise ValueError(f"y_true: NaN label at index {idx}")
+    if err == _ERR_LABEL_UNIT:
+        raise ValueError(f"y_true: label {_value_at(y_true, idx)} at index {idx} is outside [0, 1]")
+    if err == _ERR_PROB:
+        raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {idx} is outside [0, 1]")
+    if err == _ERR_WEIGHT:
+        raise ValueError(
+            f"sample_weight: weight {_value_at(sw_full, idx)} at index {idx} must be finite and non-negative")
+    raise RuntimeError(f"xentc: unknown kernel error code {err}")
+
+
+def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_full) -> None:
+    sample_shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
+    if err == _ERR_LABEL_RANGE:
+        C = y_pred.shape[axis]
+        raise ValueError(f"y_true: label {j} at index {_index(i, sample_shape)} is outside [0, {C})")
+    if err == _ERR_WEIGHT:
+        idx = _index(i, sample_shape)
+        raise ValueError(
+            f"sample_weight: weight {_value_at(sw_full, idx)} at index {idx} must be finite and non-negative")
+    # element (row i, class j) of y_pred / soft y_true
+    row = np.unravel_index(int(i), sample_shape) if sample_shape else ()
+    full = tuple(row[:axis]) + (int(j),) + tuple(row[axis:])
+    idx = full[0] if len(full) == 1 else tuple(int(k) for k in full)
+    if err == _ERR_LABEL_NAN:
+        raise ValueError(f"y_true: NaN label at index {idx}")
+    if err == _ERR_LABEL_UNIT:
+        raise ValueError(f"y_true: label {_value_at(y_true, idx)} at index {idx} is outside [0, 1]")
+    if err == _ERR_PROB:
+        raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {idx} is outside [0, 1]")
+    raise RuntimeError(f"xentc: unknown kernel error code {err}")
+
+
+# --------------------------------------------------------------------------------------------
+# Result assembly
+# --------------------------------------------------------------------------------------------
+def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_shape, grad_arr, hess_arr,
+            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool):
+    if reduction == "none":
+        loss = loss_arr.reshape(sample_shape)
+    else:
+        value = total if reduction == "sum" else (total / denom if denom != 0 else 0.0)
+        loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
+    if not (want_grad or want_hess):
+        return loss
+    out_dtype = pred_dtype if pred_dtype == np.float16 else cdt
+
+    def shaped(a):
+        if a is None:
+            return None
+        a = a.reshape(pred_shape)
+        return a.astype(out_dtype) if a.dtype != out_dtype else a
+
+    return LossResult(loss, shaped(grad_arr), shaped(hess_arr))
+
+
+def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
+    """Run the weight pre-pass (checks labels and sample weights); return the mean's denominator."""
+    total, err, i, j = backend.weight_sum(labels, sw, cw, C, -1 if ignore_index is None else ignore_index,
+                                          ignore_index is not None, n, cdt == np.float64, n_threads)
+    return total, err, i, j
+
+
+# --------------------------------------------------------------------------------------------
+# Binary losses
+# --------------------------------------------------------------------------------------------
+def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_smoothing, reduction,
+            grad, hess, n_threads):
+    xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
+    pred = _real_array("y_pred", y_pred, xp)
+    cdt = _compute_dtype(pred)
+    x = _as_compute(pred, cdt, xp)
+    yt = _real_array("y_true", y_true, xp)
+    if yt.shape != pred.shape:
+        raise ValueError(f"y_true: shape {yt.shape} does not match y_pred's shape {pred.shape}")
+    y = _as_compute(yt, cdt, xp)
+    shape = pred.shape
+    n = int(np.prod(shape, dtype=np.int64))
+    backend = _backend(xp)
+    sw = _sample_weight(sample_weight, shape, cdt, xp)
+    denom = float(n)
+    if sw is not None:
+        denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads)
+        if err:
+            _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
+    w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
+    dscale = (1.0 / denom if denom != 0 else 0.0) if reduction == "mean" else 1.0
+    loss_arr = xp.empty(n, dtype=cdt) if reduction == "none" else None
+    grad_arr = xp.empty(n, dtype=cdt) if grad else None
+    hess_arr = xp.empty(n, dtype=cdt) if hess else None
+    total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
+                                      dscale, from_logits, loss_arr, grad_arr, hess_arr,
+                                      cdt == np.float64, n_threads)
+    if err:
+        _raise_binary(err, i, yt, pred, None)
+    return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
+                   grad, hess)
+
+
+def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, sample_weight=None,
+                         label_smoothing=0.0, reduction="mean", grad=False, hess=False, n_threads=None):
+    r"""Binary cross entropy, with its gradient and Hessian diagonal on request.
+
+    Per element, with p the predicted probability (``sigmoid(y_pred)`` with ``from_logits``,
+    computed in log space) and y the label,
+
+    .. math:: l = -[\,w_+ \, y \log p + (1 - y) \log(1 - p)\,]
+
+    where :math:`w_+` is ``pos_weight``. No clamping: p = 0 with y = 1 gives ``inf``.
+
+    Parameters
+    ----------
+    y_true : array_like
+        Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool.
+    y_pred : array_like
+        Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
+        computed natively, float16 in float32, anything else in float64.
+    from_logits : bool, default False
+        Whether ``y_pred`` holds logits.
+    pos_weight : float or 1-D array, optional
+        Weight of the positive term; a 1-D array has the length of ``y_pred.shape[-1]``
+        (one weight per label of a multi-label problem).
+    sample_weight : array_like, optional
+        Per-element weights, broadcastable to ``y_pred.shape``.
+    label_smoothing : float, default 0.0
+        In [0, 1): labels become ``y * (1 - eps) + eps / 2``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" is ``sum_i l_i / sum_i sample_weight_i``; "none" returns each element's
+        weighted loss.
+    grad, hess : bool, default False
+        Also return the gradient / Hessian diagonal of the returned loss with respect to
+        ``y_pred`` (including the ``1 / sum w`` factor of "mean").
+    n_threads : int, optional
+        Number of OpenMP threads; None uses the OpenMP default (``OMP_NUM_THREADS``).
+
+    Returns
+    -------
+    loss or LossResult
+        The loss (NumPy scalar, or array with "none"); with ``grad`` or ``hess`` a
+        :class:`LossResult` ``(loss, grad, hess)``.
+
+    Examples
+    --------
+    >>> import numpy as np, xentc
+    >>> y = np.array([1.0, 0.0, 1.0])
+    >>> z = np.array([2.0, -1.0, -40.0])
+    >>> float(xentc.binary_cross_entropy(y, z, from_logits=True, reduction="sum"))  # doctest: +ELLIPSIS
+    40.4558...
+    >>> r = xentc.binary_cross_entropy(y, z, from_logits=True, reduction="none", grad=True)
+    >>> r.grad.round(4)
+    array([-0.1192,  0.2689, -1.    ])
+    """
+    from_logits = _check_flag("from_logits", from_logits)
+    grad = _check_flag("grad", grad)
+    hess = _check_flag("hess", hess)
+    reduction = _check_reduction(reduction)
+    n_threads = _check_n_threads(n_threads)
+    eps = _check_smoothing(label_smoothing)
+    xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
+    last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
+    pw = _small_weights("pos_weight", pos_weight, last[0], None, xp)
+    return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
+                   sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad, hess=hess,
+                   n_threads=n_threads)
+
+
+def binary_focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, sample_weight=None,
+                      label_smoothing=0.0, reduction="mean", grad=False, hess=False, n_threads=None):
+    r"""Binary focal loss (Lin et al. 2017), with its gradient and Hessian diagonal on request.
+
+    .. math:: l = -[\,a\, y (1-p)^\gamma \log p + (1-a)(1-y)\, p^\gamma \log(1-p)\,]
+
+    With ``alpha=None`` both sides have weight 1. ``gamma=0`` reproduces
+    :func:`binary_cross_entropy` bit for bit.
+
+    Parameters
+    ----------
+    y_true, y_pred, from_logits, sample_weight, label_smoothing, reduction, grad, hess, n_threads
+        As in :func:`binary_cross_entropy`.
+    gamma : float, default 2.0
+        Focusing parameter, finite and >= 0.
+    alpha : float, optional
+        Weight of the positive side in [0, 1]; the negative side gets ``1 - alpha``.
+
+    Returns
+    -------
+    loss or LossResult
+
+    Examples
+    --------
+    >>> import numpy as np, xentc
+    >>> y = np.array([1.0, 0.0])
+    >>> p = np.array([0.9, 0.2])
+    >>> xentc.binary_focal_loss(y, p, gamma=2.0, reduction="none").round(6)
+    array([0.001054, 0.008926])
+    """
+    from_logits = _check_flag("from_logits", from_logits)
+    grad = _check_flag("grad", grad)
+    hess = _check_flag("hess", hess)
+    reduction = _check_reduction(reduction)
+    n_threads = _check_n_threads(n_threads)
+    eps = _check_smoothing(label_smoothing)
+    g = _check_gamma(gamma)
+    if alpha is None:
+        w1, w0 = None, 1.0
+    else:
+        a = _check_real("alpha", alpha)
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha: expected a value in [0, 1], got {alpha!r}")
+        w1, w0 = np.array([a]), 1.0 - a
+    return _binary(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=g, sample_weight=sample_weight,
+                   label_smoothing=eps, reduction=reduction, grad=grad, hess=hess, n_threads=n_threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Categorical losses
+# --------------------------------------------------------------------------------------------
+def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamma, sample_weight,
+                 ignore_index, label_smoothing, reduction, grad, hess, n_threads):
+    xp = _namespace(y_true=y_true, y_pred=y_pred, class_weight=class_weight, sample_weight=sample_weight)
+    pred = _real_array("y_pred", y_pred, xp)
+    if pred.ndim == 0:
+        raise ValueError("y_pred: expected an array with a class axis, got a 0-d array")
+    try:
+        ax = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis: expected an int, got {axis!r}") from None
+    if not -pred.ndim <= ax < pred.ndim:
+        raise ValueError(f"axis: {axis} is out of range for y_pred with {pred.ndim} dimensions")
+    ax %= pred.ndim
+    shape = pred.shape
+    C = shape[ax]
+    if C == 0:
+        raise ValueError("y_pred: the class axis has length 0")
+    sample_shape = shape[:ax] + shape[ax + 1:]
+    outer = int(np.prod(shape[:ax], dtype=np.int64))
+    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+    cdt = _compute_dtype(pred)
+    x3 = _as_compute(pred, cdt, xp).reshape(outer, C, inner)
+    yt = _real_array("y_true", y_true, xp)
+    if yt.dtype.kind in "iu":
+        if yt.shape != sample_shape:
+            raise ValueError(f"y_true: integer labels must have shape {sample_shape} (y_pred's shape without "
+                             f"axis {ax}), got {yt.shape}")
+        labels = xp.ascontiguousarray(yt.astype(np.int64) if yt.dtype != np.int64 or not yt.dtype.isnative
+                                      else yt).reshape(-1)
+        ysoft = None
+    else:
+        if yt.shape != shape:
+            if yt.shape == sample_shape:
+                raise TypeError(f"y_true: class labels of shape {sample_shape} must have an integer dtype, "
+                                f"got {yt.dtype}")
+            raise ValueError(f"y_true: shape {yt.shape} matches neither y_pred's shape {shape} (soft labels) "
+                             f"nor {sample_shape} (integer labels)")
+        if ignore_index is not None:
+            raise ValueError("ignore_index: only valid with integer labels, got soft labels")
+        labels = None
+        ysoft = _as_compute(yt, cdt, xp).reshape(outer, C, inner)
+    cw = _small_weights("class_weight", class_weight, C, None, xp)
+    if cw is not None and cw.ndim == 0:
+        raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
+    cwa = None
+    if cw is not None or alpha is not None:
+        cwa = np.ones(C) if cw is None else cw
+        if alpha is not None:
+            cwa = cwa * alpha
+        cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
+    cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
+    n = outer * inner
+    backend = _backend(xp)
+    sw = _sample_weight(sample_weight, sample_shape, cdt, xp)
+    denom = float(n)
+    if labels is not None or sw is not None:
+        denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
+        if err:
+            full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
+            _raise_categorical(err, i, j, yt, pred, ax, full_sw)
+    dscale = (1.0 / denom if denom != 0 else 0.0) if reduction == "mean" else 1.0
+    loss_arr = xp.empty(n, dtype=cdt) if reduction == "none" else None
+    grad_arr = xp.empty((outer, C, inner), dtype=cdt) if grad else None
+    hess_arr = xp.empty((outer, C, inner), dtype=cdt) if hess else None
+    total, err, i, j = backend.softmax(x3, labels, ysoft, sw, cwa, -1 if ignore_index is None else ignore_index,
+                                       ignore_index is not None, label_smoothing, gamma, dscale, from_logits,
+                                       loss_arr, grad_arr, hess_arr, cdt == np.float64, n_threads)
+    if err:
+        _raise_categorical(err, i, j, yt, pred, ax, None)
+    return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
+                   cdt, grad, hess)
+
+
+def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index):
+    return dict(from_logits=_check_flag("from_logits", from_logits), grad=_check_flag("grad", grad),
+                hess=_check_flag("hess", hess), reduction=_check_reduction(reduction),
+                n_threads=_check_n_threads(n_threads), label_smoothing=_check_smoothing(label_smoothing),
+                ignore_index=_check_ignore_index(ignore_index))
+
+
+def cross_entropy(y_true, y_pred, *, from_logits=False, axis=-1, class_weight=None, sample_weight=None,
+                  ignore_index=None, label_smoothing=0.0, reduction="mean", grad=False, hess=False,
+                  n_threads=None):
+    r"""Categorical cross entropy, with its gradient and Hessian diagonal on request.
+
+    Per sample, with P the predicted class probabilities (``softmax(y_pred)`` along ``axis``
+    with ``from_logits``, computed in log space) and Y the labels (one-hot for integer labels),
+
+    .. math:: l_i = -\sum_j cw_j \, Y_{ij} \log P_{ij}
+
+    Parameters
+    ----------
+    y_true : array_like
+        Integer class indices with the shape of ``y_pred`` without ``axis``, or float (soft,
+        one-hot) labels in [0, 1] with the shape of ``y_pred``.
+    y_pred : array_like
+        Probabilities in [0, 1], or logits with ``from_logits=True``; classes along ``axis``.
+    from_logits : bool, default False
+    axis : int, default -1
+        The class axis; ``(N, C, H, W)`` inputs take ``axis=1``.
+    class_weight : 1-D array of length C, optional
+        Weight of each class, finite and >= 0.
+    sample_weight : array_like, optional
+        Per-sample weights, broadcastable to the shape of ``y_pred`` without ``axis``.
+    ignore_index : int, optional
+        With integer labels: samples with this label add nothing to the loss, gradient or the
+        mean's denominator.
+    label_smoothing : float, default 0.0
+        In [0, 1): labels become ``Y * (1 - eps) + eps / C``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides by ``sum_i sample_weight_i * class_weight[y_i]`` (integer labels) or
+        ``sum_i sample_weight_i`` (soft labels), over samples not ignored; 0.0 if that is 0.
+    grad, hess : bool, default False
+        Also return the gradient / Hessian diagonal with respect to ``y_pred``.
+    n_threads : int, optional
+        Number of OpenMP threads; None uses the OpenMP default.
+
+    Returns
+    -------
+    loss or LossResult
+
+    Examples
+    --------
+    >>> import numpy as np, xentc
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]])
+    >>> labels = np.array([0, 2])
+    >>> round(float(xentc.cross_entropy(labels, logits, from_logits=True)), 6)
+    0.158664
+    >>> r = xentc.cross_entropy(labels, logits, from_logits=True, reduction="sum", grad=True)
+    >>> r.grad.round(4)
+    array([[-0.2142,  0.1753,  0.0391],
+           [ 0.0452,  0.0452, -0.0904]])
+    """
+    kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
+    return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
+                        sample_weight=sample_weight, **kw)
+
+
+def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, axis=-1, class_weight=None,
+               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", grad=False,
+               hess=False, n_threads=None):
+    r"""Categorical focal loss, with its gradient and Hessian diagonal on request.
+
+    .. math:: l_i = -\sum_j a_j \, cw_j \, Y_{ij} (1 - P_{ij})^\gamma \log P_{ij}
+
+    ``gamma=0`` (with ``alpha=None``) reproduces :func:`cross_entropy` bit for bit.
+
+    Parameters
+    ----------
+    y_true, y_pred, from_logits, axis, class_weight, sample_weight, ignore_index,
+    label_smoothing, reduction, grad, hess, n_threads
+        As in :func:`cross_entropy`.
+    gamma : float, default 2.0
+        Focusing parameter, finite and >= 0.
+    alpha : float or 1-D array of length C, optional
+        Per-class weight in [0, 1] (a scalar weights every class alike). Unlike
+        ``class_weight`` it does not enter the mean's denominator.
+
+    Returns
+    -------
+    loss or LossResult
+
+    Examples
+    --------
+    >>> import numpy as np, xentc
+    >>> p = np.array([[0.7, 0.2, 0.1]])
+    >>> xentc.focal_loss(np.array([0]), p, gamma=2.0, reduction="none").round(6)
+    array([0.0321])
+    """
+    kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
+    g = _check_gamma(gamma)
+    xp = _namespace(y_true=y_true, y_pred=y_pred, alpha=alpha)
+    a = None
+    if alpha is not None:
+        pred = _real_array("y_pred", y_pred, xp)
+        if pred.ndim == 0:
+            raise ValueError("y_pred: expected an array with a class axis, got a 0-d array")
+        try:
+            C = pred.shape[operator.index(axis)]
+        except (TypeError, IndexError):
+            C = None  # reported by the axis check
+        a = _small_weights("alpha", alpha, C, None, xp, upper=1.0, what="in [0, 1]")
+    return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=a, gamma=g,
+                        sample_weight=sample_weight, **kw)

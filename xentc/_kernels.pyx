@@ -1,0 +1,218 @@
+# cython: language_level=3
+"""Compiled array loops of xentc: block scheduling over OpenMP threads, GIL release, error and sum
+gathering. The loops themselves are in _xent_rows.h and the per-element math in _xent_math.h.
+
+Work is cut into blocks whose size depends only on the shape, each block keeps its own
+compensated sum and first error, and blocks are combined in order: the same bits for any
+thread count.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free
+
+cdef extern from "_xent_rows.h" namespace "xent" nogil:
+    ctypedef struct BlockResult:
+        double sum
+        double comp
+        int err
+        int64_t err_i
+        int64_t err_j
+    ctypedef void (*block_fn)(const void*, int64_t, int64_t, BlockResult*) noexcept nogil
+
+    ctypedef struct WeightArgs:
+        const int64_t* labels
+        const void* sw
+        const void* cw
+        int64_t C
+        int64_t ignore_index
+        int has_ignore
+
+    ctypedef struct BinaryArgs:
+        const void* y
+        int64_t sy
+        const void* x
+        int64_t sx
+        const void* sw
+        const void* w1
+        int64_t nw1
+        double w0
+        double eps
+        double gamma
+        double dscale
+        int from_logits
+        void* loss
+        void* grad
+        void* hess
+
+    ctypedef struct SoftmaxArgs:
+        const void* x
+        int64_t sx_o
+        int64_t sx_c
+        int64_t sx_i
+        int64_t C
+        int64_t inner
+        const int64_t* labels
+        const void* ysoft
+        int64_t sy_o
+        int64_t sy_c
+        int64_t sy_i
+        const void* sw
+        const void* cwa
+        int64_t ignore_index
+        int has_ignore
+        double eps
+        double gamma
+        double dscale
+        int from_logits
+        void* loss
+        void* grad
+        void* hess
+
+    int max_threads()
+    int have_openmp()
+    block_fn weight_block_f
+    block_fn weight_block_d
+    block_fn binary_block_f
+    block_fn binary_block_d
+    block_fn softmax_block_f
+    block_fn softmax_block_d
+
+# Below this many elements of work a call runs on the calling thread: starting a parallel region
+# costs more than it saves.
+SERIAL_WORK = 32768
+# Elements per block: big enough to amortise scheduling, small enough to balance two..many threads.
+BLOCK_WORK = 16384
+
+
+def openmp_info():
+    """(OpenMP version macro or 0, default thread count)."""
+    return have_openmp(), max_threads()
+
+
+cdef size_t _addr(a) except? 0:
+    if a is None:
+        return 0
+    return <size_t>a.__array_interface__["data"][0]
+
+
+cdef inline int64_t _stride(a, int axis):
+    return a.strides[axis] // a.itemsize
+
+
+cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, object n_threads):
+    """Run fn over [0, n) in blocks of fixed size; return (sum, err, err_i, err_j)."""
+    cdef int64_t block = BLOCK_WORK // per_item if per_item < BLOCK_WORK else 1
+    if block < 1:
+        block = 1
+    cdef int64_t nblocks = (n + block - 1) // block
+    cdef int nt = max_threads() if n_threads is None else <int>n_threads
+    if n * per_item < SERIAL_WORK:
+        nt = 1
+    if nt > nblocks:
+        nt = <int>nblocks
+    if nblocks == 0:
+        return 0.0, 0, 0, 0
+    cdef BlockResult* res = <BlockResult*>calloc(nblocks, sizeof(BlockResult))
+    if res == NULL:
+        raise MemoryError()
+    cdef int64_t b, lo, hi
+    cdef double total = 0.0, comp = 0.0, v, t
+    cdef int err = 0
+    cdef int64_t ei = 0, ej = 0
+    try:
+        if nt <= 1:
+            with nogil:
+                for b in range(nblocks):
+                    lo = b * block
+                    hi = lo + block if lo + block < n else n
+                    fn(args, lo, hi, &res[b])
+        else:
+            with nogil:
+                for b in prange(nblocks, schedule="static", num_threads=nt):
+                    fn(args, b * block, b * block + block if b * block + block < n else n, &res[b])
+        for b in range(nblocks):
+            if res[b].err != 0 and err == 0:
+                err = res[b].err
+                ei = res[b].err_i
+                ej = res[b].err_j
+            for v in (res[b].sum, res[b].comp):
+                t = total + v
+                if abs(total) >= abs(v):
+                    comp += (total - t) + v
+                else:
+                    comp += (v - t) + total
+                total = t
+        return total + comp, err, ei, ej
+    finally:
+        free(res)
+
+
+def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore, int64_t n,
+               bint double_, n_threads):
+    """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both."""
+    cdef WeightArgs a
+    a.labels = <const int64_t*>_addr(labels)
+    a.sw = <const void*>_addr(sw)
+    a.cw = <const void*>_addr(cw)
+    a.C = C
+    a.ignore_index = ignore_index
+    a.has_ignore = has_ignore
+    return _run(weight_block_d if double_ else weight_block_f, &a, n, 1, n_threads)
+
+
+def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bint from_logits,
+           loss, grad, hess, bint double_, n_threads):
+    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits)."""
+    cdef BinaryArgs a
+    a.y = <const void*>_addr(y)
+    a.sy = _stride(y, 0)
+    a.x = <const void*>_addr(x)
+    a.sx = _stride(x, 0)
+    a.sw = <const void*>_addr(sw)
+    a.w1 = <const void*>_addr(w1)
+    a.nw1 = 1 if w1 is None else w1.shape[0]
+    a.w0 = w0
+    a.eps = eps
+    a.gamma = gamma
+    a.dscale = dscale
+    a.from_logits = from_logits
+    a.loss = <void*>_addr(loss)
+    a.grad = <void*>_addr(grad)
+    a.hess = <void*>_addr(hess)
+    cost = 4 if gamma == 0 else 12
+    return _run(binary_block_d if double_ else binary_block_f, &a, x.shape[0], cost, n_threads)
+
+
+def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
+            double eps, double gamma, double dscale, bint from_logits, loss, grad, hess,
+            bint double_, n_threads):
+    """Categorical CE / focal over x viewed as (outer, C, inner)."""
+    cdef SoftmaxArgs a
+    a.x = <const void*>_addr(x)
+    a.sx_o = _stride(x, 0)
+    a.sx_c = _stride(x, 1)
+    a.sx_i = _stride(x, 2)
+    a.C = x.shape[1]
+    a.inner = x.shape[2]
+    a.labels = <const int64_t*>_addr(labels)
+    a.ysoft = <const void*>_addr(ysoft)
+    if ysoft is not None:
+        a.sy_o = _stride(ysoft, 0)
+        a.sy_c = _stride(ysoft, 1)
+        a.sy_i = _stride(ysoft, 2)
+    else:
+        a.sy_o = a.sy_c = a.sy_i = 0
+    a.sw = <const void*>_addr(sw)
+    a.cwa = <const void*>_addr(cwa)
+    a.ignore_index = ignore_index
+    a.has_ignore = has_ignore
+    a.eps = eps
+    a.gamma = gamma
+    a.dscale = dscale
+    a.from_logits = from_logits
+    a.loss = <void*>_addr(loss)
+    a.grad = <void*>_addr(grad)
+    a.hess = <void*>_addr(hess)
+    cdef int64_t rows = x.shape[0] * x.shape[2]
+    return _run(softmax_block_d if double_ else softmax_block_f, &a, rows, max(1, x.shape[1]) * 3,
+                n_threads)

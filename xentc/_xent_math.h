@@ -1,0 +1,242 @@
+/* Per-element formulas of xentc: the one place where each loss, gradient and Hessian term is
+ * written. Shared by the CPU kernels (_xent_rows.h, included from Cython as C++) and the CUDA
+ * kernels (_xent.cu, compiled by NVRTC), so a symbolic check of one path is evidence for both.
+ *
+ * Conventions used throughout:
+ *   - `T` is the compute type (float or double). Sums over rows and blocks are accumulated by
+ *     the callers in double.
+ *   - A coefficient of zero times anything that is not NaN is zero (0 * log 0 = 0): a side or class
+ *     with no label weight adds nothing, even at p = 0, p = 1 or an infinite logit.
+ *   - Everything is written in the form that keeps relative accuracy: no 1 - p where p may be close
+ *     to 1 unless that subtraction is exact, log-space for logits, no products that overflow where the
+ *     true value is finite.
+ */
+#ifndef XENTC_XENT_MATH_H
+#define XENTC_XENT_MATH_H
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define XENT_HD __host__ __device__ __forceinline__
+#else
+#include <math.h>
+#define XENT_HD static inline
+#endif
+
+namespace xent {
+
+/* Overloads so that templates pick the float or double libm function (also under NVRTC, which
+ * has no <cmath>). */
+XENT_HD float  x_exp(float x)   { return expf(x); }
+XENT_HD double x_exp(double x)  { return exp(x); }
+XENT_HD float  x_log(float x)   { return logf(x); }
+XENT_HD double x_log(double x)  { return log(x); }
+XENT_HD float  x_log1p(float x) { return log1pf(x); }
+XENT_HD double x_log1p(double x){ return log1p(x); }
+XENT_HD float  x_pow(float x, float y)   { return powf(x, y); }
+XENT_HD double x_pow(double x, double y) { return pow(x, y); }
+XENT_HD float  x_abs(float x)   { return fabsf(x); }
+XENT_HD double x_abs(double x)  { return fabs(x); }
+
+template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
+
+/* c * v with 0 * (anything but NaN) = 0. */
+template <typename T> XENT_HD T mul0(T c, T v) { return (c == T(0) && v == v) ? T(0) : c * v; }
+
+/* softplus(x) = log(1 + exp(x)), accurate for every x: for x > 0 the exp argument is negative,
+ * and for x <= 0 log1p keeps the tiny values (softplus(-40) = 4.2e-18, not 0). */
+template <typename T> XENT_HD T log1pexp(T x) {
+    if (x > T(0)) return x + x_log1p(x_exp(-x));
+    return x_log1p(x_exp(x));
+}
+
+/* sigmoid(z) and sigmoid(-z) together, each with full relative accuracy, and their product
+ * sigmoid(z) * sigmoid(-z) (= e / (1 + e)^2, with e = exp(-|z|)), which never underflows early. */
+template <typename T> struct SigmoidPair { T p, q, pq; };
+template <typename T> XENT_HD SigmoidPair<T> sigmoid_pair(T z) {
+    T e = x_exp(-x_abs(z));
+    T d = T(1) + e;
+    T big = T(1) / d, small = e / d;
+    SigmoidPair<T> r;
+    if (z >= T(0)) { r.p = big; r.q = small; } else { r.p = small; r.q = big; }
+    r.pq = small * big;
+    if (is_nan(z)) { r.p = z; r.q = z; r.pq = z; }
+    return r;
+}
+
+/* log(x) / c for c = 1 - x, with its limit -1 at c = 0 (x = 1). `logx` is log(x) computed
+ * accurately by the caller (log(p), log1p(-p), or a log-softmax value). */
+template <typename T> XENT_HD T log_over_complement(T logx, T c) {
+    return c == T(0) ? T(-1) : logx / c;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The focal term of probability x: A(x) = (1 - x)^g * log x, and its first two derivatives with
+ * respect to x. With c = 1 - x and r = log(x) / c <= 0:
+ *     A   = c^g log x
+ *     A'  = c^g (1/x - g r)                    (both parts >= 0: no cancellation)
+ *     A'' = c^(g-1) (g (g-1) r - 2 g / x) - c^g / x^2
+ * g = 0 gives log x, 1/x, -1/x^2 exactly (the cross-entropy terms), without evaluating c^(g-1).
+ * ------------------------------------------------------------------------------------------- */
+template <typename T> struct Terms { T v, d1, d2; };
+
+template <typename T>
+XENT_HD Terms<T> focal_prob_term(T x, T c, T logx, T g, bool want_d1, bool want_d2) {
+    Terms<T> t;
+    if (g == T(0)) {
+        t.v = logx;
+        t.d1 = want_d1 ? T(1) / x : T(0);
+        t.d2 = want_d2 ? -(T(1) / x) / x : T(0);
+        return t;
+    }
+    T cg = x_pow(c, g);
+    t.v = mul0(cg, logx);
+    if (want_d1 || want_d2) {
+        T r = log_over_complement(logx, c);
+        t.d1 = want_d1 ? cg * (T(1) / x - g * r) : T(0);
+        if (want_d2) {
+            T cgm1 = x_pow(c, g - T(1));
+            T inner = g * (g - T(1)) * r - T(2) * g / x;
+            t.d2 = mul0(cgm1, inner) - (cg / x) / x;
+        } else {
+            t.d2 = T(0);
+        }
+    } else {
+        t.d1 = T(0); t.d2 = T(0);
+    }
+    return t;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The focal term of a logit: f(z) = q^g log p with p = sigmoid(z), q = sigmoid(-z), and its
+ * derivatives with respect to z (dp/dz = pq, dq/dz = -pq, d log p/dz = q):
+ *     f   = q^g log p
+ *     f'  = q^g (q - g p log p)                         (both parts >= 0)
+ *     f'' = -q^g ((1 + 2g) p q - g^2 p (p log p) + g q (p log p))
+ * p log p is taken as 0 at p = 0 (its limit), so z = -inf and z = +inf give exact limits.
+ * The other side of a binary loss, (1-p)^g... = p^g log q, is f(-z): swap p and q, log p and log q.
+ * ------------------------------------------------------------------------------------------- */
+template <typename T>
+XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, bool want_d1, bool want_d2) {
+    Terms<T> t;
+    T plogp = (p == T(0)) ? T(0) : p * logp;
+    if (g == T(0)) {
+        t.v = logp;
+        t.d1 = q;
+        t.d2 = -(p * q);
+        return t;
+    }
+    T qg = x_pow(q, g);
+    t.v = mul0(qg, logp);
+    t.d1 = want_d1 ? qg * (q - g * plogp) : T(0);
+    t.d2 = want_d2 ? -qg * ((T(1) + T(2) * g) * (p * q) - g * g * p * plogp + g * q * plogp) : T(0);
+    return t;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Binary losses, one element. c1 weights the positive side (y * pos_weight for BCE, y * alpha for
+ * focal), c0 the negative side ((1 - y), or (1 - y) * (1 - alpha)):
+ *     l = -(c1 * A(p) + c0 * A(1 - p))        from probabilities
+ *     l = -(c1 * f(z) + c0 * f(-z))           from logits
+ * With g = 0 these are binary cross entropy; the code paths are the same, so focal with gamma = 0
+ * reproduces cross entropy bit for bit.
+ * ------------------------------------------------------------------------------------------- */
+template <typename T> struct LGH { T l, g, h; };
+
+template <typename T>
+XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h) {
+    LGH<T> o;
+    if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
+    T q = T(1) - p;                 /* exact for p >= 1/2 */
+    Terms<T> pos, neg;
+    pos.v = pos.d1 = pos.d2 = T(0);
+    neg.v = neg.d1 = neg.d2 = T(0);
+    if (c1 != T(0)) pos = focal_prob_term(p, q, x_log(p), g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_prob_term(q, p, x_log1p(-p), g, want_g, want_h);
+    o.l = -(mul0(c1, pos.v) + mul0(c0, neg.v));
+    o.g = want_g ? (mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
+    o.h = want_h ? -(mul0(c1, pos.d2) + mul0(c0, neg.d2)) : T(0);
+    return o;
+}
+
+template <typename T>
+XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h) {
+    LGH<T> o;
+    if (is_nan(z)) { o.l = z; o.g = z; o.h = z; return o; }
+    SigmoidPair<T> s = sigmoid_pair(z);
+    if (g == T(0)) {
+        /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
+        o.l = mul0(c1, log1pexp(-z)) + mul0(c0, log1pexp(z));
+        o.g = want_g ? (mul0(c0, s.p) - mul0(c1, s.q)) : T(0);
+        o.h = want_h ? (c0 + c1) * s.pq : T(0);
+        return o;
+    }
+    Terms<T> pos, neg;
+    pos.v = pos.d1 = pos.d2 = T(0);
+    neg.v = neg.d1 = neg.d2 = T(0);
+    if (c1 != T(0)) pos = focal_logit_term(s.p, s.q, -log1pexp(-z), g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_logit_term(s.q, s.p, -log1pexp(z), g, want_g, want_h);
+    o.l = -(mul0(c1, pos.v) + mul0(c0, neg.v));
+    o.g = want_g ? (mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
+    o.h = want_h ? -(mul0(c1, pos.d2) + mul0(c0, neg.d2)) : T(0);
+    return o;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Softmax rows. A row is summarised by m = max_j x_j, its first index jm, and
+ * s_rest = sum_{j != jm} exp(x_j - m), so that s = 1 + s_rest and lse = m + log1p(s_rest).
+ * Then, for every class j, with d_j = m - x_j >= 0 (0 where x_j == m, also for infinite m):
+ *     -log P_j = d_j + log1p(s_rest)        (two non-negative parts: no cancellation, so a
+ *                                             confident-correct row keeps its tiny loss)
+ *     P_j = exp(-d_j) / s,   1 - P_j = s_rest / s at j = jm (exact), 1 - P_j elsewhere (P_j <= 1/2).
+ * ------------------------------------------------------------------------------------------- */
+template <typename T> XENT_HD T softmax_gap(T x, T m) { return x == m ? T(0) : m - x; }
+
+template <typename T> struct SoftmaxElem { T P, Q, nlogP; };
+
+template <typename T>
+XENT_HD SoftmaxElem<T> softmax_elem(T d, T e, bool is_jm, double s, double s_rest, T log1p_rest) {
+    SoftmaxElem<T> o;
+    o.P = T(double(e) / s);
+    o.Q = is_jm ? T(s_rest / s) : T(1) - o.P;
+    o.nlogP = d + log1p_rest;
+    return o;
+}
+
+/* Focal pieces of one softmax class with coefficient c (alpha_j * class_weight_j * Y_j).
+ * With F(P) = (1-P)^g log P and the loss -sum_j c_j F(P_j):
+ *     Gj  = c_j P_j F'(P_j)            = c_j Q^g (1 - g P r),       r = log P / Q
+ *     Ktj = c_j P_j H'(P_j) Q_j^2      = -g c_j P Q^(g+1) (log P - (g-1) P r + 2),  H = P F'
+ * so that, with T = sum_j Gj and U = sum_j Ktj / Q_j^2,
+ *     d loss / d x_k    = P_k T - G_k
+ *     d2 loss / d x_k^2 = P_k Q_k T - Kt_k - P_k^2 (U - Kt_k / Q_k^2).
+ * Kt (not K) is kept because K = Kt / Q^2 diverges at Q = 0 for g < 1 while the Hessian does not. */
+template <typename T> struct FocalSoftmax { T loss, G, Kt; };
+
+template <typename T>
+XENT_HD FocalSoftmax<T> focal_softmax_elem(T c, const SoftmaxElem<T>& e, T g, bool want_g, bool want_h) {
+    FocalSoftmax<T> o;
+    o.loss = T(0); o.G = T(0); o.Kt = T(0);
+    if (c == T(0)) return o;
+    T logP = -e.nlogP;
+    if (g == T(0)) {
+        o.loss = mul0(c, e.nlogP);
+        o.G = c;
+        return o;
+    }
+    T Qg = x_pow(e.Q, g);
+    o.loss = c * mul0(Qg, e.nlogP);
+    if (want_g || want_h) {
+        T r = log_over_complement(logP, e.Q);
+        T Pr = (e.P == T(0)) ? T(0) : e.P * r;
+        o.G = c * Qg * (T(1) - g * Pr);
+        if (want_h) {
+            T PlogP = (e.P == T(0)) ? T(0) : e.P * logP;
+            /* P Q^(g+1) (log P - (g-1) P r + 2) = Q^(g+1) (P log P - (g-1) P Pr + 2P) */
+            o.Kt = -g * c * (Qg * e.Q) * (PlogP - (g - T(1)) * e.P * Pr + T(2) * e.P);
+        }
+    }
+    return o;
+}
+
+}  // namespace xent
+
+#endif  /* XENTC_XENT_MATH_H */

@@ -1,0 +1,368 @@
+/* CPU array loops of xentc: one block of samples (binary) or rows (categorical) at a time.
+ * The Cython layer (_kernels.pyx) splits the work into fixed-size blocks, runs the blocks on
+ * OpenMP threads, and adds the per-block sums in block order, so results are the same bits for
+ * any thread count. The per-element formulas live in _xent_math.h.
+ *
+ * Data checks happen here, as the data is read: the first bad element of a block is reported
+ * with an error code and its index, and Python turns it into a message naming the argument.
+ */
+#ifndef XENTC_XENT_ROWS_H
+#define XENTC_XENT_ROWS_H
+
+#include <stdint.h>
+#include <math.h>
+#include "_xent_math.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace xent {
+
+enum ErrorCode {
+    ERR_NONE = 0,
+    ERR_LABEL_RANGE = 1,   /* integer label outside [0, C) and not ignore_index */
+    ERR_LABEL_NAN = 2,     /* NaN label */
+    ERR_LABEL_UNIT = 3,    /* float label outside [0, 1] */
+    ERR_PROB = 4,          /* probability outside [0, 1] */
+    ERR_WEIGHT = 5,        /* sample weight NaN, negative or infinite */
+};
+
+inline int max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+inline int have_openmp() {
+#ifdef _OPENMP
+    return _OPENMP;
+#else
+    return 0;
+#endif
+}
+
+/* A block's contribution: a compensated (Neumaier) sum, and its first error. */
+struct BlockResult {
+    double sum, comp;
+    int err;
+    int64_t err_i, err_j;
+};
+
+static inline void kahan_add(BlockResult* r, double v) {
+    double t = r->sum + v;
+    if (fabs(r->sum) >= fabs(v)) r->comp += (r->sum - t) + v;
+    else r->comp += (v - t) + r->sum;
+    r->sum = t;
+}
+
+static inline void set_error(BlockResult* r, int code, int64_t i, int64_t j) {
+    if (r->err == ERR_NONE) { r->err = code; r->err_i = i; r->err_j = j; }
+}
+
+/* Check of a label that must lie in [0, 1]. */
+template <typename T> static inline int unit_label_error(T y) {
+    if (y != y) return ERR_LABEL_NAN;
+    if (y < T(0) || y > T(1)) return ERR_LABEL_UNIT;
+    return ERR_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sums of sample weights (the mean's denominator), with their checks.                          */
+/* ------------------------------------------------------------------------------------------ */
+struct WeightArgs {
+    const int64_t* labels;   /* integer labels, contiguous, or NULL */
+    const void* sw;          /* sample weights, contiguous, or NULL (all 1) */
+    const void* cw;          /* class weights (length C), or NULL (all 1) */
+    int64_t C;
+    int64_t ignore_index;
+    int has_ignore;
+};
+
+template <typename T>
+static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
+    const WeightArgs* a = (const WeightArgs*)vargs;
+    const T* sw = (const T*)a->sw;
+    const T* cw = (const T*)a->cw;
+    for (int64_t i = i0; i < i1; ++i) {
+        T w = T(1);
+        if (sw) {
+            w = sw[i];
+            if (!(w >= T(0)) || w == T(INFINITY)) { set_error(res, ERR_WEIGHT, i, 0); continue; }
+        }
+        if (a->labels) {
+            int64_t y = a->labels[i];
+            if (a->has_ignore && y == a->ignore_index) continue;
+            if (y < 0 || y >= a->C) { set_error(res, ERR_LABEL_RANGE, i, y); continue; }
+            if (cw) w *= cw[y];
+        }
+        kahan_add(res, double(w));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Binary losses over a flat array (binary CE and binary focal share it: gamma = 0 is CE).      */
+/* ------------------------------------------------------------------------------------------ */
+struct BinaryArgs {
+    const void* y; int64_t sy;      /* labels, in the compute type */
+    const void* x; int64_t sx;      /* probabilities or logits */
+    const void* sw;                 /* sample weights, contiguous, or NULL */
+    const void* w1; int64_t nw1;    /* positive-side weight (pos_weight or alpha) indexed i % nw1 */
+    double w0;                      /* negative-side weight (1, or 1 - alpha) */
+    double eps, gamma, dscale;      /* label smoothing, focal gamma, 1/denominator (mean) or 1 */
+    int from_logits;
+    void* loss; void* grad; void* hess;   /* contiguous outputs, or NULL */
+};
+
+template <typename T>
+static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
+    const BinaryArgs* a = (const BinaryArgs*)vargs;
+    const T* y = (const T*)a->y;
+    const T* x = (const T*)a->x;
+    const T* sw = (const T*)a->sw;
+    const T* w1 = (const T*)a->w1;
+    T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    const bool want_g = go != 0, want_h = ho != 0;
+    const T eps = T(a->eps), g = T(a->gamma), w0 = T(a->w0), dscale = T(a->dscale);
+    for (int64_t i = i0; i < i1; ++i) {
+        T yi = y[i * a->sy];
+        T xi = x[i * a->sx];
+        int e = unit_label_error(yi);
+        if (e) { set_error(res, e, i, 0); continue; }
+        if (!a->from_logits && (xi < T(0) || xi > T(1))) { set_error(res, ERR_PROB, i, 0); continue; }
+        if (eps != T(0)) yi = yi * (T(1) - eps) + eps / T(2);
+        T c1 = w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] * yi : yi;
+        T c0 = w0 * (T(1) - yi);
+        LGH<T> o = a->from_logits ? binary_from_logit(xi, c1, c0, g, want_g, want_h)
+                                  : binary_from_prob(xi, c1, c0, g, want_g, want_h);
+        T wi = sw ? sw[i] : T(1);
+        T l = mul0(wi, o.l);
+        if (lo) lo[i] = l;
+        kahan_add(res, double(l));
+        T ds = wi * dscale;
+        if (want_g) go[i] = mul0(ds, o.g);
+        if (want_h) ho[i] = mul0(ds, o.h);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Categorical losses over rows: y_pred viewed as (outer, C, inner) with element strides; a row */
+/* is (o, k) and its classes are C elements apart by sx_c. Outputs are C-order (outer, C, inner) */
+/* and the per-row loss (outer, inner).                                                         */
+/* ------------------------------------------------------------------------------------------ */
+struct SoftmaxArgs {
+    const void* x; int64_t sx_o, sx_c, sx_i;
+    int64_t C, inner;
+    const int64_t* labels;                       /* integer labels (outer*inner), or NULL */
+    const void* ysoft; int64_t sy_o, sy_c, sy_i; /* soft labels like x, when labels is NULL */
+    const void* sw;                              /* per-row weights, contiguous, or NULL */
+    const void* cwa;                             /* per-class coefficient (class_weight*alpha) or NULL */
+    int64_t ignore_index; int has_ignore;
+    double eps, gamma, dscale;
+    int from_logits;
+    void* loss; void* grad; void* hess;
+};
+
+/* Coefficient c_j = cwa_j * Y'_j of class j in a row (Y' the smoothed label). */
+template <typename T>
+static inline T class_coef(const SoftmaxArgs* a, const T* cwa, int64_t y, const T* ys, int64_t j) {
+    T cw = cwa ? cwa[j] : T(1);
+    T eps = T(a->eps), C = T(a->C);
+    T Y;
+    if (ys) {
+        Y = ys[j * a->sy_c];
+        if (eps != T(0)) Y = Y * (T(1) - eps) + eps / C;
+    } else {
+        Y = (j == y) ? T(1) - eps + eps / C : eps / C;
+    }
+    return mul0(cw, Y);
+}
+
+template <typename T>
+static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
+                                           const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
+    const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
+    const T* cwa = (const T*)a->cwa;
+    const T g = T(a->gamma);
+    const bool want_g = gr != 0, want_h = hr != 0;
+    const T ds = wi * T(a->dscale);
+    /* soft labels must lie in [0, 1] */
+    if (ys) {
+        for (int64_t j = 0; j < C; ++j) {
+            int e = unit_label_error(ys[j * a->sy_c]);
+            if (e) { set_error(res, e, r, j); return; }
+        }
+    }
+    /* pass 1: the maximum and its first index; NaN poisons the row */
+    T m = xr[0];
+    int64_t jm = 0;
+    bool nan = false;
+    for (int64_t j = 0; j < C; ++j) {
+        T v = xr[j * sc];
+        if (v != v) nan = true;
+        else if (v > m || m != m) { m = v; jm = j; }
+    }
+    if (nan) {
+        T q = T(NAN);
+        *loss_out = q;
+        for (int64_t j = 0; j < C; ++j) {
+            if (want_g) gr[j * inner] = q;
+            if (want_h) hr[j * inner] = q;
+        }
+        return;
+    }
+    /* pass 2: s_rest, and the label sums the loss needs */
+    double s_rest = 0.0, S = 0.0, S_rest = 0.0, LD = 0.0;
+    for (int64_t j = 0; j < C; ++j) {
+        T d = softmax_gap(xr[j * sc], m);
+        if (j != jm) s_rest += double(x_exp(-d));
+        if (g == T(0)) {
+            T c = class_coef(a, cwa, y, ys, j);
+            S += double(c);
+            if (j != jm) S_rest += double(c);
+            LD += double(mul0(c, d));
+        }
+    }
+    const double s = 1.0 + s_rest;
+    const T L = T(log1p(s_rest));
+    if (g == T(0)) {
+        /* cross entropy: sum_j c_j (d_j + L) = LD + S L */
+        T l = T(LD + S * double(L));
+        *loss_out = mul0(wi, l);
+        if (!(want_g || want_h)) return;
+        for (int64_t j = 0; j < C; ++j) {
+            T d = softmax_gap(xr[j * sc], m);
+            T e = x_exp(-d);
+            SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
+            T c = class_coef(a, cwa, y, ys, j);
+            if (want_g) {
+                T gj;
+                if (j == jm) gj = T(S_rest - S * double(el.Q));   /* S P - c = (S - c) - S Q */
+                else gj = T(S * double(el.P)) - c;
+                gr[j * inner] = mul0(ds, gj);
+            }
+            if (want_h) hr[j * inner] = mul0(ds, T(S * double(el.P) * double(el.Q)));
+        }
+        return;
+    }
+    /* focal: pass 3 over the classes for the loss and the gradient/Hessian sums */
+    double loss = 0.0, Tt = 0.0, T_rest = 0.0, U_rest = 0.0;
+    T G_jm = T(0), Kt_jm = T(0);
+    for (int64_t j = 0; j < C; ++j) {
+        T c = class_coef(a, cwa, y, ys, j);
+        if (c == T(0) && !(want_g || want_h)) continue;
+        T d = softmax_gap(xr[j * sc], m);
+        SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), j == jm, s, s_rest, L);
+        FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
+        loss += double(f.loss);
+        Tt += double(f.G);
+        if (j == jm) { G_jm = f.G; Kt_jm = f.Kt; }
+        else { T_rest += double(f.G); if (want_h) U_rest += double(f.Kt) / (double(el.Q) * double(el.Q)); }
+    }
+    *loss_out = mul0(wi, T(loss));
+    if (!(want_g || want_h)) return;
+    for (int64_t j = 0; j < C; ++j) {
+        T c = class_coef(a, cwa, y, ys, j);
+        T d = softmax_gap(xr[j * sc], m);
+        T e = x_exp(-d);
+        SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
+        FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
+        const double P = double(el.P), Q = double(el.Q);
+        if (want_g) {
+            double gj = (j == jm) ? P * T_rest - Q * double(G_jm) : P * Tt - double(f.G);
+            gr[j * inner] = mul0(ds, T(gj));
+        }
+        if (want_h) {
+            double hj;
+            if (j == jm) {
+                hj = P * Q * Tt - double(Kt_jm) - P * P * U_rest;
+            } else {
+                double Kj = double(f.Kt) / (Q * Q);
+                double ratio = (e == T(0)) ? 0.0 : double(e) / s_rest;   /* P_j / Q_jm */
+                hj = P * Q * Tt - double(f.Kt) - P * P * (U_rest - Kj) - ratio * ratio * double(Kt_jm);
+            }
+            hr[j * inner] = mul0(ds, T(hj));
+        }
+    }
+}
+
+template <typename T>
+static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
+                                          const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
+    const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
+    const T* cwa = (const T*)a->cwa;
+    const T g = T(a->gamma);
+    const bool want_g = gr != 0, want_h = hr != 0;
+    const T ds = wi * T(a->dscale);
+    for (int64_t j = 0; j < C; ++j) {
+        T p = xr[j * sc];
+        if (p < T(0) || p > T(1)) { set_error(res, ERR_PROB, r, j); return; }
+        if (ys) {
+            int e = unit_label_error(ys[j * a->sy_c]);
+            if (e) { set_error(res, e, r, j); return; }
+        }
+    }
+    double loss = 0.0;
+    for (int64_t j = 0; j < C; ++j) {
+        T p = xr[j * sc];
+        T c = class_coef(a, cwa, y, ys, j);
+        T gj = T(0), hj = T(0);
+        if (p != p) {
+            loss += double(p); gj = p; hj = p;
+        } else if (c != T(0)) {
+            Terms<T> t = focal_prob_term(p, T(1) - p, x_log(p), g, want_g, want_h);
+            loss -= double(mul0(c, t.v));
+            gj = -(c * t.d1);
+            hj = -(c * t.d2);
+        }
+        if (want_g) gr[j * inner] = mul0(ds, gj);
+        if (want_h) hr[j * inner] = mul0(ds, hj);
+    }
+    *loss_out = mul0(wi, T(loss));
+}
+
+template <typename T>
+static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult* res) {
+    const SoftmaxArgs* a = (const SoftmaxArgs*)vargs;
+    const int64_t C = a->C, inner = a->inner;
+    const T* x = (const T*)a->x;
+    const T* ysoft = (const T*)a->ysoft;
+    const T* sw = (const T*)a->sw;
+    T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t o = r / inner, k = r % inner;
+        const T* xr = x + o * a->sx_o + k * a->sx_i;
+        const T* ys = ysoft ? ysoft + o * a->sy_o + k * a->sy_i : (const T*)0;
+        T* gr = go ? go + o * C * inner + k : (T*)0;
+        T* hr = ho ? ho + o * C * inner + k : (T*)0;
+        int64_t y = a->labels ? a->labels[r] : -1;
+        T l = T(0);
+        if (a->labels && a->has_ignore && y == a->ignore_index) {
+            for (int64_t j = 0; j < C; ++j) {
+                if (gr) gr[j * inner] = T(0);
+                if (hr) hr[j * inner] = T(0);
+            }
+        } else {
+            T wi = sw ? sw[r] : T(1);
+            if (a->from_logits) softmax_row_from_logits(a, r, xr, y, ys, gr, hr, wi, res, &l);
+            else softmax_row_from_probs(a, r, xr, y, ys, gr, hr, wi, res, &l);
+        }
+        if (lo) lo[r] = l;
+        kahan_add(res, double(l));
+    }
+}
+
+/* Non-template entry points for Cython. */
+typedef void (*block_fn)(const void*, int64_t, int64_t, BlockResult*);
+static const block_fn weight_block_f = weight_block<float>;
+static const block_fn weight_block_d = weight_block<double>;
+static const block_fn binary_block_f = binary_block<float>;
+static const block_fn binary_block_d = binary_block<double>;
+static const block_fn softmax_block_f = softmax_block<float>;
+static const block_fn softmax_block_d = softmax_block<double>;
+
+}  // namespace xent
+
+#endif  /* XENTC_XENT_ROWS_H */
