@@ -70,12 +70,11 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
 
     int max_threads()
     int have_openmp()
-    block_fn weight_block_f
-    block_fn weight_block_d
-    block_fn binary_block_f
-    block_fn binary_block_d
-    block_fn softmax_block_f
-    block_fn softmax_block_d
+
+cdef extern from "_xent_dispatch.h" namespace "xent" nogil:
+    const block_fn* kernel_table()
+    const char* kernel_isa()
+    int K_WEIGHT, K_BINARY, K_SOFTMAX
 
 # Below this many elements of work a call runs on the calling thread: starting a parallel region
 # costs more than it saves.
@@ -87,6 +86,11 @@ BLOCK_WORK = 16384
 def openmp_info():
     """(OpenMP version macro or 0, default thread count)."""
     return have_openmp(), max_threads()
+
+
+def kernel_variant():
+    """The instruction-set variant of the CPU kernels chosen at run time ("avx2" or "baseline")."""
+    return kernel_isa().decode()
 
 
 cdef size_t _addr(a) except? 0:
@@ -137,12 +141,13 @@ cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, obje
                 ej = res[b].err_j
             for v in (res[b].sum, res[b].comp):
                 t = total + v
-                if abs(total) >= abs(v):
-                    comp += (total - t) + v
-                else:
-                    comp += (v - t) + total
+                if t - t == 0.0:  # finite: keep the rounding error; inf/NaN totals need none
+                    if abs(total) >= abs(v):
+                        comp += (total - t) + v
+                    else:
+                        comp += (v - t) + total
                 total = t
-        return total + comp, err, ei, ej
+        return (total + comp if total - total == 0.0 else total), err, ei, ej
     finally:
         free(res)
 
@@ -157,7 +162,7 @@ def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore,
     a.C = C
     a.ignore_index = ignore_index
     a.has_ignore = has_ignore
-    return _run(weight_block_d if double_ else weight_block_f, &a, n, 1, n_threads)
+    return _run(kernel_table()[K_WEIGHT + double_], &a, n, 1, n_threads)
 
 
 def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bint from_logits,
@@ -180,7 +185,7 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     a.grad = <void*>_addr(grad)
     a.hess = <void*>_addr(hess)
     cost = 4 if gamma == 0 else 12
-    return _run(binary_block_d if double_ else binary_block_f, &a, x.shape[0], cost, n_threads)
+    return _run(kernel_table()[K_BINARY + double_], &a, x.shape[0], cost, n_threads)
 
 
 def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
@@ -214,5 +219,5 @@ def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
     a.grad = <void*>_addr(grad)
     a.hess = <void*>_addr(hess)
     cdef int64_t rows = x.shape[0] * x.shape[2]
-    return _run(softmax_block_d if double_ else softmax_block_f, &a, rows, max(1, x.shape[1]) * 3,
+    return _run(kernel_table()[K_SOFTMAX + double_], &a, rows, max(1, x.shape[1]) * 3,
                 n_threads)

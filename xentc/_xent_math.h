@@ -18,19 +18,30 @@
 #define XENT_HD __host__ __device__ __forceinline__
 #else
 #include <math.h>
+#include "_xent_vmath.h"
 #define XENT_HD static inline
 #endif
 
 namespace xent {
 
-/* Overloads so that templates pick the float or double libm function (also under NVRTC, which
- * has no <cmath>). */
+/* Overloads so that templates pick the float or double function (also under NVRTC, which has no
+ * <cmath>). On the CPU exp/log/log1p are the branch-free versions of _xent_vmath.h, so the loops
+ * that call them vectorise; on the GPU the CUDA math library's. */
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 XENT_HD float  x_exp(float x)   { return expf(x); }
 XENT_HD double x_exp(double x)  { return exp(x); }
 XENT_HD float  x_log(float x)   { return logf(x); }
 XENT_HD double x_log(double x)  { return log(x); }
 XENT_HD float  x_log1p(float x) { return log1pf(x); }
 XENT_HD double x_log1p(double x){ return log1p(x); }
+#else
+XENT_HD float  x_exp(float x)   { return vexp(x); }
+XENT_HD double x_exp(double x)  { return vexp(x); }
+XENT_HD float  x_log(float x)   { return vlog(x); }
+XENT_HD double x_log(double x)  { return vlog(x); }
+XENT_HD float  x_log1p(float x) { return vlog1p(x); }
+XENT_HD double x_log1p(double x){ return vlog1p(x); }
+#endif
 XENT_HD float  x_pow(float x, float y)   { return powf(x, y); }
 XENT_HD double x_pow(double x, double y) { return pow(x, y); }
 XENT_HD float  x_abs(float x)   { return fabsf(x); }
@@ -41,26 +52,8 @@ template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
 /* c * v with 0 * (anything but NaN) = 0. */
 template <typename T> XENT_HD T mul0(T c, T v) { return (c == T(0) && v == v) ? T(0) : c * v; }
 
-/* softplus(x) = log(1 + exp(x)), accurate for every x: for x > 0 the exp argument is negative,
- * and for x <= 0 log1p keeps the tiny values (softplus(-40) = 4.2e-18, not 0). */
-template <typename T> XENT_HD T log1pexp(T x) {
-    if (x > T(0)) return x + x_log1p(x_exp(-x));
-    return x_log1p(x_exp(x));
-}
-
-/* sigmoid(z) and sigmoid(-z) together, each with full relative accuracy, and their product
- * sigmoid(z) * sigmoid(-z) (= e / (1 + e)^2, with e = exp(-|z|)), which never underflows early. */
+/* sigmoid(z), sigmoid(-z) and their product, as binary_from_logit computes them. */
 template <typename T> struct SigmoidPair { T p, q, pq; };
-template <typename T> XENT_HD SigmoidPair<T> sigmoid_pair(T z) {
-    T e = x_exp(-x_abs(z));
-    T d = T(1) + e;
-    T big = T(1) / d, small = e / d;
-    SigmoidPair<T> r;
-    if (z >= T(0)) { r.p = big; r.q = small; } else { r.p = small; r.q = big; }
-    r.pq = small * big;
-    if (is_nan(z)) { r.p = z; r.q = z; r.pq = z; }
-    return r;
-}
 
 /* log(x) / c for c = 1 - x, with its limit -1 at c = 0 (x = 1). `logx` is log(x) computed
  * accurately by the caller (log(p), log1p(-p), or a log-softmax value). */
@@ -70,7 +63,7 @@ template <typename T> XENT_HD T log_over_complement(T logx, T c) {
 
 /* ---------------------------------------------------------------------------------------------
  * The focal term of probability x: A(x) = (1 - x)^g * log x, and its first two derivatives with
- * respect to x. With c = 1 - x and r = log(x) / c <= 0:
+ * respect to x, times a coefficient k. With c = 1 - x and r = log(x) / c <= 0:
  *     A   = c^g log x
  *     A'  = c^g (1/x - g r)                    (both parts >= 0: no cancellation)
  *     A'' = c^(g-1) (g (g-1) r - 2 g / x) - c^g / x^2
@@ -79,23 +72,25 @@ template <typename T> XENT_HD T log_over_complement(T logx, T c) {
 template <typename T> struct Terms { T v, d1, d2; };
 
 template <typename T>
-XENT_HD Terms<T> focal_prob_term(T x, T c, T logx, T g, bool want_d1, bool want_d2) {
+XENT_HD Terms<T> focal_prob_term(T k, T x, T c, T logx, T g, bool want_d1, bool want_d2) {
+    /* Returns k * (A, A', A'') for a coefficient k > 0; k enters before the divisions by x so that
+     * k / x^2 stays finite wherever the true value is (1 / x^2 alone overflows for x < 1e-154). */
     Terms<T> t;
     if (g == T(0)) {
-        t.v = logx;
-        t.d1 = want_d1 ? T(1) / x : T(0);
-        t.d2 = want_d2 ? -(T(1) / x) / x : T(0);
+        t.v = mul0(k, logx);
+        t.d1 = want_d1 ? k / x : T(0);
+        t.d2 = want_d2 ? -((k / x) / x) : T(0);
         return t;
     }
-    T cg = x_pow(c, g);
-    t.v = mul0(cg, logx);
+    T kcg = k * x_pow(c, g);
+    t.v = mul0(kcg, logx);
     if (want_d1 || want_d2) {
         T r = log_over_complement(logx, c);
-        t.d1 = want_d1 ? cg * (T(1) / x - g * r) : T(0);
+        t.d1 = want_d1 ? kcg / x - kcg * g * r : T(0);
         if (want_d2) {
             T cgm1 = x_pow(c, g - T(1));
             T inner = g * (g - T(1)) * r - T(2) * g / x;
-            t.d2 = mul0(cgm1, inner) - (cg / x) / x;
+            t.d2 = k * mul0(cgm1, inner) - (kcg / x) / x;
         } else {
             t.d2 = T(0);
         }
@@ -149,22 +144,31 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h) 
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_prob_term(p, q, x_log(p), g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_prob_term(q, p, x_log1p(-p), g, want_g, want_h);
-    o.l = -(mul0(c1, pos.v) + mul0(c0, neg.v));
-    o.g = want_g ? (mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
-    o.h = want_h ? -(mul0(c1, pos.d2) + mul0(c0, neg.d2)) : T(0);
+    if (c1 != T(0)) pos = focal_prob_term(c1, p, q, x_log(p), g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_prob_term(c0, q, p, x_log1p(-p), g, want_g, want_h);
+    o.l = -(pos.v + neg.v);
+    o.g = want_g ? (neg.d1 - pos.d1) : T(0);
+    o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
     return o;
 }
 
 template <typename T>
 XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h) {
-    LGH<T> o;
-    if (is_nan(z)) { o.l = z; o.g = z; o.h = z; return o; }
-    SigmoidPair<T> s = sigmoid_pair(z);
+    LGH<T> o;  /* NaN z propagates through every term below (mul0 keeps NaN) */
+    /* One exp and one log1p serve both sides: with e = exp(-|z|),
+     * softplus(z) = max(z, 0) + log1p(e) and softplus(-z) = max(-z, 0) + log1p(e). */
+    T e = x_exp(-x_abs(z));
+    T d = T(1) + e;
+    T big = T(1) / d, small = e * big;
+    SigmoidPair<T> s;
+    if (z >= T(0)) { s.p = big; s.q = small; } else { s.p = small; s.q = big; }
+    s.pq = small * big;
+    T lp = x_log1p(e);
+    T sp_pos = (z > T(0) ? z : T(0)) + lp;     /* softplus(z)  = -log q */
+    T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
     if (g == T(0)) {
         /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
-        o.l = mul0(c1, log1pexp(-z)) + mul0(c0, log1pexp(z));
+        o.l = mul0(c1, sp_neg) + mul0(c0, sp_pos);
         o.g = want_g ? (mul0(c0, s.p) - mul0(c1, s.q)) : T(0);
         o.h = want_h ? (c0 + c1) * s.pq : T(0);
         return o;
@@ -172,8 +176,8 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h)
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_logit_term(s.p, s.q, -log1pexp(-z), g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_logit_term(s.q, s.p, -log1pexp(z), g, want_g, want_h);
+    if (c1 != T(0)) pos = focal_logit_term(s.p, s.q, -sp_neg, g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_logit_term(s.q, s.p, -sp_pos, g, want_g, want_h);
     o.l = -(mul0(c1, pos.v) + mul0(c0, neg.v));
     o.g = want_g ? (mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
     o.h = want_h ? -(mul0(c1, pos.d2) + mul0(c0, neg.d2)) : T(0);
@@ -189,6 +193,18 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h)
  *     P_j = exp(-d_j) / s,   1 - P_j = s_rest / s at j = jm (exact), 1 - P_j elsewhere (P_j <= 1/2).
  * ------------------------------------------------------------------------------------------- */
 template <typename T> XENT_HD T softmax_gap(T x, T m) { return x == m ? T(0) : m - x; }
+
+/* exp(x - m) with the rounding error of m - x taken into account (TwoSum gives it exactly):
+ * exp(-(d + err)) = exp(-d) (1 - err). Without it, exp(-d) inherits a relative error of
+ * d ulp/2 from the rounded d, 15 ulp at d = 30: too much for the tiny losses of confident rows. */
+template <typename T> XENT_HD T softmax_exp(T x, T m) {
+    T d = m - x;
+    T bb = d - m;
+    T err = (m - (d - bb)) + (-x - bb);
+    err = (d - d == T(0)) ? err : T(0);          /* d infinite: no correction */
+    T e = x_exp(-d) * (T(1) - err);
+    return x == m ? T(1) : e;
+}
 
 template <typename T> struct SoftmaxElem { T P, Q, nlogP; };
 

@@ -53,8 +53,10 @@ struct BlockResult {
 
 static inline void kahan_add(BlockResult* r, double v) {
     double t = r->sum + v;
-    if (fabs(r->sum) >= fabs(v)) r->comp += (r->sum - t) + v;
-    else r->comp += (v - t) + r->sum;
+    if (t - t == 0.0) {   /* finite: keep the rounding error; an inf or NaN sum needs none */
+        if (fabs(r->sum) >= fabs(v)) r->comp += (r->sum - t) + v;
+        else r->comp += (v - t) + r->sum;
+    }
     r->sum = t;
 }
 
@@ -165,6 +167,73 @@ struct SoftmaxArgs {
     void* loss; void* grad; void* hess;
 };
 
+/* Loops that reduce (sums, maxima) keep LANES independent accumulators, combined in a fixed
+ * order at the end: the compiler can then vectorise them without -ffast-math, and the result is
+ * the same bits whatever vector width the machine has. */
+constexpr int LANES = 8;
+
+static inline double lane_total(const double* acc) {
+    double a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    double b = (acc[4] + acc[5]) + (acc[6] + acc[7]);
+    return a + b;
+}
+
+/* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
+ * s_rest = sum_{j != jm} exp(x_j - m). Two passes over the row. */
+template <typename T> struct RowSummary { T m; int64_t jm; bool nan; double s_rest; };
+
+template <typename T, bool UNIT>
+static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C) {
+    const int64_t sc = UNIT ? 1 : sc_;
+    T mx[LANES];
+    int64_t ix[LANES];
+    int nn[LANES];
+    for (int k = 0; k < LANES; ++k) { mx[k] = T(-INFINITY); ix[k] = -1; nn[k] = 0; }
+    int64_t j0 = 0;
+    for (; j0 + LANES <= C; j0 += LANES) {
+        for (int k = 0; k < LANES; ++k) {
+            const T v = xr[(j0 + k) * sc];
+            nn[k] |= (v != v);
+            const bool gt = v > mx[k];
+            mx[k] = gt ? v : mx[k];
+            ix[k] = gt ? j0 + k : ix[k];
+        }
+    }
+    for (int k = 0; j0 + k < C; ++k) {
+        const T v = xr[(j0 + k) * sc];
+        nn[k] |= (v != v);
+        const bool gt = v > mx[k];
+        mx[k] = gt ? v : mx[k];
+        ix[k] = gt ? j0 + k : ix[k];
+    }
+    RowSummary<T> r;
+    r.nan = false;
+    r.m = mx[0];
+    for (int k = 0; k < LANES; ++k) { r.nan |= nn[k] != 0; r.m = mx[k] > r.m ? mx[k] : r.m; }
+    r.jm = -1;
+    for (int k = 0; k < LANES; ++k)
+        if (mx[k] == r.m && ix[k] >= 0 && (r.jm < 0 || ix[k] < r.jm)) r.jm = ix[k];
+    if (r.jm < 0) r.jm = 0;   /* every entry is -inf: all tie at the maximum */
+    r.s_rest = 0.0;
+    if (r.nan) return r;
+    double acc[LANES];
+    for (int k = 0; k < LANES; ++k) acc[k] = 0.0;
+    const T m = r.m;
+    const int64_t jm = r.jm;
+    for (j0 = 0; j0 + LANES <= C; j0 += LANES) {
+        for (int k = 0; k < LANES; ++k) {
+            const T e = softmax_exp(xr[(j0 + k) * sc], m);
+            acc[k] += (j0 + k == jm) ? 0.0 : double(e);
+        }
+    }
+    for (int k = 0; j0 + k < C; ++k) {
+        const T e = softmax_exp(xr[(j0 + k) * sc], m);
+        acc[k] += (j0 + k == jm) ? 0.0 : double(e);
+    }
+    r.s_rest = lane_total(acc);
+    return r;
+}
+
 /* Coefficient c_j = cwa_j * Y'_j of class j in a row (Y' the smoothed label). */
 template <typename T>
 static inline T class_coef(const SoftmaxArgs* a, const T* cwa, int64_t y, const T* ys, int64_t j) {
@@ -180,7 +249,79 @@ static inline T class_coef(const SoftmaxArgs* a, const T* cwa, int64_t y, const 
     return mul0(cw, Y);
 }
 
-template <typename T>
+/* Cross entropy of one softmax row, given the row summary (m, jm, s_rest): the loss
+ * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
+ * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact. */
+template <typename T, bool UNIT>
+static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, T* gr, T* hr,
+                                     T wi, T m, int64_t jm, double s, double s_rest, T L, T* loss_out) {
+    const int64_t C = a->C, sc = UNIT ? 1 : a->sx_c, inner = UNIT ? 1 : a->inner;
+    const T* cwa = (const T*)a->cwa;
+    const T eps = T(a->eps), epsC = T(a->eps) / T(C);
+    const bool want_g = gr != 0, want_h = hr != 0;
+    double S = 0.0, S_rest = 0.0, LD = 0.0;
+    if (ys) {
+        for (int64_t j = 0; j < C; ++j) {
+            T c = class_coef(a, cwa, y, ys, j);
+            S += double(c);
+            if (j != jm) S_rest += double(c);
+            LD += double(mul0(c, softmax_gap(xr[j * sc], m)));
+        }
+    } else {
+        /* integer label y: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y */
+        const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
+        if (eps != T(0)) {
+            for (int64_t j = 0; j < C; ++j) {
+                T cw = cwa ? cwa[j] : T(1);
+                S += double(epsC * cw);
+                if (j != jm) S_rest += double(epsC * cw);
+                LD += double(mul0(epsC * cw, softmax_gap(xr[j * sc], m)));
+            }
+        }
+        S += double(cy);
+        if (y != jm) S_rest += double(cy);
+        LD += double(mul0(cy, softmax_gap(xr[y * sc], m)));
+    }
+    *loss_out = mul0(wi, T(LD + S * double(L)));
+    if (!(want_g || want_h)) return;
+    const T ds = wi * T(a->dscale);
+    const T inv_s = T(1.0 / s), ST = T(S);
+    if (ys) {
+        for (int64_t j = 0; j < C; ++j) {
+            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+            if (want_g) gr[j * inner] = mul0(ds, ST * P - class_coef(a, cwa, y, ys, j));
+            if (want_h) hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+        }
+    } else if (want_g && want_h) {
+        for (int64_t j = 0; j < C; ++j) {
+            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+            gr[j * inner] = mul0(ds, ST * P - epsC * (cwa ? cwa[j] : T(1)));
+            hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+        }
+    } else if (want_g) {
+        for (int64_t j = 0; j < C; ++j) {
+            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+            gr[j * inner] = mul0(ds, ST * P - epsC * (cwa ? cwa[j] : T(1)));
+        }
+    } else {
+        for (int64_t j = 0; j < C; ++j) {
+            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+            hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+        }
+    }
+    const T Qjm = T(s_rest / s);
+    if (want_g) {
+        if (!ys && y != jm) {
+            T P = x_exp(-softmax_gap(xr[y * sc], m)) * inv_s;
+            T c = epsC * (cwa ? cwa[y] : T(1)) + (T(1) - eps) * (cwa ? cwa[y] : T(1));
+            gr[y * inner] = mul0(ds, ST * P - c);
+        }
+        gr[jm * inner] = mul0(ds, T(S_rest - S * double(Qjm)));
+    }
+    if (want_h) hr[jm * inner] = mul0(ds, ST * inv_s * Qjm);
+}
+
+template <typename T, bool UNIT>
 static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
                                            const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
     const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
@@ -195,16 +336,8 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
             if (e) { set_error(res, e, r, j); return; }
         }
     }
-    /* pass 1: the maximum and its first index; NaN poisons the row */
-    T m = xr[0];
-    int64_t jm = 0;
-    bool nan = false;
-    for (int64_t j = 0; j < C; ++j) {
-        T v = xr[j * sc];
-        if (v != v) nan = true;
-        else if (v > m || m != m) { m = v; jm = j; }
-    }
-    if (nan) {
+    RowSummary<T> sum = softmax_summary<T, UNIT>(xr, sc, C);
+    if (sum.nan) {
         T q = T(NAN);
         *loss_out = q;
         for (int64_t j = 0; j < C; ++j) {
@@ -213,38 +346,13 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
         }
         return;
     }
-    /* pass 2: s_rest, and the label sums the loss needs */
-    double s_rest = 0.0, S = 0.0, S_rest = 0.0, LD = 0.0;
-    for (int64_t j = 0; j < C; ++j) {
-        T d = softmax_gap(xr[j * sc], m);
-        if (j != jm) s_rest += double(x_exp(-d));
-        if (g == T(0)) {
-            T c = class_coef(a, cwa, y, ys, j);
-            S += double(c);
-            if (j != jm) S_rest += double(c);
-            LD += double(mul0(c, d));
-        }
-    }
+    const T m = sum.m;
+    const int64_t jm = sum.jm;
+    const double s_rest = sum.s_rest;
     const double s = 1.0 + s_rest;
     const T L = T(log1p(s_rest));
     if (g == T(0)) {
-        /* cross entropy: sum_j c_j (d_j + L) = LD + S L */
-        T l = T(LD + S * double(L));
-        *loss_out = mul0(wi, l);
-        if (!(want_g || want_h)) return;
-        for (int64_t j = 0; j < C; ++j) {
-            T d = softmax_gap(xr[j * sc], m);
-            T e = x_exp(-d);
-            SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
-            T c = class_coef(a, cwa, y, ys, j);
-            if (want_g) {
-                T gj;
-                if (j == jm) gj = T(S_rest - S * double(el.Q));   /* S P - c = (S - c) - S Q */
-                else gj = T(S * double(el.P)) - c;
-                gr[j * inner] = mul0(ds, gj);
-            }
-            if (want_h) hr[j * inner] = mul0(ds, T(S * double(el.P) * double(el.Q)));
-        }
+        softmax_ce_finish<T, UNIT>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
         return;
     }
     /* focal: pass 3 over the classes for the loss and the gradient/Hessian sums */
@@ -312,10 +420,10 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
         if (p != p) {
             loss += double(p); gj = p; hj = p;
         } else if (c != T(0)) {
-            Terms<T> t = focal_prob_term(p, T(1) - p, x_log(p), g, want_g, want_h);
-            loss -= double(mul0(c, t.v));
-            gj = -(c * t.d1);
-            hj = -(c * t.d2);
+            Terms<T> t = focal_prob_term(c, p, T(1) - p, x_log(p), g, want_g, want_h);
+            loss -= double(t.v);
+            gj = -t.d1;
+            hj = -t.d2;
         }
         if (want_g) gr[j * inner] = mul0(ds, gj);
         if (want_h) hr[j * inner] = mul0(ds, hj);
@@ -331,6 +439,7 @@ static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult
     const T* ysoft = (const T*)a->ysoft;
     const T* sw = (const T*)a->sw;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    const bool unit = a->sx_c == 1 && inner == 1;   /* contiguous rows: the vectorised path */
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t o = r / inner, k = r % inner;
         const T* xr = x + o * a->sx_o + k * a->sx_i;
@@ -346,7 +455,8 @@ static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult
             }
         } else {
             T wi = sw ? sw[r] : T(1);
-            if (a->from_logits) softmax_row_from_logits(a, r, xr, y, ys, gr, hr, wi, res, &l);
+            if (a->from_logits && unit) softmax_row_from_logits<T, true>(a, r, xr, y, ys, gr, hr, wi, res, &l);
+            else if (a->from_logits) softmax_row_from_logits<T, false>(a, r, xr, y, ys, gr, hr, wi, res, &l);
             else softmax_row_from_probs(a, r, xr, y, ys, gr, hr, wi, res, &l);
         }
         if (lo) lo[r] = l;

@@ -1,0 +1,20 @@
+/* One instruction-set variant of the CPU kernels. meson.build compiles this file once for the
+ * baseline of the target (SSE2 on x86-64, NEON on aarch64) and, on x86-64, once more with AVX2;
+ * _xent_dispatch.h picks the table at run time. Both variants run the same IEEE operations in the
+ * same order (no FMA contraction), so they give the same bits; AVX2 only runs more lanes at once. */
+#include "_xent_rows.h"
+
+#ifndef XENT_VARIANT
+#error "XENT_VARIANT must name the instruction-set variant (base or avx2)"
+#endif
+#define XENT_CAT2(a, b) a##b
+#define XENT_CAT(a, b) XENT_CAT2(a, b)
+
+extern "C" {
+extern const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[6];
+const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[6] = {
+    xent::weight_block_f, xent::weight_block_d,
+    xent::binary_block_f, xent::binary_block_d,
+    xent::softmax_block_f, xent::softmax_block_d,
+};
+}

@@ -1,0 +1,146 @@
+/* Branch-free exp for the CPU kernels, written so that GCC and Clang vectorise the loops that
+ * call it (libm's expf/exp are scalar calls, which is what keeps NumPy, PyTorch and scikit-learn
+ * at 15-60x the copy time of their input).
+ *
+ * Method: Cody-Waite range reduction x = n ln2 + r with |r| <= ln2/2 (ln2 split so that n * ln2_hi
+ * is exact), a polynomial for exp(r), and the scaling by 2^n done as two multiplications by
+ * 2^(n/2)-ish powers so that results in the subnormal range are rounded once and overflow gives
+ * inf. Inputs are clamped first (which also maps +-inf to the right limits); NaN is passed through
+ * at the end. Measured accuracy (tests/test_vmath.py runs the check): float within 2 ulp of the
+ * correctly rounded value over every float in [-104, 89]; double within 2 ulp on 10^7 points.
+ *
+ * No -ffast-math is needed or used: the round-to-nearest trick below relies on strict IEEE order.
+ */
+#ifndef XENTC_XENT_VMATH_H
+#define XENTC_XENT_VMATH_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+namespace xent {
+
+static inline float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+static inline double bits_to_double(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
+
+static inline float vexp(float x) {
+    const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+    /* n = round(xc / ln2): adding and removing 1.5 * 2^23 rounds to nearest even */
+    const float shifter = 12582912.0f;
+    const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    /* Cephes expf polynomial: exp(r) = 1 + r + r^2 P(r) on |r| <= ln2/2 */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    const int32_t ni = (int32_t)n;                   /* in [-150, 128] */
+    const int32_t n1 = ni / 2, n2 = ni - n1;          /* each in [-75, 64] */
+    const float res = p * bits_to_float((uint32_t)(n1 + 127) << 23) * bits_to_float((uint32_t)(n2 + 127) << 23);
+    return x != x ? x : res;
+}
+
+static inline double vexp(double x) {
+    const double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
+    const double shifter = 6755399441055744.0;       /* 1.5 * 2^52 */
+    const double n = (xc * 1.4426950408889634074 + shifter) - shifter;
+    /* ln2 = ln2_hi + ln2_lo with ln2_hi having 32 significant bits, so n * ln2_hi is exact */
+    const double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    /* Taylor series of exp(r) to degree 13: truncation below 2^-57 on |r| <= ln2/2 */
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * (r * r) + r + 1.0;
+    const int32_t ni = (int32_t)n;                   /* in [-1077, 1025] */
+    const int32_t n1 = ni / 2, n2 = ni - n1;          /* each in [-539, 513] */
+    const double res = p * bits_to_double((uint64_t)(int64_t)(n1 + 1023) << 52)
+                         * bits_to_double((uint64_t)(int64_t)(n2 + 1023) << 52);
+    return x != x ? x : res;
+}
+
+
+/* log of x > 0 (normal or subnormal); log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Float:
+ * Cephes' logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)); double: fdlibm's
+ * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f). */
+static inline float vlog(float x) {
+    const bool sub = x < 1.17549435e-38f;
+    const float xs = sub ? x * 8388608.0f : x;            /* 2^23 */
+    uint32_t u; memcpy(&u, &xs, sizeof u);
+    int32_t e = (int32_t)((u >> 23) & 0xff) - 126;
+    float m = bits_to_float((u & 0x007fffffu) | 0x3f000000u);   /* in [0.5, 1) */
+    if (sub) e -= 23;
+    const bool small = m < 0.707106781186547524f;
+    e = small ? e - 1 : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    const float fe = (float)e;
+    y = y + fe * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    float r = (m + y) + fe * 0.693359375f;
+    r = x == 0.0f ? -INFINITY : r;
+    r = x < 0.0f ? NAN : r;
+    r = (x == INFINITY || x != x) ? x : r;
+    return r;
+}
+
+static inline double vlog(double x) {
+    const bool sub = x < 2.2250738585072014e-308;
+    const double xs = sub ? x * 18014398509481984.0 : x;  /* 2^54 */
+    uint64_t u; memcpy(&u, &xs, sizeof u);
+    int32_t e = (int32_t)((u >> 52) & 0x7ff) - 1023;
+    double m = bits_to_double((u & 0x000fffffffffffffull) | 0x3ff0000000000000ull);  /* in [1, 2) */
+    if (sub) e -= 54;
+    const bool big = m > 1.41421356237309504880;
+    e = big ? e + 1 : e;
+    m = big ? m * 0.5 : m;
+    const double f = m - 1.0;
+    const double s = f / (2.0 + f);
+    const double z = s * s;
+    const double w = z * z;
+    const double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+    const double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01
+                          + w * 1.479819860511658591e-01)));
+    const double R = t1 + t2;
+    const double hfsq = 0.5 * f * f;
+    const double de = (double)e;
+    double r = de * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
+    r = x == 0.0 ? -INFINITY : r;
+    r = x < 0.0 ? NAN : r;
+    r = (x == INFINITY || x != x) ? x : r;
+    return r;
+}
+
+/* log1p(x) for x >= -1 through log(1 + x) and the correction x / ((1 + x) - 1) for the rounding
+ * of 1 + x (Goldberg's method); exact at x = 0 and for tiny x. */
+template <typename T> static inline T vlog1p(T x) {
+    const T u = T(1) + x;
+    const T d = u - T(1);
+    const T r = vlog(u) * (x / (d == T(0) ? T(1) : d));
+    return d == T(0) ? x : (u == T(INFINITY) ? u : r);
+}
+
+}  // namespace xent
+
+#endif  /* XENTC_XENT_VMATH_H */
