@@ -140,7 +140,7 @@ def _real_array(name: str, a: Any, xp) -> Any:
 
 def _compute_dtype(y_pred) -> np.dtype:
     dt = y_pred.dtype
-    if dt == np.float32 or dt == np.float16:
+    if dt.kind == "f" and dt.itemsize in (2, 4):  # float16/float32, any byte order
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
@@ -191,10 +191,9 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp):
     return xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1)
 
 
-def _index(flat: int, shape: tuple):
-    if len(shape) <= 1:
-        return int(flat)
-    return tuple(int(i) for i in np.unravel_index(int(flat), shape))
+def _index(flat: int, shape: tuple) -> tuple:
+    """The multi-index of a flat C-order index (to read the offending value)."""
+    return tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else ()
 
 
 def _backend(xp):
@@ -216,39 +215,38 @@ def _value_at(a, idx) -> str:
 
 
 def _raise_binary(err: int, i: int, y_true, y_pred, sw_full) -> None:
-    shape = y_pred.shape
-    idx = _index(i, shape)
+    # messages give the flat C-order index (docs/semantics.md)
+    idx = _index(i, y_pred.shape)
     if err == _ERR_LABEL_NAN:
-        raise ValueError(f"y_true: NaN label at index {idx}")
+        raise ValueError(f"y_true: NaN label at index {i}")
     if err == _ERR_LABEL_UNIT:
-        raise ValueError(f"y_true: label {_value_at(y_true, idx)} at index {idx} is outside [0, 1]")
+        raise ValueError(f"y_true: label {_value_at(y_true, idx)} at index {i} is outside [0, 1]")
     if err == _ERR_PROB:
-        raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {idx} is outside [0, 1]")
+        raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {i} is outside [0, 1]")
     if err == _ERR_WEIGHT:
         raise ValueError(
-            f"sample_weight: weight {_value_at(sw_full, idx)} at index {idx} must be finite and non-negative")
+            f"sample_weight: weight {_value_at(sw_full, idx)} at index {i} must be finite and non-negative")
     raise RuntimeError(f"xentc: unknown kernel error code {err}")
 
 
 def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_full) -> None:
+    # messages give flat C-order indices (docs/semantics.md): i is the row (sample), j the class
     sample_shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
     if err == _ERR_LABEL_RANGE:
         C = y_pred.shape[axis]
-        raise ValueError(f"y_true: label {j} at index {_index(i, sample_shape)} is outside [0, {C})")
+        raise ValueError(f"y_true: label {j} at index {i} is outside [0, {C})")
     if err == _ERR_WEIGHT:
-        idx = _index(i, sample_shape)
-        raise ValueError(
-            f"sample_weight: weight {_value_at(sw_full, idx)} at index {idx} must be finite and non-negative")
-    # element (row i, class j) of y_pred / soft y_true
-    row = np.unravel_index(int(i), sample_shape) if sample_shape else ()
-    full = tuple(row[:axis]) + (int(j),) + tuple(row[axis:])
-    idx = full[0] if len(full) == 1 else tuple(int(k) for k in full)
+        raise ValueError(f"sample_weight: weight {_value_at(sw_full, _index(i, sample_shape))} at index {i} "
+                         "must be finite and non-negative")
+    row = _index(i, sample_shape)
+    idx = row[:axis] + (int(j),) + row[axis:]
+    flat = int(np.ravel_multi_index(idx, y_pred.shape))
     if err == _ERR_LABEL_NAN:
-        raise ValueError(f"y_true: NaN label at index {idx}")
+        raise ValueError(f"y_true: NaN label at index {flat}")
     if err == _ERR_LABEL_UNIT:
-        raise ValueError(f"y_true: label {_value_at(y_true, idx)} at index {idx} is outside [0, 1]")
+        raise ValueError(f"y_true: label {_value_at(y_true, idx)} at index {flat} is outside [0, 1]")
     if err == _ERR_PROB:
-        raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {idx} is outside [0, 1]")
+        raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {flat} is outside [0, 1]")
     raise RuntimeError(f"xentc: unknown kernel error code {err}")
 
 
@@ -264,7 +262,8 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
         loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
     if not (want_grad or want_hess):
         return loss
-    out_dtype = pred_dtype if pred_dtype == np.float16 else cdt
+    half = pred_dtype.kind == "f" and pred_dtype.itemsize == 2  # float16 in: float16 out, any byte order
+    out_dtype = np.dtype(np.float16) if half else cdt
 
     def shaped(a):
         if a is None:

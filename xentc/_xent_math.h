@@ -90,7 +90,8 @@ XENT_HD Terms<T> focal_prob_term(T k, T x, T c, T logx, T g, bool want_d1, bool 
         if (want_d2) {
             T cgm1 = x_pow(c, g - T(1));
             T inner = g * (g - T(1)) * r - T(2) * g / x;
-            t.d2 = k * mul0(cgm1, inner) - (kcg / x) / x;
+            /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
+            t.d2 = (x == T(0)) ? -((k / x) / x) : k * mul0(cgm1, inner) - (kcg / x) / x;
         } else {
             t.d2 = T(0);
         }

@@ -64,6 +64,25 @@ static inline void set_error(BlockResult* r, int code, int64_t i, int64_t j) {
     if (r->err == ERR_NONE) { r->err = code; r->err_i = i; r->err_j = j; }
 }
 
+/* Loops that reduce (sums, maxima) keep LANES independent accumulators, combined in a fixed
+ * order at the end: the compiler can then vectorise them without -ffast-math, and the result is
+ * the same bits whatever vector width the machine has. */
+constexpr int LANES = 8;
+
+static inline double lane_total(const double* acc) {
+    double a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    double b = (acc[4] + acc[5]) + (acc[6] + acc[7]);
+    return a + b;
+}
+
+/* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
+ * (1 - y)(1 - eps) + eps/2, each from the raw label: 1 - y is exact for hard labels, whereas 1 minus
+ * the smoothed y would cancel (relative error 1e-10 at eps = 2e-6). */
+template <typename T> static inline T smoothed_pair(T y, T eps, bool positive) {
+    const T v = positive ? y : T(1) - y;
+    return v * (T(1) - eps) + eps * T(0.5);
+}
+
 /* Check of a label that must lie in [0, 1]. */
 template <typename T> static inline int unit_label_error(T y) {
     if (y != y) return ERR_LABEL_NAN;
@@ -118,9 +137,81 @@ struct BinaryArgs {
     void* loss; void* grad; void* hess;   /* contiguous outputs, or NULL */
 };
 
+/* Binary cross entropy from logits over a contiguous span, the common case, written so that it
+ * vectorises: no branches that leave the loop (bad labels are counted and located afterwards),
+ * LANES Kahan accumulators for the loss. w1 is the per-element positive weight or NULL (then w1s). */
+template <typename T, bool G, bool H>
+static inline void binary_ce_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps,
+                                        T dscale, T* lo, T* go, T* ho, int64_t n,
+                                        double* acc, double* cmp, int* bad) {
+    int64_t i0 = 0;
+    for (; i0 < n; i0 += LANES) {
+        const int lanes = n - i0 < LANES ? int(n - i0) : LANES;
+        for (int k = 0; k < lanes; ++k) {
+            const int64_t i = i0 + k;
+            T yi = y[i];
+            bad[k] |= !(yi >= T(0) && yi <= T(1));
+            const T c1 = (w1 ? w1[i] : w1s) * smoothed_pair(yi, eps, true);
+            const T c0 = w0 * smoothed_pair(yi, eps, false);
+            const LGH<T> o = binary_from_logit(x[i], c1, c0, T(0), G, H);
+            const T wi = sw ? sw[i] : T(1);
+            const T l = mul0(wi, o.l);
+            if (lo) lo[i] = l;
+            const double v = double(l) - cmp[k];
+            const double t = acc[k] + v;
+            const double c = (t - acc[k]) - v;
+            cmp[k] = (t - t == 0.0) ? c : 0.0;
+            acc[k] = t;
+            const T ds = wi * dscale;
+            if (G) go[i] = mul0(ds, o.g);
+            if (H) ho[i] = mul0(ds, o.h);
+        }
+    }
+}
+
+template <typename T, bool G, bool H>
+static void binary_ce_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
+    const T* y = (const T*)a->y;
+    const T* x = (const T*)a->x;
+    const T* sw = (const T*)a->sw;
+    const T* w1 = (const T*)a->w1;
+    T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    const T eps = T(a->eps), w0 = T(a->w0), dscale = T(a->dscale);
+    double acc[LANES], cmp[LANES];
+    int bad[LANES];
+    for (int k = 0; k < LANES; ++k) { acc[k] = 0.0; cmp[k] = 0.0; bad[k] = 0; }
+    const int64_t L = w1 ? a->nw1 : 1;
+    int64_t i = i0;
+    while (i < i1) {
+        /* a span over which the positive weight is one scalar, or one stretch of the per-label vector */
+        const int64_t j = L > 1 ? i % L : 0;
+        const int64_t len = L > 1 ? ((i1 - i) < (L - j) ? (i1 - i) : (L - j)) : (i1 - i);
+        const T* w1s = (L > 1) ? w1 + j : (const T*)0;
+        const T w1c = (w1 && L == 1) ? w1[0] : T(1);
+        binary_ce_logit_span<T, G, H>(y + i, x + i, sw ? sw + i : sw, w1s, w1c, w0, eps, dscale,
+                                      lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc, cmp, bad);
+        i += len;
+    }
+    int any_bad = 0;
+    for (int k = 0; k < LANES; ++k) { any_bad |= bad[k]; kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
+    if (any_bad) {
+        for (int64_t q = i0; q < i1; ++q) {
+            int e = unit_label_error(y[q]);
+            if (e) { set_error(res, e, q, 0); break; }
+        }
+    }
+}
+
 template <typename T>
 static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
     const BinaryArgs* a = (const BinaryArgs*)vargs;
+    if (a->from_logits && a->gamma == 0.0 && a->sx == 1 && a->sy == 1) {
+        if (a->grad && a->hess) binary_ce_logit_block<T, true, true>(a, i0, i1, res);
+        else if (a->grad) binary_ce_logit_block<T, true, false>(a, i0, i1, res);
+        else if (a->hess) binary_ce_logit_block<T, false, true>(a, i0, i1, res);
+        else binary_ce_logit_block<T, false, false>(a, i0, i1, res);
+        return;
+    }
     const T* y = (const T*)a->y;
     const T* x = (const T*)a->x;
     const T* sw = (const T*)a->sw;
@@ -134,9 +225,8 @@ static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
         int e = unit_label_error(yi);
         if (e) { set_error(res, e, i, 0); continue; }
         if (!a->from_logits && (xi < T(0) || xi > T(1))) { set_error(res, ERR_PROB, i, 0); continue; }
-        if (eps != T(0)) yi = yi * (T(1) - eps) + eps / T(2);
-        T c1 = w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] * yi : yi;
-        T c0 = w0 * (T(1) - yi);
+        T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
+        T c0 = w0 * smoothed_pair(yi, eps, false);
         LGH<T> o = a->from_logits ? binary_from_logit(xi, c1, c0, g, want_g, want_h)
                                   : binary_from_prob(xi, c1, c0, g, want_g, want_h);
         T wi = sw ? sw[i] : T(1);
@@ -166,17 +256,6 @@ struct SoftmaxArgs {
     int from_logits;
     void* loss; void* grad; void* hess;
 };
-
-/* Loops that reduce (sums, maxima) keep LANES independent accumulators, combined in a fixed
- * order at the end: the compiler can then vectorise them without -ffast-math, and the result is
- * the same bits whatever vector width the machine has. */
-constexpr int LANES = 8;
-
-static inline double lane_total(const double* acc) {
-    double a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    double b = (acc[4] + acc[5]) + (acc[6] + acc[7]);
-    return a + b;
-}
 
 /* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
  * s_rest = sum_{j != jm} exp(x_j - m). Two passes over the row. */

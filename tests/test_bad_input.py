@@ -1,0 +1,654 @@
+"""Bad input: the exception type, a message that starts with the argument's name, and for
+data errors the first offending value and its flat (C-order) index. Odd but valid input
+must not crash."""
+
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import reference as ref  # noqa: E402
+
+import xentc  # noqa: E402
+
+FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
+BINARY = ["binary_cross_entropy", "binary_focal_loss"]
+CATEGORICAL = ["cross_entropy", "focal_loss"]
+FOCAL = ["binary_focal_loss", "focal_loss"]
+
+
+def _value_re(v):
+    """A regex for the value v as a message may print it (7, 7.0, -0.5, nan, inf)."""
+    if isinstance(v, str):
+        return re.escape(v)
+    if isinstance(v, (int, np.integer)):
+        return rf"(?<![\d.]){int(v)}(?:\.0)?(?![\d.])"
+    v = float(v)
+    if np.isnan(v):
+        return r"(?i:nan)"
+    if np.isinf(v):
+        return r"(?i:-inf)" if v < 0 else r"(?<!-)(?i:inf)"
+    alts = {repr(v), str(v), f"{v:g}"}
+    if v.is_integer():
+        alts.add(str(int(v)))
+    alt = "|".join(sorted((re.escape(a) for a in alts), key=len, reverse=True))
+    sign = "" if v < 0 else "(?<!-)"
+    return rf"{sign}(?<![\d.])(?:{alt})(?![\d])"
+
+
+def _index_re(i):
+    return rf"(?<![\d.]){i}(?![\d.])"
+
+
+def check_raises(exc, arg, call, *, value=None, index=None):
+    with pytest.raises(exc) as info:
+        call()
+    assert type(info.value) is exc or issubclass(type(info.value), exc)
+    msg = str(info.value)
+    assert re.match(rf"^{arg}:", msg), f"message does not start with '{arg}:': {msg!r}"
+    if value is not None:
+        assert re.search(_value_re(value), msg), f"value {value!r} not in {msg!r}"
+    if index is not None:
+        assert re.search(_index_re(index), msg), f"index {index} not in {msg!r}"
+    return msg
+
+
+def _valid(name, n=6, C=3):
+    """A small valid (y_true, y_pred) pair for the loss (probabilities)."""
+    rng = np.random.default_rng(0)
+    if name in BINARY:
+        return rng.integers(0, 2, n).astype(float), rng.uniform(0.1, 0.9, n)
+    return rng.integers(0, C, n), rng.dirichlet(np.ones(C), n)
+
+
+def call(name, y, x, **kw):
+    return lambda: getattr(xentc, name)(y, x, **kw)
+
+
+# --------------------------------------------------------------------------------------
+# shapes
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("yshape,xshape", [((5,), (4,)), ((4, 3), (4, 2)), ((4,), (4, 1)),
+                                            ((3, 4), (4, 3))])
+def test_binary_y_true_shape(name, yshape, xshape):
+    check_raises(ValueError, "y_true", call(name, np.zeros(yshape), np.full(xshape, 0.5)))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("yshape,xshape,kw", [
+    ((5,), (4, 3), {}),                     # integer labels, wrong length
+    ((4, 1), (4, 3), {}),                   # neither (4,) nor (4, 3)
+    ((4, 2), (4, 3), {}),                   # soft labels, wrong C
+    ((4, 3, 1), (4, 3), {}),
+    ((2, 4), (2, 3, 4), {"axis": 0}),       # labels of y_pred without the wrong axis
+    ((2, 3), (2, 3, 4), {"axis": 1}),
+])
+def test_categorical_y_true_shape(name, yshape, xshape, kw):
+    y = np.zeros(yshape, dtype=np.int64) if len(yshape) == len(xshape) - 1 else np.zeros(yshape)
+    check_raises(ValueError, "y_true", call(name, y, np.full(xshape, 0.25), **kw))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_sample_weight_shape(name):
+    y, x = _valid(name)
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=np.ones(5)))
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=np.ones((6, 2))))
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=np.ones((2, 6))))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("cw", [np.ones(2), np.ones(4), np.ones((3, 1)), np.ones((1, 3)),
+                                np.ones(0)], ids=["2", "4", "3x1", "1x3", "0"])
+def test_class_weight_shape(name, cw):
+    y, x = _valid(name)
+    check_raises(ValueError, "class_weight", call(name, y, x, class_weight=cw))
+
+
+def test_pos_weight_shape():
+    y = np.zeros((4, 3))
+    x = np.full((4, 3), 0.5)
+    for pw in (np.ones(2), np.ones(4), np.ones((4, 3)), np.ones((1, 3, 1))):
+        check_raises(ValueError, "pos_weight",
+                     call("binary_cross_entropy", y, x, pos_weight=pw))
+
+
+def test_alpha_shape():
+    y, x = _valid("focal_loss")
+    for a in (np.full(2, 0.5), np.full(4, 0.5), np.full((3, 1), 0.5)):
+        check_raises(ValueError, "alpha", call("focal_loss", y, x, alpha=a))
+    yb, xb = _valid("binary_focal_loss")
+    with pytest.raises((ValueError, TypeError), match=r"^alpha:"):
+        xentc.binary_focal_loss(yb, xb, alpha=np.array([0.25, 0.75]))
+
+
+# --------------------------------------------------------------------------------------
+# labels
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_label_out_of_range_example_message(name):
+    y = np.zeros(20, dtype=np.int64)
+    y[12] = 7
+    x = np.full((20, 3), 1 / 3)
+    msg = check_raises(ValueError, "y_true", call(name, y, x), value=7, index=12)
+    assert msg.startswith("y_true: label 7 at index 12 is outside [0, 3)"), msg
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("bad,index", [(-1, 0), (-5, 4), (3, 5), (100, 2),
+                                       (np.iinfo(np.int64).max, 3),
+                                       (np.iinfo(np.int64).min, 1)])
+def test_label_out_of_range(name, from_logits, bad, index):
+    y = np.array([0, 1, 2, 0, 1, 2])
+    y[index] = bad
+    x = np.full((6, 3), 1 / 3)
+    check_raises(ValueError, "y_true", call(name, y, x, from_logits=from_logits),
+                 value=bad, index=index)
+    # ignore_index does not excuse other values
+    check_raises(ValueError, "y_true",
+                 call(name, y, x, from_logits=from_logits, ignore_index=-100),
+                 value=bad, index=index)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.uint64])
+def test_label_out_of_range_small_dtypes(dtype):
+    y = np.array([0, 1, 2, 3, 1], dtype=dtype)
+    check_raises(ValueError, "y_true", call("cross_entropy", y, np.full((5, 3), 0.3)),
+                 value=3, index=3)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_first_offending_label_reported(name):
+    y = np.array([0, 1, 2, 9, 1, -2, 0, 5])
+    check_raises(ValueError, "y_true", call(name, y, np.full((8, 3), 0.3)), value=9, index=3)
+
+
+def test_label_index_is_flat_c_order_kdim():
+    # K-dimensional labels (2, 3, 4) with class axis 1 of y_pred (2, 5, 3, 4)
+    y = np.zeros((2, 3, 4), dtype=np.int64)
+    y[1, 2, 3] = 6  # flat 23
+    x = np.full((2, 5, 3, 4), 0.2)
+    check_raises(ValueError, "y_true", call("cross_entropy", y, x, axis=1), value=6, index=23)
+
+
+def test_label_index_is_flat_c_order_fortran():
+    # a Fortran-ordered label array: still the C-order index of the argument
+    yf = np.asfortranarray(np.zeros((4, 5), dtype=np.int64))
+    yf[2, 1] = 8  # flat 11; F-order memory position 6
+    yf[1, 3] = 9  # flat 8; F-order memory position 13 -- first in C order
+    x = np.full((4, 5, 3), 0.3)
+    check_raises(ValueError, "y_true", call("cross_entropy", yf, x), value=9, index=8)
+
+
+def test_label_index_of_strided_views():
+    base = np.zeros(20, dtype=np.int64)
+    base[8] = 4   # element 4 of base[::2]
+    base[7] = 99  # not part of the view
+    check_raises(ValueError, "y_true", call("cross_entropy", base[::2], np.full((10, 3), 0.3)),
+                 value=4, index=4)
+    # negative strides
+    y = np.zeros(10, dtype=np.int64)
+    y[1] = 3  # index 8 of y[::-1]
+    y[6] = 5  # index 3 of y[::-1]: first
+    check_raises(ValueError, "y_true", call("cross_entropy", y[::-1], np.full((10, 3), 0.3)),
+                 value=5, index=3)
+    # binary, strided probabilities
+    p = np.full(30, 0.5)
+    p[9] = 2.0   # index 3 of p[::3]
+    p[10] = 3.0  # not in the view
+    check_raises(ValueError, "y_pred", call("binary_cross_entropy", np.zeros(10), p[::3]),
+                 value=2.0, index=3)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_first_offending_label_many_threads(n_threads):
+    n = 400_000
+    y = np.zeros(n, dtype=np.int32)
+    y[150_001] = 3
+    y[190_000] = -1
+    y[390_000] = 7
+    x = np.zeros((n, 3), dtype=np.float32)
+    check_raises(ValueError, "y_true",
+                 call("cross_entropy", y, x, from_logits=True, n_threads=n_threads),
+                 value=3, index=150_001)
+    yb = np.zeros(n)
+    yb[250_003] = 2.0
+    yb[300_000] = np.nan
+    check_raises(ValueError, "y_true",
+                 call("binary_cross_entropy", yb, np.zeros(n), from_logits=True,
+                      n_threads=n_threads), value=2.0, index=250_003)
+    pb = np.full(n, 0.5)
+    pb[123_457] = 1.5
+    pb[399_999] = -1.0
+    check_raises(ValueError, "y_pred",
+                 call("binary_cross_entropy", np.zeros(n), pb, n_threads=n_threads),
+                 value=1.5, index=123_457)
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("bad", [2.0, -0.5, 1.25, np.inf, -np.inf])
+def test_binary_label_outside_unit_interval(name, bad):
+    y = np.array([0.0, 1.0, 0.5, 1.0, 0.0, 1.0])
+    y[4] = bad
+    check_raises(ValueError, "y_true", call(name, y, np.full(6, 0.5)), value=bad, index=4)
+    check_raises(ValueError, "y_true", call(name, y, np.zeros(6), from_logits=True),
+                 value=bad, index=4)
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_integer_label_outside_unit_interval(name):
+    y = np.array([0, 1, 2, 1])
+    check_raises(ValueError, "y_true", call(name, y, np.full(4, 0.5)), value=2, index=2)
+    y = np.array([[0, 1], [-1, 1]], dtype=np.int8)
+    check_raises(ValueError, "y_true", call(name, y, np.full((2, 2), 0.5)), value=-1, index=2)
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_nan_label(name):
+    y = np.array([[0.0, 1.0, 0.5], [1.0, np.nan, 0.0]])
+    check_raises(ValueError, "y_true", call(name, y, np.full((2, 3), 0.5)), value=np.nan,
+                 index=4)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("bad", [np.nan, 1.5, -0.25, np.inf])
+def test_soft_label_outside_unit_interval_or_nan(name, bad):
+    y = np.full((3, 4), 0.25)
+    y[2, 1] = bad  # flat 9
+    for from_logits in (False, True):
+        check_raises(ValueError, "y_true", call(name, y, np.full((3, 4), 0.25),
+                                                from_logits=from_logits),
+                     value=bad, index=9)
+
+
+# --------------------------------------------------------------------------------------
+# probabilities
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("bad", [1.5, -0.25, np.inf, -np.inf, 1.0000001])
+def test_binary_probability_outside_unit_interval(name, bad, dtype):
+    x = np.full(7, 0.5, dtype=dtype)
+    x[3] = bad
+    bad = x[3]  # as stored
+    check_raises(ValueError, "y_pred", call(name, np.zeros(7, dtype=dtype), x),
+                 value=bad if bad in (1.5, -0.25) or np.isinf(bad) else None, index=3)
+    # the same values are fine as logits
+    getattr(xentc, name)(np.zeros(7), x, from_logits=True)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("bad", [1.25, -0.5, np.inf])
+def test_categorical_probability_outside_unit_interval(name, bad):
+    x = np.full((4, 3), 0.3)
+    x[2, 1] = bad  # flat 7
+    check_raises(ValueError, "y_pred", call(name, np.zeros(4, dtype=int), x), value=bad,
+                 index=7)
+    check_raises(ValueError, "y_pred", call(name, np.full((4, 3), 0.25), x), value=bad,
+                 index=7)
+    # axis=0: the index is still into y_pred as passed
+    xt = np.full((3, 4), 0.3)
+    xt[1, 2] = bad  # flat 6
+    check_raises(ValueError, "y_pred", call(name, np.zeros(4, dtype=int), xt, axis=0),
+                 value=bad, index=6)
+
+
+# --------------------------------------------------------------------------------------
+# weights
+# --------------------------------------------------------------------------------------
+
+
+BAD_WEIGHTS = [np.nan, -1.0, -0.5, np.inf, -np.inf]
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("bad", BAD_WEIGHTS)
+def test_sample_weight_values(name, bad):
+    y, x = _valid(name)
+    sw = np.ones(6)
+    sw[4] = bad
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=sw), value=bad,
+                 index=4)
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=bad), value=bad)
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_sample_weight_index_after_broadcasting(name):
+    y = np.zeros((4, 3))
+    x = np.full((4, 3), 0.5)
+    sw = np.ones((4, 1))
+    sw[2, 0] = -2.0  # broadcast flat indices 6, 7, 8
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=sw), value=-2.0,
+                 index=6)
+    sw = np.ones(3)
+    sw[1] = np.nan  # broadcast flat indices 1, 4, 7, 10
+    check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=sw), value=np.nan,
+                 index=1)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_sample_weight_index_after_broadcasting_kdim(name):
+    y = np.zeros((2, 3, 4), dtype=int)
+    x = np.full((2, 5, 3, 4), 0.2)
+    sw = np.ones((3, 1))
+    sw[1, 0] = -1.0  # broadcast to (2, 3, 4): flat 4..7 first
+    check_raises(ValueError, "sample_weight", call(name, y, x, axis=1, sample_weight=sw),
+                 value=-1.0, index=4)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("bad", BAD_WEIGHTS)
+def test_class_weight_values(name, bad):
+    y, x = _valid(name)
+    cw = np.ones(3)
+    cw[2] = bad
+    check_raises(ValueError, "class_weight", call(name, y, x, class_weight=cw), value=bad,
+                 index=2)
+    # also when the bad class is not among the labels, and for soft labels
+    check_raises(ValueError, "class_weight",
+                 call(name, np.zeros(6, dtype=int), x, class_weight=cw), value=bad, index=2)
+    check_raises(ValueError, "class_weight",
+                 call(name, np.full((6, 3), 0.3), x, class_weight=cw), value=bad, index=2)
+
+
+@pytest.mark.parametrize("bad", BAD_WEIGHTS)
+def test_pos_weight_values(bad):
+    y = np.zeros((4, 3))
+    x = np.full((4, 3), 0.5)
+    check_raises(ValueError, "pos_weight",
+                 call("binary_cross_entropy", y, x, pos_weight=bad), value=bad)
+    pw = np.ones(3)
+    pw[1] = bad
+    check_raises(ValueError, "pos_weight",
+                 call("binary_cross_entropy", y, x, pos_weight=pw), value=bad, index=1)
+
+
+# --------------------------------------------------------------------------------------
+# scalar options
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FOCAL)
+@pytest.mark.parametrize("gamma", [-0.5, -1e-300, np.nan, np.inf, -np.inf])
+def test_gamma_values(name, gamma):
+    y, x = _valid(name)
+    check_raises(ValueError, "gamma", call(name, y, x, gamma=gamma))
+
+
+@pytest.mark.parametrize("name", FOCAL)
+@pytest.mark.parametrize("gamma", ["2", None, 1j, [2.0]])
+def test_gamma_types(name, gamma):
+    y, x = _valid(name)
+    with pytest.raises((TypeError, ValueError), match=r"^gamma:"):
+        getattr(xentc, name)(y, x, gamma=gamma)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("eps", [-0.1, -1e-300, 1.0, 1.5, np.nan, np.inf])
+def test_label_smoothing_values(name, eps):
+    y, x = _valid(name)
+    check_raises(ValueError, "label_smoothing", call(name, y, x, label_smoothing=eps))
+
+
+@pytest.mark.parametrize("name", FOCAL)
+@pytest.mark.parametrize("alpha", [-0.1, 1.1, np.nan, np.inf])
+def test_alpha_values(name, alpha):
+    y, x = _valid(name)
+    check_raises(ValueError, "alpha", call(name, y, x, alpha=alpha))
+
+
+@pytest.mark.parametrize("bad", [-0.25, 1.5, np.nan])
+def test_alpha_vector_values(bad):
+    y, x = _valid("focal_loss")
+    a = np.full(3, 0.5)
+    a[1] = bad
+    check_raises(ValueError, "alpha", call("focal_loss", y, x, alpha=a), value=bad, index=1)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("reduction", ["avg", "MEAN", "", "sum ", "elementwise"])
+def test_unknown_reduction(name, reduction):
+    y, x = _valid(name)
+    check_raises(ValueError, "reduction", call(name, y, x, reduction=reduction))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("reduction", [None, 0, b"mean"])
+def test_reduction_wrong_type(name, reduction):
+    y, x = _valid(name)
+    with pytest.raises((TypeError, ValueError), match=r"^reduction:"):
+        getattr(xentc, name)(y, x, reduction=reduction)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("axis", [2, -3, 5, 100, -100])
+def test_axis_out_of_range(name, axis):
+    y, x = _valid(name)
+    check_raises(ValueError, "axis", call(name, y, x, axis=axis))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("axis", [1.0, 1.5, "1", None, [1]])
+def test_axis_wrong_type(name, axis):
+    y, x = _valid(name)
+    check_raises(TypeError, "axis", call(name, y, x, axis=axis))
+
+
+# --------------------------------------------------------------------------------------
+# wrong types of arrays
+# --------------------------------------------------------------------------------------
+
+
+def _bad_arrays(n):
+    return {
+        "str": np.array(["a"] * n),
+        "str_numbers": np.array(["0.5"] * n),
+        "bytes": np.array([b"1"] * n),
+        "object": np.array([0.5] * n, dtype=object),
+        "complex": np.full(n, 0.5 + 0j),
+        "complex64": np.full(n, 0.5 + 0.5j, dtype=np.complex64),
+        "datetime": np.array(["2020-01-01"] * n, dtype="datetime64[D]"),
+        "void": np.zeros(n, dtype="V8"),
+        "none": None,
+    }
+
+
+BAD_KINDS = list(_bad_arrays(1))
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_y_pred_wrong_type(name, kind):
+    y, x = _valid(name)
+    bad = _bad_arrays(x.size)[kind]
+    if bad is not None:
+        bad = bad.reshape(x.shape)
+    check_raises(TypeError, "y_pred", call(name, y, bad))
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_y_true_wrong_type(name, kind):
+    y, x = _valid(name)
+    bad = _bad_arrays(y.size)[kind]
+    if bad is not None:
+        bad = bad.reshape(y.shape)
+    check_raises(TypeError, "y_true", call(name, bad, x))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_soft_labels_wrong_type(name):
+    y, x = _valid(name)
+    check_raises(TypeError, "y_true", call(name, np.full(x.shape, 0.5 + 0j), x))
+    check_raises(TypeError, "y_true", call(name, np.full(x.shape, "a"), x))
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "complex", "complex64", "datetime"])
+@pytest.mark.parametrize("name", FUNCS)
+def test_weights_wrong_type(name, kind):
+    y, x = _valid(name)
+    check_raises(TypeError, "sample_weight",
+                 call(name, y, x, sample_weight=_bad_arrays(6)[kind]))
+    if name in CATEGORICAL:
+        check_raises(TypeError, "class_weight",
+                     call(name, y, x, class_weight=_bad_arrays(3)[kind]))
+    if name == "binary_cross_entropy":
+        y2, x2 = np.zeros((2, 3)), np.full((2, 3), 0.5)
+        check_raises(TypeError, "pos_weight",
+                     call(name, y2, x2, pos_weight=_bad_arrays(3)[kind]))
+
+
+@pytest.mark.parametrize("name", FOCAL)
+def test_alpha_wrong_type(name):
+    y, x = _valid(name)
+    check_raises(TypeError, "alpha", call(name, y, x, alpha="0.5"))
+    check_raises(TypeError, "alpha", call(name, y, x, alpha=0.5 + 0j))
+
+
+# --------------------------------------------------------------------------------------
+# n_threads, flags, ignore_index
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("n_threads", [0, -1, -8])
+def test_n_threads_values(name, n_threads):
+    y, x = _valid(name)
+    check_raises(ValueError, "n_threads", call(name, y, x, n_threads=n_threads))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("n_threads", [1.5, 2.0, True, False, "2", [2], np.float64(2)])
+def test_n_threads_types(name, n_threads):
+    y, x = _valid(name)
+    check_raises(TypeError, "n_threads", call(name, y, x, n_threads=n_threads))
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("flag", ["grad", "hess", "from_logits"])
+@pytest.mark.parametrize("value", [1, 0, "yes", "", None, 1.0, np.int64(1), np.array([True])],
+                         ids=["1", "0", "yes", "empty", "None", "1.0", "np.int64", "array"])
+def test_flags_not_bool(name, flag, value):
+    y, x = _valid(name)
+    check_raises(TypeError, flag, call(name, y, x, **{flag: value}))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_ignore_index_with_soft_labels(name):
+    _, x = _valid(name)
+    check_raises(ValueError, "ignore_index", call(name, np.full(x.shape, 0.3), x,
+                                                  ignore_index=-100))
+    check_raises(ValueError, "ignore_index", call(name, np.full(x.shape, 0.3), x,
+                                                  ignore_index=0))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("ii", [1.5, 1.0, "1", [1]])
+def test_ignore_index_not_int(name, ii):
+    y, x = _valid(name)
+    check_raises(TypeError, "ignore_index", call(name, y, x, ignore_index=ii))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_ignore_index_numpy_int_accepted(name):
+    y, x = _valid(name)
+    y = y.copy()
+    y[1] = 5
+    a = getattr(xentc, name)(y, x, ignore_index=np.int32(5), grad=True)
+    b = getattr(xentc, name)(y, x, ignore_index=5, grad=True)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_unknown_keyword_and_positional_options(name):
+    y, x = _valid(name)
+    with pytest.raises(TypeError):
+        getattr(xentc, name)(y, x, weights=np.ones(6))
+    with pytest.raises(TypeError):
+        getattr(xentc, name)(y, x, True)  # options are keyword-only
+
+
+# --------------------------------------------------------------------------------------
+# odd but valid input: no crash
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_zero_dim_y_pred_categorical(name):
+    with pytest.raises(ValueError, match=r"^(y_pred|axis):"):
+        getattr(xentc, name)(np.array(0), np.array(0.5))
+    with pytest.raises(ValueError, match=r"^(y_pred|axis|y_true):"):
+        getattr(xentc, name)(0, 0.5)
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_zero_dim_binary(name):
+    res = getattr(xentc, name)(np.array(1.0), np.array(0.25), reduction="none", grad=True)
+    exp = ref.FUNCTIONS[name](1.0, 0.25, reduction="none")
+    np.testing.assert_allclose(np.asarray(res.loss), float(exp[0]), rtol=1e-14)
+    np.testing.assert_allclose(res.grad, float(exp[1]), rtol=1e-14)
+
+
+def test_class_axis_of_length_zero():
+    # integer labels cannot be in [0, 0): an error naming an argument, not a crash
+    with pytest.raises(ValueError, match=r"^(y_pred|y_true):"):
+        xentc.cross_entropy(np.zeros(3, dtype=int), np.zeros((3, 0)))
+
+
+def test_ragged_lists():
+    with pytest.raises((ValueError, TypeError), match=r"^y_pred:"):
+        xentc.cross_entropy([0, 1], [[0.5, 0.5], [1.0]])
+    with pytest.raises((ValueError, TypeError), match=r"^y_true:"):
+        xentc.cross_entropy([[0.5, 0.5], [1.0]], [[0.5, 0.5], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_huge_number_of_classes(from_logits):
+    rng = np.random.default_rng(11)
+    C = 100_000
+    if from_logits:
+        x = rng.normal(0, 3, (1, C))
+    else:
+        x = rng.dirichlet(np.ones(C), 1)
+    y = np.array([C - 1])
+    for name in CATEGORICAL:
+        res = getattr(xentc, name)(y, x, from_logits=from_logits, grad=True, hess=True)
+        e = ref.FUNCTIONS[name](y, x, from_logits=from_logits)
+        np.testing.assert_allclose(res.loss, float(e[0]), rtol=1e-12)
+        np.testing.assert_allclose(res.grad, e[1].astype(float), rtol=1e-11,
+                                   atol=1e-12 * np.abs(e[1].astype(float)).max())
+        np.testing.assert_allclose(res.hess, e[2].astype(float), rtol=1e-11,
+                                   atol=1e-12 * np.abs(e[2].astype(float)).max())
+
+
+def test_lists_and_scalars_accepted():
+    xentc.binary_cross_entropy([1, 0], [0.5, 0.5])
+    xentc.binary_cross_entropy(1, 0.5, sample_weight=2)
+    xentc.binary_cross_entropy([[1, 0]], [[0.5, 0.5]], pos_weight=[1, 2])
+    xentc.cross_entropy([1], [[0.5, 0.5]], class_weight=[1, 2], sample_weight=[3])
+    xentc.focal_loss([1], [[0.5, 0.5]], alpha=[0.25, 0.75])
+    xentc.binary_focal_loss([True, False], [0.5, 0.5], alpha=0.25, gamma=1)
+
+
+def test_errors_leave_no_state_behind():
+    # a failing call does not disturb the next good one (kernel error state is per call)
+    y, x = _valid("cross_entropy")
+    good = xentc.cross_entropy(y, x, grad=True)
+    bad = y.copy()
+    bad[0] = 3
+    with pytest.raises(ValueError):
+        xentc.cross_entropy(bad, x, grad=True)
+    again = xentc.cross_entropy(y, x, grad=True)
+    np.testing.assert_array_equal(good.loss, again.loss)
+    np.testing.assert_array_equal(good.grad, again.grad)

@@ -1,0 +1,291 @@
+"""Any memory layout gives the bits of the contiguous call, and inputs are never modified."""
+
+import zlib
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+import xentc
+
+FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
+BINARY = {"binary_cross_entropy", "binary_focal_loss"}
+LAYOUTS = ["contiguous", "strided", "negative", "fortran", "transposed_copy", "readonly",
+           "memmap", "bigendian", "unaligned", "strided_negative_2d"]
+
+
+def relayout(a, layout, tmp_path=None, tag="a"):
+    """An array with the logical values of ``a`` in another memory layout."""
+    a = np.asarray(a)
+    if layout == "contiguous":
+        return np.ascontiguousarray(a)
+    if layout == "strided":
+        big = np.zeros((a.shape[0] * 3,) + a.shape[1:], dtype=a.dtype) if a.ndim else None
+        if big is None:
+            return a
+        big[1::3] = a
+        out = big[1::3]
+        assert not out.flags.c_contiguous or a.shape[0] <= 1
+        return out
+    if layout == "negative":
+        if a.ndim == 0:
+            return a
+        rev = np.ascontiguousarray(a[::-1])
+        return rev[::-1]
+    if layout == "strided_negative_2d":
+        if a.ndim < 2:
+            return relayout(a, "negative")
+        big = np.zeros((a.shape[0] * 2,) + (a.shape[1] * 2,) + a.shape[2:], dtype=a.dtype)
+        big[::2, ::2] = a[::-1, ::-1]
+        return big[::2, ::2][::-1, ::-1]
+    if layout == "fortran":
+        return np.asfortranarray(a)
+    if layout == "transposed_copy":
+        return np.ascontiguousarray(a.T).T
+    if layout == "readonly":
+        out = a.copy()
+        out.setflags(write=False)
+        return out
+    if layout == "memmap":
+        path = tmp_path / f"{tag}.dat"
+        mm = np.memmap(path, dtype=a.dtype, mode="w+", shape=a.shape if a.shape else (1,))
+        mm[...] = a if a.shape else a.reshape(1)
+        mm.flush()
+        del mm
+        out = np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape if a.shape else (1,))
+        return out if a.shape else out.reshape(())
+    if layout == "bigendian":
+        if a.dtype.kind == "b" or a.dtype.itemsize == 1:
+            return a.copy()
+        return a.astype(a.dtype.newbyteorder(">"))
+    if layout == "unaligned":
+        if a.dtype.itemsize == 1:
+            return a.copy()
+        buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+        view = np.ndarray(a.shape, dtype=a.dtype, buffer=buf, offset=1)
+        view[...] = a
+        assert not view.flags.aligned
+        return view
+    raise ValueError(layout)
+
+
+def make_inputs(name, dtype, rng, from_logits, n=37):
+    if name in BINARY:
+        shape = (n, 3)
+        x = rng.normal(0, 2, shape) if from_logits else rng.uniform(0.02, 0.98, shape)
+        y = rng.integers(0, 5, shape) / 4
+        kw = {"sample_weight": rng.integers(0, 5, shape) / 2}
+        if name == "binary_cross_entropy":
+            kw["pos_weight"] = np.array([0.5, 1.0, 2.0])
+    else:
+        shape = (n, 5)
+        x = rng.normal(0, 2, shape) if from_logits else rng.dirichlet(np.ones(5), n)
+        y = rng.integers(0, 5, n)
+        y[[3, 9]] = -1
+        kw = {"sample_weight": rng.integers(0, 5, n) / 2, "class_weight": np.arange(1, 6) / 2,
+              "ignore_index": -1}
+        if name == "focal_loss":
+            kw["alpha"] = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    return y.astype(dtype) if y.dtype.kind == "f" else y, x.astype(dtype), kw
+
+
+def call(name, y, x, kw, **extra):
+    return getattr(xentc, name)(y, x, grad=True, hess=True, **kw, **extra)
+
+
+def assert_same(a, b):
+    assert type(a.loss) is type(b.loss)
+    assert_array_equal(a.loss, b.loss)
+    # (a byte-swapped y_pred may give byte-swapped or native results of the same type)
+    assert a.grad.dtype.newbyteorder("=") == b.grad.dtype
+    assert a.hess.dtype.newbyteorder("=") == b.hess.dtype
+    assert_array_equal(a.grad, b.grad)
+    assert_array_equal(a.hess, b.hess)
+    assert a.grad.flags.writeable and a.hess.flags.writeable
+
+
+def snapshot(*arrays):
+    return [None if a is None else np.array(a, copy=True) for a in arrays]
+
+
+def assert_unchanged(before, after):
+    for b, a in zip(before, after):
+        if b is None:
+            continue
+        assert np.asarray(a).dtype == b.dtype
+        assert_array_equal(np.asarray(a), b)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_layout_gives_same_bits(name, layout, dtype, from_logits, reduction, tmp_path):
+    rng = np.random.default_rng(zlib.crc32(f"{name}{from_logits}".encode()))
+    y, x, kw = make_inputs(name, dtype, rng, from_logits)
+    ref = call(name, y, x, kw, from_logits=from_logits, reduction=reduction)
+    # every array argument in the layout at once
+    y2 = relayout(y, layout, tmp_path, "y")
+    x2 = relayout(x, layout, tmp_path, "x")
+    kw2 = {k: relayout(v, layout, tmp_path, k) if isinstance(v, np.ndarray) else v
+           for k, v in kw.items()}
+    before = snapshot(y2, x2, *kw2.values())
+    got = call(name, y2, x2, kw2, from_logits=from_logits, reduction=reduction)
+    assert_same(got, ref)
+    assert_unchanged(before, [y2, x2, *kw2.values()])
+    assert not np.shares_memory(got.grad, x2) and not np.shares_memory(got.hess, x2)
+    # only y_pred in the layout
+    got = call(name, y, x2, kw, from_logits=from_logits, reduction=reduction)
+    assert_same(got, ref)
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("layout", ["strided", "negative", "fortran", "bigendian", "unaligned"])
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_kdim_layouts(name, layout, from_logits, tmp_path):
+    rng = np.random.default_rng(7)
+    shape = (3, 4, 5, 6)  # class axis 1
+    x = rng.normal(0, 2, shape) if from_logits else rng.dirichlet(np.ones(4), (3, 5, 6)).transpose(
+        0, 3, 1, 2)
+    x = np.ascontiguousarray(x)
+    y = rng.integers(0, 4, (3, 5, 6))
+    ysoft = rng.integers(0, 5, shape) / 4
+    kw = {"axis": 1, "sample_weight": rng.integers(0, 4, (5, 6)) / 2, "from_logits": from_logits,
+          "reduction": "none"}
+    for labels in (y, ysoft):
+        ref = call(name, labels, x, kw)
+        got = call(name, relayout(labels, layout, tmp_path, "y"),
+                   relayout(x, layout, tmp_path, "x"),
+                   {**kw, "sample_weight": relayout(kw["sample_weight"], layout, tmp_path, "s")})
+        assert_same(got, ref)
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_transposed_with_axis0(name, from_logits):
+    """A (C, N) transposed view with axis=0 equals the (N, C) call (same per-sample order)."""
+    rng = np.random.default_rng(8)
+    y, x, kw = make_inputs(name, np.float64, rng, from_logits, n=50)
+    ref = call(name, y, x, kw, from_logits=from_logits, reduction="none")
+    got = call(name, y, x.T, kw, from_logits=from_logits, reduction="none", axis=0)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=4e-16, atol=0)
+    np.testing.assert_allclose(got.grad, ref.grad.T, rtol=4e-16, atol=1e-300)
+    np.testing.assert_allclose(got.hess, ref.hess.T, rtol=4e-16, atol=1e-300)
+    for reduction in ("sum", "mean"):
+        a = call(name, y, x, kw, from_logits=from_logits, reduction=reduction)
+        b = call(name, y, np.ascontiguousarray(x.T), kw, from_logits=from_logits,
+                 reduction=reduction, axis=0)
+        np.testing.assert_allclose(b.loss, a.loss, rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_broadcast_zero_stride_inputs(name):
+    rng = np.random.default_rng(9)
+    if name in BINARY:
+        row = rng.uniform(0.1, 0.9, 4)
+        x = np.broadcast_to(row, (20, 4))
+        y = np.broadcast_to(np.array([1.0, 0.0, 0.5, 1.0]), (20, 4))
+    else:
+        row = rng.dirichlet(np.ones(4))
+        x = np.broadcast_to(row, (20, 4))
+        y = np.broadcast_to(np.array(2), (20,))
+    sw = np.broadcast_to(np.array(1.5), x.shape if name in BINARY else (20,))
+    got = call(name, y, x, {"sample_weight": sw})
+    ref = call(name, np.array(y), np.array(x), {"sample_weight": np.array(sw)})
+    assert_same(got, ref)
+
+
+@pytest.mark.parametrize("layout", ["strided", "negative", "readonly", "bigendian"])
+@pytest.mark.parametrize("name", FUNCS)
+def test_float16_layouts(name, layout, tmp_path):
+    rng = np.random.default_rng(10)
+    y, x, kw = make_inputs(name, np.float16, rng, True)
+    ref = call(name, y, x, kw, from_logits=True)
+    got = call(name, relayout(y, layout), relayout(x, layout), kw, from_logits=True)
+    assert got.grad.dtype == np.float16
+    assert_same(got, ref)
+
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+              np.intp, np.dtype(">i4"), np.dtype(">i8"), np.dtype(">u2")]
+
+
+@pytest.mark.parametrize("ldtype", INT_DTYPES, ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_integer_label_dtypes(name, ldtype):
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 5, 40)
+    x = rng.normal(0, 2, (40, 5))
+    ref = call(name, y, x, {"class_weight": np.arange(1, 6.0)}, from_logits=True)
+    yl = y.astype(ldtype)
+    before = snapshot(yl)
+    got = call(name, yl, x, {"class_weight": np.arange(1, 6.0)}, from_logits=True)
+    assert_same(got, ref)
+    assert_unchanged(before, [yl])
+    got = call(name, yl[::-1][::-1], x, {"class_weight": np.arange(1, 6.0)}, from_logits=True)
+    assert_same(got, ref)
+
+
+@pytest.mark.parametrize("ldtype", INT_DTYPES[:4], ids=lambda d: np.dtype(d).str)
+def test_integer_labels_with_negative_ignore_index(ldtype):
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 5, 40)
+    y[[0, 7, 13]] = -3
+    x = rng.normal(0, 2, (40, 5))
+    ref = call("cross_entropy", y, x, {"ignore_index": -3}, from_logits=True)
+    got = call("cross_entropy", y.astype(ldtype), x, {"ignore_index": -3}, from_logits=True)
+    assert_same(got, ref)
+
+
+@pytest.mark.parametrize("ldtype", [np.bool_, np.int8, np.uint8, np.int32, np.int64, np.uint64,
+                                    np.float16, np.float32, np.dtype(">f8"), np.dtype(">i2")],
+                         ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal_loss"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_binary_label_dtypes(name, ldtype, dtype):
+    rng = np.random.default_rng(13)
+    y = rng.integers(0, 2, (30, 2))
+    x = rng.normal(0, 2, (30, 2)).astype(dtype)
+    ref = call(name, y.astype(dtype), x, {}, from_logits=True, reduction="none")
+    yl = y.astype(ldtype)
+    before = snapshot(yl)
+    got = call(name, yl, x, {}, from_logits=True, reduction="none")
+    assert_same(got, ref)
+    assert_unchanged(before, [yl])
+
+
+@pytest.mark.parametrize("wdtype", [np.int64, np.int8, np.uint8, np.float16, np.float32,
+                                    np.dtype(">f8"), np.bool_], ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("name", FUNCS)
+def test_weight_dtypes(name, wdtype):
+    rng = np.random.default_rng(14)
+    y, x, kw = make_inputs(name, np.float64, rng, True)
+    sw = rng.integers(0, 2, kw["sample_weight"].shape)
+    ref = call(name, y, x, {**kw, "sample_weight": sw.astype(np.float64)}, from_logits=True)
+    got = call(name, y, x, {**kw, "sample_weight": sw.astype(wdtype)}, from_logits=True)
+    assert_same(got, ref)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+def test_inputs_never_modified(name, from_logits):
+    rng = np.random.default_rng(15)
+    y, x, kw = make_inputs(name, np.float64, rng, from_logits)
+    before = snapshot(y, x, *kw.values())
+    for reduction in ("none", "sum", "mean"):
+        for g, h in ((False, False), (True, False), (False, True), (True, True)):
+            res = getattr(xentc, name)(y, x, from_logits=from_logits, reduction=reduction,
+                                       grad=g, hess=h, **kw)
+            if g or h:
+                for arr in (res.grad, res.hess):
+                    if arr is not None:
+                        assert not np.shares_memory(arr, x)
+                        assert not np.shares_memory(arr, y)
+    assert_unchanged(before, [y, x, *kw.values()])
+    # returned arrays are fresh: writing to them does not change a later call's result
+    r1 = getattr(xentc, name)(y, x, from_logits=from_logits, grad=True, hess=True, **kw)
+    g_copy = r1.grad.copy()
+    r1.grad[...] = 123.0
+    r2 = getattr(xentc, name)(y, x, from_logits=from_logits, grad=True, hess=True, **kw)
+    assert_array_equal(r2.grad, g_copy)

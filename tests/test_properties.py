@@ -1,0 +1,355 @@
+"""Property tests (Hypothesis): invariants that hold for any valid input."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from numpy.testing import assert_array_equal
+
+import xentc
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _floats(lo, hi, width=64):
+    if width == 32:
+        lo, hi = float(np.float32(lo)), float(np.float32(hi))
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=width)
+
+
+# weights: exact zeros or moderate values (subnormal weights only test underflow)
+_weights = st.just(0.0) | _floats(1 / 64, 4)
+
+
+def _close(a, b, rtol, what=""):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    finite = b[np.isfinite(b)]
+    atol = rtol * (np.abs(finite).max() if finite.size else 0.0)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+
+
+@st.composite
+def binary_cases(draw, *, logit_range=20.0, p_range=(0.0, 1.0), dtype=np.float64,
+                 options=True):
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=6))
+    from_logits = draw(st.booleans())
+    if from_logits:
+        x = draw(hnp.arrays(dtype, shape, elements=_floats(-logit_range, logit_range,
+                                                           np.dtype(dtype).itemsize * 8)))
+    else:
+        x = draw(hnp.arrays(dtype, shape, elements=_floats(*p_range, np.dtype(dtype).itemsize * 8)))
+    if draw(st.booleans()):
+        y = draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([0.0, 1.0])))
+    else:
+        y = draw(hnp.arrays(np.float64, shape, elements=_floats(0, 1)))
+    kw = {"from_logits": from_logits}
+    if options:
+        if draw(st.booleans()):
+            kw["sample_weight"] = draw(hnp.arrays(np.float64, shape, elements=_weights))
+        if draw(st.booleans()):
+            kw["label_smoothing"] = draw(_floats(0, 0.5))
+    return y, x.astype(dtype), kw
+
+
+@st.composite
+def categorical_cases(draw, *, logit_range=20.0, p_range=(0.0, 1.0), dtype=np.float64,
+                      options=True, soft=None):
+    n = draw(st.integers(1, 6))
+    C = draw(st.integers(2, 6))
+    from_logits = draw(st.booleans())
+    w = np.dtype(dtype).itemsize * 8
+    if from_logits:
+        x = draw(hnp.arrays(dtype, (n, C), elements=_floats(-logit_range, logit_range, w)))
+    else:
+        x = draw(hnp.arrays(dtype, (n, C), elements=_floats(*p_range, w)))
+    soft = draw(st.booleans()) if soft is None else soft
+    if soft:
+        y = draw(hnp.arrays(np.float64, (n, C), elements=_floats(0, 1)))
+    else:
+        y = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, C - 1)))
+    kw = {"from_logits": from_logits}
+    if options:
+        if draw(st.booleans()):
+            kw["sample_weight"] = draw(hnp.arrays(np.float64, (n,), elements=_weights))
+        if draw(st.booleans()):
+            kw["class_weight"] = draw(hnp.arrays(np.float64, (C,), elements=_weights))
+        if draw(st.booleans()):
+            kw["label_smoothing"] = draw(_floats(0, 0.5))
+        if not soft and draw(st.booleans()):
+            kw["ignore_index"] = draw(st.integers(-1, C - 1))
+    return y, x.astype(dtype), kw
+
+
+def _focal_opts(draw, C=None):
+    kw = {"gamma": draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]) | _floats(0, 5))}
+    choice = draw(st.integers(0, 2))
+    if choice == 1:
+        kw["alpha"] = draw(_floats(0, 1))
+    elif choice == 2 and C is not None:
+        kw["alpha"] = np.array(draw(st.lists(_floats(0, 1), min_size=C, max_size=C)))
+    return kw
+
+
+# --------------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(case=binary_cases(), data=st.data())
+def test_binary_loss_nonnegative(case, data):
+    y, x, kw = case
+    for name in ("binary_cross_entropy", "binary_focal_loss"):
+        extra = _focal_opts(data.draw) if name == "binary_focal_loss" else {}
+        if name == "binary_cross_entropy" and data.draw(st.booleans()):
+            extra["pos_weight"] = data.draw(_weights)
+        res = getattr(xentc, name)(y, x, reduction="none", grad=True, hess=True, **kw, **extra)
+        assert res.loss.shape == x.shape
+        assert np.all(res.loss >= 0), (name, res.loss)  # NaN fails too
+        assert not np.any(np.isnan(res.grad)) and not np.any(np.isnan(res.hess))
+
+
+@SETTINGS
+@given(case=categorical_cases(), data=st.data())
+def test_categorical_loss_nonnegative(case, data):
+    y, x, kw = case
+    for name in ("cross_entropy", "focal_loss"):
+        extra = _focal_opts(data.draw, x.shape[1]) if name == "focal_loss" else {}
+        res = getattr(xentc, name)(y, x, reduction="none", grad=True, hess=True, **kw, **extra)
+        assert np.all(res.loss >= 0), (name, res.loss)
+        assert not np.any(np.isnan(res.grad)) and not np.any(np.isnan(res.hess))
+
+
+@SETTINGS
+@given(case=categorical_cases(), reduction=st.sampled_from(["none", "sum", "mean"]))
+def test_focal_gamma0_equals_ce(case, reduction):
+    y, x, kw = case
+    a = xentc.focal_loss(y, x, gamma=0.0, reduction=reduction, grad=True, hess=True, **kw)
+    b = xentc.cross_entropy(y, x, reduction=reduction, grad=True, hess=True, **kw)
+    assert_array_equal(a.loss, b.loss)
+    assert_array_equal(a.grad, b.grad)
+    assert_array_equal(a.hess, b.hess)
+
+
+@SETTINGS
+@given(case=binary_cases(), reduction=st.sampled_from(["none", "sum", "mean"]))
+def test_binary_focal_gamma0_equals_bce(case, reduction):
+    y, x, kw = case
+    a = xentc.binary_focal_loss(y, x, gamma=0.0, reduction=reduction, grad=True, hess=True, **kw)
+    b = xentc.binary_cross_entropy(y, x, reduction=reduction, grad=True, hess=True, **kw)
+    assert_array_equal(a.loss, b.loss)
+    assert_array_equal(a.grad, b.grad)
+    assert_array_equal(a.hess, b.hess)
+
+
+@SETTINGS
+@given(case=binary_cases(logit_range=30.0), data=st.data(),
+       reduction=st.sampled_from(["none", "sum", "mean"]))
+def test_binary_equals_two_class_softmax(case, data, reduction):
+    y, z, kw = case
+    if not kw["from_logits"]:
+        return
+    Z = np.stack([z, np.zeros_like(z)], axis=-1)
+    Y = np.stack([y, 1 - y], axis=-1)
+    focal = data.draw(st.booleans())
+    if focal:
+        f = _focal_opts(data.draw)
+        a = xentc.binary_focal_loss(y, z, reduction=reduction, grad=True, hess=True, **kw, **f)
+        if "alpha" in f:
+            f["alpha"] = np.array([f["alpha"], 1 - f["alpha"]])
+        b = xentc.focal_loss(Y, Z, reduction=reduction, grad=True, hess=True, **kw, **f)
+    else:
+        pw = data.draw(st.none() | _weights)
+        a = xentc.binary_cross_entropy(y, z, pos_weight=pw, reduction=reduction, grad=True,
+                                       hess=True, **kw)
+        cw = None if pw is None else np.array([pw, 1.0])
+        b = xentc.cross_entropy(Y, Z, class_weight=cw, reduction=reduction, grad=True, hess=True,
+                                **kw)
+    _close(a.loss, b.loss, 1e-12, "loss")
+    _close(a.grad, b.grad[..., 0], 1e-11, "grad")
+    _close(a.hess, b.hess[..., 0], 1e-11, "hess")
+    if not focal:
+        # with hard labels too: class 0 is the positive class
+        if np.all((y == 0) | (y == 1)) and "label_smoothing" not in kw and reduction != "mean":
+            lab = (1 - y).astype(np.int64)
+            c = xentc.cross_entropy(lab, Z, class_weight=cw, reduction=reduction, grad=True,
+                                    **kw)
+            _close(a.loss, c.loss, 1e-12, "loss, hard labels")
+            _close(a.grad, c.grad[..., 0], 1e-11, "grad, hard labels")
+
+
+@SETTINGS
+@given(data=st.data(), which=st.sampled_from(["binary", "categorical"]))
+def test_sample_weight_scales_per_sample_losses(data, which):
+    if which == "binary":
+        y, x, kw = data.draw(binary_cases(p_range=(1e-3, 1 - 1e-3), options=False))
+        names = ["binary_cross_entropy", "binary_focal_loss"]
+        sshape = x.shape
+    else:
+        y, x, kw = data.draw(categorical_cases(p_range=(1e-3, 1), options=False))
+        names = ["cross_entropy", "focal_loss"]
+        sshape = x.shape[:1]
+    sw = data.draw(hnp.arrays(np.float64, sshape, elements=_weights))
+    for name in names:
+        fn = getattr(xentc, name)
+        a = fn(y, x, sample_weight=sw, reduction="none", grad=True, hess=True, **kw)
+        b = fn(y, x, reduction="none", grad=True, hess=True, **kw)
+        swg = sw if which == "binary" else sw[:, None]
+        _close(a.loss, sw * b.loss, 1e-13, name)
+        _close(a.grad, swg * b.grad, 1e-13, name)
+        _close(a.hess, swg * b.hess, 1e-13, name)
+        # the sum is the weighted sum; the mean divides by the total weight
+        s = fn(y, x, sample_weight=sw, reduction="sum", **kw)
+        _close(s, np.sum(sw * b.loss), 1e-12, name)
+
+
+@SETTINGS
+@given(case=categorical_cases(), data=st.data())
+def test_permuting_classes_permutes_results(case, data):
+    y, x, kw = case
+    C = x.shape[1]
+    perm = np.array(data.draw(st.permutations(range(C))))
+    inv = np.argsort(perm)
+    xp = x[:, perm]
+    kwp = dict(kw)
+    if y.ndim == 1:
+        yp = inv[y]
+        if "ignore_index" in kw and kw["ignore_index"] >= 0:
+            # an in-range ignored class is renamed like the labels
+            kwp["ignore_index"] = int(inv[kw["ignore_index"]])
+    else:
+        yp = y[:, perm]
+    if "class_weight" in kw:
+        kwp["class_weight"] = kw["class_weight"][perm]
+    for name in ("cross_entropy", "focal_loss"):
+        extra = _focal_opts(data.draw, C) if name == "focal_loss" else {}
+        extrap = dict(extra)
+        if isinstance(extra.get("alpha"), np.ndarray):
+            extrap["alpha"] = extra["alpha"][perm]
+        fn = getattr(xentc, name)
+        a = fn(y, x, reduction="none", grad=True, hess=True, **kw, **extra)
+        b = fn(yp, xp, reduction="none", grad=True, hess=True, **kwp, **extrap)
+        _close(b.loss, a.loss, 1e-13, name)
+        _close(b.grad, a.grad[:, perm], 1e-12, name)
+        _close(b.hess, a.hess[:, perm], 1e-12, name)
+
+
+@SETTINGS
+@given(data=st.data(), which=st.sampled_from(["binary", "categorical"]))
+def test_float32_agrees_with_float64(data, which):
+    if which == "binary":
+        y, x, kw = data.draw(binary_cases(logit_range=10.0, p_range=(1e-2, 1 - 1e-2),
+                                          dtype=np.float32))
+        names = ["binary_cross_entropy", "binary_focal_loss"]
+    else:
+        y, x, kw = data.draw(categorical_cases(logit_range=10.0, p_range=(1e-2, 1),
+                                               dtype=np.float32))
+        names = ["cross_entropy", "focal_loss"]
+    for name in names:
+        fn = getattr(xentc, name)
+        for reduction in ("none", "mean"):
+            a = fn(y, x, reduction=reduction, grad=True, hess=True, **kw)
+            b = fn(y, x.astype(np.float64), reduction=reduction, grad=True, hess=True, **kw)
+            assert np.asarray(a.loss).dtype == np.float32 and a.grad.dtype == np.float32
+            _close(a.loss, b.loss, 2e-5, name)
+            # float32 rounds each term: allow for cancellation between terms of the size
+            # of the Hessian/gradient scale (a zero gradient at y == p, for instance)
+            scale = 1 + np.max(np.abs(b.grad)) + np.max(np.abs(b.hess))
+            np.testing.assert_allclose(a.grad, b.grad, rtol=2e-5, atol=2e-6 * scale,
+                                       err_msg=name)
+            np.testing.assert_allclose(a.hess, b.hess, rtol=5e-5, atol=5e-6 * scale,
+                                       err_msg=name)
+
+
+def _fd_check(fn, y, x, kw, per_row):
+    """Compare grad and hess with float64 central differences of the loss (and grad)."""
+    res = fn(y, x, reduction="none", grad=True, hess=True, **kw)
+    g_fd = np.empty_like(x)
+    h_fd = np.empty_like(x)
+    h = 1e-6
+    flat_positions = range(x.shape[-1]) if per_row else [None]
+    for j in flat_positions:
+        e = np.zeros_like(x)
+        if per_row:
+            e[..., j] = h
+        else:
+            e[...] = h
+        lp = fn(y, x + e, reduction="none", grad=True, **kw)
+        lm = fn(y, x - e, reduction="none", grad=True, **kw)
+        sel = (Ellipsis, j) if per_row else (Ellipsis,)
+        dl = (lp.loss - lm.loss) / (2 * h)
+        g_fd[sel] = dl
+        h_fd[sel] = ((lp.grad - lm.grad) / (2 * h))[sel]
+    # differences lose about eps * |value| / h to rounding: allow for it
+    scale_g = 1 + np.max(np.abs(res.loss))
+    scale_h = 1 + np.max(np.abs(res.grad)) + np.max(np.abs(res.hess))
+    np.testing.assert_allclose(res.grad, g_fd, rtol=1e-6, atol=1e-8 * scale_g,
+                               err_msg="grad vs differences of the loss")
+    np.testing.assert_allclose(res.hess, h_fd, rtol=1e-6, atol=1e-8 * scale_h,
+                               err_msg="hess vs differences of the gradient")
+    return res
+
+
+@SETTINGS
+@given(case=binary_cases(logit_range=8.0, p_range=(0.05, 0.95)), data=st.data())
+def test_binary_derivatives_match_differences(case, data):
+    y, x, kw = case
+    for name in ("binary_cross_entropy", "binary_focal_loss"):
+        extra = _focal_opts(data.draw) if name == "binary_focal_loss" else {}
+        _fd_check(getattr(xentc, name), y, x, {**kw, **extra}, per_row=False)
+
+
+@SETTINGS
+@given(case=categorical_cases(logit_range=8.0, p_range=(0.05, 0.95)), data=st.data())
+def test_categorical_derivatives_match_differences(case, data):
+    y, x, kw = case
+    for name in ("cross_entropy", "focal_loss"):
+        extra = _focal_opts(data.draw, x.shape[1]) if name == "focal_loss" else {}
+        _fd_check(getattr(xentc, name), y, x, {**kw, **extra}, per_row=True)
+
+
+@SETTINGS
+@given(data=st.data(), which=st.sampled_from(["binary", "categorical"]))
+def test_mean_is_sum_over_total_weight(data, which):
+    if which == "binary":
+        y, x, kw = data.draw(binary_cases(p_range=(1e-3, 1 - 1e-3)))
+        names = ["binary_cross_entropy", "binary_focal_loss"]
+    else:
+        y, x, kw = data.draw(categorical_cases(p_range=(1e-3, 1)))
+        names = ["cross_entropy", "focal_loss"]
+    for name in names:
+        fn = getattr(xentc, name)
+        s = fn(y, x, reduction="sum", grad=True, hess=True, **kw)
+        m = fn(y, x, reduction="mean", grad=True, hess=True, **kw)
+        if which == "binary":
+            sw = np.broadcast_to(kw.get("sample_weight", 1.0), x.shape)
+            W = sw.sum()
+        else:
+            sw = np.broadcast_to(kw.get("sample_weight", 1.0), x.shape[:1])
+            if y.ndim == 1:
+                cw = np.asarray(kw.get("class_weight", np.ones(x.shape[1])))
+                keep = y != kw.get("ignore_index", -10**9)
+                W = (sw * cw[y] * keep).sum()
+            else:
+                W = sw.sum()
+        if W == 0:
+            continue
+        _close(m.loss, s.loss / W, 1e-13, name)
+        _close(m.grad, s.grad / W, 1e-13, name)
+        _close(m.hess, s.hess / W, 1e-13, name)
+        none = fn(y, x, reduction="none", **kw)
+        _close(s.loss, none.sum(), 1e-12, name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_of_many_float32_losses_is_accurate(dtype):
+    # reductions are pairwise/wide: the mean of 10^6 losses is within a few ulp
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, 1_000_000).astype(dtype)
+    y = rng.uniform(0, 1, 1_000_000).astype(dtype)
+    per = xentc.binary_cross_entropy(y, z, from_logits=True, reduction="none")
+    m = xentc.binary_cross_entropy(y, z, from_logits=True)
+    exact = np.sum(per.astype(np.longdouble)) / len(z)
+    eps = np.finfo(dtype).eps
+    assert abs(float(m) - float(exact)) <= 8 * eps * float(exact)

@@ -1,0 +1,217 @@
+"""Results are the same bits for any n_threads, and concurrent calls from many Python
+threads get exactly the bits of a lone call."""
+
+import concurrent.futures
+import threading
+
+import numpy as np
+import pytest
+
+import xentc
+
+THREADS = [1, 2, 3, 7]
+
+
+def _assert_bits(a, b, what=""):
+    if isinstance(a, tuple):
+        assert type(a) is type(b)
+        for x, y, f in zip(a, b, a._fields):
+            if x is None:
+                assert y is None
+            else:
+                _assert_bits(x, y, f"{what}.{f}")
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape, what
+    # compare the bytes: NaN payloads and signed zeros included
+    assert a.tobytes() == b.tobytes(), f"{what}: results differ between thread counts"
+
+
+def _binary_case(rng, dtype, from_logits, n=300_000):
+    shape = (n // 3, 3)
+    x = rng.normal(0, 3, shape) if from_logits else rng.uniform(0.001, 0.999, shape)
+    y = rng.uniform(0, 1, shape)
+    y[::7] = np.round(y[::7])
+    kw = {"sample_weight": rng.uniform(0, 2, shape[:1] + (1,)), "label_smoothing": 0.05,
+          "from_logits": from_logits}
+    return y.astype(dtype), x.astype(dtype), kw
+
+
+def _categorical_case(rng, dtype, from_logits, n, C, soft):
+    x = rng.normal(0, 3, (n, C)) if from_logits else rng.dirichlet(np.ones(C), n)
+    if soft:
+        y = rng.dirichlet(np.ones(C), n).astype(dtype)
+        kw = {}
+    else:
+        y = rng.integers(0, C, n)
+        y[::11] = -100
+        kw = {"ignore_index": -100}
+    kw.update({"sample_weight": rng.uniform(0, 2, n), "class_weight": rng.uniform(0.5, 2, C),
+               "from_logits": from_logits, "label_smoothing": 0.1})
+    return y, x.astype(dtype), kw
+
+
+def _run_all_thread_counts(fn, y, x, kw, counts=THREADS):
+    for reduction in ("mean", "none"):
+        ref = fn(y, x, reduction=reduction, grad=True, hess=True, n_threads=counts[0], **kw)
+        for nt in counts[1:]:
+            got = fn(y, x, reduction=reduction, grad=True, hess=True, n_threads=nt, **kw)
+            _assert_bits(got, ref, f"{reduction}, n_threads={nt}")
+    # the loss alone (a separate code path in some kernels) and the sum agree too
+    lone = fn(y, x, reduction="sum", n_threads=1, **kw)
+    _assert_bits(fn(y, x, reduction="sum", n_threads=counts[-1], **kw), lone, "sum, loss only")
+    _assert_bits(fn(y, x, reduction="sum", grad=True, n_threads=counts[-2], **kw).loss, lone,
+                 "sum: loss alone vs loss with grad")
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal_loss"])
+def test_binary_thread_count_invariance(name, dtype, from_logits):
+    rng = np.random.default_rng(1)
+    y, x, kw = _binary_case(rng, dtype, from_logits)
+    if name == "binary_cross_entropy":
+        kw["pos_weight"] = np.array([0.5, 1.0, 3.0])
+    else:
+        kw.update(gamma=1.5, alpha=0.3)
+    _run_all_thread_counts(getattr(xentc, name), y, x, kw)
+
+
+def _categorical_params():
+    out = []
+    for dtype in ("f32", "f64"):
+        for from_logits in (False, True):
+            for soft in (False, True):
+                out.append(("cross_entropy", dtype, from_logits, soft, (20_000, 50)))
+    out += [("cross_entropy", "f32", True, False, (64, 5000)),
+            ("cross_entropy", "f64", False, True, (64, 5000)),
+            ("focal_loss", "f64", True, False, (20_000, 50)),
+            ("focal_loss", "f32", False, True, (20_000, 50)),
+            ("focal_loss", "f32", True, True, (64, 5000)),
+            ("focal_loss", "f64", False, False, (64, 5000))]
+    return [pytest.param(*p, id=f"{p[0]}-{p[1]}-{'logits' if p[2] else 'probs'}-"
+                               f"{'soft' if p[3] else 'int'}-{p[4][0]}x{p[4][1]}") for p in out]
+
+
+@pytest.mark.parametrize("name,dtype,from_logits,soft,shape", _categorical_params())
+def test_categorical_thread_count_invariance(name, dtype, from_logits, soft, shape):
+    dtype = {"f32": np.float32, "f64": np.float64}[dtype]
+    rng = np.random.default_rng(2)
+    y, x, kw = _categorical_case(rng, dtype, from_logits, *shape, soft)
+    if name == "focal_loss":
+        kw.update(gamma=2.0, alpha=rng.uniform(0, 1, shape[1]))
+    _run_all_thread_counts(getattr(xentc, name), y, x, kw)
+
+
+def test_default_thread_count_gives_the_same_bits():
+    rng = np.random.default_rng(12)
+    y, x, kw = _categorical_case(rng, np.float32, True, 20_000, 50, False)
+    _run_all_thread_counts(xentc.cross_entropy, y, x, kw, counts=[1, None, 2])
+    yb, xb, kwb = _binary_case(rng, np.float64, True)
+    _run_all_thread_counts(xentc.binary_cross_entropy, yb, xb, kwb, counts=[1, None, 2])
+
+
+def test_kdim_thread_count_invariance():
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, (8, 10, 64, 64)).astype(np.float32)
+    y = rng.integers(0, 10, (8, 64, 64))
+    fn = xentc.cross_entropy
+    ref = fn(y, x, axis=1, from_logits=True, grad=True, hess=True, n_threads=1)
+    for nt in (2, 3, 7):
+        _assert_bits(fn(y, x, axis=1, from_logits=True, grad=True, hess=True, n_threads=nt), ref)
+
+
+def test_large_many_block_reduction():
+    """Enough samples for many reduction blocks; results must not depend on the split."""
+    rng = np.random.default_rng(4)
+    n = 2_000_003  # not a multiple of any block size
+    z = rng.normal(0, 4, n).astype(np.float32)
+    y = (rng.uniform(size=n) < 0.3).astype(np.float32)
+    ref = xentc.binary_cross_entropy(y, z, from_logits=True, n_threads=1)
+    for nt in (2, 3, 7):
+        _assert_bits(xentc.binary_cross_entropy(y, z, from_logits=True, n_threads=nt), ref)
+
+
+# --------------------------------------------------------------------------------------
+# many Python threads at once
+# --------------------------------------------------------------------------------------
+
+
+def _jobs():
+    rng = np.random.default_rng(5)
+    jobs = []
+    yb, xb, kwb = _binary_case(rng, np.float64, True, n=60_000)
+    jobs.append(("binary_cross_entropy", yb, xb, {**kwb, "pos_weight": 2.0}))
+    yb, xb, kwb = _binary_case(rng, np.float32, False, n=60_000)
+    jobs.append(("binary_focal_loss", yb, xb, {**kwb, "gamma": 2.0}))
+    y, x, kw = _categorical_case(rng, np.float64, True, 3000, 50, False)
+    jobs.append(("cross_entropy", y, x, kw))
+    y, x, kw = _categorical_case(rng, np.float32, True, 3000, 50, True)
+    jobs.append(("focal_loss", y, x, {**kw, "gamma": 1.0}))
+    y, x, kw = _categorical_case(rng, np.float32, False, 16, 4000, False)
+    jobs.append(("cross_entropy", y, x, kw))
+    return jobs
+
+
+@pytest.mark.parametrize("inner_threads", [None, 1, 2], ids=["default", "1", "2"])
+def test_concurrent_python_threads(inner_threads):
+    jobs = _jobs()
+    reductions = ["mean", "none", "sum"]
+    lone = {}
+    for j, (name, y, x, kw) in enumerate(jobs):
+        for r in reductions:
+            lone[j, r] = getattr(xentc, name)(y, x, reduction=r, grad=True, hess=True,
+                                              n_threads=inner_threads, **kw)
+    start = threading.Barrier(8)
+
+    def worker(w):
+        start.wait()
+        out = []
+        for k in range(12):
+            j = (w + k) % len(jobs)
+            r = reductions[(w + 2 * k) % 3]
+            name, y, x, kw = jobs[j]
+            out.append(((j, r), getattr(xentc, name)(y, x, reduction=r, grad=True, hess=True,
+                                                     n_threads=inner_threads, **kw)))
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+        results = list(ex.map(worker, range(8)))
+    n = 0
+    for out in results:
+        for key, res in out:
+            _assert_bits(res, lone[key], str(key))
+            n += 1
+    assert n == 8 * 12
+
+
+def test_concurrent_errors_do_not_leak():
+    """A thread that raises does not affect the results or errors of the others."""
+    rng = np.random.default_rng(6)
+    y, x, kw = _categorical_case(rng, np.float64, True, 5000, 20, False)
+    bad = y.copy()
+    bad[4321] = 99
+    lone = xentc.cross_entropy(y, x, grad=True, **kw)
+
+    def good(_):
+        return xentc.cross_entropy(y, x, grad=True, **kw)
+
+    def failing(_):
+        with pytest.raises(ValueError, match=r"^y_true:.*99.*4321"):
+            xentc.cross_entropy(bad, x, grad=True, **kw)
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+        futs = [ex.submit(good if i % 2 else failing, i) for i in range(32)]
+        for f in futs:
+            r = f.result()
+            if r is not None:
+                _assert_bits(r, lone)
+
+
+def test_more_threads_than_work():
+    rng = np.random.default_rng(7)
+    y, x, kw = _categorical_case(rng, np.float64, True, 5, 3, False)
+    ref = xentc.cross_entropy(y, x, grad=True, hess=True, n_threads=1, **kw)
+    for nt in (16, 64, 1000):
+        _assert_bits(xentc.cross_entropy(y, x, grad=True, hess=True, n_threads=nt, **kw), ref)
