@@ -334,11 +334,9 @@ def run_bench(repeat: int, n_threads: Optional[int], dtype_name: str) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    _heading("Timing: xentc against plain NumPy")
-    rc = run_bench(args.repeat, args.threads, args.dtype)
-    _say("  (A quick comparison only. A full CPU benchmark against other libraries is planned as "
-         "benchmarks/bench_cpu.py; see the README.)")
-    return rc
+    from xentc import _bench
+
+    return _bench.main(args.bench_args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,14 +388,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="dtype to check (repeatable; default both)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("bench", help="time loss + gradient against plain NumPy",
-                       description="A quick timing of xentc against a plain NumPy implementation "
-                                   "(binary CE n=1e6, softmax CE 65536x10 and 4096x1000), checking that "
-                                   "both agree. A full benchmark is planned as benchmarks/bench_cpu.py (README).")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per case (median is shown; default 5)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="OpenMP threads for xentc (default: the OpenMP default)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
+    p = sub.add_parser("bench", help="the CPU benchmark against NumPy, PyTorch and scikit-learn",
+                       add_help=False, prefix_chars="\0",
+                       description="The CPU benchmark (xentc/_bench.py, also benchmarks/bench_cpu.py); "
+                                   "`bench --help` lists its options.")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
     return parser
 

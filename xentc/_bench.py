@@ -1,0 +1,291 @@
+"""CPU benchmark of xentc against NumPy, PyTorch (CPU, autograd) and scikit-learn's ``_loss``.
+
+Run as ``python -m xentc bench`` or ``python benchmarks/bench_cpu.py``. Every case times
+loss + gradient in one call (``reduction="mean"``), median of repeats after a warm-up, in one
+process, and prints for each: xentc with all threads and with one, each peer that is installed,
+the ratio of the fastest peer's time to xentc's, a ``numpy.copyto`` of the logits (the memory
+roofline) and xentc's ratio to it, and the peak memory xentc allocated beyond its outputs.
+Every peer's result is checked against xentc's before it is timed.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+import xentc
+
+GAMMA = 2.0
+
+# (name, kind, shape): kind picks the functions below
+CASES: List[Tuple[str, str, Tuple[int, ...]]] = [
+    ("binary CE logits n=1e7", "bce", (10_000_000,)),
+    ("binary focal logits n=1e7", "bfocal", (10_000_000,)),
+    ("softmax CE 65536x10", "ce", (65536, 10)),
+    ("softmax CE 4096x32000", "ce", (4096, 32000)),
+    ("softmax CE 2048x128256", "ce", (2048, 128256)),
+    ("softmax focal 65536x10", "focal", (65536, 10)),
+    ("softmax focal 4096x32000", "focal", (4096, 32000)),
+    ("softmax focal 2048x128256", "focal", (2048, 128256)),
+    ("soft-label CE 4096x32000", "softce", (4096, 32000)),
+]
+QUICK_CASES = [
+    ("binary CE logits n=1e6", "bce", (1_000_000,)),
+    ("softmax CE 65536x10", "ce", (65536, 10)),
+    ("softmax CE 512x32000", "ce", (512, 32000)),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and the xentc call
+# --------------------------------------------------------------------------------------------
+def make_inputs(kind: str, shape, dtype, rng):
+    if kind in ("bce", "bfocal"):
+        z = (rng.standard_normal(shape) * 3).astype(dtype)
+        y = (rng.random(shape) < 0.3).astype(dtype)
+        return y, z
+    n, c = shape
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    if kind == "softce":
+        y = rng.random(shape).astype(dtype)
+        y /= y.sum(axis=1, keepdims=True)
+        return y, x
+    return rng.integers(0, c, n), x
+
+
+def run_xentc(kind, y, x, n_threads=None):
+    if kind == "bce":
+        return xentc.binary_cross_entropy(y, x, from_logits=True, grad=True, n_threads=n_threads)
+    if kind == "bfocal":
+        return xentc.binary_focal_loss(y, x, gamma=GAMMA, from_logits=True, grad=True, n_threads=n_threads)
+    if kind in ("ce", "softce"):
+        return xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=n_threads)
+    return xentc.focal_loss(y, x, gamma=GAMMA, from_logits=True, grad=True, n_threads=n_threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Peers: (loss, grad) of the mean loss, each written the way a user of that library would
+# --------------------------------------------------------------------------------------------
+def numpy_peer(kind, y, x):
+    if kind in ("bce", "bfocal"):
+        n = x.size
+        sp_pos = np.logaddexp(0, x)          # softplus(z) = -log(1 - p)
+        sp_neg = sp_pos - x                   # softplus(-z) = -log p
+        p = 1 / (1 + np.exp(-x))
+        if kind == "bce":
+            return np.mean(y * sp_neg + (1 - y) * sp_pos), (p - y) / n
+        q = 1 - p
+        g = GAMMA
+        loss = y * q ** g * sp_neg + (1 - y) * p ** g * sp_pos
+        # d/dz of q^g log p is q^g (q - g p log p); of p^g log q it is -p^g (p - g q log q)
+        dpos = q ** g * (q + g * p * sp_neg)
+        dneg = -(p ** g) * (p + g * q * sp_pos)
+        return loss.mean(), (-(y * dpos) - (1 - y) * dneg) / n
+    n, c = x.shape
+    m = x.max(axis=1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(axis=1, keepdims=True)
+    logp = x - m - np.log(s)
+    p = e / s
+    if kind == "softce":
+        loss = -(y * logp).sum(axis=1)
+        return loss.mean(), (p * y.sum(axis=1, keepdims=True) - y) / n
+    rows = np.arange(n)
+    lpy = logp[rows, y]
+    if kind == "ce":
+        grad = p
+        grad[rows, y] -= 1
+        return -lpy.mean(), grad / n
+    py = np.exp(lpy)
+    qy = 1 - py
+    g = GAMMA
+    loss = -(qy ** g) * lpy
+    G = qy ** g - g * py * qy ** (g - 1) * lpy       # P dF/dP of F = (1-P)^g log P, at the label
+    grad = p * G[:, None]
+    grad[rows, y] -= G
+    return loss.mean(), grad / n
+
+
+def torch_peer(kind, y, x):
+    import torch
+    import torch.nn.functional as F
+
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.from_numpy(y)
+    if kind == "bce":
+        loss = F.binary_cross_entropy_with_logits(xt, yt)
+    elif kind == "bfocal":
+        p = torch.sigmoid(xt)
+        ce = F.binary_cross_entropy_with_logits(xt, yt, reduction="none")
+        p_t = p * yt + (1 - p) * (1 - yt)
+        loss = (ce * (1 - p_t) ** GAMMA).mean()
+    elif kind in ("ce", "softce"):
+        loss = F.cross_entropy(xt, yt)
+    else:
+        logp = F.log_softmax(xt, dim=1).gather(1, yt[:, None])[:, 0]
+        loss = (-(1 - logp.exp()) ** GAMMA * logp).mean()
+    loss.backward()
+    return loss.detach().numpy(), xt.grad.numpy()
+
+
+def sklearn_peer(kind, y, x, n_threads):
+    from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+
+    if kind == "bce":
+        loss, grad = HalfBinomialLoss().loss_gradient(y_true=y, raw_prediction=x, n_threads=n_threads)
+        return loss.mean(), grad / x.size
+    if kind == "ce":
+        n, c = x.shape
+        yf = y.astype(x.dtype)
+        loss, grad = HalfMultinomialLoss(n_classes=c).loss_gradient(y_true=yf, raw_prediction=x,
+                                                                    n_threads=n_threads)
+        return loss.mean(), grad / n
+    return None
+
+
+def available_peers(kind) -> Dict[str, Callable]:
+    peers: Dict[str, Callable] = {"NumPy": numpy_peer}
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        peers["PyTorch"] = torch_peer
+    except ImportError:
+        pass
+    if kind in ("bce", "ce"):
+        try:
+            import sklearn._loss.loss  # noqa: F401
+
+            peers["sklearn"] = lambda k, y, x: sklearn_peer(k, y, x, os.cpu_count() or 1)
+        except ImportError:
+            pass
+    return peers
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+def median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up (and page faults of the outputs)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def extra_peak_mb(kind, y, x) -> float:
+    """Peak bytes xentc allocates beyond its gradient output, in MB (NumPy allocations are traced)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        r = run_xentc(kind, y, x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return max(0, peak - r.grad.nbytes) / 1e6
+
+
+def check(name, ours, theirs, dtype) -> None:
+    tol = 2e-3 if dtype == np.float32 else 1e-6
+    loss_ok = np.isclose(float(ours.loss), float(theirs[0]), rtol=tol, atol=0)
+    scale = np.abs(ours.grad).max()
+    grad_ok = np.abs(ours.grad - np.asarray(theirs[1], dtype=ours.grad.dtype)).max() <= tol * scale
+    if not (loss_ok and grad_ok):
+        raise AssertionError(f"{name} disagrees with xentc (loss {float(theirs[0])} vs {float(ours.loss)})")
+
+
+def bench(cases, dtypes, repeat: int, peers_on: bool = True, out=sys.stdout) -> List[dict]:
+    rng = np.random.default_rng(0)
+    nt = xentc._kernels.openmp_info()[1]
+    print(f"xentc {xentc.__version__}, kernel variant {xentc._kernels.kernel_variant()}, "
+          f"{nt} OpenMP threads; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; NumPy {np.__version__}", file=out)
+    rows = []
+    for name, kind, shape in cases:
+        for dtype in dtypes:
+            y, x = make_inputs(kind, shape, dtype, rng)
+            reps = repeat if x.size < 5e7 else max(3, repeat // 3)
+            ours = run_xentc(kind, y, x)
+            row = {"case": name, "dtype": np.dtype(dtype).name}
+            row["xentc"] = median_ms(lambda: run_xentc(kind, y, x), reps)
+            row["xentc_1t"] = median_ms(lambda: run_xentc(kind, y, x, n_threads=1), reps)
+            dst = np.empty_like(x)
+            row["copy"] = median_ms(lambda: np.copyto(dst, x), reps)
+            del dst
+            row["extra_mb"] = extra_peak_mb(kind, y, x)
+            best = None
+            if peers_on:
+                for pname, fn in available_peers(kind).items():
+                    try:
+                        res = fn(kind, y, x)
+                    except (TypeError, ValueError, RuntimeError) as exc:  # peer lacks this dtype/case
+                        row[pname] = None
+                        print(f"  ({pname} skipped for {name} {row['dtype']}: {exc})", file=out)
+                        continue
+                    if res is None:
+                        continue
+                    check(pname, ours, res, dtype)
+                    del res
+                    row[pname] = median_ms(lambda: fn(kind, y, x), reps)
+                    best = row[pname] if best is None else min(best, row[pname])
+                    gc.collect()
+            row["best_peer"] = best
+            rows.append(row)
+            print_row(row, out)
+            del y, x, ours
+            gc.collect()
+    return rows
+
+
+HEADER = (f"{'case':<27} {'dtype':<8} {'xentc':>9} {'1 thread':>9} {'scale':>6} {'NumPy':>9} {'PyTorch':>9} "
+          f"{'sklearn':>9} {'vs best':>8} {'copy':>8} {'/copy':>6} {'extra MB':>9}")
+
+
+def _ms(v: Optional[float]) -> str:
+    return "—" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
+
+
+def print_row(r: dict, out=sys.stdout) -> None:
+    if not getattr(print_row, "_header_done", False):
+        print(HEADER + "\n" + "-" * len(HEADER), file=out)
+        print_row._header_done = True
+    vs = "—" if r["best_peer"] is None else f"{r['best_peer'] / r['xentc']:.1f}x"
+    print(f"{r['case']:<27} {r['dtype']:<8} {_ms(r['xentc']):>9} {_ms(r['xentc_1t']):>9} "
+          f"{r['xentc_1t'] / r['xentc']:>5.2f}x {_ms(r.get('NumPy')):>9} {_ms(r.get('PyTorch')):>9} "
+          f"{_ms(r.get('sklearn')):>9} {vs:>8} {_ms(r['copy']):>8} {r['xentc'] / r['copy']:>5.1f}x "
+          f"{r['extra_mb']:>9.1f}", file=out, flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="xentc bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
+    ap.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    ap.add_argument("--repeat", type=int, default=7, help="timed repeats per case (median)")
+    ap.add_argument("--no-peers", action="store_true", help="time xentc and the copy roofline only")
+    ap.add_argument("--case", action="append", default=None,
+                    help="only cases whose name contains this text (repeatable)")
+    args = ap.parse_args(argv)
+    cases = QUICK_CASES if args.quick else CASES
+    if args.case:
+        cases = [c for c in cases if any(s.lower() in c[0].lower() for s in args.case)]
+    dtypes = [np.float32, np.float64] if args.dtype == "both" else [np.dtype(args.dtype).type]
+    print_row._header_done = False
+    bench(cases, dtypes, args.repeat, peers_on=not args.no_peers)
+    print("\nTimes in ms (median). 'vs best' = fastest peer's time / xentc's; '/copy' = xentc / numpy.copyto "
+          "of the logits; 'scale' = 1-thread time / all-threads time; 'extra MB' = peak allocation "
+          "beyond the gradient.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
