@@ -336,7 +336,10 @@ def run_bench(repeat: int, n_threads: Optional[int], dtype_name: str) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from xentc import _bench
 
-    return _bench.main(args.bench_args)
+    try:
+        return _bench.main(args.bench_args)
+    except SystemExit as exc:  # its --help and usage errors
+        return exc.code if isinstance(exc.code, int) else 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -204,9 +204,10 @@ def check(name, ours, theirs, dtype) -> None:
         raise AssertionError(f"{name} disagrees with xentc (loss {float(theirs[0])} vs {float(ours.loss)})")
 
 
-def bench(cases, dtypes, repeat: int, peers_on: bool = True, out=sys.stdout) -> List[dict]:
+def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional[int] = None,
+          out=sys.stdout) -> List[dict]:
     rng = np.random.default_rng(0)
-    nt = xentc._kernels.openmp_info()[1]
+    nt = n_threads or xentc._kernels.openmp_info()[1]
     print(f"xentc {xentc.__version__}, kernel variant {xentc._kernels.kernel_variant()}, "
           f"{nt} OpenMP threads; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; NumPy {np.__version__}", file=out)
@@ -217,7 +218,7 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, out=sys.stdout) -> 
             reps = repeat if x.size < 5e7 else max(3, repeat // 3)
             ours = run_xentc(kind, y, x)
             row = {"case": name, "dtype": np.dtype(dtype).name}
-            row["xentc"] = median_ms(lambda: run_xentc(kind, y, x), reps)
+            row["xentc"] = median_ms(lambda: run_xentc(kind, y, x, n_threads), reps)
             row["xentc_1t"] = median_ms(lambda: run_xentc(kind, y, x, n_threads=1), reps)
             dst = np.empty_like(x)
             row["copy"] = median_ms(lambda: np.copyto(dst, x), reps)
@@ -266,11 +267,23 @@ def print_row(r: dict, out=sys.stdout) -> None:
           f"{r['extra_mb']:>9.1f}", file=out, flush=True)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="xentc bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     ap.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
-    ap.add_argument("--repeat", type=int, default=7, help="timed repeats per case (median)")
+    ap.add_argument("--repeat", type=_positive_int, default=7, help="timed repeats per case (median)")
+    ap.add_argument("--threads", type=_positive_int, default=None,
+                    help="OpenMP threads for xentc's main column (default: the OpenMP default)")
     ap.add_argument("--no-peers", action="store_true", help="time xentc and the copy roofline only")
     ap.add_argument("--case", action="append", default=None,
                     help="only cases whose name contains this text (repeatable)")
@@ -280,7 +293,7 @@ def main(argv=None) -> int:
         cases = [c for c in cases if any(s.lower() in c[0].lower() for s in args.case)]
     dtypes = [np.float32, np.float64] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print_row._header_done = False
-    bench(cases, dtypes, args.repeat, peers_on=not args.no_peers)
+    bench(cases, dtypes, args.repeat, peers_on=not args.no_peers, n_threads=args.threads)
     print("\nTimes in ms (median). 'vs best' = fastest peer's time / xentc's; '/copy' = xentc / numpy.copyto "
           "of the logits; 'scale' = 1-thread time / all-threads time; 'extra MB' = peak allocation "
           "beyond the gradient.")

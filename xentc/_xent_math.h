@@ -63,7 +63,7 @@ template <typename T> XENT_HD T log_over_complement(T logx, T c) {
 
 /* ---------------------------------------------------------------------------------------------
  * The focal term of probability x: A(x) = (1 - x)^g * log x, and its first two derivatives with
- * respect to x, times a coefficient k. With c = 1 - x and r = log(x) / c <= 0:
+ * respect to x, times weights. With c = 1 - x and r = log(x) / c <= 0:
  *     A   = c^g log x
  *     A'  = c^g (1/x - g r)                    (both parts >= 0: no cancellation)
  *     A'' = c^(g-1) (g (g-1) r - 2 g / x) - c^g / x^2
@@ -72,31 +72,33 @@ template <typename T> XENT_HD T log_over_complement(T logx, T c) {
 template <typename T> struct Terms { T v, d1, d2; };
 
 template <typename T>
-XENT_HD Terms<T> focal_prob_term(T k, T x, T c, T logx, T g, bool want_d1, bool want_d2) {
-    /* Returns k * (A, A', A'') for a coefficient k > 0; k enters before the divisions by x so that
-     * k / x^2 stays finite wherever the true value is (1 / x^2 alone overflows for x < 1e-154). */
+XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1, bool want_d2) {
+    /* Returns kv * A and kd * (A', A'') for weights kv, kd >= 0 (coefficient times sample weight,
+     * and for the derivatives also the mean's 1/sum w). The weights enter before the divisions by
+     * x, so kd / x^2 stays finite wherever the weighted value is (1 / x^2 alone overflows for
+     * x < 1e-154 in double, 1e-19 in float). A zero weight gives exactly zero terms. */
     Terms<T> t;
+    t.v = t.d1 = t.d2 = T(0);
     if (g == T(0)) {
-        t.v = mul0(k, logx);
-        t.d1 = want_d1 ? k / x : T(0);
-        t.d2 = want_d2 ? -((k / x) / x) : T(0);
+        t.v = mul0(kv, logx);
+        if (kd != T(0)) {
+            if (want_d1) t.d1 = kd / x;
+            if (want_d2) t.d2 = -((kd / x) / x);
+        }
         return t;
     }
-    T kcg = k * x_pow(c, g);
-    t.v = mul0(kcg, logx);
-    if (want_d1 || want_d2) {
-        T r = log_over_complement(logx, c);
-        t.d1 = want_d1 ? kcg / x - kcg * g * r : T(0);
+    const T cg = x_pow(c, g);
+    t.v = mul0(kv * cg, logx);
+    if (kd != T(0) && (want_d1 || want_d2)) {
+        const T kcg = kd * cg;
+        const T r = log_over_complement(logx, c);
+        if (want_d1) t.d1 = kcg / x - kcg * g * r;
         if (want_d2) {
-            T cgm1 = x_pow(c, g - T(1));
-            T inner = g * (g - T(1)) * r - T(2) * g / x;
+            const T cgm1 = x_pow(c, g - T(1));
+            const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
-            t.d2 = (x == T(0)) ? -((k / x) / x) : k * mul0(cgm1, inner) - (kcg / x) / x;
-        } else {
-            t.d2 = T(0);
+            t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
         }
-    } else {
-        t.d1 = T(0); t.d2 = T(0);
     }
     return t;
 }
@@ -133,20 +135,21 @@ XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, bool want_d1, bool want
  *     l = -(c1 * A(p) + c0 * A(1 - p))        from probabilities
  *     l = -(c1 * f(z) + c0 * f(-z))           from logits
  * With g = 0 these are binary cross entropy; the code paths are the same, so focal with gamma = 0
- * reproduces cross entropy bit for bit.
+ * reproduces cross entropy bit for bit. wl weights the loss (the sample weight), wd the derivatives
+ * (sample weight / sum of weights for the mean); zero weights give exact zeros (0 * inf = 0).
  * ------------------------------------------------------------------------------------------- */
 template <typename T> struct LGH { T l, g, h; };
 
 template <typename T>
-XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h) {
+XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     T q = T(1) - p;                 /* exact for p >= 1/2 */
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_prob_term(c1, p, q, x_log(p), g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_prob_term(c0, q, p, x_log1p(-p), g, want_g, want_h);
+    if (c1 != T(0)) pos = focal_prob_term(c1 * wl, c1 * wd, p, q, x_log(p), g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_prob_term(c0 * wl, c0 * wd, q, p, x_log1p(-p), g, want_g, want_h);
     o.l = -(pos.v + neg.v);
     o.g = want_g ? (neg.d1 - pos.d1) : T(0);
     o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
@@ -154,7 +157,7 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h) 
 }
 
 template <typename T>
-XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h) {
+XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;  /* NaN z propagates through every term below (mul0 keeps NaN) */
     /* One exp and one log1p serve both sides: with e = exp(-|z|),
      * softplus(z) = max(z, 0) + log1p(e) and softplus(-z) = max(-z, 0) + log1p(e). */
@@ -169,9 +172,9 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h)
     T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
     if (g == T(0)) {
         /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
-        o.l = mul0(c1, sp_neg) + mul0(c0, sp_pos);
-        o.g = want_g ? (mul0(c0, s.p) - mul0(c1, s.q)) : T(0);
-        o.h = want_h ? (c0 + c1) * s.pq : T(0);
+        o.l = mul0(wl, mul0(c1, sp_neg) + mul0(c0, sp_pos));
+        o.g = want_g ? mul0(wd, mul0(c0, s.p) - mul0(c1, s.q)) : T(0);
+        o.h = want_h ? mul0(wd, (c0 + c1) * s.pq) : T(0);
         return o;
     }
     Terms<T> pos, neg;
@@ -179,9 +182,9 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h)
     neg.v = neg.d1 = neg.d2 = T(0);
     if (c1 != T(0)) pos = focal_logit_term(s.p, s.q, -sp_neg, g, want_g, want_h);
     if (c0 != T(0)) neg = focal_logit_term(s.q, s.p, -sp_pos, g, want_g, want_h);
-    o.l = -(mul0(c1, pos.v) + mul0(c0, neg.v));
-    o.g = want_g ? (mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
-    o.h = want_h ? -(mul0(c1, pos.d2) + mul0(c0, neg.d2)) : T(0);
+    o.l = mul0(wl, -(mul0(c1, pos.v) + mul0(c0, neg.v)));
+    o.g = want_g ? mul0(wd, mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
+    o.h = want_h ? mul0(wd, -(mul0(c1, pos.d2) + mul0(c0, neg.d2))) : T(0);
     return o;
 }
 

@@ -153,18 +153,17 @@ static inline void binary_ce_logit_span(const T* y, const T* x, const T* sw, con
             bad[k] |= !(yi >= T(0) && yi <= T(1));
             const T c1 = (w1 ? w1[i] : w1s) * smoothed_pair(yi, eps, true);
             const T c0 = w0 * smoothed_pair(yi, eps, false);
-            const LGH<T> o = binary_from_logit(x[i], c1, c0, T(0), G, H);
             const T wi = sw ? sw[i] : T(1);
-            const T l = mul0(wi, o.l);
+            const LGH<T> o = binary_from_logit(x[i], c1, c0, T(0), G, H, wi, wi * dscale);
+            const T l = o.l;
             if (lo) lo[i] = l;
             const double v = double(l) - cmp[k];
             const double t = acc[k] + v;
             const double c = (t - acc[k]) - v;
             cmp[k] = (t - t == 0.0) ? c : 0.0;
             acc[k] = t;
-            const T ds = wi * dscale;
-            if (G) go[i] = mul0(ds, o.g);
-            if (H) ho[i] = mul0(ds, o.h);
+            if (G) go[i] = o.g;
+            if (H) ho[i] = o.h;
         }
     }
 }
@@ -227,15 +226,13 @@ static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
         if (!a->from_logits && (xi < T(0) || xi > T(1))) { set_error(res, ERR_PROB, i, 0); continue; }
         T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
         T c0 = w0 * smoothed_pair(yi, eps, false);
-        LGH<T> o = a->from_logits ? binary_from_logit(xi, c1, c0, g, want_g, want_h)
-                                  : binary_from_prob(xi, c1, c0, g, want_g, want_h);
-        T wi = sw ? sw[i] : T(1);
-        T l = mul0(wi, o.l);
-        if (lo) lo[i] = l;
-        kahan_add(res, double(l));
-        T ds = wi * dscale;
-        if (want_g) go[i] = mul0(ds, o.g);
-        if (want_h) ho[i] = mul0(ds, o.h);
+        const T wi = sw ? sw[i] : T(1), ds = wi * dscale;
+        LGH<T> o = a->from_logits ? binary_from_logit(xi, c1, c0, g, want_g, want_h, wi, ds)
+                                  : binary_from_prob(xi, c1, c0, g, want_g, want_h, wi, ds);
+        if (lo) lo[i] = o.l;
+        kahan_add(res, double(o.l));
+        if (want_g) go[i] = o.g;
+        if (want_h) ho[i] = o.h;
     }
 }
 
@@ -499,15 +496,15 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
         if (p != p) {
             loss += double(p); gj = p; hj = p;
         } else if (c != T(0)) {
-            Terms<T> t = focal_prob_term(c, p, T(1) - p, x_log(p), g, want_g, want_h);
+            Terms<T> t = focal_prob_term(c * wi, c * ds, p, T(1) - p, x_log(p), g, want_g, want_h);
             loss -= double(t.v);
             gj = -t.d1;
             hj = -t.d2;
         }
-        if (want_g) gr[j * inner] = mul0(ds, gj);
-        if (want_h) hr[j * inner] = mul0(ds, hj);
+        if (want_g) gr[j * inner] = gj;
+        if (want_h) hr[j * inner] = hj;
     }
-    *loss_out = mul0(wi, T(loss));
+    *loss_out = T(loss);
 }
 
 template <typename T>
