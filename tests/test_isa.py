@@ -1,0 +1,62 @@
+"""The instruction-set variants of the CPU kernels (baseline and AVX2) give the same bits."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import xentc
+from xentc import _kernels
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import xentc
+    rng = np.random.default_rng(7)
+    out = {}
+    for dt in (np.float32, np.float64):
+        z = (rng.standard_normal(5003) * 30).astype(dt)
+        y = rng.random(5003).astype(dt)
+        x = (rng.standard_normal((97, 211)) * 20).astype(dt)
+        lab = rng.integers(0, 211, 97)
+        soft = rng.random((97, 211)).astype(dt)
+        cases = {
+            "bce": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none"),
+            "bfocal": xentc.binary_focal_loss(y, z, from_logits=True, gamma=1.5, grad=True, hess=True),
+            "bprob": xentc.binary_cross_entropy(y, 1 / (1 + np.exp(-z)), grad=True, hess=True),
+            "ce": xentc.cross_entropy(lab, x, from_logits=True, grad=True, hess=True, label_smoothing=0.1),
+            "soft": xentc.cross_entropy(soft, x, from_logits=True, grad=True, hess=True, reduction="none"),
+            "focal": xentc.focal_loss(lab, x, from_logits=True, gamma=2.0, grad=True, hess=True),
+        }
+        for k, r in cases.items():
+            for f in ("loss", "grad", "hess"):
+                out[f"{k}_{np.dtype(dt).name}_{f}"] = np.asarray(getattr(r, f))
+    out["variant"] = np.array(xentc._kernels.kernel_variant())
+    np.savez(sys.argv[1], **out)
+""")
+
+
+def _run(tmp_path, isa):
+    path = tmp_path / f"{isa}.npz"
+    env = dict(os.environ, XENTC_ISA=isa)
+    subprocess.run([sys.executable, "-c", SCRIPT, str(path)], check=True, env=env, cwd=tmp_path)
+    return np.load(path)
+
+
+@pytest.mark.skipif(_kernels.kernel_variant() == "baseline", reason="this machine runs the baseline variant only")
+def test_variants_give_the_same_bits(tmp_path):
+    base = _run(tmp_path, "baseline")
+    fast = _run(tmp_path, "auto")
+    assert str(base["variant"]) == "baseline" and str(fast["variant"]) != "baseline"
+    for key in base.files:
+        if key == "variant":
+            continue
+        np.testing.assert_array_equal(np.atleast_1d(base[key]).view(np.uint8), np.atleast_1d(fast[key]).view(np.uint8),
+                                      err_msg=key)
+
+
+def test_variant_is_reported():
+    assert _kernels.kernel_variant() in ("baseline", "avx2")
+    assert xentc.cross_entropy is not None
