@@ -140,31 +140,50 @@ struct BinaryArgs {
 /* Binary cross entropy from logits over a contiguous span, the common case, written so that it
  * vectorises: no branches that leave the loop (bad labels are counted and located afterwards),
  * LANES Kahan accumulators for the loss. w1 is the per-element positive weight or NULL (then w1s). */
+/* The span is processed in chunks staged through small local arrays: the inputs (labels turned
+ * into side weights, optional weights resolved) are copied in, one branch-free loop of fixed
+ * length computes, and the results are copied out. The compute loop then has no optional
+ * pointers and no aliasing for the compiler to worry about, so it vectorises. */
+constexpr int CHUNK = 64;
+
 template <typename T, bool G, bool H>
 static inline void binary_ce_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps,
                                         T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
-    int64_t i0 = 0;
-    for (; i0 < n; i0 += LANES) {
-        const int lanes = n - i0 < LANES ? int(n - i0) : LANES;
-        for (int k = 0; k < lanes; ++k) {
-            const int64_t i = i0 + k;
-            T yi = y[i];
-            bad[k] |= !(yi >= T(0) && yi <= T(1));
-            const T c1 = (w1 ? w1[i] : w1s) * smoothed_pair(yi, eps, true);
-            const T c0 = w0 * smoothed_pair(yi, eps, false);
-            const T wi = sw ? sw[i] : T(1);
-            const LGH<T> o = binary_from_logit(x[i], c1, c0, T(0), G, H, wi, wi * dscale);
-            const T l = o.l;
-            if (lo) lo[i] = l;
-            const double v = double(l) - cmp[k];
-            const double t = acc[k] + v;
-            const double c = (t - acc[k]) - v;
-            cmp[k] = (t - t == 0.0) ? c : 0.0;
-            acc[k] = t;
-            if (G) go[i] = o.g;
-            if (H) ho[i] = o.h;
+    T xb[CHUNK], c1b[CHUNK], c0b[CHUNK], wlb[CHUNK], wdb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
+    for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
+        const int m = (n - i0) < CHUNK ? int(n - i0) : CHUNK;
+        for (int k = 0; k < CHUNK; ++k) { xb[k] = T(0); c1b[k] = T(0); c0b[k] = T(0); wlb[k] = T(0); wdb[k] = T(0); }
+        for (int k = 0; k < m; ++k) {
+            const T yi = y[i0 + k];
+            bad[k % LANES] |= !(yi >= T(0) && yi <= T(1));
+            xb[k] = x[i0 + k];
+            c1b[k] = smoothed_pair(yi, eps, true);
+            c0b[k] = w0 * smoothed_pair(yi, eps, false);
         }
+        if (w1) for (int k = 0; k < m; ++k) c1b[k] *= w1[i0 + k];
+        else if (w1s != T(1)) for (int k = 0; k < m; ++k) c1b[k] *= w1s;
+        if (sw) for (int k = 0; k < m; ++k) { wlb[k] = sw[i0 + k]; wdb[k] = sw[i0 + k] * dscale; }
+        else for (int k = 0; k < m; ++k) { wlb[k] = T(1); wdb[k] = dscale; }
+        for (int k = 0; k < CHUNK; ++k) {
+            const LGH<T> o = binary_from_logit(xb[k], c1b[k], c0b[k], T(0), G, H, wlb[k], wdb[k]);
+            lb[k] = o.l;
+            gb[k] = o.g;
+            hb[k] = o.h;
+        }
+        for (int k0 = 0; k0 < CHUNK; k0 += LANES) {
+            for (int k = 0; k < LANES; ++k) {
+                /* Kahan step (padding adds exact zeros); an inf or NaN sum needs no compensation */
+                const double v = double(lb[k0 + k]) - cmp[k];
+                const double t = acc[k] + v;
+                const double c = (t - acc[k]) - v;
+                cmp[k] = (t - t == 0.0) ? c : 0.0;
+                acc[k] = t;
+            }
+        }
+        if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
+        if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
+        if (H) for (int k = 0; k < m; ++k) ho[i0 + k] = hb[k];
     }
 }
 
