@@ -348,8 +348,9 @@ static inline T class_coef(const SoftmaxArgs* a, const T* cwa, int64_t y, const 
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
  * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact. */
 template <typename T, bool UNIT>
-static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, T* gr, T* hr,
-                                     T wi, T m, int64_t jm, double s, double s_rest, T L, T* loss_out) {
+static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict xr, int64_t y, const T* ys,
+                                     T* __restrict gr, T* __restrict hr, T wi, T m, int64_t jm, double s,
+                                     double s_rest, T L, T* loss_out) {
     const int64_t C = a->C, sc = UNIT ? 1 : a->sx_c, inner = UNIT ? 1 : a->inner;
     const T* cwa = (const T*)a->cwa;
     const T eps = T(a->eps), epsC = T(a->eps) / T(C);
@@ -387,21 +388,31 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* xr, int64_t 
             if (want_g) gr[j * inner] = mul0(ds, ST * P - class_coef(a, cwa, y, ys, j));
             if (want_h) hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
         }
-    } else if (want_g && want_h) {
-        for (int64_t j = 0; j < C; ++j) {
-            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
-            gr[j * inner] = mul0(ds, ST * P - epsC * (cwa ? cwa[j] : T(1)));
-            hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
-        }
-    } else if (want_g) {
-        for (int64_t j = 0; j < C; ++j) {
-            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
-            gr[j * inner] = mul0(ds, ST * P - epsC * (cwa ? cwa[j] : T(1)));
-        }
     } else {
-        for (int64_t j = 0; j < C; ++j) {
-            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
-            hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+        /* integer labels: c_j = eps/C cw_j; the loops below run with restrict pointers and a
+         * per-class weight that is either an array or one constant, so they vectorise */
+        const T* __restrict cw = cwa;
+        if (want_g && want_h) {
+            for (int64_t j = 0; j < C; ++j) {
+                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                gr[j * inner] = mul0(ds, ST * P - epsC * (cw ? cw[j] : T(1)));
+                hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+            }
+        } else if (want_g && cw) {
+            for (int64_t j = 0; j < C; ++j) {
+                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                gr[j * inner] = mul0(ds, ST * P - epsC * cw[j]);
+            }
+        } else if (want_g) {
+            for (int64_t j = 0; j < C; ++j) {
+                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                gr[j * inner] = mul0(ds, ST * P - epsC);
+            }
+        } else {
+            for (int64_t j = 0; j < C; ++j) {
+                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+            }
         }
     }
     const T Qjm = T(s_rest / s);
