@@ -1,1 +1,618 @@
-"""placeholder"""
+"""CUDA backend of xentc: the same three functions as the CPU kernels (``_kernels``), on CuPy arrays.
+
+``_api`` calls ``weight_sum``, ``binary`` and ``softmax`` with exactly the arguments it gives the
+CPU backend (outputs already allocated) and gets back ``(sum, error code, index, value)``.
+
+The kernels live in ``_xent.cu`` (with the per-element formulas of ``_xent_math.h``), read with
+importlib.resources and compiled once per device with NVRTC; the compiled module is cached per
+device id in this process and, on disk, per source/options/compiler/architecture.
+
+Compilation route. CuPy's ``RawModule`` appends ``-ftz=true`` to every NVRTC compile, which
+flushes float32 subnormals to zero: float32 results that are subnormal (softplus(-100), a
+probability of 1e-40) would then differ from the CPU path. So the kernels are compiled with
+``-ftz=false`` through ``cupy.cuda.compiler.compile_using_nvrtc`` when this CuPy provides it; if
+that fails for any reason, ``cupy.RawModule`` (with flush-to-zero) is used instead. ``info()``
+says which route was taken. Neither route uses fast math: NaN and inf behave as on the CPU.
+
+Every reduction is deterministic: each block writes its partial sum (and its first error) to a
+fixed slot, and a second small kernel adds the slots in order. The only device-to-host transfer
+per call is those 16 bytes (sum and first-error key).
+
+CuPy is imported lazily, so that this module (and its name lists) can be imported without it;
+``import xentc`` never imports this module at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from importlib import resources
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["weight_sum", "binary", "softmax", "info", "name_expressions", "kernel_source", "nvcc_check_source"]
+
+# Error codes of _xent_rows.h
+_ERR_LABEL_RANGE = 1
+_NO_ERR = 0xFFFFFFFFFFFFFFFF
+
+# Work per block of the elementwise kernels (NT * IT in _xent.cu)
+_BINARY_PER_BLOCK = 2048
+_WEIGHT_PER_BLOCK = 2048
+# Rows per block of the categorical kernels
+_THREAD_ROWS, _TILE_ROWS, _WARP_ROWS = 128, 128, 8
+_TILE_MAX_BYTES = 44 * 1024      # dynamic shared memory; the kernel also has static scratch, and 48 KiB is the total limit
+# Contiguous cross entropy from logits uses the on-chip kernel from this many classes on
+_ONCHIP_MIN_C = 512
+_ONCHIP_MAX_BYTES = 64 * 1024      # shared memory per block holding a row slice
+_CLUSTER_SIZES = (2, 4, 8)
+_MAX_GRID = 2**31 - 1
+
+# Kernel choice, for tests and experiments: "onchip"/"tile"/"cluster" can be switched off,
+# "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip"),
+# "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
+# take the cluster path, and "log" (a list) records each launch's choice.
+config: Dict[str, Any] = {"onchip": True, "tile": True, "cluster": True, "force": None,
+                          "onchip_cap": None, "log": None}
+
+_modules: Dict[int, "_Module"] = {}
+_lock = threading.Lock()
+
+
+# ----------------------------------------------------------------------------------------------
+# Source and names (no CuPy needed)
+# ----------------------------------------------------------------------------------------------
+def _package_dir() -> str:
+    # not str(resources.files(...)): under an editable install that is not a path
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def kernel_source() -> str:
+    """The CUDA source as compiled: _xent.cu with _xent_math.h pasted in place of its #include
+    (so that a cached binary can never outlive a change of the header)."""
+    pkg = resources.files(__package__ or "xentc")
+    code = pkg.joinpath("_xent.cu").read_text(encoding="utf-8")
+    header = pkg.joinpath("_xent_math.h").read_text(encoding="utf-8")
+    inc = '#include "_xent_math.h"'
+    if inc not in code:
+        raise RuntimeError("xentc: _xent.cu does not include _xent_math.h")
+    pos = code.index(inc)
+    line = code.count("\n", 0, pos) + 1
+    pasted = f'#line 1 "_xent_math.h"\n{header}\n#line {line + 1} "_xent.cu"\n'
+    return code[:pos] + pasted + code[pos + len(inc):]
+
+
+def _tname(double_: bool) -> str:
+    return "double" if double_ else "float"
+
+
+def _vec(double_: bool) -> int:
+    return 2 if double_ else 4
+
+
+def _binary_name(double_: bool, from_logits: bool, ce: bool) -> str:
+    b = lambda v: "true" if v else "false"  # noqa: E731
+    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}>"
+
+
+def _onchip_name(double_: bool, K: int, vec: int) -> str:
+    if K == 1:
+        return f"xent_onchip<{_tname(double_)}, {vec}>"
+    return f"xent_onchip_cl<{_tname(double_)}, {K}, {vec}>"
+
+
+def name_expressions(cluster: bool) -> list:
+    """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90)."""
+    out = ["xent_finalize", "xent_probe"]
+    for d in (False, True):
+        T = _tname(d)
+        out.append(f"xent_weight<{T}>")
+        out += [_binary_name(d, lg, ce) for lg in (False, True) for ce in (False, True)]
+        out += [f"xent_softmax_{k}<{T}>" for k in ("thread", "tile", "warp", "block")]
+        out += [_onchip_name(d, 1, v) for v in (1, _vec(d))]
+        if cluster:
+            out += [_onchip_name(d, K, v) for K in _CLUSTER_SIZES for v in (1, _vec(d))]
+    return out
+
+
+def nvcc_check_source(cluster: bool = True) -> str:
+    """The kernel source plus a table taking the address of every kernel instance, for an offline
+    compile check without a GPU or CuPy:
+
+        python -c "from xentc import _cuda; print(_cuda.nvcc_check_source())" > /tmp/xent_check.cu
+        nvcc -std=c++17 -arch=sm_90 -DXENT_WANT_CLUSTER=1 --ptx /tmp/xent_check.cu -o /tmp/xent_check.ptx
+        nvcc -std=c++17 -arch=sm_80 --ptx /tmp/xent_check.cu -o /tmp/xent_check80.ptx   (cluster=False)
+    """
+    table = "".join(f"    (void*)&{n},\n" for n in name_expressions(cluster))
+    return kernel_source() + "\nvoid* xent_all_kernels[] = {\n" + table + "};\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Compilation and the per-device module
+# ----------------------------------------------------------------------------------------------
+def _cupy():
+    try:
+        import cupy
+    except ImportError as exc:  # pragma: no cover - only reached without CuPy
+        raise ImportError("xentc: CuPy arrays need the cupy package (pip install cupy-cuda12x or "
+                          "cupy-cuda13x)") from exc
+    return cupy
+
+
+def _cache_dir() -> Optional[str]:
+    d = os.environ.get("XENTC_CACHE_DIR")
+    if d is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "xentc")
+    if d in ("", "0", "none"):
+        return None
+    return d
+
+
+def _cache_load(key: str):
+    d = _cache_dir()
+    if d is None:
+        return None
+    try:
+        with open(os.path.join(d, key + ".json"), "r", encoding="utf-8") as f:
+            meta = json.load(f)
+        with open(os.path.join(d, key + ".bin"), "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            return None
+        return data, meta["mapping"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _cache_store(key: str, data: bytes, mapping: dict) -> None:
+    d = _cache_dir()
+    if d is None:
+        return
+    try:
+        os.makedirs(d, exist_ok=True)
+        for suffix, payload in ((".bin", data),
+                                (".json", json.dumps({"sha256": hashlib.sha256(data).hexdigest(),
+                                                      "mapping": mapping}).encode())):
+            fd, tmp = tempfile.mkstemp(dir=d)
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, os.path.join(d, key + suffix))
+    except OSError:
+        pass
+
+
+def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str):
+    """NVRTC with -ftz=false (CuPy's compile_using_nvrtc, which adds no options of its own but the
+    architecture); the binary is cached on disk."""
+    from cupy.cuda import compiler, function
+
+    options = options + ("-ftz=false",)
+    try:
+        nvrtc_ver = tuple(cupy.cuda.nvrtc.getVersion())
+    except Exception:  # noqa: BLE001
+        nvrtc_ver = ()
+    key = hashlib.sha256(repr((code, options, names, nvrtc_ver, cc, getattr(cupy, "__version__", ""),
+                               "v1")).encode()).hexdigest()[:32]
+    cached = _cache_load(key)
+    hit = cached is not None
+    if cached is None:
+        data, mapping = compiler.compile_using_nvrtc(code, options, None, "xentc_kernels.cu",
+                                                     name_expressions=tuple(names))
+        if isinstance(data, str):
+            data = data.encode()
+        mapping = {str(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in mapping.items()}
+        _cache_store(key, data, mapping)
+    else:
+        data, mapping = cached
+    module = function.Module()
+    module.load(data)
+    funcs = {n: module.get_function(mapping[n]) for n in names}
+    return funcs, ("nvrtc (-ftz=false, disk cache hit)" if hit else "nvrtc (-ftz=false)"), module
+
+
+def _compile_rawmodule(cupy, code: str, options: tuple, names: list):
+    mod = cupy.RawModule(code=code, options=options, name_expressions=names)
+    funcs = {n: mod.get_function(n) for n in names}
+    for f in funcs.values():   # compile now, so that errors surface here
+        getattr(f, "kernel", None)
+    return funcs, "cupy.RawModule (-ftz=true)", mod
+
+
+def _set_attribute(f, attr: int, value: int) -> None:
+    """Set a CUfunction attribute (8: max dynamic shared memory, 9: preferred carveout)."""
+    cupy = _cupy()
+    if attr == 8 and hasattr(f, "max_dynamic_shared_size_bytes"):
+        f.max_dynamic_shared_size_bytes = value
+        return
+    if attr == 9 and hasattr(f, "preferred_shared_memory_carveout"):
+        f.preferred_shared_memory_carveout = value
+        return
+    cupy.cuda.driver.funcSetAttribute(f.ptr, attr, value)
+
+
+class _Module:
+    """The compiled kernels of one device."""
+
+    def __init__(self, dev_id: int):
+        cupy = _cupy()
+        t0 = time.perf_counter()
+        self.dev_id = dev_id
+        dev = cupy.cuda.Device(dev_id)
+        self.cc = str(dev.compute_capability)
+        want_cluster = int(self.cc) >= 90 and not os.environ.get("XENTC_CUDA_NO_CLUSTER")
+        code = kernel_source()
+        base = ("-std=c++17", f"-I{_package_dir()}")
+        errors = []
+        self.funcs = None
+        routes = [] if os.environ.get("XENTC_CUDA_RAWMODULE") else ["noftz"]
+        routes.append("rawmodule")
+        for route in routes:
+            for cluster in ((True, False) if want_cluster else (False,)):
+                names = name_expressions(cluster)
+                opts = base + (("-DXENT_WANT_CLUSTER=1",) if cluster else ())
+                try:
+                    if route == "noftz":
+                        funcs, how, keep = _compile_noftz(cupy, code, opts, names, self.cc)
+                    else:
+                        funcs, how, keep = _compile_rawmodule(cupy, code, opts, names)
+                    # what was compiled: the architecture and whether the cluster kernels exist
+                    probe = cupy.zeros(2, dtype=np.int32)
+                    funcs["xent_probe"]((1,), (32,), (np.uint64(probe.data.ptr),))
+                    arch, has_cluster = (int(v) for v in probe.get())
+                except Exception as exc:  # noqa: BLE001 - try the next variant, report all at the end
+                    errors.append(f"[{route}, cluster={cluster}] {type(exc).__name__}: {exc}")
+                    if "Compile" in type(exc).__name__ or "NVRTC" in str(exc):
+                        continue   # the source did not compile this way: try without clusters
+                    break          # this CuPy lacks the route: try the next one
+                self.funcs, self.route, self._keep = funcs, how, keep
+                self.arch, self.cluster, self.names = arch, bool(has_cluster) and cluster, names
+                break
+            if self.funcs is not None:
+                break
+        if self.funcs is None:
+            raise RuntimeError("xentc: could not build the CUDA kernels (_xent.cu):\n" + "\n".join(errors))
+        self.compile_errors = errors
+        names = self.names
+        # shared memory for the on-chip kernels: 64 KiB per block where the device allows it
+        try:
+            optin = int(cupy.cuda.runtime.deviceGetAttribute(97, dev_id))  # MaxSharedMemoryPerBlockOptin
+        except Exception:  # noqa: BLE001
+            optin = 48 * 1024
+        cap = min(_ONCHIP_MAX_BYTES, optin - 2048) // 16 * 16
+        self.onchip_cap = 0
+        if cap >= 16 * 1024:
+            try:
+                for n in names:
+                    if n.startswith("xent_onchip"):
+                        if cap > 48 * 1024:
+                            _set_attribute(self.funcs[n], 8, cap)
+                        try:
+                            _set_attribute(self.funcs[n], 9, 100)   # prefer shared memory over L1
+                        except Exception:  # noqa: BLE001 - a hint only
+                            pass
+                self.onchip_cap = cap
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"[onchip attributes] {type(exc).__name__}: {exc}")
+                self.onchip_cap = min(cap, 48 * 1024)
+        self.compile_seconds = time.perf_counter() - t0
+
+    def disable_onchip(self, K: int, exc: Exception) -> None:
+        """The device refused an on-chip launch: stop using cluster kernels (K > 1) or the on-chip
+        kernels altogether (K == 1), and say so once."""
+        import warnings
+
+        what = "thread-block-cluster" if K > 1 else "on-chip"
+        self.compile_errors.append(f"[{what} launch refused, disabled] {type(exc).__name__}: {exc}")
+        warnings.warn(f"xentc: the GPU refused the {what} cross-entropy kernel ({exc}); using the generic "
+                      "kernels instead", RuntimeWarning, stacklevel=3)
+        if K > 1:
+            self.cluster = False
+        else:
+            self.onchip_cap = 0
+
+    def info(self) -> dict:
+        return {"device": self.dev_id, "compute_capability": self.cc, "arch": self.arch,
+                "route": self.route, "cluster_kernels": self.cluster, "onchip_smem_bytes": self.onchip_cap,
+                "compile_seconds": round(self.compile_seconds, 3), "kernels": len(self.funcs),
+                "fallback_errors": list(self.compile_errors)}
+
+
+def _module(dev_id: int) -> _Module:
+    m = _modules.get(dev_id)
+    if m is None:
+        with _lock:
+            m = _modules.get(dev_id)
+            if m is None:
+                m = _Module(dev_id)
+                _modules[dev_id] = m
+    return m
+
+
+def info(device: Optional[int] = None) -> dict:
+    """How the kernels were built for a device (compiling them if needed)."""
+    cupy = _cupy()
+    dev = cupy.cuda.Device(device) if device is not None else cupy.cuda.Device()
+    with dev:
+        return _module(dev.id).info()
+
+
+# ----------------------------------------------------------------------------------------------
+# Launch helpers
+# ----------------------------------------------------------------------------------------------
+def _ptr(a) -> np.uint64:
+    return np.uint64(0) if a is None else np.uint64(a.data.ptr)
+
+
+def _stride(a, axis: int) -> int:
+    return a.strides[axis] // a.itemsize
+
+
+def _check(name: str, a, dtype, dev_id: int, contiguous: bool = False, ndim: Optional[int] = None) -> None:
+    """Internal consistency of what _api passes (a failure here is a bug in xentc)."""
+    if a is None:
+        return
+    if a.dtype != dtype:
+        raise RuntimeError(f"xentc (CUDA): {name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
+    if ndim is not None and a.ndim != ndim:
+        raise RuntimeError(f"xentc (CUDA): {name} has {a.ndim} dimensions, expected {ndim}")
+    if contiguous and not a.flags.c_contiguous:
+        raise RuntimeError(f"xentc (CUDA): {name} is not contiguous")
+    if any(s % a.itemsize for s in a.strides):
+        raise RuntimeError(f"xentc (CUDA): {name} has strides {a.strides} that are not whole elements")
+    d = a.device.id
+    if d != dev_id:
+        raise ValueError(f"{name}: array is on GPU {d} but y_pred is on GPU {dev_id}; put every array on "
+                         f"the same device (and call under `with cupy.cuda.Device({dev_id}):`)")
+
+
+class _Scratch:
+    """Per-block partial sums (double) and first-error keys, and the 2-word result."""
+
+    def __init__(self, cupy, nparts: int):
+        self.n = nparts
+        self.buf = cupy.empty(2 * nparts + 2, dtype=np.uint64)
+        base = self.buf.data.ptr
+        self.sums = np.uint64(base)
+        self.errs = np.uint64(base + 8 * nparts)
+        self.out = np.uint64(base + 16 * nparts)
+
+    def finish(self, mod: _Module, has_err: bool) -> Tuple[float, int]:
+        mod.funcs["xent_finalize"]((1,), (1024,), (self.sums, self.errs if has_err else np.uint64(0),
+                                                   np.int64(self.n), self.out))
+        res = self.buf[2 * self.n:].get()
+        total = float(res[0:1].view(np.float64)[0])
+        key = int(res[1]) if has_err else _NO_ERR
+        return total, key
+
+
+def _log(kind: str, **kw) -> None:
+    if config.get("log") is not None:
+        config["log"].append((kind, kw))
+
+
+def _launch_blocks(f, nblocks: int, threads: int, args_head: tuple, smem: int = 0) -> None:
+    """Launch nblocks blocks in grids of at most 2^31 - 1, passing the block offset last."""
+    off = 0
+    while off < nblocks:
+        g = min(_MAX_GRID, nblocks - off)
+        f((g,), (threads,), args_head + (np.int64(off),), shared_mem=smem)
+        off += g
+
+
+# ----------------------------------------------------------------------------------------------
+# The three backend functions (same signatures as xentc._kernels)
+# ----------------------------------------------------------------------------------------------
+def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_threads):
+    """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both."""
+    n = int(n)
+    if n == 0:
+        return 0.0, 0, 0, 0
+    ref = labels if labels is not None else sw
+    if ref is None:
+        return float(n), 0, 0, 0
+    cupy = _cupy()
+    dev_id = ref.device.id
+    dt = np.dtype(np.float64 if double_ else np.float32)
+    _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
+    _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
+    _check("class_weight", cw, dt, dev_id, contiguous=True, ndim=1)
+    with cupy.cuda.Device(dev_id):
+        mod = _module(dev_id)
+        nblocks = -(-n // _WEIGHT_PER_BLOCK)
+        sc = _Scratch(cupy, nblocks)
+        f = mod.funcs[f"xent_weight<{_tname(double_)}>"]
+        _log("weight", blocks=nblocks)
+        _launch_blocks(f, nblocks, 256, (_ptr(labels), _ptr(sw), _ptr(cw), np.int64(C), np.int64(ignore_index),
+                                         np.int32(1 if has_ignore else 0), np.int64(n), sc.sums, sc.errs))
+        total, key = sc.finish(mod, True)
+    if key == _NO_ERR:
+        return total, 0, 0, 0
+    code, i = key & 15, key >> 4
+    j = int(labels[i]) if (code == _ERR_LABEL_RANGE and labels is not None) else 0
+    return total, code, i, j
+
+
+def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads):
+    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits)."""
+    if int(x.shape[0]) == 0:
+        return 0.0, 0, 0, 0
+    cupy = _cupy()
+    with cupy.cuda.Device(x.device.id):
+        mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_)
+        total, key = sc.finish(mod, True)
+    if key == _NO_ERR:
+        return total, 0, 0, 0
+    return total, key & 15, key >> 4, 0
+
+
+def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_):
+    """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish()."""
+    cupy = _cupy()
+    n = int(x.shape[0])
+    dev_id = x.device.id
+    dt = np.dtype(np.float64 if double_ else np.float32)
+    _check("y_pred", x, dt, dev_id, ndim=1)
+    _check("y_true", y, dt, dev_id, ndim=1)
+    if y.shape[0] != n:
+        raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
+    _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
+    _check("pos_weight", w1, dt, dev_id, contiguous=True, ndim=1)
+    for name, out in (("loss", loss), ("grad", grad), ("hess", hess)):
+        _check(name, out, dt, dev_id, contiguous=True, ndim=1)
+    nw1 = 1 if w1 is None else int(w1.shape[0])
+    mod = _module(dev_id)
+    nblocks = -(-n // _BINARY_PER_BLOCK)
+    sc = _Scratch(cupy, nblocks)
+    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0)]
+    _log("binary", blocks=nblocks)
+    _launch_blocks(f, nblocks, 256, (
+        _ptr(y), np.int64(_stride(y, 0)), _ptr(x), np.int64(_stride(x, 0)), np.int64(n),
+        _ptr(sw), _ptr(w1), np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
+        np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, sc.errs))
+    return mod, sc
+
+
+def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, grad, hess, double_):
+    """(kind, extra) for a categorical call; kind in onchip/tile/thread/warp/block."""
+    outer, C, inner = (int(v) for v in x.shape)
+    isz = x.itemsize
+    sx_o, sx_c = _stride(x, 0), _stride(x, 1)
+    force = config.get("force")
+    onchip = None
+    if ((config.get("onchip", True) or force == "onchip") and from_logits and labels is not None
+            and ysoft is None and float(gamma) == 0.0 and inner == 1 and sx_c == 1 and C < 2**31
+            and mod.onchip_cap > 0 and (C >= _ONCHIP_MIN_C or force == "onchip")):
+        vec = _vec(double_)
+        aligned = (x.data.ptr % 16 == 0 and sx_o % vec == 0 and C % vec == 0
+                   and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
+        v = vec if aligned else 1
+        cap_bytes = mod.onchip_cap
+        if config.get("onchip_cap"):
+            cap_bytes = min(cap_bytes, int(config["onchip_cap"]))
+        cap = cap_bytes // isz
+        sizes = (1,) + (_CLUSTER_SIZES if (mod.cluster and config.get("cluster", True)) else ())
+        for K in sizes:
+            chunk = -(-C // K)
+            chunk = -(-chunk // v) * v
+            if chunk <= cap:
+                onchip = (K, v, chunk)
+                break
+    if force == "onchip" and onchip is not None:
+        return "onchip", onchip
+    if force in ("thread", "warp", "block"):
+        return force, None
+    tile_ok = (inner == 1 and sx_c == 1 and sx_o == C
+               and (ysoft is None or (_stride(ysoft, 1) == 1 and _stride(ysoft, 0) == C)))
+    ntiles = 1 + (ysoft is not None) + (grad is not None) + (hess is not None)
+    tile_bytes = ntiles * _TILE_ROWS * C * isz
+    if force == "tile" and tile_ok and tile_bytes <= _TILE_MAX_BYTES:
+        return "tile", tile_bytes
+    if force is None:
+        if onchip is not None:
+            return "onchip", onchip
+        if config.get("tile", True) and tile_ok and tile_bytes <= _TILE_MAX_BYTES:
+            return "tile", tile_bytes
+    if inner > 1:
+        return ("thread", None) if C <= 4096 else ("block", None)
+    if C <= 32:
+        return "thread", None
+    if C <= 1024:
+        return "warp", None
+    return "block", None
+
+
+def _is_launch_config_error(exc: Exception) -> bool:
+    """A launch the device refused before running (bad configuration or resources); such a launch
+    leaves the context usable, unlike a fault inside a kernel."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(k in text for k in ("CLUSTER", "Cluster", "cluster", "INVALID_VALUE", "OUT_OF_RESOURCES",
+                                   "LAUNCH_OUT_OF_RESOURCES", "too many resources", "invalid argument",
+                                   "INVALID_CONFIGURATION", "invalid configuration"))
+
+
+def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss,
+                   grad, hess, double_):
+    K, v, chunk = extra
+    sc = _Scratch(cupy, rows)
+    f = mod.funcs[_onchip_name(double_, K, v)]
+    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk)
+    max_rows = _MAX_GRID // K
+    off = 0
+    while off < rows:
+        nr = min(max_rows, rows - off)
+        f((nr * K,), (256,), (
+            _ptr(x), np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), _ptr(labels), _ptr(sw),
+            _ptr(cwa), np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps),
+            np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, np.int64(off)),
+          shared_mem=chunk * x.itemsize)
+        off += nr
+    return sc
+
+
+def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss, grad,
+            hess, double_, n_threads):
+    """Categorical CE / focal over x viewed as (outer, C, inner)."""
+    outer, C, inner = (int(v) for v in x.shape)
+    if outer * inner == 0 or C == 0:
+        return 0.0, 0, 0, 0
+    cupy = _cupy()
+    with cupy.cuda.Device(x.device.id):
+        mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
+                                            dscale, from_logits, loss, grad, hess, double_)
+        total, key = sc.finish(mod, has_err)
+    if key == _NO_ERR:
+        return total, 0, 0, 0
+    flat = key >> 4
+    return total, key & 15, flat // C, flat % C
+
+
+def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss,
+                     grad, hess, double_):
+    """Launch the categorical kernel (no synchronisation); returns (module, scratch, has_err)."""
+    cupy = _cupy()
+    outer, C, inner = (int(v) for v in x.shape)
+    rows = outer * inner
+    dev_id = x.device.id
+    dt = np.dtype(np.float64 if double_ else np.float32)
+    _check("y_pred", x, dt, dev_id, ndim=3)
+    _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
+    _check("y_true", ysoft, dt, dev_id, ndim=3)
+    if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
+        raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
+    _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
+    _check("class_weight", cwa, dt, dev_id, contiguous=True, ndim=1)
+    _check("loss", loss, dt, dev_id, contiguous=True)
+    _check("grad", grad, dt, dev_id, contiguous=True)
+    _check("hess", hess, dt, dev_id, contiguous=True)
+    mod = _module(dev_id)
+    kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
+    if kind == "onchip":
+        try:
+            sc = _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps,
+                                dscale, loss, grad, hess, double_)
+            return mod, sc, False
+        except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use the generic kernels
+            if not _is_launch_config_error(exc):
+                raise
+            mod.disable_onchip(extra[0], exc)
+            kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
+    per, threads, smem = {"thread": (_THREAD_ROWS, 128, 0), "tile": (_TILE_ROWS, 128, extra or 0),
+                          "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
+    nblocks = -(-rows // per)
+    sc = _Scratch(cupy, nblocks)
+    f = mod.funcs[f"xent_softmax_{kind}<{_tname(double_)}>"]
+    _log("softmax", kernel=kind, blocks=nblocks)
+    sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)
+    _launch_blocks(f, nblocks, threads, (
+        _ptr(x), np.int64(_stride(x, 0)), np.int64(_stride(x, 1)), np.int64(_stride(x, 2)),
+        np.int64(C), np.int64(inner), np.int64(rows), _ptr(labels), _ptr(ysoft),
+        np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), _ptr(sw), _ptr(cwa),
+        np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(gamma),
+        np.float64(dscale), np.int32(1 if from_logits else 0), _ptr(loss), _ptr(grad), _ptr(hess),
+        sc.sums, sc.errs), smem=smem)
+    return mod, sc, True

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# GPU check of xentc, for a GPU machine without network (CUDA 13, CuPy 14, PyTorch, Triton):
+#   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel, ...)
+#      and xentc itself from this source tree;
+#   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps);
+#   3. pytest tests/test_cuda.py, then a quick CPU sanity subset;
+#   4. benchmarks/bench_gpu.py (quick sizes first, then the design section 4 cases).
+# Every step has its own time limit; the whole script stays under 5 minutes. Logs go to $OUT
+# (or a new temporary folder) and the last lines of each are echoed. Exit status: 0 if every
+# step passed.
+#
+#   PYTHON=/path/to/python3 OUT=/some/dir bash benchmarks/gpu_check.sh
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-/opt/torch/.venv/bin/python3}"
+OUT="${OUT:-$(mktemp -d /tmp/xentc_gpu_check.XXXXXX)}"
+mkdir -p "$OUT"
+WORK="$(mktemp -d /tmp/xentc_gpu_work.XXXXXX)"   # run Python from here: the source tree must not shadow
+export XENTC_CACHE_DIR="${XENTC_CACHE_DIR:-$WORK/kernel_cache}"   # compiled kernels, shared by the steps
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
+DEADLINE=$(( START + ${XENTC_GPU_CHECK_BUDGET_S:-290} ))   # the whole script: under 5 minutes
+STATUS=0
+SUMMARY=""
+
+log() { echo "[gpu_check +$(( $(date +%s) - START ))s] $*" | tee -a "$OUT/gpu_check.log"; }
+
+# run NAME TIMEOUT_S CMD...: run a step, log to $OUT/NAME.log, keep going on failure. The limit is
+# cut to what is left of the budget minus $RESERVE seconds kept for the steps after it.
+RESERVE=0
+run() {
+    local name="$1" limit="$2"; shift 2
+    local left=$(( DEADLINE - $(date +%s) - RESERVE ))
+    if [ $left -lt 15 ]; then
+        log "-- $name: SKIPPED (time budget used up)"
+        SUMMARY="$SUMMARY\n  $name: SKIPPED (time budget)"
+        STATUS=1
+        return 1
+    fi
+    [ $limit -gt $left ] && limit=$left
+    log "== $name (limit ${limit}s): $*"
+    local t0=$(date +%s)
+    ( cd "$WORK" && timeout --kill-after=10 "$limit" "$@" ) > "$OUT/$name.log" 2>&1
+    local rc=$?
+    local dt=$(( $(date +%s) - t0 ))
+    tail -n 25 "$OUT/$name.log" | sed "s/^/    [$name] /"
+    if [ $rc -eq 0 ]; then
+        log "-- $name: ok (${dt}s)"
+        SUMMARY="$SUMMARY\n  $name: ok (${dt}s)"
+    else
+        [ $rc -eq 124 ] && log "-- $name: TIMED OUT after ${limit}s" || log "-- $name: FAILED (exit $rc, ${dt}s)"
+        SUMMARY="$SUMMARY\n  $name: FAILED (exit $rc, ${dt}s)"
+        STATUS=1
+    fi
+    return $rc
+}
+
+log "repo $REPO, python $PY, logs in $OUT"
+if [ ! -x "$PY" ]; then
+    log "python interpreter $PY not found; set PYTHON=/path/to/python3"
+    exit 2
+fi
+
+# ---- 0. environment -------------------------------------------------------------------------
+{
+    echo "date: $(date -u)"; uname -a
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 || true
+    command -v nvcc >/dev/null && nvcc --version | tail -n 2
+    "$PY" - <<'EOF'
+import importlib, sys
+print("python", sys.version.split()[0])
+for m in ("numpy", "cupy", "torch", "triton", "liger_kernel", "pytest", "mesonpy", "pyproject_metadata",
+          "mesonbuild", "Cython", "hypothesis", "sympy", "mpmath", "scipy"):
+    try:
+        mod = importlib.import_module(m)
+        print(f"{m:20s} {getattr(mod, '__version__', '?')}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"{m:20s} MISSING ({type(exc).__name__})")
+try:
+    import cupy
+    print("cupy devices:", cupy.cuda.runtime.getDeviceCount(), "nvrtc", cupy.cuda.nvrtc.getVersion())
+except Exception as exc:  # noqa: BLE001
+    print("cupy device query failed:", exc)
+EOF
+} > "$OUT/env.txt" 2>&1
+sed 's/^/    [env] /' "$OUT/env.txt"
+
+# ---- 1. install -------------------------------------------------------------------------------
+if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
+    run install_wheels 120 "$PY" -m pip install --no-index --no-deps --disable-pip-version-check \
+        "$REPO"/.whl/*.whl
+fi
+if ! run install_xentc 180 "$PY" -m pip install --no-index --no-deps --no-build-isolation \
+        --disable-pip-version-check -v "$REPO"; then
+    log "xentc did not install; see $OUT/install_xentc.log (needs meson, meson-python, ninja, Cython, numpy)"
+    echo -e "summary:$SUMMARY" | tee -a "$OUT/gpu_check.log"
+    exit 1
+fi
+
+# ---- 2. compile the CUDA kernels (and fill the disk cache) ------------------------------------
+run cuda_build 150 "$PY" -c "
+import json, time, xentc, numpy as np, cupy
+from xentc import _cuda
+print('xentc from', xentc.__file__)
+t = time.perf_counter()
+info = _cuda.info()
+print(json.dumps(info, indent=1))
+print('first build %.1f s' % (time.perf_counter() - t))
+r = xentc.cross_entropy(cupy.asarray([0, 2]), cupy.asarray(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])),
+                        from_logits=True, grad=True)
+c = xentc.cross_entropy(np.array([0, 2]), np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]), from_logits=True,
+                        grad=True)
+print('smoke: gpu', float(r.loss), 'cpu', float(c.loss))
+assert abs(float(r.loss) - float(c.loss)) < 1e-12 and np.allclose(cupy.asnumpy(r.grad), c.grad, rtol=1e-12, atol=1e-15)
+"
+
+# ---- 3. tests -----------------------------------------------------------------------------------
+PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")
+RESERVE=120   # keep time for the CPU subset and the benchmark
+run test_cuda 200 "${PYTEST[@]}" -v --tb=short --maxfail=25 --durations=10 "$REPO/tests/test_cuda.py"
+RESERVE=100
+run test_cpu_sanity 40 "${PYTEST[@]}" -q --maxfail=10 "$REPO/tests/test_options.py" "$REPO/tests/test_bad_input.py" \
+    -k "plain or combo or test_bad_input"
+
+# ---- 4. benchmark -------------------------------------------------------------------------------
+RESERVE=80
+run bench_quick 30 "$PY" "$REPO/benchmarks/bench_gpu.py" --quick --repeat 3
+RESERVE=0
+run bench 200 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --json "$OUT/bench.json"
+
+log "total $(( $(date +%s) - START ))s; logs in $OUT"
+echo -e "summary:$SUMMARY" | tee -a "$OUT/gpu_check.log"
+rm -rf "$WORK"
+exit $STATUS

@@ -1,0 +1,638 @@
+"""The CUDA path (CuPy arrays) against the CPU path (NumPy arrays) on the same inputs.
+
+Every loss x input form x label form x option x dtype x reduction x grad/hess; every categorical
+kernel (one thread / tile / warp / block per row, on-chip, on-chip with clusters) on the same
+inputs; special values; layouts; bad input (same exception and message as on the CPU); NumPy and
+CuPy mixed (TypeError naming the argument); result types and devices; inputs left unchanged;
+bitwise determinism. Skipped without CuPy or without a GPU.
+
+Tolerances: GPU and CPU use different exp/log implementations (CUDA's libdevice, the CPU's own
+vector math), so results agree to a few ulp, not bit for bit: rtol 1e-6 (float32) / 1e-13
+(float64), relative to the largest value of the array compared.
+"""
+
+import zlib
+
+import numpy as np
+import pytest
+
+cupy = pytest.importorskip("cupy")
+try:
+    _NDEV = cupy.cuda.runtime.getDeviceCount()
+except Exception:  # noqa: BLE001 - no driver, no device
+    _NDEV = 0
+if _NDEV == 0:
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+import xentc  # noqa: E402
+from xentc import _cuda  # noqa: E402
+
+FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
+BINARY = {"binary_cross_entropy", "binary_focal_loss"}
+DTYPES = [np.float32, np.float64]
+RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
+REDUCTIONS = ["none", "sum", "mean"]
+FLAGS = [(False, False), (True, False), (False, True), (True, True)]
+KERNELS = ["thread", "tile", "warp", "block", "onchip", "cluster"]
+
+
+@pytest.fixture(autouse=True)
+def _reset_config():
+    saved = dict(_cuda.config)
+    yield
+    _cuda.config.clear()
+    _cuda.config.update(saved)
+
+
+def _seed(*parts):
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def to_gpu(v):
+    return cupy.asarray(v) if isinstance(v, np.ndarray) else v
+
+
+def to_gpu_kwargs(kw):
+    return {k: to_gpu(v) for k, v in kw.items()}
+
+
+def host(a):
+    return cupy.asnumpy(a) if isinstance(a, cupy.ndarray) else np.asarray(a)
+
+
+def assert_close(gpu, cpu, rtol, what):
+    g = np.asarray(host(gpu), dtype=np.float64)
+    c = np.asarray(cpu, dtype=np.float64)
+    assert g.shape == c.shape, (what, g.shape, c.shape)
+    fin = c[np.isfinite(c)]
+    atol = rtol * float(np.max(np.abs(fin))) if fin.size else 0.0
+    np.testing.assert_allclose(g, c, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+    # infinities and NaN in the same places, with the same sign
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(c), err_msg=what + " (NaN positions)")
+    np.testing.assert_array_equal(np.isposinf(g), np.isposinf(c), err_msg=what + " (+inf positions)")
+    np.testing.assert_array_equal(np.isneginf(g), np.isneginf(c), err_msg=what + " (-inf positions)")
+
+
+def check_result_types(res, grad, hess, x_gpu, reduction, per_sample_shape):
+    dev = x_gpu.device.id
+    cdt = np.dtype(np.float32) if x_gpu.dtype in (np.float16, np.float32) else np.dtype(np.float64)
+    loss = res.loss if (grad or hess) else res
+    assert isinstance(loss, cupy.ndarray), type(loss)
+    assert loss.device.id == dev
+    assert loss.dtype == cdt, (loss.dtype, cdt)
+    if reduction == "none":
+        assert loss.shape == per_sample_shape
+    else:
+        assert loss.shape == ()
+    if grad or hess:
+        assert type(res) is xentc.LossResult
+        for asked, arr in ((grad, res.grad), (hess, res.hess)):
+            if not asked:
+                assert arr is None
+            else:
+                assert isinstance(arr, cupy.ndarray)
+                assert arr.device.id == dev
+                assert arr.shape == x_gpu.shape and arr.dtype == x_gpu.dtype
+    else:
+        assert not isinstance(res, tuple)
+
+
+def compare(name, y, x, kw, *, reduction, grad, hess, rtol, per_sample_shape=None, check_types=True):
+    """Run the CPU and the GPU path on the same inputs and compare everything."""
+    fn = getattr(xentc, name)
+    cpu = fn(y, x, reduction=reduction, grad=grad, hess=hess, **kw)
+    yg, xg = to_gpu(y), to_gpu(x)
+    kwg = to_gpu_kwargs(kw)
+    gpu = fn(yg, xg, reduction=reduction, grad=grad, hess=hess, **kwg)
+    if check_types:
+        if per_sample_shape is None:
+            per_sample_shape = np.asarray(cpu.loss if (grad or hess) else cpu).shape
+        check_result_types(gpu, grad, hess, xg, reduction, per_sample_shape)
+    if grad or hess:
+        assert_close(gpu.loss, cpu.loss, rtol, "loss")
+        if grad:
+            assert_close(gpu.grad, cpu.grad, rtol, "grad")
+        if hess:
+            assert_close(gpu.hess, cpu.hess, rtol, "hess")
+    else:
+        assert_close(gpu, cpu, rtol, "loss")
+    return gpu, cpu
+
+
+# --------------------------------------------------------------------------------------
+# inputs and options
+# --------------------------------------------------------------------------------------
+def make_binary(rng, shape, dtype, from_logits, label_form):
+    x = rng.normal(0, 2, shape) if from_logits else rng.uniform(0.03, 0.97, shape)
+    if label_form == "hard":
+        y = rng.integers(0, 2, shape).astype(np.float64)
+    else:
+        y = rng.integers(0, 65, shape) / 64
+    return y.astype(dtype), x.astype(dtype)
+
+
+def make_categorical(rng, shape, dtype, from_logits, label_form, axis=-1):
+    axis = axis % len(shape)
+    C = shape[axis]
+    if from_logits:
+        x = rng.normal(0, 2, shape)
+    else:
+        x = rng.uniform(0.1, 1, shape)
+        x /= x.sum(axis=axis, keepdims=True)
+    if label_form == "int":
+        y = rng.integers(0, C, shape[:axis] + shape[axis + 1:])
+    else:
+        y = (rng.integers(0, 33, shape) / 32).astype(dtype)
+    return y, x.astype(dtype)
+
+
+def weights(rng, shape, lo=0, hi=8):
+    """Multiples of 1/4 (exact in every dtype); lo=0 includes zeros."""
+    return rng.integers(lo, hi + 1, shape) / 4
+
+
+def _options():
+    def sw(r, lf, d):
+        return {"sample_weight": weights(r, d[0])}
+
+    def sw_bcast(r, lf, d):
+        return {"sample_weight": weights(r, d[0][:1] + (1,) * (len(d[0]) - 1), lo=1)}
+
+    def cw(r, lf, d):
+        return {"class_weight": weights(r, (d[1],), lo=1)}
+
+    def ign(value):
+        return lambda r, lf, d: {"ignore_index": value} if lf == "int" else None
+
+    binary = {
+        "plain": lambda r, lf, d: {},
+        "pos_weight_scalar": lambda r, lf, d: {"pos_weight": 2.5},
+        "pos_weight_vector": lambda r, lf, d: {"pos_weight": weights(r, (d[1],), lo=1)},
+        "sample_weight": sw,
+        "sample_weight_bcast": sw_bcast,
+        "sample_weight_scalar": lambda r, lf, d: {"sample_weight": 1.75},
+        "label_smoothing": lambda r, lf, d: {"label_smoothing": 0.1},
+        "combo": lambda r, lf, d: {"pos_weight": weights(r, (d[1],), lo=1), **sw(r, lf, d),
+                                   "label_smoothing": 0.25},
+    }
+    bfocal = {
+        "plain": lambda r, lf, d: {},
+        "gamma0": lambda r, lf, d: {"gamma": 0.0},
+        "gamma0.5": lambda r, lf, d: {"gamma": 0.5},
+        "gamma1": lambda r, lf, d: {"gamma": 1.0},
+        "gamma3.5": lambda r, lf, d: {"gamma": 3.5},
+        "alpha": lambda r, lf, d: {"alpha": 0.25},
+        "alpha0": lambda r, lf, d: {"alpha": 0.0},
+        "sample_weight": sw,
+        "label_smoothing": lambda r, lf, d: {"label_smoothing": 0.1},
+        "combo": lambda r, lf, d: {"gamma": 1.5, "alpha": 0.75, **sw(r, lf, d), "label_smoothing": 0.2},
+    }
+    cat = {
+        "plain": lambda r, lf, d: {},
+        "class_weight": cw,
+        "sample_weight": sw,
+        "sample_weight_scalar": lambda r, lf, d: {"sample_weight": 1.75},
+        "ignore_index_neg": ign(-100),
+        "ignore_index_class": ign(1),
+        "label_smoothing": lambda r, lf, d: {"label_smoothing": 0.1},
+        "combo": lambda r, lf, d: {**cw(r, lf, d), **sw(r, lf, d), "label_smoothing": 0.2,
+                                   **(ign(-100)(r, lf, d) or {})},
+    }
+    cfocal = {
+        "plain": lambda r, lf, d: {},
+        "gamma0": lambda r, lf, d: {"gamma": 0.0},
+        "gamma0.5": lambda r, lf, d: {"gamma": 0.5},
+        "gamma1": lambda r, lf, d: {"gamma": 1.0},
+        "gamma3.5": lambda r, lf, d: {"gamma": 3.5},
+        "alpha_scalar": lambda r, lf, d: {"alpha": 0.25},
+        "alpha_vector": lambda r, lf, d: {"alpha": r.integers(0, 9, d[1]) / 8},
+        "class_weight": cw,
+        "sample_weight": sw,
+        "ignore_index_class": ign(1),
+        "label_smoothing": lambda r, lf, d: {"label_smoothing": 0.1},
+        "combo": lambda r, lf, d: {"gamma": 1.5, "alpha": r.integers(0, 9, d[1]) / 8, **cw(r, lf, d),
+                                   **sw(r, lf, d), "label_smoothing": 0.2, **(ign(1)(r, lf, d) or {})},
+    }
+    return {"binary_cross_entropy": binary, "binary_focal_loss": bfocal,
+            "cross_entropy": cat, "focal_loss": cfocal}
+
+
+OPTIONS = _options()
+
+
+def _cases():
+    for name in FUNCS:
+        forms = ["hard", "soft"] if name in BINARY else ["int", "soft"]
+        for opt in OPTIONS[name]:
+            for lf in forms:
+                if opt.startswith("ignore_index") and lf != "int":
+                    continue
+                for from_logits in (False, True):
+                    yield pytest.param(name, opt, lf, from_logits,
+                                       id=f"{name}-{opt}-{lf}-{'logits' if from_logits else 'probs'}")
+
+
+def _make_case(name, opt, label_form, from_logits, dtype, bin_shape=(6, 3), cat_shape=(7, 5)):
+    rng = np.random.default_rng(_seed(name, opt, label_form, from_logits, np.dtype(dtype).name))
+    if name in BINARY:
+        y, x = make_binary(rng, bin_shape, dtype, from_logits, label_form)
+        dims = (bin_shape, bin_shape[-1])
+    else:
+        y, x = make_categorical(rng, cat_shape, dtype, from_logits, label_form)
+        dims = (cat_shape[:-1], cat_shape[-1])
+    kw = OPTIONS[name][opt](rng, label_form, dims)
+    if "ignore_index" in kw:
+        y = y.copy()
+        y[[0, 3]] = kw["ignore_index"]
+    kw = dict(kw, from_logits=from_logits)
+    return y, x, kw
+
+
+# --------------------------------------------------------------------------------------
+# every function x option x form x dtype x reduction x grad/hess, default kernel choice
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name,opt,label_form,from_logits", list(_cases()))
+def test_against_cpu(name, opt, label_form, from_logits, dtype):
+    y, x, kw = _make_case(name, opt, label_form, from_logits, dtype)
+    for reduction in REDUCTIONS:
+        for grad, hess in FLAGS:
+            compare(name, y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=RTOL[np.dtype(dtype)])
+
+
+# --------------------------------------------------------------------------------------
+# every categorical kernel on the same inputs
+# --------------------------------------------------------------------------------------
+def _force(kernel, C, dtype):
+    """Select one kernel; returns False if it cannot run this case on this device."""
+    mod = _cuda._module(cupy.cuda.Device().id)
+    if kernel == "cluster":
+        if not mod.cluster:
+            return False
+        _cuda.config["force"] = "onchip"
+        # at most a third of the row per block: clusters of 4 or 8
+        per_block = max(16, -(-C // 3))
+        _cuda.config["onchip_cap"] = per_block * np.dtype(dtype).itemsize
+    else:
+        _cuda.config["force"] = kernel
+    _cuda.config["log"] = []
+    return True
+
+
+def _used_kernel():
+    log = _cuda.config.get("log") or []
+    soft = [kw for kind, kw in log if kind == "softmax"]
+    return soft[-1] if soft else None
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name,opt,label_form,from_logits",
+                         [c for c in _cases() if c.values[0] not in BINARY])
+def test_every_kernel(name, opt, label_form, from_logits, dtype, kernel):
+    C = 37
+    y, x, kw = _make_case(name, opt, label_form, from_logits, dtype, cat_shape=(19, C))
+    if not _force(kernel, C, dtype):
+        pytest.skip("no cluster kernels on this device")
+    rt = RTOL[np.dtype(dtype)]
+    for reduction in ("none", "mean"):
+        for grad, hess in ((True, True), (False, False), (True, False)):
+            compare(name, y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+            used = _used_kernel()
+            onchip_case = (from_logits and label_form == "int" and name == "cross_entropy"
+                           and kw.get("gamma", 0.0) == 0.0)
+            if kernel in ("onchip", "cluster") and onchip_case:
+                assert used["kernel"] == "onchip", used
+                if kernel == "cluster":
+                    assert used["K"] > 1, used
+            elif kernel in ("thread", "warp", "block"):
+                assert used["kernel"] == kernel, used
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [1, 2, 3, 4, 31, 32, 33, 64, 257, 1000, 1031, 4099])
+def test_every_kernel_sizes(C, dtype, kernel):
+    """Row lengths around the warp/vector/tile boundaries; aligned and unaligned rows."""
+    rng = np.random.default_rng(_seed("sizes", C, np.dtype(dtype).name))
+    N = 9
+    x = rng.normal(0, 3, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    y[2] = -100
+    if not _force(kernel, C, dtype):
+        pytest.skip("no cluster kernels on this device")
+    rt = RTOL[np.dtype(dtype)]
+    y0 = np.where(y < 0, 0, y)
+    for yy, kw in ((y0, {"from_logits": True}),
+                   (y, {"from_logits": True, "label_smoothing": 0.05, "class_weight": weights(rng, (C,), lo=1),
+                        "ignore_index": -100}),
+                   (y0, {"from_logits": True, "sample_weight": weights(rng, (N,))})):
+        compare("cross_entropy", yy, x, kw, reduction="sum", grad=True, hess=True, rtol=rt)
+    compare("focal_loss", y0, x, {"from_logits": True, "gamma": 2.0}, reduction="mean", grad=True, hess=True,
+            rtol=rt)
+    p = rng.dirichlet(np.ones(C), N).astype(dtype)
+    compare("cross_entropy", y0, p, {}, reduction="none", grad=True, hess=True, rtol=rt)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_onchip_unaligned_views(dtype):
+    """Rows whose start is not 16-byte aligned, and row strides larger than C."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 2, (12, 1203)).astype(dtype)
+    y = rng.integers(0, 1200, 12)
+    rt = RTOL[np.dtype(dtype)]
+    for xv in (base[:, 1:1201], base[:, 3:1203], base[::2, :1200], base[:, :1200]):
+        yy = y[: xv.shape[0]]
+        for kernel in ("onchip", "cluster", None):
+            if kernel is not None and not _force(kernel, xv.shape[1], dtype):
+                continue
+            if kernel is None:
+                _cuda.config["force"] = None
+                _cuda.config["onchip_cap"] = None
+            compare("cross_entropy", yy, xv, {"from_logits": True}, reduction="mean", grad=True, hess=True,
+                    rtol=rt)
+
+
+# --------------------------------------------------------------------------------------
+# sizes: many blocks, large rows, float16
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_binary_many_blocks(dtype):
+    rng = np.random.default_rng(11)
+    n = 3 * 2048 + 77
+    y, x = make_binary(rng, (n,), dtype, True, "soft")
+    sw = weights(rng, (n,))
+    rt = RTOL[np.dtype(dtype)]
+    for kw in ({"from_logits": True}, {"from_logits": True, "sample_weight": sw, "pos_weight": 2.0}):
+        for reduction in REDUCTIONS:
+            compare("binary_cross_entropy", y, x, kw, reduction=reduction, grad=True, hess=True, rtol=rt)
+    p = rng.uniform(0, 1, n).astype(dtype)
+    compare("binary_focal_loss", y, p, {"gamma": 2.0}, reduction="mean", grad=True, hess=False, rtol=rt)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [10, 300, 5000, 40000])
+def test_categorical_many_rows(C, dtype):
+    rng = np.random.default_rng(_seed("rows", C))
+    N = max(3, 300000 // C)
+    x = rng.normal(0, 4, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    rt = RTOL[np.dtype(dtype)]
+    for kw in ({"from_logits": True}, {"from_logits": True, "label_smoothing": 0.1}):
+        for reduction in ("mean", "none"):
+            compare("cross_entropy", y, x, kw, reduction=reduction, grad=True, hess=False, rtol=rt)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_float16(name):
+    rng = np.random.default_rng(4)
+    if name in BINARY:
+        y, x = make_binary(rng, (50,), np.float16, True, "soft")
+    else:
+        y, x = make_categorical(rng, (20, 6), np.float16, True, "int")
+    gpu, cpu = compare(name, y, x, {"from_logits": True}, reduction="sum", grad=True, hess=True, rtol=1e-3)
+    assert gpu.grad.dtype == np.float16 and gpu.loss.dtype == np.float32
+
+
+# --------------------------------------------------------------------------------------
+# layouts: K-dim with axis, non-contiguous, negative strides, Fortran order
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("axis", [1, 0, -1, 2])
+@pytest.mark.parametrize("label_form", ["int", "soft"])
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_kdim_axis(name, from_logits, label_form, axis, dtype):
+    shape = (2, 4, 3, 5)
+    rng = np.random.default_rng(_seed("kdim", name, from_logits, label_form, axis))
+    y, x = make_categorical(rng, shape, dtype, from_logits, label_form, axis=axis)
+    ax = axis % 4
+    C = shape[ax]
+    per_sample = shape[:ax] + shape[ax + 1:]
+    kw = {"from_logits": from_logits, "axis": axis, "class_weight": weights(rng, (C,), lo=1),
+          "sample_weight": weights(rng, per_sample[-1:], lo=1)}
+    if label_form == "int":
+        y = y.copy()
+        y.flat[[1, 7]] = -1
+        kw["ignore_index"] = -1
+    for reduction in REDUCTIONS:
+        compare(name, y, x, kw, reduction=reduction, grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_strided_inputs(name, dtype):
+    rng = np.random.default_rng(_seed("strided", name))
+    rt = RTOL[np.dtype(dtype)]
+    if name in BINARY:
+        y, x = make_binary(rng, (9, 8), dtype, True, "soft")
+        views = [(y[::-1, ::2], x[::-1, ::2]), (y.T, x.T), (np.asfortranarray(y), np.asfortranarray(x))]
+    else:
+        y, x = make_categorical(rng, (9, 8), dtype, True, "int")
+        ys, _ = make_categorical(rng, (9, 8), dtype, True, "soft")
+        views = [(y[::-2], x[::-2, ::-1]), (y, np.asfortranarray(x)), (ys[:, ::-1], x[:, ::-1]),
+                 (ys.T, x.T)]
+    for yy, xx in views:
+        kw = {"from_logits": True}
+        if name not in BINARY and yy.dtype.kind == "f" and yy.shape != xx.shape:
+            continue
+        compare(name, yy, xx, kw, reduction="none", grad=True, hess=True, rtol=rt)
+
+
+def test_single_row_and_zero_dim():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=6)
+    compare("cross_entropy", 2, x, {"from_logits": True}, reduction="none", grad=True, hess=True, rtol=1e-13,
+            check_types=False)
+    compare("binary_cross_entropy", np.array(1.0), np.array(0.3), {}, reduction="none", grad=True, hess=True,
+            rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_empty(name):
+    if name in BINARY:
+        y, x = np.zeros((0, 3)), np.zeros((0, 3))
+    else:
+        y, x = np.zeros(0, dtype=np.int64), np.zeros((0, 4))
+    for reduction in REDUCTIONS:
+        gpu, cpu = compare(name, y, x, {"from_logits": True}, reduction=reduction, grad=True, hess=True,
+                           rtol=1e-13)
+        if reduction != "none":
+            assert float(gpu.loss) == 0.0
+
+
+# --------------------------------------------------------------------------------------
+# special values
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("kernel", [None] + KERNELS)
+def test_special_logit_rows(dtype, kernel):
+    inf, nan = np.inf, np.nan
+    rows = [[0.0, 1.0, 2.0, 3.0], [-inf, -inf, -inf, -inf], [inf, 0.0, 1.0, 2.0], [inf, inf, 0.0, 0.0],
+            [nan, 0.0, 1.0, 2.0], [3.0, 3.0, 3.0, 3.0], [40.0, -40.0, 0.0, 1.0], [1e4, -1e4, 0.0, 5.0],
+            [-inf, 0.0, -inf, 1.0], [0.0, 0.0, 0.0, 88.0]]
+    x = np.array(rows, dtype=dtype)
+    y = np.array([3, 1, 0, 2, 0, 1, 0, 0, 3, 3])
+    if kernel is not None and not _force(kernel, 4, dtype):
+        pytest.skip("no cluster kernels on this device")
+    for name, kw in (("cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.1}),
+                     ("focal_loss", {"gamma": 2.0})):
+        kw = dict(kw, from_logits=True)
+        compare(name, y, x, kw, reduction="none", grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_special_binary_values(dtype):
+    inf, nan = np.inf, np.nan
+    z = np.array([-inf, inf, nan, 0.0, 40.0, -40.0, 100.0, -100.0, 1e4, -1e4], dtype=dtype)
+    p = np.array([0.0, 1.0, nan, 0.5, 1e-30, 1 - 1e-7, 0.25, 0.75, 1e-300 if dtype == np.float64 else 1e-37,
+                  0.0], dtype=dtype)
+    for y in (np.zeros(10, dtype), np.ones(10, dtype), np.full(10, 0.5, dtype)):
+        for name, kw in (("binary_cross_entropy", {}), ("binary_focal_loss", {"gamma": 2.0}),
+                         ("binary_focal_loss", {"gamma": 0.5, "alpha": 0.25})):
+            compare(name, y, z, dict(kw, from_logits=True), reduction="none", grad=True, hess=True,
+                    rtol=RTOL[np.dtype(dtype)])
+            compare(name, y, p, kw, reduction="none", grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
+            # an infinite element loss sums to inf (not NaN) on both paths
+            compare(name, y, p, kw, reduction="sum", grad=False, hess=False, rtol=RTOL[np.dtype(dtype)])
+
+
+def test_zero_weight_zeroes_everything():
+    x = np.array([[0.0, 1.0], [1.0, 0.0]])
+    y = np.array([0, 1])
+    gpu, _ = compare("cross_entropy", y, x, {"sample_weight": np.array([0.0, 1.0])}, reduction="none",
+                     grad=True, hess=True, rtol=1e-13)
+    assert host(gpu.loss)[0] == 0.0 and np.abs(host(gpu.grad)[0]).max() == 0.0
+
+
+def test_all_ignored_mean_is_zero():
+    x = np.array([[0.0, 1.0], [1.0, 0.0]])
+    y = np.array([-1, -1])
+    gpu, _ = compare("cross_entropy", y, x, {"ignore_index": -1, "from_logits": True}, reduction="mean",
+                     grad=True, hess=True, rtol=1e-13)
+    assert float(gpu.loss) == 0.0
+
+
+def test_subnormal_float32_as_on_cpu():
+    """With the -ftz=false build, float32 subnormal results agree with the CPU."""
+    if "ftz=true" in _cuda.info()["route"]:
+        pytest.skip("kernels were built with flush-to-zero (cupy.RawModule route)")
+    z = np.array([-90.0, -100.0, -103.0], dtype=np.float32)   # softplus(z) is subnormal in float32
+    y = np.zeros(3, np.float32)
+    gpu, cpu = compare("binary_cross_entropy", y, z, {"from_logits": True}, reduction="none", grad=True,
+                       hess=False, rtol=1e-6)
+    assert (host(gpu.loss) > 0).all()
+    p = np.array([1e-40, 3e-39], dtype=np.float32)
+    compare("binary_cross_entropy", np.ones(2, np.float32), p, {}, reduction="none", grad=False, hess=False,
+            rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# bad input: same exception and message as on the CPU
+# --------------------------------------------------------------------------------------
+def _bad_cases():
+    f32 = np.float32
+    yield "label_range", "cross_entropy", np.array([0, 1, 7, 2, 9]), np.zeros((5, 3)), {}
+    yield "label_negative", "cross_entropy", np.array([0, -2, 1]), np.zeros((3, 3)), {"from_logits": True}
+    yield "label_range_kdim", "focal_loss", np.array([[0, 1], [5, 1]]), np.zeros((2, 3, 2)), {"axis": 1}
+    yield "label_range_ignore", "cross_entropy", np.array([-100, 3, 1]), np.zeros((3, 3)), \
+        {"ignore_index": -100}
+    yield "soft_label_unit", "cross_entropy", np.array([[0.5, 0.5], [1.5, 0.0], [2.0, 0.0]]), \
+        np.full((3, 2), 0.5), {}
+    yield "soft_label_nan", "focal_loss", np.array([[0.5, 0.5], [0.0, np.nan]]), np.zeros((2, 2)), \
+        {"from_logits": True}
+    yield "cat_prob", "cross_entropy", np.array([0, 1, 1]), np.array([[0.5, 0.5], [0.2, 1.2], [-0.1, 0.5]]), {}
+    yield "cat_prob_vs_label", "cross_entropy", np.array([[0.5, 0.5], [0.0, 3.0]]), \
+        np.array([[0.5, 0.5], [2.0, 0.5]]), {}
+    yield "bin_label", "binary_cross_entropy", np.array([0.0, 1.0, 1.5, -1.0]), np.full(4, 0.5), {}
+    yield "bin_label_nan", "binary_focal_loss", np.array([0.0, np.nan]), np.full(2, 0.5), {}
+    yield "bin_prob", "binary_cross_entropy", np.array([0.0, 1.0, 1.0]), np.array([0.5, 1.5, -1.0]), {}
+    yield "bin_prob_f32", "binary_focal_loss", np.ones(3, f32), np.array([0.5, 0.5, 1.01], f32), {}
+    yield "sample_weight_neg", "binary_cross_entropy", np.ones(4), np.full(4, 0.5), \
+        {"sample_weight": np.array([1.0, -1.0, 2.0, np.nan])}
+    yield "sample_weight_inf", "cross_entropy", np.array([0, 1]), np.full((2, 2), 0.5), \
+        {"sample_weight": np.array([np.inf, 1.0])}
+    yield "sample_weight_bcast", "cross_entropy", np.zeros((2, 3), dtype=np.int64), np.full((2, 3, 2), 0.5), \
+        {"sample_weight": np.array([1.0, 2.0, -3.0])}
+    big = np.zeros(5000, dtype=np.int64)
+    big[[4321, 4000]] = [7, 9]
+    yield "label_range_late", "cross_entropy", big, np.zeros((5000, 3)), {"from_logits": True}
+    bigp = np.full(7000, 0.5)
+    bigp[[6999, 5000]] = [2.0, -1.0]
+    yield "bin_prob_late", "binary_cross_entropy", np.ones(7000), bigp, {}
+
+
+@pytest.mark.parametrize("case", list(_bad_cases()), ids=lambda c: c[0])
+def test_bad_input_same_error(case):
+    _, name, y, x, kw = case
+    fn = getattr(xentc, name)
+    with pytest.raises(Exception) as cpu_info:
+        fn(y, x, **kw)
+    with pytest.raises(Exception) as gpu_info:
+        fn(to_gpu(y), to_gpu(x), **to_gpu_kwargs(kw))
+    assert type(gpu_info.value) is type(cpu_info.value)
+    assert str(gpu_info.value) == str(cpu_info.value)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_mixing_numpy_and_cupy_is_a_type_error(name):
+    if name in BINARY:
+        y, x = np.array([0.0, 1.0]), np.array([0.2, 0.7])
+        extra = {"sample_weight": np.array([1.0, 2.0])}
+    else:
+        y, x = np.array([0, 1]), np.array([[0.2, 0.8], [0.6, 0.4]])
+        extra = {"sample_weight": np.array([1.0, 2.0])}
+    fn = getattr(xentc, name)
+    with pytest.raises(TypeError, match=r"^y_true:"):
+        fn(y, cupy.asarray(x))
+    with pytest.raises(TypeError, match=r"^y_pred:"):
+        fn(cupy.asarray(y), x)
+    with pytest.raises(TypeError, match=r"^sample_weight:"):
+        fn(cupy.asarray(y), cupy.asarray(x), **extra)
+
+
+# --------------------------------------------------------------------------------------
+# inputs unchanged, determinism, devices
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel", [None] + KERNELS)
+@pytest.mark.parametrize("name", FUNCS)
+def test_inputs_unchanged_and_deterministic(name, kernel):
+    rng = np.random.default_rng(_seed("det", name))
+    if name in BINARY:
+        if kernel is not None:
+            pytest.skip("binary losses have one kernel")
+        y, x = make_binary(rng, (4099,), np.float32, True, "soft")
+        kw = {"sample_weight": weights(rng, (4099,)), "from_logits": True}
+    else:
+        C = 600
+        y, x = make_categorical(rng, (40, C), np.float32, True, "int")
+        kw = {"sample_weight": weights(rng, (40,)), "from_logits": True}
+        if kernel is not None and not _force(kernel, C, np.float32):
+            pytest.skip("no cluster kernels on this device")
+    yg, xg = to_gpu(y), to_gpu(x)
+    kwg = to_gpu_kwargs(kw)
+    before = [host(a).copy() for a in (yg, xg, kwg["sample_weight"])]
+    fn = getattr(xentc, name)
+    r1 = fn(yg, xg, grad=True, hess=True, **kwg)
+    r2 = fn(yg, xg, grad=True, hess=True, **kwg)
+    for b, a in zip(before, (yg, xg, kwg["sample_weight"])):
+        np.testing.assert_array_equal(host(a), b)
+    for a, b in zip(r1, r2):
+        assert host(a).tobytes() == host(b).tobytes()
+    assert r1.grad.data.ptr != xg.data.ptr
+
+
+def test_results_on_the_arrays_device():
+    if _NDEV < 2:
+        pytest.skip("one device")
+    with cupy.cuda.Device(1):
+        x = cupy.asarray(np.random.default_rng(0).normal(size=(5, 3)))
+        y = cupy.asarray(np.array([0, 1, 2, 0, 1]))
+        r = xentc.cross_entropy(y, x, from_logits=True, grad=True)
+    assert r.loss.device.id == 1 and r.grad.device.id == 1
+
+
+def test_info():
+    inf = _cuda.info()
+    assert inf["kernels"] > 10 and inf["arch"] > 0
+    assert set(_cuda.name_expressions(inf["cluster_kernels"])) <= set(_cuda._module(inf["device"]).funcs)
