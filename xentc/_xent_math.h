@@ -257,6 +257,30 @@ XENT_HD FocalSoftmax<T> focal_softmax_elem(T c, const SoftmaxElem<T>& e, T g, bo
     return o;
 }
 
+/* Gradient and Hessian diagonal of the focal loss at one class of a softmax row, from the row's
+ * sums (Tt = sum_j G_j, T_rest and U_rest = sum_{j != jm} G_j and K_j) and the pieces at jm:
+ *     grad = P T - G        (at jm: P T_rest - Q G_jm, which keeps the small difference exact)
+ *     hess = P Q T - Kt - P^2 (U - K)      with P^2 K_jm = (e / s_rest)^2 Kt_jm away from jm. */
+struct FocalDerivs { double g, h; };
+
+template <typename T>
+XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSoftmax<T>& f, T e, bool is_jm,
+                                         double Tt, double T_rest, double U_rest, T G_jm, T Kt_jm,
+                                         double s_rest) {
+    const double P = double(el.P), Q = double(el.Q);
+    FocalDerivs o;
+    if (is_jm) {
+        o.g = P * T_rest - Q * double(G_jm);
+        o.h = P * Q * Tt - double(Kt_jm) - P * P * U_rest;
+    } else {
+        const double Kj = double(f.Kt) / (Q * Q);
+        const double ratio = (e == T(0)) ? 0.0 : double(e) / s_rest;   /* P_j / Q_jm */
+        o.g = P * Tt - double(f.G);
+        o.h = P * Q * Tt - double(f.Kt) - P * P * (U_rest - Kj) - ratio * ratio * double(Kt_jm);
+    }
+    return o;
+}
+
 }  // namespace xent
 
 #endif  /* XENTC_XENT_MATH_H */

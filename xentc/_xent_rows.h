@@ -483,22 +483,9 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
         T e = x_exp(-d);
         SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
         FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-        const double P = double(el.P), Q = double(el.Q);
-        if (want_g) {
-            double gj = (j == jm) ? P * T_rest - Q * double(G_jm) : P * Tt - double(f.G);
-            gr[j * inner] = mul0(ds, T(gj));
-        }
-        if (want_h) {
-            double hj;
-            if (j == jm) {
-                hj = P * Q * Tt - double(Kt_jm) - P * P * U_rest;
-            } else {
-                double Kj = double(f.Kt) / (Q * Q);
-                double ratio = (e == T(0)) ? 0.0 : double(e) / s_rest;   /* P_j / Q_jm */
-                hj = P * Q * Tt - double(f.Kt) - P * P * (U_rest - Kj) - ratio * ratio * double(Kt_jm);
-            }
-            hr[j * inner] = mul0(ds, T(hj));
-        }
+        const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, Tt, T_rest, U_rest, G_jm, Kt_jm, s_rest);
+        if (want_g) gr[j * inner] = mul0(ds, T(d2.g));
+        if (want_h) hr[j * inner] = mul0(ds, T(d2.h));
     }
 }
 
