@@ -454,17 +454,10 @@ __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 
     for (xi64 j = ln; j < C; j += ns) {
         T p = xr[j * sc];
         T c = class_coef(a, y, ys, syc, j);
-        T gj = T(0), hj = T(0);
-        if (p != p) {
-            loss += double(p); gj = p; hj = p;
-        } else if (c != T(0)) {
-            Terms<T> t = focal_prob_term(c * wi, c * ds, p, T(1) - p, x_log(p), g, want_g, want_h);
-            loss -= double(t.v);
-            gj = -t.d1;
-            hj = -t.d2;
-        }
-        if (want_g) gr[j * so] = gj;
-        if (want_h) hr[j * so] = hj;
+        const LGH<T> o = categorical_from_prob(p, c, g, want_g, want_h, wi, ds);
+        loss += double(o.l);
+        if (want_g) gr[j * so] = o.g;
+        if (want_h) hr[j * so] = o.h;
     }
     tm.sum4(loss, z1, z2, z3);
     return T(loss);

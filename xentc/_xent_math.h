@@ -188,6 +188,22 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     return o;
 }
 
+/* One class of a categorical loss from probabilities: each entry of y_pred is an independent
+ * input, so this is -c A(p) and its derivatives, weighted (wl for the loss, wd for the derivatives).
+ * NaN p gives NaN everywhere, even where c = 0. */
+template <typename T>
+XENT_HD LGH<T> categorical_from_prob(T p, T c, T g, bool want_g, bool want_h, T wl, T wd) {
+    LGH<T> o;
+    o.l = o.g = o.h = T(0);
+    if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
+    if (c == T(0)) return o;
+    Terms<T> t = focal_prob_term(c * wl, c * wd, p, T(1) - p, x_log(p), g, want_g, want_h);
+    o.l = -t.v;
+    o.g = -t.d1;
+    o.h = -t.d2;
+    return o;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Softmax rows. A row is summarised by m = max_j x_j, its first index jm, and
  * s_rest = sum_{j != jm} exp(x_j - m), so that s = 1 + s_rest and lse = m + log1p(s_rest).

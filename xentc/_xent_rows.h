@@ -509,17 +509,10 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
     for (int64_t j = 0; j < C; ++j) {
         T p = xr[j * sc];
         T c = class_coef(a, cwa, y, ys, j);
-        T gj = T(0), hj = T(0);
-        if (p != p) {
-            loss += double(p); gj = p; hj = p;
-        } else if (c != T(0)) {
-            Terms<T> t = focal_prob_term(c * wi, c * ds, p, T(1) - p, x_log(p), g, want_g, want_h);
-            loss -= double(t.v);
-            gj = -t.d1;
-            hj = -t.d2;
-        }
-        if (want_g) gr[j * inner] = gj;
-        if (want_h) hr[j * inner] = hj;
+        const LGH<T> o = categorical_from_prob(p, c, g, want_g, want_h, wi, ds);
+        loss += double(o.l);
+        if (want_g) gr[j * inner] = o.g;
+        if (want_h) hr[j * inner] = o.h;
     }
     *loss_out = T(loss);
 }
