@@ -11,6 +11,8 @@ vector math), so results agree to a few ulp, not bit for bit: rtol 1e-6 (float32
 (float64), relative to the largest value of the array compared.
 """
 
+import pathlib
+import sys
 import zlib
 
 import numpy as np
@@ -26,6 +28,9 @@ if _NDEV == 0:
 
 import xentc  # noqa: E402
 from xentc import _cuda  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from inputs import make_binary, make_categorical, weights  # noqa: E402
 
 FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
 BINARY = {"binary_cross_entropy", "binary_focal_loss"}
@@ -122,35 +127,6 @@ def compare(name, y, x, kw, *, reduction, grad, hess, rtol, per_sample_shape=Non
 # --------------------------------------------------------------------------------------
 # inputs and options
 # --------------------------------------------------------------------------------------
-def make_binary(rng, shape, dtype, from_logits, label_form):
-    x = rng.normal(0, 2, shape) if from_logits else rng.uniform(0.03, 0.97, shape)
-    if label_form == "hard":
-        y = rng.integers(0, 2, shape).astype(np.float64)
-    else:
-        y = rng.integers(0, 65, shape) / 64
-    return y.astype(dtype), x.astype(dtype)
-
-
-def make_categorical(rng, shape, dtype, from_logits, label_form, axis=-1):
-    axis = axis % len(shape)
-    C = shape[axis]
-    if from_logits:
-        x = rng.normal(0, 2, shape)
-    else:
-        x = rng.uniform(0.1, 1, shape)
-        x /= x.sum(axis=axis, keepdims=True)
-    if label_form == "int":
-        y = rng.integers(0, C, shape[:axis] + shape[axis + 1:])
-    else:
-        y = (rng.integers(0, 33, shape) / 32).astype(dtype)
-    return y, x.astype(dtype)
-
-
-def weights(rng, shape, lo=0, hi=8):
-    """Multiples of 1/4 (exact in every dtype); lo=0 includes zeros."""
-    return rng.integers(lo, hi + 1, shape) / 4
-
-
 def _options():
     def sw(r, lf, d):
         return {"sample_weight": weights(r, d[0])}

@@ -11,6 +11,7 @@ from numpy.testing import assert_array_equal
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
+from inputs import make_binary, make_categorical, weights  # noqa: E402
 
 import xentc  # noqa: E402
 
@@ -102,38 +103,6 @@ def run_and_check(name, y_true, y_pred, kwargs, *, reduction, grad, hess, rtol,
     if hess:
         assert_close(h, rh, rtol, "hess")
     return res
-
-
-def make_binary(rng, shape, dtype, from_logits, label_form):
-    if from_logits:
-        x = rng.normal(0, 2, shape)
-    else:
-        x = rng.uniform(0.03, 0.97, shape)
-    if label_form == "hard":
-        y = rng.integers(0, 2, shape).astype(np.float64)
-    else:
-        y = rng.integers(0, 65, shape) / 64
-    return y.astype(dtype), x.astype(dtype)
-
-
-def make_categorical(rng, shape, dtype, from_logits, label_form, axis=-1):
-    axis = axis % len(shape)
-    C = shape[axis]
-    if from_logits:
-        x = rng.normal(0, 2, shape)
-    else:
-        x = rng.uniform(0.1, 1, shape)
-        x /= x.sum(axis=axis, keepdims=True)
-    if label_form == "int":
-        y = rng.integers(0, C, shape[:axis] + shape[axis + 1:])
-    else:
-        y = (rng.integers(0, 33, shape) / 32).astype(dtype)
-    return y, x.astype(dtype)
-
-
-def weights(rng, shape, lo=0, hi=8):
-    """Weights that are multiples of 1/4 (exact in every dtype); lo=0 includes zeros."""
-    return rng.integers(lo, hi + 1, shape) / 4
 
 
 # Options: name -> builder(rng, label_form, dims) -> kwargs or None (not applicable).
