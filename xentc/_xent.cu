@@ -396,26 +396,18 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     const T L = T(log1p(s_rest));
     if (g == T(0)) return ce_finish(a, tm, xr, sc, y, ys, syc, gr, hr, so, wi, m, jm, s, s_rest, L);
     /* focal: the loss and the gradient/Hessian sums */
-    double loss = 0.0, Tt = 0.0, T_rest = 0.0, U_rest = 0.0;
-    T G_jm = T(0), Kt_jm = T(0);
+    FocalRowSums<T> sums = focal_row_sums_init<T>();
     for (xi64 j = ln; j < C; j += ns) {
         T c = class_coef(a, y, ys, syc, j);
         if (c == T(0) && !(want_g || want_h)) continue;
         T d = softmax_gap(xr[j * sc], m);
         SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), j == jm, s, s_rest, L);
-        FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-        loss += double(f.loss);
-        Tt += double(f.G);
-        if (j == jm) { G_jm = f.G; Kt_jm = f.Kt; }
-        else {
-            T_rest += double(f.G);
-            if (want_h) U_rest += double(f.Kt) / (double(el.Q) * double(el.Q));
-        }
+        focal_row_add(sums, focal_softmax_elem(c, el, g, want_g, want_h), el, j == jm);
     }
-    tm.sum4(loss, Tt, T_rest, U_rest);
+    tm.sum4(sums.loss, sums.Tt, sums.T_rest, sums.U_rest);
     const int owner = int(jm % ns);
-    G_jm = tm.bcast(G_jm, owner);
-    Kt_jm = tm.bcast(Kt_jm, owner);
+    sums.G_jm = tm.bcast(sums.G_jm, owner);
+    sums.Kt_jm = tm.bcast(sums.Kt_jm, owner);
     if (want_g || want_h) {
         for (xi64 j = ln; j < C; j += ns) {
             T c = class_coef(a, y, ys, syc, j);
@@ -423,12 +415,12 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
             T e = x_exp(-d);
             SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
             FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-            const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, Tt, T_rest, U_rest, G_jm, Kt_jm, s_rest);
+            const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, s_rest);
             if (want_g) gr[j * so] = mul0(ds, T(d2.g));
             if (want_h) hr[j * so] = mul0(ds, T(d2.h));
         }
     }
-    return mul0(wi, T(loss));
+    return mul0(wi, T(sums.loss));
 }
 
 template <typename T, class Team>

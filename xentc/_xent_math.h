@@ -273,26 +273,44 @@ XENT_HD FocalSoftmax<T> focal_softmax_elem(T c, const SoftmaxElem<T>& e, T g, bo
     return o;
 }
 
-/* Gradient and Hessian diagonal of the focal loss at one class of a softmax row, from the row's
- * sums (Tt = sum_j G_j, T_rest and U_rest = sum_{j != jm} G_j and K_j) and the pieces at jm:
+/* Sums of the focal pieces over a softmax row: the loss, Tt = sum_j G_j, and over j != jm
+ * T_rest = sum G_j and U_rest = sum K_j (K_j = Kt_j / Q_j^2, finite there since Q_j >= 1/2);
+ * G and Kt at jm are kept apart. */
+template <typename T> struct FocalRowSums { double loss, Tt, T_rest, U_rest; T G_jm, Kt_jm; };
+
+template <typename T> XENT_HD FocalRowSums<T> focal_row_sums_init() {
+    FocalRowSums<T> r;
+    r.loss = r.Tt = r.T_rest = r.U_rest = 0.0;
+    r.G_jm = r.Kt_jm = T(0);
+    return r;
+}
+
+template <typename T>
+XENT_HD void focal_row_add(FocalRowSums<T>& r, const FocalSoftmax<T>& f, const SoftmaxElem<T>& el, bool is_jm) {
+    r.loss += double(f.loss);
+    r.Tt += double(f.G);
+    if (is_jm) { r.G_jm = f.G; r.Kt_jm = f.Kt; }
+    else { r.T_rest += double(f.G); r.U_rest += double(f.Kt) / (double(el.Q) * double(el.Q)); }
+}
+
+/* Gradient and Hessian diagonal of the focal loss at one class of a softmax row, from the row sums:
  *     grad = P T - G        (at jm: P T_rest - Q G_jm, which keeps the small difference exact)
  *     hess = P Q T - Kt - P^2 (U - K)      with P^2 K_jm = (e / s_rest)^2 Kt_jm away from jm. */
 struct FocalDerivs { double g, h; };
 
 template <typename T>
 XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSoftmax<T>& f, T e, bool is_jm,
-                                         double Tt, double T_rest, double U_rest, T G_jm, T Kt_jm,
-                                         double s_rest) {
+                                         const FocalRowSums<T>& r, double s_rest) {
     const double P = double(el.P), Q = double(el.Q);
     FocalDerivs o;
     if (is_jm) {
-        o.g = P * T_rest - Q * double(G_jm);
-        o.h = P * Q * Tt - double(Kt_jm) - P * P * U_rest;
+        o.g = P * r.T_rest - Q * double(r.G_jm);
+        o.h = P * Q * r.Tt - double(r.Kt_jm) - P * P * r.U_rest;
     } else {
         const double Kj = double(f.Kt) / (Q * Q);
         const double ratio = (e == T(0)) ? 0.0 : double(e) / s_rest;   /* P_j / Q_jm */
-        o.g = P * Tt - double(f.G);
-        o.h = P * Q * Tt - double(f.Kt) - P * P * (U_rest - Kj) - ratio * ratio * double(Kt_jm);
+        o.g = P * r.Tt - double(f.G);
+        o.h = P * Q * r.Tt - double(f.Kt) - P * P * (r.U_rest - Kj) - ratio * ratio * double(r.Kt_jm);
     }
     return o;
 }

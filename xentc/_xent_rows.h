@@ -462,20 +462,15 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
         return;
     }
     /* focal: pass 3 over the classes for the loss and the gradient/Hessian sums */
-    double loss = 0.0, Tt = 0.0, T_rest = 0.0, U_rest = 0.0;
-    T G_jm = T(0), Kt_jm = T(0);
+    FocalRowSums<T> sums = focal_row_sums_init<T>();
     for (int64_t j = 0; j < C; ++j) {
         T c = class_coef(a, cwa, y, ys, j);
         if (c == T(0) && !(want_g || want_h)) continue;
         T d = softmax_gap(xr[j * sc], m);
         SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), j == jm, s, s_rest, L);
-        FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-        loss += double(f.loss);
-        Tt += double(f.G);
-        if (j == jm) { G_jm = f.G; Kt_jm = f.Kt; }
-        else { T_rest += double(f.G); if (want_h) U_rest += double(f.Kt) / (double(el.Q) * double(el.Q)); }
+        focal_row_add(sums, focal_softmax_elem(c, el, g, want_g, want_h), el, j == jm);
     }
-    *loss_out = mul0(wi, T(loss));
+    *loss_out = mul0(wi, T(sums.loss));
     if (!(want_g || want_h)) return;
     for (int64_t j = 0; j < C; ++j) {
         T c = class_coef(a, cwa, y, ys, j);
@@ -483,7 +478,7 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
         T e = x_exp(-d);
         SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
         FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-        const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, Tt, T_rest, U_rest, G_jm, Kt_jm, s_rest);
+        const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, s_rest);
         if (want_g) gr[j * inner] = mul0(ds, T(d2.g));
         if (want_h) hr[j * inner] = mul0(ds, T(d2.h));
     }
