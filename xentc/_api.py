@@ -158,7 +158,7 @@ def _to_host(a) -> np.ndarray:
     return a.get() if _is_cupy(a) else np.asarray(a)
 
 
-def _small_weights(name: str, w: Any, length: Optional[int], dtype, xp, *, upper: Optional[float] = None,
+def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optional[float] = None,
                    what: str = "finite and non-negative"):
     """A scalar or 1-D weight vector (pos_weight, class_weight, alpha), checked on the host."""
     if w is None:
@@ -275,10 +275,9 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
-    """Run the weight pre-pass (checks labels and sample weights); return the mean's denominator."""
-    total, err, i, j = backend.weight_sum(labels, sw, cw, C, -1 if ignore_index is None else ignore_index,
-                                          ignore_index is not None, n, cdt == np.float64, n_threads)
-    return total, err, i, j
+    """Run the weight pre-pass (checks labels and sample weights): (mean's denominator, err, i, j)."""
+    return backend.weight_sum(labels, sw, cw, C, -1 if ignore_index is None else ignore_index,
+                              ignore_index is not None, n, cdt == np.float64, n_threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,7 +377,7 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, 
     eps = _check_smoothing(label_smoothing)
     xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
     last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
-    pw = _small_weights("pos_weight", pos_weight, last[0], None, xp)
+    pw = _small_weights("pos_weight", pos_weight, last[0], xp)
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
                    sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad, hess=hess,
                    n_threads=n_threads)
@@ -476,7 +475,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
         labels = None
         ysoft = _as_compute(yt, cdt, xp).reshape(outer, C, inner)
-    cw = _small_weights("class_weight", class_weight, C, None, xp)
+    cw = _small_weights("class_weight", class_weight, C, xp)
     if cw is not None and cw.ndim == 0:
         raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
     cwa = None
@@ -616,6 +615,6 @@ def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, axis
             C = pred.shape[operator.index(axis)]
         except (TypeError, IndexError):
             C = None  # reported by the axis check
-        a = _small_weights("alpha", alpha, C, None, xp, upper=1.0, what="in [0, 1]")
+        a = _small_weights("alpha", alpha, C, xp, upper=1.0, what="in [0, 1]")
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=a, gamma=g,
                         sample_weight=sample_weight, **kw)
