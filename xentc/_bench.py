@@ -267,6 +267,41 @@ def print_row(r: dict, out=sys.stdout) -> None:
           f"{r['extra_mb']:>9.1f}", file=out, flush=True)
 
 
+def machine_description() -> dict:
+    """What the numbers were measured on: CPU, kernel variant, threads and library versions."""
+    desc = {"xentc": xentc.__version__, "kernel_variant": xentc._kernels.kernel_variant(),
+            "openmp_threads": xentc._kernels.openmp_info()[1], "cpus": os.cpu_count(),
+            "processor": _cpu_model(), "numpy": np.__version__}
+    for mod in ("torch", "sklearn"):
+        try:
+            desc[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return desc
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_json(path: str, rows: List[dict], repeat: int) -> None:
+    """Rows as ``bench`` returns them (times in ms, None where a peer could not run)."""
+    import json
+    import time
+    doc = {"date": time.strftime("%Y-%m-%d"), "repeat": repeat, "machine": machine_description(),
+           "rows": rows}
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -287,13 +322,17 @@ def main(argv=None) -> int:
     ap.add_argument("--no-peers", action="store_true", help="time xentc and the copy roofline only")
     ap.add_argument("--case", action="append", default=None,
                     help="only cases whose name contains this text (repeatable)")
+    ap.add_argument("--json", metavar="PATH", default=None,
+                    help="also write the rows (times in ms) and the machine description to PATH as JSON")
     args = ap.parse_args(argv)
     cases = QUICK_CASES if args.quick else CASES
     if args.case:
         cases = [c for c in cases if any(s.lower() in c[0].lower() for s in args.case)]
     dtypes = [np.float32, np.float64] if args.dtype == "both" else [np.dtype(args.dtype).type]
     print_row._header_done = False
-    bench(cases, dtypes, args.repeat, peers_on=not args.no_peers, n_threads=args.threads)
+    rows = bench(cases, dtypes, args.repeat, peers_on=not args.no_peers, n_threads=args.threads)
+    if args.json:
+        write_json(args.json, rows, args.repeat)
     print("\nTimes in ms (median). 'vs best' = fastest peer's time / xentc's; '/copy' = xentc / numpy.copyto "
           "of the logits; 'scale' = 1-thread time / all-threads time; 'extra MB' = peak allocation "
           "beyond the gradient.")
