@@ -135,8 +135,8 @@ def build_info() -> List[Tuple[str, str]]:
         ("platform", f"{platform.platform()}, {platform.machine()}, {cpus} CPU{'s' if cpus != 1 else ''} usable"),
         ("compiler", _compiler()),
         ("OpenMP", _openmp()),
-        ("kernels", f"{xentc._kernels.kernel_variant()} variant (chosen at run time; XENTC_ISA=baseline forces "
-                    "the baseline)"),
+        ("kernels", f"{xentc._kernels.kernel_variant()} variant (chosen at import; XENTC_ISA=baseline|avx2|avx512 "
+                    "asks for one)"),
         ("CuPy", _cupy()),
     ]
 

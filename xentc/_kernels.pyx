@@ -76,6 +76,9 @@ cdef extern from "_xent_dispatch.h" namespace "xent" nogil:
     const char* kernel_isa()
     int K_WEIGHT, K_BINARY, K_SOFTMAX
 
+# The kernel variant is chosen once, when the module is imported (XENTC_ISA is read then).
+cdef const block_fn* _TABLE = kernel_table()
+
 # Below this many elements of work a call runs on the calling thread: starting a parallel region
 # costs more than it saves.
 SERIAL_WORK = 32768
@@ -89,7 +92,7 @@ def openmp_info():
 
 
 def kernel_variant():
-    """The instruction-set variant of the CPU kernels chosen at run time ("avx2" or "baseline")."""
+    """The instruction-set variant of the CPU kernels chosen at import ("avx512", "avx2" or "baseline")."""
     return kernel_isa().decode()
 
 
@@ -162,7 +165,7 @@ def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore,
     a.C = C
     a.ignore_index = ignore_index
     a.has_ignore = has_ignore
-    return _run(kernel_table()[K_WEIGHT + double_], &a, n, 1, n_threads)
+    return _run(_TABLE[K_WEIGHT + double_], &a, n, 1, n_threads)
 
 
 def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bint from_logits,
@@ -185,7 +188,7 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     a.grad = <void*>_addr(grad)
     a.hess = <void*>_addr(hess)
     cost = 4 if gamma == 0 else 12
-    return _run(kernel_table()[K_BINARY + double_], &a, x.shape[0], cost, n_threads)
+    return _run(_TABLE[K_BINARY + double_], &a, x.shape[0], cost, n_threads)
 
 
 def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
@@ -219,5 +222,5 @@ def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
     a.grad = <void*>_addr(grad)
     a.hess = <void*>_addr(hess)
     cdef int64_t rows = x.shape[0] * x.shape[2]
-    return _run(kernel_table()[K_SOFTMAX + double_], &a, rows, max(1, x.shape[1]) * 3,
+    return _run(_TABLE[K_SOFTMAX + double_], &a, rows, max(1, x.shape[1]) * 3,
                 n_threads)

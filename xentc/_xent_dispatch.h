@@ -1,7 +1,8 @@
 /* Run-time choice of the CPU kernel variant (the one place that decides it). Wheels are built for
- * the baseline instruction set; the AVX2 variant is used where the processor has it, unless the
- * environment variable XENTC_ISA=baseline asks for the baseline one (used by the tests to check
- * that both give the same bits). */
+ * the baseline instruction set; on x86-64 the AVX-512 or AVX2 variant is used where the processor
+ * (and the operating system, which must save the wider registers) supports it. The environment
+ * variable XENTC_ISA=baseline|avx2|avx512 asks for one variant (the tests use it to check that all
+ * give the same bits); a variant the machine cannot run is never chosen. */
 #ifndef XENTC_XENT_DISPATCH_H
 #define XENTC_XENT_DISPATCH_H
 
@@ -13,30 +14,48 @@ extern "C" const xent::block_fn xent_table_base[6];
 #if defined(XENT_HAVE_AVX2)
 extern "C" const xent::block_fn xent_table_avx2[6];
 #endif
+#if defined(XENT_HAVE_AVX512)
+extern "C" const xent::block_fn xent_table_avx512[6];
+#endif
 
 namespace xent {
 
 enum { K_WEIGHT = 0, K_BINARY = 2, K_SOFTMAX = 4 };
 
-static inline int use_avx2() {
-#if defined(XENT_HAVE_AVX2)
-    const char* force = getenv("XENTC_ISA");
-    if (force && strcmp(force, "baseline") == 0) return 0;
+struct Variant { const char* name; const block_fn* table; int usable; };
+
+/* Best first. __builtin_cpu_supports checks the OS-enabled register state as well as CPUID. */
+static inline int variants(Variant* out) {
+    int n = 0;
+#if defined(XENT_HAVE_AVX512) || defined(XENT_HAVE_AVX2)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") ? 1 : 0;
-#else
-    return 0;
 #endif
-}
-
-static inline const block_fn* kernel_table() {
+#if defined(XENT_HAVE_AVX512)
+    out[n++] = Variant{"avx512", xent_table_avx512,
+                       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")};
+#endif
 #if defined(XENT_HAVE_AVX2)
-    if (use_avx2()) return xent_table_avx2;
+    out[n++] = Variant{"avx2", xent_table_avx2, __builtin_cpu_supports("avx2")};
 #endif
-    return xent_table_base;
+    out[n++] = Variant{"baseline", xent_table_base, 1};
+    return n;
 }
 
-static inline const char* kernel_isa() { return use_avx2() ? "avx2" : "baseline"; }
+static inline const Variant chosen_variant() {
+    Variant v[3];
+    const int n = variants(v);
+    const char* force = getenv("XENTC_ISA");
+    if (force)
+        for (int i = 0; i < n; ++i)
+            if (v[i].usable && strcmp(force, v[i].name) == 0) return v[i];
+    for (int i = 0; i < n; ++i)
+        if (v[i].usable) return v[i];
+    return v[n - 1];
+}
+
+static inline const block_fn* kernel_table() { return chosen_variant().table; }
+static inline const char* kernel_isa() { return chosen_variant().name; }
 
 }  // namespace xent
 
