@@ -16,10 +16,12 @@
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define XENT_HD __host__ __device__ __forceinline__
+#define XENT_HD_MEMBER __host__ __device__ __forceinline__
 #else
 #include <math.h>
 #include "_xent_vmath.h"
-#define XENT_HD static inline
+#define XENT_HD static XENT_ALWAYS_INLINE
+#define XENT_HD_MEMBER XENT_ALWAYS_INLINE
 #endif
 
 namespace xent {
@@ -49,8 +51,57 @@ XENT_HD double x_abs(double x)  { return fabs(x); }
 
 template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
 
+/* ---------------------------------------------------------------------------------------------
+ * Powers x^g, x in [0, 1], for the focal factor (1 - p)^gamma. A policy type chooses how; the
+ * CPU loops pick one per call (pow_kind), the GPU uses the default, the math library's pow.
+ *   PowLibm       pow() itself: any gamma, but a scalar call that stops a loop vectorising.
+ *   PowInt        integer 0 < g < 32: binary powering, one rounding per factor (g = 2: 0.5 ulp,
+ *                 g = 5: about 2 ulp); branch-free, so loops vectorise. Needs 0 <= x <= 1.
+ *   PowViaDouble  float only, any g: exp(g log x) in double, rounded once to float. The double
+ *                 error, |g log x| 2^-52, stays far below a float ulp wherever the result is normal.
+ *   PowNone       gamma = 0 known at compile time: the cross-entropy branches fold away.
+ * For the g each is used with they give 0^g = 0 for g > 0, 1^g = 1, and NaN for NaN x.
+ * ------------------------------------------------------------------------------------------- */
+struct PowLibm {
+    static constexpr bool zero = false;
+    template <typename T> static XENT_HD_MEMBER T pw(T x, T g) { return x_pow(x, g); }
+};
+struct PowNone {
+    static constexpr bool zero = true;
+    template <typename T> static XENT_HD_MEMBER T pw(T, T) { return T(1); }
+};
+#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)
+struct PowInt {
+    static constexpr bool zero = false;
+    template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T g) {
+        /* x^n = prod of x^(2^k) over the set bits k of n. The factor of bit k is max(b, m) with
+         * m = -1 (bit set: b >= 0 wins) or 1 (unset: 1 wins, since b <= 1), so the loop-invariant
+         * bit is a value, not a branch, and the caller's loop still vectorises. */
+        const int n = int(g);
+        T r = T(1), b = x;
+        for (int bit = 0; bit < 5; ++bit) {
+            const T m = ((n >> bit) & 1) ? T(-1) : T(1);
+            r = r * (b > m ? b : m);
+            b = b * b;
+        }
+        return x != x ? x : r;
+    }
+};
+struct PowViaDouble {
+    static constexpr bool zero = false;
+    template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T g) {
+        /* log(0) = -inf gives exp(-inf) = 0 for g > 0 and exp(+inf) = inf for g < 0, as pow does;
+         * g = 0 (0 * -inf = NaN) never reaches here: the callers treat it as cross entropy. */
+        return T(vexp(double(g) * vlog(double(x))));
+    }
+};
+#endif
+
 /* c * v with 0 * (anything but NaN) = 0. */
-template <typename T> XENT_HD T mul0(T c, T v) { return (c == T(0) && v == v) ? T(0) : c * v; }
+template <typename T> XENT_HD T mul0(T c, T v) {
+    const T at_zero = (v == v) ? T(0) : v;   /* two selects of one comparison each: GCC vectorises */
+    return c == T(0) ? at_zero : c * v;       /* this, not the nested masks of (c == 0 && v == v) */
+}
 
 /* sigmoid(z), sigmoid(-z) and their product, as binary_from_logit computes them. */
 template <typename T> struct SigmoidPair { T p, q, pq; };
@@ -71,7 +122,7 @@ template <typename T> XENT_HD T log_over_complement(T logx, T c) {
  * ------------------------------------------------------------------------------------------- */
 template <typename T> struct Terms { T v, d1, d2; };
 
-template <typename T>
+template <typename T, typename Pow = PowLibm>
 XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1, bool want_d2) {
     /* Returns kv * A and kd * (A', A'') for weights kv, kd >= 0 (coefficient times sample weight,
      * and for the derivatives also the mean's 1/sum w). The weights enter before the divisions by
@@ -79,7 +130,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1
      * x < 1e-154 in double, 1e-19 in float). A zero weight gives exactly zero terms. */
     Terms<T> t;
     t.v = t.d1 = t.d2 = T(0);
-    if (g == T(0)) {
+    if (Pow::zero || g == T(0)) {
         t.v = mul0(kv, logx);
         if (kd != T(0)) {
             if (want_d1) t.d1 = kd / x;
@@ -87,14 +138,14 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1
         }
         return t;
     }
-    const T cg = x_pow(c, g);
+    const T cg = Pow::pw(c, g);
     t.v = mul0(kv * cg, logx);
     if (kd != T(0) && (want_d1 || want_d2)) {
         const T kcg = kd * cg;
         const T r = log_over_complement(logx, c);
         if (want_d1) t.d1 = kcg / x - kcg * g * r;
         if (want_d2) {
-            const T cgm1 = x_pow(c, g - T(1));
+            const T cgm1 = Pow::pw(c, g - T(1));
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
             t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
@@ -112,17 +163,17 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1
  * p log p is taken as 0 at p = 0 (its limit), so z = -inf and z = +inf give exact limits.
  * The other side of a binary loss, (1-p)^g... = p^g log q, is f(-z): swap p and q, log p and log q.
  * ------------------------------------------------------------------------------------------- */
-template <typename T>
+template <typename T, typename Pow = PowLibm>
 XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, bool want_d1, bool want_d2) {
     Terms<T> t;
     T plogp = (p == T(0)) ? T(0) : p * logp;
-    if (g == T(0)) {
+    if (Pow::zero || g == T(0)) {
         t.v = logp;
         t.d1 = q;
         t.d2 = -(p * q);
         return t;
     }
-    T qg = x_pow(q, g);
+    T qg = Pow::pw(q, g);
     t.v = mul0(qg, logp);
     t.d1 = want_d1 ? qg * (q - g * plogp) : T(0);
     t.d2 = want_d2 ? -qg * ((T(1) + T(2) * g) * (p * q) - g * g * p * plogp + g * q * plogp) : T(0);
@@ -140,7 +191,7 @@ XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, bool want_d1, bool want
  * ------------------------------------------------------------------------------------------- */
 template <typename T> struct LGH { T l, g, h; };
 
-template <typename T>
+template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
@@ -148,15 +199,15 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_prob_term(c1 * wl, c1 * wd, p, q, x_log(p), g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_prob_term(c0 * wl, c0 * wd, q, p, x_log1p(-p), g, want_g, want_h);
+    if (c1 != T(0)) pos = focal_prob_term<T, Pow>(c1 * wl, c1 * wd, p, q, x_log(p), g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_prob_term<T, Pow>(c0 * wl, c0 * wd, q, p, x_log1p(-p), g, want_g, want_h);
     o.l = -(pos.v + neg.v);
     o.g = want_g ? (neg.d1 - pos.d1) : T(0);
     o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
     return o;
 }
 
-template <typename T>
+template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;  /* NaN z propagates through every term below (mul0 keeps NaN) */
     /* One exp and one log1p serve both sides: with e = exp(-|z|),
@@ -170,7 +221,7 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     T lp = x_log1p(e);
     T sp_pos = (z > T(0) ? z : T(0)) + lp;     /* softplus(z)  = -log q */
     T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
-    if (g == T(0)) {
+    if (Pow::zero || g == T(0)) {
         /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
         o.l = mul0(wl, mul0(c1, sp_neg) + mul0(c0, sp_pos));
         o.g = want_g ? mul0(wd, mul0(c0, s.p) - mul0(c1, s.q)) : T(0);
@@ -180,8 +231,8 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_logit_term(s.p, s.q, -sp_neg, g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_logit_term(s.q, s.p, -sp_pos, g, want_g, want_h);
+    if (c1 != T(0)) pos = focal_logit_term<T, Pow>(s.p, s.q, -sp_neg, g, want_g, want_h);
+    if (c0 != T(0)) neg = focal_logit_term<T, Pow>(s.q, s.p, -sp_pos, g, want_g, want_h);
     o.l = mul0(wl, -(mul0(c1, pos.v) + mul0(c0, neg.v)));
     o.g = want_g ? mul0(wd, mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
     o.h = want_h ? mul0(wd, -(mul0(c1, pos.d2) + mul0(c0, neg.d2))) : T(0);
@@ -191,13 +242,13 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
 /* One class of a categorical loss from probabilities: each entry of y_pred is an independent
  * input, so this is -c A(p) and its derivatives, weighted (wl for the loss, wd for the derivatives).
  * NaN p gives NaN everywhere, even where c = 0. */
-template <typename T>
+template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> categorical_from_prob(T p, T c, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;
     o.l = o.g = o.h = T(0);
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     if (c == T(0)) return o;
-    Terms<T> t = focal_prob_term(c * wl, c * wd, p, T(1) - p, x_log(p), g, want_g, want_h);
+    Terms<T> t = focal_prob_term<T, Pow>(c * wl, c * wd, p, T(1) - p, x_log(p), g, want_g, want_h);
     o.l = -t.v;
     o.g = -t.d1;
     o.h = -t.d2;
@@ -247,18 +298,18 @@ XENT_HD SoftmaxElem<T> softmax_elem(T d, T e, bool is_jm, double s, double s_res
  * Kt (not K) is kept because K = Kt / Q^2 diverges at Q = 0 for g < 1 while the Hessian does not. */
 template <typename T> struct FocalSoftmax { T loss, G, Kt; };
 
-template <typename T>
+template <typename T, typename Pow = PowLibm>
 XENT_HD FocalSoftmax<T> focal_softmax_elem(T c, const SoftmaxElem<T>& e, T g, bool want_g, bool want_h) {
     FocalSoftmax<T> o;
     o.loss = T(0); o.G = T(0); o.Kt = T(0);
     if (c == T(0)) return o;
     T logP = -e.nlogP;
-    if (g == T(0)) {
+    if (Pow::zero || g == T(0)) {
         o.loss = mul0(c, e.nlogP);
         o.G = c;
         return o;
     }
-    T Qg = x_pow(e.Q, g);
+    T Qg = Pow::pw(e.Q, g);
     o.loss = c * mul0(Qg, e.nlogP);
     if (want_g || want_h) {
         T r = log_over_complement(logP, e.Q);

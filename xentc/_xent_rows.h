@@ -146,8 +146,8 @@ struct BinaryArgs {
  * pointers and no aliasing for the compiler to worry about, so it vectorises. */
 constexpr int CHUNK = 64;
 
-template <typename T, bool G, bool H>
-static inline void binary_ce_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps,
+template <typename T, bool G, bool H, typename Pow>
+static inline void binary_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps, T g,
                                         T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
     T xb[CHUNK], c1b[CHUNK], c0b[CHUNK], wlb[CHUNK], wdb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
@@ -166,7 +166,7 @@ static inline void binary_ce_logit_span(const T* y, const T* x, const T* sw, con
         if (sw) for (int k = 0; k < m; ++k) { wlb[k] = sw[i0 + k]; wdb[k] = sw[i0 + k] * dscale; }
         else for (int k = 0; k < m; ++k) { wlb[k] = T(1); wdb[k] = dscale; }
         for (int k = 0; k < CHUNK; ++k) {
-            const LGH<T> o = binary_from_logit(xb[k], c1b[k], c0b[k], T(0), G, H, wlb[k], wdb[k]);
+            const LGH<T> o = binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wlb[k], wdb[k]);
             lb[k] = o.l;
             gb[k] = o.g;
             hb[k] = o.h;
@@ -187,14 +187,14 @@ static inline void binary_ce_logit_span(const T* y, const T* x, const T* sw, con
     }
 }
 
-template <typename T, bool G, bool H>
-static void binary_ce_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
+template <typename T, bool G, bool H, typename Pow>
+static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
     const T* y = (const T*)a->y;
     const T* x = (const T*)a->x;
     const T* sw = (const T*)a->sw;
     const T* w1 = (const T*)a->w1;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
-    const T eps = T(a->eps), w0 = T(a->w0), dscale = T(a->dscale);
+    const T eps = T(a->eps), w0 = T(a->w0), dscale = T(a->dscale), g = T(a->gamma);
     double acc[LANES], cmp[LANES];
     int bad[LANES];
     for (int k = 0; k < LANES; ++k) { acc[k] = 0.0; cmp[k] = 0.0; bad[k] = 0; }
@@ -206,7 +206,7 @@ static void binary_ce_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, B
         const int64_t len = L > 1 ? ((i1 - i) < (L - j) ? (i1 - i) : (L - j)) : (i1 - i);
         const T* w1s = (L > 1) ? w1 + j : (const T*)0;
         const T w1c = (w1 && L == 1) ? w1[0] : T(1);
-        binary_ce_logit_span<T, G, H>(y + i, x + i, sw ? sw + i : sw, w1s, w1c, w0, eps, dscale,
+        binary_logit_span<T, G, H, Pow>(y + i, x + i, sw ? sw + i : sw, w1s, w1c, w0, eps, g, dscale,
                                       lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc, cmp, bad);
         i += len;
     }
@@ -220,16 +220,16 @@ static void binary_ce_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, B
     }
 }
 
-template <typename T>
-static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
-    const BinaryArgs* a = (const BinaryArgs*)vargs;
-    if (a->from_logits && a->gamma == 0.0 && a->sx == 1 && a->sy == 1) {
-        if (a->grad && a->hess) binary_ce_logit_block<T, true, true>(a, i0, i1, res);
-        else if (a->grad) binary_ce_logit_block<T, true, false>(a, i0, i1, res);
-        else if (a->hess) binary_ce_logit_block<T, false, true>(a, i0, i1, res);
-        else binary_ce_logit_block<T, false, false>(a, i0, i1, res);
-        return;
-    }
+template <typename T, typename Pow>
+static void binary_logit_contiguous(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
+    if (a->grad && a->hess) binary_logit_block<T, true, true, Pow>(a, i0, i1, res);
+    else if (a->grad) binary_logit_block<T, true, false, Pow>(a, i0, i1, res);
+    else if (a->hess) binary_logit_block<T, false, true, Pow>(a, i0, i1, res);
+    else binary_logit_block<T, false, false, Pow>(a, i0, i1, res);
+}
+
+template <typename T, typename Pow>
+static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
     const T* y = (const T*)a->y;
     const T* x = (const T*)a->x;
     const T* sw = (const T*)a->sw;
@@ -246,13 +246,49 @@ static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
         T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
         T c0 = w0 * smoothed_pair(yi, eps, false);
         const T wi = sw ? sw[i] : T(1), ds = wi * dscale;
-        LGH<T> o = a->from_logits ? binary_from_logit(xi, c1, c0, g, want_g, want_h, wi, ds)
-                                  : binary_from_prob(xi, c1, c0, g, want_g, want_h, wi, ds);
+        LGH<T> o = a->from_logits ? binary_from_logit<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds)
+                                  : binary_from_prob<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds);
         if (lo) lo[i] = o.l;
         kahan_add(res, double(o.l));
         if (want_g) go[i] = o.g;
         if (want_h) ho[i] = o.h;
     }
+}
+
+template <typename T, typename Pow>
+static void binary_with_pow(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
+    const BinaryArgs* a = (const BinaryArgs*)vargs;
+    if (a->from_logits && a->sx == 1 && a->sy == 1) binary_logit_contiguous<T, Pow>(a, i0, i1, res);
+    else binary_general<T, Pow>(a, i0, i1, res);
+}
+
+/* Which power policy a loop runs with (the one place that decides it): cross entropy needs none;
+ * integer gamma and, for float, any gamma have branch-free powers; double with a fractional gamma
+ * keeps the math library's pow, whose accuracy a double exp(g log x) would not reach. */
+enum PowKind { POW_NONE, POW_INT, POW_VIA_DOUBLE, POW_LIBM };
+
+template <typename T> static inline PowKind pow_kind(double g) {
+    if (g == 0.0) return POW_NONE;
+    if (g > 0.0 && g < 32.0 && g == double(int64_t(g))) return POW_INT;
+    return sizeof(T) == sizeof(float) ? POW_VIA_DOUBLE : POW_LIBM;
+}
+
+/* Instantiates Kernel<T, Pow> for the policy pow_kind picks; a double kernel never gets PowViaDouble. */
+#define XENT_POW_DISPATCH(KERNEL, T, G, ...)                                         \
+    do {                                                                            \
+        switch (pow_kind<T>(G)) {                                                   \
+        case POW_NONE: KERNEL<T, PowNone>(__VA_ARGS__); break;                      \
+        case POW_INT: KERNEL<T, PowInt>(__VA_ARGS__); break;                        \
+        case POW_VIA_DOUBLE:                                                        \
+            if constexpr (sizeof(T) == sizeof(float)) { KERNEL<T, PowViaDouble>(__VA_ARGS__); break; } \
+            /* fall through */                                                      \
+        default: KERNEL<T, PowLibm>(__VA_ARGS__); break;                            \
+        }                                                                           \
+    } while (0)
+
+template <typename T>
+static void binary_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
+    XENT_POW_DISPATCH(binary_with_pow, T, ((const BinaryArgs*)vargs)->gamma, vargs, i0, i1, res);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -427,7 +463,98 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     if (want_h) hr[jm * inner] = mul0(ds, ST * inv_s * Qjm);
 }
 
-template <typename T, bool UNIT>
+/* Coefficients c_j of classes [j0, j0 + n) of a row into cb (n <= CHUNK), so that the loops that
+ * use them see one plain array whatever the label form and options. */
+template <typename T>
+static inline void stage_coefs(const SoftmaxArgs* a, int64_t y, const T* ys, int64_t j0, int n, T* cb) {
+    const T* cwa = (const T*)a->cwa;
+    for (int k = 0; k < n; ++k) cb[k] = class_coef(a, cwa, y, ys, j0 + k);
+}
+
+/* Focal loss of one softmax row, given its summary: pass 3 sums the loss and the gradient/Hessian
+ * sums of the row (FocalRowSums), pass 4 writes the derivatives. Classes are taken CHUNK at a time
+ * with their coefficients staged, every class as if it were not the maximum (jm), with LANES
+ * accumulators, so both loops vectorise; jm's own terms are computed once, apart, and enter the
+ * sums as focal_row_add would put them. */
+template <typename T, bool UNIT, typename Pow>
+static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restrict xr, int64_t y, const T* ys,
+                                        T* __restrict gr, T* __restrict hr, T wi, T ds, T m, int64_t jm,
+                                        double s, double s_rest, T L, T* loss_out) {
+    const int64_t C = a->C, sc = UNIT ? 1 : a->sx_c, inner = UNIT ? 1 : a->inner;
+    const T g = T(a->gamma);
+    const bool want_g = gr != 0, want_h = hr != 0, want_d = want_g || want_h;
+    T cb[CHUNK], xb[CHUNK], gb[CHUNK], hb[CHUNK];
+    double accL[LANES], accT[LANES], accU[LANES];
+    for (int k = 0; k < LANES; ++k) { accL[k] = 0.0; accT[k] = 0.0; accU[k] = 0.0; }
+    for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+        const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+        stage_coefs(a, y, ys, j0, n, cb);
+        if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);   /* jm is added apart, below (its Q = 1 - P
+                                                               may be 0 here: zero Kt adds nothing) */
+        int k0 = 0;
+        for (; k0 + LANES <= n; k0 += LANES) {
+            for (int k = 0; k < LANES; ++k) {
+                const T d = softmax_gap(xr[(j0 + k0 + k) * sc], m);
+                const SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), false, s, s_rest, L);
+                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
+                accL[k] += double(f.loss);
+                accT[k] += double(f.G);
+                accU[k] += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+            }
+        }
+        for (int k = 0; k0 + k < n; ++k) {
+            const T d = softmax_gap(xr[(j0 + k0 + k) * sc], m);
+            const SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), false, s, s_rest, L);
+            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
+            accL[k] += double(f.loss);
+            accT[k] += double(f.G);
+            accU[k] += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+        }
+    }
+    /* the maximum's own terms (Q_jm = s_rest / s exactly) */
+    T cjm;
+    stage_coefs(a, y, ys, jm, 1, &cjm);
+    const T djm = softmax_gap(xr[jm * sc], m);
+    const SoftmaxElem<T> eljm = softmax_elem(djm, x_exp(-djm), true, s, s_rest, L);
+    const FocalSoftmax<T> fjm = focal_softmax_elem<T, Pow>(cjm, eljm, g, want_d, want_h);
+    FocalRowSums<T> sums = focal_row_sums_init<T>();
+    sums.loss = lane_total(accL) + double(fjm.loss);
+    sums.T_rest = lane_total(accT);
+    sums.Tt = sums.T_rest + double(fjm.G);
+    sums.U_rest = lane_total(accU);
+    sums.G_jm = fjm.G;
+    sums.Kt_jm = fjm.Kt;
+    *loss_out = mul0(wi, T(sums.loss));
+    if (!want_d) return;
+    for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+        const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+        const int nr = (n + LANES - 1) / LANES * LANES;   /* n rounded up to whole LANES */
+        stage_coefs(a, y, ys, j0, n, cb);
+        for (int k = n; k < nr; ++k) cb[k] = T(0);
+        for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
+        for (int k = n; k < nr; ++k) xb[k] = m;   /* padding: any finite value, nothing is kept */
+        /* LANES at a time: GCC then vectorises the float-to-double steps (with a free trip count
+         * it gives up on them) */
+        for (int k0 = 0; k0 < nr; k0 += LANES) {
+            for (int k = k0; k < k0 + LANES; ++k) {
+                const T d = softmax_gap(xb[k], m);
+                const T e = x_exp(-d);
+                const SoftmaxElem<T> el = softmax_elem(d, e, false, s, s_rest, L);
+                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
+                const FocalDerivs dv = focal_softmax_derivs(el, f, e, false, sums, s_rest);
+                gb[k] = mul0(ds, T(dv.g));
+                hb[k] = mul0(ds, T(dv.h));
+            }
+        }
+        if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
+        if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
+    }
+    const FocalDerivs dv = focal_softmax_derivs(eljm, fjm, T(1), true, sums, s_rest);
+    if (want_g) gr[jm * inner] = mul0(ds, T(dv.g));
+    if (want_h) hr[jm * inner] = mul0(ds, T(dv.h));
+}
+
+template <typename T, bool UNIT, typename Pow>
 static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
                                            const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
     const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
@@ -457,34 +584,14 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
     const double s_rest = sum.s_rest;
     const double s = 1.0 + s_rest;
     const T L = T(log1p(s_rest));
-    if (g == T(0)) {
+    if (Pow::zero || g == T(0)) {
         softmax_ce_finish<T, UNIT>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
         return;
     }
-    /* focal: pass 3 over the classes for the loss and the gradient/Hessian sums */
-    FocalRowSums<T> sums = focal_row_sums_init<T>();
-    for (int64_t j = 0; j < C; ++j) {
-        T c = class_coef(a, cwa, y, ys, j);
-        if (c == T(0) && !(want_g || want_h)) continue;
-        T d = softmax_gap(xr[j * sc], m);
-        SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), j == jm, s, s_rest, L);
-        focal_row_add(sums, focal_softmax_elem(c, el, g, want_g, want_h), el, j == jm);
-    }
-    *loss_out = mul0(wi, T(sums.loss));
-    if (!(want_g || want_h)) return;
-    for (int64_t j = 0; j < C; ++j) {
-        T c = class_coef(a, cwa, y, ys, j);
-        T d = softmax_gap(xr[j * sc], m);
-        T e = x_exp(-d);
-        SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
-        FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-        const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, s_rest);
-        if (want_g) gr[j * inner] = mul0(ds, T(d2.g));
-        if (want_h) hr[j * inner] = mul0(ds, T(d2.h));
-    }
+    softmax_focal_finish<T, UNIT, Pow>(a, xr, y, ys, gr, hr, wi, ds, m, jm, s, s_rest, L, loss_out);
 }
 
-template <typename T>
+template <typename T, typename Pow>
 static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
                                           const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
     const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
@@ -504,7 +611,7 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
     for (int64_t j = 0; j < C; ++j) {
         T p = xr[j * sc];
         T c = class_coef(a, cwa, y, ys, j);
-        const LGH<T> o = categorical_from_prob(p, c, g, want_g, want_h, wi, ds);
+        const LGH<T> o = categorical_from_prob<T, Pow>(p, c, g, want_g, want_h, wi, ds);
         loss += double(o.l);
         if (want_g) gr[j * inner] = o.g;
         if (want_h) hr[j * inner] = o.h;
@@ -512,8 +619,8 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
     *loss_out = T(loss);
 }
 
-template <typename T>
-static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult* res) {
+template <typename T, typename Pow>
+static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockResult* res) {
     const SoftmaxArgs* a = (const SoftmaxArgs*)vargs;
     const int64_t C = a->C, inner = a->inner;
     const T* x = (const T*)a->x;
@@ -536,13 +643,18 @@ static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult
             }
         } else {
             T wi = sw ? sw[r] : T(1);
-            if (a->from_logits && unit) softmax_row_from_logits<T, true>(a, r, xr, y, ys, gr, hr, wi, res, &l);
-            else if (a->from_logits) softmax_row_from_logits<T, false>(a, r, xr, y, ys, gr, hr, wi, res, &l);
-            else softmax_row_from_probs(a, r, xr, y, ys, gr, hr, wi, res, &l);
+            if (a->from_logits && unit) softmax_row_from_logits<T, true, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
+            else if (a->from_logits) softmax_row_from_logits<T, false, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
+            else softmax_row_from_probs<T, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
         }
         if (lo) lo[r] = l;
         kahan_add(res, double(l));
     }
+}
+
+template <typename T>
+static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult* res) {
+    XENT_POW_DISPATCH(softmax_with_pow, T, ((const SoftmaxArgs*)vargs)->gamma, vargs, r0, r1, res);
 }
 
 /* Non-template entry points for Cython. */

@@ -18,12 +18,20 @@
 #include <string.h>
 #include <math.h>
 
+/* Every function here is forced inline: a loop that calls one out of line cannot vectorise, and
+ * GCC's inlining budget gave up on them inside the larger row kernels. */
+#if defined(_MSC_VER)
+#define XENT_ALWAYS_INLINE __forceinline
+#else
+#define XENT_ALWAYS_INLINE inline __attribute__((always_inline))
+#endif
+
 namespace xent {
 
-static inline float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
-static inline double bits_to_double(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
+static XENT_ALWAYS_INLINE float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
+static XENT_ALWAYS_INLINE double bits_to_double(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
 
-static inline float vexp(float x) {
+static XENT_ALWAYS_INLINE float vexp(float x) {
     const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
     /* n = round(xc / ln2): adding and removing 1.5 * 2^23 rounds to nearest even */
     const float shifter = 12582912.0f;
@@ -43,7 +51,7 @@ static inline float vexp(float x) {
     return x != x ? x : res;
 }
 
-static inline double vexp(double x) {
+static XENT_ALWAYS_INLINE double vexp(double x) {
     const double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
     const double shifter = 6755399441055744.0;       /* 1.5 * 2^52 */
     const double n = (xc * 1.4426950408889634074 + shifter) - shifter;
@@ -74,7 +82,7 @@ static inline double vexp(double x) {
 /* log of x > 0 (normal or subnormal); log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Float:
  * Cephes' logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)); double: fdlibm's
  * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f). */
-static inline float vlog(float x) {
+static XENT_ALWAYS_INLINE float vlog(float x) {
     const bool sub = x < 1.17549435e-38f;
     const float xs = sub ? x * 8388608.0f : x;            /* 2^23 */
     uint32_t u; memcpy(&u, &xs, sizeof u);
@@ -105,7 +113,7 @@ static inline float vlog(float x) {
     return r;
 }
 
-static inline double vlog(double x) {
+static XENT_ALWAYS_INLINE double vlog(double x) {
     const bool sub = x < 2.2250738585072014e-308;
     const double xs = sub ? x * 18014398509481984.0 : x;  /* 2^54 */
     uint64_t u; memcpy(&u, &xs, sizeof u);
@@ -134,7 +142,7 @@ static inline double vlog(double x) {
 
 /* log1p(x) for x >= -1 through log(1 + x) and the correction x / ((1 + x) - 1) for the rounding
  * of 1 + x (Goldberg's method); exact at x = 0 and for tiny x. */
-template <typename T> static inline T vlog1p(T x) {
+template <typename T> static XENT_ALWAYS_INLINE T vlog1p(T x) {
     const T u = T(1) + x;
     const T d = u - T(1);
     const T r = vlog(u) * (x / (d == T(0) ? T(1) : d));
