@@ -275,6 +275,9 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
                     value = fn(y, p, **kwargs)
                 except (ValueError, TypeError) as exc:
                     raise ScoreError(_global_message(str(exc), start, pred, labels)) from None
+                except MemoryError:
+                    raise ScoreError(f"out of memory at rows {start}..{stop} (chunks of {chunk_rows} rows); "
+                                     "try a smaller --chunk-rows") from None
                 if reduction == "none":
                     if writer is None:
                         writer = _open_output(out, (n,) + value.shape[1:], value.dtype)
