@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional, overload
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "LossResult",
@@ -41,6 +42,10 @@ class LossResult(NamedTuple):
     grad: Any
     hess: Any
 
+
+# Typing of the four functions: each has three @overload signatures so that a type checker knows
+# that grad=True or hess=True returns a LossResult; otherwise the loss comes back alone (a NumPy
+# scalar or array, or a CuPy array: typed Any).
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -316,8 +321,29 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
                    grad, hess)
 
 
-def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, sample_weight=None,
-                         label_smoothing=0.0, reduction="mean", grad=False, hess=False, n_threads=None):
+@overload
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
+                         pos_weight: Optional[npt.ArrayLike] = ...,
+                         sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                         reduction: str = ..., grad: Literal[True], hess: bool = ...,
+                         n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
+                         pos_weight: Optional[npt.ArrayLike] = ...,
+                         sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                         reduction: str = ..., grad: bool = ..., hess: Literal[True],
+                         n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
+                         pos_weight: Optional[npt.ArrayLike] = ...,
+                         sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                         reduction: str = ..., grad: bool = ..., hess: bool = ...,
+                         n_threads: Optional[int] = ...) -> Any: ...
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = False,
+                         pos_weight: Optional[npt.ArrayLike] = None,
+                         sample_weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0,
+                         reduction: str = "mean", grad: bool = False, hess: bool = False,
+                         n_threads: Optional[int] = None) -> Any:
     r"""Binary cross entropy, with its gradient and Hessian diagonal on request.
 
     Per element, with p the predicted probability (``sigmoid(y_pred)`` with ``from_logits``,
@@ -402,8 +428,28 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, 
                    n_threads=n_threads)
 
 
-def binary_focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, sample_weight=None,
-                      label_smoothing=0.0, reduction="mean", grad=False, hess=False, n_threads=None):
+@overload
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+                      alpha: Optional[float] = ..., from_logits: bool = ...,
+                      sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                      reduction: str = ..., grad: Literal[True], hess: bool = ...,
+                      n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+                      alpha: Optional[float] = ..., from_logits: bool = ...,
+                      sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                      reduction: str = ..., grad: bool = ..., hess: Literal[True],
+                      n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+                      alpha: Optional[float] = ..., from_logits: bool = ...,
+                      sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                      reduction: str = ..., grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2.0,
+                      alpha: Optional[float] = None, from_logits: bool = False,
+                      sample_weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0,
+                      reduction: str = "mean", grad: bool = False, hess: bool = False,
+                      n_threads: Optional[int] = None) -> Any:
     r"""Binary focal loss (Lin et al. 2017), with its gradient and Hessian diagonal on request.
 
     .. math:: l = -[\,a\, y (1-p)^\gamma \log p + (1-a)(1-y)\, p^\gamma \log(1-p)\,]
@@ -546,9 +592,25 @@ def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoot
                 ignore_index=_check_ignore_index(ignore_index))
 
 
-def cross_entropy(y_true, y_pred, *, from_logits=False, axis=-1, class_weight=None, sample_weight=None,
-                  ignore_index=None, label_smoothing=0.0, reduction="mean", grad=False, hess=False,
-                  n_threads=None):
+@overload
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
+                  class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+                  ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+                  grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
+                  class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+                  ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+                  grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
+                  class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+                  ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+                  grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = False, axis: int = -1,
+                  class_weight: Optional[npt.ArrayLike] = None, sample_weight: Optional[npt.ArrayLike] = None,
+                  ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                  grad: bool = False, hess: bool = False, n_threads: Optional[int] = None) -> Any:
     r"""Categorical cross entropy, with its gradient and Hessian diagonal on request.
 
     Per sample, with P the predicted class probabilities (``softmax(y_pred)`` along ``axis``
@@ -622,9 +684,29 @@ def cross_entropy(y_true, y_pred, *, from_logits=False, axis=-1, class_weight=No
                         sample_weight=sample_weight, **kw)
 
 
-def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, axis=-1, class_weight=None,
-               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", grad=False,
-               hess=False, n_threads=None):
+@overload
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+               alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
+               class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+               ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+               grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+               alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
+               class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+               ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+               grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+               alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
+               class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+               ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+               grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2.0,
+               alpha: Optional[npt.ArrayLike] = None, from_logits: bool = False, axis: int = -1,
+               class_weight: Optional[npt.ArrayLike] = None, sample_weight: Optional[npt.ArrayLike] = None,
+               ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = "mean",
+               grad: bool = False, hess: bool = False, n_threads: Optional[int] = None) -> Any:
     r"""Categorical focal loss, with its gradient and Hessian diagonal on request.
 
     .. math:: l_i = -\sum_j a_j \, cw_j \, Y_{ij} (1 - P_{ij})^\gamma \log P_{ij}
