@@ -423,3 +423,12 @@ def test_console_script():
     proc = subprocess.run([str(script), "score", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: xentc score")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "npz-compressed"])
+def test_score_fortran_order(tmp_path, capsys, fmt):
+    labels, pred = _score_inputs("ce", True, np.float64, n=301, label_form="soft")
+    argv = _save(tmp_path, fmt, np.asfortranarray(pred), np.asfortranarray(labels))
+    rc, out, err = _score(argv + ["--loss", "ce", "--from-logits", "--chunk-rows", "40"], capsys)
+    assert rc == 0, err
+    assert float(out) == pytest.approx(float(xentc.cross_entropy(labels, pred, from_logits=True)), rel=1e-13)
