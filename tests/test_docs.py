@@ -60,3 +60,39 @@ def test_markdown_examples(page):
     runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _figures():
+    if not (DOCS / "figures.py").is_file():
+        pytest.skip("no docs/figures.py beside the tests")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("xentc_docs_figures", DOCS / "figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_chart_input_missing_or_malformed_stops_the_build(tmp_path):
+    figures = _figures()
+    with pytest.raises(figures.FigureError, match=r"missing.*python -m xentc bench --json"):
+        figures.load_bench(str(tmp_path / "cpu.json"))
+    (tmp_path / "bad.json").write_text('{"rows": [{"dtype": "float32"}]}')
+    with pytest.raises(figures.FigureError, match="not a benchmark file"):
+        figures.load_bench(str(tmp_path / "bad.json"))
+
+
+def test_figures_are_drawn(tmp_path):
+    pytest.importorskip("matplotlib")
+    figures = _figures()
+    bench = tmp_path / "cpu.json"
+    bench.write_text('{"date": "d", "repeat": 1, "machine": {}, "rows": [{"case": "c", "dtype": "float32", '
+                     '"xentc": 1.0, "xentc_1t": 2.0, "copy": 0.1, "NumPy": 3.0, "PyTorch": null}]}')
+    paths = figures.draw_focal(str(tmp_path)) + [figures.draw_bench(str(tmp_path), str(bench))]
+    for p in paths:
+        assert pathlib.Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # gamma = 0 is cross entropy: the first curve is -log p and its derivative -1/p
+    p = np.linspace(0.01, 1.0, 50)
+    r = figures.focal_curves(p)[0.0]
+    np.testing.assert_allclose(r.loss, -np.log(p), rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(r.grad, -1 / p, rtol=1e-15)
