@@ -380,6 +380,7 @@ def test_score_bad_values_name_the_file_and_the_index_in_it(tmp_path, capsys):
     _bad(capsys, [p, y, "--loss", "ce", "--chunk-rows", "100"],
          f"PRED: probability 1.5 at index {257 * 6 + 4} is outside [0, 1]")
     _bad(capsys, [p, y, "--loss", "focal", "--gamma", "-1"], "gamma:")
+    _bad(capsys, [p, y, "--loss", "ce", "--gamma", "1"], "--gamma and --alpha: only for the focal losses")
     _bad(capsys, [p, y, "--loss", "ce", "--reduction", "none"], "--out: required")
 
 

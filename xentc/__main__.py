@@ -438,7 +438,7 @@ def _parser() -> argparse.ArgumentParser:
                         "entropy; focal: categorical focal loss")
     p.add_argument("--from-logits", action="store_true", help="PRED holds logits (sigmoid / softmax applied "
                                                                "in log space)")
-    p.add_argument("--gamma", type=float, default=2.0, help="focusing parameter of the focal losses (default 2)")
+    p.add_argument("--gamma", type=float, default=None, help="focusing parameter of the focal losses (default 2)")
     p.add_argument("--alpha", type=float, default=None, help="alpha of the focal losses (default: none)")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS", help="default 0")
     p.add_argument("--reduction", choices=("mean", "sum", "none"), default="mean",
@@ -470,7 +470,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("repeat", "threads", "chunk_rows"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
-            print(f"{parser.prog}: error: --{name.replace('_', '-')}: expected a positive int, got {value}", file=sys.stderr)
+            print(f"{parser.prog}: error: --{name.replace('_', '-')}: expected a positive int, got {value}",
+                  file=sys.stderr)
             return 2
     return args.func(args)
 

@@ -232,7 +232,7 @@ def _global_message(msg: str, start: int, pred: ArraySource, labels: ArraySource
     return f"{src.role}: {rest}"
 
 
-def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = False, gamma: float = 2.0,
+def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = False, gamma: Optional[float] = None,
           alpha: Optional[float] = None, label_smoothing: float = 0.0, reduction: str = "mean",
           out: Optional[str] = None, chunk_rows: Optional[int] = None, pred_key: Optional[str] = None,
           labels_key: Optional[str] = None, n_threads: Optional[int] = None,
@@ -244,12 +244,14 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
     :class:`ScoreError` for unreadable, corrupt or mismatched files and for bad values.
     """
     fn, categorical, focal = LOSSES[loss]
+    if not focal and (gamma is not None or alpha is not None):
+        raise ScoreError(f"--gamma and --alpha: only for the focal losses (focal, binary-focal), not {loss}")
     if reduction == "none" and out is None:
         raise ScoreError("--out: required with --reduction none (the per-sample losses go to a .npy file)")
     kwargs: Dict[str, Any] = {"from_logits": from_logits, "label_smoothing": label_smoothing,
                               "n_threads": n_threads, "reduction": "none" if reduction == "none" else "sum"}
     if focal:
-        kwargs["gamma"] = gamma
+        kwargs["gamma"] = 2.0 if gamma is None else gamma
         kwargs["alpha"] = alpha
     pred = ArraySource("PRED", pred_path, pred_key)
     try:
