@@ -27,21 +27,18 @@ extensions = [
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "_generated/*.json"]
+exclude_patterns = ["_build"]
 
 myst_enable_extensions = ["dollarmath", "amsmath"]
-myst_heading_anchors = 3
 
 # numpydoc renders the Parameters/Returns sections; autodoc supplies the docstrings. LossResult's
 # fields are described in its Attributes section, so autodoc does not list them a second time.
 numpydoc_show_class_members = False
 numpydoc_xref_param_type = False
-autodoc_default_options = {"members": False}
 autodoc_typehints = "none"
 
 html_theme = "furo"
 html_title = f"xentc {release}"
-html_static_path = []
 
 
 def setup(app):
