@@ -1,5 +1,6 @@
-"""The command line (xentc/__main__.py): the tour, the subcommands, help and usage errors, the
-source-tree handover for ``python -m xentc`` in the repository root, and the README examples."""
+"""The command line (xentc/__main__.py): the tour, the subcommands (``score`` over good and bad
+files included), help and usage errors, the source-tree handover for ``python -m xentc`` in the
+repository root, the ``xentc`` script, and the README examples."""
 
 import doctest
 import importlib.util
@@ -14,6 +15,10 @@ import numpy as np
 import pytest
 
 import xentc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import reference as ref  # noqa: E402
+from inputs import make_binary, make_categorical  # noqa: E402
 from xentc.__main__ import (
     INSTALL_SYMBOLIC,
     _row_ok,
@@ -24,7 +29,7 @@ from xentc.__main__ import (
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 HAVE_SYMBOLIC = all(importlib.util.find_spec(m) is not None for m in ("sympy", "mpmath"))
-COMMANDS = ["tour", "info", "verify", "bench"]
+COMMANDS = ["tour", "info", "verify", "bench", "score"]
 
 
 def _block_symbolic(monkeypatch):
@@ -179,3 +184,252 @@ def test_readme_examples():
     result = runner.summarize(verbose=False)
     assert result.attempted >= 15
     assert result.failed == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# score: a loss over .npy/.npz files, in chunks
+# ---------------------------------------------------------------------------------------------
+SCORE_FN = {"bce": (xentc.binary_cross_entropy, ref.binary_cross_entropy),
+            "binary-focal": (xentc.binary_focal_loss, ref.binary_focal_loss),
+            "ce": (xentc.cross_entropy, ref.cross_entropy),
+            "focal": (xentc.focal_loss, ref.focal_loss)}
+
+
+def _score_inputs(loss, from_logits, dtype, n=1003, label_form="int"):
+    rng = np.random.default_rng(7)
+    if loss in ("bce", "binary-focal"):
+        return make_binary(rng, (n,), dtype, from_logits, "hard" if label_form == "int" else "soft")
+    return make_categorical(rng, (n, 6), dtype, from_logits, label_form)
+
+
+def _save(tmp_path, fmt, pred, labels):
+    """Write the arrays as two .npy files, or as one .npz (stored or compressed) with keys."""
+    if fmt == "npy":
+        np.save(tmp_path / "pred.npy", pred)
+        np.save(tmp_path / "labels.npy", labels)
+        return [str(tmp_path / "pred.npy"), str(tmp_path / "labels.npy")]
+    path = tmp_path / "data.npz"
+    (np.savez if fmt == "npz" else np.savez_compressed)(path, p=pred, y=labels)
+    return [str(path), str(path), "--pred-key", "p", "--labels-key", "y"]
+
+
+def _score(argv, capsys):
+    rc = main(["score", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "npz-compressed"])
+@pytest.mark.parametrize("loss", list(SCORE_FN))
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_score_matches_one_call_and_the_reference(tmp_path, capsys, fmt, loss, from_logits, reduction):
+    labels, pred = _score_inputs(loss, from_logits, np.float64)
+    fn, reference = SCORE_FN[loss]
+    argv = _save(tmp_path, fmt, pred, labels) + ["--loss", loss, "--reduction", reduction, "--chunk-rows", "97"]
+    kw = {"from_logits": from_logits}
+    if loss.endswith("focal"):
+        argv += ["--gamma", "1.5", "--alpha", "0.25"]
+        kw.update(gamma=1.5, alpha=0.25)
+    if from_logits:
+        argv.append("--from-logits")
+    rc, out, err = _score(argv, capsys)
+    assert rc == 0, err
+    value = float(out)
+    direct = float(fn(labels, pred, reduction=reduction, **kw))
+    expected = float(reference(labels, pred, reduction=reduction, **kw)[0])
+    assert value == pytest.approx(direct, rel=1e-13)
+    assert value == pytest.approx(expected, rel=1e-13)
+    assert err == ""  # no progress bar: stderr is not a terminal
+
+
+@pytest.mark.parametrize("loss", ["ce", "focal"])
+def test_score_soft_labels_float32_and_smoothing(tmp_path, capsys, loss):
+    labels, pred = _score_inputs(loss, True, np.float32, label_form="soft")
+    fn, reference = SCORE_FN[loss]
+    argv = _save(tmp_path, "npy", pred, labels) + ["--loss", loss, "--from-logits", "--chunk-rows", "10",
+                                                   "--label-smoothing", "0.1"]
+    rc, out, err = _score(argv, capsys)
+    assert rc == 0, err
+    expected = float(reference(labels, pred, from_logits=True, label_smoothing=0.1)[0])
+    # float32 computation: each chunk sum is rounded to float32 once
+    assert float(out) == pytest.approx(expected, rel=2e-6)
+    assert float(out) == pytest.approx(float(fn(labels, pred, from_logits=True, label_smoothing=0.1)), rel=2e-6)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz-compressed"])
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_score_none_writes_per_sample_losses(tmp_path, capsys, fmt, loss):
+    labels, pred = _score_inputs(loss, True, np.float32)
+    out_path = tmp_path / "losses.npy"
+    rc, out, err = _score(_save(tmp_path, fmt, pred, labels) + ["--loss", loss, "--from-logits", "--reduction",
+                                                                "none", "--out", str(out_path),
+                                                                "--chunk-rows", "64"], capsys)
+    assert rc == 0, err
+    assert out == ""
+    got = np.load(out_path)
+    direct = SCORE_FN[loss][0](labels, pred, from_logits=True, reduction="none")
+    assert got.dtype == direct.dtype == np.float32 and got.shape == direct.shape
+    np.testing.assert_array_equal(got, direct)  # elementwise: chunking changes nothing
+
+
+def test_score_multidimensional_and_empty(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    y, z = make_categorical(rng, (40, 3, 5), np.float64, True, "int")
+    argv = _save(tmp_path, "npy", z, y) + ["--loss", "ce", "--from-logits", "--chunk-rows", "7"]
+    rc, out, err = _score(argv, capsys)
+    assert rc == 0, err
+    assert float(out) == pytest.approx(float(ref.cross_entropy(y, z, from_logits=True)[0]), rel=1e-13)
+    argv = _save(tmp_path, "npz", np.zeros((0, 4)), np.zeros(0, dtype=np.int64)) + ["--loss", "ce"]
+    rc, out, err = _score(argv, capsys)
+    assert (rc, float(out)) == (0, 0.0)  # no samples: mean 0.0, as the API says
+
+
+def test_score_progress_bar(tmp_path, capsys):
+    labels, pred = _score_inputs("bce", True, np.float64)
+    argv = _save(tmp_path, "npy", pred, labels) + ["--loss", "bce", "--from-logits", "--chunk-rows", "100"]
+    rc, out, err = _score(argv + ["--progress"], capsys)
+    assert rc == 0
+    assert "1003/1003 rows" in err and "100.0%" in err and err.endswith("\n")
+    rc, out2, err = _score(argv + ["--no-progress"], capsys)
+    assert (rc, out2, err) == (0, out, "")
+
+
+def test_score_progress_auto_needs_a_terminal_and_time():
+    import io
+
+    from xentc._score import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, delay, shown in ((io.StringIO(), 0.0, False), (Tty(), 3600.0, False), (Tty(), 0.0, True)):
+        bar = Progress(10, None, stream, delay=delay)
+        bar.update(10)
+        bar.close()
+        assert ("10/10 rows" in stream.getvalue()) is shown
+
+
+def _bad(capsys, argv, *fragments):
+    rc, out, err = _score(argv, capsys)
+    assert rc == 2, (out, err)
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m xentc score: error: "), err
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_score_missing_and_unreadable_files(tmp_path, capsys):
+    labels, pred = _score_inputs("ce", True, np.float64, n=50)
+    p, y = _save(tmp_path, "npy", pred, labels)
+    _bad(capsys, [str(tmp_path / "nope.npy"), y, "--loss", "ce"], "PRED: no such file", "nope.npy")
+    _bad(capsys, [p, str(tmp_path / "nope.npz"), "--loss", "ce"], "LABELS: no such file")
+    _bad(capsys, [str(tmp_path), y, "--loss", "ce"], "PRED:", "is a directory")
+    (tmp_path / "text.npy").write_text("not an array\n")
+    _bad(capsys, [str(tmp_path / "text.npy"), y, "--loss", "ce"], "PRED:", "neither a .npy file nor")
+    np.save(tmp_path / "obj.npy", np.array([{}, 1], dtype=object), allow_pickle=True)
+    _bad(capsys, [p, str(tmp_path / "obj.npy"), "--loss", "ce"], "LABELS: cannot read", "obj.npy")
+    np.save(tmp_path / "str.npy", np.array(["a", "b"]))
+    _bad(capsys, [str(tmp_path / "str.npy"), y, "--loss", "ce"], "PRED:", "dtype <U1",
+         "expected a real numeric array")
+    np.save(tmp_path / "scalar.npy", np.float64(0.5))
+    _bad(capsys, [str(tmp_path / "scalar.npy"), y, "--loss", "bce"], "PRED:", "0-d array")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "npz-compressed"])
+def test_score_truncated_and_corrupt_files(tmp_path, capsys, fmt):
+    labels, pred = _score_inputs("ce", True, np.float64, n=500)
+    argv = _save(tmp_path, fmt, pred, labels)
+    path = pathlib.Path(argv[0])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _bad(capsys, argv + ["--loss", "ce", "--from-logits"], "PRED: ", path.name)
+    if fmt != "npy":
+        # flip bytes inside the array data: the zip member's CRC (or zlib) catches it
+        corrupt = bytearray(data)
+        for k in range(2000, 2016):
+            corrupt[k] ^= 0x5A
+        path.write_bytes(bytes(corrupt))
+        _bad(capsys, argv + ["--loss", "ce", "--from-logits", "--chunk-rows", "50"], "PRED: cannot read", path.name)
+
+
+def test_score_mismatched_files(tmp_path, capsys):
+    labels, pred = _score_inputs("ce", True, np.float64, n=50)
+    p, y = _save(tmp_path, "npy", pred, labels)
+    np.save(tmp_path / "short.npy", labels[:49])
+    _bad(capsys, [p, str(tmp_path / "short.npy"), "--loss", "ce"], "LABELS: shape (49,) does not match",
+         "(50,) (integer labels) or (50, 6) (soft labels)")
+    _bad(capsys, [p, y, "--loss", "bce"], "LABELS: shape (50,) does not match PRED: expected (50, 6)")
+    _bad(capsys, [y, y, "--loss", "focal"], "PRED: shape (50,)", "classes")
+    np.savez(tmp_path / "two.npz", a=pred, b=labels)
+    _bad(capsys, [str(tmp_path / "two.npz"), y, "--loss", "ce"], "PRED:", "holds 2 arrays (a, b)", "--pred-key")
+    _bad(capsys, [str(tmp_path / "two.npz"), y, "--loss", "ce", "--pred-key", "c"], "PRED:", "has no array 'c'")
+    _bad(capsys, [p, y, "--loss", "ce", "--labels-key", "y"], "LABELS:", "only for .npz files")
+
+
+def test_score_bad_values_name_the_file_and_the_index_in_it(tmp_path, capsys):
+    labels, pred = _score_inputs("ce", False, np.float64, n=300)
+    pred[257, 4] = 1.5
+    labels[123] = 6
+    p, y = _save(tmp_path, "npy", pred, labels)
+    _bad(capsys, [p, y, "--loss", "ce", "--chunk-rows", "100"], "LABELS: label 6 at index 123 is outside [0, 6)")
+    labels[123] = 0
+    np.save(y, labels)
+    _bad(capsys, [p, y, "--loss", "ce", "--chunk-rows", "100"],
+         f"PRED: probability 1.5 at index {257 * 6 + 4} is outside [0, 1]")
+    _bad(capsys, [p, y, "--loss", "focal", "--gamma", "-1"], "gamma:")
+    _bad(capsys, [p, y, "--loss", "ce", "--gamma", "1"], "--gamma and --alpha: only for the focal losses")
+    _bad(capsys, [p, y, "--loss", "ce", "--reduction", "none"], "--out: required")
+
+
+def test_score_memory_stays_bounded(tmp_path):
+    """Files larger than the process may allocate are still scored: only a chunk at a time is
+    converted (the uint8 labels to float64). RLIMIT_DATA, set in a child process, limits the heap
+    and private mappings; the read-only file mapping of PRED does not count against it."""
+    pytest.importorskip("resource")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RLIMIT_DATA covers private mappings on Linux")
+    n = 24_000_000  # 192 MB of float64 logits, 24 MB of uint8 labels (192 MB as float64)
+    z = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=np.float64, shape=(n,))
+    y = np.lib.format.open_memmap(tmp_path / "y.npy", mode="w+", dtype=np.uint8, shape=(n,))
+    z[:] = np.tile(np.linspace(-4.0, 4.0, 1000), n // 1000)
+    y[:] = np.tile(np.arange(1000) % 2, n // 1000).astype(np.uint8)
+    del z, y
+    expected = float(xentc.binary_cross_entropy(np.arange(1000) % 2, np.linspace(-4.0, 4.0, 1000),
+                                                from_logits=True))  # the file repeats this block
+    code = ("import resource, sys\n"
+            "from xentc.__main__ import main\n"
+            "limit = int(sys.argv[1])\n"
+            "resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))\n"
+            "sys.exit(main(sys.argv[2:]))\n")
+    limit = 160 << 20  # below what one whole-file conversion needs, above Python + NumPy + a chunk
+    base = ["-c", code, str(limit), "score", str(tmp_path / "z.npy"), str(tmp_path / "y.npy"), "--loss", "bce",
+            "--from-logits", "--threads", "1", "--chunk-rows"]
+    proc = _run(base + ["1000000"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == pytest.approx(expected, rel=1e-12)
+    # the limit is real: the same run in one chunk runs out of memory, and says so in one line
+    proc = _run(base + [str(n)], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "out of memory" in proc.stderr and "--chunk-rows" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_console_script():
+    script = pathlib.Path(sys.executable).parent / ("xentc.exe" if os.name == "nt" else "xentc")
+    if not script.exists():
+        pytest.skip(f"no xentc script beside {sys.executable}")
+    proc = subprocess.run([str(script), "score", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: xentc score")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "npz-compressed"])
+def test_score_fortran_order(tmp_path, capsys, fmt):
+    labels, pred = _score_inputs("ce", True, np.float64, n=301, label_form="soft")
+    argv = _save(tmp_path, fmt, np.asfortranarray(pred), np.asfortranarray(labels))
+    rc, out, err = _score(argv + ["--loss", "ce", "--from-logits", "--chunk-rows", "40"], capsys)
+    assert rc == 0, err
+    assert float(out) == pytest.approx(float(xentc.cross_entropy(labels, pred, from_logits=True)), rel=1e-13)

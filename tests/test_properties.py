@@ -355,3 +355,15 @@ def test_mean_of_many_float32_losses_is_accurate(dtype):
     exact = np.sum(per.astype(np.longdouble)) / len(z)
     eps = np.finfo(dtype).eps
     assert abs(float(m) - float(exact)) <= 8 * eps * float(exact)
+
+
+@pytest.mark.parametrize("gamma", [5e-324, 1e-310, 1e-300])
+@pytest.mark.parametrize("sample_weight", [0.5, 1e-10])
+def test_focal_probability_zero_with_tiny_gamma(gamma, sample_weight):
+    """p = 0 for the true class: the gradient is -inf, not NaN. (weight * gamma underflowed to 0
+    and met log(0) / 1 = -inf when it was multiplied first; Hypothesis found gamma = 5e-324.)"""
+    r = xentc.focal_loss(np.array([0]), np.array([[0.0, 0.0]]), gamma=gamma, sample_weight=np.array([sample_weight]),
+                         reduction="none", grad=True, hess=True)
+    assert r.loss[0] == np.inf
+    assert r.grad[0, 0] == -np.inf and r.grad[0, 1] == 0
+    assert r.hess[0, 0] == np.inf

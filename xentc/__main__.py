@@ -2,7 +2,8 @@
 
 With no arguments it is a tour for newcomers, under a minute: the build configuration, a quick
 run of the symbolic verification, and a timing of loss + gradient against plain NumPy.
-Subcommands run one part each: ``info``, ``verify`` (the full symbolic table) and ``bench``.
+Subcommands run one part each: ``info``, ``verify`` (the full symbolic table), ``bench``, and
+``score`` (a loss over arrays in ``.npy``/``.npz`` files, read in chunks).
 
 Heavy or optional imports (SymPy, mpmath, CuPy) happen only inside the functions that need them,
 so ``import xentc`` stays fast and works without them.
@@ -345,6 +346,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# A loss over arrays in files
+# ---------------------------------------------------------------------------------------------
+def cmd_score(args: argparse.Namespace) -> int:
+    from xentc import _score
+
+    try:
+        value = _score.score(args.pred, args.labels, args.loss, from_logits=args.from_logits, gamma=args.gamma,
+                             alpha=args.alpha, label_smoothing=args.label_smoothing, reduction=args.reduction,
+                             out=args.out, chunk_rows=args.chunk_rows, pred_key=args.pred_key,
+                             labels_key=args.labels_key, n_threads=args.threads, progress=args.progress)
+    except _score.ScoreError as exc:
+        print(f"{args.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    if value is not None:
+        _say(repr(value))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # The tour
 # ---------------------------------------------------------------------------------------------
 def cmd_tour(args: argparse.Namespace) -> int:
@@ -399,6 +419,42 @@ def _parser() -> argparse.ArgumentParser:
                                    "`bench --help` lists its options.")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("score", help="a loss over arrays in .npy/.npz files, in chunks",
+                       description="Compute a loss over predictions and labels stored in .npy or .npz "
+                                   "files and print it (the mean or the sum). A .npy file is memory-mapped "
+                                   "and an .npz member is streamed (an .npz cannot be memory-mapped), one "
+                                   "chunk of rows at a time, so files larger than memory work. The mean is "
+                                   "the exact sum of the chunk sums over the number of samples. Exit status "
+                                   "2 for a missing, corrupt or mismatched file or a bad value.")
+    p.add_argument("pred", metavar="PRED", help="predictions: probabilities, or logits with --from-logits "
+                                                "(.npy or .npz); samples along the first axis, classes along "
+                                                "the last for ce/focal")
+    p.add_argument("labels", metavar="LABELS", help="labels (.npy or .npz): PRED's shape for bce/binary-focal; "
+                                                    "integer classes (PRED's shape without the last axis) or "
+                                                    "soft labels (PRED's shape) for ce/focal")
+    p.add_argument("--loss", required=True, choices=("bce", "binary-focal", "ce", "focal"),
+                   help="bce: binary cross entropy; binary-focal: binary focal loss; ce: categorical cross "
+                        "entropy; focal: categorical focal loss")
+    p.add_argument("--from-logits", action="store_true", help="PRED holds logits (sigmoid / softmax applied "
+                                                               "in log space)")
+    p.add_argument("--gamma", type=float, default=None, help="focusing parameter of the focal losses (default 2)")
+    p.add_argument("--alpha", type=float, default=None, help="alpha of the focal losses (default: none)")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS", help="default 0")
+    p.add_argument("--reduction", choices=("mean", "sum", "none"), default="mean",
+                   help="mean (default) or sum is printed; none writes each sample's loss to --out")
+    p.add_argument("--out", metavar="FILE.npy", default=None,
+                   help="where --reduction none writes the per-sample losses (written chunk by chunk)")
+    p.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="rows per chunk (default: about 32 MiB of PRED)")
+    p.add_argument("--pred-key", default=None, metavar="NAME", help="the array in a PRED .npz holding several")
+    p.add_argument("--labels-key", default=None, metavar="NAME",
+                   help="the array in a LABELS .npz holding several")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: the OpenMP default)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: shown when stderr is a terminal and the run "
+                        "takes more than a second)")
+    p.set_defaults(func=cmd_score, prog=p.prog)
     return parser
 
 
@@ -411,10 +467,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if getattr(args, "func", None) is cmd_verify and not args.dtype:
         args.dtype = ["float32", "float64"]
-    for name in ("repeat", "threads"):
+    for name in ("repeat", "threads", "chunk_rows"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
-            print(f"{parser.prog}: error: --{name}: expected a positive int, got {value}", file=sys.stderr)
+            print(f"{parser.prog}: error: --{name.replace('_', '-')}: expected a positive int, got {value}",
+                  file=sys.stderr)
             return 2
     return args.func(args)
 

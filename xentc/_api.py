@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, NamedTuple, Optional
+from typing import Any, Literal, NamedTuple, Optional, overload
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "LossResult",
@@ -41,6 +42,10 @@ class LossResult(NamedTuple):
     grad: Any
     hess: Any
 
+
+# Typing of the four functions: each has three @overload signatures so that a type checker knows
+# that grad=True or hess=True returns a LossResult; otherwise the loss comes back alone (a NumPy
+# scalar or array, or a CuPy array: typed Any).
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -316,8 +321,29 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
                    grad, hess)
 
 
-def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, sample_weight=None,
-                         label_smoothing=0.0, reduction="mean", grad=False, hess=False, n_threads=None):
+@overload
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
+                         pos_weight: Optional[npt.ArrayLike] = ...,
+                         sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                         reduction: str = ..., grad: Literal[True], hess: bool = ...,
+                         n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
+                         pos_weight: Optional[npt.ArrayLike] = ...,
+                         sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                         reduction: str = ..., grad: bool = ..., hess: Literal[True],
+                         n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
+                         pos_weight: Optional[npt.ArrayLike] = ...,
+                         sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                         reduction: str = ..., grad: bool = ..., hess: bool = ...,
+                         n_threads: Optional[int] = ...) -> Any: ...
+def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = False,
+                         pos_weight: Optional[npt.ArrayLike] = None,
+                         sample_weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0,
+                         reduction: str = "mean", grad: bool = False, hess: bool = False,
+                         n_threads: Optional[int] = None) -> Any:
     r"""Binary cross entropy, with its gradient and Hessian diagonal on request.
 
     Per element, with p the predicted probability (``sigmoid(y_pred)`` with ``from_logits``,
@@ -358,16 +384,35 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, 
         The loss (NumPy scalar, or array with "none"); with ``grad`` or ``hess`` a
         :class:`LossResult` ``(loss, grad, hess)``.
 
+    See Also
+    --------
+    binary_focal_loss : The same with the focal factor.
+    cross_entropy : One class out of C (softmax).
+
     Examples
     --------
     >>> import numpy as np, xentc
     >>> y = np.array([1.0, 0.0, 1.0])
-    >>> z = np.array([2.0, -1.0, -40.0])
-    >>> float(xentc.binary_cross_entropy(y, z, from_logits=True, reduction="sum"))  # doctest: +ELLIPSIS
-    40.4558...
+    >>> z = np.array([2.0, -1.0, -40.0])  # logits
+
+    From logits the loss is softplus(-z) for a positive, softplus(z) for a negative:
+
+    >>> loss = xentc.binary_cross_entropy(y, z, from_logits=True, reduction="none")
+    >>> loss
+    array([ 0.12692801,  0.31326169, 40.        ])
+    >>> bool(np.allclose(loss, np.logaddexp(0, np.where(y == 1, -z, z))))
+    True
+
+    The gradient with respect to the logits is sigmoid(z) - y:
+
     >>> r = xentc.binary_cross_entropy(y, z, from_logits=True, reduction="none", grad=True)
-    >>> r.grad.round(4)
-    array([-0.1192,  0.2689, -1.    ])
+    >>> r.grad
+    array([-0.11920292,  0.26894142, -1.        ])
+
+    A probability of 0 for a positive label is an infinite loss, not a clamped one:
+
+    >>> xentc.binary_cross_entropy(np.array([1.0]), np.array([0.0]))
+    np.float64(inf)
     """
     from_logits = _check_flag("from_logits", from_logits)
     grad = _check_flag("grad", grad)
@@ -383,8 +428,28 @@ def binary_cross_entropy(y_true, y_pred, *, from_logits=False, pos_weight=None, 
                    n_threads=n_threads)
 
 
-def binary_focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, sample_weight=None,
-                      label_smoothing=0.0, reduction="mean", grad=False, hess=False, n_threads=None):
+@overload
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+                      alpha: Optional[float] = ..., from_logits: bool = ...,
+                      sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                      reduction: str = ..., grad: Literal[True], hess: bool = ...,
+                      n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+                      alpha: Optional[float] = ..., from_logits: bool = ...,
+                      sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                      reduction: str = ..., grad: bool = ..., hess: Literal[True],
+                      n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+                      alpha: Optional[float] = ..., from_logits: bool = ...,
+                      sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
+                      reduction: str = ..., grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2.0,
+                      alpha: Optional[float] = None, from_logits: bool = False,
+                      sample_weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0,
+                      reduction: str = "mean", grad: bool = False, hess: bool = False,
+                      n_threads: Optional[int] = None) -> Any:
     r"""Binary focal loss (Lin et al. 2017), with its gradient and Hessian diagonal on request.
 
     .. math:: l = -[\,a\, y (1-p)^\gamma \log p + (1-a)(1-y)\, p^\gamma \log(1-p)\,]
@@ -394,24 +459,37 @@ def binary_focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=Fals
 
     Parameters
     ----------
-    y_true, y_pred, from_logits, sample_weight, label_smoothing, reduction, grad, hess, n_threads
+    y_true, y_pred : array_like
         As in :func:`binary_cross_entropy`.
     gamma : float, default 2.0
         Focusing parameter, finite and >= 0.
     alpha : float, optional
         Weight of the positive side in [0, 1]; the negative side gets ``1 - alpha``.
+    from_logits, sample_weight, label_smoothing, reduction, grad, hess, n_threads
+        As in :func:`binary_cross_entropy`.
 
     Returns
     -------
     loss or LossResult
+        As in :func:`binary_cross_entropy`.
+
+    See Also
+    --------
+    binary_cross_entropy : The ``gamma=0`` case.
+    focal_loss : The categorical focal loss.
 
     Examples
     --------
     >>> import numpy as np, xentc
     >>> y = np.array([1.0, 0.0])
-    >>> p = np.array([0.9, 0.2])
-    >>> xentc.binary_focal_loss(y, p, gamma=2.0, reduction="none").round(6)
-    array([0.001054, 0.008926])
+    >>> p = np.array([0.9, 0.2])  # probabilities
+    >>> loss = xentc.binary_focal_loss(y, p, gamma=2.0, reduction="none")
+    >>> loss
+    array([0.00105361, 0.00892574])
+    >>> bool(np.allclose(loss, [-(1 - 0.9)**2 * np.log(0.9), -0.2**2 * np.log(1 - 0.2)]))
+    True
+    >>> bool(xentc.binary_focal_loss(y, p, gamma=0.0) == xentc.binary_cross_entropy(y, p))
+    True
     """
     from_logits = _check_flag("from_logits", from_logits)
     grad = _check_flag("grad", grad)
@@ -514,9 +592,25 @@ def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoot
                 ignore_index=_check_ignore_index(ignore_index))
 
 
-def cross_entropy(y_true, y_pred, *, from_logits=False, axis=-1, class_weight=None, sample_weight=None,
-                  ignore_index=None, label_smoothing=0.0, reduction="mean", grad=False, hess=False,
-                  n_threads=None):
+@overload
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
+                  class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+                  ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+                  grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
+                  class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+                  ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+                  grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
+                  class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+                  ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+                  grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = False, axis: int = -1,
+                  class_weight: Optional[npt.ArrayLike] = None, sample_weight: Optional[npt.ArrayLike] = None,
+                  ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = "mean",
+                  grad: bool = False, hess: bool = False, n_threads: Optional[int] = None) -> Any:
     r"""Categorical cross entropy, with its gradient and Hessian diagonal on request.
 
     Per sample, with P the predicted class probabilities (``softmax(y_pred)`` along ``axis``
@@ -532,6 +626,7 @@ def cross_entropy(y_true, y_pred, *, from_logits=False, axis=-1, class_weight=No
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``; classes along ``axis``.
     from_logits : bool, default False
+        Whether ``y_pred`` holds logits (softmax along ``axis`` is applied in log space).
     axis : int, default -1
         The class axis; ``(N, C, H, W)`` inputs take ``axis=1``.
     class_weight : 1-D array of length C, optional
@@ -554,27 +649,64 @@ def cross_entropy(y_true, y_pred, *, from_logits=False, axis=-1, class_weight=No
     Returns
     -------
     loss or LossResult
+        The loss (NumPy scalar, or with "none" an array of the shape of ``y_pred`` without
+        ``axis``); with ``grad`` or ``hess`` a :class:`LossResult` ``(loss, grad, hess)``
+        whose ``grad`` and ``hess`` have the shape of ``y_pred``.
+
+    See Also
+    --------
+    focal_loss : The same with the focal factor.
+    binary_cross_entropy : Two classes, or independent labels.
 
     Examples
     --------
     >>> import numpy as np, xentc
     >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 3.0]])
     >>> labels = np.array([0, 2])
-    >>> round(float(xentc.cross_entropy(labels, logits, from_logits=True)), 6)
-    0.158664
+
+    Each sample's loss is log-sum-exp of its logits minus the logit of its class:
+
+    >>> loss = xentc.cross_entropy(labels, logits, from_logits=True, reduction="none")
+    >>> loss
+    array([0.2413113 , 0.09492296])
+    >>> bool(np.allclose(loss, np.log(np.exp(logits).sum(axis=1)) - logits[[0, 1], labels]))
+    True
+
+    The gradient of the summed loss with respect to the logits is softmax minus one-hot:
+
     >>> r = xentc.cross_entropy(labels, logits, from_logits=True, reduction="sum", grad=True)
-    >>> r.grad.round(4)
-    array([[-0.2142,  0.1753,  0.0391],
-           [ 0.0452,  0.0452, -0.0904]])
+    >>> softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    >>> bool(np.allclose(r.grad, softmax - np.eye(3)[labels]))
+    True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
                         sample_weight=sample_weight, **kw)
 
 
-def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, axis=-1, class_weight=None,
-               sample_weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean", grad=False,
-               hess=False, n_threads=None):
+@overload
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+               alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
+               class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+               ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+               grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+               alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
+               class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+               ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+               grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...) -> LossResult: ...
+@overload
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
+               alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
+               class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
+               ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
+               grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2.0,
+               alpha: Optional[npt.ArrayLike] = None, from_logits: bool = False, axis: int = -1,
+               class_weight: Optional[npt.ArrayLike] = None, sample_weight: Optional[npt.ArrayLike] = None,
+               ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = "mean",
+               grad: bool = False, hess: bool = False, n_threads: Optional[int] = None) -> Any:
     r"""Categorical focal loss, with its gradient and Hessian diagonal on request.
 
     .. math:: l_i = -\sum_j a_j \, cw_j \, Y_{ij} (1 - P_{ij})^\gamma \log P_{ij}
@@ -583,25 +715,39 @@ def focal_loss(y_true, y_pred, *, gamma=2.0, alpha=None, from_logits=False, axis
 
     Parameters
     ----------
-    y_true, y_pred, from_logits, axis, class_weight, sample_weight, ignore_index,
-    label_smoothing, reduction, grad, hess, n_threads
+    y_true, y_pred : array_like
         As in :func:`cross_entropy`.
     gamma : float, default 2.0
         Focusing parameter, finite and >= 0.
     alpha : float or 1-D array of length C, optional
         Per-class weight in [0, 1] (a scalar weights every class alike). Unlike
         ``class_weight`` it does not enter the mean's denominator.
+    from_logits, axis, class_weight, sample_weight, ignore_index
+        As in :func:`cross_entropy`.
+    label_smoothing, reduction, grad, hess, n_threads
+        As in :func:`cross_entropy`.
 
     Returns
     -------
     loss or LossResult
+        As in :func:`cross_entropy`.
+
+    See Also
+    --------
+    cross_entropy : The ``gamma=0`` case.
+    binary_focal_loss : Two classes, or independent labels.
 
     Examples
     --------
     >>> import numpy as np, xentc
-    >>> p = np.array([[0.7, 0.2, 0.1]])
-    >>> xentc.focal_loss(np.array([0]), p, gamma=2.0, reduction="none").round(6)
-    array([0.0321])
+    >>> P = np.array([[0.7, 0.2, 0.1]])  # probabilities of 3 classes
+    >>> loss = xentc.focal_loss(np.array([0]), P, gamma=2.0, reduction="none")
+    >>> loss
+    array([0.03210074])
+    >>> bool(np.allclose(loss, -(1 - 0.7)**2 * np.log(0.7)))
+    True
+    >>> bool(xentc.focal_loss(np.array([0]), P, gamma=0.0) == xentc.cross_entropy(np.array([0]), P))
+    True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     g = _check_gamma(gamma)

@@ -143,7 +143,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1
     if (kd != T(0) && (want_d1 || want_d2)) {
         const T kcg = kd * cg;
         const T r = log_over_complement(logx, c);
-        if (want_d1) t.d1 = kcg / x - kcg * g * r;
+        if (want_d1) t.d1 = kcg / x - kcg * (g * r);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
         if (want_d2) {
             const T cgm1 = Pow::pw(c, g - T(1));
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
