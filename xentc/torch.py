@@ -64,16 +64,15 @@ class _LossFunction(torch.autograd.Function):
     def forward(ctx, y_pred, func, y_true, options, class_axis):
         device = y_pred.device
         want_grad = bool(ctx.needs_input_grad[0])
-        args = {k: _to_array(v, device) for k, v in options.items()}
         if device.type == "cuda":
             import cupy
 
+            # CuPy works on PyTorch's current stream, so no synchronisation is needed either way
             stream = torch.cuda.current_stream(device)
             with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
-                result = _call(func, y_true, y_pred, args, want_grad, device)
+                loss, grad = _call(func, y_true, y_pred, options, want_grad, device)
         else:
-            result = _call(func, y_true, y_pred, args, want_grad, device)
-        loss, grad = result
+            loss, grad = _call(func, y_true, y_pred, options, want_grad, device)
         ctx.class_axis = class_axis if options.get("reduction", "mean") == "none" else None
         ctx.pred_dtype = y_pred.dtype
         if grad is not None:
@@ -89,7 +88,8 @@ class _LossFunction(torch.autograd.Function):
         return (grad_output * grad).to(ctx.pred_dtype), None, None, None, None
 
 
-def _call(func, y_true, y_pred, args, want_grad, device):
+def _call(func, y_true, y_pred, options, want_grad, device):
+    args = {k: _to_array(v, device) for k, v in options.items()}
     r = func(_to_array(y_true, device), _to_array(y_pred, device), grad=want_grad, **args)
     if not want_grad:
         return _to_tensor(r, device), None
