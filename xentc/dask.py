@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import string
-from typing import Any, Optional
+from typing import Any
 
 import dask.array as da
 import numpy as np
