@@ -7,6 +7,7 @@ argument. Choices the contract leaves open are recorded in docs/semantics.md.
 """
 from __future__ import annotations
 
+import contextvars
 import numbers
 import operator
 from typing import Any, Literal, NamedTuple, Optional, overload
@@ -258,12 +259,44 @@ def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_f
 # --------------------------------------------------------------------------------------------
 # Result assembly
 # --------------------------------------------------------------------------------------------
+# The unrounded kernel sums of the current call go here when a caller asks for them (see
+# _call_with_sums); None otherwise.
+_SUMS_SINK: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("xentc_sums_sink", default=None)
+
+
+def _mean_scale(denom: float) -> float:
+    """The factor that turns sums into the weighted mean: 1/denom, and 0 when nothing counts."""
+    return 1.0 / denom if denom != 0 else 0.0
+
+
+def _mean_value(total: float, denom: float) -> float:
+    """The weighted mean loss from its two sums; 0.0 (not NaN) when nothing counts."""
+    return total / denom if denom != 0 else 0.0
+
+
+def _call_with_sums(func, *args, **kwargs):
+    """Call one of the four loss functions and also return the double-precision sums its kernels
+    computed before any rounding to the result dtype: ``(result, weighted loss sum, mean's
+    denominator)``. For callers that combine partial results exactly (xentc.dask)."""
+    sink: list = []
+    token = _SUMS_SINK.set(sink)
+    try:
+        result = func(*args, **kwargs)
+    finally:
+        _SUMS_SINK.reset(token)
+    total, denom = sink[-1]
+    return result, total, denom
+
+
 def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_shape, grad_arr, hess_arr,
             pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool):
+    sink = _SUMS_SINK.get()
+    if sink is not None:
+        sink.append((float(total), float(denom)))
     if reduction == "none":
         loss = loss_arr.reshape(sample_shape)
     else:
-        value = total if reduction == "sum" else (total / denom if denom != 0 else 0.0)
+        value = total if reduction == "sum" else _mean_value(total, denom)
         loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
     if not (want_grad or want_hess):
         return loss
@@ -308,7 +341,7 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
         if err:
             _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
-    dscale = (1.0 / denom if denom != 0 else 0.0) if reduction == "mean" else 1.0
+    dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = xp.empty(n, dtype=cdt) if reduction == "none" else None
     grad_arr = xp.empty(n, dtype=cdt) if grad else None
     hess_arr = xp.empty(n, dtype=cdt) if hess else None
@@ -572,7 +605,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
         if err:
             full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
             _raise_categorical(err, i, j, yt, pred, ax, full_sw)
-    dscale = (1.0 / denom if denom != 0 else 0.0) if reduction == "mean" else 1.0
+    dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = xp.empty(n, dtype=cdt) if reduction == "none" else None
     grad_arr = xp.empty((outer, C, inner), dtype=cdt) if grad else None
     hess_arr = xp.empty((outer, C, inner), dtype=cdt) if hess else None

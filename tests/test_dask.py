@@ -1,0 +1,142 @@
+"""xentc.dask on a distributed.LocalCluster of worker processes, against the in-memory result
+(within 4 ulp); chunks of the derivatives; the memory-mapped example larger than a worker."""
+
+import importlib.util
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from inputs import make_binary, make_categorical, weights  # noqa: E402
+
+import xentc  # noqa: E402
+import xentc.dask as xd  # noqa: E402
+
+WORKER_MEMORY = "200MB"
+ULP = 4
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, memory_limit=WORKER_MEMORY,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def assert_ulp(actual, expected, ulp=ULP):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    tol = ulp * np.spacing(np.abs(expected))
+    bad = ~((actual == expected) | (np.abs(actual.astype(np.float64) - expected) <= tol))
+    assert not bad.any(), (actual[bad][:5], expected[bad][:5])
+
+
+FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
+
+
+def case(name, dtype, seed):
+    """Inputs and options with sample weights (zeros included), and ignored samples for the
+    categorical losses; chunk sizes that do not divide the arrays."""
+    rng = np.random.default_rng(seed)
+    if name.startswith("binary"):
+        y, x = make_binary(rng, (1003, 3), dtype, True, "soft")
+        sw = weights(rng, (1003, 1))
+        opts = {"pos_weight": np.array([0.5, 1.0, 2.0])} if name == "binary_cross_entropy" else {"gamma": 2.0,
+                                                                                                  "alpha": 0.3}
+        chunks = ((250, 400, 353), (2, 1))
+    else:
+        y, x = make_categorical(rng, (1003, 6), dtype, True, "int")
+        y[::7] = -1
+        sw = weights(rng, (1003,))
+        opts = {"ignore_index": -1, "class_weight": np.arange(1, 7) / 4}
+        if name == "focal_loss":
+            opts["gamma"] = 1.5
+        chunks = ((250, 400, 353), (4, 2))  # the class axis in two chunks
+    return y, x, sw, opts, chunks
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_matches_in_memory(client, name, dtype, reduction):
+    y, x, sw, opts, chunks = case(name, dtype, seed=FUNCS.index(name))
+    expected = getattr(xentc, name)(y, x, from_logits=True, sample_weight=sw, reduction=reduction, grad=True,
+                                    hess=True, **opts)
+    xx = da.from_array(x, chunks=chunks)
+    yy = da.from_array(y, chunks=137)  # any chunks: rechunked to match y_pred
+    r = getattr(xd, name)(yy, xx, from_logits=True, sample_weight=da.from_array(sw, chunks=300),
+                          reduction=reduction, grad=True, hess=True, **opts)
+    assert isinstance(r.loss, da.Array) and isinstance(r.grad, da.Array) and isinstance(r.hess, da.Array)
+    assert r.grad.chunks == xx.chunks and r.hess.chunks == xx.chunks
+    loss, grad, hess = client.compute([r.loss, r.grad, r.hess], sync=True)
+    assert_ulp(loss, expected.loss)
+    assert_ulp(grad, expected.grad)
+    assert_ulp(hess, expected.hess)
+
+
+def test_loss_only_and_class_axis(client):
+    rng = np.random.default_rng(5)
+    y, x = make_categorical(rng, (40, 5, 30), np.float32, True, "soft", axis=1)
+    xx = da.from_array(x, chunks=(16, 5, 11))
+    loss = xd.focal_loss(y, xx, gamma=2.0, from_logits=True, axis=1)
+    assert isinstance(loss, da.Array) and loss.shape == ()
+    assert_ulp(client.compute(loss, sync=True), xentc.focal_loss(y, x, gamma=2.0, from_logits=True, axis=1))
+    none = xd.cross_entropy(y, xx, from_logits=True, axis=1, reduction="none")
+    assert none.chunks == ((16, 16, 8), (11, 11, 8))
+    assert_ulp(client.compute(none, sync=True), xentc.cross_entropy(y, x, from_logits=True, axis=1,
+                                                                    reduction="none"))
+
+
+def test_every_sample_ignored(client):
+    x = da.ones((10, 3), chunks=4)
+    r = xd.cross_entropy(np.full(10, -1), x, from_logits=True, ignore_index=-1, grad=True)
+    loss, grad = client.compute([r.loss, r.grad], sync=True)
+    assert loss == 0.0 and not grad.any()
+
+
+def test_errors():
+    x = da.zeros((6, 3), chunks=2)
+    with pytest.raises(ValueError, match="y_true: shape"):
+        xd.cross_entropy(np.zeros(5, dtype=int), x)
+    with pytest.raises(ValueError, match="sample_weight"):
+        xd.binary_cross_entropy(np.zeros((6, 3)), x, sample_weight=np.ones(4))
+    with pytest.raises(ValueError, match="reduction"):
+        xd.binary_cross_entropy(np.zeros((6, 3)), x, reduction="avg")
+    with pytest.raises(ValueError, match="axis"):
+        xd.focal_loss(np.zeros(6, dtype=int), x, axis=2)
+    # data errors surface from the kernels when the chunk is computed, naming the argument
+    with pytest.raises(ValueError, match="y_true: label 3"):
+        xd.cross_entropy(np.array([0, 1, 3, 0, 0, 0]), x, from_logits=True).compute(scheduler="sync")
+
+
+def load_example():
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dask_memmap.py"
+    if not path.exists():
+        pytest.skip("examples/ is not part of this checkout")
+    spec = importlib.util.spec_from_file_location("dask_memmap_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_memmap_larger_than_worker_memory(client, tmp_path):
+    example = load_example()
+    n = 75_000_000  # 300 MB of float32 logits, above the workers' 200 MB limit
+    logits_path, labels_path = example.write_example_data(tmp_path, n)
+    limit = dask.utils.parse_bytes(WORKER_MEMORY)
+    assert logits_path.stat().st_size > limit
+    workers = client.scheduler_info()["workers"]
+    assert [w["memory_limit"] for w in workers.values()] == [limit, limit]
+    loss = client.compute(example.score(logits_path, labels_path), sync=True)
+    z = np.load(logits_path, mmap_mode="r")
+    y = np.load(labels_path, mmap_mode="r")
+    assert_ulp(loss, xentc.binary_cross_entropy(y, z, from_logits=True))
+    # a worker above its limit would have been killed and replaced under a new address
+    assert set(client.scheduler_info()["workers"]) == set(workers)

@@ -1,0 +1,206 @@
+"""xentc.torch: autograd functions checked against PyTorch's own losses (focal written in torch
+ops) and with torch.autograd.gradcheck; the CUDA path runs only where a GPU and CuPy exist."""
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import xentc.torch as xt  # noqa: E402
+
+RTOL = {torch.float32: 2e-5, torch.float64: 1e-11}
+
+
+def randn(*shape, dtype=torch.float64, scale=2.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def labels01(*shape, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 2, shape, generator=g).to(torch.float64)
+
+
+def classes(C, *shape, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, C, shape, generator=g)
+
+
+def torch_binary_focal(y, z, gamma, alpha):
+    """Focal loss of Lin et al. in torch ops (hard labels): (1 - p_t)^gamma * CE, alpha-weighted."""
+    p = torch.sigmoid(z)
+    ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    p_t = p * y + (1 - p) * (1 - y)
+    a_t = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+    return a_t * (1 - p_t) ** gamma * ce
+
+
+def torch_focal(y, z, gamma, axis=-1):
+    logp = F.log_softmax(z, dim=axis)
+    logp_y = logp.gather(axis, y.unsqueeze(axis)).squeeze(axis)
+    return -((1 - logp_y.exp()) ** gamma) * logp_y
+
+
+def compare(ours_fn, ref_fn, z, dtype, gradient=None):
+    """Loss value and autograd gradient of ours against the reference, both in dtype."""
+    z1 = z.to(dtype).clone().requires_grad_(True)
+    z2 = z.to(dtype).clone().requires_grad_(True)
+    a, b = ours_fn(z1), ref_fn(z2)
+    torch.testing.assert_close(a, b.to(a.dtype), rtol=RTOL[dtype], atol=RTOL[dtype])
+    g = torch.ones_like(a) if gradient is None else gradient.to(a.dtype)
+    a.backward(g)
+    b.backward(g.to(b.dtype))
+    assert z1.grad.dtype == dtype and z1.grad.shape == z.shape
+    torch.testing.assert_close(z1.grad, z2.grad, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_logits_against_torch(dtype, reduction):
+    z, y = randn(6, 4), labels01(6, 4)
+    pw = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=dtype)
+    compare(lambda t: xt.binary_cross_entropy(y.to(dtype), t, from_logits=True, pos_weight=pw, reduction=reduction),
+            lambda t: F.binary_cross_entropy_with_logits(t, y.to(dtype), pos_weight=pw, reduction=reduction),
+            z, dtype, gradient=randn(6, 4, seed=5) if reduction == "none" else None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bce_probabilities_weighted_sum_against_torch(dtype):
+    p = torch.sigmoid(randn(5, 3))
+    y, w = labels01(5, 3), torch.rand(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    # torch's weighted "mean" divides by the element count, xentc's by the weight sum: use "sum"
+    compare(lambda t: xt.binary_cross_entropy(y.to(dtype), t, sample_weight=w.to(dtype), reduction="sum"),
+            lambda t: F.binary_cross_entropy(t, y.to(dtype), weight=w.to(dtype), reduction="sum"),
+            p, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_against_torch(dtype, reduction):
+    z, y = randn(8, 5), classes(5, 8)
+    y[2] = -1
+    cw = torch.tensor([1.0, 0.5, 2.0, 1.5, 0.25], dtype=dtype)
+    compare(lambda t: xt.cross_entropy(y, t, from_logits=True, class_weight=cw, ignore_index=-1, reduction=reduction),
+            lambda t: F.cross_entropy(t, y, weight=cw, ignore_index=-1, reduction=reduction),
+            z, dtype, gradient=randn(8, seed=6) if reduction == "none" else None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_entropy_soft_labels_smoothing_class_axis(dtype):
+    z = randn(3, 4, 5)  # (N, C, L): classes along axis 1
+    y = torch.softmax(randn(3, 4, 5, seed=9), dim=1)
+    compare(lambda t: xt.cross_entropy(y.to(dtype), t, from_logits=True, axis=1, label_smoothing=0.1,
+                                       reduction="none"),
+            lambda t: F.cross_entropy(t, y.to(dtype), label_smoothing=0.1, reduction="none"),
+            z, dtype, gradient=randn(3, 5, seed=7))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("alpha", [None, 0.25])
+def test_binary_focal_against_torch_ops(dtype, alpha):
+    z, y = randn(7, 3), labels01(7, 3)
+    compare(lambda t: xt.binary_focal_loss(y.to(dtype), t, gamma=2.0, alpha=alpha, from_logits=True, reduction="sum"),
+            lambda t: torch_binary_focal(y.to(dtype), t, 2.0, alpha).sum(), z, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_focal_against_torch_ops(dtype):
+    z, y = randn(4, 6, 3), classes(6, 4, 3)
+    compare(lambda t: xt.focal_loss(y, t, gamma=1.5, from_logits=True, axis=1, reduction="none"),
+            lambda t: torch_focal(y, t, 1.5, axis=1), z, dtype, gradient=randn(4, 3, seed=8))
+    compare(lambda t: xt.focal_loss(y, t, gamma=1.5, from_logits=True, axis=1),
+            lambda t: torch_focal(y, t, 1.5, axis=1).mean(), z, dtype)
+
+
+GRADCHECK = {
+    "bce_logits": lambda z: xt.binary_cross_entropy(labels01(4, 3), z, from_logits=True, pos_weight=2.0,
+                                                    reduction="none"),
+    "bce_probs": lambda z: xt.binary_cross_entropy(labels01(4, 3), torch.sigmoid(z), label_smoothing=0.1),
+    "binary_focal": lambda z: xt.binary_focal_loss(labels01(4, 3), z, gamma=2.0, alpha=0.3, from_logits=True,
+                                                   sample_weight=torch.arange(1.0, 4.0, dtype=torch.float64)),
+    "ce": lambda z: xt.cross_entropy(classes(3, 4), z, from_logits=True, reduction="none"),
+    "ce_probs": lambda z: xt.cross_entropy(classes(3, 4), torch.softmax(z, -1), reduction="sum"),
+    "focal": lambda z: xt.focal_loss(classes(3, 4), z, gamma=2.0, from_logits=True,
+                                     class_weight=torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)),
+}
+
+
+@pytest.mark.parametrize("name", GRADCHECK)
+def test_gradcheck(name):
+    z = randn(4, 3, scale=1.0).requires_grad_(True)
+    assert torch.autograd.gradcheck(GRADCHECK[name], (z,), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_no_grad_needed_and_float16():
+    z = randn(5, 3)
+    loss = xt.cross_entropy(classes(3, 5), z, from_logits=True)
+    assert not loss.requires_grad and loss.shape == ()
+    zh = z.half().requires_grad_(True)
+    yh = labels01(5, 3).half()
+    loss = xt.binary_cross_entropy(yh, zh, from_logits=True)
+    loss.backward()
+    assert loss.dtype == torch.float32 and zh.grad.dtype == torch.float16
+    zb = z.to(torch.bfloat16).requires_grad_(True)
+    xt.binary_cross_entropy(yh.float(), zb, from_logits=True).backward()
+    assert zb.grad.dtype == torch.bfloat16
+
+
+def test_dlpack_shares_memory():
+    from xentc.torch import _to_array, _to_tensor
+
+    t = randn(6, 4)[:, ::2]  # a strided view
+    a = _to_array(t, t.device)
+    assert a.ctypes.data == t.data_ptr() and a.strides == (t.stride(0) * 8, t.stride(1) * 8)
+    b = np.arange(6.0)
+    assert _to_tensor(b, torch.device("cpu")).data_ptr() == b.ctypes.data
+
+
+def test_errors():
+    z = randn(3, 2).requires_grad_(True)
+    y = labels01(3, 2).requires_grad_(True)
+    with pytest.raises(ValueError, match="y_true: .*y_pred only"):
+        xt.binary_cross_entropy(y, z, from_logits=True)
+    with pytest.raises(ValueError, match="sample_weight"):
+        xt.binary_cross_entropy(y.detach(), z, from_logits=True, sample_weight=torch.ones(3, 2, requires_grad=True))
+    with pytest.raises(TypeError, match="grad"):
+        xt.binary_cross_entropy(y.detach(), z, grad=True)
+    with pytest.raises(TypeError, match="y_pred"):
+        xt.binary_cross_entropy(y.detach(), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="y_true: label 5"):
+        xt.cross_entropy(torch.tensor([0, 5, 1]), z, from_logits=True)
+
+
+def test_module_does_not_shadow_torch():
+    """xentc/torch.py must import the real PyTorch, not itself."""
+    assert xt.torch is sys.modules["torch"] and xt.torch.nn is torch.nn
+    assert not pathlib.Path(torch.__file__).resolve().is_relative_to(pathlib.Path(xt.__file__).resolve().parent)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_against_torch(dtype):
+    pytest.importorskip("cupy")
+    z, y = randn(64, 10).cuda(), classes(10, 64).cuda()
+    compare(lambda t: xt.cross_entropy(y, t, from_logits=True), lambda t: F.cross_entropy(t, y), z, dtype)
+    zb, yb = randn(64, 3).cuda(), labels01(64, 3).cuda()
+    compare(lambda t: xt.binary_focal_loss(yb.to(dtype), t, gamma=2.0, from_logits=True, reduction="none"),
+            lambda t: torch_binary_focal(yb.to(dtype), t, 2.0, None), zb, dtype,
+            gradient=randn(64, 3).cuda())
+
+
+@cuda
+def test_cuda_dlpack_shares_memory():
+    pytest.importorskip("cupy")
+    from xentc.torch import _to_array, _to_tensor
+
+    t = randn(8, 4).cuda()
+    a = _to_array(t, t.device)
+    assert a.data.ptr == t.data_ptr()
+    assert _to_tensor(a, t.device).data_ptr() == t.data_ptr()
