@@ -380,6 +380,23 @@ static inline T class_coef(const SoftmaxArgs* a, const T* cwa, int64_t y, const 
     return mul0(cw, Y);
 }
 
+/* Coefficients c_j of classes [j0, j0 + n) of a row into cb (n <= CHUNK), so that the loops that
+ * use them see one plain array whatever the label form and options. */
+template <typename T>
+static inline void stage_coefs(const SoftmaxArgs* a, int64_t y, const T* ys, int64_t j0, int n, T* __restrict cb) {
+    const T* cwa = (const T*)a->cwa;
+    if (!ys) {
+        for (int k = 0; k < n; ++k) cb[k] = class_coef(a, cwa, y, ys, j0 + k);
+        return;
+    }
+    /* soft labels: class_coef's steps, one plain loop each */
+    const int64_t sy = a->sy_c;
+    const T eps = T(a->eps), epsC = eps / T(a->C);
+    for (int k = 0; k < n; ++k) cb[k] = ys[(j0 + k) * sy];
+    if (eps != T(0)) for (int k = 0; k < n; ++k) cb[k] = cb[k] * (T(1) - eps) + epsC;
+    if (cwa) for (int k = 0; k < n; ++k) cb[k] = mul0(cwa[j0 + k], cb[k]);
+}
+
 /* Cross entropy of one softmax row, given the row summary (m, jm, s_rest): the loss
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
  * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact. */
@@ -393,12 +410,29 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     const bool want_g = gr != 0, want_h = hr != 0;
     double S = 0.0, S_rest = 0.0, LD = 0.0;
     if (ys) {
-        for (int64_t j = 0; j < C; ++j) {
-            T c = class_coef(a, cwa, y, ys, j);
-            S += double(c);
-            if (j != jm) S_rest += double(c);
-            LD += double(mul0(c, softmax_gap(xr[j * sc], m)));
+        /* soft labels: coefficients staged CHUNK at a time, sums in LANES accumulators */
+        T cb[CHUNK];
+        double accS[LANES], accSR[LANES], accLD[LANES];
+        for (int k = 0; k < LANES; ++k) { accS[k] = 0.0; accSR[k] = 0.0; accLD[k] = 0.0; }
+        for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+            const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+            const int nr = (n + LANES - 1) / LANES * LANES;
+            stage_coefs(a, y, ys, j0, n, cb);
+            for (int k = n; k < nr; ++k) cb[k] = T(0);
+            for (int k0 = 0; k0 < nr; k0 += LANES) {
+                for (int k = 0; k < LANES; ++k) {
+                    const int64_t j = j0 + k0 + k;
+                    const T c = cb[k0 + k];
+                    const T gap = softmax_gap(xr[(j < C ? j : jm) * sc], m);
+                    accS[k] += double(c);
+                    accSR[k] += (j == jm) ? 0.0 : double(c);
+                    accLD[k] += double(mul0(c, gap));
+                }
+            }
         }
+        S = lane_total(accS);
+        S_rest = lane_total(accSR);
+        LD = lane_total(accLD);
     } else {
         /* integer label y: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y */
         const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
@@ -419,10 +453,17 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     const T ds = wi * T(a->dscale);
     const T inv_s = T(1.0 / s), ST = T(S);
     if (ys) {
-        for (int64_t j = 0; j < C; ++j) {
-            T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
-            if (want_g) gr[j * inner] = mul0(ds, ST * P - class_coef(a, cwa, y, ys, j));
-            if (want_h) hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
+        T cb[CHUNK], gb[CHUNK], hb[CHUNK];
+        for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+            const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+            stage_coefs(a, y, ys, j0, n, cb);
+            for (int k = 0; k < n; ++k) {
+                const T P = x_exp(-softmax_gap(xr[(j0 + k) * sc], m)) * inv_s;
+                gb[k] = mul0(ds, ST * P - cb[k]);
+                hb[k] = mul0(ds, ST * P * (T(1) - P));
+            }
+            if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
+            if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
         }
     } else {
         /* integer labels: c_j = eps/C cw_j; the loops below run with restrict pointers and a
@@ -461,14 +502,6 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
         gr[jm * inner] = mul0(ds, T(S_rest - S * double(Qjm)));
     }
     if (want_h) hr[jm * inner] = mul0(ds, ST * inv_s * Qjm);
-}
-
-/* Coefficients c_j of classes [j0, j0 + n) of a row into cb (n <= CHUNK), so that the loops that
- * use them see one plain array whatever the label form and options. */
-template <typename T>
-static inline void stage_coefs(const SoftmaxArgs* a, int64_t y, const T* ys, int64_t j0, int n, T* cb) {
-    const T* cwa = (const T*)a->cwa;
-    for (int k = 0; k < n; ++k) cb[k] = class_coef(a, cwa, y, ys, j0 + k);
 }
 
 /* Focal loss of one softmax row, given its summary: pass 3 sums the loss and the gradient/Hessian
@@ -564,9 +597,17 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
     const T ds = wi * T(a->dscale);
     /* soft labels must lie in [0, 1] */
     if (ys) {
+        /* one branch-free scan; the first bad label is located only when there is one */
+        int bad = 0;
         for (int64_t j = 0; j < C; ++j) {
-            int e = unit_label_error(ys[j * a->sy_c]);
-            if (e) { set_error(res, e, r, j); return; }
+            const T v = ys[j * a->sy_c];
+            bad |= !(v >= T(0) && v <= T(1));
+        }
+        if (bad) {
+            for (int64_t j = 0; j < C; ++j) {
+                int e = unit_label_error(ys[j * a->sy_c]);
+                if (e) { set_error(res, e, r, j); return; }
+            }
         }
     }
     RowSummary<T> sum = softmax_summary<T, UNIT>(xr, sc, C);
