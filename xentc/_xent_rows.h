@@ -151,12 +151,18 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
                                         T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
     T xb[CHUNK], c1b[CHUNK], c0b[CHUNK], wlb[CHUNK], wdb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
+    /* the lane sums live in locals for the span: through the caller's pointers GCC assumed they
+     * might alias the staged arrays and kept the Kahan loop scalar */
+    double sa[LANES], sc[LANES];
+    for (int k = 0; k < LANES; ++k) { sa[k] = acc[k]; sc[k] = cmp[k]; }
+    int any_bad = 0;
     for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
         const int m = (n - i0) < CHUNK ? int(n - i0) : CHUNK;
-        for (int k = 0; k < CHUNK; ++k) { xb[k] = T(0); c1b[k] = T(0); c0b[k] = T(0); wlb[k] = T(0); wdb[k] = T(0); }
+        if (m < CHUNK)
+            for (int k = 0; k < CHUNK; ++k) { xb[k] = T(0); c1b[k] = T(0); c0b[k] = T(0); wlb[k] = T(0); wdb[k] = T(0); }
         for (int k = 0; k < m; ++k) {
             const T yi = y[i0 + k];
-            bad[k % LANES] |= !(yi >= T(0) && yi <= T(1));
+            any_bad |= !(yi >= T(0) && yi <= T(1));
             xb[k] = x[i0 + k];
             c1b[k] = smoothed_pair(yi, eps, true);
             c0b[k] = w0 * smoothed_pair(yi, eps, false);
@@ -174,17 +180,19 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
         for (int k0 = 0; k0 < CHUNK; k0 += LANES) {
             for (int k = 0; k < LANES; ++k) {
                 /* Kahan step (padding adds exact zeros); an inf or NaN sum needs no compensation */
-                const double v = double(lb[k0 + k]) - cmp[k];
-                const double t = acc[k] + v;
-                const double c = (t - acc[k]) - v;
-                cmp[k] = (t - t == 0.0) ? c : 0.0;
-                acc[k] = t;
+                const double v = double(lb[k0 + k]) - sc[k];
+                const double t = sa[k] + v;
+                const double c = (t - sa[k]) - v;
+                sc[k] = (t - t == 0.0) ? c : 0.0;
+                sa[k] = t;
             }
         }
         if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
         if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
         if (H) for (int k = 0; k < m; ++k) ho[i0 + k] = hb[k];
     }
+    for (int k = 0; k < LANES; ++k) { acc[k] = sa[k]; cmp[k] = sc[k]; }
+    *bad |= any_bad;
 }
 
 template <typename T, bool G, bool H, typename Pow>
@@ -196,8 +204,8 @@ static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, Bloc
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
     const T eps = T(a->eps), w0 = T(a->w0), dscale = T(a->dscale), g = T(a->gamma);
     double acc[LANES], cmp[LANES];
-    int bad[LANES];
-    for (int k = 0; k < LANES; ++k) { acc[k] = 0.0; cmp[k] = 0.0; bad[k] = 0; }
+    int bad = 0;
+    for (int k = 0; k < LANES; ++k) { acc[k] = 0.0; cmp[k] = 0.0; }
     const int64_t L = w1 ? a->nw1 : 1;
     int64_t i = i0;
     while (i < i1) {
@@ -207,12 +215,11 @@ static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, Bloc
         const T* w1s = (L > 1) ? w1 + j : (const T*)0;
         const T w1c = (w1 && L == 1) ? w1[0] : T(1);
         binary_logit_span<T, G, H, Pow>(y + i, x + i, sw ? sw + i : sw, w1s, w1c, w0, eps, g, dscale,
-                                      lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc, cmp, bad);
+                                      lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc, cmp, &bad);
         i += len;
     }
-    int any_bad = 0;
-    for (int k = 0; k < LANES; ++k) { any_bad |= bad[k]; kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
-    if (any_bad) {
+    for (int k = 0; k < LANES; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
+    if (bad) {
         for (int64_t q = i0; q < i1; ++q) {
             int e = unit_label_error(y[q]);
             if (e) { set_error(res, e, q, 0); break; }
