@@ -7,9 +7,11 @@ a hang. The drawn arguments are mostly valid with a few odd or invalid ones mixe
 branches are exercised; ``test_bad_input.py`` pins each individual error message.
 """
 
+import atexit
 import inspect
 import os
 import re
+import shutil
 import tempfile
 
 import numpy as np
@@ -24,6 +26,7 @@ SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 _MEMMAP_DIR = tempfile.mkdtemp(prefix="xentc-fuzz-")
+atexit.register(shutil.rmtree, _MEMMAP_DIR, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------
