@@ -295,10 +295,6 @@ def _mp_row_loss(x, Y, gamma, from_logits):
         return mpmath.fsum(terms)
 
 
-def _ld_to_mpf(v):
-    return ref._mpf(v)
-
-
 LARGE_C = [
     # (func, gamma, from_logits, labels, C)
     ("ce", 0.0, True, "int", 100_000),
@@ -351,7 +347,7 @@ def test_rows_of_many_classes(func, gamma, from_logits, labels, C, dt):
                                          np.arange(0, C, C // 50)]))
         floor = 1 if from_logits else 0
         for j in cols:
-            ge, he = _ld_to_mpf(g_ref[i, j]), _ld_to_mpf(h_ref[i, j])
+            ge, he = ref._mpf(g_ref[i, j]), ref._mpf(h_ref[i, j])
             worst.add(f"grad[{j}]", res.grad[i, j], ge, max(abs(ge), floor), dt, where)
             worst.add(f"hess[{j}]", res.hess[i, j], he, max(abs(he), floor), dt, where)
     worst.check()
