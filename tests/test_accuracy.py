@@ -335,7 +335,8 @@ def test_rows_of_many_classes(func, gamma, from_logits, labels, C, dt):
     fn = xentc.cross_entropy if func == "ce" else xentc.focal_loss
     kw = {} if func == "ce" else {"gamma": gamma}
     res = fn(y, X, from_logits=from_logits, reduction="none", grad=True, hess=True, **kw)
-    _, g_ref, h_ref = (ref.cross_entropy if func == "ce" else ref.focal_loss)(y, X, from_logits=from_logits, reduction="none", **kw)
+    reference = ref.cross_entropy if func == "ce" else ref.focal_loss
+    _, g_ref, h_ref = reference(y, X, from_logits=from_logits, reduction="none", **kw)
     worst = _Worst()
     for i in range(n):
         exact = _mp_row_loss(X[i], Y[i].astype(np.float64), gamma, from_logits)
