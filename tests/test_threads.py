@@ -215,3 +215,48 @@ def test_more_threads_than_work():
     ref = xentc.cross_entropy(y, x, grad=True, hess=True, n_threads=1, **kw)
     for nt in (16, 64, 1000):
         _assert_bits(xentc.cross_entropy(y, x, grad=True, hess=True, n_threads=nt, **kw), ref)
+
+
+@pytest.mark.parametrize("name", ["binary_focal_loss", "focal_loss"])
+def test_kernels_release_the_gil(name):
+    """While one thread is inside a kernel, another thread runs Python code.
+
+    With a switch interval far longer than the test, a thread that holds the GIL keeps it until
+    it blocks or leaves it voluntarily. The main thread waits on an event that the worker sets
+    just before its call; it can only resume while the worker is still inside the call if the
+    kernel released the GIL. Held, the main thread would resume only after the call returned.
+    No timing is measured; a few tries allow for the main thread being descheduled by the OS.
+    """
+    import sys
+
+    rng = np.random.default_rng(8)
+    if name == "binary_focal_loss":
+        x = rng.normal(0, 3, 1_000_000)
+        y = rng.uniform(0, 1, x.shape)
+    else:
+        x = rng.normal(0, 3, (50_000, 20))
+        y = rng.integers(0, 20, 50_000)
+    fn = getattr(xentc, name)
+    saved = sys.getswitchinterval()
+    seen_inside = []
+    try:
+        sys.setswitchinterval(1000.0)
+        for _ in range(3):
+            about_to_call = threading.Event()
+            state = {"done": False}
+
+            def worker():
+                about_to_call.set()
+                fn(y, x, from_logits=True, gamma=2.0, grad=True, hess=True, n_threads=1)
+                state["done"] = True
+
+            t = threading.Thread(target=worker)
+            t.start()
+            about_to_call.wait()
+            seen_inside.append(not state["done"])
+            t.join()
+            if seen_inside[-1]:
+                break
+    finally:
+        sys.setswitchinterval(saved)
+    assert any(seen_inside), "the main thread never ran while the kernel was running"

@@ -1,0 +1,397 @@
+"""Accuracy where naive code breaks, against exact values (design notes, section 3 bar).
+
+The broad sweep over every combination is ``test_symbolic.py``; this module adds the inputs
+it does not draw: subnormal probabilities and the largest probabilities below 1, logits on both
+sides of each switch point of the stable formulas (and of the vectorised exp/log), rows whose
+loss is below 1e-15 (asserted explicitly), rows of 10^3..10^5 classes, and reductions over 10^6+
+elements against an exactly rounded sum.
+
+Exact values: the SymPy-derived formulas of ``xentc/_symbolic.py`` evaluated with mpmath for
+points with few classes; for rows of many classes the loss is summed directly in mpmath and the
+gradient/Hessian come from the extended-precision reference ``tests/reference.py`` (itself
+checked against mpmath differences); reductions are ``math.fsum`` of that reference.
+"""
+
+import math
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+mpmath = pytest.importorskip("mpmath")
+pytest.importorskip("sympy")
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import reference as ref  # noqa: E402
+
+import xentc  # noqa: E402
+from xentc import _symbolic as S  # noqa: E402
+
+DTYPES = ["float32", "float64"]
+GAMMAS = [0.0, 0.5, 1.0, 2.0, 5.0]
+BAR = S.ULP_BAR
+
+
+def _npdt(dt):
+    return np.dtype(dt).type
+
+
+class _Worst:
+    """Collects ulp errors and reports the worst few points on failure."""
+
+    def __init__(self):
+        self.bad = []
+        self.count = 0
+
+    def add(self, what, got, exact, scale, dt, where):
+        self.count += 1
+        err = S.ulp_error(got, exact, scale, dt)
+        if not err <= BAR:
+            self.bad.append((err, what, float(got), mpmath.nstr(exact, 17), where))
+
+    def check(self):
+        assert self.count > 0
+        if self.bad:
+            self.bad.sort(key=lambda t: -t[0] if t[0] == t[0] else -math.inf)
+            lines = [f"{len(self.bad)} of {self.count} values beyond {BAR} ulp; worst:"]
+            lines += [f"  {e:.3g} ulp {w}: got {g!r} exact {x} at {at}"
+                      for e, w, g, x, at in self.bad[:8]]
+            pytest.fail("\n".join(lines), pytrace=False)
+
+
+# --------------------------------------------------------------------------------------
+# binary losses, one point at a time through the symbolic reference
+# --------------------------------------------------------------------------------------
+
+
+def _binary_check(worst, func, from_logits, x, y, dt, gamma, alpha=None):
+    """Every element of x (with labels y) against the SymPy/mpmath reference."""
+    npdt = _npdt(dt)
+    x = np.asarray(x, dtype=npdt)
+    y = np.asarray(y, dtype=npdt)
+    kw = {} if func == "ce" else {"gamma": gamma, "alpha": alpha}
+    fn = xentc.binary_cross_entropy if func == "ce" else xentc.binary_focal_loss
+    res = fn(y, x, from_logits=from_logits, reduction="none", grad=True, hess=True, **kw)
+    formula = S.binary_formula(func, from_logits, alpha is not None)
+    for i in range(x.size):
+        vals = {"y": float(y[i]), "eps": 0.0, "pw": 1.0, "sw": 1.0,
+                "a": 0.0 if alpha is None else alpha}
+        r = formula.evaluate([float(x[i])], [vals[s.name] for s in formula.params], gamma)
+        where = f"{func} gamma={gamma} alpha={alpha} y={float(y[i])!r} x={float(x[i])!r} {dt}"
+        worst.add("loss", res.loss[i], r.loss, abs(r.loss), dt, where)
+        worst.add("grad", res.grad[i], r.grad[0], r.gscale[0], dt, where)
+        worst.add("hess", res.hess[i], r.hess[0], r.hscale[0], dt, where)
+
+
+def _both_sides(values, npdt):
+    """Each value, its float neighbours on both sides, and the negatives of all of them."""
+    out = set()
+    for v in values:
+        v = npdt(v)
+        for w in (v, np.nextafter(v, npdt(np.inf)), np.nextafter(v, npdt(-np.inf))):
+            if np.isfinite(w):
+                out.add(float(w))
+                out.add(float(-w))
+    return sorted(out)
+
+
+def _logit_switch_points(dt):
+    """Logits where a stable formula or the vectorised exp/log changes regime."""
+    npdt = _npdt(dt)
+    fi = np.finfo(npdt)
+    eps, tiny = float(fi.eps), float(fi.tiny)
+    sub = float(np.nextafter(npdt(0), npdt(1)))
+    return _both_sides([
+        0.0, sub, tiny, eps,                 # sign of z: which side is computed as 1/(1+e)
+        1.0,
+        -math.log(eps),                      # 1 + exp(-|z|) rounds to 1: the log1p shortcut
+        -math.log(eps / 2),
+        -math.log(tiny),                     # exp(-|z|) becomes subnormal
+        -math.log(sub),                      # exp(-|z|) underflows to 0
+        math.log(float(fi.max)),             # exp(|z|) would overflow
+        1e3, 1e4,
+    ], npdt)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("func,gamma,alpha", [("ce", 0.0, None)]
+                         + [("focal", g, None) for g in GAMMAS] + [("focal", 2.0, 0.25)])
+def test_binary_logits_at_switch_points(func, gamma, alpha, dt):
+    worst = _Worst()
+    z = _logit_switch_points(dt)
+    for y in (0.0, 1.0, 0.3):
+        _binary_check(worst, func, True, z, [y] * len(z), dt, gamma, alpha)
+    worst.check()
+
+
+def _extreme_probabilities(dt):
+    npdt = _npdt(dt)
+    fi = np.finfo(npdt)
+    one = npdt(1)
+    sub = np.nextafter(npdt(0), one)
+    tiny = npdt(fi.tiny)
+    return [float(v) for v in (
+        sub, 2 * sub, 3 * sub, tiny / npdt(3), tiny / npdt(1024),    # subnormal
+        np.nextafter(tiny, npdt(0)), tiny, np.nextafter(tiny, one),  # smallest normal
+        npdt(1e-30), npdt(0.5),
+        npdt(math.sqrt(0.5)), np.nextafter(npdt(math.sqrt(0.5)), one),  # vlog's mantissa split
+        one - npdt(fi.eps), one - npdt(fi.eps) / 2,                  # up to 1 - eps/2
+    )]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("func,gamma,alpha", [("ce", 0.0, None)]
+                         + [("focal", g, None) for g in GAMMAS] + [("focal", 1.5, 0.75)])
+def test_binary_extreme_probabilities(func, gamma, alpha, dt):
+    worst = _Worst()
+    p = _extreme_probabilities(dt)
+    for y in (0.0, 1.0, 0.3, 1e-3):
+        _binary_check(worst, func, False, p, [y] * len(p), dt, gamma, alpha)
+        # the mirror image: 1 - p is then the tiny one
+        q = [float(_npdt(dt)(1) - _npdt(dt)(v)) for v in p]
+        q = [v for v in q if 0 < v < 1]      # 1 - subnormal rounds to 1: an endpoint, not here
+        _binary_check(worst, func, False, q, [y] * len(q), dt, gamma, alpha)
+    worst.check()
+
+
+# --------------------------------------------------------------------------------------
+# categorical rows of three classes through the symbolic reference
+# --------------------------------------------------------------------------------------
+
+
+def _categorical_check(worst, func, from_logits, X, Y, dt, gamma):
+    """Every row of X (labels Y: int per row or soft rows) against the SymPy/mpmath reference."""
+    npdt = _npdt(dt)
+    X = np.asarray(X, dtype=npdt)
+    n, C = X.shape
+    Y = np.asarray(Y)
+    soft = Y.ndim == 2
+    yt = Y.astype(npdt) if soft else Y.astype(np.int64)
+    Yf = Y.astype(npdt).astype(np.float64) if soft else np.eye(C)[Y]
+    kw = {} if func == "ce" else {"gamma": gamma}
+    fn = xentc.cross_entropy if func == "ce" else xentc.focal_loss
+    res = fn(yt, X, from_logits=from_logits, reduction="none", grad=True, hess=True, **kw)
+    formula = S.categorical_formula(func, from_logits, C)
+    for i in range(n):
+        vals = {"eps": 0.0, "sw": 1.0}
+        for j in range(C):
+            vals[f"Y{j}"], vals[f"cw{j}"], vals[f"a{j}"] = Yf[i, j], 1.0, 1.0
+        r = formula.evaluate([float(v) for v in X[i]], [vals[s.name] for s in formula.params],
+                             gamma)
+        where = (f"{func} gamma={gamma} y={yt[i].tolist()} x={[float(v) for v in X[i]]} {dt}")
+        worst.add("loss", res.loss[i], r.loss, abs(r.loss), dt, where)
+        for j in range(C):
+            worst.add(f"grad[{j}]", res.grad[i, j], r.grad[j], r.gscale[j], dt, where)
+            worst.add(f"hess[{j}]", res.hess[i, j], r.hess[j], r.hscale[j], dt, where)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("func,gamma", [("ce", 0.0)] + [("focal", g) for g in GAMMAS[1:]])
+def test_softmax_rows_at_switch_points(func, gamma, dt):
+    """Rows [0, -d, -d - t] with the gap d on both sides of each switch point, ties, and
+    near-ties; labels on the largest entry (confident correct), on another, and soft."""
+    npdt = _npdt(dt)
+    gaps = [d for d in _logit_switch_points(dt) if d >= 0] + [30.0, 36.7, 40.0]
+    rows = []
+    for d in gaps:
+        rows.append([0.0, -d, -d])
+        rows.append([0.0, -d, -2 * d])
+    for a in (0.0, 40.0, -1e4, 1e4):                   # ties and near-ties at any offset
+        b = float(np.nextafter(npdt(a), npdt(-np.inf)))
+        rows += [[a, a, a], [a, a, b], [a, b, b], [a, a, a - 1]]
+    X = np.array(rows, dtype=npdt)
+    worst = _Worst()
+    n = len(X)
+    _categorical_check(worst, func, True, X, np.zeros(n, dtype=np.int64), dt, gamma)
+    _categorical_check(worst, func, True, X, np.full(n, 1, dtype=np.int64), dt, gamma)
+    soft = np.tile(np.array([[0.7, 0.2, 0.1]]), (n, 1))
+    _categorical_check(worst, func, True, X, soft, dt, gamma)
+    worst.check()
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("func,gamma", [("ce", 0.0)] + [("focal", g) for g in GAMMAS[1:]])
+def test_categorical_extreme_probabilities(func, gamma, dt):
+    npdt = _npdt(dt)
+    ps = _extreme_probabilities(dt)
+    rows = []
+    for p in ps:
+        q = float(npdt(1) - npdt(p))
+        rows.append([p, p, p])
+        if q < 1:                  # rows with an exact 1 are endpoints, tested in test_options
+            rows += [[p, q, 0.5], [q, p, p]]
+    X = np.array(rows, dtype=npdt)
+    n = len(X)
+    worst = _Worst()
+    for lab in (0, 1):
+        _categorical_check(worst, func, False, X, np.full(n, lab, dtype=np.int64), dt, gamma)
+    soft = np.tile(np.array([[0.6, 0.3, 0.1]]), (n, 1))
+    _categorical_check(worst, func, False, X, soft, dt, gamma)
+    worst.check()
+
+
+# --------------------------------------------------------------------------------------
+# confident-correct predictions: losses below 1e-15 keep their relative accuracy
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_confident_correct_losses_below_1e_15(dt):
+    npdt = _npdt(dt)
+    tiny_loss = 1e-15
+    worst = _Worst()
+    z = [36.0, 40.0, 50.0, 80.0, 100.0]
+    for func, gamma in (("ce", 0.0), ("focal", 0.5), ("focal", 2.0)):
+        fn = xentc.binary_cross_entropy if func == "ce" else xentc.binary_focal_loss
+        kw = {} if func == "ce" else {"gamma": gamma}
+        # y = 1 with z > 0, and the mirror y = 0 with z < 0
+        zz = np.array(z + [-v for v in z], dtype=npdt)
+        yy = np.array([1.0] * len(z) + [0.0] * len(z), dtype=npdt)
+        loss = fn(yy, zz, from_logits=True, reduction="none", **kw)
+        assert np.all(loss < tiny_loss), (func, gamma, loss)
+        if gamma == 0:   # softplus(-z) >= 3.7e-44 here: not flushed to 0 (focal may underflow)
+            assert np.all(loss > 0), (func, loss)
+        _binary_check(worst, func, True, zz, yy, dt, gamma)
+        # from probabilities: 1 - p = eps/2 is the closest to 1 a float gets
+        p = np.array([1 - float(np.finfo(npdt).eps) / 2], dtype=npdt)
+        _binary_check(worst, func, False, p, np.ones(1), dt, gamma)
+    for func, gamma in (("ce", 0.0), ("focal", 1.0), ("focal", 5.0)):
+        X = np.array([[40.0, 0.0, -3.0], [0.0, 38.5, 1.0], [-5.0, -5.0, 60.0],
+                      [1e4, 1e4 - 36.0, 1e4 - 37.0], [-1e4 + 45.0, -1e4, -1e4]], dtype=npdt)
+        lab = np.array([0, 1, 2, 0, 0])
+        fn = xentc.cross_entropy if func == "ce" else xentc.focal_loss
+        kw = {} if func == "ce" else {"gamma": gamma}
+        loss = fn(lab, X, from_logits=True, reduction="none", **kw)
+        assert np.all(loss < tiny_loss), (func, gamma, loss)
+        if gamma == 0:
+            assert np.all(loss > 0), (func, loss)
+        _categorical_check(worst, func, True, X, lab, dt, gamma)
+    worst.check()
+
+
+# --------------------------------------------------------------------------------------
+# rows of 10^3 .. 10^5 classes
+# --------------------------------------------------------------------------------------
+
+
+def _mp_row_loss(x, Y, gamma, from_logits):
+    """-sum_j Y_j (1 - P_j)^gamma log P_j of one row, straight from the definition in mpmath."""
+    with mpmath.workdps(40):
+        xs = [mpmath.mpf(float(v)) for v in x]
+        if from_logits:
+            m = max(xs)
+            lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in xs))
+            logP = [v - lse for v in xs]
+        else:
+            logP = [mpmath.log(v) if v > 0 else mpmath.ninf for v in xs]
+        g = mpmath.mpf(gamma)
+        terms = []
+        for yj, lp in zip(Y, logP):
+            if yj == 0:
+                continue
+            q = -mpmath.expm1(lp) if mpmath.isfinite(lp) else mpmath.mpf(1)
+            terms.append(-mpmath.mpf(float(yj)) * (q ** g if g else 1) * lp)
+        return mpmath.fsum(terms)
+
+
+LARGE_C = [
+    # (func, gamma, from_logits, labels, C)
+    ("ce", 0.0, True, "int", 100_000),
+    ("ce", 0.0, True, "soft", 10_000),
+    ("ce", 0.0, False, "soft", 100_000),
+    ("ce", 0.0, False, "int", 1_000),
+    ("focal", 2.0, True, "int", 100_000),
+    ("focal", 0.5, True, "soft", 1_000),
+    ("focal", 5.0, False, "soft", 10_000),
+    ("focal", 1.0, True, "int", 1_000),
+]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("func,gamma,from_logits,labels,C", LARGE_C,
+                         ids=[f"{c[0]}-g{c[1]}-{'logits' if c[2] else 'probs'}-{c[3]}-C{c[4]}"
+                              for c in LARGE_C])
+def test_rows_of_many_classes(func, gamma, from_logits, labels, C, dt):
+    npdt = _npdt(dt)
+    rng = np.random.default_rng(C + int(10 * gamma) + from_logits)
+    n = 2
+    if from_logits:
+        X = rng.standard_normal((n, C)) * np.array([[3.0], [30.0]])
+        X[1, 7] = X[1].max() + 5.0          # a confident row
+    else:
+        X = rng.dirichlet(np.full(C, 0.5), n)
+        X[1, 7] = 0.9                         # one large entry, the rest tiny
+        X[1, np.arange(C) != 7] *= 0.1 / X[1, np.arange(C) != 7].sum()
+    X = X.astype(npdt)
+    if labels == "int":
+        y = np.array([C - 1, 7])
+        Y = np.eye(1, C, C - 1).repeat(n, 0)
+        Y[1] = np.eye(1, C, 7)
+    else:
+        Y = (rng.uniform(0, 1, (n, C)) * (rng.uniform(0, 1, (n, C)) < 0.05)).astype(npdt)
+        Y[:, 7] = 0.5
+        y = Y
+    fn = xentc.cross_entropy if func == "ce" else xentc.focal_loss
+    kw = {} if func == "ce" else {"gamma": gamma}
+    res = fn(y, X, from_logits=from_logits, reduction="none", grad=True, hess=True, **kw)
+    reference = ref.cross_entropy if func == "ce" else ref.focal_loss
+    _, g_ref, h_ref = reference(y, X, from_logits=from_logits, reduction="none", **kw)
+    worst = _Worst()
+    for i in range(n):
+        exact = _mp_row_loss(X[i], Y[i].astype(np.float64), gamma, from_logits)
+        where = f"row {i} of C={C}"
+        worst.add("loss", res.loss[i], exact, abs(exact), dt, where)
+        # grad/hess: scale 1 from logits (the bar), |exact| from probabilities; checked on the
+        # labelled classes and the largest entries, where the values are largest
+        cols = np.unique(np.concatenate([np.flatnonzero(Y[i])[:50], np.argsort(X[i])[-20:],
+                                         np.arange(0, C, C // 50)]))
+        floor = 1 if from_logits else 0
+        for j in cols:
+            ge, he = ref._mpf(g_ref[i, j]), ref._mpf(h_ref[i, j])
+            worst.add(f"grad[{j}]", res.grad[i, j], ge, max(abs(ge), floor), dt, where)
+            worst.add(f"hess[{j}]", res.hess[i, j], he, max(abs(he), floor), dt, where)
+    worst.check()
+
+
+# --------------------------------------------------------------------------------------
+# reductions over 10^6+ elements against an exactly rounded sum
+# --------------------------------------------------------------------------------------
+
+
+def _large_case(name, dt, from_logits, rng):
+    npdt = _npdt(dt)
+    if name.startswith("binary"):
+        shape = (1 << 20,)
+        x = rng.normal(0, 4, shape) if from_logits else rng.uniform(1e-6, 1 - 1e-6, shape)
+        y = rng.uniform(0, 1, shape)
+        y[::3] = np.round(y[::3])
+        sw = rng.uniform(0, 2, shape)
+    else:
+        shape = (1 << 18, 4)                  # 2^20 elements
+        x = rng.normal(0, 4, shape) if from_logits else rng.dirichlet(np.ones(4), shape[0])
+        y = rng.integers(0, 4, shape[0])
+        sw = rng.uniform(0, 2, shape[0])
+    return y.astype(npdt) if name.startswith("binary") else y, x.astype(npdt), sw.astype(npdt)
+
+
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("name", sorted(ref.FUNCTIONS))
+def test_reductions_over_a_million_elements(name, dt, from_logits):
+    rng = np.random.default_rng(len(name) * 7 + from_logits)
+    y, x, sw = _large_case(name, dt, from_logits, rng)
+    fn = getattr(xentc, name)
+    kw = {"gamma": 2.0} if "focal" in name else {}
+    eps = float(np.finfo(np.dtype(dt)).eps)
+    for weights in (None, sw):
+        per, _, _ = ref.FUNCTIONS[name](y, x, from_logits=from_logits, sample_weight=weights,
+                                        reduction="none", **kw)
+        exact_sum = math.fsum(float(v) for v in per.ravel())
+        W = float(x.shape[0]) if weights is None else math.fsum(weights.astype(float))
+        got_sum = fn(y, x, from_logits=from_logits, sample_weight=weights, reduction="sum", **kw)
+        got_mean = fn(y, x, from_logits=from_logits, sample_weight=weights, **kw)
+        # the float64 fsum of longdouble terms is exact to well below a float32/float64 ulp
+        assert abs(float(got_sum) - exact_sum) <= 4 * eps * exact_sum, (float(got_sum), exact_sum)
+        assert abs(float(got_mean) - exact_sum / W) <= 4 * eps * exact_sum / W, \
+            (float(got_mean), exact_sum / W)

@@ -1,0 +1,148 @@
+"""NaN and ±inf in y_pred, for every function, input form and float dtype (docs/semantics.md,
+"Non-finite y_pred"). Expected values are the exact limits, worked out by hand below; the
+hard-label cases and the probability end points are in test_options.py."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+import xentc
+
+INF, NAN = np.inf, np.nan
+DTYPES = [np.float16, np.float32, np.float64]
+IDS = ["f16", "f32", "f64"]
+
+
+def _check(res, loss, grad, hess, rtol):
+    """Non-finite and zero entries exactly; finite non-zero ones to rtol."""
+    for got, want in ((res.loss, loss), (res.grad, grad), (res.hess, hess)):
+        got = np.asarray(got, dtype=np.float64)
+        want = np.asarray(want, dtype=np.float64)
+        assert got.shape == want.shape
+        exact = ~np.isfinite(want) | (want == 0)
+        assert_array_equal(got[exact], want[exact])
+        np.testing.assert_allclose(got[~exact], want[~exact], rtol=rtol)
+
+
+RTOL = {np.float16: 1e-3, np.float32: 1e-6, np.float64: 1e-14}
+
+
+# --------------------------------------------------------------------------------------
+# binary: soft labels at infinite logits
+# --------------------------------------------------------------------------------------
+# l = c1 softplus-side + c0 other side; as z -> +inf, p -> 1: the negative side's loss grows like
+# c0 * z (inf), its gradient tends to c0 and the Hessian to 0; the positive side vanishes. For
+# z -> -inf the mirror image: loss inf (c1 > 0), gradient -c1, Hessian 0. Focal: the factor
+# p^gamma -> 1 on the growing side, so the same limits hold for every gamma.
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("gamma", [None, 0.0, 0.5, 2.0])
+def test_binary_soft_labels_at_infinite_logits(gamma, dtype):
+    y = np.array([0.5, 0.5, 0.25, 0.25, 0.0, 1.0], dtype=dtype)
+    z = np.array([INF, -INF, INF, -INF, INF, INF], dtype=dtype)
+    if gamma is None:
+        res = xentc.binary_cross_entropy(y, z, from_logits=True, pos_weight=2.0,
+                                         reduction="none", grad=True, hess=True)
+        c1, c0 = 2.0 * y.astype(float), 1 - y.astype(float)
+    else:
+        res = xentc.binary_focal_loss(y, z, from_logits=True, gamma=gamma, alpha=0.25,
+                                      reduction="none", grad=True, hess=True)
+        c1, c0 = 0.25 * y.astype(float), 0.75 * (1 - y.astype(float))
+    pos = z > 0
+    loss = np.where(np.where(pos, c0, c1) > 0, INF, 0.0)
+    grad = np.where(pos, c0, -c1)
+    _check(res, loss, grad, np.zeros(6), RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal_loss"])
+def test_binary_nan_with_infinities(name, dtype):
+    """NaN gives NaN in its own element only, also next to infinite logits and in a mean."""
+    y = np.array([1.0, 0.0, 1.0, 0.5], dtype=dtype)
+    z = np.array([NAN, INF, -INF, 0.0], dtype=dtype)
+    fn = getattr(xentc, name)
+    r = fn(y, z, from_logits=True, reduction="none", grad=True, hess=True)
+    assert np.isnan(r.loss[0]) and np.isnan(r.grad[0]) and np.isnan(r.hess[0])
+    assert not np.isnan(r.loss[1:]).any() and not np.isnan(r.grad[1:]).any()
+    m = fn(y, z, from_logits=True, grad=True, hess=True)
+    assert np.isnan(m.loss)
+    assert not np.isnan(m.grad[1:]).any() and not np.isnan(m.hess[1:]).any()
+
+
+# --------------------------------------------------------------------------------------
+# categorical: soft labels and mixed infinities in a logit row
+# --------------------------------------------------------------------------------------
+# Row [+inf, -inf, 5]: P = (1, 0, 0). With row label weight S = sum_j Y_j the CE gradient is
+# S P - Y and the Hessian S P (1 - P) = 0; the loss is inf unless all label weight sits on the
+# +inf class. Focal: every class with P -> 0 behaves like CE (1 - P -> 1), the class with
+# P -> 1 adds 0, so loss, gradient and Hessian have the same limits.
+
+CAT_ROWS = [
+    # (logit row, soft labels, loss, grad)
+    ([INF, 0.0, 1.0], [0.7, 0.3, 0.0], INF, [0.3, -0.3, 0.0]),
+    ([INF, -INF, 5.0], [0.0, 0.0, 1.0], INF, [1.0, 0.0, -1.0]),
+    ([INF, -INF, 5.0], [1.0, 0.0, 0.0], 0.0, [0.0, 0.0, 0.0]),
+    ([-INF, INF, -INF], [0.25, 0.5, 0.0], INF, [-0.25, 0.25, 0.0]),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("gamma", [None, 0.5, 2.0])
+def test_categorical_soft_labels_at_infinite_logits(gamma, dtype):
+    X = np.array([r[0] for r in CAT_ROWS], dtype=dtype)
+    Y = np.array([r[1] for r in CAT_ROWS], dtype=dtype)
+    if gamma is None:
+        res = xentc.cross_entropy(Y, X, from_logits=True, reduction="none", grad=True, hess=True)
+    else:
+        res = xentc.focal_loss(Y, X, from_logits=True, gamma=gamma, reduction="none", grad=True,
+                               hess=True)
+    _check(res, [r[2] for r in CAT_ROWS], [r[3] for r in CAT_ROWS], np.zeros(X.shape),
+           RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_categorical_nan_next_to_infinities(name, dtype):
+    """NaN anywhere in a logit row (even beside ±inf) makes that row NaN, and only that row,
+    for every reduction."""
+    X = np.array([[INF, -INF, NAN], [NAN, 0.0, 0.0], [INF, 0.0, 0.0], [1.0, 2.0, 3.0]],
+                 dtype=dtype)
+    y = np.array([0, 1, 0, 2])
+    fn = getattr(xentc, name)
+    r = fn(y, X, from_logits=True, reduction="none", grad=True, hess=True)
+    assert np.isnan(r.loss[:2]).all() and np.isnan(r.grad[:2]).all() and np.isnan(r.hess[:2]).all()
+    assert not np.isnan(r.loss[2:]).any() and not np.isnan(r.grad[2:]).any()
+    assert not np.isnan(r.hess[2:]).any()
+    for reduction in ("mean", "sum"):
+        m = fn(y, X, from_logits=True, reduction=reduction, grad=True, hess=True)
+        assert np.isnan(m.loss)
+        assert not np.isnan(m.grad[2:]).any() and not np.isnan(m.hess[2:]).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_nan_probability_of_an_unlabelled_class(name, dtype):
+    """From probabilities each entry is its own input: a NaN entry makes its own gradient and
+    Hessian NaN and the row's loss NaN, even where its label weight is 0; the other entries
+    keep their values."""
+    P = np.array([[0.5, 0.25, NAN], [0.5, 0.25, 0.25]], dtype=dtype)
+    Y = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
+    fn = getattr(xentc, name)
+    r = fn(Y, P, reduction="none", grad=True, hess=True)
+    assert np.isnan(r.loss[0]) and not np.isnan(r.loss[1])
+    assert np.isnan(r.grad[0, 2]) and np.isnan(r.hess[0, 2])
+    assert_array_equal(r.grad[0, :2], r.grad[1, :2])
+    assert_array_equal(r.hess[0, :2], r.hess[1, :2])
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy", "binary_focal_loss", "cross_entropy",
+                                  "focal_loss"])
+def test_infinite_probabilities_are_errors(name):
+    """±inf is not a probability: an error naming y_pred (NaN is not an error: it propagates)."""
+    binary = name.startswith("binary")
+    for bad in (INF, -INF):
+        x = np.array([0.5, bad]) if binary else np.array([[0.5, 0.5], [bad, 0.5]])
+        y = np.array([1.0, 0.0]) if binary else np.array([0, 1])
+        with pytest.raises(ValueError, match=r"^y_pred: probability -?inf at index (1|2) "):
+            getattr(xentc, name)(y, x)
