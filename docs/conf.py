@@ -30,6 +30,8 @@ root_doc = "index"
 exclude_patterns = ["_build"]
 
 myst_enable_extensions = ["dollarmath", "amsmath"]
+# "page.md#a-heading" links work on GitHub and in the built docs alike
+myst_heading_anchors = 2
 
 # numpydoc renders the Parameters/Returns sections; autodoc supplies the docstrings. LossResult's
 # fields are described in its Attributes section, so autodoc does not list them a second time.
