@@ -379,3 +379,32 @@ def test_focal_probability_zero_with_tiny_gamma(gamma, sample_weight):
     assert r.loss[0] == np.inf
     assert r.grad[0, 0] == -np.inf and r.grad[0, 1] == 0
     assert r.hess[0, 0] == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [2, 7, 64, 67, 1000])
+@pytest.mark.parametrize("name, gamma", [("cross_entropy", None), ("focal_loss", 2.0), ("focal_loss", 0.7)])
+def test_integer_labels_equal_one_hot_labels(dtype, C, name, gamma):
+    """Integer labels and their one-hot rows give the same bits: the kernels take a shortcut for
+    integer labels (focal: only the label's class has a coefficient) that must not change results.
+    Rows include ties for the maximum, infinite logits and a label at the maximum."""
+    rng = np.random.default_rng(C)
+    n = 40
+    x = (rng.standard_normal((n, C)) * 3).astype(dtype)
+    y = rng.integers(0, C, n)
+    x[0, :] = 1.5                                   # every class ties
+    x[1, y[1]] = x[1].max() + 1                     # the label is the maximum
+    x[2, (y[2] + 1) % C] = np.inf                   # +inf elsewhere than the label
+    x[3, :] = -np.inf
+    x[3, y[3]] = 0.0                                # one finite class
+    x[4, y[4]] = -np.inf                            # the label has probability 0
+    onehot = np.eye(C, dtype=dtype)[y]
+    kw = {"from_logits": True, "grad": True, "hess": True, "class_weight": rng.integers(1, 9, C) / 4}
+    if gamma is not None:
+        kw["gamma"] = gamma
+    for reduction in ("none", "sum"):
+        a = getattr(xentc, name)(y, x, reduction=reduction, **kw)
+        b = getattr(xentc, name)(onehot, x, reduction=reduction, **kw)
+        assert_array_equal(a.loss, b.loss)
+        assert_array_equal(a.grad, b.grad)
+        assert_array_equal(a.hess, b.hess)

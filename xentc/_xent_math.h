@@ -358,7 +358,7 @@ XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSo
         o.g = P * r.T_rest - Q * double(r.G_jm);
         o.h = P * Q * r.Tt - double(r.Kt_jm) - P * P * r.U_rest;
     } else {
-        const double Kj = double(f.Kt) / (Q * Q);
+        const double Kj = f.Kt == T(0) ? 0.0 : double(f.Kt) / (Q * Q);   /* as the row sums take it */
         const double ratio = (e == T(0)) ? 0.0 : double(e) / s_rest;   /* P_j / Q_jm */
         o.g = P * r.Tt - double(f.G);
         o.h = P * Q * r.Tt - double(f.Kt) - P * P * (r.U_rest - Kj) - ratio * ratio * double(r.Kt_jm);

@@ -317,11 +317,13 @@ struct SoftmaxArgs {
 };
 
 /* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
- * s_rest = sum_{j != jm} exp(x_j - m). Two passes over the row. */
+ * s_rest = sum_{j != jm} exp(x_j - m). Two passes over the row. With STORE, the second pass also
+ * writes e_j = exp(x_j - m) (softmax_exp, 1 at jm) to eb, a contiguous row of the caller's gradient
+ * or Hessian output, so the passes after it read e_j instead of computing the exp again. */
 template <typename T> struct RowSummary { T m; int64_t jm; bool nan; double s_rest; };
 
-template <typename T, bool UNIT>
-static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C) {
+template <typename T, bool UNIT, bool STORE>
+static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C, T* __restrict eb) {
     const int64_t sc = UNIT ? 1 : sc_;
     T mx[LANES];
     int64_t ix[LANES];
@@ -361,11 +363,13 @@ static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C)
     for (j0 = 0; j0 + LANES <= C; j0 += LANES) {
         for (int k = 0; k < LANES; ++k) {
             const T e = softmax_exp(xr[(j0 + k) * sc], m);
+            if (STORE) eb[j0 + k] = e;
             acc[k] += (j0 + k == jm) ? 0.0 : double(e);
         }
     }
     for (int k = 0; j0 + k < C; ++k) {
         const T e = softmax_exp(xr[(j0 + k) * sc], m);
+        if (STORE) eb[j0 + k] = e;
         acc[k] += (j0 + k == jm) ? 0.0 : double(e);
     }
     r.s_rest = lane_total(acc);
@@ -404,10 +408,19 @@ static inline void stage_coefs(const SoftmaxArgs* a, int64_t y, const T* ys, int
     if (cwa) for (int k = 0; k < n; ++k) cb[k] = mul0(cwa[j0 + k], cb[k]);
 }
 
+/* e_j = exp(x_j - m) of class j: with STORED, read back from eb, where softmax_summary put it;
+ * otherwise computed again, the same way (so both give the same bits). */
+template <typename T, bool STORED>
+static XENT_ALWAYS_INLINE T row_exp(const T* eb, const T* xr, int64_t sc, T m, int64_t j) {
+    return STORED ? eb[j] : softmax_exp(xr[j * sc], m);
+}
+
 /* Cross entropy of one softmax row, given the row summary (m, jm, s_rest): the loss
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
- * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact. */
-template <typename T, bool UNIT>
+ * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
+ * STORED: the summary left e_j in the gradient row (or, without one, the Hessian row); each
+ * loop reads e_j there before it writes that element. */
+template <typename T, bool UNIT, bool STORED>
 static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict xr, int64_t y, const T* ys,
                                      T* __restrict gr, T* __restrict hr, T wi, T m, int64_t jm, double s,
                                      double s_rest, T L, T* loss_out) {
@@ -459,13 +472,16 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     if (!(want_g || want_h)) return;
     const T ds = wi * T(a->dscale);
     const T inv_s = T(1.0 / s), ST = T(S);
+    const T* eb = want_g ? gr : hr;
+    /* the label's e_y, read before the loops below overwrite it */
+    const T ey = (!ys && y != jm) ? row_exp<T, STORED>(eb, xr, sc, m, y) : T(0);
     if (ys) {
         T cb[CHUNK], gb[CHUNK], hb[CHUNK];
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
             stage_coefs(a, y, ys, j0, n, cb);
             for (int k = 0; k < n; ++k) {
-                const T P = x_exp(-softmax_gap(xr[(j0 + k) * sc], m)) * inv_s;
+                const T P = row_exp<T, STORED>(eb, xr, sc, m, j0 + k) * inv_s;
                 gb[k] = mul0(ds, ST * P - cb[k]);
                 hb[k] = mul0(ds, ST * P * (T(1) - P));
             }
@@ -478,23 +494,23 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
         const T* __restrict cw = cwa;
         if (want_g && want_h) {
             for (int64_t j = 0; j < C; ++j) {
-                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                T P = row_exp<T, STORED>(gr, xr, sc, m, j) * inv_s;
                 gr[j * inner] = mul0(ds, ST * P - epsC * (cw ? cw[j] : T(1)));
                 hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
             }
         } else if (want_g && cw) {
             for (int64_t j = 0; j < C; ++j) {
-                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                T P = row_exp<T, STORED>(gr, xr, sc, m, j) * inv_s;
                 gr[j * inner] = mul0(ds, ST * P - epsC * cw[j]);
             }
         } else if (want_g) {
             for (int64_t j = 0; j < C; ++j) {
-                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                T P = row_exp<T, STORED>(gr, xr, sc, m, j) * inv_s;
                 gr[j * inner] = mul0(ds, ST * P - epsC);
             }
         } else {
             for (int64_t j = 0; j < C; ++j) {
-                T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+                T P = row_exp<T, STORED>(hr, xr, sc, m, j) * inv_s;
                 hr[j * inner] = mul0(ds, ST * P * (T(1) - P));
             }
         }
@@ -502,7 +518,7 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     const T Qjm = T(s_rest / s);
     if (want_g) {
         if (!ys && y != jm) {
-            T P = x_exp(-softmax_gap(xr[y * sc], m)) * inv_s;
+            T P = ey * inv_s;
             T c = epsC * (cwa ? cwa[y] : T(1)) + (T(1) - eps) * (cwa ? cwa[y] : T(1));
             gr[y * inner] = mul0(ds, ST * P - c);
         }
@@ -513,49 +529,74 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
 
 /* Focal loss of one softmax row, given its summary: pass 3 sums the loss and the gradient/Hessian
  * sums of the row (FocalRowSums), pass 4 writes the derivatives. Classes are taken CHUNK at a time
- * with their coefficients staged, every class as if it were not the maximum (jm), with LANES
- * accumulators, so both loops vectorise; jm's own terms are computed once, apart, and enter the
- * sums as focal_row_add would put them. */
-template <typename T, bool UNIT, typename Pow>
+ * with their coefficients, logits and e_j staged (padded to whole LANES with c = 0, x = m, e = 1,
+ * which add exact zeros), every class as if it were not the maximum (jm), with LANES accumulators,
+ * so both loops vectorise; jm's own terms are computed once, apart, and enter the sums as
+ * focal_row_add would put them.
+ * SPARSE (integer labels, no smoothing): only the label y has a coefficient, so pass 3 is class y
+ * alone and pass 4 gives every class the c = 0 form (G = Kt = 0) without evaluating focal terms;
+ * y is then written again with its own terms. The bits are those of the general loops, which add
+ * the same single nonzero term to zeros.
+ * STORED: e_j is read from the row the summary wrote it to (see softmax_ce_finish). */
+template <typename T, bool UNIT, typename Pow, bool STORED, bool SPARSE>
 static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restrict xr, int64_t y, const T* ys,
                                         T* __restrict gr, T* __restrict hr, T wi, T ds, T m, int64_t jm,
                                         double s, double s_rest, T L, T* loss_out) {
     const int64_t C = a->C, sc = UNIT ? 1 : a->sx_c, inner = UNIT ? 1 : a->inner;
     const T g = T(a->gamma);
     const bool want_g = gr != 0, want_h = hr != 0, want_d = want_g || want_h;
-    T cb[CHUNK], xb[CHUNK], gb[CHUNK], hb[CHUNK];
+    const T* eb = want_g ? gr : hr;
+    T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], gb[CHUNK], hb[CHUNK];
     double accL[LANES], accT[LANES], accU[LANES];
     for (int k = 0; k < LANES; ++k) { accL[k] = 0.0; accT[k] = 0.0; accU[k] = 0.0; }
-    for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
-        const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-        stage_coefs(a, y, ys, j0, n, cb);
-        if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);   /* jm is added apart, below (its Q = 1 - P
-                                                               may be 0 here: zero Kt adds nothing) */
-        int k0 = 0;
-        for (; k0 + LANES <= n; k0 += LANES) {
-            for (int k = 0; k < LANES; ++k) {
-                const T d = softmax_gap(xr[(j0 + k0 + k) * sc], m);
-                const SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), false, s, s_rest, L);
-                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
-                accL[k] += double(f.loss);
-                accT[k] += double(f.G);
-                accU[k] += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
-            }
+    /* CHUNK classes from j0: n of them, staged and padded to nr */
+    auto stage = [&](int64_t j0, int n, int nr) {
+        if (!SPARSE) {
+            stage_coefs(a, y, ys, j0, n, cb);
+            for (int k = n; k < nr; ++k) cb[k] = T(0);
         }
-        for (int k = 0; k0 + k < n; ++k) {
-            const T d = softmax_gap(xr[(j0 + k0 + k) * sc], m);
-            const SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), false, s, s_rest, L);
-            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
-            accL[k] += double(f.loss);
-            accT[k] += double(f.G);
-            accU[k] += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+        for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
+        for (int k = 0; k < n; ++k) ebuf[k] = row_exp<T, STORED>(eb, xr, sc, m, j0 + k);
+        for (int k = n; k < nr; ++k) { xb[k] = m; ebuf[k] = T(1); }
+    };
+    /* pass 3; in SPARSE form only the label's terms (kept for its derivatives below) */
+    const FocalSoftmax<T> f0 = {T(0), T(0), T(0)};   /* the terms of a class with c = 0 */
+    T cy = T(0), ey = T(0);
+    SoftmaxElem<T> ely = softmax_elem(T(0), T(1), false, s, s_rest, L);
+    FocalSoftmax<T> fy = f0;
+    if (SPARSE) {
+        if (y != jm) {
+            stage_coefs(a, y, ys, y, 1, &cy);
+            ey = row_exp<T, STORED>(eb, xr, sc, m, y);
+            ely = softmax_elem(softmax_gap(xr[y * sc], m), ey, false, s, s_rest, L);
+            fy = focal_softmax_elem<T, Pow>(cy, ely, g, want_d, want_h);
+            accL[0] = double(fy.loss);
+            accT[0] = double(fy.G);
+            accU[0] = fy.Kt == T(0) ? 0.0 : double(fy.Kt) / (double(ely.Q) * double(ely.Q));
+        }
+    } else {
+        for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+            const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+            const int nr = (n + LANES - 1) / LANES * LANES;
+            stage(j0, n, nr);
+            if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);   /* jm is added apart, below (its Q = 1 - P
+                                                                   may be 0 here: zero Kt adds nothing) */
+            for (int k0 = 0; k0 < nr; k0 += LANES) {
+                for (int k = 0; k < LANES; ++k) {
+                    const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[k0 + k], m), ebuf[k0 + k], false, s, s_rest, L);
+                    const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
+                    accL[k] += double(f.loss);
+                    accT[k] += double(f.G);
+                    accU[k] += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                }
+            }
         }
     }
     /* the maximum's own terms (Q_jm = s_rest / s exactly) */
     T cjm;
     stage_coefs(a, y, ys, jm, 1, &cjm);
     const T djm = softmax_gap(xr[jm * sc], m);
-    const SoftmaxElem<T> eljm = softmax_elem(djm, x_exp(-djm), true, s, s_rest, L);
+    const SoftmaxElem<T> eljm = softmax_elem(djm, T(1), true, s, s_rest, L);
     const FocalSoftmax<T> fjm = focal_softmax_elem<T, Pow>(cjm, eljm, g, want_d, want_h);
     FocalRowSums<T> sums = focal_row_sums_init<T>();
     sums.loss = lane_total(accL) + double(fjm.loss);
@@ -566,28 +607,29 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     sums.Kt_jm = fjm.Kt;
     *loss_out = mul0(wi, T(sums.loss));
     if (!want_d) return;
+    /* pass 4 */
     for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
         const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
         const int nr = (n + LANES - 1) / LANES * LANES;   /* n rounded up to whole LANES */
-        stage_coefs(a, y, ys, j0, n, cb);
-        for (int k = n; k < nr; ++k) cb[k] = T(0);
-        for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
-        for (int k = n; k < nr; ++k) xb[k] = m;   /* padding: any finite value, nothing is kept */
+        stage(j0, n, nr);
         /* LANES at a time: GCC then vectorises the float-to-double steps (with a free trip count
          * it gives up on them) */
         for (int k0 = 0; k0 < nr; k0 += LANES) {
             for (int k = k0; k < k0 + LANES; ++k) {
-                const T d = softmax_gap(xb[k], m);
-                const T e = x_exp(-d);
-                const SoftmaxElem<T> el = softmax_elem(d, e, false, s, s_rest, L);
-                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
-                const FocalDerivs dv = focal_softmax_derivs(el, f, e, false, sums, s_rest);
+                const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L);
+                const FocalSoftmax<T> f = SPARSE ? f0 : focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
+                const FocalDerivs dv = focal_softmax_derivs(el, f, ebuf[k], false, sums, s_rest);
                 gb[k] = mul0(ds, T(dv.g));
                 hb[k] = mul0(ds, T(dv.h));
             }
         }
         if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
         if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
+    }
+    if (SPARSE && y != jm) {
+        const FocalDerivs dv = focal_softmax_derivs(ely, fy, ey, false, sums, s_rest);
+        if (want_g) gr[y * inner] = mul0(ds, T(dv.g));
+        if (want_h) hr[y * inner] = mul0(ds, T(dv.h));
     }
     const FocalDerivs dv = focal_softmax_derivs(eljm, fjm, T(1), true, sums, s_rest);
     if (want_g) gr[jm * inner] = mul0(ds, T(dv.g));
@@ -617,7 +659,10 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
             }
         }
     }
-    RowSummary<T> sum = softmax_summary<T, UNIT>(xr, sc, C);
+    /* contiguous rows with derivatives wanted: the summary leaves e_j in an output row */
+    const bool store = UNIT && (want_g || want_h);
+    RowSummary<T> sum = store ? softmax_summary<T, UNIT, UNIT>(xr, sc, C, want_g ? gr : hr)
+                              : softmax_summary<T, UNIT, false>(xr, sc, C, (T*)0);
     if (sum.nan) {
         T q = T(NAN);
         *loss_out = q;
@@ -633,10 +678,18 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
     const double s = 1.0 + s_rest;
     const T L = T(log1p(s_rest));
     if (Pow::zero || g == T(0)) {
-        softmax_ce_finish<T, UNIT>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
+        if (store) softmax_ce_finish<T, UNIT, UNIT>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
+        else softmax_ce_finish<T, UNIT, false>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
         return;
     }
-    softmax_focal_finish<T, UNIT, Pow>(a, xr, y, ys, gr, hr, wi, ds, m, jm, s, s_rest, L, loss_out);
+    const bool sparse = !ys && a->eps == 0.0;
+#define XENT_FOCAL_FINISH(STORED, SPARSE) \
+    softmax_focal_finish<T, UNIT, Pow, STORED, SPARSE>(a, xr, y, ys, gr, hr, wi, ds, m, jm, s, s_rest, L, loss_out)
+    if (store && sparse) XENT_FOCAL_FINISH(UNIT, true);
+    else if (store) XENT_FOCAL_FINISH(UNIT, false);
+    else if (sparse) XENT_FOCAL_FINISH(false, true);
+    else XENT_FOCAL_FINISH(false, false);
+#undef XENT_FOCAL_FINISH
 }
 
 template <typename T, typename Pow>
