@@ -69,10 +69,19 @@ static inline void set_error(BlockResult* r, int code, int64_t i, int64_t j) {
  * the same bits whatever vector width the machine has. */
 constexpr int LANES = 8;
 
-static inline double lane_total(const double* acc) {
+/* Loops whose float values feed double sums run with lanes<T>() accumulators: 16 for float, so
+ * the float work fills a whole 512-bit vector (with 8 double lanes GCC vectorised it at half
+ * width, the widest type setting the vector factor; measured 20% slower), 8 for double. */
+template <typename T> constexpr int lanes() { return sizeof(T) == sizeof(float) ? 16 : 8; }
+
+/* The sum of NL (8 or 16) lane accumulators, as a fixed tree. */
+template <int NL = LANES> static inline double lane_total(const double* acc) {
     double a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     double b = (acc[4] + acc[5]) + (acc[6] + acc[7]);
-    return a + b;
+    if (NL == 8) return a + b;
+    double c = (acc[8] + acc[9]) + (acc[10] + acc[11]);
+    double d = (acc[12] + acc[13]) + (acc[14] + acc[15]);
+    return (a + b) + (c + d);
 }
 
 /* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
@@ -139,7 +148,7 @@ struct BinaryArgs {
 
 /* Binary cross entropy from logits over a contiguous span, the common case, written so that it
  * vectorises: no branches that leave the loop (bad labels are counted and located afterwards),
- * LANES Kahan accumulators for the loss. w1 is the per-element positive weight or NULL (then w1s). */
+ * lanes<T>() Kahan accumulators for the loss. w1 is the per-element positive weight or NULL (then w1s). */
 /* The span is processed in chunks staged through small local arrays: the inputs (labels turned
  * into side weights, optional weights resolved) are copied in, one branch-free loop of fixed
  * length computes, and the results are copied out. The compute loop then has no optional
@@ -153,8 +162,9 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
     T xb[CHUNK], c1b[CHUNK], c0b[CHUNK], wlb[CHUNK], wdb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
     /* the lane sums live in locals for the span: through the caller's pointers GCC assumed they
      * might alias the staged arrays and kept the Kahan loop scalar */
-    double sa[LANES], sc[LANES];
-    for (int k = 0; k < LANES; ++k) { sa[k] = acc[k]; sc[k] = cmp[k]; }
+    constexpr int NL = lanes<T>();
+    double sa[NL], sc[NL];
+    for (int k = 0; k < NL; ++k) { sa[k] = acc[k]; sc[k] = cmp[k]; }
     int any_bad = 0;
     for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
         const int m = (n - i0) < CHUNK ? int(n - i0) : CHUNK;
@@ -177,8 +187,8 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
             gb[k] = o.g;
             hb[k] = o.h;
         }
-        for (int k0 = 0; k0 < CHUNK; k0 += LANES) {
-            for (int k = 0; k < LANES; ++k) {
+        for (int k0 = 0; k0 < CHUNK; k0 += NL) {
+            for (int k = 0; k < NL; ++k) {
                 /* Kahan step (padding adds exact zeros); an inf or NaN sum needs no compensation */
                 const double v = double(lb[k0 + k]) - sc[k];
                 const double t = sa[k] + v;
@@ -191,7 +201,7 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
         if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
         if (H) for (int k = 0; k < m; ++k) ho[i0 + k] = hb[k];
     }
-    for (int k = 0; k < LANES; ++k) { acc[k] = sa[k]; cmp[k] = sc[k]; }
+    for (int k = 0; k < NL; ++k) { acc[k] = sa[k]; cmp[k] = sc[k]; }
     *bad |= any_bad;
 }
 
@@ -203,9 +213,10 @@ static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, Bloc
     const T* w1 = (const T*)a->w1;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
     const T eps = T(a->eps), w0 = T(a->w0), dscale = T(a->dscale), g = T(a->gamma);
-    double acc[LANES], cmp[LANES];
+    constexpr int NL = lanes<T>();
+    double acc[NL], cmp[NL];
     int bad = 0;
-    for (int k = 0; k < LANES; ++k) { acc[k] = 0.0; cmp[k] = 0.0; }
+    for (int k = 0; k < NL; ++k) { acc[k] = 0.0; cmp[k] = 0.0; }
     const int64_t L = w1 ? a->nw1 : 1;
     int64_t i = i0;
     while (i < i1) {
@@ -218,7 +229,7 @@ static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, Bloc
                                       lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc, cmp, &bad);
         i += len;
     }
-    for (int k = 0; k < LANES; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
+    for (int k = 0; k < NL; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
     if (bad) {
         for (int64_t q = i0; q < i1; ++q) {
             int e = unit_label_error(y[q]);
@@ -325,13 +336,14 @@ template <typename T> struct RowSummary { T m; int64_t jm; bool nan; double s_re
 template <typename T, bool UNIT, bool STORE>
 static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C, T* __restrict eb) {
     const int64_t sc = UNIT ? 1 : sc_;
-    T mx[LANES];
-    int64_t ix[LANES];
-    int nn[LANES];
-    for (int k = 0; k < LANES; ++k) { mx[k] = T(-INFINITY); ix[k] = -1; nn[k] = 0; }
+    constexpr int NL = lanes<T>();
+    T mx[NL];
+    int64_t ix[NL];
+    int nn[NL];
+    for (int k = 0; k < NL; ++k) { mx[k] = T(-INFINITY); ix[k] = -1; nn[k] = 0; }
     int64_t j0 = 0;
-    for (; j0 + LANES <= C; j0 += LANES) {
-        for (int k = 0; k < LANES; ++k) {
+    for (; j0 + NL <= C; j0 += NL) {
+        for (int k = 0; k < NL; ++k) {
             const T v = xr[(j0 + k) * sc];
             nn[k] |= (v != v);
             const bool gt = v > mx[k];
@@ -349,19 +361,19 @@ static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C,
     RowSummary<T> r;
     r.nan = false;
     r.m = mx[0];
-    for (int k = 0; k < LANES; ++k) { r.nan |= nn[k] != 0; r.m = mx[k] > r.m ? mx[k] : r.m; }
+    for (int k = 0; k < NL; ++k) { r.nan |= nn[k] != 0; r.m = mx[k] > r.m ? mx[k] : r.m; }
     r.jm = -1;
-    for (int k = 0; k < LANES; ++k)
+    for (int k = 0; k < NL; ++k)
         if (mx[k] == r.m && ix[k] >= 0 && (r.jm < 0 || ix[k] < r.jm)) r.jm = ix[k];
     if (r.jm < 0) r.jm = 0;   /* every entry is -inf: all tie at the maximum */
     r.s_rest = 0.0;
     if (r.nan) return r;
-    double acc[LANES];
-    for (int k = 0; k < LANES; ++k) acc[k] = 0.0;
+    double acc[NL];
+    for (int k = 0; k < NL; ++k) acc[k] = 0.0;
     const T m = r.m;
     const int64_t jm = r.jm;
-    for (j0 = 0; j0 + LANES <= C; j0 += LANES) {
-        for (int k = 0; k < LANES; ++k) {
+    for (j0 = 0; j0 + NL <= C; j0 += NL) {
+        for (int k = 0; k < NL; ++k) {
             const T e = softmax_exp(xr[(j0 + k) * sc], m);
             if (STORE) eb[j0 + k] = e;
             acc[k] += (j0 + k == jm) ? 0.0 : double(e);
@@ -372,7 +384,7 @@ static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C,
         if (STORE) eb[j0 + k] = e;
         acc[k] += (j0 + k == jm) ? 0.0 : double(e);
     }
-    r.s_rest = lane_total(acc);
+    r.s_rest = lane_total<NL>(acc);
     return r;
 }
 
@@ -429,18 +441,19 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     const T eps = T(a->eps), epsC = T(a->eps) / T(C);
     const bool want_g = gr != 0, want_h = hr != 0;
     double S = 0.0, S_rest = 0.0, LD = 0.0;
+    constexpr int NL = lanes<T>();
     if (ys) {
-        /* soft labels: coefficients staged CHUNK at a time, sums in LANES accumulators */
+        /* soft labels: coefficients staged CHUNK at a time, sums in NL accumulators */
         T cb[CHUNK];
-        double accS[LANES], accSR[LANES], accLD[LANES];
-        for (int k = 0; k < LANES; ++k) { accS[k] = 0.0; accSR[k] = 0.0; accLD[k] = 0.0; }
+        double accS[NL], accSR[NL], accLD[NL];
+        for (int k = 0; k < NL; ++k) { accS[k] = 0.0; accSR[k] = 0.0; accLD[k] = 0.0; }
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-            const int nr = (n + LANES - 1) / LANES * LANES;
+            const int nr = (n + NL - 1) / NL * NL;
             stage_coefs(a, y, ys, j0, n, cb);
             for (int k = n; k < nr; ++k) cb[k] = T(0);
-            for (int k0 = 0; k0 < nr; k0 += LANES) {
-                for (int k = 0; k < LANES; ++k) {
+            for (int k0 = 0; k0 < nr; k0 += NL) {
+                for (int k = 0; k < NL; ++k) {
                     const int64_t j = j0 + k0 + k;
                     const T c = cb[k0 + k];
                     const T gap = softmax_gap(xr[(j < C ? j : jm) * sc], m);
@@ -450,9 +463,9 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
                 }
             }
         }
-        S = lane_total(accS);
-        S_rest = lane_total(accSR);
-        LD = lane_total(accLD);
+        S = lane_total<NL>(accS);
+        S_rest = lane_total<NL>(accSR);
+        LD = lane_total<NL>(accLD);
     } else {
         /* integer label y: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y */
         const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
@@ -529,8 +542,8 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
 
 /* Focal loss of one softmax row, given its summary: pass 3 sums the loss and the gradient/Hessian
  * sums of the row (FocalRowSums), pass 4 writes the derivatives. Classes are taken CHUNK at a time
- * with their coefficients, logits and e_j staged (padded to whole LANES with c = 0, x = m, e = 1,
- * which add exact zeros), every class as if it were not the maximum (jm), with LANES accumulators,
+ * with their coefficients, logits and e_j staged (padded to whole lanes with c = 0, x = m, e = 1,
+ * which add exact zeros), every class as if it were not the maximum (jm), with lanes<T>() accumulators,
  * so both loops vectorise; jm's own terms are computed once, apart, and enter the sums as
  * focal_row_add would put them.
  * SPARSE (integer labels, no smoothing): only the label y has a coefficient, so pass 3 is class y
@@ -546,9 +559,10 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     const T g = T(a->gamma);
     const bool want_g = gr != 0, want_h = hr != 0, want_d = want_g || want_h;
     const T* eb = want_g ? gr : hr;
+    constexpr int NL = lanes<T>();
     T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], gb[CHUNK], hb[CHUNK];
-    double accL[LANES], accT[LANES], accU[LANES];
-    for (int k = 0; k < LANES; ++k) { accL[k] = 0.0; accT[k] = 0.0; accU[k] = 0.0; }
+    double accL[NL], accT[NL], accU[NL];
+    for (int k = 0; k < NL; ++k) { accL[k] = 0.0; accT[k] = 0.0; accU[k] = 0.0; }
     /* CHUNK classes from j0: n of them, staged and padded to nr */
     auto stage = [&](int64_t j0, int n, int nr) {
         if (!SPARSE) {
@@ -577,12 +591,12 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     } else {
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-            const int nr = (n + LANES - 1) / LANES * LANES;
+            const int nr = (n + NL - 1) / NL * NL;
             stage(j0, n, nr);
             if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);   /* jm is added apart, below (its Q = 1 - P
                                                                    may be 0 here: zero Kt adds nothing) */
-            for (int k0 = 0; k0 < nr; k0 += LANES) {
-                for (int k = 0; k < LANES; ++k) {
+            for (int k0 = 0; k0 < nr; k0 += NL) {
+                for (int k = 0; k < NL; ++k) {
                     const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[k0 + k], m), ebuf[k0 + k], false, s, s_rest, L);
                     const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
                     accL[k] += double(f.loss);
@@ -599,10 +613,10 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     const SoftmaxElem<T> eljm = softmax_elem(djm, T(1), true, s, s_rest, L);
     const FocalSoftmax<T> fjm = focal_softmax_elem<T, Pow>(cjm, eljm, g, want_d, want_h);
     FocalRowSums<T> sums = focal_row_sums_init<T>();
-    sums.loss = lane_total(accL) + double(fjm.loss);
-    sums.T_rest = lane_total(accT);
+    sums.loss = lane_total<NL>(accL) + double(fjm.loss);
+    sums.T_rest = lane_total<NL>(accT);
     sums.Tt = sums.T_rest + double(fjm.G);
-    sums.U_rest = lane_total(accU);
+    sums.U_rest = lane_total<NL>(accU);
     sums.G_jm = fjm.G;
     sums.Kt_jm = fjm.Kt;
     *loss_out = mul0(wi, T(sums.loss));
@@ -610,12 +624,12 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     /* pass 4 */
     for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
         const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-        const int nr = (n + LANES - 1) / LANES * LANES;   /* n rounded up to whole LANES */
+        const int nr = (n + NL - 1) / NL * NL;   /* n rounded up to whole NL */
         stage(j0, n, nr);
-        /* LANES at a time: GCC then vectorises the float-to-double steps (with a free trip count
+        /* NL at a time: GCC then vectorises the float-to-double steps (with a free trip count
          * it gives up on them) */
-        for (int k0 = 0; k0 < nr; k0 += LANES) {
-            for (int k = k0; k < k0 + LANES; ++k) {
+        for (int k0 = 0; k0 < nr; k0 += NL) {
+            for (int k = k0; k < k0 + NL; ++k) {
                 const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L);
                 const FocalSoftmax<T> f = SPARSE ? f0 : focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
                 const FocalDerivs dv = focal_softmax_derivs(el, f, ebuf[k], false, sums, s_rest);
