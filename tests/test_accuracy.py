@@ -395,3 +395,51 @@ def test_reductions_over_a_million_elements(name, dt, from_logits):
         assert abs(float(got_sum) - exact_sum) <= 4 * eps * exact_sum, (float(got_sum), exact_sum)
         assert abs(float(got_mean) - exact_sum / W) <= 4 * eps * exact_sum / W, \
             (float(got_mean), exact_sum / W)
+
+
+# --------------------------------------------------------------------------------------
+# dense sweeps: every regime of the vectorised exp/log in one vectorised comparison
+# --------------------------------------------------------------------------------------
+
+
+def _ulps(got, exact, dtype):
+    """|got - exact| in ulps of dtype at |exact| (at least the smallest normal number)."""
+    fi = np.finfo(dtype)
+    exact = np.asarray(exact, dtype=np.longdouble)
+    mag = np.maximum(np.abs(exact), np.longdouble(fi.tiny))
+    ulp = np.longdouble(2.0) ** (np.floor(np.log2(mag)) - (fi.nmant))
+    return np.abs(np.asarray(got, dtype=np.longdouble) - exact) / ulp
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("y", [0.0, 1.0, 0.3])
+def test_binary_logits_dense_sweep(dt, y):
+    """Binary cross entropy from 2^18 logits spread over every regime (|z| up to 120, where
+    exp(-|z|) is subnormal or zero in float32) against the longdouble reference: loss and
+    gradient within the bar in relative terms, i.e. also where they are tiny."""
+    npdt = _npdt(dt)
+    n = 1 << 18
+    rng = np.random.default_rng(7)
+    z = np.concatenate([np.linspace(-120, 120, n // 2), rng.standard_normal(n // 2) * 10]).astype(npdt)
+    yy = np.full(n, y, dtype=npdt)
+    res = xentc.binary_cross_entropy(yy, z, from_logits=True, reduction="none", grad=True)
+    # reference in longdouble, in forms that keep relative accuracy (softplus(t) = max(t, 0) +
+    # log1p(exp(-|t|)), sigmoid(z) = 1 / (1 + exp(-z))); tests/reference.py goes through
+    # log-softmax, exact only to about 1e-19 absolute, too coarse for the tiny losses here
+    zl = z.astype(np.longdouble)
+    yl = np.longdouble(npdt(y))
+
+    def softplus(t):
+        return np.maximum(t, 0) + np.log1p(np.exp(-np.abs(t)))
+
+    loss = yl * softplus(-zl) + (1 - yl) * softplus(zl)
+    grad = (1 - yl) / (1 + np.exp(-zl)) - yl / (1 + np.exp(zl))
+    worst_loss = float(_ulps(res.loss, loss, npdt).max())
+    # the gradient sigma(z) - y is compared relative to its size where y is 0 or 1 (both terms
+    # are then computed without cancellation) and relative to 1 for the soft label
+    gerr = _ulps(res.grad, grad, npdt) if y in (0.0, 1.0) else \
+        np.abs(res.grad.astype(np.longdouble) - grad) / np.longdouble(np.finfo(npdt).eps)
+    worst_grad = float(gerr.max())
+    print(f"{dt} y={y}: worst loss {worst_loss:.2f} ulp, worst grad {worst_grad:.2f} ulp")
+    assert worst_loss <= BAR, (worst_loss, float(z[np.argmax(_ulps(res.loss, loss, npdt))]))
+    assert worst_grad <= BAR, (worst_grad, float(z[np.argmax(gerr)]))

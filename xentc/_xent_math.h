@@ -36,6 +36,8 @@ XENT_HD float  x_log(float x)   { return logf(x); }
 XENT_HD double x_log(double x)  { return log(x); }
 XENT_HD float  x_log1p(float x) { return log1pf(x); }
 XENT_HD double x_log1p(double x){ return log1p(x); }
+XENT_HD float  x_log_normal(float x)  { return logf(x); }
+XENT_HD double x_log_normal(double x) { return log(x); }
 #else
 XENT_HD float  x_exp(float x)   { return vexp(x); }
 XENT_HD double x_exp(double x)  { return vexp(x); }
@@ -43,6 +45,9 @@ XENT_HD float  x_log(float x)   { return vlog(x); }
 XENT_HD double x_log(double x)  { return vlog(x); }
 XENT_HD float  x_log1p(float x) { return vlog1p(x); }
 XENT_HD double x_log1p(double x){ return vlog1p(x); }
+/* log of a positive finite normal number (or NaN): the CPU version skips the other cases */
+XENT_HD float  x_log_normal(float x)  { return vlog_normal(x); }
+XENT_HD double x_log_normal(double x) { return vlog_normal(x); }
 #endif
 XENT_HD float  x_pow(float x, float y)   { return powf(x, y); }
 XENT_HD double x_pow(double x, double y) { return pow(x, y); }
@@ -215,10 +220,12 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     T e = x_exp(-x_abs(z));
     T d = T(1) + e;
     T big = T(1) / d, small = e * big;
+    /* log1p(e) = log(d) + (rounding error of d) / d; the error e - (d - 1) is exact (Fast2Sum,
+     * 1 >= e) and 1/d is at hand, so this needs no division of its own, unlike log1p */
+    T lp = x_log_normal(d) + (e - (d - T(1))) * big;
     SigmoidPair<T> s;
     if (z >= T(0)) { s.p = big; s.q = small; } else { s.p = small; s.q = big; }
     s.pq = small * big;
-    T lp = x_log1p(e);
     T sp_pos = (z > T(0) ? z : T(0)) + lp;     /* softplus(z)  = -log q */
     T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
     if (Pow::zero || g == T(0)) {

@@ -187,15 +187,20 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
             gb[k] = o.g;
             hb[k] = o.h;
         }
-        for (int k0 = 0; k0 < CHUNK; k0 += NL) {
-            for (int k = 0; k < NL; ++k) {
-                /* Kahan step (padding adds exact zeros); an inf or NaN sum needs no compensation */
-                const double v = double(lb[k0 + k]) - sc[k];
-                const double t = sa[k] + v;
-                const double c = (t - sa[k]) - v;
-                sc[k] = (t - t == 0.0) ? c : 0.0;
-                sa[k] = t;
+        /* Kahan steps, lane k taking elements k, k + NL, ... (padding adds exact zeros); an inf or
+         * NaN sum needs no compensation. Lanes outermost: GCC vectorises this form across lanes,
+         * not the one with lanes innermost (it unrolled that and left it scalar) */
+        for (int k = 0; k < NL; ++k) {
+            double a = sa[k], cc = sc[k];
+            for (int k0 = 0; k0 < CHUNK; k0 += NL) {
+                const double v = double(lb[k0 + k]) - cc;
+                const double t = a + v;
+                const double c = (t - a) - v;
+                cc = (t - t == 0.0) ? c : 0.0;
+                a = t;
             }
+            sa[k] = a;
+            sc[k] = cc;
         }
         if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
         if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
