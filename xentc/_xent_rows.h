@@ -333,63 +333,74 @@ struct SoftmaxArgs {
 };
 
 /* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
- * s_rest = sum_{j != jm} exp(x_j - m). Two passes over the row. With STORE, the second pass also
- * writes e_j = exp(x_j - m) (softmax_exp, 1 at jm) to eb, a contiguous row of the caller's gradient
- * or Hessian output, so the passes after it read e_j instead of computing the exp again. */
+ * s_rest = sum_{j != jm} exp(x_j - m). Pass 1 finds m alone (NaN entries lose every comparison;
+ * a NaN shows up in the sum instead). Pass 2 sums e_j over the classes below m and counts the
+ * classes at m (each further tie adds exactly 1), so neither pass tracks an index; jm is then the
+ * first class at m, found by a scan that stops there. With STORE, pass 2 also writes
+ * e_j = exp(x_j - m) (softmax_exp, 1 at ties) to eb, a contiguous row of the caller's gradient or
+ * Hessian output, so the passes after it read e_j instead of computing the exp again. */
 template <typename T> struct RowSummary { T m; int64_t jm; bool nan; double s_rest; };
 
 template <typename T, bool UNIT, bool STORE>
 static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C, T* __restrict eb) {
     const int64_t sc = UNIT ? 1 : sc_;
     constexpr int NL = lanes<T>();
+    /* CHUNK at a time, lanes outermost (the form GCC vectorises; with lanes innermost it left the
+     * loop scalar); the maximum does not depend on which lane saw which class */
     T mx[NL];
-    int64_t ix[NL];
-    int nn[NL];
-    for (int k = 0; k < NL; ++k) { mx[k] = T(-INFINITY); ix[k] = -1; nn[k] = 0; }
+    for (int k = 0; k < NL; ++k) mx[k] = T(-INFINITY);
     int64_t j0 = 0;
-    for (; j0 + NL <= C; j0 += NL) {
+    for (; j0 + CHUNK <= C; j0 += CHUNK) {
+        for (int k = 0; k < NL; ++k) {
+            T a = mx[k];
+            for (int i = 0; i < CHUNK; i += NL) {
+                const T v = xr[(j0 + i + k) * sc];
+                a = v > a ? v : a;
+            }
+            mx[k] = a;
+        }
+    }
+    for (; j0 < C; ++j0) {
+        const T v = xr[j0 * sc];
+        mx[0] = v > mx[0] ? v : mx[0];
+    }
+    RowSummary<T> r;
+    r.m = mx[0];
+    for (int k = 1; k < NL; ++k) r.m = mx[k] > r.m ? mx[k] : r.m;
+    const T m = r.m;
+    double acc[NL];
+    int ties[NL];
+    for (int k = 0; k < NL; ++k) { acc[k] = 0.0; ties[k] = 0; }
+    for (j0 = 0; j0 + NL <= C; j0 += NL) {
         for (int k = 0; k < NL; ++k) {
             const T v = xr[(j0 + k) * sc];
-            nn[k] |= (v != v);
-            const bool gt = v > mx[k];
-            mx[k] = gt ? v : mx[k];
-            ix[k] = gt ? j0 + k : ix[k];
+            const T e = softmax_exp(v, m);
+            if (STORE) eb[j0 + k] = e;
+            acc[k] += (v == m) ? 0.0 : double(e);
+            ties[k] += (v == m);
         }
     }
     for (int k = 0; j0 + k < C; ++k) {
         const T v = xr[(j0 + k) * sc];
-        nn[k] |= (v != v);
-        const bool gt = v > mx[k];
-        mx[k] = gt ? v : mx[k];
-        ix[k] = gt ? j0 + k : ix[k];
-    }
-    RowSummary<T> r;
-    r.nan = false;
-    r.m = mx[0];
-    for (int k = 0; k < NL; ++k) { r.nan |= nn[k] != 0; r.m = mx[k] > r.m ? mx[k] : r.m; }
-    r.jm = -1;
-    for (int k = 0; k < NL; ++k)
-        if (mx[k] == r.m && ix[k] >= 0 && (r.jm < 0 || ix[k] < r.jm)) r.jm = ix[k];
-    if (r.jm < 0) r.jm = 0;   /* every entry is -inf: all tie at the maximum */
-    r.s_rest = 0.0;
-    if (r.nan) return r;
-    double acc[NL];
-    for (int k = 0; k < NL; ++k) acc[k] = 0.0;
-    const T m = r.m;
-    const int64_t jm = r.jm;
-    for (j0 = 0; j0 + NL <= C; j0 += NL) {
-        for (int k = 0; k < NL; ++k) {
-            const T e = softmax_exp(xr[(j0 + k) * sc], m);
-            if (STORE) eb[j0 + k] = e;
-            acc[k] += (j0 + k == jm) ? 0.0 : double(e);
-        }
-    }
-    for (int k = 0; j0 + k < C; ++k) {
-        const T e = softmax_exp(xr[(j0 + k) * sc], m);
+        const T e = softmax_exp(v, m);
         if (STORE) eb[j0 + k] = e;
-        acc[k] += (j0 + k == jm) ? 0.0 : double(e);
+        acc[k] += (v == m) ? 0.0 : double(e);
+        ties[k] += (v == m);
     }
-    r.s_rest = lane_total<NL>(acc);
+    int nt = 0;
+    for (int k = 0; k < NL; ++k) nt += ties[k];
+    r.s_rest = lane_total<NL>(acc) + double(nt - 1);
+    r.nan = r.s_rest != r.s_rest;   /* only a NaN entry makes the sum NaN (every e_j is in [0, 1]) */
+    r.jm = 0;
+    if (r.nan) return r;
+    /* the first class at m: CHUNK at a time with a branch-free test, then the exact place */
+    for (j0 = 0; j0 + CHUNK <= C; j0 += CHUNK) {
+        int any = 0;
+        for (int k = 0; k < CHUNK; ++k) any |= xr[(j0 + k) * sc] == m;
+        if (any) break;
+    }
+    while (j0 < C && !(xr[j0 * sc] == m)) ++j0;
+    r.jm = j0 < C ? j0 : 0;
     return r;
 }
 
