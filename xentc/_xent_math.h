@@ -60,6 +60,9 @@ template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
  * Powers x^g, x in [0, 1], for the focal factor (1 - p)^gamma. A policy type chooses how; the
  * CPU loops pick one per call (pow_kind), the GPU uses the default, the math library's pow.
  *   PowLibm       pow() itself: any gamma, but a scalar call that stops a loop vectorising.
+ *   PowSquare     g = 2, the usual focal gamma: x^2 as x * x (and x^1, for the g - 1 of the Hessian
+ *                 from probabilities), the bits PowInt gives, without its loop over the bits of g
+ *                 (which GCC re-evaluated for every element). Only for exponents 1 and 2.
  *   PowInt        integer 0 < g < 32: binary powering, one rounding per factor (g = 2: 0.5 ulp,
  *                 g = 5: about 2 ulp); branch-free, so loops vectorise. Needs 0 <= x <= 1.
  *   PowViaDouble  float only, any g: exp(g log x) in double, rounded once to float. The double
@@ -91,6 +94,10 @@ struct PowInt {
         }
         return x != x ? x : r;
     }
+};
+struct PowSquare {
+    static constexpr bool zero = false;
+    template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T e) { return e == T(1) ? x : x * x; }
 };
 struct PowViaDouble {
     static constexpr bool zero = false;

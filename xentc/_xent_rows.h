@@ -288,10 +288,11 @@ static void binary_with_pow(const void* vargs, int64_t i0, int64_t i1, BlockResu
 /* Which power policy a loop runs with (the one place that decides it): cross entropy needs none;
  * integer gamma and, for float, any gamma have branch-free powers; double with a fractional gamma
  * keeps the math library's pow, whose accuracy a double exp(g log x) would not reach. */
-enum PowKind { POW_NONE, POW_INT, POW_VIA_DOUBLE, POW_LIBM };
+enum PowKind { POW_NONE, POW_SQUARE, POW_INT, POW_VIA_DOUBLE, POW_LIBM };
 
 template <typename T> static inline PowKind pow_kind(double g) {
     if (g == 0.0) return POW_NONE;
+    if (g == 2.0) return POW_SQUARE;
     if (g > 0.0 && g < 32.0 && g == double(int64_t(g))) return POW_INT;
     return sizeof(T) == sizeof(float) ? POW_VIA_DOUBLE : POW_LIBM;
 }
@@ -301,6 +302,7 @@ template <typename T> static inline PowKind pow_kind(double g) {
     do {                                                                            \
         switch (pow_kind<T>(G)) {                                                   \
         case POW_NONE: KERNEL<T, PowNone>(__VA_ARGS__); break;                      \
+        case POW_SQUARE: KERNEL<T, PowSquare>(__VA_ARGS__); break;                  \
         case POW_INT: KERNEL<T, PowInt>(__VA_ARGS__); break;                        \
         case POW_VIA_DOUBLE:                                                        \
             if constexpr (sizeof(T) == sizeof(float)) { KERNEL<T, PowViaDouble>(__VA_ARGS__); break; } \
@@ -459,28 +461,32 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     double S = 0.0, S_rest = 0.0, LD = 0.0;
     constexpr int NL = lanes<T>();
     if (ys) {
-        /* soft labels: coefficients staged CHUNK at a time, sums in NL accumulators */
-        T cb[CHUNK];
-        double accS[NL], accSR[NL], accLD[NL];
-        for (int k = 0; k < NL; ++k) { accS[k] = 0.0; accSR[k] = 0.0; accLD[k] = 0.0; }
+        /* soft labels: coefficients and logits staged CHUNK at a time (padded with c = 0), the
+         * maximum's coefficient set aside (its gap is 0, so it adds nothing to LD), sums in NL
+         * accumulators with lanes outermost, the form GCC vectorises */
+        T cb[CHUNK], xb[CHUNK], cjm;
+        stage_coefs(a, y, ys, jm, 1, &cjm);
+        double accSR[NL], accLD[NL];
+        for (int k = 0; k < NL; ++k) { accSR[k] = 0.0; accLD[k] = 0.0; }
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-            const int nr = (n + NL - 1) / NL * NL;
             stage_coefs(a, y, ys, j0, n, cb);
-            for (int k = n; k < nr; ++k) cb[k] = T(0);
-            for (int k0 = 0; k0 < nr; k0 += NL) {
-                for (int k = 0; k < NL; ++k) {
-                    const int64_t j = j0 + k0 + k;
-                    const T c = cb[k0 + k];
-                    const T gap = softmax_gap(xr[(j < C ? j : jm) * sc], m);
-                    accS[k] += double(c);
-                    accSR[k] += (j == jm) ? 0.0 : double(c);
-                    accLD[k] += double(mul0(c, gap));
+            for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
+            for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = m; }
+            if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);
+            for (int k = 0; k < NL; ++k) {
+                double sr = accSR[k], ld = accLD[k];
+                for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
+                    const T c = cb[i0 + k];
+                    sr += double(c);
+                    ld += double(mul0(c, softmax_gap(xb[i0 + k], m)));
                 }
+                accSR[k] = sr;
+                accLD[k] = ld;
             }
         }
-        S = lane_total<NL>(accS);
         S_rest = lane_total<NL>(accSR);
+        S = S_rest + double(cjm);
         LD = lane_total<NL>(accLD);
     } else {
         /* integer label y: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y */
@@ -607,18 +613,23 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     } else {
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-            const int nr = (n + NL - 1) / NL * NL;
-            stage(j0, n, nr);
+            stage(j0, n, CHUNK);
             if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);   /* jm is added apart, below (its Q = 1 - P
                                                                    may be 0 here: zero Kt adds nothing) */
-            for (int k0 = 0; k0 < nr; k0 += NL) {
-                for (int k = 0; k < NL; ++k) {
-                    const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[k0 + k], m), ebuf[k0 + k], false, s, s_rest, L);
-                    const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[k0 + k], el, g, want_d, want_h);
-                    accL[k] += double(f.loss);
-                    accT[k] += double(f.G);
-                    accU[k] += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+            /* lanes outermost: the form GCC vectorises */
+            for (int k = 0; k < NL; ++k) {
+                double sl = accL[k], st = accT[k], su = accU[k];
+                for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
+                    const int i = i0 + k;
+                    const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[i], m), ebuf[i], false, s, s_rest, L);
+                    const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[i], el, g, want_d, want_h);
+                    sl += double(f.loss);
+                    st += double(f.G);
+                    su += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
                 }
+                accL[k] = sl;
+                accT[k] = st;
+                accU[k] = su;
             }
         }
     }
