@@ -1,5 +1,6 @@
 """Softmax rows with few classes from logits, the path that works on groups of rows at a time
-(``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C <= SMALL_C).
+(``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C <= SMALL_C); C = SMALL_C + 1 runs
+the same checks on the per-row path, which the other tests now reach only with more classes.
 
 Many rows per call (the other categorical tests mostly use a handful), C on both sides of the
 threshold and of the vector widths, every option, against the extended-precision reference
@@ -249,7 +250,7 @@ def _special_rows(C, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
-@pytest.mark.parametrize("C", [2, 3, 8, 9, SMALL_C])
+@pytest.mark.parametrize("C", [2, 3, 8, 9, SMALL_C, SMALL_C + 1])
 def test_special_values_among_ordinary_rows(C, dtype):
     rng = np.random.default_rng(_seed("special", C))
     y, x = make_categorical(rng, (N, C), dtype, True, "int")
