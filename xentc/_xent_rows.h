@@ -816,34 +816,38 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
             }
         }
     } else {
-        /* focal: as softmax_focal_finish; the row sums as focal_row_add forms them */
+        /* focal: as softmax_focal_finish. Every class is first taken as if it were not the
+         * maximum, with jm's coefficient zeroed (it then adds nothing), so that no element pays
+         * for jm's Q = s_rest / s, a double division; jm's own terms follow, one row per lane, and
+         * enter the row sums as focal_row_add puts them. */
         T* __restrict Pb = b.P;
         T* __restrict Qb = b.Q;
         T* __restrict Gb = b.G;
         T* __restrict Kb = b.Kt;
         double FL[R], Tt[R], T_rest[R], U_rest[R];
         T G_jm[R], Kt_jm[R], P_jm[R], Q_jm[R];
-        for (int r = 0; r < R; ++r) {
-            FL[r] = 0.0; Tt[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0;
-            G_jm[r] = T(0); Kt_jm[r] = T(0); P_jm[r] = T(0); Q_jm[r] = T(0);
-        }
+        for (int r = 0; r < R; ++r) { FL[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0; }
         for (int j = 0; j < C; ++j) {
             for (int r = 0; r < R; ++r) {
                 const int q = j * R + r;
                 const bool is_jm = T(j) == jm[r];
                 const T d = softmax_gap(xb[q], m[r]);
-                const SoftmaxElem<T> el = softmax_elem(d, eb[q], is_jm, s[r], s_rest[r], L[r]);
-                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[q], el, g, want_d, want_h);
+                const SoftmaxElem<T> el = softmax_elem(d, eb[q], false, s[r], s_rest[r], L[r]);
+                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(is_jm ? T(0) : cb[q], el, g, want_d, want_h);
                 FL[r] += double(f.loss);
-                Tt[r] += double(f.G);
-                T_rest[r] += is_jm ? 0.0 : double(f.G);
+                T_rest[r] += double(f.G);
                 if (H) U_rest[r] += is_jm ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
-                G_jm[r] = is_jm ? f.G : G_jm[r];
-                Kt_jm[r] = is_jm ? f.Kt : Kt_jm[r];
-                P_jm[r] = is_jm ? el.P : P_jm[r];
-                Q_jm[r] = is_jm ? el.Q : Q_jm[r];
                 Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
             }
+        }
+        for (int r = 0; r < R; ++r) {
+            const int q = int(jm[r]) * R + r;
+            const T d = softmax_gap(xb[q], m[r]);
+            const SoftmaxElem<T> el = softmax_elem(d, eb[q], true, s[r], s_rest[r], L[r]);
+            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[q], el, g, want_d, want_h);
+            FL[r] += double(f.loss);
+            Tt[r] = T_rest[r] + double(f.G);
+            G_jm[r] = f.G; Kt_jm[r] = f.Kt; P_jm[r] = el.P; Q_jm[r] = el.Q;
         }
         for (int r = 0; r < R; ++r) lossb[r] = mul0(wl[r], T(FL[r]));
         if (want_d) {
