@@ -22,6 +22,9 @@ SCRIPT = textwrap.dedent("""
         x = (rng.standard_normal((97, 211)) * 20).astype(dt)
         lab = rng.integers(0, 211, 97)
         soft = rng.random((97, 211)).astype(dt)
+        xs = (rng.standard_normal((997, 10)) * 20).astype(dt)   # few classes: the row-group path
+        labs = rng.integers(0, 10, 997)
+        softs = rng.random((997, 10)).astype(dt)
         cases = {
             "bce": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none"),
             "bfocal": xentc.binary_focal_loss(y, z, from_logits=True, gamma=1.5, grad=True, hess=True),
@@ -29,6 +32,11 @@ SCRIPT = textwrap.dedent("""
             "ce": xentc.cross_entropy(lab, x, from_logits=True, grad=True, hess=True, label_smoothing=0.1),
             "soft": xentc.cross_entropy(soft, x, from_logits=True, grad=True, hess=True, reduction="none"),
             "focal": xentc.focal_loss(lab, x, from_logits=True, gamma=2.0, grad=True, hess=True),
+            "ce10": xentc.cross_entropy(labs, xs, from_logits=True, grad=True, hess=True, label_smoothing=0.1,
+                                        reduction="none"),
+            "soft10": xentc.cross_entropy(softs, xs, from_logits=True, grad=True, hess=True, reduction="none"),
+            "focal10": xentc.focal_loss(labs, xs, from_logits=True, gamma=2.0, grad=True, hess=True, reduction="none"),
+            "focal10f": xentc.focal_loss(softs, xs, from_logits=True, gamma=0.5, grad=True, hess=True),
         }
         for k, r in cases.items():
             for f in ("loss", "grad", "hess"):
