@@ -38,6 +38,8 @@ XENT_HD float  x_log1p(float x) { return log1pf(x); }
 XENT_HD double x_log1p(double x){ return log1p(x); }
 XENT_HD float  x_log_normal(float x)  { return logf(x); }
 XENT_HD double x_log_normal(double x) { return log(x); }
+XENT_HD float  x_exp_nonpos(float x)  { return expf(x); }
+XENT_HD double x_exp_nonpos(double x) { return exp(x); }
 #else
 XENT_HD float  x_exp(float x)   { return vexp(x); }
 XENT_HD double x_exp(double x)  { return vexp(x); }
@@ -48,6 +50,9 @@ XENT_HD double x_log1p(double x){ return vlog1p(x); }
 /* log of a positive finite normal number (or NaN): the CPU version skips the other cases */
 XENT_HD float  x_log_normal(float x)  { return vlog_normal(x); }
 XENT_HD double x_log_normal(double x) { return vlog_normal(x); }
+/* exp of x <= 0 (or NaN): the CPU version skips the overflow clamp */
+XENT_HD float  x_exp_nonpos(float x)  { return vexp_nonpos(x); }
+XENT_HD double x_exp_nonpos(double x) { return vexp_nonpos(x); }
 #endif
 XENT_HD float  x_pow(float x, float y)   { return powf(x, y); }
 XENT_HD double x_pow(double x, double y) { return pow(x, y); }
@@ -224,7 +229,7 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     LGH<T> o;  /* NaN z propagates through every term below (mul0 keeps NaN) */
     /* One exp and one log1p serve both sides: with e = exp(-|z|),
      * softplus(z) = max(z, 0) + log1p(e) and softplus(-z) = max(-z, 0) + log1p(e). */
-    T e = x_exp(-x_abs(z));
+    T e = x_exp_nonpos(-x_abs(z));
     T d = T(1) + e;
     T big = T(1) / d, small = e * big;
     /* log1p(e) = log(d) + (rounding error of d) / d; the error e - (d - 1) is exact (Fast2Sum,
@@ -238,7 +243,9 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     if (Pow::zero || g == T(0)) {
         /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
         o.l = mul0(wl, mul0(c1, sp_neg) + mul0(c0, sp_pos));
-        o.g = want_g ? mul0(wd, mul0(c0, s.p) - mul0(c1, s.q)) : T(0);
+        /* plain products: p and q are finite (or NaN with z), so c * p needs mul0's 0 * inf rule
+         * nowhere, and c0 p - c1 q, a difference of two non-negative finite numbers, cannot overflow */
+        o.g = want_g ? wd * (c0 * s.p - c1 * s.q) : T(0);
         o.h = want_h ? mul0(wd, (c0 + c1) * s.pq) : T(0);
         return o;
     }
@@ -287,7 +294,7 @@ template <typename T> XENT_HD T softmax_exp(T x, T m) {
     T bb = d - m;
     T err = (m - (d - bb)) + (-x - bb);
     err = (d - d == T(0)) ? err : T(0);          /* d infinite: no correction */
-    T e = x_exp(-d) * (T(1) - err);
+    T e = x_exp_nonpos(-d) * (T(1) - err);
     return x == m ? T(1) : e;
 }
 

@@ -31,8 +31,10 @@ namespace xent {
 static XENT_ALWAYS_INLINE float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
 static XENT_ALWAYS_INLINE double bits_to_double(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
 
-static XENT_ALWAYS_INLINE float vexp(float x) {
-    const float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+/* NONPOS: the caller guarantees x <= 0 (or NaN), so the upper clamp is left out */
+template <bool NONPOS> static XENT_ALWAYS_INLINE float vexp_impl(float x) {
+    const float xl = x < -104.0f ? -104.0f : x;
+    const float xc = NONPOS ? xl : (xl > 89.0f ? 89.0f : xl);
     /* n = round(xc / ln2): adding and removing 1.5 * 2^23 rounds to nearest even */
     const float shifter = 12582912.0f;
     const float n = (xc * 1.44269504088896341f + shifter) - shifter;
@@ -51,8 +53,9 @@ static XENT_ALWAYS_INLINE float vexp(float x) {
     return x != x ? x : res;
 }
 
-static XENT_ALWAYS_INLINE double vexp(double x) {
-    const double xc = x < -746.0 ? -746.0 : (x > 710.0 ? 710.0 : x);
+template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
+    const double xl = x < -746.0 ? -746.0 : x;
+    const double xc = NONPOS ? xl : (xl > 710.0 ? 710.0 : xl);
     const double shifter = 6755399441055744.0;       /* 1.5 * 2^52 */
     const double n = (xc * 1.4426950408889634074 + shifter) - shifter;
     /* ln2 = ln2_hi + ln2_lo with ln2_hi having 32 significant bits, so n * ln2_hi is exact */
@@ -77,6 +80,11 @@ static XENT_ALWAYS_INLINE double vexp(double x) {
                          * bits_to_double((uint64_t)(int64_t)(n2 + 1023) << 52);
     return x != x ? x : res;
 }
+
+static XENT_ALWAYS_INLINE float vexp(float x) { return vexp_impl<false>(x); }
+static XENT_ALWAYS_INLINE double vexp(double x) { return vexp_impl<false>(x); }
+static XENT_ALWAYS_INLINE float vexp_nonpos(float x) { return vexp_impl<true>(x); }
+static XENT_ALWAYS_INLINE double vexp_nonpos(double x) { return vexp_impl<true>(x); }
 
 
 /* log of x > 0 (normal or subnormal); log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Float:
