@@ -64,18 +64,15 @@ static inline void set_error(BlockResult* r, int code, int64_t i, int64_t j) {
     if (r->err == ERR_NONE) { r->err = code; r->err_i = i; r->err_j = j; }
 }
 
-/* Loops that reduce (sums, maxima) keep LANES independent accumulators, combined in a fixed
+/* Loops that reduce (sums, maxima) keep lanes<T>() independent accumulators, combined in a fixed
  * order at the end: the compiler can then vectorise them without -ffast-math, and the result is
- * the same bits whatever vector width the machine has. */
-constexpr int LANES = 8;
-
-/* Loops whose float values feed double sums run with lanes<T>() accumulators: 16 for float, so
- * the float work fills a whole 512-bit vector (with 8 double lanes GCC vectorised it at half
- * width, the widest type setting the vector factor; measured 20% slower), 8 for double. */
+ * the same bits whatever vector width the machine has. 16 for float, so the float work fills a
+ * whole 512-bit vector (with 8 double lanes GCC vectorised it at half width, the widest type
+ * setting the vector factor; measured 20% slower), 8 for double. */
 template <typename T> constexpr int lanes() { return sizeof(T) == sizeof(float) ? 16 : 8; }
 
 /* The sum of NL (8 or 16) lane accumulators, as a fixed tree. */
-template <int NL = LANES> static inline double lane_total(const double* acc) {
+template <int NL> static inline double lane_total(const double* acc) {
     double a = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     double b = (acc[4] + acc[5]) + (acc[6] + acc[7]);
     if (NL == 8) return a + b;
