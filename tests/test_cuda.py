@@ -370,6 +370,31 @@ def test_float16(name):
     assert gpu.grad.dtype == np.float16 and gpu.loss.dtype == np.float32
 
 
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=["f16", "f32", "f64"])
+def test_out_buffers(name, dtype):
+    """out= with CuPy arrays: the same bits as an allocating GPU call, written into the caller's
+    arrays; NumPy arrays in out are refused."""
+    rng = np.random.default_rng(12)
+    if name in BINARY:
+        y, x = make_binary(rng, (40,), dtype, True, "soft")
+        loss_shape = x.shape
+    else:
+        y, x = make_categorical(rng, (20, 6), dtype, True, "int")
+        loss_shape = x.shape[:1]
+    f = getattr(xentc, name)
+    yg, xg = cupy.asarray(y), cupy.asarray(x)
+    kw = dict(from_logits=True, reduction="none", grad=True, hess=True)
+    ref = f(yg, xg, **kw)
+    cdt = np.float64 if dtype == np.float64 else np.float32
+    bufs = (cupy.empty(loss_shape, cdt), cupy.empty_like(xg), cupy.empty_like(xg))
+    res = f(yg, xg, out=bufs, **kw)
+    for got, want, buf in zip(res, ref, bufs):
+        assert got is buf
+        np.testing.assert_array_equal(host(got), host(want))
+    with pytest.raises(TypeError, match="^out: the grad entry must be a CuPy array"):
+        f(yg, xg, grad=True, from_logits=True, out=(None, np.empty(x.shape, x.dtype), None))
+
 # --------------------------------------------------------------------------------------
 # layouts: K-dim with axis, non-contiguous, negative strides, Fortran order
 # --------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_figures_are_drawn(tmp_path):
     figures = _figures()
     bench = tmp_path / "cpu.json"
     bench.write_text('{"date": "d", "repeat": 1, "machine": {}, "rows": [{"case": "c", "dtype": "float32", '
-                     '"xentc": 1.0, "xentc_1t": 2.0, "copy": 0.1, "NumPy": 3.0, "PyTorch": null}]}')
+                     '"xentc": 1.0, "xentc_out": 0.5, "xentc_out_1t": 2.0, "copy": 0.1, "NumPy": 3.0, "PyTorch": null}]}')
     paths = figures.draw_focal(str(tmp_path)) + [figures.draw_bench(str(tmp_path), str(bench))]
     for p in paths:
         assert pathlib.Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

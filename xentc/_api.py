@@ -288,28 +288,99 @@ def _call_with_sums(func, *args, **kwargs):
     return result, total, denom
 
 
+# --------------------------------------------------------------------------------------------
+# Output buffers (the out= argument)
+# --------------------------------------------------------------------------------------------
+class _Out(NamedTuple):
+    loss: Any
+    grad: Any
+    hess: Any
+
+
+_NO_OUT = _Out(None, None, None)
+
+
+def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, loss_shape: tuple,
+                    shape: tuple, cdt, res_dtype, inputs: tuple) -> _Out:
+    """The caller's out= arrays, checked before any work is done: each entry None or an array the
+    kernels can write directly (the exact shape and dtype of that result, C-contiguous, writeable,
+    sharing no memory with an input or another entry)."""
+    if out is None:
+        return _NO_OUT
+    if not isinstance(out, tuple) or len(out) != 3:
+        raise TypeError(f"out: expected a tuple (loss, grad, hess) such as a LossResult, got {type(out).__name__}")
+    loss_buf, grad_buf, hess_buf = out
+    if loss_buf is not None and reduction != "none":
+        if getattr(loss_buf, "ndim", 0) != 0:
+            raise ValueError(f"out: a loss array is only written with reduction='none', not {reduction!r}")
+        loss_buf = None  # the scalar of a previous result
+    specs = (("loss", loss_buf, True, loss_shape, cdt),
+             ("grad", grad_buf, grad, shape, res_dtype),
+             ("hess", hess_buf, hess, shape, res_dtype))
+    kept: list = []
+    for name, buf, wanted, want_shape, want_dtype in specs:
+        if buf is None:
+            kept.append(None)
+            continue
+        if not wanted:
+            raise ValueError(f"out: a {name} array was given but {name}=False")
+        if xp is np and not isinstance(buf, np.ndarray):
+            raise TypeError(f"out: the {name} entry must be a NumPy array, got {type(buf).__name__}")
+        if xp is not np and not _is_cupy(buf):
+            raise TypeError(f"out: the {name} entry must be a CuPy array like y_pred, got {type(buf).__name__}")
+        if buf.shape != want_shape:
+            raise ValueError(f"out: the {name} array has shape {buf.shape}, expected {want_shape}")
+        if buf.dtype != want_dtype:
+            raise ValueError(f"out: the {name} array has dtype {buf.dtype}, expected {np.dtype(want_dtype)}")
+        if not buf.flags.c_contiguous:
+            raise ValueError(f"out: the {name} array must be C-contiguous")
+        if not getattr(buf.flags, "writeable", True):
+            raise ValueError(f"out: the {name} array is read-only")
+        for other_name, other in inputs + tuple(zip(("loss", "grad"), kept)):
+            if other is not None and xp.may_share_memory(buf, other):
+                raise ValueError(f"out: the {name} array shares memory with {other_name}")
+        kept.append(buf)
+    return _Out(*kept)
+
+
+def _buffer(xp, buf, shape: tuple, dtype):
+    """An output array for a kernel: the caller's buffer viewed with the kernel's shape when it has
+    the compute dtype, else a new array (float16 results are computed in float32, then stored)."""
+    if buf is not None and buf.dtype == dtype:
+        return buf.reshape(shape)
+    return xp.empty(shape, dtype=dtype)
+
+
 def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_shape, grad_arr, hess_arr,
-            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool):
+            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool, bufs: _Out = _NO_OUT):
     sink = _SUMS_SINK.get()
     if sink is not None:
         sink.append((float(total), float(denom)))
     if reduction == "none":
-        loss = loss_arr.reshape(sample_shape)
+        loss = bufs.loss if bufs.loss is not None else loss_arr.reshape(sample_shape)
     else:
         value = total if reduction == "sum" else _mean_value(total, denom)
         loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
     if not (want_grad or want_hess):
         return loss
-    half = pred_dtype.kind == "f" and pred_dtype.itemsize == 2  # float16 in: float16 out, any byte order
-    out_dtype = np.dtype(np.float16) if half else cdt
+    out_dtype = _result_dtype(pred_dtype, cdt)  # float16 in: float16 out, any byte order
 
-    def shaped(a):
+    def shaped(a, buf):
         if a is None:
             return None
+        if buf is not None:  # the caller's array: written by the kernel, or here from float32
+            if buf.dtype != a.dtype:
+                xp.copyto(buf, a.reshape(pred_shape), casting="same_kind")
+            return buf
         a = a.reshape(pred_shape)
         return a.astype(out_dtype) if a.dtype != out_dtype else a
 
-    return LossResult(loss, shaped(grad_arr), shaped(hess_arr))
+    return LossResult(loss, shaped(grad_arr, bufs.grad), shaped(hess_arr, bufs.hess))
+
+
+def _result_dtype(pred_dtype, cdt):
+    """The dtype of grad and hess: float16 for float16 input (computed in float32), else cdt."""
+    return np.dtype(np.float16) if pred_dtype.kind == "f" and pred_dtype.itemsize == 2 else cdt
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
@@ -322,7 +393,7 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
 # Binary losses
 # --------------------------------------------------------------------------------------------
 def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_smoothing, reduction,
-            grad, hess, n_threads):
+            grad, hess, n_threads, out=None):
     xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     cdt = _compute_dtype(pred)
@@ -335,6 +406,9 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     n = int(np.prod(shape, dtype=np.int64))
     backend = _backend(xp)
     sw = _sample_weight(sample_weight, shape, cdt, xp)
+    bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
+                           cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
+                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw)))
     denom = float(n)
     if sw is not None:
         denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads)
@@ -342,16 +416,16 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
             _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
-    loss_arr = xp.empty(n, dtype=cdt) if reduction == "none" else None
-    grad_arr = xp.empty(n, dtype=cdt) if grad else None
-    hess_arr = xp.empty(n, dtype=cdt) if hess else None
+    loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
+    grad_arr = _buffer(xp, bufs.grad, (n,), cdt) if grad else None
+    hess_arr = _buffer(xp, bufs.hess, (n,), cdt) if hess else None
     total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
                                       dscale, from_logits, loss_arr, grad_arr, hess_arr,
                                       cdt == np.float64, n_threads)
     if err:
         _raise_binary(err, i, yt, pred, None)
     return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
-                   grad, hess)
+                   grad, hess, bufs)
 
 
 @overload
@@ -359,24 +433,28 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
                          pos_weight: Optional[npt.ArrayLike] = ...,
                          sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
                          reduction: str = ..., grad: Literal[True], hess: bool = ...,
-                         n_threads: Optional[int] = ...) -> LossResult: ...
+                         n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
                          pos_weight: Optional[npt.ArrayLike] = ...,
                          sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
                          reduction: str = ..., grad: bool = ..., hess: Literal[True],
-                         n_threads: Optional[int] = ...) -> LossResult: ...
+                         n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ...,
                          pos_weight: Optional[npt.ArrayLike] = ...,
                          sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
                          reduction: str = ..., grad: bool = ..., hess: bool = ...,
-                         n_threads: Optional[int] = ...) -> Any: ...
+                         n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> Any: ...
 def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = False,
                          pos_weight: Optional[npt.ArrayLike] = None,
                          sample_weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0,
                          reduction: str = "mean", grad: bool = False, hess: bool = False,
-                         n_threads: Optional[int] = None) -> Any:
+                         n_threads: Optional[int] = None,
+        out: Optional[tuple] = None) -> Any:
     r"""Binary cross entropy, with its gradient and Hessian diagonal on request.
 
     Per element, with p the predicted probability (``sigmoid(y_pred)`` with ``from_logits``,
@@ -410,6 +488,13 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         ``y_pred`` (including the ``1 / sum w`` factor of "mean").
     n_threads : int, optional
         Number of OpenMP threads; None uses the OpenMP default (``OMP_NUM_THREADS``).
+    out : tuple (loss, grad, hess), optional
+        Arrays to write the results into instead of new ones, in the order of
+        :class:`LossResult` (so a previous result can be passed back); an entry is None, or an
+        array of the result's shape and dtype, C-contiguous, writeable and not overlapping any
+        input or other entry. The loss entry is used with ``reduction="none"`` only (with "mean"
+        and "sum" it must be None or a scalar, which is ignored); the grad / hess entries need
+        ``grad`` / ``hess``. The returned arrays are these objects. See docs/semantics.md.
 
     Returns
     -------
@@ -458,7 +543,7 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     pw = _small_weights("pos_weight", pos_weight, last[0], xp)
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
                    sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad, hess=hess,
-                   n_threads=n_threads)
+                   n_threads=n_threads, out=out)
 
 
 @overload
@@ -466,23 +551,27 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
                       alpha: Optional[float] = ..., from_logits: bool = ...,
                       sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
                       reduction: str = ..., grad: Literal[True], hess: bool = ...,
-                      n_threads: Optional[int] = ...) -> LossResult: ...
+                      n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
                       alpha: Optional[float] = ..., from_logits: bool = ...,
                       sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
                       reduction: str = ..., grad: bool = ..., hess: Literal[True],
-                      n_threads: Optional[int] = ...) -> LossResult: ...
+                      n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
                       alpha: Optional[float] = ..., from_logits: bool = ...,
                       sample_weight: Optional[npt.ArrayLike] = ..., label_smoothing: float = ...,
-                      reduction: str = ..., grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+                      reduction: str = ..., grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> Any: ...
 def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2.0,
                       alpha: Optional[float] = None, from_logits: bool = False,
                       sample_weight: Optional[npt.ArrayLike] = None, label_smoothing: float = 0.0,
                       reduction: str = "mean", grad: bool = False, hess: bool = False,
-                      n_threads: Optional[int] = None) -> Any:
+                      n_threads: Optional[int] = None,
+        out: Optional[tuple] = None) -> Any:
     r"""Binary focal loss (Lin et al. 2017), with its gradient and Hessian diagonal on request.
 
     .. math:: l = -[\,a\, y (1-p)^\gamma \log p + (1-a)(1-y)\, p^\gamma \log(1-p)\,]
@@ -498,7 +587,7 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
         Focusing parameter, finite and >= 0.
     alpha : float, optional
         Weight of the positive side in [0, 1]; the negative side gets ``1 - alpha``.
-    from_logits, sample_weight, label_smoothing, reduction, grad, hess, n_threads
+    from_logits, sample_weight, label_smoothing, reduction, grad, hess, n_threads, out
         As in :func:`binary_cross_entropy`.
 
     Returns
@@ -539,14 +628,14 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha!r}")
         w1, w0 = np.array([a]), 1.0 - a
     return _binary(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=g, sample_weight=sample_weight,
-                   label_smoothing=eps, reduction=reduction, grad=grad, hess=hess, n_threads=n_threads)
+                   label_smoothing=eps, reduction=reduction, grad=grad, hess=hess, n_threads=n_threads, out=out)
 
 
 # --------------------------------------------------------------------------------------------
 # Categorical losses
 # --------------------------------------------------------------------------------------------
 def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamma, sample_weight,
-                 ignore_index, label_smoothing, reduction, grad, hess, n_threads):
+                 ignore_index, label_smoothing, reduction, grad, hess, n_threads, out=None):
     xp = _namespace(y_true=y_true, y_pred=y_pred, class_weight=class_weight, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     if pred.ndim == 0:
@@ -599,6 +688,9 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     n = outer * inner
     backend = _backend(xp)
     sw = _sample_weight(sample_weight, sample_shape, cdt, xp)
+    bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
+                           shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
+                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw)))
     denom = float(n)
     if labels is not None or sw is not None:
         denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
@@ -606,16 +698,16 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
             full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
             _raise_categorical(err, i, j, yt, pred, ax, full_sw)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
-    loss_arr = xp.empty(n, dtype=cdt) if reduction == "none" else None
-    grad_arr = xp.empty((outer, C, inner), dtype=cdt) if grad else None
-    hess_arr = xp.empty((outer, C, inner), dtype=cdt) if hess else None
+    loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
+    grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), cdt) if grad else None
+    hess_arr = _buffer(xp, bufs.hess, (outer, C, inner), cdt) if hess else None
     total, err, i, j = backend.softmax(x3, labels, ysoft, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, label_smoothing, gamma, dscale, from_logits,
                                        loss_arr, grad_arr, hess_arr, cdt == np.float64, n_threads)
     if err:
         _raise_categorical(err, i, j, yt, pred, ax, None)
     return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
-                   cdt, grad, hess)
+                   cdt, grad, hess, bufs)
 
 
 def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index):
@@ -629,21 +721,25 @@ def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoot
 def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
                   class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
                   ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
-                  grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...) -> LossResult: ...
+                  grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
                   class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
                   ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
-                  grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...) -> LossResult: ...
+                  grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = ..., axis: int = ...,
                   class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
                   ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
-                  grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+                  grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> Any: ...
 def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: bool = False, axis: int = -1,
                   class_weight: Optional[npt.ArrayLike] = None, sample_weight: Optional[npt.ArrayLike] = None,
                   ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = "mean",
-                  grad: bool = False, hess: bool = False, n_threads: Optional[int] = None) -> Any:
+                  grad: bool = False, hess: bool = False, n_threads: Optional[int] = None,
+        out: Optional[tuple] = None) -> Any:
     r"""Categorical cross entropy, with its gradient and Hessian diagonal on request.
 
     Per sample, with P the predicted class probabilities (``softmax(y_pred)`` along ``axis``
@@ -678,6 +774,13 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
         Also return the gradient / Hessian diagonal with respect to ``y_pred``.
     n_threads : int, optional
         Number of OpenMP threads; None uses the OpenMP default.
+    out : tuple (loss, grad, hess), optional
+        Arrays to write the results into instead of new ones, in the order of
+        :class:`LossResult` (so a previous result can be passed back); an entry is None, or an
+        array of the result's shape and dtype, C-contiguous, writeable and not overlapping any
+        input or other entry. The loss entry is used with ``reduction="none"`` only (with "mean"
+        and "sum" it must be None or a scalar, which is ignored); the grad / hess entries need
+        ``grad`` / ``hess``. The returned arrays are these objects. See docs/semantics.md.
 
     Returns
     -------
@@ -714,7 +817,7 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
-                        sample_weight=sample_weight, **kw)
+                        sample_weight=sample_weight, out=out, **kw)
 
 
 @overload
@@ -722,24 +825,28 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = .
                alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
                class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
                ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
-               grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...) -> LossResult: ...
+               grad: Literal[True], hess: bool = ..., n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
                alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
                class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
                ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
-               grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...) -> LossResult: ...
+               grad: bool = ..., hess: Literal[True], n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> LossResult: ...
 @overload
 def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = ...,
                alpha: Optional[npt.ArrayLike] = ..., from_logits: bool = ..., axis: int = ...,
                class_weight: Optional[npt.ArrayLike] = ..., sample_weight: Optional[npt.ArrayLike] = ...,
                ignore_index: Optional[int] = ..., label_smoothing: float = ..., reduction: str = ...,
-               grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...) -> Any: ...
+               grad: bool = ..., hess: bool = ..., n_threads: Optional[int] = ...,
+        out: Optional[tuple] = ...) -> Any: ...
 def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2.0,
                alpha: Optional[npt.ArrayLike] = None, from_logits: bool = False, axis: int = -1,
                class_weight: Optional[npt.ArrayLike] = None, sample_weight: Optional[npt.ArrayLike] = None,
                ignore_index: Optional[int] = None, label_smoothing: float = 0.0, reduction: str = "mean",
-               grad: bool = False, hess: bool = False, n_threads: Optional[int] = None) -> Any:
+               grad: bool = False, hess: bool = False, n_threads: Optional[int] = None,
+        out: Optional[tuple] = None) -> Any:
     r"""Categorical focal loss, with its gradient and Hessian diagonal on request.
 
     .. math:: l_i = -\sum_j a_j \, cw_j \, Y_{ij} (1 - P_{ij})^\gamma \log P_{ij}
@@ -757,7 +864,7 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
         ``class_weight`` it does not enter the mean's denominator.
     from_logits, axis, class_weight, sample_weight, ignore_index
         As in :func:`cross_entropy`.
-    label_smoothing, reduction, grad, hess, n_threads
+    label_smoothing, reduction, grad, hess, n_threads, out
         As in :func:`cross_entropy`.
 
     Returns
@@ -796,4 +903,4 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
             C = None  # reported by the axis check
         a = _small_weights("alpha", alpha, C, xp, upper=1.0, what="in [0, 1]")
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=a, gamma=g,
-                        sample_weight=sample_weight, **kw)
+                        sample_weight=sample_weight, out=out, **kw)

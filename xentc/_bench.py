@@ -2,9 +2,11 @@
 
 Run as ``python -m xentc bench`` or ``python benchmarks/bench_cpu.py``. Every case times
 loss + gradient in one call (``reduction="mean"``), median of repeats after a warm-up, in one
-process, and prints for each: xentc with all threads and with one, each peer that is installed,
-the ratio of the fastest peer's time to xentc's, a ``numpy.copyto`` of the logits (the memory
-roofline) and xentc's ratio to it, and the peak memory xentc allocated beyond its outputs.
+process, and prints for each: xentc with all threads as a user calls it (allocating its gradient),
+xentc writing into a preallocated gradient (``out=``) with all threads and with one, each peer that
+is installed, the ratio of the fastest peer's time to xentc's (both allocating), a ``numpy.copyto``
+of the logits into a preallocated array (the memory roofline) and the ``out=`` time's ratio to it
+(both write into existing memory), and the peak memory xentc allocated beyond its outputs.
 Every peer's result is checked against xentc's before it is timed.
 """
 from __future__ import annotations
@@ -61,14 +63,15 @@ def make_inputs(kind: str, shape, dtype, rng):
     return rng.integers(0, c, n), x
 
 
-def run_xentc(kind, y, x, n_threads=None):
+def run_xentc(kind, y, x, n_threads=None, out=None):
+    kw = dict(from_logits=True, grad=True, n_threads=n_threads, out=out)
     if kind == "bce":
-        return xentc.binary_cross_entropy(y, x, from_logits=True, grad=True, n_threads=n_threads)
+        return xentc.binary_cross_entropy(y, x, **kw)
     if kind == "bfocal":
-        return xentc.binary_focal_loss(y, x, gamma=GAMMA, from_logits=True, grad=True, n_threads=n_threads)
+        return xentc.binary_focal_loss(y, x, gamma=GAMMA, **kw)
     if kind in ("ce", "softce"):
-        return xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=n_threads)
-    return xentc.focal_loss(y, x, gamma=GAMMA, from_logits=True, grad=True, n_threads=n_threads)
+        return xentc.cross_entropy(y, x, **kw)
+    return xentc.focal_loss(y, x, gamma=GAMMA, **kw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,10 +222,12 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional
             ours = run_xentc(kind, y, x)
             row = {"case": name, "dtype": np.dtype(dtype).name}
             row["xentc"] = median_ms(lambda: run_xentc(kind, y, x, n_threads), reps)
-            row["xentc_1t"] = median_ms(lambda: run_xentc(kind, y, x, n_threads=1), reps)
+            prev = (None, np.empty_like(x), None)
+            row["xentc_out"] = median_ms(lambda: run_xentc(kind, y, x, n_threads, out=prev), reps)
+            row["xentc_out_1t"] = median_ms(lambda: run_xentc(kind, y, x, n_threads=1, out=prev), reps)
             dst = np.empty_like(x)
             row["copy"] = median_ms(lambda: np.copyto(dst, x), reps)
-            del dst
+            del dst, prev
             row["extra_mb"] = extra_peak_mb(kind, y, x)
             best = None
             if peers_on:
@@ -248,8 +253,8 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional
     return rows
 
 
-HEADER = (f"{'case':<27} {'dtype':<8} {'xentc':>9} {'1 thread':>9} {'scale':>6} {'NumPy':>9} {'PyTorch':>9} "
-          f"{'sklearn':>9} {'vs best':>8} {'copy':>8} {'/copy':>6} {'extra MB':>9}")
+HEADER = (f"{'case':<27} {'dtype':<8} {'xentc':>9} {'NumPy':>9} {'PyTorch':>9} {'sklearn':>9} {'vs best':>8} "
+          f"{'out=':>9} {'1 thread':>9} {'scale':>6} {'copy':>8} {'/copy':>6} {'extra MB':>9}")
 
 
 def _ms(v: Optional[float]) -> str:
@@ -261,10 +266,10 @@ def print_row(r: dict, out=sys.stdout) -> None:
         print(HEADER + "\n" + "-" * len(HEADER), file=out)
         print_row._header_done = True
     vs = "—" if r["best_peer"] is None else f"{r['best_peer'] / r['xentc']:.1f}x"
-    print(f"{r['case']:<27} {r['dtype']:<8} {_ms(r['xentc']):>9} {_ms(r['xentc_1t']):>9} "
-          f"{r['xentc_1t'] / r['xentc']:>5.2f}x {_ms(r.get('NumPy')):>9} {_ms(r.get('PyTorch')):>9} "
-          f"{_ms(r.get('sklearn')):>9} {vs:>8} {_ms(r['copy']):>8} {r['xentc'] / r['copy']:>5.1f}x "
-          f"{r['extra_mb']:>9.1f}", file=out, flush=True)
+    print(f"{r['case']:<27} {r['dtype']:<8} {_ms(r['xentc']):>9} {_ms(r.get('NumPy')):>9} "
+          f"{_ms(r.get('PyTorch')):>9} {_ms(r.get('sklearn')):>9} {vs:>8} {_ms(r['xentc_out']):>9} "
+          f"{_ms(r['xentc_out_1t']):>9} {r['xentc_out_1t'] / r['xentc_out']:>5.2f}x {_ms(r['copy']):>8} "
+          f"{r['xentc_out'] / r['copy']:>5.1f}x {r['extra_mb']:>9.1f}", file=out, flush=True)
 
 
 def machine_description() -> dict:
@@ -333,9 +338,10 @@ def main(argv=None) -> int:
     rows = bench(cases, dtypes, args.repeat, peers_on=not args.no_peers, n_threads=args.threads)
     if args.json:
         write_json(args.json, rows, args.repeat)
-    print("\nTimes in ms (median). 'vs best' = fastest peer's time / xentc's; '/copy' = xentc / numpy.copyto "
-          "of the logits; 'scale' = 1-thread time / all-threads time; 'extra MB' = peak allocation "
-          "beyond the gradient.")
+    print("\nTimes in ms (median). 'xentc' allocates its gradient, like the peers; 'vs best' = fastest peer's "
+          "time / xentc's. 'out=' writes into a preallocated gradient (all threads, then one): 'scale' = "
+          "1-thread time / all-threads time, '/copy' = out= time / numpy.copyto of the logits into a "
+          "preallocated array. 'extra MB' = peak allocation beyond the gradient.")
     return 0
 
 
