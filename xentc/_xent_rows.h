@@ -152,7 +152,7 @@ struct BinaryArgs {
  * pointers and no aliasing for the compiler to worry about, so it vectorises. */
 constexpr int CHUNK = 64;
 
-template <typename T, bool G, bool H, typename Pow>
+template <typename T, bool G, bool H, typename Pow, bool SW>
 static inline void binary_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps, T g,
                                         T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
@@ -176,13 +176,18 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
         }
         if (w1) for (int k = 0; k < m; ++k) c1b[k] *= w1[i0 + k];
         else if (w1s != T(1)) for (int k = 0; k < m; ++k) c1b[k] *= w1s;
-        if (sw) for (int k = 0; k < m; ++k) { wlb[k] = sw[i0 + k]; wdb[k] = sw[i0 + k] * dscale; }
-        else for (int k = 0; k < m; ++k) { wlb[k] = T(1); wdb[k] = dscale; }
+        if (SW) for (int k = 0; k < m; ++k) { wlb[k] = sw[i0 + k]; wdb[k] = sw[i0 + k] * dscale; }
+        /* a whole chunk writes its derivatives straight to the outputs; the last, partial one
+         * goes through gb / hb */
+        T* __restrict gd = (G && m == CHUNK) ? go + i0 : gb;
+        T* __restrict hd = (H && m == CHUNK) ? ho + i0 : hb;
         for (int k = 0; k < CHUNK; ++k) {
-            const LGH<T> o = binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wlb[k], wdb[k]);
+            /* without sample weights: weight 1 (padding adds 0 to the sum either way: c = 0) */
+            const T wl = SW ? wlb[k] : T(1), wd = SW ? wdb[k] : dscale;
+            const LGH<T> o = binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd);
             lb[k] = o.l;
-            gb[k] = o.g;
-            hb[k] = o.h;
+            if (G) gd[k] = o.g;
+            if (H) hd[k] = o.h;
         }
         /* Kahan steps, lane k taking elements k, k + NL, ... (padding adds exact zeros); an inf or
          * NaN sum needs no compensation. Lanes outermost: GCC vectorises this form across lanes,
@@ -200,8 +205,10 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
             sc[k] = cc;
         }
         if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
-        if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
-        if (H) for (int k = 0; k < m; ++k) ho[i0 + k] = hb[k];
+        if (m < CHUNK) {
+            if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
+            if (H) for (int k = 0; k < m; ++k) ho[i0 + k] = hb[k];
+        }
     }
     for (int k = 0; k < NL; ++k) { acc[k] = sa[k]; cmp[k] = sc[k]; }
     *bad |= any_bad;
@@ -227,8 +234,14 @@ static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, Bloc
         const int64_t len = L > 1 ? ((i1 - i) < (L - j) ? (i1 - i) : (L - j)) : (i1 - i);
         const T* w1s = (L > 1) ? w1 + j : (const T*)0;
         const T w1c = (w1 && L == 1) ? w1[0] : T(1);
-        binary_logit_span<T, G, H, Pow>(y + i, x + i, sw ? sw + i : sw, w1s, w1c, w0, eps, g, dscale,
-                                      lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc, cmp, &bad);
+        if (sw)
+            binary_logit_span<T, G, H, Pow, true>(y + i, x + i, sw + i, w1s, w1c, w0, eps, g, dscale,
+                                                  lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc,
+                                                  cmp, &bad);
+        else
+            binary_logit_span<T, G, H, Pow, false>(y + i, x + i, sw, w1s, w1c, w0, eps, g, dscale,
+                                                   lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc,
+                                                   cmp, &bad);
         i += len;
     }
     for (int k = 0; k < NL; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
@@ -821,10 +834,21 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         wd[r] = wl[r] * dscale;
         flag[r] = T(0);
     }
-    for (int j = 0; j < C; ++j) {
-        T* __restrict xj = xb + j * R;
-        for (int r = 0; r < n; ++r) xj[r] = x[xo[r] + j * sc];
-        for (int r = n; r < R; ++r) xj[r] = T(0);
+    if (UNIT) {
+        /* contiguous rows: row by row, a contiguous read (GCC's gather of the class-major form
+         * cost three times the instructions) */
+        for (int r = 0; r < n; ++r) {
+            const T* __restrict src = x + xo[r];
+            for (int j = 0; j < C; ++j) xb[j * R + r] = src[j];
+        }
+        for (int j = 0; j < C; ++j)
+            for (int r = n; r < R; ++r) xb[j * R + r] = T(0);
+    } else {
+        for (int j = 0; j < C; ++j) {
+            T* __restrict xj = xb + j * R;
+            for (int r = 0; r < n; ++r) xj[r] = x[xo[r] + j * sc];
+            for (int r = n; r < R; ++r) xj[r] = T(0);
+        }
     }
 
     /* the row summary: maximum m, its first index jm (held as a T so that it shares the lanes of
@@ -871,22 +895,43 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         ag.sy_c = R;   /* class_coef reads the staged labels */
         for (int j = 0; j < C; ++j)
             for (int r = 0; r < R; ++r) cb[j * R + r] = class_coef(&ag, cwa, -1, gb + r, j);
-    } else {
+    }
+    /* Cross entropy with integer labels and no smoothing (SPARSE): only the label has a
+     * coefficient, c_y = cw_y, so the sums over classes are that one term and the gradient takes
+     * c_j = 0 elsewhere. Same bits as the general loops, which add exact zeros to it. */
+    const bool cross_entropy = Pow::zero || g == T(0);
+    const bool sparse = cross_entropy && !ysoft && T(a->eps) == T(0);
+    T cy[R], ylT[R];
+    if (sparse) {
+        for (int r = 0; r < R; ++r) {
+            cy[r] = yl[r] < 0 ? T(0) : class_coef(a, cwa, yl[r], (const T*)0, yl[r]);
+            ylT[r] = yl[r] < 0 ? T(-1) : T(yl[r]);
+        }
+    } else if (!ysoft) {
         for (int j = 0; j < C; ++j)
             for (int r = 0; r < R; ++r) cb[j * R + r] = class_coef(a, cwa, yl[r], (const T*)0, j);
     }
 
     T lossb[R], gjm[R], hjm[R];
-    if (Pow::zero || g == T(0)) {
+    if (cross_entropy) {
         /* cross entropy: as softmax_ce_finish, with S = sum_j c_j, S_rest = sum_{j != jm} c_j */
         double S[R], S_rest[R], LD[R];
-        for (int r = 0; r < R; ++r) { S[r] = 0.0; S_rest[r] = 0.0; LD[r] = 0.0; }
-        for (int j = 0; j < C; ++j) {
+        if (sparse) {
             for (int r = 0; r < R; ++r) {
-                const T c = cb[j * R + r];
-                S[r] += double(c);
-                S_rest[r] += T(j) == jm[r] ? 0.0 : double(c);
-                LD[r] += double(mul0(c, softmax_gap(xb[j * R + r], m[r])));
+                const int q = (yl[r] < 0 ? 0 : int(yl[r])) * R + r;
+                S[r] = double(cy[r]);
+                S_rest[r] = ylT[r] == jm[r] ? 0.0 : double(cy[r]);
+                LD[r] = double(mul0(cy[r], softmax_gap(xb[q], m[r])));
+            }
+        } else {
+            for (int r = 0; r < R; ++r) { S[r] = 0.0; S_rest[r] = 0.0; LD[r] = 0.0; }
+            for (int j = 0; j < C; ++j) {
+                for (int r = 0; r < R; ++r) {
+                    const T c = cb[j * R + r];
+                    S[r] += double(c);
+                    S_rest[r] += T(j) == jm[r] ? 0.0 : double(c);
+                    LD[r] += double(mul0(c, softmax_gap(xb[j * R + r], m[r])));
+                }
             }
         }
         for (int r = 0; r < R; ++r) lossb[r] = mul0(wl[r], T(LD[r] + S[r] * double(L[r])));
@@ -899,12 +944,23 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                 gjm[r] = mul0(wd[r], T(S_rest[r] - S[r] * double(Qjm)));
                 hjm[r] = mul0(wd[r], ST[r] * inv_s[r] * Qjm);
             }
+            /* the same loop twice, taking c_j from the label (sparse) or from the staged row */
             for (int j = 0; j < C; ++j) {
-                for (int r = 0; r < R; ++r) {
-                    const T P = eb[j * R + r] * inv_s[r];
-                    const bool is_jm = T(j) == jm[r];
-                    gb[j * R + r] = is_jm ? gjm[r] : mul0(wd[r], ST[r] * P - cb[j * R + r]);
-                    if (H) hb[j * R + r] = is_jm ? hjm[r] : mul0(wd[r], ST[r] * P * (T(1) - P));
+                if (sparse) {
+                    for (int r = 0; r < R; ++r) {
+                        const T P = eb[j * R + r] * inv_s[r];
+                        const bool is_jm = T(j) == jm[r];
+                        const T c = T(j) == ylT[r] ? cy[r] : T(0);
+                        gb[j * R + r] = is_jm ? gjm[r] : mul0(wd[r], ST[r] * P - c);
+                        if (H) hb[j * R + r] = is_jm ? hjm[r] : mul0(wd[r], ST[r] * P * (T(1) - P));
+                    }
+                } else {
+                    for (int r = 0; r < R; ++r) {
+                        const T P = eb[j * R + r] * inv_s[r];
+                        const bool is_jm = T(j) == jm[r];
+                        gb[j * R + r] = is_jm ? gjm[r] : mul0(wd[r], ST[r] * P - cb[j * R + r]);
+                        if (H) hb[j * R + r] = is_jm ? hjm[r] : mul0(wd[r], ST[r] * P * (T(1) - P));
+                    }
                 }
             }
         }
