@@ -163,10 +163,17 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
     double sa[NL], sc[NL];
     for (int k = 0; k < NL; ++k) { sa[k] = acc[k]; sc[k] = cmp[k]; }
     int any_bad = 0;
+    /* Without sample weights the loss weight is the constant 1, but the derivative weight stays
+     * an array of dscale: with a loop-invariant wd, GCC left the focal loops unvectorised
+     * (mul0(wd, ...) tests an invariant; binary focal gradient 1.6 -> 27 ns per element) */
+    if (!SW) for (int k = 0; k < CHUNK; ++k) wdb[k] = dscale;
     for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
         const int m = (n - i0) < CHUNK ? int(n - i0) : CHUNK;
         if (m < CHUNK)
-            for (int k = 0; k < CHUNK; ++k) { xb[k] = T(0); c1b[k] = T(0); c0b[k] = T(0); wlb[k] = T(0); wdb[k] = T(0); }
+            for (int k = 0; k < CHUNK; ++k) {
+                xb[k] = T(0); c1b[k] = T(0); c0b[k] = T(0);   /* c = 0: padding gives exact zeros */
+                if (SW) { wlb[k] = T(0); wdb[k] = T(0); }
+            }
         for (int k = 0; k < m; ++k) {
             const T yi = y[i0 + k];
             any_bad |= !(yi >= T(0) && yi <= T(1));
@@ -182,8 +189,8 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
         T* __restrict gd = (G && m == CHUNK) ? go + i0 : gb;
         T* __restrict hd = (H && m == CHUNK) ? ho + i0 : hb;
         for (int k = 0; k < CHUNK; ++k) {
-            /* without sample weights: weight 1 (padding adds 0 to the sum either way: c = 0) */
-            const T wl = SW ? wlb[k] : T(1), wd = SW ? wdb[k] : dscale;
+            /* without sample weights: loss weight 1 (padding adds 0 to the sum either way: c = 0) */
+            const T wl = SW ? wlb[k] : T(1), wd = wdb[k];
             const LGH<T> o = binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd);
             lb[k] = o.l;
             if (G) gd[k] = o.g;
