@@ -113,6 +113,24 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
     const WeightArgs* a = (const WeightArgs*)vargs;
     const T* sw = (const T*)a->sw;
     const T* cw = (const T*)a->cw;
+    if (a->labels && !sw && !cw) {
+        /* labels alone: the sum is the number of labels kept, an integer the Kahan sum of ones
+         * below would give exactly; counted in a loop that vectorises (AVX-512, one thread:
+         * 0.47 -> 0.12 ns per label). Bad labels: the loop below finds the first. */
+        const int64_t* lab = a->labels;
+        const uint64_t C = uint64_t(a->C);
+        const int64_t ign = a->ignore_index;
+        const bool has_ign = a->has_ignore != 0;
+        int64_t kept = 0, bad = 0;
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t y = lab[i];
+            const int64_t skip = (has_ign && y == ign) ? 1 : 0;
+            const int64_t in_range = uint64_t(y) < C ? 1 : 0;
+            kept += in_range & (skip ^ 1);
+            bad |= (in_range | skip) ^ 1;
+        }
+        if (!bad) { kahan_add(res, double(kept)); return; }
+    }
     for (int64_t i = i0; i < i1; ++i) {
         T w = T(1);
         if (sw) {
@@ -199,17 +217,30 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
         /* Kahan steps, lane k taking elements k, k + NL, ... (padding adds exact zeros); an inf or
          * NaN sum needs no compensation. Lanes outermost: GCC vectorises this form across lanes,
          * not the one with lanes innermost (it unrolled that and left it scalar) */
-        for (int k = 0; k < NL; ++k) {
-            double a = sa[k], cc = sc[k];
-            for (int k0 = 0; k0 < CHUNK; k0 += NL) {
-                const double v = double(lb[k0 + k]) - cc;
-                const double t = a + v;
-                const double c = (t - a) - v;
-                cc = (t - t == 0.0) ? c : 0.0;
-                a = t;
+        if (sizeof(T) == sizeof(float)) {
+            /* float losses need no compensation: the terms are >= 0, so a lane's double sum of
+             * k of them is within k * 2^-53 of the exact sum (relative), 2^-39 for the 16384
+             * elements of a block in one lane, far below float's 2^-24 (the blocks' sums are
+             * then added with Kahan). Driver, AVX-512, one thread: binary CE 1.32 -> 1.21 ns
+             * per element. */
+            for (int k = 0; k < NL; ++k) {
+                double a = sa[k];
+                for (int k0 = 0; k0 < CHUNK; k0 += NL) a += double(lb[k0 + k]);
+                sa[k] = a;
             }
-            sa[k] = a;
-            sc[k] = cc;
+        } else {
+            for (int k = 0; k < NL; ++k) {
+                double a = sa[k], cc = sc[k];
+                for (int k0 = 0; k0 < CHUNK; k0 += NL) {
+                    const double v = double(lb[k0 + k]) - cc;
+                    const double t = a + v;
+                    const double c = (t - a) - v;
+                    cc = (t - t == 0.0) ? c : 0.0;
+                    a = t;
+                }
+                sa[k] = a;
+                sc[k] = cc;
+            }
         }
         if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
         if (m < CHUNK) {
