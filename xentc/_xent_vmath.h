@@ -30,6 +30,7 @@ namespace xent {
 
 static XENT_ALWAYS_INLINE float bits_to_float(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
 static XENT_ALWAYS_INLINE double bits_to_double(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
+static XENT_ALWAYS_INLINE uint64_t double_to_bits(double d) { uint64_t u; memcpy(&u, &d, sizeof u); return u; }
 
 /* NONPOS: the caller guarantees x <= 0 (or NaN), so the upper clamp is left out */
 template <bool NONPOS> static XENT_ALWAYS_INLINE float vexp_impl(float x) {
@@ -57,7 +58,8 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
     const double xl = x < -746.0 ? -746.0 : x;
     const double xc = NONPOS ? xl : (xl > 710.0 ? 710.0 : xl);
     const double shifter = 6755399441055744.0;       /* 1.5 * 2^52 */
-    const double n = (xc * 1.4426950408889634074 + shifter) - shifter;
+    const double t = xc * 1.4426950408889634074 + shifter;
+    const double n = t - shifter;
     /* ln2 = ln2_hi + ln2_lo with ln2_hi having 32 significant bits, so n * ln2_hi is exact */
     const double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
     /* exp(r) = 1 + r + r^2 P(r), P of degree 9 fitted to (exp(r) - 1 - r) / r^2 on |r| <= ln2/2
@@ -74,10 +76,13 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
     p = p * r + 1.6666666666666669e-01;
     p = p * r + 5.0000000000000011e-01;
     p = p * (r * r) + r + 1.0;
-    const int32_t ni = (int32_t)n;                   /* in [-1077, 1025] */
-    const int32_t n1 = ni >> 1, n2 = ni - n1;         /* floor and ceiling of ni / 2: in [-539, 513] */
-    const double res = p * bits_to_double((uint64_t)(int64_t)(n1 + 1023) << 52)
-                         * bits_to_double((uint64_t)(int64_t)(n2 + 1023) << 52);
+    /* n in [-1077, 1025] as an integer: t lies in [2^52, 2^53), where the ulp is 1, so the bits
+     * of t minus those of the shifter are n (integer operations only; converting n cost more).
+     * 2^n = 2^n1 2^n2 with n1 = floor(n / 2), n2 = n - n1 in [-539, 513], biased by 1023:
+     * e1 = n1 + 1023 = (n + 1078) / 2 + 484 (n + 1078 > 0: a logical shift) */
+    const uint64_t nb = double_to_bits(t) - double_to_bits(shifter) + 1078;
+    const uint64_t e1 = (nb >> 1) + 484, e2 = nb + 968 - e1;
+    const double res = p * bits_to_double(e1 << 52) * bits_to_double(e2 << 52);
     return x != x ? x : res;
 }
 
