@@ -301,14 +301,20 @@ template <typename T> XENT_HD T softmax_exp(T x, T m) {
 template <typename T> struct SoftmaxElem { T P, Q, nlogP; };
 
 template <typename T>
-XENT_HD SoftmaxElem<T> softmax_elem(T d, T e, bool is_jm, double s, double s_rest, T log1p_rest) {
+XENT_HD SoftmaxElem<T> softmax_elem_inv(T d, T e, bool is_jm, double s, double inv_s, double s_rest, T log1p_rest) {
     SoftmaxElem<T> o;
-    /* times 1/s rather than / s: in a loop over a row the reciprocal is computed once (a double
+    /* times inv_s = 1/s rather than / s: the caller computes the reciprocal once per row (a double
      * division per element was the largest cost of the focal loops); at most one more rounding */
-    o.P = T(double(e) * (1.0 / s));
+    o.P = T(double(e) * inv_s);
     o.Q = is_jm ? T(s_rest / s) : T(1) - o.P;
     o.nlogP = d + log1p_rest;
     return o;
+}
+
+/* The same with 1/s computed here: in a loop over one row the compiler hoists it. */
+template <typename T>
+XENT_HD SoftmaxElem<T> softmax_elem(T d, T e, bool is_jm, double s, double s_rest, T log1p_rest) {
+    return softmax_elem_inv(d, e, is_jm, s, 1.0 / s, s_rest, log1p_rest);
 }
 
 /* Focal pieces of one softmax class with coefficient c (alpha_j * class_weight_j * Y_j).

@@ -939,8 +939,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
      * c_j = 0 elsewhere. Same bits as the general loops, which add exact zeros to it. */
     const bool cross_entropy = Pow::zero || g == T(0);
     const bool sparse = cross_entropy && !ysoft && T(a->eps) == T(0);
+    const bool label_only = !ysoft && T(a->eps) == T(0);   /* only the label has a coefficient */
     T cy[R], ylT[R];
-    if (sparse) {
+    if (label_only) {
         for (int r = 0; r < R; ++r) {
             cy[r] = yl[r] < 0 ? T(0) : class_coef(a, cwa, yl[r], (const T*)0, yl[r]);
             ylT[r] = yl[r] < 0 ? T(-1) : T(yl[r]);
@@ -1011,55 +1012,89 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         T* __restrict Qb = b.Q;
         T* __restrict Gb = b.G;
         T* __restrict Kb = b.Kt;
-        double FL[R], Tt[R], T_rest[R], U_rest[R];
+        double FL[R], Tt[R], T_rest[R], U_rest[R], inv_s[R];
         T G_jm[R], Kt_jm[R], P_jm[R], Q_jm[R];
-        for (int r = 0; r < R; ++r) { FL[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0; }
-        for (int j = 0; j < C; ++j) {
+        for (int r = 0; r < R; ++r) { FL[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0; inv_s[r] = 1.0 / s[r]; }
+        /* label_only: the label's terms alone are the row sums (softmax_focal_finish's SPARSE
+         * form); the general loop adds the same single term to zeros: same bits. A label at jm
+         * (added apart, below) or an ignored row takes c = 0 here and adds nothing. */
+        SoftmaxElem<T> el_y[R];
+        FocalSoftmax<T> f_y[R];
+        T e_y[R];
+        if (label_only) {
             for (int r = 0; r < R; ++r) {
-                const int q = j * R + r;
-                const bool is_jm = T(j) == jm[r];
-                const T d = softmax_gap(xb[q], m[r]);
-                const SoftmaxElem<T> el = softmax_elem(d, eb[q], false, s[r], s_rest[r], L[r]);
-                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(is_jm ? T(0) : cb[q], el, g, want_d, want_h);
-                FL[r] += double(f.loss);
-                T_rest[r] += double(f.G);
-                if (H) U_rest[r] += is_jm ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
-                Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
+                const int q = (yl[r] < 0 ? 0 : int(yl[r])) * R + r;
+                const bool skip = yl[r] < 0 || ylT[r] == jm[r];
+                e_y[r] = eb[q];
+                el_y[r] = softmax_elem_inv(softmax_gap(xb[q], m[r]), eb[q], false, s[r], inv_s[r], s_rest[r], L[r]);
+                f_y[r] = focal_softmax_elem<T, Pow>(skip ? T(0) : cy[r], el_y[r], g, want_d, want_h);
+                FL[r] += double(f_y[r].loss);
+                T_rest[r] += double(f_y[r].G);
+                if (H) U_rest[r] += skip ? 0.0 : double(f_y[r].Kt) / (double(el_y[r].Q) * double(el_y[r].Q));
+            }
+        } else {
+            for (int j = 0; j < C; ++j) {
+                for (int r = 0; r < R; ++r) {
+                    const int q = j * R + r;
+                    const bool is_jm = T(j) == jm[r];
+                    const T d = softmax_gap(xb[q], m[r]);
+                    const SoftmaxElem<T> el = softmax_elem_inv(d, eb[q], false, s[r], inv_s[r], s_rest[r], L[r]);
+                    const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(is_jm ? T(0) : cb[q], el, g, want_d, want_h);
+                    FL[r] += double(f.loss);
+                    T_rest[r] += double(f.G);
+                    if (H) U_rest[r] += is_jm ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                    Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
+                }
             }
         }
         for (int r = 0; r < R; ++r) {
             const int q = int(jm[r]) * R + r;
             const T d = softmax_gap(xb[q], m[r]);
-            const SoftmaxElem<T> el = softmax_elem(d, eb[q], true, s[r], s_rest[r], L[r]);
-            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[q], el, g, want_d, want_h);
+            const SoftmaxElem<T> el = softmax_elem_inv(d, eb[q], true, s[r], inv_s[r], s_rest[r], L[r]);
+            const T c_jm = label_only ? (ylT[r] == jm[r] ? cy[r] : T(0)) : cb[q];
+            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(c_jm, el, g, want_d, want_h);
             FL[r] += double(f.loss);
             Tt[r] = T_rest[r] + double(f.G);
             G_jm[r] = f.G; Kt_jm[r] = f.Kt; P_jm[r] = el.P; Q_jm[r] = el.Q;
         }
         for (int r = 0; r < R; ++r) lossb[r] = mul0(wl[r], T(FL[r]));
         if (want_d) {
+            FocalRowSums<T> sums[R];
             for (int r = 0; r < R; ++r) {
-                FocalRowSums<T> sums;
-                sums.loss = FL[r]; sums.Tt = Tt[r]; sums.T_rest = T_rest[r]; sums.U_rest = U_rest[r];
-                sums.G_jm = G_jm[r]; sums.Kt_jm = Kt_jm[r];
+                sums[r].loss = FL[r]; sums[r].Tt = Tt[r]; sums[r].T_rest = T_rest[r]; sums[r].U_rest = U_rest[r];
+                sums[r].G_jm = G_jm[r]; sums[r].Kt_jm = Kt_jm[r];
                 SoftmaxElem<T> el; el.P = P_jm[r]; el.Q = Q_jm[r]; el.nlogP = T(0);
                 FocalSoftmax<T> f; f.loss = T(0); f.G = G_jm[r]; f.Kt = Kt_jm[r];
-                const FocalDerivs dv = focal_softmax_derivs(el, f, T(1), true, sums, s_rest[r]);
+                const FocalDerivs dv = focal_softmax_derivs(el, f, T(1), true, sums[r], s_rest[r]);
                 gjm[r] = mul0(wd[r], T(dv.g));
                 hjm[r] = mul0(wd[r], T(dv.h));
             }
+            const FocalSoftmax<T> f0 = {T(0), T(0), T(0)};   /* the terms of a class with c = 0 */
             for (int j = 0; j < C; ++j) {
                 for (int r = 0; r < R; ++r) {
                     const int q = j * R + r;
-                    FocalRowSums<T> sums;
-                    sums.loss = FL[r]; sums.Tt = Tt[r]; sums.T_rest = T_rest[r]; sums.U_rest = U_rest[r];
-                    sums.G_jm = G_jm[r]; sums.Kt_jm = Kt_jm[r];
-                    SoftmaxElem<T> el; el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = T(0);
-                    FocalSoftmax<T> f; f.loss = T(0); f.G = Gb[q]; f.Kt = Kb[q];
-                    const FocalDerivs dv = focal_softmax_derivs(el, f, eb[q], false, sums, s_rest[r]);
+                    SoftmaxElem<T> el;
+                    FocalSoftmax<T> f = f0;
+                    if (label_only) {
+                        el = softmax_elem_inv(T(0), eb[q], false, s[r], inv_s[r], s_rest[r], L[r]);
+                    } else {
+                        el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = T(0);
+                        f.G = Gb[q]; f.Kt = Kb[q];
+                    }
+                    const FocalDerivs dv = focal_softmax_derivs(el, f, eb[q], false, sums[r], s_rest[r]);
                     const bool is_jm = T(j) == jm[r];
                     gb[q] = is_jm ? gjm[r] : mul0(wd[r], T(dv.g));
                     if (H) hb[q] = is_jm ? hjm[r] : mul0(wd[r], T(dv.h));
+                }
+            }
+            if (label_only) {
+                /* the label's own terms over the c = 0 form written above */
+                for (int r = 0; r < R; ++r) {
+                    if (yl[r] < 0 || ylT[r] == jm[r]) continue;
+                    const int q = int(yl[r]) * R + r;
+                    const FocalDerivs dv = focal_softmax_derivs(el_y[r], f_y[r], e_y[r], false, sums[r], s_rest[r]);
+                    gb[q] = mul0(wd[r], T(dv.g));
+                    if (H) hb[q] = mul0(wd[r], T(dv.h));
                 }
             }
         }
