@@ -1033,19 +1033,25 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         /* label_only: the label's terms alone are the row sums (softmax_focal_finish's SPARSE
          * form); the general loop adds the same single term to zeros: same bits. A label at jm
          * (added apart, below) or an ignored row takes c = 0 here and adds nothing. */
-        SoftmaxElem<T> el_y[R];
-        FocalSoftmax<T> f_y[R];
-        T e_y[R];
+        /* the label's and the maximum's entries, staged per row so that the loops below have
+         * no indexed loads and vectorise */
+        T x_y[R], e_y[R], x_jm[R], e_jm[R], c_jm[R], P_y[R], Q_y[R], G_y[R], Kt_y[R];
+        for (int r = 0; r < R; ++r) {
+            const int qy = (yl[r] < 0 ? 0 : int(yl[r])) * R + r, qm = int(jm[r]) * R + r;
+            x_y[r] = xb[qy]; e_y[r] = eb[qy];
+            x_jm[r] = xb[qm]; e_jm[r] = eb[qm];
+            c_jm[r] = label_only ? (ylT[r] == jm[r] ? cy[r] : T(0)) : cb[qm];
+        }
         if (label_only) {
             for (int r = 0; r < R; ++r) {
-                const int q = (yl[r] < 0 ? 0 : int(yl[r])) * R + r;
                 const bool skip = yl[r] < 0 || ylT[r] == jm[r];
-                e_y[r] = eb[q];
-                el_y[r] = softmax_elem_inv(softmax_gap(xb[q], m[r]), eb[q], false, s[r], inv_s[r], s_rest[r], L[r]);
-                f_y[r] = focal_softmax_elem<T, Pow>(skip ? T(0) : cy[r], el_y[r], g, want_d, want_h);
-                FL[r] += double(f_y[r].loss);
-                T_rest[r] += double(f_y[r].G);
-                if (H) U_rest[r] += skip ? 0.0 : double(f_y[r].Kt) / (double(el_y[r].Q) * double(el_y[r].Q));
+                const SoftmaxElem<T> el = softmax_elem_inv(softmax_gap(x_y[r], m[r]), e_y[r], false, s[r], inv_s[r],
+                                                           s_rest[r], L[r]);
+                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(skip ? T(0) : cy[r], el, g, want_d, want_h);
+                FL[r] += double(f.loss);
+                T_rest[r] += double(f.G);
+                if (H) U_rest[r] += skip ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                P_y[r] = el.P; Q_y[r] = el.Q; G_y[r] = f.G; Kt_y[r] = f.Kt;
             }
         } else {
             for (int j = 0; j < C; ++j) {
@@ -1063,11 +1069,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
             }
         }
         for (int r = 0; r < R; ++r) {
-            const int q = int(jm[r]) * R + r;
-            const T d = softmax_gap(xb[q], m[r]);
-            const SoftmaxElem<T> el = softmax_elem_inv(d, eb[q], true, s[r], inv_s[r], s_rest[r], L[r]);
-            const T c_jm = label_only ? (ylT[r] == jm[r] ? cy[r] : T(0)) : cb[q];
-            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(c_jm, el, g, want_d, want_h);
+            const T d = softmax_gap(x_jm[r], m[r]);
+            const SoftmaxElem<T> el = softmax_elem_inv(d, e_jm[r], true, s[r], inv_s[r], s_rest[r], L[r]);
+            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(c_jm[r], el, g, want_d, want_h);
             FL[r] += double(f.loss);
             Tt[r] = T_rest[r] + double(f.G);
             G_jm[r] = f.G; Kt_jm[r] = f.Kt; P_jm[r] = el.P; Q_jm[r] = el.Q;
@@ -1107,7 +1111,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                 for (int r = 0; r < R; ++r) {
                     if (yl[r] < 0 || ylT[r] == jm[r]) continue;
                     const int q = int(yl[r]) * R + r;
-                    const FocalDerivs dv = focal_softmax_derivs(el_y[r], f_y[r], e_y[r], false, sums[r], s_rest[r]);
+                    SoftmaxElem<T> el; el.P = P_y[r]; el.Q = Q_y[r]; el.nlogP = T(0);
+                    FocalSoftmax<T> f; f.loss = T(0); f.G = G_y[r]; f.Kt = Kt_y[r];
+                    const FocalDerivs dv = focal_softmax_derivs(el, f, e_y[r], false, sums[r], s_rest[r]);
                     gb[q] = mul0(wd[r], T(dv.g));
                     if (H) hb[q] = mul0(wd[r], T(dv.h));
                 }
