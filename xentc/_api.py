@@ -775,12 +775,7 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     n_threads : int, optional
         Number of OpenMP threads; None uses the OpenMP default.
     out : tuple (loss, grad, hess), optional
-        Arrays to write the results into instead of new ones, in the order of
-        :class:`LossResult` (so a previous result can be passed back); an entry is None, or an
-        array of the result's shape and dtype, C-contiguous, writeable and not overlapping any
-        input or other entry. The loss entry is used with ``reduction="none"`` only (with "mean"
-        and "sum" it must be None or a scalar, which is ignored); the grad / hess entries need
-        ``grad`` / ``hess``. The returned arrays are these objects. See docs/semantics.md.
+        As in :func:`binary_cross_entropy` (shapes and dtype those of this call's results).
 
     Returns
     -------
