@@ -953,8 +953,8 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
      * coefficient, c_y = cw_y, so the sums over classes are that one term and the gradient takes
      * c_j = 0 elsewhere. Same bits as the general loops, which add exact zeros to it. */
     const bool cross_entropy = Pow::zero || g == T(0);
-    const bool sparse = cross_entropy && !ysoft && T(a->eps) == T(0);
     const bool label_only = !ysoft && T(a->eps) == T(0);   /* only the label has a coefficient */
+    const bool sparse = cross_entropy && label_only;
     T cy[R], ylT[R];
     if (label_only) {
         for (int r = 0; r < R; ++r) {
@@ -1030,9 +1030,6 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         double FL[R], Tt[R], T_rest[R], U_rest[R], inv_s[R];
         T G_jm[R], Kt_jm[R], P_jm[R], Q_jm[R];
         for (int r = 0; r < R; ++r) { FL[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0; inv_s[r] = 1.0 / s[r]; }
-        /* label_only: the label's terms alone are the row sums (softmax_focal_finish's SPARSE
-         * form); the general loop adds the same single term to zeros: same bits. A label at jm
-         * (added apart, below) or an ignored row takes c = 0 here and adds nothing. */
         /* the label's and the maximum's entries, staged per row so that the loops below have
          * no indexed loads and vectorise */
         T x_y[R], e_y[R], x_jm[R], e_jm[R], c_jm[R], P_y[R], Q_y[R], G_y[R], Kt_y[R];
@@ -1043,6 +1040,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
             c_jm[r] = label_only ? (ylT[r] == jm[r] ? cy[r] : T(0)) : cb[qm];
         }
         if (label_only) {
+            /* the label's terms alone are the row sums (softmax_focal_finish's SPARSE form); the
+             * general loop adds the same single term to zeros: same bits. A label at jm (added
+             * apart, below) or an ignored row takes c = 0 here and adds nothing. */
             for (int r = 0; r < R; ++r) {
                 const bool skip = yl[r] < 0 || ylT[r] == jm[r];
                 const SoftmaxElem<T> el = softmax_elem_inv(softmax_gap(x_y[r], m[r]), e_y[r], false, s[r], inv_s[r],
