@@ -36,6 +36,8 @@ def main() -> None:
     labels = (rng.random(8) < 0.5).astype(np.float64)
     grad, hess = boosting_objective(labels, rng.standard_normal(8))
     assert grad.shape == hess.shape == (8,)
+    limit: int = xentc.buffer_cache().limit
+    assert xentc.buffer_cache(limit).held <= limit
     print(mean_losses(rng.integers(0, 3, 4), rng.standard_normal((4, 3)).astype(np.float32)))
 
 

@@ -50,11 +50,13 @@ else:
         cross_entropy,
         focal_loss,
     )
+    from ._memory import buffer_cache
 
 __all__ = [
     "LossResult",
     "binary_cross_entropy",
     "binary_focal_loss",
+    "buffer_cache",
     "cross_entropy",
     "focal_loss",
 ]

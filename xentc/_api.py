@@ -15,6 +15,8 @@ from typing import Any, Literal, NamedTuple, Optional, overload
 import numpy as np
 import numpy.typing as npt
 
+from . import _memory
+
 __all__ = [
     "LossResult",
     "binary_cross_entropy",
@@ -345,9 +347,12 @@ def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, los
 
 def _buffer(xp, buf, shape: tuple, dtype):
     """An output array for a kernel: the caller's buffer viewed with the kernel's shape when it has
-    the compute dtype, else a new array (float16 results are computed in float32, then stored)."""
+    the compute dtype, else a new array (float16 results are computed in float32, then stored);
+    on the CPU its memory may be recycled from a freed result (xentc._memory)."""
     if buf is not None and buf.dtype == dtype:
         return buf.reshape(shape)
+    if xp is np:
+        return _memory.empty(shape, dtype)
     return xp.empty(shape, dtype=dtype)
 
 
@@ -494,7 +499,9 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         array of the result's shape and dtype, C-contiguous, writeable and not overlapping any
         input or other entry. The loss entry is used with ``reduction="none"`` only (with "mean"
         and "sum" it must be None or a scalar, which is ignored); the grad / hess entries need
-        ``grad`` / ``hess``. The returned arrays are these objects. See docs/semantics.md.
+        ``grad`` / ``hess``. The returned arrays are these objects. Without it, large results
+        reuse the memory of results freed earlier (see :func:`buffer_cache`). See
+        docs/semantics.md.
 
     Returns
     -------
