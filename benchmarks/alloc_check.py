@@ -1,16 +1,20 @@
-"""How much of an allocating xentc call is the first touch of its new gradient array.
+"""How much of an allocating xentc call is the first touch of its new gradient array, and what the
+buffer cache (xentc.buffer_cache) saves of it.
 
     python benchmarks/alloc_check.py            # NumPy's default (huge-page advice on)
     python benchmarks/alloc_check.py --no-huge  # NumPy's huge-page advice switched off
 
-Times the binary CE call from logits at n = 1e7 (the benchmark's case) three times, as the
-benchmark does (median of 3 after a warm-up), allocating and with ``out=``, for float32 and
-float64. The allocating time minus the out= time is what the new array cost.
+Times the binary CE call from logits at n = 1e7 (the benchmark's case) as the benchmark does
+(median of 3 after a warm-up), three times each: allocating with the buffer cache switched off
+(every call writes fresh pages), allocating with the cache on (the default: each call reuses the
+memory of the result dropped before it), and with ``out=``; float32 and float64. Allocating
+without the cache minus out= is what fresh pages cost.
 """
 import argparse
 
 import numpy as np
 
+import xentc
 from xentc import _bench
 
 
@@ -21,12 +25,20 @@ def main() -> None:
     if args.no_huge:
         np._core.multiarray._set_madvise_hugepage(False)
     rng = np.random.default_rng(0)
+    limit = xentc.buffer_cache().limit
+
+    def three(fn):
+        return ", ".join(f"{_bench.median_ms(fn, 3):.1f}" for _ in range(3))
+
     for dtype in (np.float32, np.float64):
         y, x = _bench.make_inputs("bce", (10_000_000,), dtype, rng)
         grad = np.empty_like(x)
-        alloc = [_bench.median_ms(lambda: _bench.run_xentc("bce", y, x), 3) for _ in range(3)]
-        out = _bench.median_ms(lambda: _bench.run_xentc("bce", y, x, out=(None, grad, None)), 3)
-        print(f"{np.dtype(dtype).name}: allocating {', '.join(f'{t:.1f}' for t in alloc)} ms; out= {out:.1f} ms")
+        xentc.buffer_cache(0)
+        fresh = three(lambda: _bench.run_xentc("bce", y, x))
+        xentc.buffer_cache(limit)
+        cached = three(lambda: _bench.run_xentc("bce", y, x))
+        out = three(lambda: _bench.run_xentc("bce", y, x, out=(None, grad, None)))
+        print(f"{np.dtype(dtype).name}: allocating, cache off {fresh} ms; cache on {cached} ms; out= {out} ms")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def draw_bench(out_dir: str = OUT, path: str = BENCH_JSON) -> str:
     doc = load_bench(path)
     plt = _pyplot()
     rows = doc["rows"]
-    series = [("xentc", "xentc"), ("xentc_out", "xentc, out= (no new gradient array)"),
+    series = [("xentc", "xentc"), ("xentc_fresh", "xentc, buffer cache off"), ("xentc_out", "xentc, out= (no new gradient array)"),
               ("xentc_out_1t", "xentc, out=, 1 thread"), ("NumPy", "NumPy"),
               ("PyTorch", "PyTorch CPU"), ("sklearn", "scikit-learn"), ("copy", "numpy.copyto (memory bound)")]
     series = [(k, label) for k, label in series if any(r.get(k) is not None for r in rows)]

@@ -83,9 +83,11 @@ def test_verify_without_sympy_fails_with_install_hint(capsys, monkeypatch):
 
 def test_bench(capsys):
     # the full benchmark at its quick sizes; every peer's result is checked against xentc first
+    limit = xentc.buffer_cache().limit
     assert main(["bench", "--quick", "--repeat", "1", "--dtype", "float64", "--case", "65536x10"]) == 0
     out = capsys.readouterr().out
     assert "softmax CE 65536x10" in out and "float64" in out and "kernel variant" in out
+    assert "fresh" in out and xentc.buffer_cache().limit == limit   # the 'fresh' column restores the cache
 
 
 

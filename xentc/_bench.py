@@ -213,7 +213,8 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional
     nt = n_threads or xentc._kernels.openmp_info()[1]
     print(f"xentc {xentc.__version__}, kernel variant {xentc._kernels.kernel_variant()}, "
           f"{nt} OpenMP threads; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; NumPy {np.__version__}", file=out)
+          f"{os.cpu_count()} CPUs; NumPy {np.__version__}; buffer cache limit "
+          f"{xentc.buffer_cache().limit / 2**20:.0f} MiB", file=out)
     rows = []
     for name, kind, shape in cases:
         for dtype in dtypes:
@@ -222,6 +223,12 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional
             ours = run_xentc(kind, y, x)
             row = {"case": name, "dtype": np.dtype(dtype).name}
             row["xentc"] = median_ms(lambda: run_xentc(kind, y, x, n_threads), reps)
+            limit = xentc.buffer_cache().limit   # the same with the buffer cache off: fresh pages each call
+            xentc.buffer_cache(0)
+            try:
+                row["xentc_fresh"] = median_ms(lambda: run_xentc(kind, y, x, n_threads), reps)
+            finally:
+                xentc.buffer_cache(limit)
             prev = (None, np.empty_like(x), None)
             row["xentc_out"] = median_ms(lambda: run_xentc(kind, y, x, n_threads, out=prev), reps)
             row["xentc_out_1t"] = median_ms(lambda: run_xentc(kind, y, x, n_threads=1, out=prev), reps)
@@ -253,7 +260,7 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional
     return rows
 
 
-HEADER = (f"{'case':<27} {'dtype':<8} {'xentc':>9} {'NumPy':>9} {'PyTorch':>9} {'sklearn':>9} {'vs best':>8} "
+HEADER = (f"{'case':<27} {'dtype':<8} {'xentc':>9} {'fresh':>9} {'NumPy':>9} {'PyTorch':>9} {'sklearn':>9} {'vs best':>8} "
           f"{'out=':>9} {'1 thread':>9} {'scale':>6} {'copy':>8} {'/copy':>6} {'extra MB':>9}")
 
 
@@ -266,7 +273,7 @@ def print_row(r: dict, out=sys.stdout) -> None:
         print(HEADER + "\n" + "-" * len(HEADER), file=out)
         print_row._header_done = True
     vs = "—" if r["best_peer"] is None else f"{r['best_peer'] / r['xentc']:.1f}x"
-    print(f"{r['case']:<27} {r['dtype']:<8} {_ms(r['xentc']):>9} {_ms(r.get('NumPy')):>9} "
+    print(f"{r['case']:<27} {r['dtype']:<8} {_ms(r['xentc']):>9} {_ms(r.get('xentc_fresh')):>9} {_ms(r.get('NumPy')):>9} "
           f"{_ms(r.get('PyTorch')):>9} {_ms(r.get('sklearn')):>9} {vs:>8} {_ms(r['xentc_out']):>9} "
           f"{_ms(r['xentc_out_1t']):>9} {r['xentc_out_1t'] / r['xentc_out']:>5.2f}x {_ms(r['copy']):>8} "
           f"{r['xentc_out'] / r['copy']:>5.1f}x {r['extra_mb']:>9.1f}", file=out, flush=True)
@@ -338,8 +345,9 @@ def main(argv=None) -> int:
     rows = bench(cases, dtypes, args.repeat, peers_on=not args.no_peers, n_threads=args.threads)
     if args.json:
         write_json(args.json, rows, args.repeat)
-    print("\nTimes in ms (median). 'xentc' allocates its gradient, like the peers; 'vs best' = fastest peer's "
-          "time / xentc's. 'out=' writes into a preallocated gradient (all threads, then one): 'scale' = "
+    print("\nTimes in ms (median). 'xentc' allocates its gradient, like the peers (its memory recycled from "
+          "the result dropped before, see xentc.buffer_cache); 'fresh' = the same with the buffer cache off "
+          "(new pages every call, as the peers get); 'vs best' = fastest peer's time / xentc's. 'out=' writes into a preallocated gradient (all threads, then one): 'scale' = "
           "1-thread time / all-threads time, '/copy' = out= time / numpy.copyto of the logits into a "
           "preallocated array. 'extra MB' = peak allocation beyond the gradient.")
     return 0
