@@ -36,8 +36,8 @@ XENT_HD float  x_log(float x)   { return logf(x); }
 XENT_HD double x_log(double x)  { return log(x); }
 XENT_HD float  x_log1p(float x) { return log1pf(x); }
 XENT_HD double x_log1p(double x){ return log1p(x); }
-XENT_HD float  x_log_normal(float x)  { return logf(x); }
-XENT_HD double x_log_normal(double x) { return log(x); }
+XENT_HD float  x_log_1to2(float x)  { return logf(x); }
+XENT_HD double x_log_1to2(double x) { return log(x); }
 XENT_HD float  x_exp_nonpos(float x)  { return expf(x); }
 XENT_HD double x_exp_nonpos(double x) { return exp(x); }
 #else
@@ -47,9 +47,9 @@ XENT_HD float  x_log(float x)   { return vlog(x); }
 XENT_HD double x_log(double x)  { return vlog(x); }
 XENT_HD float  x_log1p(float x) { return vlog1p(x); }
 XENT_HD double x_log1p(double x){ return vlog1p(x); }
-/* log of a positive finite normal number (or NaN): the CPU version skips the other cases */
-XENT_HD float  x_log_normal(float x)  { return vlog_normal(x); }
-XENT_HD double x_log_normal(double x) { return vlog_normal(x); }
+/* log of x in [1, 2] (or NaN): the CPU version skips the exponent and the other cases */
+XENT_HD float  x_log_1to2(float x)  { return vlog_1to2(x); }
+XENT_HD double x_log_1to2(double x) { return vlog_1to2(x); }
 /* exp of x <= 0 (or NaN): the CPU version skips the overflow clamp */
 XENT_HD float  x_exp_nonpos(float x)  { return vexp_nonpos(x); }
 XENT_HD double x_exp_nonpos(double x) { return vexp_nonpos(x); }
@@ -234,7 +234,7 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     T big = T(1) / d, small = e * big;
     /* log1p(e) = log(d) + (rounding error of d) / d; the error e - (d - 1) is exact (Fast2Sum,
      * 1 >= e) and 1/d is at hand, so this needs no division of its own, unlike log1p */
-    T lp = x_log_normal(d) + (e - (d - T(1))) * big;
+    T lp = x_log_1to2(d) + (e - (d - T(1))) * big;
     SigmoidPair<T> s;
     if (z >= T(0)) { s.p = big; s.q = small; } else { s.p = small; s.q = big; }
     s.pq = small * big;

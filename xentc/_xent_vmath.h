@@ -38,16 +38,28 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE float vexp_impl(float x) {
     const float xc = NONPOS ? xl : (xl > 89.0f ? 89.0f : xl);
     /* n = round(xc / ln2): adding and removing 1.5 * 2^23 rounds to nearest even */
     const float shifter = 12582912.0f;
-    const float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    const float t = xc * 1.44269504088896341f + shifter;
+    const float n = t - shifter;
     const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    /* Cephes expf polynomial: exp(r) = 1 + r + r^2 P(r) on |r| <= ln2/2 */
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
+    /* Cephes expf polynomial: exp(r) = 1 + r + r^2 P(r) on |r| <= ln2/2, P evaluated in Estrin's
+     * form (pairs c_k + c_(k+1) r combined with powers of r^2), not Horner's: the loops calling exp
+     * are bound by the latency of their dependency chains, and this is 3 steps deep, not 5 */
+    const float r2 = r * r;
+    const float pa = 5.0000001201e-1f + 1.6666665459e-1f * r;
+    const float pb = 4.1665795894e-2f + 8.3334519073e-3f * r;
+    const float pc = 1.3981999507e-3f + 1.9875691500e-4f * r;
+    float p = pa + r2 * (pb + r2 * pc);
+    p = p * r2 + r + 1.0f;
+    if (NONPOS) {
+        /* n in [-150, 0]: p 2^n = (p 2^(n + 100)) 2^-100, the first product exact (normal), the
+         * second rounded once, as the general case below (same bits). 2^(n + 100) from the bits of
+         * t = n + 1.5 * 2^23, whose low 9 bits are n mod 512: shifted up by 23 they leave
+         * (n + 227) << 23, the biased exponent of 2^(n + 100). Integer add and shift only (the
+         * general case's conversion, halving and two exponents cost 5 more vector operations). */
+        uint32_t tb; memcpy(&tb, &t, sizeof tb);
+        const float res = (p * bits_to_float((tb + 227u) << 23)) * 0x1p-100f;
+        return x != x ? x : res;
+    }
     const int32_t ni = (int32_t)n;                   /* in [-150, 128] */
     const int32_t n1 = ni >> 1, n2 = ni - n1;         /* floor and ceiling of ni / 2: in [-75, 64] */
     const float res = p * bits_to_float((uint32_t)(n1 + 127) << 23) * bits_to_float((uint32_t)(n2 + 127) << 23);
@@ -65,21 +77,24 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
     /* exp(r) = 1 + r + r^2 P(r), P of degree 9 fitted to (exp(r) - 1 - r) / r^2 on |r| <= ln2/2
      * (mpmath.chebyfit, 50 digits, then rounded to double): approximation error 2^-55.6 relative
      * to exp(r), two Horner steps fewer than the degree-13 Taylor series it replaces */
-    double p = 2.5100375832561234e-08;
-    p = p * r + 2.7620075879983367e-07;
-    p = p * r + 2.7557268480310024e-06;
-    p = p * r + 2.4801521322368692e-05;
-    p = p * r + 1.9841269863040545e-04;
-    p = p * r + 1.3888888917196719e-03;
-    p = p * r + 8.3333333333300650e-03;
-    p = p * r + 4.1666666666624164e-02;
-    p = p * r + 1.6666666666666669e-01;
-    p = p * r + 5.0000000000000011e-01;
-    p = p * (r * r) + r + 1.0;
+    const double r2 = r * r, r4 = r2 * r2;
+    const double q0 = 5.0000000000000011e-01 + 1.6666666666666669e-01 * r;
+    const double q1 = 4.1666666666624164e-02 + 8.3333333333300650e-03 * r;
+    const double q2 = 1.3888888917196719e-03 + 1.9841269863040545e-04 * r;
+    const double q3 = 2.4801521322368692e-05 + 2.7557268480310024e-06 * r;
+    const double q4 = 2.7620075879983367e-07 + 2.5100375832561234e-08 * r;
+    double p = (q0 + r2 * q1) + r4 * ((q2 + r2 * q3) + r4 * q4);
+    p = p * r2 + r + 1.0;
     /* n in [-1077, 1025] as an integer: t lies in [2^52, 2^53), where the ulp is 1, so the bits
      * of t minus those of the shifter are n (integer operations only; converting n cost more).
      * 2^n = 2^n1 2^n2 with n1 = floor(n / 2), n2 = n - n1 in [-539, 513], biased by 1023:
      * e1 = n1 + 1023 = (n + 1078) / 2 + 484 (n + 1078 > 0: a logical shift) */
+    if (NONPOS) {
+        /* n in [-1077, 0]: p 2^n = (p 2^(n + 600)) 2^-600, exact then rounded once, as below (same
+         * bits); the low 12 bits of t are n mod 4096, so (bits(t) + 1623) << 52 is 2^(n + 600) */
+        const double res = (p * bits_to_double((double_to_bits(t) + 1623u) << 52)) * 0x1p-600;
+        return x != x ? x : res;
+    }
     const uint64_t nb = double_to_bits(t) - double_to_bits(shifter) + 1078;
     const uint64_t e1 = (nb >> 1) + 484, e2 = nb + 968 - e1;
     const double res = p * bits_to_double(e1 << 52) * bits_to_double(e2 << 52);
@@ -155,6 +170,43 @@ template <bool ANY> static XENT_ALWAYS_INLINE double vlog_impl(double x) {
     r = x < 0.0 ? NAN : r;
     r = (x == INFINITY || x != x) ? x : r;
     return r;
+}
+
+/* log(d) for d in [1, 2] (or NaN), the same bits as vlog(d), without the exponent and mantissa
+ * taken from the bits: there the exponent e is 0 (d < sqrt 2, mantissa term f = d - 1) or 1
+ * (f = d / 2 - 1), both subtractions exact. For log1p(e), e in [0, 1], through d = 1 + e. */
+static XENT_ALWAYS_INLINE float vlog_1to2(float d) {
+    /* vlog's test m < sqrt(1/2) with m = d / 2, doubled (exactly) */
+    const bool hi = !(d < 2.0f * 0.707106781186547524f);
+    const float m = hi ? d * 0.5f - 1.0f : d - 1.0f;
+    const float fe = hi ? 1.0f : 0.0f;
+    const float z = m * m;
+    /* vlog's polynomial in Estrin's form (4 steps deep, not 9: see vexp) */
+    const float z2 = z * z;
+    const float a0 = 3.3333331174e-1f - 2.4999993993e-1f * m;
+    const float a2 = 2.0000714765e-1f - 1.6668057665e-1f * m;
+    const float a4 = 1.4249322787e-1f - 1.2420140846e-1f * m;
+    const float a6 = 1.1676998740e-1f - 1.1514610310e-1f * m;
+    float y = (a0 + z * a2) + z2 * ((a4 + z * a6) + z2 * 7.0376836292e-2f);
+    y = y * m * z;
+    y = y + fe * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return (m + y) + fe * 0.693359375f;
+}
+
+static XENT_ALWAYS_INLINE double vlog_1to2(double d) {
+    const bool big = d > 1.41421356237309504880;
+    const double f = big ? d * 0.5 - 1.0 : d - 1.0;
+    const double de = big ? 1.0 : 0.0;
+    const double s = f / (2.0 + f);
+    const double z = s * s;
+    const double w = z * z;
+    const double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+    const double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01
+                          + w * 1.479819860511658591e-01)));
+    const double R = t1 + t2;
+    const double hfsq = 0.5 * f * f;
+    return de * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
 }
 
 static XENT_ALWAYS_INLINE float vlog(float x) { return vlog_impl<true>(x); }
