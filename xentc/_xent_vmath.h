@@ -109,11 +109,9 @@ static XENT_ALWAYS_INLINE double vexp_nonpos(double x) { return vexp_impl<true>(
 
 /* log of x > 0 (normal or subnormal); log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Float:
  * Cephes' logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)); double: fdlibm's
- * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f).
- * ANY = false (vlog_normal) drops the cases a caller can rule out: x must be a positive finite
- * normal number or NaN. */
-template <bool ANY> static XENT_ALWAYS_INLINE float vlog_impl(float x) {
-    const bool sub = ANY && x < 1.17549435e-38f;
+ * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f). */
+static XENT_ALWAYS_INLINE float vlog(float x) {
+    const bool sub = x < 1.17549435e-38f;
     const float xs = sub ? x * 8388608.0f : x;            /* 2^23 */
     uint32_t u; memcpy(&u, &xs, sizeof u);
     int32_t e = (int32_t)((u >> 23) & 0xff) - 126;
@@ -137,15 +135,14 @@ template <bool ANY> static XENT_ALWAYS_INLINE float vlog_impl(float x) {
     y = y + fe * -2.12194440e-4f;
     y = y - 0.5f * z;
     float r = (m + y) + fe * 0.693359375f;
-    if (!ANY) return x != x ? x : r;
     r = x == 0.0f ? -INFINITY : r;
     r = x < 0.0f ? NAN : r;
     r = (x == INFINITY || x != x) ? x : r;
     return r;
 }
 
-template <bool ANY> static XENT_ALWAYS_INLINE double vlog_impl(double x) {
-    const bool sub = ANY && x < 2.2250738585072014e-308;
+static XENT_ALWAYS_INLINE double vlog(double x) {
+    const bool sub = x < 2.2250738585072014e-308;
     const double xs = sub ? x * 18014398509481984.0 : x;  /* 2^54 */
     uint64_t u; memcpy(&u, &xs, sizeof u);
     int32_t e = (int32_t)((u >> 52) & 0x7ff) - 1023;
@@ -165,7 +162,6 @@ template <bool ANY> static XENT_ALWAYS_INLINE double vlog_impl(double x) {
     const double hfsq = 0.5 * f * f;
     const double de = (double)e;
     double r = de * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
-    if (!ANY) return x != x ? x : r;
     r = x == 0.0 ? -INFINITY : r;
     r = x < 0.0 ? NAN : r;
     r = (x == INFINITY || x != x) ? x : r;
@@ -209,10 +205,6 @@ static XENT_ALWAYS_INLINE double vlog_1to2(double d) {
     return de * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
 }
 
-static XENT_ALWAYS_INLINE float vlog(float x) { return vlog_impl<true>(x); }
-static XENT_ALWAYS_INLINE double vlog(double x) { return vlog_impl<true>(x); }
-static XENT_ALWAYS_INLINE float vlog_normal(float x) { return vlog_impl<false>(x); }
-static XENT_ALWAYS_INLINE double vlog_normal(double x) { return vlog_impl<false>(x); }
 
 /* log1p(x) for x >= -1 through log(1 + x) and the correction x / ((1 + x) - 1) for the rounding
  * of 1 + x (Goldberg's method); exact at x = 0 and for tiny x. */
