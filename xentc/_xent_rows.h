@@ -973,14 +973,28 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         jm[r] = T(0);
         flag[r] = xb[r] != xb[r] ? T(1) : flag[r];
     }
-    for (int j = 1; j < C; ++j) {
+    /* Class j updates the running (m, jm) from one pair of arrays into the other, two classes a
+     * round. In place (m[r] = gt ? v : m[r]) GCC dropped the store where it rewrote the old value,
+     * made the rest masked stores behind a test of the mask (a branch on the data) and reloaded
+     * them: 20% of the time of a 10-class CE call (AVX-512, float64; perf). */
+    T m2[R], jm2[R];
+    auto max_step = [&](int j, const T* __restrict mi, const T* __restrict ji, T* __restrict mn, T* __restrict jn) {
         for (int r = 0; r < R; ++r) {
             const T v = xb[j * R + r];
             flag[r] = v != v ? T(1) : flag[r];
-            const bool gt = v > m[r];
-            m[r] = gt ? v : m[r];
-            jm[r] = gt ? T(j) : jm[r];
+            const bool gt = v > mi[r];
+            mn[r] = gt ? v : mi[r];
+            jn[r] = gt ? T(j) : ji[r];
         }
+    };
+    int j1 = 1;
+    for (; j1 + 1 < C; j1 += 2) {
+        max_step(j1, m, jm, m2, jm2);
+        max_step(j1 + 1, m2, jm2, m, jm);
+    }
+    if (j1 < C) {
+        max_step(j1, m, jm, m2, jm2);
+        for (int r = 0; r < R; ++r) { m[r] = m2[r]; jm[r] = jm2[r]; }
     }
     for (int r = 0; r < R; ++r) s_rest[r] = 0.0;
     for (int j = 0; j < C; ++j) {
