@@ -8,6 +8,7 @@ argument. Choices the contract leaves open are recorded in docs/semantics.md.
 from __future__ import annotations
 
 import contextvars
+import math
 import numbers
 import operator
 from typing import Any, Literal, NamedTuple, Optional, overload
@@ -408,7 +409,7 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
         raise ValueError(f"y_true: shape {yt.shape} does not match y_pred's shape {pred.shape}")
     y = _as_compute(yt, cdt, xp)
     shape = pred.shape
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     backend = _backend(xp)
     sw = _sample_weight(sample_weight, shape, cdt, xp)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
@@ -659,8 +660,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     if C == 0:
         raise ValueError("y_pred: the class axis has length 0")
     sample_shape = shape[:ax] + shape[ax + 1:]
-    outer = int(np.prod(shape[:ax], dtype=np.int64))
-    inner = int(np.prod(shape[ax + 1:], dtype=np.int64))
+    outer = math.prod(shape[:ax])
+    inner = math.prod(shape[ax + 1:])
     cdt = _compute_dtype(pred)
     x3 = _as_compute(pred, cdt, xp).reshape(outer, C, inner)
     yt = _real_array("y_true", y_true, xp)
