@@ -237,3 +237,21 @@ def test_environment_variable(value, expect):
     if value in ("lots", "-5"):
         assert "XENTC_BUFFER_CACHE" in proc.stderr
     assert 0 < default <= 4 << 30
+
+
+def test_concurrent_calls_never_share_memory(cache):
+    """Python threads calling at once (the kernels release the GIL) each get their own memory."""
+    from concurrent.futures import ThreadPoolExecutor
+    y, x = binary_inputs(np.float64)
+    inputs = [x * (k + 1) for k in range(4)]
+    expected = [xentc.binary_cross_entropy(y, xi, from_logits=True, grad=True).grad.copy() for xi in inputs]
+
+    def work(k):
+        for _ in range(15):
+            r = xentc.binary_cross_entropy(y, inputs[k], from_logits=True, grad=True, n_threads=1)
+            np.testing.assert_array_equal(r.grad, expected[k])
+        return k
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(work, range(4))) == [0, 1, 2, 3]
+    assert xentc.buffer_cache().held <= xentc.buffer_cache().limit
