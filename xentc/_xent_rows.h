@@ -178,7 +178,7 @@ constexpr int CHUNK = 64;
 
 /* The compute loop is bound by latency, not by the number of operations: one element's exp, log
  * and the rest form a chain about 100 operations deep, and the core keeps too few operations in
- * flight to overlap enough elements of a plain loop. So a chunk is computed as binary_chains<T>()
+ * flight to overlap enough elements of a plain loop. So a chunk is computed as vector_chains<T>()
  * independent strides (elements k, k + CHUNK / NC, ...) in one loop body, which the vectoriser
  * turns into NC independent vector chains per iteration (AVX-512: one vector each, 4 x 16 floats
  * or 8 x 8 doubles), and GCC is asked to schedule before register allocation (off by default on x86), which
@@ -187,7 +187,7 @@ constexpr int CHUNK = 64;
  * gradient, ns per element, unchained -> chained (with the Estrin polynomials of _xent_vmath.h):
  * AVX-512 binary CE float 0.95 -> 0.68, double 2.20 -> 1.81, focal (gamma 2) float 2.32 -> 1.66,
  * double 5.37 -> 3.78; AVX2 CE float 2.04 -> 1.73, double 4.56 -> 3.98, focal float 4.0 -> 2.9. */
-template <typename T> constexpr int binary_chains() {
+template <typename T> constexpr int vector_chains() {
 #if defined(__AVX512F__)
     return sizeof(T) == sizeof(float) ? 4 : 8;
 #else
@@ -207,7 +207,7 @@ XENT_SCHEDULE
 static inline void binary_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps, T g,
                                         T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
-    constexpr int NC = binary_chains<T>(), CH = CHUNK / NC;
+    constexpr int NC = vector_chains<T>(), CH = CHUNK / NC;
     static_assert(CHUNK % NC == 0, "chains must split a chunk evenly");
     T xb[CHUNK], c1b[CHUNK], c0b[CHUNK], wlb[CHUNK], wdb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
     /* the lane sums live in locals for the span: through the caller's pointers GCC assumed they
@@ -463,7 +463,7 @@ static inline RowSummary<T> softmax_summary(const T* xr, int64_t sc_, int64_t C,
      * this loop at half width (4 doubles) and spilled */
     typename std::conditional<sizeof(T) == sizeof(float), int32_t, int64_t>::type ties[NL];
     for (int k = 0; k < NL; ++k) { acc[k] = 0.0; ties[k] = 0; }
-    constexpr int NC = binary_chains<T>();
+    constexpr int NC = vector_chains<T>();
     for (j0 = 0; j0 + NC * NL <= C; j0 += NC * NL) {
 #pragma GCC unroll 8
         for (int u = 0; u < NC; ++u) {

@@ -76,7 +76,7 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
     const double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
     /* exp(r) = 1 + r + r^2 P(r), P of degree 9 fitted to (exp(r) - 1 - r) / r^2 on |r| <= ln2/2
      * (mpmath.chebyfit, 50 digits, then rounded to double): approximation error 2^-55.6 relative
-     * to exp(r), two Horner steps fewer than the degree-13 Taylor series it replaces */
+     * to exp(r); evaluated in Estrin's form, like the float P (4 steps deep, not 10) */
     const double r2 = r * r, r4 = r2 * r2;
     const double q0 = 5.0000000000000011e-01 + 1.6666666666666669e-01 * r;
     const double q1 = 4.1666666666624164e-02 + 8.3333333333300650e-03 * r;
@@ -85,16 +85,16 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
     const double q4 = 2.7620075879983367e-07 + 2.5100375832561234e-08 * r;
     double p = (q0 + r2 * q1) + r4 * ((q2 + r2 * q3) + r4 * q4);
     p = p * r2 + r + 1.0;
-    /* n in [-1077, 1025] as an integer: t lies in [2^52, 2^53), where the ulp is 1, so the bits
-     * of t minus those of the shifter are n (integer operations only; converting n cost more).
-     * 2^n = 2^n1 2^n2 with n1 = floor(n / 2), n2 = n - n1 in [-539, 513], biased by 1023:
-     * e1 = n1 + 1023 = (n + 1078) / 2 + 484 (n + 1078 > 0: a logical shift) */
     if (NONPOS) {
         /* n in [-1077, 0]: p 2^n = (p 2^(n + 600)) 2^-600, exact then rounded once, as below (same
          * bits); the low 12 bits of t are n mod 4096, so (bits(t) + 1623) << 52 is 2^(n + 600) */
         const double res = (p * bits_to_double((double_to_bits(t) + 1623u) << 52)) * 0x1p-600;
         return x != x ? x : res;
     }
+    /* n in [-1077, 1025] as an integer: t lies in [2^52, 2^53), where the ulp is 1, so the bits
+     * of t minus those of the shifter are n (integer operations only; converting n cost more).
+     * 2^n = 2^n1 2^n2 with n1 = floor(n / 2), n2 = n - n1 in [-539, 513], biased by 1023:
+     * e1 = n1 + 1023 = (n + 1078) / 2 + 484 (n + 1078 > 0: a logical shift) */
     const uint64_t nb = double_to_bits(t) - double_to_bits(shifter) + 1078;
     const uint64_t e1 = (nb >> 1) + 484, e2 = nb + 968 - e1;
     const double res = p * bits_to_double(e1 << 52) * bits_to_double(e2 << 52);
@@ -106,6 +106,22 @@ static XENT_ALWAYS_INLINE double vexp(double x) { return vexp_impl<false>(x); }
 static XENT_ALWAYS_INLINE float vexp_nonpos(float x) { return vexp_impl<true>(x); }
 static XENT_ALWAYS_INLINE double vexp_nonpos(double x) { return vexp_impl<true>(x); }
 
+
+/* log(2^e (1 + m)) for m in [sqrt(1/2) - 1, sqrt(2) - 1), fe = e as a float: Cephes' logf
+ * polynomial, evaluated in Estrin's form (4 steps deep, not 9: see vexp). vlog and vlog_1to2
+ * share it. */
+static XENT_ALWAYS_INLINE float logf_reduced(float fe, float m) {
+    const float z = m * m, z2 = z * z;
+    const float a0 = 3.3333331174e-1f - 2.4999993993e-1f * m;
+    const float a2 = 2.0000714765e-1f - 1.6668057665e-1f * m;
+    const float a4 = 1.4249322787e-1f - 1.2420140846e-1f * m;
+    const float a6 = 1.1676998740e-1f - 1.1514610310e-1f * m;
+    float y = (a0 + z * a2) + z2 * ((a4 + z * a6) + z2 * 7.0376836292e-2f);
+    y = y * m * z;
+    y = y + fe * -2.12194440e-4f;
+    y = y - 0.5f * z;
+    return (m + y) + fe * 0.693359375f;
+}
 
 /* log of x > 0 (normal or subnormal); log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Float:
  * Cephes' logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)); double: fdlibm's
@@ -120,21 +136,7 @@ static XENT_ALWAYS_INLINE float vlog(float x) {
     const bool small = m < 0.707106781186547524f;
     e = small ? e - 1 : e;
     m = small ? m + m - 1.0f : m - 1.0f;
-    const float z = m * m;
-    float y = 7.0376836292e-2f;
-    y = y * m - 1.1514610310e-1f;
-    y = y * m + 1.1676998740e-1f;
-    y = y * m - 1.2420140846e-1f;
-    y = y * m + 1.4249322787e-1f;
-    y = y * m - 1.6668057665e-1f;
-    y = y * m + 2.0000714765e-1f;
-    y = y * m - 2.4999993993e-1f;
-    y = y * m + 3.3333331174e-1f;
-    y = y * m * z;
-    const float fe = (float)e;
-    y = y + fe * -2.12194440e-4f;
-    y = y - 0.5f * z;
-    float r = (m + y) + fe * 0.693359375f;
+    float r = logf_reduced((float)e, m);
     r = x == 0.0f ? -INFINITY : r;
     r = x < 0.0f ? NAN : r;
     r = (x == INFINITY || x != x) ? x : r;
@@ -173,28 +175,13 @@ static XENT_ALWAYS_INLINE double vlog(double x) {
     return r;
 }
 
-/* log(d) for d in [1, 2] (or NaN) without the exponent and mantissa taken from the bits: there
- * the exponent e is 0 (d < sqrt 2, mantissa term f = d - 1) or 1 (f = d / 2 - 1), both
- * subtractions exact. For log1p(e), e in [0, 1], through d = 1 + e. The double version gives
- * vlog's bits; the float one evaluates vlog's polynomial in Estrin's form, so its last bit may
- * differ from vlog's (0.831 ulp at most over every float in [1, 2], vlog 0.823). */
+/* log(d) for d in [1, 2] (or NaN), the same bits as vlog(d), without the exponent and mantissa
+ * taken from the bits: there the exponent e is 0 (d < sqrt 2, mantissa term f = d - 1) or 1
+ * (f = d / 2 - 1), both subtractions exact. For log1p(e), e in [0, 1], through d = 1 + e. */
 static XENT_ALWAYS_INLINE float vlog_1to2(float d) {
     /* vlog's test m < sqrt(1/2) with m = d / 2, doubled (exactly) */
     const bool hi = !(d < 2.0f * 0.707106781186547524f);
-    const float m = hi ? d * 0.5f - 1.0f : d - 1.0f;
-    const float fe = hi ? 1.0f : 0.0f;
-    const float z = m * m;
-    /* vlog's polynomial in Estrin's form (4 steps deep, not 9: see vexp) */
-    const float z2 = z * z;
-    const float a0 = 3.3333331174e-1f - 2.4999993993e-1f * m;
-    const float a2 = 2.0000714765e-1f - 1.6668057665e-1f * m;
-    const float a4 = 1.4249322787e-1f - 1.2420140846e-1f * m;
-    const float a6 = 1.1676998740e-1f - 1.1514610310e-1f * m;
-    float y = (a0 + z * a2) + z2 * ((a4 + z * a6) + z2 * 7.0376836292e-2f);
-    y = y * m * z;
-    y = y + fe * -2.12194440e-4f;
-    y = y - 0.5f * z;
-    return (m + y) + fe * 0.693359375f;
+    return logf_reduced(hi ? 1.0f : 0.0f, hi ? d * 0.5f - 1.0f : d - 1.0f);
 }
 
 static XENT_ALWAYS_INLINE double vlog_1to2(double d) {
