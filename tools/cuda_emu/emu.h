@@ -790,7 +790,7 @@ inline int launch(const LaunchArgs* a, Body body, const char* name, long cx, lon
     for (int r = 0; r < K; ++r) {
         Block& b = G.blocks[size_t(r)];
         if (!b.arena) {
-            b.cap = SMEM_OPTIN + 64 * 1024;
+            b.cap = align_up(SMEM_OPTIN + 64 * 1024, 4096);   /* aligned_alloc wants a multiple */
             b.arena = static_cast<unsigned char*>(aligned_alloc(4096, b.cap));
             if (!b.arena) return config_error(a, "out of memory for shared memory");
         }

@@ -52,9 +52,12 @@ export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 cache="${XENTC_EMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/xentc-emu}"
 export XENTC_EMU_CACHE="$cache"
 export XENTC_CACHE_DIR="${XENTC_CACHE_DIR:-$cache/xentc-cache}"
+asan_dir=""
 if [ "${XENTC_EMU_ASAN:-0}" != "0" ]; then
+    # reports go to files: pytest's output capture would swallow them when the process aborts
+    asan_dir="$(mktemp -d)"
     export LD_PRELOAD="$(${CXX:-g++} -print-file-name=libasan.so)${LD_PRELOAD:+:$LD_PRELOAD}"
-    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0}"
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:detect_stack_use_after_return=0}:log_path=$asan_dir/asan"
 fi
 # the default file unless the arguments name a test file or node
 default=(tests/test_cuda.py)
@@ -63,4 +66,14 @@ for a in "$@"; do
         tests/*|*.py|*::*) default=() ;;
     esac
 done
-exec "$py" -m pytest -p xentc_cuda_emu_plugin "${default[@]}" "$@"
+status=0
+"$py" -m pytest -p xentc_cuda_emu_plugin "${default[@]}" "$@" || status=$?
+if [ -n "$asan_dir" ]; then
+    if compgen -G "$asan_dir/asan*" > /dev/null; then
+        echo "==== AddressSanitizer reports ====" >&2
+        cat "$asan_dir"/asan* >&2
+        [ "$status" -ne 0 ] || status=1
+    fi
+    rm -rf "$asan_dir"
+fi
+exit "$status"

@@ -12,8 +12,11 @@ from .driver import CUDADriverError
 def _neutral(msg: str) -> str:
     # xentc._cuda treats errors that mention clusters or invalid arguments as a launch the device
     # refused (and quietly switches kernels); a fault inside a kernel must not read like one
-    msg = re.sub(r"(?i)cluster", lambda m: m.group(0)[:3] + "_" + m.group(0)[3:], msg)
-    return msg.replace("invalid argument", "invalid-argument")
+    out = re.sub(r"(?i)cluster", lambda m: m.group(0)[:3] + "_" + m.group(0)[3:], msg)
+    out = out.replace("invalid argument", "invalid-argument")
+    if out != msg:
+        out += " (spelt clu_ster here so that xentc does not mistake the fault for a refused launch)"
+    return out
 
 
 class Function:

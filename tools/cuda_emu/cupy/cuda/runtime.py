@@ -53,3 +53,29 @@ def deviceSynchronize() -> None:
 
 def memGetInfo():
     return (1 << 33, 1 << 34)
+
+
+# memory of the emulated device is host memory: raw addresses (int) as CuPy's wrappers take them
+def memset(ptr: int, value: int, size: int) -> None:
+    import ctypes
+    ctypes.memset(int(ptr), int(value) & 0xFF, int(size))
+
+
+def memsetAsync(ptr: int, value: int, size: int, stream=0) -> None:
+    memset(ptr, value, size)
+
+
+memcpyHostToHost, memcpyHostToDevice, memcpyDeviceToHost, memcpyDeviceToDevice, memcpyDefault = 0, 1, 2, 3, 4
+
+
+def memcpy(dst: int, src: int, size: int, kind: int = 4) -> None:
+    import ctypes
+    ctypes.memmove(int(dst), int(src), int(size))
+
+
+def memcpyAsync(dst: int, src: int, size: int, kind: int = 4, stream=0) -> None:
+    memcpy(dst, src, size, kind)
+
+
+def streamSynchronize(stream=0) -> None:
+    pass
