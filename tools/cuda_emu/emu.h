@@ -964,7 +964,8 @@ inline unsigned cluster_rank_now() { return unsigned(G.cur->blk->rank); }
 
 /* The XENT_EMU hooks of _xent.cu: a block's own copy of each shared variable (looked up by the
  * address of a static tag, one per declaration and template instance), and its dynamic shared
- * memory (16-byte aligned). */
+ * memory (16-byte aligned). The variable is a reference, so `name` must be a plain identifier:
+ * for an array, declare a struct holding it (XENT_SHARED(double, a[8]) does not compile). */
 #define EMU_CAT2(a, b) a##b
 #define EMU_CAT(a, b) EMU_CAT2(a, b)
 #define XENT_SHARED(type, name)                                                                    \
