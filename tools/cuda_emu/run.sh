@@ -5,6 +5,13 @@
 #     bash tools/cuda_emu/run.sh                 # all of tests/test_cuda.py
 #     bash tools/cuda_emu/run.sh -q -x -k onchip # extra arguments go to pytest
 #     bash tools/cuda_emu/run.sh tests/test_cuda.py::test_info -v   # a path replaces the default file
+#     bash tools/cuda_emu/run.sh tools/cuda_emu/test_emulator.py     # the emulator's own self-test
+#
+# The whole of tests/test_cuda.py takes about 1.5-2.5 minutes on 2 vCPUs (about 5 minutes with
+# XENTC_EMU_ASAN=1); building the kernels about 10 s, cached afterwards. A failure inside a kernel
+# raises CUDADriverError("CUDA_ERROR_LAUNCH_FAILED ... [emulator: kernel fault: <kernel>, block,
+# thread: what and where]"); in it "cluster" is spelt "clu_ster", because xentc/_cuda.py takes
+# errors mentioning clusters for a launch the device refused and quietly switches kernels.
 #
 # What it is. tools/cuda_emu/cupy is a fake `cupy` package, put first on PYTHONPATH here only
 # (never install it). Its arrays are host memory behind CuPy's interface; its "NVRTC"
@@ -29,14 +36,17 @@
 # for bit; flush-to-zero of the RawModule route is not emulated); the memory model (threads run
 # one at a time, every write is visible at once: a missing barrier or fence is found only when
 # the thread order changes the result, see XENTC_EMU_ORDER; no race detection); more than one
-# device; streams and asynchrony (every launch completes before it returns).
+# device; streams and asynchrony (every launch completes before it returns); kernels that wait
+# for other blocks through global memory (spin locks, grid-wide barriers) hang, since blocks
+# (clusters) run one after another, each to its end; no preemption, so an endless loop in a
+# kernel hangs too. XENT_SHARED takes a plain name (wrap arrays in a struct).
 #
 # Settings (environment):
 #   XENTC_EMU_ORDER=reverse|shuffle  another order of threads between barriers, and of blocks
 #   XENTC_EMU_FMA=1      contract a*b+c into FMA as nvcc does by default (host needs FMA)
 #   XENTC_EMU_ASAN=1     AddressSanitizer build (libasan preloaded here, leak checks off)
 #   XENTC_EMU_STRICT=0   allow divergent __syncthreads sites and shuffles from exited lanes
-#   XENTC_EMU_OPT=-O2    g++ optimisation (default -O1: the build takes about a minute)
+#   XENTC_EMU_OPT=-O2    g++ optimisation (default -O1)
 #   XENTC_EMU_SOURCE=HEAD|path.cu    compile this kernel source instead (e.g. while _xent.cu is
 #                        mid-edit); _xent_math.h comes from beside it (or from HEAD)
 #   XENTC_EMU_CACHE      folder of built kernel libraries (default ~/.cache/xentc-emu);
