@@ -38,7 +38,7 @@ DTYPES = [np.float32, np.float64]
 RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
 REDUCTIONS = ["none", "sum", "mean"]
 FLAGS = [(False, False), (True, False), (False, True), (True, True)]
-KERNELS = ["thread", "tile", "warp", "block", "onchip", "cluster"]
+KERNELS = ["thread", "tile", "warp", "block", "onchip", "cluster", "pipe", "pipe_cluster", "small"]
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +242,9 @@ def test_against_cpu(name, opt, label_form, from_logits, dtype):
 def _force(kernel, C, dtype):
     """Select one kernel; returns False if it cannot run this case on this device."""
     mod = _cuda._module(cupy.cuda.Device().id)
-    if kernel == "cluster":
+    if kernel in ("pipe", "pipe_cluster") and mod.pipe_cap == 0:
+        return False
+    if kernel in ("cluster", "pipe_cluster"):
         if not mod.cluster:
             return False
         _cuda.config["force"] = "onchip"
@@ -250,7 +252,8 @@ def _force(kernel, C, dtype):
         per_block = max(16, -(-C // 3))
         _cuda.config["onchip_cap"] = per_block * np.dtype(dtype).itemsize
     else:
-        _cuda.config["force"] = kernel
+        _cuda.config["force"] = "onchip" if kernel == "pipe" else kernel
+    _cuda.config["pipeline"] = kernel in ("pipe", "pipe_cluster")
     _cuda.config["log"] = []
     return True
 
@@ -277,9 +280,10 @@ def test_every_kernel(name, opt, label_form, from_logits, dtype, kernel):
             used = _used_kernel()
             onchip_case = (from_logits and label_form == "int" and name == "cross_entropy"
                            and kw.get("gamma", 0.0) == 0.0)
-            if kernel in ("onchip", "cluster") and onchip_case:
+            if kernel in ("onchip", "cluster", "pipe", "pipe_cluster") and onchip_case:
                 assert used["kernel"] == "onchip", used
-                if kernel == "cluster":
+                assert used["pipe"] == kernel.startswith("pipe"), used
+                if kernel.endswith("cluster"):
                     assert used["K"] > 1, used
             elif kernel in ("thread", "warp", "block"):
                 assert used["kernel"] == kernel, used
@@ -319,14 +323,71 @@ def test_onchip_unaligned_views(dtype):
     rt = RTOL[np.dtype(dtype)]
     for xv in (base[:, 1:1201], base[:, 3:1203], base[::2, :1200], base[:, :1200]):
         yy = y[: xv.shape[0]]
-        for kernel in ("onchip", "cluster", None):
+        for kernel in ("onchip", "cluster", "pipe", "pipe_cluster", None):
             if kernel is not None and not _force(kernel, xv.shape[1], dtype):
                 continue
             if kernel is None:
                 _cuda.config["force"] = None
                 _cuda.config["onchip_cap"] = None
+                _cuda.config["pipeline"] = True
             compare("cross_entropy", yy, xv, {"from_logits": True}, reduction="mean", grad=True, hess=True,
                     rtol=rt)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("kernel", ["pipe", "pipe_cluster", "onchip", "cluster"])
+def test_onchip_many_rows_per_block(kernel, dtype):
+    """Far more rows than blocks: the pipelined kernels take rows one after another from the
+    counter (two slice buffers in turn); ignored rows, NaN rows and zero weights in between."""
+    C = 700
+    if not _force(kernel, C, dtype):
+        pytest.skip(f"no {kernel} kernels on this device")
+    mod = _cuda._module(cupy.cuda.Device().id)
+    rng = np.random.default_rng(_seed("rows_per_block", kernel, np.dtype(dtype).name))
+    N = 5 * max(mod.sm_count, 1) + 3
+    x = rng.normal(0, 3, (N, C)).astype(dtype)
+    x[7, 5] = np.nan
+    y = rng.integers(0, C, N)
+    y[::4] = -100
+    sw = weights(rng, (N,))
+    sw[::3] = 0.0
+    rt = RTOL[np.dtype(dtype)]
+    for kw in ({"from_logits": True, "ignore_index": -100},
+               {"from_logits": True, "ignore_index": -100, "label_smoothing": 0.1, "sample_weight": sw}):
+        for reduction, grad, hess in (("mean", True, False), ("none", True, True), ("sum", False, True)):
+            _cuda.config["log"] = []
+            compare("cross_entropy", y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+            used = _used_kernel()
+            assert used["kernel"] == "onchip" and used["pipe"] == kernel.startswith("pipe"), used
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [1, 2, 7, 8, 9, 10, 16, 17, 31, 32, 33])
+def test_small_classes_kernel(C, dtype):
+    """The few-classes kernel (a warp per 32 rows): row counts around the warp and block sizes,
+    NaN and infinite rows, each option it takes, each output combination, and that it ran."""
+    rng = np.random.default_rng(_seed("small", C, np.dtype(dtype).name))
+    rt = RTOL[np.dtype(dtype)]
+    takes = C <= _cuda._SMALL_CMAX[np.dtype(dtype) == np.float64][-1]
+    for N in (1, 31, 33, 256, 300):
+        x = rng.normal(0, 4, (N, C)).astype(dtype)
+        if N > 3:
+            x[1, rng.integers(0, C)] = np.nan
+            x[2, :] = -np.inf
+            x[3, 0] = np.inf
+        y = rng.integers(0, C, N)
+        y_ign = np.where(np.arange(N) % 5 == 4, -100, y)
+        sw = weights(rng, (N,))
+        sw[::7] = 0.0
+        for yy, kw in ((y, {"from_logits": True}),
+                       (y_ign, {"from_logits": True, "ignore_index": -100, "label_smoothing": 0.1,
+                                "class_weight": weights(rng, (C,), lo=1)}),
+                       (y, {"from_logits": True, "sample_weight": sw, "label_smoothing": 0.05})):
+            for reduction, grad, hess in (("none", True, True), ("mean", True, False), ("sum", False, True),
+                                          ("mean", False, False)):
+                _cuda.config["log"] = []
+                compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+                assert (_used_kernel()["kernel"] == "small") == takes, _used_kernel()
 
 
 # --------------------------------------------------------------------------------------
@@ -344,6 +405,186 @@ def test_binary_many_blocks(dtype):
             compare("binary_cross_entropy", y, x, kw, reduction=reduction, grad=True, hess=True, rtol=rt)
     p = rng.uniform(0, 1, n).astype(dtype)
     compare("binary_focal_loss", y, p, {"gamma": 2.0}, reduction="mean", grad=True, hess=False, rtol=rt)
+
+
+# --------------------------------------------------------------------------------------
+# binary cross entropy from logits: the fast kernel (xent_binary_vec) and its fallbacks
+# --------------------------------------------------------------------------------------
+def _binary_kernels_used():
+    return [kw.get("kernel") for kind, kw in (_cuda.config.get("log") or []) if kind == "binary"]
+
+
+def _vec_sizes(dtype):
+    """Lengths around the pack, round and block sizes of xent_binary_vec for this dtype."""
+    r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)   # elements per round
+    return [1, 3, 4, 5, r - 1, r, r + 1, 2 * r + 3, 3 * r]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("rounds", [None, 1, 2, 3])
+def test_binary_vec_sizes_and_rounds(dtype, rounds):
+    """Every length class (partial last block only, full blocks, full blocks and a tail) with one
+    or several rounds per block, against the CPU and against the general kernel."""
+    rt = RTOL[np.dtype(dtype)]
+    for n in _vec_sizes(dtype):
+        rng = np.random.default_rng(_seed("vec", n, rounds, np.dtype(dtype).name))
+        y, x = make_binary(rng, (n,), dtype, True, "soft")
+        for kw in ({}, {"label_smoothing": 0.1, "pos_weight": 2.5}, {"sample_weight": weights(rng, (n,))}):
+            kw = dict(kw, from_logits=True)
+            for reduction in REDUCTIONS:
+                _cuda.config["binary_vec_rounds"] = rounds
+                _cuda.config["log"] = []
+                gpu, _ = compare("binary_cross_entropy", y, x, kw, reduction=reduction, grad=True, hess=True,
+                                 rtol=rt)
+                assert _binary_kernels_used() == ["vec"], (n, kw)
+                # the general kernel on the same inputs: the same formulas, so close to the last bits
+                _cuda.config["binary_vec"] = False
+                gen, _ = compare("binary_cross_entropy", y, x, kw, reduction=reduction, grad=True, hess=True,
+                                 rtol=rt)
+                _cuda.config["binary_vec"] = True
+                for a, b in zip(gpu, gen):
+                    assert_close(a, host(b), rt, "vec vs general")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_binary_vec_options_and_outputs(dtype):
+    """Options the fast kernel takes (eps, scalar / one-element pos_weight, sample_weight, alpha with
+    gamma = 0) and every combination of outputs; and the options it leaves to the general kernel."""
+    rt = RTOL[np.dtype(dtype)]
+    n = 2 * _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize) + 37
+    rng = np.random.default_rng(_seed("vec_opts", np.dtype(dtype).name))
+    y, x = make_binary(rng, (n,), dtype, True, "hard")
+    y2, x2 = y.reshape(n, 1), x.reshape(n, 1)
+    sw = weights(rng, (n,))
+    fast = [("binary_cross_entropy", y, x, {}), ("binary_cross_entropy", y, x, {"label_smoothing": 0.25}),
+            ("binary_cross_entropy", y, x, {"pos_weight": 3.0}),
+            ("binary_cross_entropy", y2, x2, {"pos_weight": np.array([0.5])}),
+            ("binary_cross_entropy", y, x, {"pos_weight": 0.0, "sample_weight": sw}),
+            ("binary_cross_entropy", y, x, {"sample_weight": 1.75}),
+            ("binary_focal_loss", y, x, {"gamma": 0.0, "alpha": 0.25, "label_smoothing": 0.1})]
+    general = [("binary_cross_entropy", y.reshape(1, n), x.reshape(1, n), {"pos_weight": weights(rng, (n,), lo=1)}),
+               ("binary_focal_loss", y, x, {"gamma": 2.0}),
+               ("binary_cross_entropy", y, (1 / (1 + np.exp(-x))).astype(dtype), {"from_logits": False})]
+    for expect, cases in (("vec", fast), ("general", general)):
+        for name, yy, xx, kw in cases:
+            kw = dict({"from_logits": True}, **kw)
+            for reduction in REDUCTIONS:
+                for grad, hess in FLAGS:
+                    _cuda.config["log"] = []
+                    compare(name, yy, xx, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+                    assert _binary_kernels_used() == [expect], (name, kw)
+
+
+def _gpu_view(a, offset):
+    """a on the GPU starting `offset` elements into a larger buffer (misaligned for offset % 4)."""
+    buf = cupy.zeros(a.size + offset, dtype=a.dtype)
+    buf[offset:] = cupy.asarray(a.reshape(-1))
+    return buf[offset:].reshape(a.shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_binary_vec_alignment_fallback(dtype):
+    """Arrays not 16-byte aligned (views such as y_pred[1:]) take the general kernel; the same
+    values aligned take the fast one; both agree with the CPU."""
+    rt = RTOL[np.dtype(dtype)]
+    n = 3 * _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize) + 5
+    rng = np.random.default_rng(_seed("vec_align", np.dtype(dtype).name))
+    y, x = make_binary(rng, (n,), dtype, True, "soft")
+    sw = weights(rng, (n,))
+    for oy, ox, osw in ((0, 0, 0), (1, 1, 1), (0, 1, 0), (1, 0, 0), (0, 0, 1), (2, 2, 2)):
+        for kw in ({}, {"sample_weight": sw}):
+            if "sample_weight" not in kw and osw:
+                continue
+            cpu = xentc.binary_cross_entropy(y, x, from_logits=True, reduction="none", grad=True, hess=True, **kw)
+            kwg = {k: _gpu_view(v, osw) for k, v in kw.items()}
+            _cuda.config["log"] = []
+            gpu = xentc.binary_cross_entropy(_gpu_view(y, oy), _gpu_view(x, ox), from_logits=True,
+                                             reduction="none", grad=True, hess=True, **kwg)
+            aligned = all((o * np.dtype(dtype).itemsize) % 16 == 0 for o in (oy, ox))
+            if not osw:   # (_api may pass sample_weight on as a copy: its view offset need not reach the kernel)
+                assert _binary_kernels_used() == ["vec" if aligned else "general"], (oy, ox, osw)
+            for g, c, what in zip(gpu, cpu, ("loss", "grad", "hess")):
+                assert_close(g, c, rt, f"{what} offsets {oy, ox, osw}")
+    # slicing on the host side too: y_pred[1:] of a larger array
+    yb, xb = make_binary(rng, (n + 1,), dtype, True, "hard")
+    ygb, xgb = cupy.asarray(yb), cupy.asarray(xb)
+    cpu = xentc.binary_cross_entropy(yb[1:], xb[1:], from_logits=True, grad=True)
+    _cuda.config["log"] = []
+    gpu = xentc.binary_cross_entropy(ygb[1:], xgb[1:], from_logits=True, grad=True)
+    assert _binary_kernels_used() == ["general"]
+    assert_close(gpu.loss, cpu.loss, rt, "loss of y[1:]")
+    assert_close(gpu.grad, cpu.grad, rt, "grad of y[1:]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_binary_vec_special_values(dtype):
+    """NaN, infinite, huge and subnormal-producing logits and -0.0 / 0 / 1 labels at every position
+    of a pack, inside full blocks (the packed loop) and in the partial last block."""
+    rt = RTOL[np.dtype(dtype)]
+    r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)
+    n = 2 * r + 13
+    rng = np.random.default_rng(_seed("vec_special", np.dtype(dtype).name))
+    y, x = make_binary(rng, (n,), dtype, True, "soft")
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 40.0, -40.0, 100.0, -100.0, 1e4, -1e4, 88.0, -88.0],
+                        dtype=dtype)
+    labels = np.array([0.0, -0.0, 1.0, 0.5], dtype=dtype)
+    for start in (0, 1, 2, 3, r - 3, n - len(specials)):
+        x[start:start + len(specials)] = specials
+        y[start:start + len(specials)] = labels[np.arange(len(specials)) % 4]
+    for kw in ({}, {"label_smoothing": 0.1}, {"pos_weight": 0.0}, {"sample_weight": weights(rng, (n,))}):
+        for reduction in ("none", "sum"):
+            _cuda.config["log"] = []
+            compare("binary_cross_entropy", y, x, dict(kw, from_logits=True), reduction=reduction, grad=True,
+                    hess=True, rtol=rt)
+            assert _binary_kernels_used() == ["vec"]
+
+
+def _vec_bad_label_cases(dtype):
+    r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)
+    n = 3 * r + 7          # with rounds = 2: one full block of two rounds, one partial block
+    for where in ([0], [1], [n // 2], [r - 1], [r], [2 * r + 5], [n - 1], [n - 1, 3], [2 * r + 1, r + 2],
+                  [n - 2, n - 5]):
+        for bad in (1.5, -0.25, np.nan):
+            yield n, where, bad
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_binary_vec_first_bad_label(dtype, rounds):
+    """A bad label (outside [0, 1] or NaN) at the first, a middle or the last element, in the first
+    or a later round of a block or in the partial last block, several at once: the same error as
+    the CPU (the first in index order); -0.0 labels are valid."""
+    for n, where, bad in _vec_bad_label_cases(dtype):
+        rng = np.random.default_rng(_seed("vec_bad", n, tuple(where), bad))
+        y, x = make_binary(rng, (n,), dtype, True, "hard")
+        y[rng.integers(0, n, 50)] = -0.0
+        y[where] = bad
+        with pytest.raises(Exception) as cpu_info:
+            xentc.binary_cross_entropy(y, x, from_logits=True)
+        _cuda.config["binary_vec_rounds"] = rounds
+        _cuda.config["log"] = []
+        with pytest.raises(Exception) as gpu_info:
+            xentc.binary_cross_entropy(to_gpu(y), to_gpu(x), from_logits=True, grad=True)
+        assert _binary_kernels_used() == ["vec"]
+        assert type(gpu_info.value) is type(cpu_info.value)
+        assert str(gpu_info.value) == str(cpu_info.value), (where, bad)
+    # -0.0 labels alone are no error
+    y, x = make_binary(np.random.default_rng(1), (n,), dtype, True, "hard")
+    y[::3] = -0.0
+    compare("binary_cross_entropy", y, x, {"from_logits": True}, reduction="mean", grad=True, hess=False,
+            rtol=RTOL[np.dtype(dtype)])
+
+
+def test_binary_vec_deterministic():
+    rng = np.random.default_rng(_seed("vec_det"))
+    n = 5 * _cuda._BINARY_VEC_PACKS * 4 + 11
+    y, x = make_binary(rng, (n,), np.float32, True, "soft")
+    yg, xg = to_gpu(y), to_gpu(x)
+    _cuda.config["binary_vec_rounds"] = 2
+    r1 = xentc.binary_cross_entropy(yg, xg, from_logits=True, grad=True, hess=True)
+    r2 = xentc.binary_cross_entropy(yg, xg, from_logits=True, grad=True, hess=True)
+    for a, b in zip(r1, r2):
+        assert host(a).tobytes() == host(b).tobytes()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -558,6 +799,15 @@ def _bad_cases():
     big = np.zeros(5000, dtype=np.int64)
     big[[4321, 4000]] = [7, 9]
     yield "label_range_late", "cross_entropy", big, np.zeros((5000, 3)), {"from_logits": True}
+    # from logits without weights the kernels check labels themselves (no pre-pass): few classes,
+    # on-chip, and the generic kernels (classes not on the last axis)
+    late = np.arange(700) % 10
+    late[[650, 333, 334]] = [10, -1, 12]
+    yield "label_range_small_kernel", "cross_entropy", late, np.zeros((700, 10), np.float32), {"from_logits": True}
+    yield "label_range_onchip", "cross_entropy", np.array([0, 599, 600, 3]), np.zeros((4, 600)), \
+        {"from_logits": True}
+    yield "label_range_kdim_logits", "cross_entropy", np.array([[0, 1], [1, -7]]), np.zeros((2, 3, 2)), \
+        {"axis": 1, "from_logits": True}
     bigp = np.full(7000, 0.5)
     bigp[[6999, 5000]] = [2.0, -1.0]
     yield "bin_prob_late", "binary_cross_entropy", np.ones(7000), bigp, {}
@@ -601,7 +851,7 @@ def test_inputs_unchanged_and_deterministic(name, kernel):
     rng = np.random.default_rng(_seed("det", name))
     if name in BINARY:
         if kernel is not None:
-            pytest.skip("binary losses have one kernel")
+            pytest.skip("the categorical kernel choice does not apply to binary losses")
         y, x = make_binary(rng, (4099,), np.float32, True, "soft")
         kw = {"sample_weight": weights(rng, (4099,)), "from_logits": True}
     else:

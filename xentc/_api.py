@@ -389,6 +389,16 @@ def _result_dtype(pred_dtype, cdt):
     return np.dtype(np.float16) if pred_dtype.kind == "f" and pred_dtype.itemsize == 2 else cdt
 
 
+def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool) -> bool:
+    """Whether the weight pre-pass over integer labels can be left out: the mean's denominator is
+    the sample count (no class weights, nothing ignored) and the backend's softmax kernels report
+    labels outside [0, C) themselves. Only from logits, where a label is the only input those
+    kernels can reject, so the first error reported is the same as with the pre-pass. The CUDA
+    backend saves a launch and a host synchronisation this way."""
+    return (cw is None and ignore_index is None and from_logits
+            and getattr(backend, "LABELS_CHECKED_IN_KERNEL", False))
+
+
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
     """Run the weight pre-pass (checks labels and sample weights): (mean's denominator, err, i, j)."""
     return backend.weight_sum(labels, sw, cw, C, -1 if ignore_index is None else ignore_index,
@@ -700,7 +710,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
                            shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
                            inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw)))
     denom = float(n)
-    if labels is not None or sw is not None:
+    if sw is not None or (labels is not None and not _labels_checked_in_kernel(backend, cwd, ignore_index,
+                                                                               from_logits)):
         denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
         if err:
             full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)

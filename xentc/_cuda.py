@@ -38,10 +38,16 @@ __all__ = ["weight_sum", "binary", "softmax", "info", "name_expressions", "kerne
 
 # Error codes of _xent_rows.h
 _ERR_LABEL_RANGE = 1
+# Every categorical kernel reports integer labels outside [0, C) itself (as ERR_LABEL_RANGE at the
+# row's first class), so _api may skip the weight pre-pass where it only checks labels
+LABELS_CHECKED_IN_KERNEL = True
 _NO_ERR = 0xFFFFFFFFFFFFFFFF
 
 # Work per block of the elementwise kernels (NT * IT in _xent.cu)
 _BINARY_PER_BLOCK = 2048
+# xent_binary_vec: 16-byte packs per round of a block (NT * U), at most this many rounds per block
+_BINARY_VEC_PACKS = 1024
+_BINARY_VEC_MAX_ROUNDS = 4
 _WEIGHT_PER_BLOCK = 2048
 # Rows per block of the categorical kernels
 _THREAD_ROWS, _TILE_ROWS, _WARP_ROWS = 128, 128, 8
@@ -49,14 +55,23 @@ _TILE_MAX_BYTES = 44 * 1024      # dynamic shared memory; the kernel also has st
 # Contiguous cross entropy from logits uses the on-chip kernel from this many classes on
 _ONCHIP_MIN_C = 512
 _ONCHIP_MAX_BYTES = 64 * 1024      # shared memory per block holding a row slice
+_PIPE_THREADS = 1024                # the pipelined on-chip kernels: one block per SM, two slice buffers
 _CLUSTER_SIZES = (2, 4, 8)
+# Cross entropy from logits on contiguous rows of at most 32 classes uses the few-classes kernel,
+# compiled for these bounds on C (its per-row registers; float64 rows of more than 16 classes would
+# spill, and take the tile kernel); 8 warps of 32 rows per block, each row taking an odd number of
+# shared-memory slots (C | 1): at most 34 KiB, under the 48 KiB a block gets without opting in
+_SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
+_SMALL_ROWS = 256
 _MAX_GRID = 2**31 - 1
 
-# Kernel choice, for tests and experiments: "onchip"/"tile"/"cluster" can be switched off,
-# "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip"),
+# Kernel choice, for tests and experiments: "onchip"/"pipeline"/"small"/"tile"/"cluster" can be
+# switched off ("pipeline": the on-chip kernels without the persistent double-buffered variant),
+# "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip", "small"),
 # "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
 # take the cluster path, and "log" (a list) records each launch's choice.
-config: Dict[str, Any] = {"onchip": True, "tile": True, "cluster": True, "force": None,
+config: Dict[str, Any] = {"onchip": True, "pipeline": True, "small": True, "tile": True, "cluster": True,
+                          "force": None,
                           "onchip_cap": None, "log": None}
 
 _modules: Dict[int, "_Module"] = {}
@@ -99,10 +114,23 @@ def _binary_name(double_: bool, from_logits: bool, ce: bool) -> str:
     return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}>"
 
 
-def _onchip_name(double_: bool, K: int, vec: int) -> str:
+def _binary_vec_name(double_: bool, with_sw: bool) -> str:
+    return f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}>"
+
+
+def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False) -> str:
+    base = "xent_onchip_pipe" if pipe else "xent_onchip"
     if K == 1:
-        return f"xent_onchip<{_tname(double_)}, {vec}>"
-    return f"xent_onchip_cl<{_tname(double_)}, {K}, {vec}>"
+        return f"{base}<{_tname(double_)}, {vec}>"
+    return f"{base}_cl<{_tname(double_)}, {K}, {vec}>"
+
+
+def _small_name(double_: bool, cmax: int) -> str:
+    return f"xent_softmax_small<{_tname(double_)}, {cmax}>"
+
+
+def _small_smem(C: int, itemsize: int) -> int:
+    return _SMALL_ROWS * (C | 1) * itemsize
 
 
 def name_expressions(cluster: bool) -> list:
@@ -112,10 +140,13 @@ def name_expressions(cluster: bool) -> list:
         T = _tname(d)
         out.append(f"xent_weight<{T}>")
         out += [_binary_name(d, lg, ce) for lg in (False, True) for ce in (False, True)]
+        out += [_binary_vec_name(d, w) for w in (False, True)]
         out += [f"xent_softmax_{k}<{T}>" for k in ("thread", "tile", "warp", "block")]
-        out += [_onchip_name(d, 1, v) for v in (1, _vec(d))]
+        out += [_onchip_name(d, 1, v, pipe) for v in (1, _vec(d)) for pipe in (False, True)]
+        out += [_small_name(d, cm) for cm in _SMALL_CMAX[d]]
         if cluster:
-            out += [_onchip_name(d, K, v) for K in _CLUSTER_SIZES for v in (1, _vec(d))]
+            out += [_onchip_name(d, K, v, pipe) for K in _CLUSTER_SIZES for v in (1, _vec(d))
+                    for pipe in (False, True)]
     return out
 
 
@@ -284,7 +315,12 @@ class _Module:
         except Exception:  # noqa: BLE001
             optin = 48 * 1024
         cap = min(_ONCHIP_MAX_BYTES, optin - 2048) // 16 * 16
+        try:
+            self.sm_count = int(cupy.cuda.runtime.deviceGetAttribute(16, dev_id))  # MultiProcessorCount
+        except Exception:  # noqa: BLE001
+            self.sm_count = 0
         self.onchip_cap = 0
+        self.pipe_cap = 0   # shared memory of a pipelined block: two slices
         if cap >= 16 * 1024:
             try:
                 for n in names:
@@ -299,25 +335,39 @@ class _Module:
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"[onchip attributes] {type(exc).__name__}: {exc}")
                 self.onchip_cap = min(cap, 48 * 1024)
+        pipe_cap = (optin - 4096) // 32 * 32   # the kernel's static scratch (~2.3 KiB) comes on top
+        if self.onchip_cap > 0 and self.sm_count > 0 and pipe_cap >= 64 * 1024:
+            try:
+                for n in names:
+                    if n.startswith("xent_onchip_pipe"):
+                        _set_attribute(self.funcs[n], 8, pipe_cap)
+                self.pipe_cap = pipe_cap
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"[pipelined onchip attributes] {type(exc).__name__}: {exc}")
         self.compile_seconds = time.perf_counter() - t0
 
-    def disable_onchip(self, K: int, exc: Exception) -> None:
-        """The device refused an on-chip launch: stop using cluster kernels (K > 1) or the on-chip
-        kernels altogether (K == 1), and say so once."""
+    def disable_onchip(self, K: int, exc: Exception, pipe: bool = False) -> None:
+        """The device refused an on-chip launch: stop using the pipelined kernels (pipe), the cluster
+        kernels (K > 1) or the on-chip kernels altogether (K == 1), and say so once."""
         import warnings
 
-        what = "thread-block-cluster" if K > 1 else "on-chip"
+        what = "pipelined on-chip" if pipe else "thread-block-cluster" if K > 1 else "on-chip"
         self.compile_errors.append(f"[{what} launch refused, disabled] {type(exc).__name__}: {exc}")
-        warnings.warn(f"xentc: the GPU refused the {what} cross-entropy kernel ({exc}); using the generic "
-                      "kernels instead", RuntimeWarning, stacklevel=3)
-        if K > 1:
+        warnings.warn(f"xentc: the GPU refused the {what} cross-entropy kernel ({exc}); using "
+                      f"{'the other on-chip kernels' if pipe else 'the generic kernels'} instead",
+                      RuntimeWarning, stacklevel=3)
+        if pipe:
+            self.pipe_cap = 0
+        elif K > 1:
             self.cluster = False
         else:
             self.onchip_cap = 0
+            self.pipe_cap = 0
 
     def info(self) -> dict:
         return {"device": self.dev_id, "compute_capability": self.cc, "arch": self.arch,
                 "route": self.route, "cluster_kernels": self.cluster, "onchip_smem_bytes": self.onchip_cap,
+                "pipelined_smem_bytes": self.pipe_cap, "multiprocessors": self.sm_count,
                 "compile_seconds": round(self.compile_seconds, 3), "kernels": len(self.funcs),
                 "fallback_errors": list(self.compile_errors)}
 
@@ -371,20 +421,22 @@ def _check(name: str, a, dtype, dev_id: int, contiguous: bool = False, ndim: Opt
 
 
 class _Scratch:
-    """Per-block partial sums (double) and first-error keys, and the 2-word result."""
+    """Per-block partial sums (double) and first-error keys, the 2-word result, and a row counter
+    (for the pipelined kernels, which zero it)."""
 
     def __init__(self, cupy, nparts: int):
         self.n = nparts
-        self.buf = cupy.empty(2 * nparts + 2, dtype=np.uint64)
+        self.buf = cupy.empty(2 * nparts + 3, dtype=np.uint64)
         base = self.buf.data.ptr
         self.sums = np.uint64(base)
         self.errs = np.uint64(base + 8 * nparts)
         self.out = np.uint64(base + 16 * nparts)
+        self.counter = np.uint64(base + 16 * nparts + 16)
 
     def finish(self, mod: _Module, has_err: bool) -> Tuple[float, int]:
         mod.funcs["xent_finalize"]((1,), (1024,), (self.sums, self.errs if has_err else np.uint64(0),
                                                    np.int64(self.n), self.out))
-        res = self.buf[2 * self.n:].get()
+        res = self.buf[2 * self.n:2 * self.n + 2].get()
         total = float(res[0:1].view(np.float64)[0])
         key = int(res[1]) if has_err else _NO_ERR
         return total, key
@@ -466,10 +518,26 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         _check(name, out, dt, dev_id, contiguous=True, ndim=1)
     nw1 = 1 if w1 is None else int(w1.shape[0])
     mod = _module(dev_id)
+    if (config.get("binary_vec", True) and from_logits and float(gamma) == 0.0 and nw1 == 1
+            and _stride(y, 0) == 1 and _stride(x, 0) == 1
+            and all(int(a.data.ptr) % 16 == 0 for a in (y, x, sw, loss, grad, hess) if a is not None)):
+        # fast path: 16-byte packs, a block covers `rounds` rounds (chosen from n alone, so that
+        # the partial sums, and so the result, depend on n only)
+        per_round = _BINARY_VEC_PACKS * _vec(double_)
+        rounds = (config.get("binary_vec_rounds")   # tests: force the rounds per block
+                  or max(1, min(_BINARY_VEC_MAX_ROUNDS, n // (per_round * 2048))))
+        nblocks = -(-n // (per_round * rounds))
+        sc = _Scratch(cupy, nblocks)
+        f = mod.funcs[_binary_vec_name(double_, sw is not None)]
+        _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
+        _launch_blocks(f, nblocks, 256, (
+            _ptr(y), _ptr(x), np.int64(n), _ptr(sw), _ptr(w1), np.float64(w0), np.float64(eps),
+            np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, sc.errs, np.int32(rounds)))
+        return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
     sc = _Scratch(cupy, nblocks)
     f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0)]
-    _log("binary", blocks=nblocks)
+    _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
         _ptr(y), np.int64(_stride(y, 0)), _ptr(x), np.int64(_stride(x, 0)), np.int64(n),
         _ptr(sw), _ptr(w1), np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
@@ -491,19 +559,28 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
         aligned = (x.data.ptr % 16 == 0 and sx_o % vec == 0 and C % vec == 0
                    and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
         v = vec if aligned else 1
-        cap_bytes = mod.onchip_cap
-        if config.get("onchip_cap"):
-            cap_bytes = min(cap_bytes, int(config["onchip_cap"]))
-        cap = cap_bytes // isz
         sizes = (1,) + (_CLUSTER_SIZES if (mod.cluster and config.get("cluster", True)) else ())
-        for K in sizes:
-            chunk = -(-C // K)
-            chunk = -(-chunk // v) * v
-            if chunk <= cap:
-                onchip = (K, v, chunk)
+        # the pipelined kernels (two slices a block) where they fit, else a slice a block
+        for pipe, cap_bytes in ((True, mod.pipe_cap // 2 if config.get("pipeline", True) else 0),
+                                (False, mod.onchip_cap)):
+            if config.get("onchip_cap"):
+                cap_bytes = min(cap_bytes, int(config["onchip_cap"]))
+            cap = cap_bytes // isz
+            for K in sizes:
+                chunk = -(-C // K)
+                chunk = -(-chunk // v) * v
+                if chunk <= cap:
+                    onchip = (K, v, chunk, pipe)
+                    break
+            if onchip is not None:
                 break
     if force == "onchip" and onchip is not None:
         return "onchip", onchip
+    cmax = next((cm for cm in _SMALL_CMAX[bool(double_)] if C <= cm), None)
+    small = (from_logits and labels is not None and ysoft is None and float(gamma) == 0.0 and inner == 1
+             and sx_c == 1 and sx_o == C and cmax is not None)
+    if small and (force == "small" or (force is None and config.get("small", True))):
+        return "small", cmax
     if force in ("thread", "warp", "block"):
         return force, None
     tile_ok = (inner == 1 and sx_c == 1 and sx_o == C
@@ -537,20 +614,38 @@ def _is_launch_config_error(exc: Exception) -> bool:
 
 def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss,
                    grad, hess, double_):
-    K, v, chunk = extra
+    K, v, chunk, pipe = extra
     sc = _Scratch(cupy, rows)
-    f = mod.funcs[_onchip_name(double_, K, v)]
-    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk)
+    f = mod.funcs[_onchip_name(double_, K, v, pipe)]
+    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
+    head = (_ptr(x), np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), _ptr(labels), _ptr(sw), _ptr(cwa),
+            np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
+            _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, sc.errs)
+    if pipe:
+        # persistent: a block (cluster) per K multiprocessors takes rows from a counter, zeroed here
+        cupy.cuda.runtime.memsetAsync(int(sc.counter), 0, 8, cupy.cuda.get_current_stream().ptr)
+        clusters = max(1, min(rows, mod.sm_count // K))
+        f((clusters * K,), (_PIPE_THREADS,), head + (np.int64(rows), sc.counter), shared_mem=2 * chunk * x.itemsize)
+        return sc
     max_rows = _MAX_GRID // K
     off = 0
     while off < rows:
         nr = min(max_rows, rows - off)
-        f((nr * K,), (256,), (
-            _ptr(x), np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), _ptr(labels), _ptr(sw),
-            _ptr(cwa), np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps),
-            np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, np.int64(off)),
-          shared_mem=chunk * x.itemsize)
+        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=chunk * x.itemsize)
         off += nr
+    return sc
+
+
+def _launch_small(cupy, mod, cmax, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss, grad,
+                  hess, double_):
+    nblocks = -(-rows // _SMALL_ROWS)
+    sc = _Scratch(cupy, nblocks)
+    f = mod.funcs[_small_name(double_, cmax)]
+    _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
+    _launch_blocks(f, nblocks, 256, (
+        _ptr(x), np.int32(C), np.int64(rows), _ptr(labels), _ptr(sw), _ptr(cwa), np.int64(ignore_index),
+        np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess),
+        sc.sums, sc.errs), smem=_small_smem(C, x.itemsize))
     return sc
 
 
@@ -567,8 +662,10 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
         total, key = sc.finish(mod, has_err)
     if key == _NO_ERR:
         return total, 0, 0, 0
-    flat = key >> 4
-    return total, key & 15, flat // C, flat % C
+    flat, code = key >> 4, key & 15
+    if code == _ERR_LABEL_RANGE:   # reported at the row's first class: the message wants the label
+        return total, code, flat // C, int(labels[flat // C])
+    return total, code, flat // C, flat % C
 
 
 def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss,
@@ -595,12 +692,16 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
         try:
             sc = _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps,
                                 dscale, loss, grad, hess, double_)
-            return mod, sc, False
+            return mod, sc, True
         except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use the generic kernels
             if not _is_launch_config_error(exc):
                 raise
-            mod.disable_onchip(extra[0], exc)
+            mod.disable_onchip(extra[0], exc, pipe=extra[3])
             kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
+    if kind == "small":
+        sc = _launch_small(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss,
+                           grad, hess, double_)
+        return mod, sc, True
     per, threads, smem = {"thread": (_THREAD_ROWS, 128, 0), "tile": (_TILE_ROWS, 128, extra or 0),
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)

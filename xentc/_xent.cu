@@ -6,19 +6,26 @@
  * ulp; the CPU file is the reference for what each loop computes.
  *
  * Determinism: every kernel writes one partial sum (double) and one first-error key per block
- * (per row for the on-chip kernel); blocks cover fixed index ranges that depend only on the
- * shape, and xent_finalize adds the partials in index order. No atomics anywhere, so two calls
- * give the same bits.
+ * (per row for the on-chip kernels); blocks cover fixed index ranges that depend only on the
+ * shape, and xent_finalize adds the partials in index order. The one atomic, the row counter of
+ * the pipelined kernels, only decides which block works on a row, not what the row gives. So two
+ * calls give the same bits.
  *
  * Error keys: (flat index << 4) | error code, so the smallest key is the first bad element (the
  * CPU reports the first one in index order, and each element has exactly one code). For the
- * categorical kernels the flat index is row * C + class.
+ * categorical kernels the flat index is row * C + class; an integer label outside [0, C) is
+ * reported at row * C (every categorical kernel checks its labels: the weight pre-pass, which
+ * checks them too, is skipped where nothing else needs it).
  *
  * Kernels:
  *   xent_weight<T>         the mean's denominator (sample_weight * class_weight[label]) and the
  *                          label range / sample-weight checks, 2048 samples per block.
  *   xent_binary<T,L,CE>    binary CE / focal, elementwise, 2048 elements per block, any strides
  *                          (L: from logits; CE: gamma = 0).
+ *   xent_binary_vec<T,SW>  fast path of binary CE from logits (gamma = 0, pos_weight absent or
+ *                          one value) on contiguous, 16-byte aligned arrays: 16-byte loads and
+ *                          stores, rounds * 4096 floats / 2048 doubles per block (SW: with
+ *                          sample_weight).
  *   xent_softmax_thread<T> categorical rows, one thread per row, any strides (classes not the
  *                          last axis: neighbouring threads read neighbouring memory).
  *   xent_softmax_tile<T>   one thread per row for small C on contiguous rows: the block's rows
@@ -26,12 +33,19 @@
  *                          coalesced.
  *   xent_softmax_warp<T>   one warp per row (moderate C), any strides.
  *   xent_softmax_block<T>  one block per row (large C), any strides: the generic fallback.
+ *   xent_softmax_small<T,CMAX> cross entropy from logits with integer labels on contiguous rows
+ *                          of at most CMAX (<= 32) classes: a thread per row, a warp per 32 rows
+ *                          staged through the warp's shared memory, each exponential once.
  *   xent_onchip<T,VEC>     fast path for cross entropy from logits with integer labels on
  *                          contiguous rows: one block per row, the row read from global memory
  *                          once into shared memory, max / sum / gradient from there.
  *   xent_onchip_cl<T,K,VEC> the same for rows that do not fit one block: a thread-block cluster
  *                          of K blocks (sm_90) shares the row max and sums through distributed
  *                          shared memory, each block keeping its slice of the row on chip.
+ *   xent_onchip_pipe<T,VEC>, xent_onchip_pipe_cl<T,K,VEC> the same, pipelined: persistent
+ *                          blocks of 1024 threads (one per SM) take rows from a counter and hold
+ *                          two slices, the next row's arriving (cp.async) while this one is
+ *                          worked on. Used where two slices fit a block's shared memory.
  *   xent_finalize          adds the per-block partials in order and finds the first error.
  *
  * Everything compiles under NVRTC: no standard headers, own integer typedefs. Three small
@@ -466,6 +480,12 @@ __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, 
         }
         return T(0);
     }
+    if (has_labels && !(y >= 0 && y < a.C)) {
+        /* reported with the row's first flat index (_cuda.py reads the label); a label is never
+         * used out of range, also where the weight pre-pass has not checked the labels */
+        err = umin64(err, err_key(r * a.C, ERR_LABEL_RANGE));
+        return T(0);
+    }
     if (a.from_logits) return row_from_logits(a, tm, r, xr, sc, y, ys, syc, gr, hr, so, wi, err);
     return row_from_probs(a, tm, r, xr, sc, y, ys, syc, gr, hr, so, wi, err);
 }
@@ -582,6 +602,148 @@ xent_binary(const T* __restrict__ y, xi64 sy, const T* __restrict__ x, xi64 sx, 
         }
     }
     block_partial<NT>(rs, s, err, part_sum, part_err, b);
+}
+
+/* ============================================================================================
+ * Binary cross entropy from logits, fast path: contiguous y and x, every array 16-byte aligned,
+ * gamma = 0, pos_weight absent or one value, any label smoothing, any outputs. The same element
+ * formulas (binary_from_logit) as xent_binary, with the per-element overheads taken out: each
+ * thread reads 16-byte packs (4 floats / 2 doubles) of y, x (and sample_weight), U packs of each
+ * issued together; offsets inside the block are 32-bit; the label check only accumulates a flag,
+ * and the first-error key is worked out (again, in index order) only by a thread that saw a bad
+ * label; the error-key shuffles run only in warps that hold an error. A block covers `rounds`
+ * rounds of NT * U * VEC elements (rounds chosen by the launcher from n alone), so the per-block
+ * reduction is shared by more elements; the last block, if partial, takes a guarded scalar loop.
+ * SW: sample_weight present (a template flag: without it the loss weight is the constant 1 and
+ * mul0(1, v) folds away).
+ * ========================================================================================== */
+namespace xentk {
+template <typename T> struct alignas(16) BinPack { T v[16 / sizeof(T)]; };
+
+/* Block partial as block_partial, skipping the error-key shuffles in warps without an error. */
+template <int NT>
+__device__ __forceinline__ void block_partial_vote(ReduceScratch& rs, double v, xu64 e, double* part_sum,
+                                                   xu64* part_err, xi64 b) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(XENT_FULL_MASK, v, o);
+    if (__any_sync(XENT_FULL_MASK, e != XENT_NO_ERR)) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            xu64 w = __shfl_down_sync(XENT_FULL_MASK, e, o);
+            e = w < e ? w : e;
+        }
+    }
+    if (lane == 0) { rs.d[warp] = v; rs.u[warp] = e; }
+    __syncthreads();
+    if (tid == 0) {
+        double s = rs.d[0];
+        xu64 m = rs.u[0];
+        for (int w = 1; w < NT / 32; ++w) { s += rs.d[w]; m = umin64(m, rs.u[w]); }
+        part_sum[b] = s;
+        part_err[b] = m;
+    }
+}
+
+template <typename T> struct BinVecArgs {
+    T eps, w0, w1, dsc;
+    bool want_g, want_h;
+};
+
+/* Quick label filter of the fast loop: true for every y in [0, 1] except -0.0 (float: one
+ * unsigned comparison of the bits); a false sends the thread to the exact check of
+ * unit_label_error afterwards, so -0.0 costs time there, never a wrong error. */
+__device__ __forceinline__ bool unit_label_quick(float y) { return __float_as_uint(y) <= 0x3f800000u; }
+__device__ __forceinline__ bool unit_label_quick(double y) { return (y >= 0.0) & (y <= 1.0); }
+
+/* One element: exactly what xent_binary<T, true, true> computes for a valid label. */
+template <typename T, bool SW>
+__device__ __forceinline__ LGH<T> bin_vec_elem(const BinVecArgs<T>& a, T yi, T zi, T wi) {
+    const T c1 = a.w1 * smoothed_pair(yi, a.eps, true);
+    const T c0 = a.w0 * smoothed_pair(yi, a.eps, false);
+    const T wl = SW ? wi : T(1);
+    return binary_from_logit<T, PowNone>(zi, c1, c0, T(0), a.want_g, a.want_h, wl, wl * a.dsc);
+}
+}  // namespace xentk
+
+template <typename T, bool SW>
+__global__ void __launch_bounds__(256)
+xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const T* __restrict__ sw,
+                const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
+                T* __restrict__ grad, T* __restrict__ hess, double* __restrict__ part_sum,
+                xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
+    using namespace xentk;
+    constexpr int NT = 256, U = 4, VEC = 16 / sizeof(T), ROUND = NT * U * VEC;
+    typedef BinPack<T> P;
+    XENT_SHARED(ReduceScratch, rs);
+    const int tid = threadIdx.x;
+    const xi64 b = xi64(blockIdx.x) + block_offset;
+    const xi64 start = b * xi64(rounds) * ROUND;
+    BinVecArgs<T> a;
+    a.eps = T(eps); a.w0 = T(w0); a.w1 = w1 ? w1[0] : T(1); a.dsc = T(dscale);
+    a.want_g = grad != 0; a.want_h = hess != 0;
+    double s = 0.0;   /* the thread's losses; exact enough in double */
+    xu64 err = XENT_NO_ERR;
+    if (start + xi64(rounds) * ROUND <= n) {
+        int bad_round = -1;
+#pragma unroll 1
+        for (int r = 0; r < rounds; ++r) {
+            const xi64 off = start + xi64(r) * ROUND;   /* pack j of this thread: off + (j NT + tid) VEC */
+            const P* yp = reinterpret_cast<const P*>(y + off) + tid;
+            const P* xp = reinterpret_cast<const P*>(x + off) + tid;
+            P yv[U], xv[U], wv[U];
+#pragma unroll
+            for (int j = 0; j < U; ++j) { yv[j] = yp[j * NT]; xv[j] = xp[j * NT]; }
+            if (SW) {
+                const P* wp = reinterpret_cast<const P*>(sw + off) + tid;
+#pragma unroll
+                for (int j = 0; j < U; ++j) wv[j] = wp[j * NT];
+            }
+            bool ok = true;
+#pragma unroll
+            for (int j = 0; j < U; ++j) {
+                P lv, gv, hv;
+#pragma unroll
+                for (int k = 0; k < VEC; ++k) {
+                    const T yi = yv[j].v[k];
+                    ok &= unit_label_quick(yi);
+                    const LGH<T> o = bin_vec_elem<T, SW>(a, yi, xv[j].v[k], SW ? wv[j].v[k] : T(1));
+                    s += double(o.l);
+                    lv.v[k] = o.l; gv.v[k] = o.g; hv.v[k] = o.h;
+                }
+                const int at = j * NT + tid;
+                if (loss) reinterpret_cast<P*>(loss + off)[at] = lv;
+                if (a.want_g) reinterpret_cast<P*>(grad + off)[at] = gv;
+                if (a.want_h) reinterpret_cast<P*>(hess + off)[at] = hv;
+            }
+            bad_round = (!ok && bad_round < 0) ? r : bad_round;
+        }
+        /* rare: this thread's first bad label, in index order, from the first round that failed
+         * the quick filter on (that round may hold only -0.0 labels, which are valid) */
+        for (int r = bad_round; r >= 0 && r < rounds && err == XENT_NO_ERR; ++r) {
+            const xi64 off = start + xi64(r) * ROUND;
+            for (int j = 0; j < U && err == XENT_NO_ERR; ++j)
+                for (int k = 0; k < VEC; ++k) {
+                    const xi64 i = off + xi64(j * NT + tid) * VEC + k;
+                    const int e = unit_label_error(y[i]);
+                    if (e) { err = err_key(i, e); break; }
+                }
+        }
+    } else {
+        /* the partial last block: one element per thread and step, guarded */
+        const xi64 end = n;
+        for (xi64 i = start + tid; i < end; i += NT) {
+            const T yi = y[i];
+            const int e = unit_label_error(yi);
+            if (e) { err = umin64(err, err_key(i, e)); continue; }
+            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, x[i], SW ? sw[i] : T(1));
+            s += double(o.l);
+            if (loss) loss[i] = o.l;
+            if (a.want_g) grad[i] = o.g;
+            if (a.want_h) hess[i] = o.h;
+        }
+    }
+    block_partial_vote<NT>(rs, s, err, part_sum, part_err, b);
 }
 
 /* One thread per row, rows (o, k) with k fastest: any strides. */
@@ -718,27 +880,130 @@ __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
 }
 
 /* ============================================================================================
- * On-chip cross entropy from logits, integer labels, contiguous rows (class stride 1, inner 1).
- * A row (or, with clusters, a slice of C / K classes per block) is read once from global memory
- * into shared memory; the maximum, the exponential sum and the gradient then come from there.
- * The formulas are those of row_from_logits with gamma = 0 and no soft labels; the per-element
- * gradient P_j = e_j * (1/s) is computed in T (the CPU divides in double), within an ulp.
- * Per-row partial sums go to part_sum[row].
+ * Cross entropy from logits with integer labels and gamma = 0 (the common case): the on-chip
+ * kernels (large C) and the few-classes kernel (C <= 32) on contiguous rows.
  * ========================================================================================== */
 namespace xentk {
 
+/* The end of a cross-entropy row from logits with an integer label y in [0, C) and gamma = 0
+ * (softmax_ce_finish of _xent_rows.h), shared by the on-chip and the few-classes kernels. With
+ * c_j = eps/C cw_j + (j == y) (1 - eps) cw_y and S = sum_j c_j: from s_rest, the smoothing sums
+ * over the classes (S_rest: all but jm, LD: c_j d_j) and the label's gap d_y, the loss
+ * wi (LD + c_y d_y + S log1p(s_rest)) and the constants of the element derivatives. */
+template <typename T> struct CeIntEnd { T loss, ST, inv_s, g_jm, h_jm, c_y; };
+
+template <typename T>
+__device__ __forceinline__ CeIntEnd<T> ce_int_end(double s_rest, double S_rest, double LD, bool dense, T eps, T epsC,
+                                                  const T* cwa, xi64 y, int jm, T gap_y, T wi) {
+    CeIntEnd<T> o;
+    const double s = 1.0 + s_rest;
+    const T L = T(log1p(s_rest));
+    const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
+    double S = dense ? S_rest + double(epsC * (cwa ? cwa[jm] : T(1))) : 0.0;
+    S += double(cy);
+    if (y != jm) S_rest += double(cy);
+    LD += double(mul0(cy, gap_y));
+    o.loss = mul0(wi, T(LD + S * double(L)));
+    o.ST = T(S);
+    o.inv_s = T(1.0 / s);
+    const T Qjm = T(s_rest / s);
+    o.g_jm = T(S_rest - S * double(Qjm));
+    o.h_jm = o.ST * o.inv_s * Qjm;
+    o.c_y = epsC * (cwa ? cwa[y] : T(1)) + cy;
+    return o;
+}
+
+/* Gradient and Hessian of class j from e = exp(x_j - m): with P = e / s, S P - c_j and
+ * S P (1 - P), the exact forms at jm, the label's coefficient at y (`special`: j may be either);
+ * times ds, through mul0 when ds may be 0 (DS0: a zero weight, or a mean over nothing). */
+template <bool WG, bool WH, bool DENSE, bool DS0, typename T>
+__device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, xi64 y, const CeIntEnd<T>& fin, T ds,
+                                            T epsC, const T* cwa, T& go, T& ho) {
+    const T p = e * fin.inv_s;
+    const T c = DENSE ? epsC * (cwa ? cwa[j] : T(1)) : T(0);
+    T gj = WG ? fin.ST * p - c : T(0);
+    T hj = WH ? fin.ST * p * (T(1) - p) : T(0);
+    if (special) {
+        if (WG && j == y) gj = fin.ST * p - fin.c_y;
+        if (j == jm) { gj = fin.g_jm; hj = fin.h_jm; }
+    }
+    if (WG) go = DS0 ? mul0(ds, gj) : ds * gj;
+    if (WH) ho = DS0 ? mul0(ds, hj) : ds * hj;
+}
+
+/* On-chip kernels (C >= 512): a row, or with clusters a slice of C / K classes per block, is
+ * read once from global memory into shared memory; the maximum, the exponentials (kept in place
+ * of the logits) and the gradient then come from there. The per-element gradient
+ * P_j = e_j * (1/s) is computed in T (the CPU divides in double), within an ulp. Per-row partial
+ * sums go to part_sum[row], the row's error key (label range) to part_err[row]. */
 constexpr int OC_NT = 256;   /* threads per block */
-constexpr int OC_U = 4;      /* vector loads in flight per thread while filling the row */
 
 template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]; };
 
-struct OnchipScratch {
-    double wm[OC_NT / 32];
-    int wj[OC_NT / 32];
-    int wn[OC_NT / 32];
-    double wd[3][OC_NT / 32];
+/* Copy of one Pack from global to shared memory that does not wait for the data (cp.async,
+ * sm_80+: no registers held, so a thread has all its copies of a slice in flight at once), and
+ * the wait for all of this thread's copies; __syncthreads then makes every thread's visible.
+ * Elsewhere (older GPUs, the host emulator) a plain copy. */
+template <class P>
+__device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
+#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    static_assert(sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16, "cp.async copies 4, 8 or 16 bytes");
+    unsigned d;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
+    if constexpr (sizeof(P) == 16)   /* cg: past L1, the data is read once */
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(int(sizeof(P))) : "memory");
+#else
+    *dst = *src;
+#endif
+}
+__device__ __forceinline__ void copy_to_shared_wait() {
+#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+/* Groups, for the pipelined kernels: close the group of copies issued since the last commit; wait
+ * for all groups but the newest. */
+__device__ __forceinline__ void copy_to_shared_commit() {
+#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void copy_to_shared_wait_prior() {
+#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group 1;" ::: "memory");
+#endif
+}
+
+constexpr int PIPE_NT = 1024;   /* threads per block of the pipelined kernels (one block per SM) */
+
+template <int NT> struct OnchipScratch {
+    double wm[NT / 32];
+    int wj[NT / 32];
+    int wn[NT / 32];
+    double wd[3][NT / 32];
     double slot_max[3];    /* m, jm, nan of this block: read by the cluster */
     double slot_sum[3];    /* s_rest, S_rest, LD of this block */
+    double slot_row[2];    /* pipelined kernels: the next row, from rank 0 (a slot per parity) */
+};
+
+/* What every on-chip kernel gets. */
+template <typename T> struct OnchipParams {
+    const T* x;
+    xi64 sx_o;
+    int C, chunk;          /* classes, and classes per block (a multiple of VEC) */
+    const xi64* labels;
+    const T* sw;
+    const T* cwa;
+    xi64 ignore_index;
+    int has_ignore;
+    double eps, dscale;
+    T* loss;
+    T* grad;
+    T* hess;
+    double* part_sum;
+    xu64* part_err;
 };
 
 #if XENT_CLUSTER && !defined(XENT_EMU)
@@ -760,107 +1025,112 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
 }
 #endif
 
-/* Gradient / Hessian of a slice from the logits kept in shared memory (softmax_ce_finish of
- * _xent_rows.h with integer labels): S P_j - c_j and S P_j (1 - P_j), with the exact forms at
- * j = jm and the label's coefficient at j = y. A vector holding neither takes the short path. */
-template <bool WG, bool WH, bool DENSE, bool DS0, typename T, int VEC>
+/* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory.
+ * A vector holding neither jm nor y takes the short path. */
+template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, int VEC>
 __device__ __forceinline__ void onchip_write(const Pack<T, VEC>* buf, Pack<T, VEC>* gs, Pack<T, VEC>* hs, int nv,
-                                             int j0, T m, int jm, xi64 y, T ST, T inv_s, T ds, T g_jm, T h_jm,
-                                             T c_y, T epsC, const T* cwa) {
-    for (int q = threadIdx.x; q < nv; q += OC_NT) {
-        const Pack<T, VEC> xv = buf[q];
+                                             int j0, int jm, xi64 y, const CeIntEnd<T>& fin, T ds, T epsC,
+                                             const T* cwa) {
+    for (int q = threadIdx.x; q < nv; q += NT) {
+        const Pack<T, VEC> ev = buf[q];
         Pack<T, VEC> go, ho;
         const int jb = j0 + q * VEC;
         const bool special = (unsigned)(jm - jb) < (unsigned)VEC || (y >= jb && y < jb + VEC);
 #pragma unroll
-        for (int l = 0; l < VEC; ++l) {
-            const int j = jb + l;
-            const T p = x_exp(-softmax_gap(xv.v[l], m)) * inv_s;
-            const T c = DENSE ? epsC * (cwa ? cwa[j] : T(1)) : T(0);
-            T gj = WG ? ST * p - c : T(0);
-            T hj = WH ? ST * p * (T(1) - p) : T(0);
-            if (special) {
-                if (WG && j == y) gj = ST * p - c_y;
-                if (j == jm) { gj = g_jm; hj = h_jm; }
-            }
-            /* mul0(ds, v) is ds * v unless ds == 0 (a zero weight, or a mean over nothing) */
-            if (WG) go.v[l] = DS0 ? mul0(ds, gj) : ds * gj;
-            if (WH) ho.v[l] = DS0 ? mul0(ds, hj) : ds * hj;
-        }
+        for (int l = 0; l < VEC; ++l)
+            ce_int_elem<WG, WH, DENSE, DS0>(ev.v[l], jb + l, special, jm, y, fin, ds, epsC, cwa, go.v[l], ho.v[l]);
         if (WG) gs[q] = go;
         if (WH) hs[q] = ho;
     }
 }
 
-template <typename T, int K, int VEC>
-__device__ __forceinline__ void onchip_row(const T* __restrict__ x, xi64 sx_o, int C, int chunk,
-                                           const xi64* __restrict__ labels, const T* __restrict__ sw,
-                                           const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,
-                                           double eps, double dscale, T* __restrict__ loss,
-                                           T* __restrict__ grad, T* __restrict__ hess,
-                                           double* __restrict__ part_sum, xi64 row, int rank) {
-    typedef Pack<T, VEC> P;
-    XENT_DYN_SHARED(dyn);
-    XENT_SHARED(OnchipScratch, sc);
-    P* buf = reinterpret_cast<P*>(dyn);
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    constexpr int NW = OC_NT / 32;
+/* The block's slice of a row: classes j0 .. j0 + nv VEC - 1, and where they are. */
+template <typename T, int VEC> struct OnchipSlice {
+    int j0, nv;
+    const Pack<T, VEC>* xs;
+    Pack<T, VEC>* gs;
+    Pack<T, VEC>* hs;
+    __device__ __forceinline__ OnchipSlice(const OnchipParams<T>& p, xi64 row, int rank) {
+        j0 = rank * p.chunk;
+        const int j1 = (p.C - j0) < p.chunk ? p.C : j0 + p.chunk;
+        nv = j1 > j0 ? (j1 - j0) / VEC : 0;
+        xs = reinterpret_cast<const Pack<T, VEC>*>(p.x + row * p.sx_o + j0);
+        gs = p.grad ? reinterpret_cast<Pack<T, VEC>*>(p.grad + row * xi64(p.C) + j0) : (Pack<T, VEC>*)0;
+        hs = p.hess ? reinterpret_cast<Pack<T, VEC>*>(p.hess + row * xi64(p.C) + j0) : (Pack<T, VEC>*)0;
+    }
+};
 
-    RowArgs<T> a;
-    a.C = C; a.cwa = cwa; a.eps = T(eps); a.gamma = T(0); a.dscale = T(dscale);
-    a.ignore_index = ignore_index; a.has_ignore = has_ignore; a.from_logits = 1;
-
-    const xi64 y = labels[row];
-    const int j0 = rank * chunk;
-    const int j1 = (C - j0) < chunk ? C : j0 + chunk;
-    const int nv = j1 > j0 ? (j1 - j0) / VEC : 0;
-    const T* xrow = x + row * sx_o;
-    const P* xs = reinterpret_cast<const P*>(xrow + j0);
-    P* gs = grad ? reinterpret_cast<P*>(grad + row * xi64(C) + j0) : (P*)0;
-    P* hs = hess ? reinterpret_cast<P*>(hess + row * xi64(C) + j0) : (P*)0;
-    const bool first = (rank == 0 && tid == 0);
-
-    if (has_ignore && y == ignore_index) {   /* the same for every block of the cluster */
-        P z;
+/* A row's label y: false, with everything the row gets written, when the row is ignored or its
+ * label lies outside [0, C) (reported with the row's first flat index; _cuda.py reads the label
+ * itself). The same answer in every block of a cluster, which then all skip the row. */
+template <typename T, int VEC, int NT>
+__device__ __forceinline__ bool onchip_row_start(const OnchipParams<T>& p, xi64 row, int rank, xi64 y) {
+    const bool first = (rank == 0 && threadIdx.x == 0);
+    const bool ignored = p.has_ignore && y == p.ignore_index;
+    const bool bad_label = !ignored && !(y >= 0 && y < p.C);
+    if (first) p.part_err[row] = bad_label ? err_key(row * xi64(p.C), ERR_LABEL_RANGE) : XENT_NO_ERR;
+    if (bad_label) {   /* only the error counts: no outputs */
+        if (first) p.part_sum[row] = 0.0;
+        return false;
+    }
+    if (ignored) {
+        const OnchipSlice<T, VEC> sl(p, row, rank);
+        Pack<T, VEC> z;
 #pragma unroll
         for (int l = 0; l < VEC; ++l) z.v[l] = T(0);
-        for (int q = tid; q < nv; q += OC_NT) {
-            if (gs) gs[q] = z;
-            if (hs) hs[q] = z;
+        for (int q = threadIdx.x; q < sl.nv; q += NT) {
+            if (sl.gs) sl.gs[q] = z;
+            if (sl.hs) sl.hs[q] = z;
         }
         if (first) {
-            if (loss) loss[row] = T(0);
-            part_sum[row] = 0.0;
+            if (p.loss) p.loss[row] = T(0);
+            p.part_sum[row] = 0.0;
         }
-        return;
+        return false;
     }
-    const T wi = sw ? sw[row] : T(1);
-    const T ds = wi * a.dscale;
-    const bool dense = a.eps != T(0);   /* label smoothing: every class has a coefficient */
+    return true;
+}
 
-    /* 1. read the slice into shared memory; maximum and its first index */
+/* The copies of the block's slice of a row into buf, not waited for. */
+template <typename T, int VEC, int NT>
+__device__ __forceinline__ void onchip_issue(const OnchipParams<T>& p, xi64 row, int rank, Pack<T, VEC>* buf) {
+    const OnchipSlice<T, VEC> sl(p, row, rank);
+    for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + q, sl.xs + q);
+}
+
+/* A row (label y in [0, C)) from its slice in buf, filled and visible to every thread. */
+template <typename T, int K, int VEC, int NT>
+__device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 row, int rank, xi64 y,
+                                                Pack<T, VEC>* buf, OnchipScratch<NT>& sc) {
+    typedef Pack<T, VEC> P;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    constexpr int NW = NT / 32;
+    const OnchipSlice<T, VEC> sl(pa, row, rank);
+    const int j0 = sl.j0, nv = sl.nv;
+    P* gs = sl.gs;
+    P* hs = sl.hs;
+    const int C = pa.C;
+    const T* cwa = pa.cwa;
+    const T* xrow = pa.x + row * pa.sx_o;
+    T* loss = pa.loss;
+    double* part_sum = pa.part_sum;
+    const bool first = (rank == 0 && tid == 0);
+    const T eps = T(pa.eps);
+    const T wi = pa.sw ? pa.sw[row] : T(1);
+    const T ds = wi * T(pa.dscale);
+    const bool dense = eps != T(0);   /* label smoothing: every class has a coefficient */
+
+    /* 1. the slice's maximum and first index */
     T m = -Lim<T>::inf();
     int jm = 0x7fffffff;
     bool nan = false;
-    for (int q0 = tid; q0 < nv; q0 += OC_NT * OC_U) {
-        P v[OC_U];
+    for (int q = tid; q < nv; q += NT) {
+        const P v = buf[q];
 #pragma unroll
-        for (int u = 0; u < OC_U; ++u) {
-            const int q = q0 + u * OC_NT;
-            if (q < nv) v[u] = xs[q];
-        }
-#pragma unroll
-        for (int u = 0; u < OC_U; ++u) {
-            const int q = q0 + u * OC_NT;
-            if (q < nv) {
-                buf[q] = v[u];
-#pragma unroll
-                for (int l = 0; l < VEC; ++l) {
-                    const T t = v[u].v[l];
-                    if (t != t) nan = true;
-                    else if (jm == 0x7fffffff || t > m) { m = t; jm = j0 + q * VEC + l; }
-                }
-            }
+        for (int l = 0; l < VEC; ++l) {
+            const T t = v.v[l];
+            if (t != t) nan = true;
+            else if (jm == 0x7fffffff || t > m) { m = t; jm = j0 + q * VEC + l; }
         }
     }
 #pragma unroll
@@ -905,24 +1175,30 @@ __device__ __forceinline__ void onchip_row(const T* __restrict__ x, xi64 sx_o, i
     }
 
     /* 2. s_rest = sum_{j != jm} exp(x_j - m); with label smoothing also the sums of
-     *    c_j = eps/C cw_j over the classes (S_rest) and of c_j d_j (LD) */
-    const T epsC = a.eps / T(C);
+     *    c_j = eps/C cw_j over the classes (S_rest) and of c_j d_j (LD). Each exponential
+     *    replaces its logit in shared memory (1 at jm), for the gradient pass: one exp per
+     *    element, the corrected one of softmax_exp (as the CPU, which keeps them in the row). */
+    const T epsC = eps / T(C);
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
         double ls = 0.0, lsr = 0.0, lld = 0.0;
-        for (int q = tid; q < nv; q += OC_NT) {
+        for (int q = tid; q < nv; q += NT) {
             const P v = buf[q];
             T ex[VEC];
+            P ev;
 #pragma unroll
             for (int l = 0; l < VEC; ++l) {
                 const int j = j0 + q * VEC + l;
-                ex[l] = (j != jm) ? softmax_exp(v.v[l], m) : T(0);
+                const T e = softmax_exp(v.v[l], m);
+                ev.v[l] = (j != jm) ? e : T(1);
+                ex[l] = (j != jm) ? e : T(0);
                 if (dense) {
                     const T c = epsC * (cwa ? cwa[j] : T(1));
                     if (j != jm) lsr += double(c);
                     lld += double(mul0(c, softmax_gap(v.v[l], m)));
                 }
             }
+            buf[q] = ev;
             /* a vector's exponentials are added in T first (at most two roundings of 2^-24 for
              * float), then into the double row sum */
             if (VEC == 4) ls += double((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]));
@@ -968,7 +1244,7 @@ __device__ __forceinline__ void onchip_row(const T* __restrict__ x, xi64 sx_o, i
         P z;
 #pragma unroll
         for (int l = 0; l < VEC; ++l) z.v[l] = q;
-        for (int qq = tid; qq < nv; qq += OC_NT) {
+        for (int qq = tid; qq < nv; qq += NT) {
             if (gs) gs[qq] = z;
             if (hs) hs[qq] = z;
         }
@@ -977,29 +1253,15 @@ __device__ __forceinline__ void onchip_row(const T* __restrict__ x, xi64 sx_o, i
             part_sum[row] = double(q);
         }
     } else {
-        /* as softmax_ce_finish with integer labels: c_j = eps/C cw_j + (j == y) (1 - eps) cw_y */
-        const double s = 1.0 + s_rest;
-        const T L = T(log1p(s_rest));
-        const bool y_ok = y >= 0 && y < C;
-        const T cy = y_ok ? (T(1) - a.eps) * (cwa ? cwa[y] : T(1)) : T(0);
-        double S = dense ? S_rest + double(epsC * (cwa ? cwa[jm] : T(1))) : 0.0;
-        S += double(cy);
-        if (y_ok && y != jm) S_rest += double(cy);
+        const T gap_y = first ? softmax_gap(xrow[y], m) : T(0);   /* only the first thread's loss counts */
+        const CeIntEnd<T> fin = ce_int_end(s_rest, S_rest, LD, dense, eps, epsC, cwa, y, jm, gap_y, wi);
         if (first) {
-            if (y_ok) LD += double(mul0(cy, softmax_gap(xrow[y], m)));
-            const T l = mul0(wi, T(LD + S * double(L)));
-            if (loss) loss[row] = l;
-            part_sum[row] = double(l);
+            if (loss) loss[row] = fin.loss;
+            part_sum[row] = double(fin.loss);
         }
         if (gs || hs) {
-            const T ST = T(S);
-            const T inv_s = T(1.0 / s);
-            const T Qjm = T(s_rest / s);
-            const T g_jm = T(S_rest - S * double(Qjm));
-            const T h_jm = ST * inv_s * Qjm;
-            const T c_y = y_ok ? epsC * (cwa ? cwa[y] : T(1)) + cy : T(0);
 #define XENT_OC_WRITE(WG, WH, DN, D0) \
-    onchip_write<WG, WH, DN, D0, T, VEC>(buf, gs, hs, nv, j0, m, jm, y, ST, inv_s, ds, g_jm, h_jm, c_y, epsC, cwa)
+    onchip_write<WG, WH, DN, D0, NT, T, VEC>(buf, gs, hs, nv, j0, jm, y, fin, ds, epsC, cwa)
             if (ds == T(0)) {   /* rare (zero weight, mean over nothing): the general loop */
                 if (gs && hs) XENT_OC_WRITE(true, true, true, true);
                 else if (gs) XENT_OC_WRITE(true, false, true, true);
@@ -1021,33 +1283,277 @@ __device__ __forceinline__ void onchip_row(const T* __restrict__ x, xi64 sx_o, i
 #endif
 }
 
+/* One row per block (or per cluster of K blocks): the slice is copied in, then processed. */
+template <typename T, int K, int VEC>
+__device__ __forceinline__ void onchip_one_row(const OnchipParams<T>& p, xi64 row, int rank) {
+    XENT_DYN_SHARED(dyn);
+    XENT_SHARED(OnchipScratch<OC_NT>, sc);
+    Pack<T, VEC>* buf = reinterpret_cast<Pack<T, VEC>*>(dyn);
+    const xi64 y = p.labels[row];
+    if (!onchip_row_start<T, VEC, OC_NT>(p, row, rank, y)) return;
+    onchip_issue<T, VEC, OC_NT>(p, row, rank, buf);   /* every copy of the slice in flight at once */
+    copy_to_shared_wait();
+    __syncthreads();
+    onchip_row_body<T, K, VEC, OC_NT>(p, row, rank, y, buf, sc);
+}
+
+/* The next row for this block (or cluster): taken from the launch's row counter by rank 0 and
+ * handed to the cluster through a slot of its shared memory. Slots alternate by parity: a slot is
+ * written again two rows later, when every block has passed the next row's barrier and so has
+ * read it. */
+template <int K, int NT>
+__device__ __forceinline__ xi64 onchip_take_row(xu64* counter, OnchipScratch<NT>& sc, int rank, int parity) {
+    if (rank == 0 && threadIdx.x == 0) sc.slot_row[parity] = double(atomicAdd(counter, 1ULL));
+    if constexpr (K == 1) {
+        __syncthreads();
+        return xi64(sc.slot_row[parity]);
+    } else {
+#if XENT_CLUSTER
+        cluster_arrive();
+        cluster_wait();
+        return xi64(cluster_load(&sc.slot_row[parity], 0));
+#else
+        return 0;
+#endif
+    }
+}
+
+/* Pipelined: persistent blocks (clusters) take rows from a counter until none is left, with two
+ * slice buffers: the next row's copies are in flight while this row is worked on, so global
+ * memory is read and written all the time. Which block takes which row does not change any
+ * result: a row's sums depend only on the row. */
+template <typename T, int K, int VEC>
+__device__ __forceinline__ void onchip_pipe(const OnchipParams<T>& p, xi64 rows, xu64* counter, int rank) {
+    typedef Pack<T, VEC> P;
+    XENT_DYN_SHARED(dyn);
+    XENT_SHARED(OnchipScratch<PIPE_NT>, sc);
+    P* const buf0 = reinterpret_cast<P*>(dyn);
+    P* const buf1 = buf0 + p.chunk / VEC;
+    int parity = 0, cur = 0;
+    xi64 row = onchip_take_row<K, PIPE_NT>(counter, sc, rank, parity);
+    parity ^= 1;
+    xi64 y = row < rows ? p.labels[row] : 0;
+    bool live = row < rows && onchip_row_start<T, VEC, PIPE_NT>(p, row, rank, y);
+    if (live) onchip_issue<T, VEC, PIPE_NT>(p, row, rank, buf0);
+    copy_to_shared_commit();
+    while (row < rows) {
+        const xi64 next = onchip_take_row<K, PIPE_NT>(counter, sc, rank, parity);
+        parity ^= 1;
+        const xi64 ny = next < rows ? p.labels[next] : 0;
+        const bool nlive = next < rows && onchip_row_start<T, VEC, PIPE_NT>(p, next, rank, ny);
+        /* the other buffer was last read by the previous row, which every thread has finished */
+        if (nlive) onchip_issue<T, VEC, PIPE_NT>(p, next, rank, cur ? buf0 : buf1);
+        copy_to_shared_commit();
+        copy_to_shared_wait_prior();   /* this row's copies (all but the newest group) */
+        __syncthreads();
+        if (live) onchip_row_body<T, K, VEC, PIPE_NT>(p, row, rank, y, cur ? buf1 : buf0, sc);
+        __syncthreads();
+        row = next;
+        y = ny;
+        live = nlive;
+        cur ^= 1;
+    }
+    copy_to_shared_wait();
+#if XENT_CLUSTER
+    /* the last row number came from rank 0's shared memory: it stays until every block has it */
+    if constexpr (K > 1) {
+        cluster_arrive();
+        cluster_wait();
+    }
+#endif
+}
+
 }  // namespace xentk
 
 #define XENT_ONCHIP_PARAMS                                                                         \
     const T* __restrict__ x, xi64 sx_o, int C, int chunk, const xi64* __restrict__ labels,          \
     const T* __restrict__ sw, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,          \
     double eps, double dscale, T* __restrict__ loss, T* __restrict__ grad, T* __restrict__ hess,     \
-    double* __restrict__ part_sum, xi64 row_offset
+    double* __restrict__ part_sum, xu64* __restrict__ part_err
 
-#define XENT_ONCHIP_ARGS                                                                           \
-    x, sx_o, C, chunk, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss, grad, hess, part_sum
+#define XENT_ONCHIP_STRUCT                                                                         \
+    const xentk::OnchipParams<T> p{x, sx_o, C, chunk, labels, sw, cwa, ignore_index, has_ignore, eps, \
+                                   dscale, loss, grad, hess, part_sum, part_err};
+
+#ifdef XENT_EMU
+#define XENT_CLUSTER_RANK(K) int(blockIdx.x % (K))
+#else
+#define XENT_CLUSTER_RANK(K) int(xentk::cluster_rank())
+#endif
 
 template <typename T, int VEC>
-__global__ void __launch_bounds__(xentk::OC_NT) xent_onchip(XENT_ONCHIP_PARAMS) {
-    xentk::onchip_row<T, 1, VEC>(XENT_ONCHIP_ARGS, xi64(blockIdx.x) + row_offset, 0);
+__global__ void __launch_bounds__(xentk::OC_NT) xent_onchip(XENT_ONCHIP_PARAMS, xi64 row_offset) {
+    XENT_ONCHIP_STRUCT
+    xentk::onchip_one_row<T, 1, VEC>(p, xi64(blockIdx.x) + row_offset, 0);
+}
+
+template <typename T, int VEC>
+__global__ void __launch_bounds__(xentk::PIPE_NT, 1) xent_onchip_pipe(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
+    XENT_ONCHIP_STRUCT
+    xentk::onchip_pipe<T, 1, VEC>(p, rows, counter, 0);
 }
 
 #if XENT_CLUSTER
 template <typename T, int K, int VEC>
-__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::OC_NT) xent_onchip_cl(XENT_ONCHIP_PARAMS) {
-#ifdef XENT_EMU
-    const int rank = int(blockIdx.x % K);
-#else
-    const int rank = int(xentk::cluster_rank());
-#endif
-    xentk::onchip_row<T, K, VEC>(XENT_ONCHIP_ARGS, xi64(blockIdx.x / K) + row_offset, rank);
+__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::OC_NT)
+xent_onchip_cl(XENT_ONCHIP_PARAMS, xi64 row_offset) {
+    XENT_ONCHIP_STRUCT
+    xentk::onchip_one_row<T, K, VEC>(p, xi64(blockIdx.x / K) + row_offset, XENT_CLUSTER_RANK(K));
+}
+
+template <typename T, int K, int VEC>
+__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::PIPE_NT, 1)
+xent_onchip_pipe_cl(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
+    XENT_ONCHIP_STRUCT
+    xentk::onchip_pipe<T, K, VEC>(p, rows, counter, XENT_CLUSTER_RANK(K));
 }
 #endif
+
+/* Few classes (C <= CMAX <= 32): cross entropy from logits, integer labels, gamma = 0, contiguous
+ * rows (class stride 1, row stride C). One thread per row and a warp per 32 consecutive rows:
+ * the warp reads its rows' 32 C logits with coalesced loads (all in flight at once) into its own
+ * shared memory, each lane takes its row into registers and computes each exponential once, and
+ * the gradient (then the Hessian) goes back out through the same shared memory with coalesced
+ * stores. Warps wait for each other only at the block's partial sum. In shared memory a row
+ * takes an odd number P of slots, so that the 32 lanes reading their rows hit 32 banks.
+ * Dynamic shared memory: 8 warps x 32 rows x P elements. */
+namespace xentk {
+
+/* Shared-memory slot of element q = k * 32 + lane of a warp's 32 x C block (row q / C, class
+ * q % C, P slots a row), walked for k = 0, 1, ... without divisions. */
+struct SmallWalk {
+    int row, col, dr, dc, C, P;
+    __device__ __forceinline__ SmallWalk(int lane, int C_, int P_)
+        : row(lane / C_), col(lane % C_), dr(32 / C_), dc(32 % C_), C(C_), P(P_) {}
+    __device__ __forceinline__ int slot() const { return row * P + col; }
+    __device__ __forceinline__ void next() {
+        row += dr;
+        col += dc;
+        if (col >= C) { col -= C; ++row; }
+    }
+};
+
+}  // namespace xentk
+
+template <typename T, int CMAX>
+__global__ void __launch_bounds__(256, (CMAX <= 16 ? 3 : 2)) xent_softmax_small(
+        const T* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const T* __restrict__ sw,
+        const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
+        T* __restrict__ loss, T* __restrict__ grad, T* __restrict__ hess, double* __restrict__ part_sum,
+        xu64* __restrict__ part_err, xi64 block_offset) {
+    using namespace xentk;
+    constexpr int NT = 256, NW = NT / 32;
+    XENT_SHARED(ReduceScratch, rs);
+    XENT_DYN_SHARED(dyn);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int P = C | 1;
+    T* buf = reinterpret_cast<T*>(dyn) + warp * 32 * P;
+    const xi64 b = xi64(blockIdx.x) + block_offset;
+    const xi64 r0 = (b * NW + warp) * 32;   /* the warp's first row */
+    const int nr = int(rows - r0 < 32 ? (rows - r0 > 0 ? rows - r0 : 0) : 32);
+    double acc = 0.0;
+    xu64 err = XENT_NO_ERR;
+    if (nr > 0) {   /* uniform across the warp */
+        const int cnt = nr * C;
+        const xi64 base = r0 * C;
+        {   /* the warp's logits, coalesced, every load issued before the first store */
+            const T* xw = x + base + lane;
+            T v[CMAX];
+#pragma unroll
+            for (int k = 0; k < CMAX; ++k) v[k] = (k < C && k * 32 + lane < cnt) ? xw[k * 32] : T(0);
+            SmallWalk w(lane, C, P);
+#pragma unroll
+            for (int k = 0; k < CMAX; ++k) {
+                if (k < C && k * 32 + lane < cnt) buf[w.slot()] = v[k];
+                w.next();
+            }
+        }
+        __syncwarp();
+        const bool active = lane < nr;
+        const xi64 r = r0 + lane;
+        T* row = buf + lane * P;
+        T e[CMAX];
+        T m = -Lim<T>::inf();
+        int jm = -1;
+        bool nan = false;
+#pragma unroll
+        for (int k = 0; k < CMAX; ++k) {
+            e[k] = (k < C && active) ? row[k] : T(0);
+            if (k < C) {
+                const T t = e[k];
+                if (t != t) nan = true;
+                else if (jm < 0 || t > m) { m = t; jm = k; }
+            }
+        }
+        const xi64 y = active ? labels[r] : xi64(0);
+        const bool ignored = has_ignore && y == ignore_index;
+        const bool bad = active && !ignored && !(y >= 0 && y < C);
+        if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
+        const bool live = active && !ignored && !bad && !nan;
+        const T wi = (sw && active) ? sw[r] : T(1);
+        const T ds = wi * T(dscale);
+        const T eps_ = T(eps), epsC = eps_ / T(C);
+        const bool dense = eps_ != T(0);
+        CeIntEnd<T> fin;
+        fin.loss = T(0);
+        if (live) {
+            /* s_rest = sum_{j != jm} exp(x_j - m); smoothing sums as in the on-chip kernel */
+            double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
+            T gap_y = T(0);
+#pragma unroll
+            for (int k = 0; k < CMAX; ++k) {
+                if (k < C) {
+                    const T t = e[k];
+                    if (k == y) gap_y = softmax_gap(t, m);
+                    if (dense) {
+                        const T c = epsC * (cwa ? cwa[k] : T(1));
+                        if (k != jm) S_rest += double(c);
+                        LD += double(mul0(c, softmax_gap(t, m)));
+                    }
+                    const T ek = softmax_exp(t, m);
+                    if (k != jm) s_rest += double(ek);
+                    e[k] = (k != jm) ? ek : T(1);
+                }
+            }
+            fin = ce_int_end(s_rest, S_rest, LD, dense, eps_, epsC, cwa, y, jm, gap_y, wi);
+        } else if (active && nan && !ignored && !bad) {
+            fin.loss = Lim<T>::nan();
+        }
+        /* gradient, then Hessian: each lane writes its row, the warp stores the block */
+        for (int pass = 0; pass < 2; ++pass) {
+            T* out = pass == 0 ? grad : hess;
+            if (!out) continue;   /* uniform */
+            if (active) {
+                const T fill = (live || !nan || ignored || bad) ? T(0) : Lim<T>::nan();
+#pragma unroll
+                for (int k = 0; k < CMAX; ++k) {
+                    if (k < C) {
+                        T g = fill, h = fill;
+                        if (live) {   /* the general element (any eps, weight 0 allowed): C is small */
+                            if (pass == 0) ce_int_elem<true, false, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
+                            else ce_int_elem<false, true, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
+                        }
+                        row[k] = pass == 0 ? g : h;
+                    }
+                }
+            }
+            __syncwarp();
+            T* ow = out + base + lane;
+            SmallWalk w(lane, C, P);
+#pragma unroll
+            for (int k = 0; k < CMAX; ++k) {
+                if (k < C && k * 32 + lane < cnt) ow[k * 32] = buf[w.slot()];
+                w.next();
+            }
+            __syncwarp();
+        }
+        if (active && !bad) {
+            if (loss) loss[r] = fin.loss;
+            acc = double(fin.loss);
+        }
+    }
+    block_partial<NT>(rs, acc, err, part_sum, part_err, b);
+}
 
 /* Adds part_sum[0..n) in order (compensated, per thread, then a fixed tree) and finds the
  * smallest error key; out[0] = the sum's bits, out[1] = the key (all ones: no error). */
