@@ -33,6 +33,14 @@ TINY = {"softmax_1048576x10": ("softmax", 1000, 10), "binary_2^27": ("binary", 5
         "softmax_65536x32000": ("softmax", 16, 3000), "softmax_8192x128256": ("softmax", 4, 20000)}
 QUICK = {"softmax_1048576x10": ("softmax", 65536, 10), "binary_2^27": ("binary", 2**22, None),
          "softmax_65536x32000": ("softmax", 2048, 32000), "softmax_8192x128256": ("softmax", 256, 128256)}
+# Kernel variants timed (kernel only) beside the default choice, as _cuda.config settings: which
+# one is fastest on a given GPU is what the defaults of _cuda.py should follow.
+VARIANTS = {
+    "softmax_small": [("few-classes kernel", {"small": True}), ("tile kernel", {"small": False})],
+    "softmax_large": [("pipelined", {"pipeline": True}), ("one row a block", {"pipeline": False}),
+                      ("pipelined, 32 KiB slices", {"pipeline": True, "onchip_cap": 32768}),
+                      ("one row a block, 32 KiB slices", {"pipeline": False, "onchip_cap": 32768})],
+}
 
 
 def log(*a):
@@ -121,7 +129,46 @@ def liger_or_none():
     return None
 
 
-def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc):
+def time_variants(x, y, repeat, C):
+    """Kernel-only time of each variant of VARIANTS for this case: {label: ms}."""
+    from xentc import _cuda
+
+    out = {}
+    for label, settings in VARIANTS["softmax_small" if C <= 32 else "softmax_large"]:
+        saved = dict(_cuda.config)
+        try:
+            _cuda.config.update(settings)
+            _cuda.config["log"] = []
+            ms = kernel_only_ms("softmax", x, y, max(3, repeat // 2))
+            used = [kw for k, kw in _cuda.config["log"] if k == "softmax"][-1:]
+            out[label] = {"ms": round(ms, 4), "kernel": used[0] if used else None}
+        except Exception as exc:  # noqa: BLE001
+            out[label] = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            _cuda.config.clear()
+            _cuda.config.update(saved)
+        log(f"   variant {label}: {out[label]}")
+    return out
+
+
+def host_profile(call, n=20, top=12):
+    """Where the host time of a whole call goes (cProfile over n calls; the device work shows up
+    as time in the synchronising device-to-host reads)."""
+    import cProfile
+    import io
+    import pstats
+
+    pr = cProfile.Profile()
+    pr.enable()
+    for _ in range(n):
+        call()
+    pr.disable()
+    buf = io.StringIO()
+    pstats.Stats(pr, stream=buf).sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
+
+
+def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
     import cupy
 
     rng = cupy.random.default_rng(1234)
@@ -142,6 +189,8 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc):
             return xentc.binary_cross_entropy(y, x, from_logits=True, grad=True)
 
     row["roofline_ms"] = nbytes / bw * 1e3
+    if variants and kind == "softmax":
+        row["variants"] = time_variants(x, y, repeat, C)
     res = call()
     cupy.cuda.Device().synchronize()
     row["xentc_ms"], row["xentc_min_ms"] = gpu_time_ms(call, repeat)
@@ -159,6 +208,8 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc):
         _cuda.config["log"] = None
     except Exception:  # noqa: BLE001
         pass
+    if variants:
+        log("   host profile of 20 whole calls (tottime):\n" + host_profile(call))
 
     # ---- correctness against PyTorch float64 ------------------------------------------------
     if torch is not None:
@@ -297,6 +348,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--variants", action="store_true",
+                    help="also time the kernel variants of VARIANTS and profile the host side of a call")
     args = ap.parse_args(argv)
 
     import cupy
@@ -329,7 +382,7 @@ def main(argv=None):
         kind, N, C = table[name]
         log(f"-- {name} ({N}{'x' + str(C) if C else ''}) ...")
         try:
-            row = run_case(name, kind, N, C, args.repeat, bw, torch, liger, xentc)
+            row = run_case(name, kind, N, C, args.repeat, bw, torch, liger, xentc, variants=args.variants)
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             row = {"case": name, "error": f"{type(exc).__name__}: {exc}"}
@@ -354,6 +407,13 @@ def main(argv=None):
         log(f"| {r['case']} ({r['shape']}) | {fmt(r['roofline_ms'])} | {fmt(r['xentc_ms'])} | "
             f"{fmt(r.get('xentc_kernel_ms'))} | {'-' if tgt is None else f'{tgt} ms'}{ok} | "
             f"{fmt(r.get('torch_ms'))} | {fmt(r.get('liger_ms'))} | {chk} |")
+    if any("variants" in r for r in rows):
+        log("")
+        log("kernel variants (kernel only, ms):")
+        for r in rows:
+            for label, v in r.get("variants", {}).items():
+                what = v.get("error") or f"{v['ms']:.3f} ms  {v.get('kernel')}"
+                log(f"  {r['case']:24s} {label:32s} {what}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev_name, "info": inf, "copy_bw": bw, "rows": rows}, f, indent=1)

@@ -3,8 +3,10 @@
 #   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel, ...)
 #      and xentc itself from this source tree;
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps);
-#   3. pytest tests/test_cuda.py, then a quick CPU sanity subset;
-#   4. benchmarks/bench_gpu.py (quick sizes first, then the design section 4 cases).
+#   3. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then a
+#      quick CPU sanity subset;
+#   4. benchmarks/bench_gpu.py (quick sizes first, then the design section 4 cases with the kernel
+#      variants and a host profile of one call).
 # Every step has its own time limit; the whole script stays under 5 minutes. Logs go to $OUT
 # (or a new temporary folder) and the last lines of each are echoed. Exit status: 0 if every
 # step passed.
@@ -119,6 +121,8 @@ assert abs(float(r.loss) - float(c.loss)) < 1e-12 and np.allclose(cupy.asnumpy(r
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")
 RESERVE=120   # keep time for the CPU subset and the benchmark
 run test_cuda 200 "${PYTEST[@]}" -v --tb=short --maxfail=25 --durations=10 "$REPO/tests/test_cuda.py"
+RESERVE=110
+run test_torch 45 "${PYTEST[@]}" -q -ra --maxfail=10 "$REPO/tests/test_torch.py"
 RESERVE=100
 run test_cpu_sanity 40 "${PYTEST[@]}" -q --maxfail=10 "$REPO/tests/test_options.py" "$REPO/tests/test_bad_input.py" \
     -k "plain or combo or test_bad_input"
@@ -127,7 +131,7 @@ run test_cpu_sanity 40 "${PYTEST[@]}" -q --maxfail=10 "$REPO/tests/test_options.
 RESERVE=80
 run bench_quick 30 "$PY" "$REPO/benchmarks/bench_gpu.py" --quick --repeat 3
 RESERVE=0
-run bench 200 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --json "$OUT/bench.json"
+run bench 200 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json"
 
 log "total $(( $(date +%s) - START ))s; logs in $OUT"
 echo -e "summary:$SUMMARY" | tee -a "$OUT/gpu_check.log"
