@@ -2,7 +2,8 @@
 # GPU check of xentc, for a GPU machine without network (CUDA 13, CuPy 14, PyTorch, Triton):
 #   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel, ...)
 #      and xentc itself from this source tree;
-#   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps);
+#   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
+#      one call through each kernel family (benchmarks/gpu_smoke.py);
 #   3. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then a
 #      quick CPU sanity subset;
 #   4. benchmarks/bench_gpu.py (quick sizes first, then the design section 4 cases with the kernel
@@ -116,6 +117,13 @@ c = xentc.cross_entropy(np.array([0, 2]), np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 
 print('smoke: gpu', float(r.loss), 'cpu', float(c.loss))
 assert abs(float(r.loss) - float(c.loss)) < 1e-12 and np.allclose(cupy.asnumpy(r.grad), c.grad, rtol=1e-12, atol=1e-15)
 "
+
+# ---- 2b. one call through each kernel family: a kernel that fails or hangs is named here, and the
+#      rest runs without the pipelined on-chip kernels (the newest) if any family fails ----------
+if ! run gpu_smoke 60 "$PY" "$REPO/benchmarks/gpu_smoke.py"; then
+    export XENTC_CUDA_NO_PIPELINE=1
+    log "a kernel family failed the smoke test: the steps below run with XENTC_CUDA_NO_PIPELINE=1"
+fi
 
 # ---- 3. tests -----------------------------------------------------------------------------------
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")

@@ -336,7 +336,8 @@ class _Module:
                 errors.append(f"[onchip attributes] {type(exc).__name__}: {exc}")
                 self.onchip_cap = min(cap, 48 * 1024)
         pipe_cap = (optin - 4096) // 32 * 32   # the kernel's static scratch (~2.3 KiB) comes on top
-        if self.onchip_cap > 0 and self.sm_count > 0 and pipe_cap >= 64 * 1024:
+        if (self.onchip_cap > 0 and self.sm_count > 0 and pipe_cap >= 64 * 1024
+                and not os.environ.get("XENTC_CUDA_NO_PIPELINE")):
             try:
                 for n in names:
                     if n.startswith("xent_onchip_pipe"):
