@@ -131,16 +131,20 @@ struct ReduceScratch {
 };
 
 /* Block partial: the sum of v (fixed shuffle tree, then warps in order) and the smallest key,
- * written by thread 0 to slot b. Every thread of the block must call it. */
+ * written by thread 0 to slot b. Every thread of the block must call it. The key shuffles run
+ * only in warps that hold an error (the usual case has none). */
 template <int NT>
 __device__ __forceinline__ void block_partial(ReduceScratch& rs, double v, xu64 e, double* part_sum,
                                               xu64* part_err, xi64 b) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        v += __shfl_down_sync(XENT_FULL_MASK, v, o);
-        xu64 w = __shfl_down_sync(XENT_FULL_MASK, e, o);
-        e = w < e ? w : e;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(XENT_FULL_MASK, v, o);
+    if (__any_sync(XENT_FULL_MASK, e != XENT_NO_ERR)) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            xu64 w = __shfl_down_sync(XENT_FULL_MASK, e, o);
+            e = w < e ? w : e;
+        }
     }
     if (lane == 0) { rs.d[warp] = v; rs.u[warp] = e; }
     __syncthreads();
@@ -611,39 +615,14 @@ xent_binary(const T* __restrict__ y, xi64 sy, const T* __restrict__ x, xi64 sx, 
  * thread reads 16-byte packs (4 floats / 2 doubles) of y, x (and sample_weight), U packs of each
  * issued together; offsets inside the block are 32-bit; the label check only accumulates a flag,
  * and the first-error key is worked out (again, in index order) only by a thread that saw a bad
- * label; the error-key shuffles run only in warps that hold an error. A block covers `rounds`
- * rounds of NT * U * VEC elements (rounds chosen by the launcher from n alone), so the per-block
- * reduction is shared by more elements; the last block, if partial, takes a guarded scalar loop.
+ * label. A block covers `rounds` rounds of NT * U * VEC elements (rounds chosen by the launcher
+ * from n alone), so the per-block reduction is shared by more elements; the last block, if
+ * partial, takes a guarded scalar loop.
  * SW: sample_weight present (a template flag: without it the loss weight is the constant 1 and
  * mul0(1, v) folds away).
  * ========================================================================================== */
 namespace xentk {
 template <typename T> struct alignas(16) BinPack { T v[16 / sizeof(T)]; };
-
-/* Block partial as block_partial, skipping the error-key shuffles in warps without an error. */
-template <int NT>
-__device__ __forceinline__ void block_partial_vote(ReduceScratch& rs, double v, xu64 e, double* part_sum,
-                                                   xu64* part_err, xi64 b) {
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(XENT_FULL_MASK, v, o);
-    if (__any_sync(XENT_FULL_MASK, e != XENT_NO_ERR)) {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            xu64 w = __shfl_down_sync(XENT_FULL_MASK, e, o);
-            e = w < e ? w : e;
-        }
-    }
-    if (lane == 0) { rs.d[warp] = v; rs.u[warp] = e; }
-    __syncthreads();
-    if (tid == 0) {
-        double s = rs.d[0];
-        xu64 m = rs.u[0];
-        for (int w = 1; w < NT / 32; ++w) { s += rs.d[w]; m = umin64(m, rs.u[w]); }
-        part_sum[b] = s;
-        part_err[b] = m;
-    }
-}
 
 template <typename T> struct BinVecArgs {
     T eps, w0, w1, dsc;
@@ -743,7 +722,7 @@ xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const 
             if (a.want_h) hess[i] = o.h;
         }
     }
-    block_partial_vote<NT>(rs, s, err, part_sum, part_err, b);
+    block_partial<NT>(rs, s, err, part_sum, part_err, b);
 }
 
 /* One thread per row, rows (o, k) with k fastest: any strides. */

@@ -329,15 +329,20 @@ inline std::string where(const Thread* t) {
     return buf;
 }
 
+/* printf into a string (the fault messages) */
+inline std::string vformat(const char* fmt, va_list ap) {
+    char buf[1200];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    return buf;
+}
+
 __attribute__((format(printf, 2, 3))) inline void set_fault(int kind, const char* fmt, ...) {
     if (G.fault) return;
-    char buf[1200];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    G.msg = vformat(fmt, ap);
     va_end(ap);
     G.fault = kind;
-    G.msg = buf;
 }
 
 /* A fault seen by the running thread: record it and never come back. */
@@ -349,12 +354,11 @@ __attribute__((format(printf, 2, 3))) inline void set_fault(int kind, const char
 }
 
 __attribute__((format(printf, 1, 2))) [[noreturn]] inline void kfault(const char* fmt, ...) {
-    char buf[1000];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    const std::string m = vformat(fmt, ap);
     va_end(ap);
-    thread_fault_str(KERNEL_FAULT, buf);
+    thread_fault_str(KERNEL_FAULT, m);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -727,13 +731,12 @@ inline int finish(const LaunchArgs* a) {
 
 inline int config_error(const LaunchArgs* a, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 inline int config_error(const LaunchArgs* a, const char* fmt, ...) {
-    char buf[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    const std::string m = vformat(fmt, ap);
     va_end(ap);
     G.fault = CONFIG_ERROR;
-    G.msg = std::string(G.kernel) + ": " + buf;
+    G.msg = std::string(G.kernel) + ": " + m;
     return finish(a);
 }
 
