@@ -4,10 +4,10 @@
 #      and xentc itself from this source tree;
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
-#   3. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then a
-#      quick CPU sanity subset;
-#   4. benchmarks/bench_gpu.py (quick sizes first, then the design section 4 cases with the kernel
-#      variants and a host profile of one call).
+#   3. benchmarks/bench_gpu.py: the design section 4 cases, the kernel variants and a host
+#      profile of one call;
+#   4. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then
+#      a quick CPU sanity subset.
 # Every step has its own time limit; the whole script stays under 5 minutes. Logs go to $OUT
 # (or a new temporary folder) and the last lines of each are echoed. Exit status: 0 if every
 # step passed.
@@ -125,21 +125,20 @@ if ! run gpu_smoke 60 "$PY" "$REPO/benchmarks/gpu_smoke.py"; then
     log "a kernel family failed the smoke test: the steps below run with XENTC_CUDA_NO_PIPELINE=1"
 fi
 
-# ---- 3. tests -----------------------------------------------------------------------------------
+# ---- 3. benchmark: issue 4's numbers and the kernel variants first, the step most worth the
+#      device time (the smoke step above already ran every kernel family once) -----------------
+RESERVE=100   # keep time for the tests
+run bench 150 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json"
+
+# ---- 4. tests -----------------------------------------------------------------------------------
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")
-RESERVE=120   # keep time for the CPU subset and the benchmark
+RESERVE=40    # keep time for the torch tests and the CPU subset
 run test_cuda 200 "${PYTEST[@]}" -v --tb=short --maxfail=25 --durations=10 "$REPO/tests/test_cuda.py"
-RESERVE=110
+RESERVE=20
 run test_torch 45 "${PYTEST[@]}" -q -ra --maxfail=10 "$REPO/tests/test_torch.py"
-RESERVE=100
+RESERVE=0
 run test_cpu_sanity 40 "${PYTEST[@]}" -q --maxfail=10 "$REPO/tests/test_options.py" "$REPO/tests/test_bad_input.py" \
     -k "plain or combo or test_bad_input"
-
-# ---- 4. benchmark -------------------------------------------------------------------------------
-RESERVE=80
-run bench_quick 30 "$PY" "$REPO/benchmarks/bench_gpu.py" --quick --repeat 3
-RESERVE=0
-run bench 200 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json"
 
 log "total $(( $(date +%s) - START ))s; logs in $OUT"
 echo -e "summary:$SUMMARY" | tee -a "$OUT/gpu_check.log"
