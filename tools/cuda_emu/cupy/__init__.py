@@ -522,6 +522,34 @@ def RawKernel(code, name, options=(), backend="nvrtc", translate_cucomplex=False
 from . import cuda  # noqa: E402  (after ndarray: cuda.function refers back to it)
 
 
+class _WrapResults:
+    """An object whose methods return device arrays (NumPy's random generators, for
+    cupy.random)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def func(*args, **kwargs):
+            return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
+
+        return func
+
+
+class _Random(_WrapResults):
+    """cupy.random: NumPy's, with device arrays out (default_rng gives such a generator)."""
+
+    def default_rng(self, seed=None):
+        return _WrapResults(numpy.random.default_rng(seed))
+
+
+random = _Random(numpy.random)
+
+
 def __getattr__(name: str) -> Any:
     """Everything else from NumPy: types and constants as they are, functions with their array
     results as device arrays (and NumPy array arguments refused, as CuPy does)."""
