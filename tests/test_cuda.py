@@ -755,6 +755,29 @@ def test_all_ignored_mean_is_zero():
     assert float(gpu.loss) == 0.0
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("name", FUNCS)
+def test_reduced_loss_from_the_device_sum(name, reduction, dtype):
+    """The reduced loss is written on the device by the last kernel: the same value the host
+    would form from the returned sum (sum, or sum / denominator), rounded to the dtype."""
+    from xentc._api import _call_with_sums
+
+    rng = np.random.default_rng(_seed("device_scalar", name, reduction, np.dtype(dtype).name))
+    if name in BINARY:
+        y, x = make_binary(rng, (777,), dtype, True, "soft")
+        kw = {"from_logits": True, "sample_weight": weights(rng, (777,)).astype(dtype)}
+    else:
+        y, x = make_categorical(rng, (300, 7), dtype, True, "int")
+        kw = {"from_logits": True, "sample_weight": weights(rng, (300,)).astype(dtype)}
+    kwg = to_gpu_kwargs(kw)
+    res, total, denom = _call_with_sums(getattr(xentc, name), to_gpu(y), to_gpu(x), reduction=reduction,
+                                        grad=True, **kwg)
+    want = np.dtype(dtype).type(total if reduction == "sum" else total / denom)
+    assert isinstance(res.loss, cupy.ndarray) and res.loss.shape == () and res.loss.dtype == dtype
+    assert host(res.loss).item() == want.item() or (np.isnan(want) and np.isnan(host(res.loss)))
+
+
 def test_subnormal_float32_as_on_cpu():
     """With the -ftz=false build, float32 subnormal results agree with the CPU."""
     if "ftz=true" in _cuda.info()["route"]:

@@ -357,13 +357,25 @@ def _buffer(xp, buf, shape: tuple, dtype):
     return xp.empty(shape, dtype=dtype)
 
 
+def _device_scalar(xp, reduction: str, cdt, denom: float) -> dict:
+    """On the GPU, the backend's keyword argument that has its last kernel write the reduced loss
+    into a new 0-d device array (the value _finish would form on the host, so no copy to the
+    device is needed): {"scalar": (array, mean?, denom)}; nothing on the CPU or for 'none'."""
+    if xp is np or reduction == "none":
+        return {}
+    return {"scalar": (xp.empty((), dtype=cdt), reduction == "mean", float(denom))}
+
+
 def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_shape, grad_arr, hess_arr,
-            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool, bufs: _Out = _NO_OUT):
+            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool, bufs: _Out = _NO_OUT,
+            scalar: Optional[dict] = None):
     sink = _SUMS_SINK.get()
     if sink is not None:
         sink.append((float(total), float(denom)))
     if reduction == "none":
         loss = bufs.loss if bufs.loss is not None else loss_arr.reshape(sample_shape)
+    elif scalar:
+        loss = scalar["scalar"][0]   # written on the device from the same sum (_device_scalar)
     else:
         value = total if reduction == "sum" else _mean_value(total, denom)
         loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
@@ -435,13 +447,14 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
     grad_arr = _buffer(xp, bufs.grad, (n,), cdt) if grad else None
     hess_arr = _buffer(xp, bufs.hess, (n,), cdt) if hess else None
+    scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
                                       dscale, from_logits, loss_arr, grad_arr, hess_arr,
-                                      cdt == np.float64, n_threads)
+                                      cdt == np.float64, n_threads, **scalar)
     if err:
         _raise_binary(err, i, yt, pred, None)
     return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
-                   grad, hess, bufs)
+                   grad, hess, bufs, scalar)
 
 
 @overload
@@ -720,13 +733,14 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
     grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), cdt) if grad else None
     hess_arr = _buffer(xp, bufs.hess, (outer, C, inner), cdt) if hess else None
+    scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, j = backend.softmax(x3, labels, ysoft, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, label_smoothing, gamma, dscale, from_logits,
-                                       loss_arr, grad_arr, hess_arr, cdt == np.float64, n_threads)
+                                       loss_arr, grad_arr, hess_arr, cdt == np.float64, n_threads, **scalar)
     if err:
         _raise_categorical(err, i, j, yt, pred, ax, None)
     return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
-                   cdt, grad, hess, bufs)
+                   cdt, grad, hess, bufs, scalar)
 
 
 def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index):

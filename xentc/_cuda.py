@@ -434,9 +434,16 @@ class _Scratch:
         self.out = np.uint64(base + 16 * nparts)
         self.counter = np.uint64(base + 16 * nparts + 16)
 
-    def finish(self, mod: _Module, has_err: bool) -> Tuple[float, int]:
+    def finish(self, mod: _Module, has_err: bool, scalar=None) -> Tuple[float, int]:
+        """The sum and the first error key (one host synchronisation); `scalar` (see
+        _fill_scalar) also gets the reduced loss, on the device."""
+        loss, kind, denom = np.uint64(0), 0, 0.0
+        if scalar is not None:
+            arr, mean, denom = scalar
+            loss, kind = _ptr(arr), (1 if arr.dtype == np.float64 else 0) | (2 if mean else 0)
         mod.funcs["xent_finalize"]((1,), (1024,), (self.sums, self.errs if has_err else np.uint64(0),
-                                                   np.int64(self.n), self.out))
+                                                   np.int64(self.n), self.out, loss, np.int32(kind),
+                                                   np.float64(denom)))
         res = self.buf[2 * self.n:2 * self.n + 2].get()
         total = float(res[0:1].view(np.float64)[0])
         key = int(res[1]) if has_err else _NO_ERR
@@ -490,14 +497,23 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     return total, code, i, j
 
 
-def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads):
-    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits)."""
+def _fill_scalar(scalar) -> None:
+    """The reduced loss of a call with nothing to add up: 0 (as _api's _finish gives)."""
+    if scalar is not None:
+        scalar[0].fill(0)
+
+
+def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None):
+    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits). `scalar`, CUDA only:
+    (0-d array of the compute dtype, mean?, the mean's denominator) to receive the reduced loss on
+    the device, so that _api needs no host-to-device copy for it."""
     if int(x.shape[0]) == 0:
+        _fill_scalar(scalar)
         return 0.0, 0, 0, 0
     cupy = _cupy()
     with cupy.cuda.Device(x.device.id):
         mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_)
-        total, key = sc.finish(mod, True)
+        total, key = sc.finish(mod, True, scalar)
     if key == _NO_ERR:
         return total, 0, 0, 0
     return total, key & 15, key >> 4, 0
@@ -651,16 +667,17 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, sw, cwa, ignore_index, ha
 
 
 def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss, grad,
-            hess, double_, n_threads):
-    """Categorical CE / focal over x viewed as (outer, C, inner)."""
+            hess, double_, n_threads, scalar=None):
+    """Categorical CE / focal over x viewed as (outer, C, inner); `scalar` as for binary."""
     outer, C, inner = (int(v) for v in x.shape)
     if outer * inner == 0 or C == 0:
+        _fill_scalar(scalar)
         return 0.0, 0, 0, 0
     cupy = _cupy()
     with cupy.cuda.Device(x.device.id):
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
                                             dscale, from_logits, loss, grad, hess, double_)
-        total, key = sc.finish(mod, has_err)
+        total, key = sc.finish(mod, has_err, scalar)
     if key == _NO_ERR:
         return total, 0, 0, 0
     flat, code = key >> 4, key & 15

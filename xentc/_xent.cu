@@ -1535,9 +1535,13 @@ __global__ void __launch_bounds__(256, (CMAX <= 16 ? 3 : 2)) xent_softmax_small(
 }
 
 /* Adds part_sum[0..n) in order (compensated, per thread, then a fixed tree) and finds the
- * smallest error key; out[0] = the sum's bits, out[1] = the key (all ones: no error). */
+ * smallest error key; out[0] = the sum's bits, out[1] = the key (all ones: no error). With a
+ * `loss` pointer also the reduced loss, as _api's _finish would form it from the sum on the host
+ * (so it needs no copy to the device): the sum, or for a mean (kind & 2) sum / denom, and 0 where
+ * denom is 0; rounded to float unless kind & 1 (double). */
 __global__ void __launch_bounds__(1024)
-xent_finalize(const double* __restrict__ part_sum, const xu64* __restrict__ part_err, xi64 n, xu64* __restrict__ out) {
+xent_finalize(const double* __restrict__ part_sum, const xu64* __restrict__ part_err, xi64 n, xu64* __restrict__ out,
+              void* __restrict__ loss, int kind, double denom) {
     using namespace xentk;
     constexpr int NT = 1024;
     XENT_SHARED(ReduceScratch, rs);
@@ -1561,8 +1565,14 @@ xent_finalize(const double* __restrict__ part_sum, const xu64* __restrict__ part
         double t = 0.0, tc = 0.0;
         xu64 m = XENT_NO_ERR;
         for (int w = 0; w < NT / 32; ++w) { acc_add(t, tc, rs.d[w]); m = umin64(m, rs.u[w]); }
-        out[0] = (xu64)__double_as_longlong(acc_total(t, tc));
+        const double total = acc_total(t, tc);
+        out[0] = (xu64)__double_as_longlong(total);
         out[1] = m;
+        if (loss) {
+            const double v = (kind & 2) ? (denom != 0.0 ? total / denom : 0.0) : total;
+            if (kind & 1) *static_cast<double*>(loss) = v;
+            else *static_cast<float*>(loss) = float(v);
+        }
     }
 }
 
