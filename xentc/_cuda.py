@@ -563,7 +563,8 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
 
 
 def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, grad, hess, double_):
-    """(kind, extra) for a categorical call; kind in onchip/tile/thread/warp/block."""
+    """(kind, extra) for a categorical call; kind in onchip/small/tile/thread/warp/block. extra: (K, vec,
+    chunk, pipelined) for onchip, the class bound CMAX for small, the shared memory for tile."""
     outer, C, inner = (int(v) for v in x.shape)
     isz = x.itemsize
     sx_o, sx_c = _stride(x, 0), _stride(x, 1)
