@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of xentc, for a GPU machine without network (CUDA 13, CuPy 14, PyTorch, Triton):
-#   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel, ...)
+#   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel: made by
+#      tools/gpu_wheels.sh here, carried along by the device call)
 #      and xentc itself from this source tree;
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
