@@ -1415,7 +1415,7 @@ struct SmallWalk {
 }  // namespace xentk
 
 template <typename T, int CMAX>
-__global__ void __launch_bounds__(256, (CMAX <= 16 ? 3 : 2)) xent_softmax_small(
+__global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_small(
         const T* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const T* __restrict__ sw,
         const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
         T* __restrict__ loss, T* __restrict__ grad, T* __restrict__ hess, double* __restrict__ part_sum,
