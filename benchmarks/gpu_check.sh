@@ -129,7 +129,11 @@ fi
 # ---- 3. benchmark: issue 4's numbers and the kernel variants first, the step most worth the
 #      device time (the smoke step above already ran every kernel family once) -----------------
 RESERVE=100   # keep time for the tests
-run bench 150 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json"
+# XENTC_GPU_CHECK_BENCH_ARGS: extra benchmark arguments (--tiny for a dry run of this script on
+# the CUDA emulator: PYTHONPATH=tools/cuda_emu)
+# shellcheck disable=SC2086
+run bench 150 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json" \
+    ${XENTC_GPU_CHECK_BENCH_ARGS:-}
 
 # ---- 4. tests -----------------------------------------------------------------------------------
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")
