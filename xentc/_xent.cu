@@ -309,14 +309,35 @@ __device__ __forceinline__ T class_coef(const RowArgs<T>& a, xi64 y, const T* ys
     return mul0(cw, Y);
 }
 
+/* The end of a cross-entropy row (softmax_ce_finish of _xent_rows.h), from s_rest, the sums over
+ * the classes of the coefficients (S; S_rest: all but jm) and of c_j d_j (LD), and
+ * L = log1p(s_rest): the loss wi (LD + S L) and the constants of the element derivatives
+ * S P_j - c_j and S P_j (1 - P_j), with P_j = e_j / s and at j = jm the exact forms
+ * S P - c = S_rest - S Q_jm and S P Q_jm. c_y is the label's coefficient, for integer labels. */
+template <typename T> struct CeRowEnd { T loss, ST, inv_s, g_jm, h_jm, c_y; };
+
+template <typename T>
+__device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, double S_rest, double LD, T L, T wi) {
+    CeRowEnd<T> o;
+    const double s = 1.0 + s_rest;
+    o.loss = mul0(wi, T(LD + S * double(L)));
+    o.ST = T(S);
+    o.inv_s = T(1.0 / s);
+    const T Qjm = T(s_rest / s);
+    o.g_jm = T(S_rest - S * double(Qjm));
+    o.h_jm = o.ST * o.inv_s * Qjm;
+    o.c_y = T(0);
+    return o;
+}
+
 /* Cross entropy of one softmax row from its summary (softmax_ce_finish of _xent_rows.h): the loss
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
  * S = sum_j c_j; at j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
  * Integer labels: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y. */
 template <typename T, class Team>
 __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* xr, xi64 sc, xi64 y, const T* ys,
-                                       xi64 syc, T* gr, T* hr, xi64 so, T wi, T m, xi64 jm, double s,
-                                       double s_rest, T L) {
+                                       xi64 syc, T* gr, T* hr, xi64 so, T wi, T m, xi64 jm, double s_rest,
+                                       T L) {
     const xi64 C = a.C;
     const xi64 ln = tm.lane(), ns = tm.size();
     const T* cwa = a.cwa;
@@ -347,12 +368,10 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* x
         if (y != jm) S_rest += double(cy);
         LD += double(mul0(cy, softmax_gap(xr[y * sc], m)));
     }
+    const CeRowEnd<T> fin = ce_row_end(s_rest, S, S_rest, LD, L, wi);
     if (want_g || want_h) {
         const T ds = wi * a.dscale;
-        const T inv_s = T(1.0 / s), ST = T(S);
-        const T Qjm = T(s_rest / s);
-        const T g_jm = T(S_rest - S * double(Qjm));
-        const T h_jm = ST * inv_s * Qjm;
+        const T inv_s = fin.inv_s, ST = fin.ST, g_jm = fin.g_jm, h_jm = fin.h_jm;
         for (xi64 j = ln; j < C; j += ns) {
             const T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
             if (want_g) {
@@ -366,7 +385,7 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* x
             if (want_h) hr[j * so] = mul0(ds, j == jm ? h_jm : ST * P * (T(1) - P));
         }
     }
-    return mul0(wi, T(LD + S * double(L)));
+    return fin.loss;
 }
 
 template <typename T, class Team>
@@ -412,7 +431,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     tm.sum4(s_rest, z0, z1, z2);
     const double s = 1.0 + s_rest;
     const T L = T(log1p(s_rest));
-    if (g == T(0)) return ce_finish(a, tm, xr, sc, y, ys, syc, gr, hr, so, wi, m, jm, s, s_rest, L);
+    if (g == T(0)) return ce_finish(a, tm, xr, sc, y, ys, syc, gr, hr, so, wi, m, jm, s_rest, L);
     /* focal: the loss and the gradient/Hessian sums */
     FocalRowSums<T> sums = focal_row_sums_init<T>();
     for (xi64 j = ln; j < C; j += ns) {
@@ -864,30 +883,19 @@ __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
  * ========================================================================================== */
 namespace xentk {
 
-/* The end of a cross-entropy row from logits with an integer label y in [0, C) and gamma = 0
- * (softmax_ce_finish of _xent_rows.h), shared by the on-chip and the few-classes kernels. With
- * c_j = eps/C cw_j + (j == y) (1 - eps) cw_y and S = sum_j c_j: from s_rest, the smoothing sums
- * over the classes (S_rest: all but jm, LD: c_j d_j) and the label's gap d_y, the loss
- * wi (LD + c_y d_y + S log1p(s_rest)) and the constants of the element derivatives. */
-template <typename T> struct CeIntEnd { T loss, ST, inv_s, g_jm, h_jm, c_y; };
-
+/* The end of a cross-entropy row from logits with an integer label y in [0, C) and gamma = 0,
+ * shared by the on-chip and the few-classes kernels: c_j = eps/C cw_j + (j == y) (1 - eps) cw_y.
+ * From s_rest, the smoothing sums over the classes (S_rest: all but jm, LD: c_j d_j) and the
+ * label's gap d_y, ce_row_end's loss and constants, and c_y. */
 template <typename T>
-__device__ __forceinline__ CeIntEnd<T> ce_int_end(double s_rest, double S_rest, double LD, bool dense, T eps, T epsC,
+__device__ __forceinline__ CeRowEnd<T> ce_int_end(double s_rest, double S_rest, double LD, bool dense, T eps, T epsC,
                                                   const T* cwa, xi64 y, int jm, T gap_y, T wi) {
-    CeIntEnd<T> o;
-    const double s = 1.0 + s_rest;
-    const T L = T(log1p(s_rest));
     const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
     double S = dense ? S_rest + double(epsC * (cwa ? cwa[jm] : T(1))) : 0.0;
     S += double(cy);
     if (y != jm) S_rest += double(cy);
     LD += double(mul0(cy, gap_y));
-    o.loss = mul0(wi, T(LD + S * double(L)));
-    o.ST = T(S);
-    o.inv_s = T(1.0 / s);
-    const T Qjm = T(s_rest / s);
-    o.g_jm = T(S_rest - S * double(Qjm));
-    o.h_jm = o.ST * o.inv_s * Qjm;
+    CeRowEnd<T> o = ce_row_end(s_rest, S, S_rest, LD, T(log1p(s_rest)), wi);
     o.c_y = epsC * (cwa ? cwa[y] : T(1)) + cy;
     return o;
 }
@@ -896,7 +904,7 @@ __device__ __forceinline__ CeIntEnd<T> ce_int_end(double s_rest, double S_rest, 
  * S P (1 - P), the exact forms at jm, the label's coefficient at y (`special`: j may be either);
  * times ds, through mul0 when ds may be 0 (DS0: a zero weight, or a mean over nothing). */
 template <bool WG, bool WH, bool DENSE, bool DS0, typename T>
-__device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, xi64 y, const CeIntEnd<T>& fin, T ds,
+__device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, xi64 y, const CeRowEnd<T>& fin, T ds,
                                             T epsC, const T* cwa, T& go, T& ho) {
     const T p = e * fin.inv_s;
     const T c = DENSE ? epsC * (cwa ? cwa[j] : T(1)) : T(0);
@@ -1008,7 +1016,7 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
  * A vector holding neither jm nor y takes the short path. */
 template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, int VEC>
 __device__ __forceinline__ void onchip_write(const Pack<T, VEC>* buf, Pack<T, VEC>* gs, Pack<T, VEC>* hs, int nv,
-                                             int j0, int jm, xi64 y, const CeIntEnd<T>& fin, T ds, T epsC,
+                                             int j0, int jm, xi64 y, const CeRowEnd<T>& fin, T ds, T epsC,
                                              const T* cwa) {
     for (int q = threadIdx.x; q < nv; q += NT) {
         const Pack<T, VEC> ev = buf[q];
@@ -1233,7 +1241,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
         }
     } else {
         const T gap_y = first ? softmax_gap(xrow[y], m) : T(0);   /* only the first thread's loss counts */
-        const CeIntEnd<T> fin = ce_int_end(s_rest, S_rest, LD, dense, eps, epsC, cwa, y, jm, gap_y, wi);
+        const CeRowEnd<T> fin = ce_int_end(s_rest, S_rest, LD, dense, eps, epsC, cwa, y, jm, gap_y, wi);
         if (first) {
             if (loss) loss[row] = fin.loss;
             part_sum[row] = double(fin.loss);
@@ -1473,7 +1481,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         const T ds = wi * T(dscale);
         const T eps_ = T(eps), epsC = eps_ / T(C);
         const bool dense = eps_ != T(0);
-        CeIntEnd<T> fin;
+        CeRowEnd<T> fin;
         fin.loss = T(0);
         if (live) {
             /* s_rest = sum_{j != jm} exp(x_j - m); smoothing sums as in the on-chip kernel */
