@@ -681,6 +681,45 @@ def test_strided_inputs(name, dtype):
         compare(name, yy, xx, kw, reduction="none", grad=True, hess=True, rtol=rt)
 
 
+def _misaligned_like(a):
+    """A CuPy copy of a whose first element sits one byte past an aligned address (a view of a
+    byte buffer), or a skip where CuPy refuses such a view."""
+    a = np.ascontiguousarray(a)
+    raw = cupy.zeros(a.nbytes + a.itemsize, dtype=np.uint8)
+    try:
+        out = raw[1:1 + a.nbytes].view(a.dtype).reshape(a.shape)
+    except (ValueError, TypeError) as exc:
+        pytest.skip(f"this CuPy makes no misaligned views ({exc})")
+    out[...] = cupy.asarray(a)
+    assert out.data.ptr % a.itemsize != 0
+    return out
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_misaligned_inputs(name, dtype):
+    """Arrays that do not start at a multiple of their element size (GPU loads of them fault): inputs
+    are copied, giving the bits of an aligned call; such an out= array is refused, before any work."""
+    rng = np.random.default_rng(_seed("misaligned", name))
+    if name in BINARY:
+        y, x = make_binary(rng, (7, 9), dtype, True, "soft")
+    else:
+        y, x = make_categorical(rng, (7, 9), dtype, True, "int")
+    sw = weights(rng, (7,), lo=1).astype(dtype)
+    f = getattr(xentc, name)
+    kw = dict(from_logits=True, reduction="none", grad=True, hess=True)
+    want = f(cupy.asarray(y), cupy.asarray(x), sample_weight=cupy.asarray(sw)[:, None] if name in BINARY
+             else cupy.asarray(sw), **kw)
+    ym, xm, swm = _misaligned_like(y), _misaligned_like(x), _misaligned_like(sw)
+    got = f(ym, xm, sample_weight=swm[:, None] if name in BINARY else swm, **kw)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(host(g), host(w))
+    bad_grad = _misaligned_like(np.zeros(x.shape, x.dtype))
+    with pytest.raises(ValueError, match="^out: the grad array starts at an address"):
+        f(cupy.asarray(y), cupy.asarray(x), from_logits=True, grad=True, out=(None, bad_grad, None))
+    assert not bad_grad.any()
+
+
 def test_single_row_and_zero_dim():
     rng = np.random.default_rng(9)
     x = rng.normal(size=6)

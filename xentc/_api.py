@@ -154,12 +154,23 @@ def _compute_dtype(y_pred) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def _misaligned(a) -> bool:
+    """A CuPy array whose first element is not at a multiple of its element size (a view of a byte
+    buffer at an odd offset, say): GPU loads of such elements fault and spoil the CUDA context, so
+    inputs are copied and out= arrays refused. The CPU kernels read unaligned NumPy arrays as they
+    are."""
+    return _is_cupy(a) and a.size > 0 and a.data.ptr % a.itemsize != 0
+
+
 def _as_compute(a, dtype, xp):
-    """a in the compute dtype, native byte order, element-aligned strides (copy only if needed)."""
+    """a in the compute dtype, native byte order, element-aligned strides and (CuPy) start
+    (copy only if needed)."""
     if a.dtype != dtype or not a.dtype.isnative:
         a = a.astype(dtype)
     if any(s % a.itemsize for s in a.strides):
         a = xp.ascontiguousarray(a)
+    if _misaligned(a):
+        a = a.copy()
     return a
 
 
@@ -339,6 +350,9 @@ def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, los
             raise ValueError(f"out: the {name} array must be C-contiguous")
         if not getattr(buf.flags, "writeable", True):
             raise ValueError(f"out: the {name} array is read-only")
+        if _misaligned(buf):
+            raise ValueError(f"out: the {name} array starts at an address that is not a multiple of its "
+                             f"element size ({buf.itemsize} bytes), which the GPU cannot write")
         for other_name, other in inputs + tuple(zip(("loss", "grad"), kept)):
             if other is not None and xp.may_share_memory(buf, other):
                 raise ValueError(f"out: the {name} array shares memory with {other_name}")
@@ -694,6 +708,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
                              f"axis {ax}), got {yt.shape}")
         labels = xp.ascontiguousarray(yt.astype(np.int64) if yt.dtype != np.int64 or not yt.dtype.isnative
                                       else yt).reshape(-1)
+        if _misaligned(labels):
+            labels = labels.copy()
         ysoft = None
     else:
         if yt.shape != shape:

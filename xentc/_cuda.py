@@ -415,6 +415,8 @@ def _check(name: str, a, dtype, dev_id: int, contiguous: bool = False, ndim: Opt
         raise RuntimeError(f"xentc (CUDA): {name} is not contiguous")
     if any(s % a.itemsize for s in a.strides):
         raise RuntimeError(f"xentc (CUDA): {name} has strides {a.strides} that are not whole elements")
+    if a.size and a.data.ptr % a.itemsize:
+        raise RuntimeError(f"xentc (CUDA): {name} starts at an address that is not a multiple of its element size")
     d = a.device.id
     if d != dev_id:
         raise ValueError(f"{name}: array is on GPU {d} but y_pred is on GPU {dev_id}; put every array on "
