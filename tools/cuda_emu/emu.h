@@ -23,9 +23,15 @@
  *   - cluster_load from a block that has exited, or of an address outside shared memory;
  *   - writes past the end of a shared-memory variable or of the dynamic shared memory (canary
  *     bytes checked after each block; with XENTC_EMU_ASAN=1 AddressSanitizer also catches reads);
- *   - static + dynamic shared memory over the device limit.
+ *   - static + dynamic shared memory over the device limit;
+ *   - cp.async misuse: a copy of other than 4, 8 or 16 bytes, misaligned or outside shared memory,
+ *     to a destination that a pending copy of the thread targets or that is written while its
+ *     copy is pending, and a thread exiting with copies not waited for.
  * Shared memory starts filled with 0xff bytes (NaN for float and double, -1 for integers), so a
- * read of shared memory nobody wrote shows up in the results.
+ * read of shared memory nobody wrote shows up in the results. cp.async copies are asynchronous
+ * per thread as in PTX: the destination holds 0xff bytes from the issue until the issuing thread's
+ * wait_all, or wait_group N for all committed groups but the newest N, lands the copy; so a read
+ * before the wait shows up in the results too.
  *
  * Not emulated: memory ordering between threads (every thread sees every write at once, so a
  * missing barrier is only found when the thread order matters: XENTC_EMU_ORDER=reverse|shuffle
@@ -162,6 +168,14 @@ struct Block {
     std::vector<SharedVar> vars;
 };
 
+/* A cp.async copy issued by a thread and not yet waited for (see cp_async below). */
+struct CpCopy {
+    unsigned char* dst;
+    const unsigned char* src;
+    size_t n;
+    unsigned group;   /* the thread's commits before the copy was issued: its group's number */
+};
+
 struct Thread {
     void* sp = nullptr;
 #if !defined(__x86_64__)
@@ -179,6 +193,8 @@ struct Thread {
     Warp* warp = nullptr;
     bool cl_pending = false;
     unsigned cl_gen = 0;
+    std::vector<CpCopy> cp_q;   /* pending cp.async copies, oldest first */
+    unsigned cp_groups = 0;     /* cp.async.commit_group count */
     char* stack_lo = nullptr;
     size_t stack_size = 0;
 #if EMU_ASAN
@@ -595,9 +611,67 @@ inline const void* cluster_map(const void* p, size_t n, unsigned rank, const cha
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * cp.async (global to shared memory copies that do not wait), per thread as in PTX: a copy is
+ * pending until its thread waits for its group. cp_commit closes the group of the copies issued
+ * since the last commit; cp_wait_group(N) lands every copy of every committed group but the
+ * newest N (copies not committed yet stay pending); cp_wait_all is a commit and wait_group 0.
+ * At issue the destination is filled with 0xff bytes (NaN), and the source is read only when
+ * the copy lands: a read of the destination before the wait (or by another thread before its
+ * owner's wait) sees NaN. Faults: a copy outside the block's shared memory, of a size other
+ * than 4, 8 or 16 bytes or misaligned; a destination that a pending copy of the same thread
+ * already targets, or that was written while its copy was pending (a write of 0xff bytes goes
+ * unseen); a thread that exits with copies not waited for.
+ * ------------------------------------------------------------------------------------------- */
+inline void cp_async(void* dst, const void* src, size_t n) {
+    Thread* t = G.cur;
+    unsigned char* d = static_cast<unsigned char*>(dst);
+    const Block* b = t->blk;
+    if (n != 4 && n != 8 && n != 16) kfault("cp.async of %zu bytes (4, 8 or 16 only)", n);
+    if (d < b->arena || d + n > b->arena + b->used)
+        kfault("cp.async to %p: not in this block's shared memory", dst);
+    const size_t off = size_t(d - b->arena);
+    if (off % n || reinterpret_cast<uintptr_t>(src) % n)
+        kfault("cp.async of %zu bytes to shared offset %zu from %p: misaligned", n, off, src);
+    for (const CpCopy& c : t->cp_q)
+        if (d < c.dst + c.n && c.dst < d + n)
+            kfault("cp.async to shared offset %zu while an earlier copy of this thread to it is pending", off);
+    memset(d, 0xff, n);
+    t->cp_q.push_back(CpCopy{d, static_cast<const unsigned char*>(src), n, t->cp_groups});
+}
+
+inline void cp_commit() { G.cur->cp_groups++; }
+
+inline void cp_wait_group(unsigned n) {
+    Thread* t = G.cur;
+    const unsigned below = t->cp_groups >= n ? t->cp_groups - n : 0;   /* groups that land */
+    size_t keep = 0;
+    for (size_t i = 0; i < t->cp_q.size(); ++i) {
+        const CpCopy c = t->cp_q[i];
+        if (c.group >= below) {
+            t->cp_q[keep++] = c;
+            continue;
+        }
+        for (size_t k = 0; k < c.n; ++k)
+            if (c.dst[k] != 0xff)
+                kfault("shared offset %zu was written while a cp.async copy to it was pending",
+                       size_t(c.dst - t->blk->arena) + k);
+        memcpy(c.dst, c.src, c.n);
+    }
+    t->cp_q.resize(keep);
+}
+
+inline void cp_wait_all() {
+    cp_commit();
+    cp_wait_group(0);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Launch
  * ------------------------------------------------------------------------------------------- */
 inline void thread_exit(Thread* t) {
+    if (!t->cp_q.empty())
+        set_fault(KERNEL_FAULT, "%s: thread exited with %zu cp.async copies not waited for", where(t).c_str(),
+                  t->cp_q.size());
     t->state = DONE;
     G.ndone++;
     Warp& w = *t->warp;
@@ -849,6 +923,8 @@ inline int launch(const LaunchArgs* a, Body body, const char* name, long cx, lon
             t.warp = &b.warps[size_t(lin >> 5)];
             t.cl_pending = false;
             t.cl_gen = 0;
+            t.cp_q.clear();
+            t.cp_groups = 0;
             t.wait_bar = nullptr;
             t.stack_lo = G.stacks[size_t(i)];
             t.stack_size = G.stack_size;
