@@ -52,7 +52,7 @@
  * helpers of _xent_rows.h are repeated here because that file is CPU-only (it includes libc and
  * OpenMP headers): unit_label_error, smoothed_pair and class_coef; keep them in step.
  * XENT_SHARED / XENT_DYN_SHARED / XENT_EMU only let a host emulator (development, not shipped)
- * give each emulated block its own shared memory.
+ * give each emulated block its own shared memory and model cp.async.
  */
 #include "_xent_math.h"
 
@@ -930,7 +930,7 @@ template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]
 /* Copy of one Pack from global to shared memory that does not wait for the data (cp.async,
  * sm_80+: no registers held, so a thread has all its copies of a slice in flight at once), and
  * the wait for all of this thread's copies; __syncthreads then makes every thread's visible.
- * Elsewhere (older GPUs, the host emulator) a plain copy. */
+ * On older GPUs a plain copy; the host emulator models cp.async (data lands at the wait). */
 template <class P>
 __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
 #if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -941,6 +941,8 @@ __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
     else
         asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(int(sizeof(P))) : "memory");
+#elif defined(XENT_EMU)
+    ::emu::cp_async(dst, src, sizeof(P));
 #else
     *dst = *src;
 #endif
@@ -948,6 +950,8 @@ __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
 __device__ __forceinline__ void copy_to_shared_wait() {
 #if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.wait_all;" ::: "memory");
+#elif defined(XENT_EMU)
+    ::emu::cp_wait_all();
 #endif
 }
 /* Groups, for the pipelined kernels: close the group of copies issued since the last commit; wait
@@ -955,11 +959,15 @@ __device__ __forceinline__ void copy_to_shared_wait() {
 __device__ __forceinline__ void copy_to_shared_commit() {
 #if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.commit_group;" ::: "memory");
+#elif defined(XENT_EMU)
+    ::emu::cp_commit();
 #endif
 }
 __device__ __forceinline__ void copy_to_shared_wait_prior() {
 #if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.wait_group 1;" ::: "memory");
+#elif defined(XENT_EMU)
+    ::emu::cp_wait_group(1);
 #endif
 }
 
