@@ -100,6 +100,63 @@ __global__ void __cluster_dims__(2, 1, 1) cluster_double_arrive(int* out) {
     cluster_arrive();
     cluster_arrive();
 }
+
+/* cp.async (the hooks of _xent.cu's copy_to_shared*): out[t] is read before the wait (the old
+ * -1 replaced by NaN), out[n + t] a neighbour's copy after the wait and a barrier */
+__global__ void cp_premature(const double* v, double* out) {
+    struct B { double v[64]; };
+    XENT_SHARED(B, buf);
+    const int t = threadIdx.x, n = blockDim.x;
+    buf.v[t] = -1.0;
+    __syncthreads();
+    emu::cp_async(&buf.v[t], v + t, sizeof(double));
+    out[t] = buf.v[t];
+    emu::cp_wait_all();
+    __syncthreads();
+    out[n + t] = buf.v[(t + 1) % n];
+}
+
+/* groups a and b committed, c not: what each wait leaves pending */
+__global__ void cp_groups(const double* v, double* out) {
+    struct B { double a[32], b[32], c[32]; };
+    XENT_SHARED(B, s);
+    const int t = threadIdx.x;
+    emu::cp_async(&s.a[t], v + t, 8);
+    emu::cp_commit();
+    emu::cp_async(&s.b[t], v + 32 + t, 8);
+    emu::cp_commit();
+    emu::cp_async(&s.c[t], v + 64 + t, 8);
+    double* o = out + 9 * t;
+    emu::cp_wait_group(1);      /* all but the newest committed group: a */
+    o[0] = s.a[t], o[1] = s.b[t], o[2] = s.c[t];
+    emu::cp_wait_group(0);      /* every committed group: a, b; c is not committed */
+    o[3] = s.a[t], o[4] = s.b[t], o[5] = s.c[t];
+    emu::cp_wait_all();         /* commits c too */
+    o[6] = s.a[t], o[7] = s.b[t], o[8] = s.c[t];
+}
+
+struct CpInts { int v[256]; };
+__global__ void cp_not_waited(int* out) {
+    XENT_SHARED(CpInts, s);
+    emu::cp_async(&s.v[threadIdx.x], out + threadIdx.x, 4);
+}
+__global__ void cp_write_pending(int* out) {
+    XENT_SHARED(CpInts, s);
+    emu::cp_async(&s.v[threadIdx.x], out + threadIdx.x, 4);
+    s.v[threadIdx.x] = 0;
+    emu::cp_wait_all();
+}
+__global__ void cp_same_dst(int* out) {
+    XENT_SHARED(CpInts, s);
+    emu::cp_async(&s.v[threadIdx.x], out + threadIdx.x, 4);
+    emu::cp_async(&s.v[threadIdx.x], out + threadIdx.x, 4);
+    emu::cp_wait_all();
+}
+__global__ void cp_misaligned(int* out) {
+    XENT_SHARED(CpInts, s);
+    emu::cp_async(&s.v[4 * threadIdx.x + 1], out, 16);
+    emu::cp_wait_all();
+}
 #endif
 
 /* faults */
@@ -135,7 +192,8 @@ __global__ void takes_i64(i64 n, double* out) { out[0] = double(n); }
 
 NAMES = ["shuffles<int>", "shuffles<double>", "shuffles<long long>", "shuffles<float>", "votes", "block_sum",
          "dyn_smem", "uninit_read", "cluster_swap", "cluster_exit_early", "cluster_double_arrive", "deadlock",
-         "divergent_sync", "partial_mask", "mixed_warp_ops", "read_exited_lane", "smem_overflow", "takes_i64"]
+         "divergent_sync", "partial_mask", "mixed_warp_ops", "read_exited_lane", "smem_overflow", "takes_i64", "cp_premature", "cp_groups", "cp_not_waited",
+         "cp_write_pending", "cp_same_dst", "cp_misaligned"]
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +297,10 @@ def test_cluster_exchange(mod):
     ("smem_overflow", 32, "write past the end of shared variable s"),
     ("cluster_exit_early", 64, "block rank 0, which has exited"),
     ("cluster_double_arrive", 32, "twice without"),
+    ("cp_not_waited", 32, "exited with 1 cp.async copies not waited for"),
+    ("cp_write_pending", 32, "written while a cp.async copy to it was pending"),
+    ("cp_same_dst", 32, "earlier copy of this thread to it is pending"),
+    ("cp_misaligned", 32, "cp.async of 16 bytes .* misaligned"),
 ])
 def test_faults(mod, kernel, block, pattern):
     from cupy import _emu
@@ -251,6 +313,31 @@ def test_faults(mod, kernel, block, pattern):
     import re
     assert re.search(pattern, str(info.value).replace("clu_ster", "cluster")), str(info.value)
     assert "invalid argument" not in str(info.value) and "cluster" not in str(info.value)
+
+
+def test_cp_async_lands_at_the_wait(mod):
+    n = 64
+    v = np.arange(1.0, n + 1)
+    vg, out = cupy.asarray(v), cupy.zeros(2 * n)
+    mod.get_function("cp_premature")((1,), (n,), (ptr(vg), ptr(out)))
+    o = cupy.asnumpy(out)
+    assert np.isnan(o[:n]).all()                       # before the wait: poisoned, not the old -1
+    np.testing.assert_array_equal(o[n:], np.roll(v, -1))
+
+
+def test_cp_async_groups(mod):
+    v = np.arange(1.0, 97.0)
+    vg, out = cupy.asarray(v), cupy.zeros(9 * 32)
+    mod.get_function("cp_groups")((1,), (32,), (ptr(vg), ptr(out)))
+    o = cupy.asnumpy(out).reshape(32, 3, 3)             # [thread, wait, copy a/b/c]
+    a, b, c = v[:32], v[32:64], v[64:]
+    landed = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 1]], bool)
+    for w in range(3):
+        for k, ref in enumerate((a, b, c)):
+            if landed[w, k]:
+                np.testing.assert_array_equal(o[:, w, k], ref)
+            else:
+                assert np.isnan(o[:, w, k]).all(), (w, k)
 
 
 def test_argument_checks(mod):
