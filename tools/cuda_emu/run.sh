@@ -28,7 +28,10 @@
 # multiple of the cluster size), deadlocks, divergent __syncthreads, mixed warp operations,
 # shuffles reading exited lanes, cluster barrier misuse and reads of exited blocks' shared
 # memory, writes past shared-memory variables, and reads of shared memory never written (it
-# starts as 0xff bytes: NaN). With XENTC_EMU_ASAN=1 the kernels are built with
+# starts as 0xff bytes: NaN). cp.async copies land only at the issuing thread's wait (wait_all,
+# or wait_group N: all committed groups but the newest N), their destination NaN until then, so
+# a read before the wait shows in the results; copies never waited for, or to a destination
+# still pending, fault. With XENTC_EMU_ASAN=1 the kernels are built with
 # AddressSanitizer: out-of-bounds reads and writes of global and shared memory.
 #
 # What it cannot: speed (it is slow, and says nothing about performance); the device math
