@@ -140,7 +140,7 @@ PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib 
 RESERVE=40    # keep time for the torch tests and the CPU subset
 run test_cuda 200 "${PYTEST[@]}" -v --tb=short --maxfail=25 --durations=10 "$REPO/tests/test_cuda.py"
 RESERVE=20
-run test_torch 45 "${PYTEST[@]}" -q -ra --maxfail=10 "$REPO/tests/test_torch.py"
+run test_torch 75 "${PYTEST[@]}" -q -ra --maxfail=10 "$REPO/tests/test_torch.py"
 RESERVE=0
 run test_cpu_sanity 40 "${PYTEST[@]}" -q --maxfail=10 "$REPO/tests/test_options.py" "$REPO/tests/test_bad_input.py" \
     -k "plain or combo or test_bad_input"

@@ -1,5 +1,6 @@
 """xentc.torch: autograd functions checked against PyTorch's own losses (focal written in torch
-ops) and with torch.autograd.gradcheck; the CUDA path runs only where a GPU and CuPy exist."""
+ops) and with torch.autograd.gradcheck, on CPU tensors and, where a GPU and CuPy exist, on CUDA
+tensors (the `device` parameter: the same checks through the CUDA kernels)."""
 
 import pathlib
 import sys
@@ -13,6 +14,20 @@ F = torch.nn.functional
 import xentc.torch as xt  # noqa: E402
 
 RTOL = {torch.float32: 2e-5, torch.float64: 1e-11}
+
+
+def _has_cuda() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+cuda = pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU, PyTorch with CUDA and CuPy")
+DEVICES = ["cpu", pytest.param("cuda", marks=cuda)]
 
 
 def randn(*shape, dtype=torch.float64, scale=2.0, seed=0):
@@ -60,18 +75,21 @@ def compare(ours_fn, ref_fn, z, dtype, gradient=None):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_bce_logits_against_torch(dtype, reduction):
-    z, y = randn(6, 4), labels01(6, 4)
-    pw = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=dtype)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bce_logits_against_torch(dtype, reduction, device):
+    z, y = randn(6, 4).to(device), labels01(6, 4).to(device)
+    pw = torch.tensor([0.5, 1.0, 2.0, 3.0], dtype=dtype, device=device)
     compare(lambda t: xt.binary_cross_entropy(y.to(dtype), t, from_logits=True, pos_weight=pw, reduction=reduction),
             lambda t: F.binary_cross_entropy_with_logits(t, y.to(dtype), pos_weight=pw, reduction=reduction),
-            z, dtype, gradient=randn(6, 4, seed=5) if reduction == "none" else None)
+            z, dtype, gradient=randn(6, 4, seed=5).to(device) if reduction == "none" else None)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_bce_probabilities_weighted_sum_against_torch(dtype):
-    p = torch.sigmoid(randn(5, 3))
-    y, w = labels01(5, 3), torch.rand(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize("device", DEVICES)
+def test_bce_probabilities_weighted_sum_against_torch(dtype, device):
+    p = torch.sigmoid(randn(5, 3)).to(device)
+    y = labels01(5, 3).to(device)
+    w = torch.rand(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).to(device)
     # torch's weighted "mean" divides by the element count, xentc's by the weight sum: use "sum"
     compare(lambda t: xt.binary_cross_entropy(y.to(dtype), t, sample_weight=w.to(dtype), reduction="sum"),
             lambda t: F.binary_cross_entropy(t, y.to(dtype), weight=w.to(dtype), reduction="sum"),
@@ -80,67 +98,86 @@ def test_bce_probabilities_weighted_sum_against_torch(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_against_torch(dtype, reduction):
-    z, y = randn(8, 5), classes(5, 8)
+@pytest.mark.parametrize("device", DEVICES)
+def test_cross_entropy_against_torch(dtype, reduction, device):
+    z, y = randn(8, 5).to(device), classes(5, 8)
     y[2] = -1
-    cw = torch.tensor([1.0, 0.5, 2.0, 1.5, 0.25], dtype=dtype)
+    y = y.to(device)
+    cw = torch.tensor([1.0, 0.5, 2.0, 1.5, 0.25], dtype=dtype, device=device)
     compare(lambda t: xt.cross_entropy(y, t, from_logits=True, class_weight=cw, ignore_index=-1, reduction=reduction),
             lambda t: F.cross_entropy(t, y, weight=cw, ignore_index=-1, reduction=reduction),
-            z, dtype, gradient=randn(8, seed=6) if reduction == "none" else None)
+            z, dtype, gradient=randn(8, seed=6).to(device) if reduction == "none" else None)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cross_entropy_soft_labels_smoothing_class_axis(dtype):
-    z = randn(3, 4, 5)  # (N, C, L): classes along axis 1
-    y = torch.softmax(randn(3, 4, 5, seed=9), dim=1)
+@pytest.mark.parametrize("C", [3, 10, 1000, 40000])
+@pytest.mark.parametrize("device", DEVICES)
+def test_cross_entropy_class_counts_against_torch(dtype, C, device):
+    """Each of the CUDA path's cross-entropy kernels (few classes, generic, on-chip row, cluster
+    slices) through autograd; plain loops on the CPU."""
+    n = 4 if C > 1000 else 33
+    z, y = randn(n, C, seed=C).to(device), classes(C, n, seed=C + 1).to(device)
+    compare(lambda t: xt.cross_entropy(y, t, from_logits=True), lambda t: F.cross_entropy(t, y), z, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("device", DEVICES)
+def test_cross_entropy_soft_labels_smoothing_class_axis(dtype, device):
+    z = randn(3, 4, 5).to(device)  # (N, C, L): classes along axis 1
+    y = torch.softmax(randn(3, 4, 5, seed=9), dim=1).to(device)
     compare(lambda t: xt.cross_entropy(y.to(dtype), t, from_logits=True, axis=1, label_smoothing=0.1,
                                        reduction="none"),
             lambda t: F.cross_entropy(t, y.to(dtype), label_smoothing=0.1, reduction="none"),
-            z, dtype, gradient=randn(3, 5, seed=7))
+            z, dtype, gradient=randn(3, 5, seed=7).to(device))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("alpha", [None, 0.25])
-def test_binary_focal_against_torch_ops(dtype, alpha):
-    z, y = randn(7, 3), labels01(7, 3)
+@pytest.mark.parametrize("device", DEVICES)
+def test_binary_focal_against_torch_ops(dtype, alpha, device):
+    z, y = randn(7, 3).to(device), labels01(7, 3).to(device)
     compare(lambda t: xt.binary_focal_loss(y.to(dtype), t, gamma=2.0, alpha=alpha, from_logits=True, reduction="sum"),
             lambda t: torch_binary_focal(y.to(dtype), t, 2.0, alpha).sum(), z, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_focal_against_torch_ops(dtype):
-    z, y = randn(4, 6, 3), classes(6, 4, 3)
+@pytest.mark.parametrize("device", DEVICES)
+def test_focal_against_torch_ops(dtype, device):
+    z, y = randn(4, 6, 3).to(device), classes(6, 4, 3).to(device)
     compare(lambda t: xt.focal_loss(y, t, gamma=1.5, from_logits=True, axis=1, reduction="none"),
-            lambda t: torch_focal(y, t, 1.5, axis=1), z, dtype, gradient=randn(4, 3, seed=8))
+            lambda t: torch_focal(y, t, 1.5, axis=1), z, dtype, gradient=randn(4, 3, seed=8).to(device))
     compare(lambda t: xt.focal_loss(y, t, gamma=1.5, from_logits=True, axis=1),
             lambda t: torch_focal(y, t, 1.5, axis=1).mean(), z, dtype)
 
 
 GRADCHECK = {
-    "bce_logits": lambda z: xt.binary_cross_entropy(labels01(4, 3), z, from_logits=True, pos_weight=2.0,
+    "bce_logits": lambda z: xt.binary_cross_entropy(labels01(4, 3).to(z.device), z, from_logits=True, pos_weight=2.0,
                                                     reduction="none"),
-    "bce_probs": lambda z: xt.binary_cross_entropy(labels01(4, 3), torch.sigmoid(z), label_smoothing=0.1),
-    "binary_focal": lambda z: xt.binary_focal_loss(labels01(4, 3), z, gamma=2.0, alpha=0.3, from_logits=True,
-                                                   sample_weight=torch.arange(1.0, 4.0, dtype=torch.float64)),
-    "ce": lambda z: xt.cross_entropy(classes(3, 4), z, from_logits=True, reduction="none"),
-    "ce_probs": lambda z: xt.cross_entropy(classes(3, 4), torch.softmax(z, -1), reduction="sum"),
-    "focal": lambda z: xt.focal_loss(classes(3, 4), z, gamma=2.0, from_logits=True,
-                                     class_weight=torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)),
+    "bce_probs": lambda z: xt.binary_cross_entropy(labels01(4, 3).to(z.device), torch.sigmoid(z), label_smoothing=0.1),
+    "binary_focal": lambda z: xt.binary_focal_loss(
+        labels01(4, 3).to(z.device), z, gamma=2.0, alpha=0.3, from_logits=True,
+        sample_weight=torch.arange(1.0, 4.0, dtype=torch.float64, device=z.device)),
+    "ce": lambda z: xt.cross_entropy(classes(3, 4).to(z.device), z, from_logits=True, reduction="none"),
+    "ce_probs": lambda z: xt.cross_entropy(classes(3, 4).to(z.device), torch.softmax(z, -1), reduction="sum"),
+    "focal": lambda z: xt.focal_loss(classes(3, 4).to(z.device), z, gamma=2.0, from_logits=True,
+                                     class_weight=torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64, device=z.device)),
 }
 
 
 @pytest.mark.parametrize("name", GRADCHECK)
-def test_gradcheck(name):
-    z = randn(4, 3, scale=1.0).requires_grad_(True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck(name, device):
+    z = randn(4, 3, scale=1.0).to(device).requires_grad_(True)
     assert torch.autograd.gradcheck(GRADCHECK[name], (z,), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
-def test_no_grad_needed_and_float16():
-    z = randn(5, 3)
-    loss = xt.cross_entropy(classes(3, 5), z, from_logits=True)
-    assert not loss.requires_grad and loss.shape == ()
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_grad_needed_and_float16(device):
+    z = randn(5, 3).to(device)
+    loss = xt.cross_entropy(classes(3, 5).to(device), z, from_logits=True)
+    assert not loss.requires_grad and loss.shape == () and loss.device == z.device
     zh = z.half().requires_grad_(True)
-    yh = labels01(5, 3).half()
+    yh = labels01(5, 3).half().to(device)
     loss = xt.binary_cross_entropy(yh, zh, from_logits=True)
     loss.backward()
     assert loss.dtype == torch.float32 and zh.grad.dtype == torch.float16
@@ -180,27 +217,42 @@ def test_module_does_not_shadow_torch():
     assert not pathlib.Path(torch.__file__).resolve().is_relative_to(pathlib.Path(xt.__file__).resolve().parent)
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cuda_against_torch(dtype):
-    pytest.importorskip("cupy")
-    z, y = randn(64, 10).cuda(), classes(10, 64).cuda()
-    compare(lambda t: xt.cross_entropy(y, t, from_logits=True), lambda t: F.cross_entropy(t, y), z, dtype)
-    zb, yb = randn(64, 3).cuda(), labels01(64, 3).cuda()
-    compare(lambda t: xt.binary_focal_loss(yb.to(dtype), t, gamma=2.0, from_logits=True, reduction="none"),
-            lambda t: torch_binary_focal(yb.to(dtype), t, 2.0, None), zb, dtype,
-            gradient=randn(64, 3).cuda())
-
-
 @cuda
 def test_cuda_dlpack_shares_memory():
-    pytest.importorskip("cupy")
     from xentc.torch import _to_array, _to_tensor
 
     t = randn(8, 4).cuda()
     a = _to_array(t, t.device)
     assert a.data.ptr == t.data_ptr()
     assert _to_tensor(a, t.device).data_ptr() == t.data_ptr()
+
+
+@cuda
+def test_cuda_side_stream():
+    """Work queued on a non-default stream: xentc's kernels run on PyTorch's current stream, after
+    the producer of the logits and before their consumers, with no synchronisation by the caller."""
+    s = torch.cuda.Stream()
+    z_host, y = randn(2048, 512, dtype=torch.float32), classes(512, 2048)
+    with torch.cuda.stream(s):
+        z = z_host.cuda(non_blocking=False)
+        z = (z * 1.0).requires_grad_(True)   # produced on s
+        yc = y.cuda()
+        loss = xt.cross_entropy(yc, z, from_logits=True)
+        loss.backward()
+        got_loss, got_grad = loss.clone(), z.grad.clone()
+    s.synchronize()
+    zr = z_host.clone().requires_grad_(True)
+    ref = F.cross_entropy(zr, y)
+    ref.backward()
+    torch.testing.assert_close(got_loss.cpu(), ref, rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(got_grad.cpu(), zr.grad, rtol=2e-5, atol=1e-8)
+
+
+@cuda
+def test_cuda_mixed_devices_and_errors():
+    z = randn(3, 4).cuda().requires_grad_(True)
+    with pytest.raises(TypeError, match="y_true"):
+        xt.cross_entropy(classes(4, 3), z, from_logits=True)   # labels left on the CPU
+    with pytest.raises(ValueError, match="y_true: label 7"):
+        xt.cross_entropy(torch.tensor([0, 7, 1]).cuda(), z, from_logits=True)
+    assert z.grad is None
