@@ -40,6 +40,10 @@ VARIANTS = {
     "softmax_large": [("pipelined", {"pipeline": True}), ("one row a block", {"pipeline": False}),
                       ("pipelined, 32 KiB slices", {"pipeline": True, "onchip_cap": 32768}),
                       ("one row a block, 32 KiB slices", {"pipeline": False, "onchip_cap": 32768})],
+    "binary": [("16-byte packs, rounds from n", {}), ("16-byte packs, 1 round a block", {"binary_vec_rounds": 1}),
+               ("16-byte packs, 2 rounds a block", {"binary_vec_rounds": 2}),
+               ("16-byte packs, 4 rounds a block", {"binary_vec_rounds": 4}),
+               ("general kernel", {"binary_vec": False})],
 }
 
 
@@ -129,18 +133,19 @@ def liger_or_none():
     return None
 
 
-def time_variants(x, y, repeat, C):
+def time_variants(kind, x, y, repeat, C):
     """Kernel-only time of each variant of VARIANTS for this case: {label: ms}."""
     from xentc import _cuda
 
     out = {}
-    for label, settings in VARIANTS["softmax_small" if C <= 32 else "softmax_large"]:
+    group = "binary" if kind == "binary" else "softmax_small" if C <= 32 else "softmax_large"
+    for label, settings in VARIANTS[group]:
         saved = dict(_cuda.config)
         try:
             _cuda.config.update(settings)
             _cuda.config["log"] = []
-            ms = kernel_only_ms("softmax", x, y, max(3, repeat // 2))
-            used = [kw for k, kw in _cuda.config["log"] if k == "softmax"][-1:]
+            ms = kernel_only_ms(kind, x, y, max(3, repeat // 2))
+            used = [kw for k, kw in _cuda.config["log"] if k == kind][-1:]
             out[label] = {"ms": round(ms, 4), "kernel": used[0] if used else None}
         except Exception as exc:  # noqa: BLE001
             out[label] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -189,8 +194,8 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
             return xentc.binary_cross_entropy(y, x, from_logits=True, grad=True)
 
     row["roofline_ms"] = nbytes / bw * 1e3
-    if variants and kind == "softmax":
-        row["variants"] = time_variants(x, y, repeat, C)
+    if variants:
+        row["variants"] = time_variants(kind, x, y, repeat, C)
     res = call()
     cupy.cuda.Device().synchronize()
     row["xentc_ms"], row["xentc_min_ms"] = gpu_time_ms(call, repeat)
