@@ -130,9 +130,11 @@ def main() -> int:
     for cc in args.arch:
         cluster = cc >= 90
         names = _cuda.name_expressions(cluster)
-        # what _Module passes (route "noftz": CuPy adds only the architecture)
+        # what _Module passes (route "noftz"), and what CuPy's compile_using_nvrtc adds
         opts = ["-std=c++17", f"-I{_cuda._package_dir()}"] + (["-DXENT_WANT_CLUSTER=1"] if cluster else [])
         opts += ["-ftz=false", f"--gpu-architecture=sm_{cc}"]
+        if nv.version[0] >= 12:   # CuPy adds this for NVRTC 12 and later
+            opts.append("--device-as-default-execution-space")
         if args.resources:
             opts.append("--ptxas-options=-v")
         t = time.perf_counter()

@@ -219,8 +219,9 @@ def _cache_store(key: str, data: bytes, mapping: dict) -> None:
 
 
 def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str):
-    """NVRTC with -ftz=false (CuPy's compile_using_nvrtc, which adds no options of its own but the
-    architecture); the binary is cached on disk."""
+    """NVRTC with -ftz=false (CuPy's compile_using_nvrtc, which adds the architecture and, from NVRTC
+    12 on, --device-as-default-execution-space: tools/nvrtc_check.py builds the same way without a
+    GPU); the binary is cached on disk."""
     from cupy.cuda import compiler, function
 
     options = options + ("-ftz=false",)
