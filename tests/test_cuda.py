@@ -729,6 +729,76 @@ def test_single_row_and_zero_dim():
             rtol=1e-13)
 
 
+class _Allocations(cupy.cuda.MemoryHook):
+    """Sizes of the device arrays a call asks CuPy's memory pool for."""
+
+    name = "xentc-test-allocations"
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def malloc_preprocess(self, **kwargs):
+        self.sizes.append(int(kwargs["size"]))
+
+
+# (case, function, shape, label form, options, config): the kernel families of the CUDA path
+ALLOC_CASES = [
+    ("few classes", "cross_entropy", (500, 10), "int", {"from_logits": True}, {}),
+    ("tile", "cross_entropy", (300, 40), "int", {"from_logits": True}, {}),
+    ("on-chip", "cross_entropy", (16, 3000), "int", {"from_logits": True}, {}),
+    ("cluster", "cross_entropy", (6, 3000), "int", {"from_logits": True}, {"onchip_cap": 4096}),
+    ("one row a block", "cross_entropy", (16, 3000), "int", {"from_logits": True}, {"pipeline": False}),
+    ("weighted", "cross_entropy", (200, 64), "int",
+     {"from_logits": True, "class_weight": "C", "sample_weight": "N", "ignore_index": 0}, {}),
+    ("soft labels", "cross_entropy", (200, 64), "soft", {"from_logits": True, "label_smoothing": 0.1}, {}),
+    ("probabilities", "cross_entropy", (200, 64), "int", {"from_logits": False}, {}),
+    ("focal", "focal_loss", (200, 64), "int", {"from_logits": True, "gamma": 2.0}, {}),
+    ("binary", "binary_cross_entropy", (20000,), "soft", {"from_logits": True}, {}),
+    ("binary weighted", "binary_cross_entropy", (20000,), "soft",
+     {"from_logits": True, "pos_weight": 2.0, "sample_weight": "N"}, {}),
+    ("binary focal", "binary_focal_loss", (20000,), "soft", {"from_logits": False, "gamma": 2.0}, {}),
+]
+
+
+@pytest.mark.parametrize("case", ALLOC_CASES, ids=[c[0] for c in ALLOC_CASES])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_device_allocations(case, dtype):
+    """Issue 4's memory bound: no device buffer of N x C beyond the gradient (and Hessian) a call
+    returns, and a loss-only call allocates O(N) bytes (here at most 48 bytes a sample plus 64 KiB,
+    over all its allocations; a binary call's N is its element count, and its per-element loss an
+    output). Measured with a CuPy memory hook, after a first call has built the kernels."""
+    _, name, shape, label_form, opts, settings = case
+    rng = np.random.default_rng(_seed("alloc", case[0]))
+    f = getattr(xentc, name)
+    if name in BINARY:
+        y, x = make_binary(rng, shape, dtype, opts["from_logits"], label_form)
+    else:
+        y, x = make_categorical(rng, shape, dtype, opts["from_logits"], label_form)
+    N = shape[0]
+    kw = {k: v for k, v in opts.items()}
+    if kw.get("class_weight") == "C":
+        kw["class_weight"] = cupy.asarray(weights(rng, (shape[1],), lo=1))
+    if kw.get("sample_weight") == "N":
+        kw["sample_weight"] = cupy.asarray(weights(rng, (N,), lo=1).astype(dtype))
+    yg, xg = cupy.asarray(y), cupy.asarray(x)
+    _cuda.config.update(settings)
+    full = x.nbytes
+    for grad, hess, reduction in ((True, False, "mean"), (True, True, "none"), (False, False, "mean"),
+                                  (False, False, "none")):
+        f(yg, xg, grad=grad, hess=hess, reduction=reduction, **kw)
+        with _Allocations() as hook:
+            r = f(yg, xg, grad=grad, hess=hess, reduction=reduction, **kw)
+        # returned arrays of y_pred's size: gradient, Hessian, and a binary per-element loss
+        outputs = int(grad) + int(hess) + int(name in BINARY and reduction == "none")
+        big = sorted(s for s in hook.sizes if s >= full // 2)
+        assert big == [full] * outputs, (grad, hess, reduction, hook.sizes)
+        rest = sum(hook.sizes) - full * outputs
+        assert rest <= 48 * N + 65536, (grad, hess, reduction, hook.sizes)
+        if not grad and not hess:
+            assert r.shape == (() if reduction == "mean" else x.shape[:1] if name not in BINARY else x.shape)
+
+
 @pytest.mark.parametrize("name", FUNCS)
 def test_empty(name):
     if name in BINARY:

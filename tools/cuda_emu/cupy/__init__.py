@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import operator
+import weakref
 from typing import Any
 
 import numpy
@@ -44,6 +45,20 @@ class MemoryPointer:
         return f"<MemoryPointer 0x{self.ptr:x} (host memory, emulated device 0)>"
 
 
+# Arrays already reported to memory hooks (cupy.cuda.MemoryHook): while a hook is active, every
+# new device array is reported once, whether made by _alloc or by a NumPy operation behind a
+# CuPy one (an array that owns its data, seen for the first time in _from_numpy).
+_reported: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()   # id -> array
+
+
+def _report_new(a: numpy.ndarray) -> None:
+    from .cuda import memory_hook
+
+    if memory_hook._active() and _reported.get(id(a)) is not a:
+        _reported[id(a)] = a
+        memory_hook.report(a.nbytes)
+
+
 def _alloc(shape, dtype, order="C") -> numpy.ndarray:
     """A new host array standing in for device memory: 256-byte aligned like CuPy's pool (under
     AddressSanitizer exactly sized, so that the red zones sit right after the data)."""
@@ -53,11 +68,14 @@ def _alloc(shape, dtype, order="C") -> numpy.ndarray:
     shape = tuple(int(s) for s in shape)
     order = "F" if order == "F" else "C"
     if _emu.asan():
-        return numpy.empty(shape, dtype, order=order)
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = numpy.empty(nbytes + _ALIGN, numpy.uint8)
-    off = (-raw.ctypes.data) % _ALIGN
-    return numpy.ndarray(shape, dtype=dtype, buffer=raw, offset=off, order=order)
+        out = numpy.empty(shape, dtype, order=order)
+    else:
+        nbytes = math.prod(shape) * dtype.itemsize
+        raw = numpy.empty(nbytes + _ALIGN, numpy.uint8)
+        off = (-raw.ctypes.data) % _ALIGN
+        out = numpy.ndarray(shape, dtype=dtype, buffer=raw, offset=off, order=order)
+    _report_new(out)
+    return out
 
 
 def _fresh_copy(a: numpy.ndarray, dtype=None, order="K") -> numpy.ndarray:
@@ -148,6 +166,8 @@ class ndarray:
     def _from_numpy(cls, a: numpy.ndarray) -> "ndarray":
         obj = cls.__new__(cls)
         obj._a = a
+        if a.flags.owndata:
+            _report_new(a)
         return obj
 
     # --- attributes ----------------------------------------------------------------------------

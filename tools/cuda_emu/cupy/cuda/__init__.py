@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import threading
 
-from . import compiler, driver, function, nvrtc, runtime  # noqa: F401
+from . import compiler, driver, function, memory_hook, nvrtc, runtime  # noqa: F401
+from .memory_hook import MemoryHook  # noqa: F401
 from .. import MemoryPointer  # noqa: F401
 
 _tls = threading.local()
