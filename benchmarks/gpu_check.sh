@@ -6,7 +6,7 @@
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
 #   3. benchmarks/bench_gpu.py: the design section 4 cases, the kernel variants and a host
-#      profile of one call;
+#      profile of one call; benchmarks/host_overhead.py: host time of a small call;
 #   4. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then
 #      a quick CPU sanity subset.
 # Every step has its own time limit; the whole script stays under 5 minutes. Logs go to $OUT
@@ -134,6 +134,8 @@ RESERVE=100   # keep time for the tests
 # shellcheck disable=SC2086
 run bench 150 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json" \
     ${XENTC_GPU_CHECK_BENCH_ARGS:-}
+# host time of a small call and xentc's share of it (issue 4's 0.1 ms whole-call target)
+run host_overhead 30 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000
 
 # ---- 4. tests -----------------------------------------------------------------------------------
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")
