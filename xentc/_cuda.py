@@ -58,10 +58,11 @@ _ONCHIP_MAX_BYTES = 64 * 1024      # shared memory per block holding a row slice
 _PIPE_THREADS = 1024                # the pipelined on-chip kernels: one block per SM, two slice buffers
 _CLUSTER_SIZES = (2, 4, 8)
 # Cross entropy from logits on contiguous rows of at most 32 classes uses the few-classes kernel,
-# compiled for these bounds on C (its per-row registers: float64 rows of more than 16 classes take the
-# tile kernel; ptxas already reports spill code of 48-112 bytes a thread for the CMAX 16 and 32
-# instances, `python tools/nvrtc_check.py --resources`); 8 warps of 32 rows per block, each row taking an odd number of
-# shared-memory slots (C | 1): at most 34 KiB, under the 48 KiB a block gets without opting in
+# compiled for these bounds on C (its per-row registers: float64 rows of more than 16 classes take
+# the tile kernel; ptxas already reports spill code of 48-112 bytes a thread for the CMAX 16 and 32
+# instances, `python tools/nvrtc_check.py --resources`); 8 warps of 32 rows per block, each row
+# taking an odd number of shared-memory slots (C | 1): at most 34 KiB, under the 48 KiB a block
+# gets without opting in
 _SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
 _SMALL_ROWS = 256
 _MAX_GRID = 2**31 - 1
