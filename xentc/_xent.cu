@@ -931,9 +931,14 @@ template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]
  * sm_80+: no registers held, so a thread has all its copies of a slice in flight at once), and
  * the wait for all of this thread's copies; __syncthreads then makes every thread's visible.
  * On older GPUs a plain copy; the host emulator models cp.async (data lands at the wait). */
+#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define XENT_CP_ASYNC 1   /* the device has cp.async: the helpers below use it */
+#else
+#define XENT_CP_ASYNC 0
+#endif
 template <class P>
 __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
-#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if XENT_CP_ASYNC
     static_assert(sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16, "cp.async copies 4, 8 or 16 bytes");
     unsigned d;
     asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
@@ -948,7 +953,7 @@ __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
 #endif
 }
 __device__ __forceinline__ void copy_to_shared_wait() {
-#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if XENT_CP_ASYNC
     asm volatile("cp.async.wait_all;" ::: "memory");
 #elif defined(XENT_EMU)
     ::emu::cp_wait_all();
@@ -957,14 +962,14 @@ __device__ __forceinline__ void copy_to_shared_wait() {
 /* Groups, for the pipelined kernels: close the group of copies issued since the last commit; wait
  * for all groups but the newest. */
 __device__ __forceinline__ void copy_to_shared_commit() {
-#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if XENT_CP_ASYNC
     asm volatile("cp.async.commit_group;" ::: "memory");
 #elif defined(XENT_EMU)
     ::emu::cp_commit();
 #endif
 }
 __device__ __forceinline__ void copy_to_shared_wait_prior() {
-#if !defined(XENT_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if XENT_CP_ASYNC
     asm volatile("cp.async.wait_group 1;" ::: "memory");
 #elif defined(XENT_EMU)
     ::emu::cp_wait_group(1);
