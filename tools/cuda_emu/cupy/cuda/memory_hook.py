@@ -1,6 +1,7 @@
 """cupy.cuda.memory_hook of the emulator: MemoryHook, whose malloc_preprocess hears of every
 new device array (as CuPy's memory pool reports each allocation it serves), so tests can bound
-what a call allocates. alloc_*/free_* and malloc_postprocess are not called."""
+what a call allocates. CuPy's other callbacks (alloc_*, free_*, malloc_postprocess) are never
+made here, so the class does not define them."""
 from __future__ import annotations
 
 import threading
@@ -34,20 +35,5 @@ class MemoryHook:
         _active().remove(self)
         return False
 
-    def alloc_preprocess(self, **kwargs):
-        pass
-
-    def alloc_postprocess(self, **kwargs):
-        pass
-
     def malloc_preprocess(self, **kwargs):
-        pass
-
-    def malloc_postprocess(self, **kwargs):
-        pass
-
-    def free_preprocess(self, **kwargs):
-        pass
-
-    def free_postprocess(self, **kwargs):
         pass
