@@ -233,10 +233,12 @@ def _param_name(p: str) -> Optional[str]:
 
 
 def kernel_attributes(code: str) -> Dict[str, List[dict]]:
-    """{kernel name: [{'tparams': [...], 'cluster': [x, y, z] or None, 'bounds': expr or None}]}"""
+    """{kernel name: [{'tparams': [...], 'defaults': [default argument or None, ...], 'cluster': [x, y, z] or
+    None, 'bounds': expr or None}]}"""
     out: Dict[str, List[dict]] = {}
     for m in re.finditer(r"\b__global__\b", code):
         tparams: List[str] = []
+        defaults: List[Optional[str]] = []
         before = code[:m.start()].rstrip()
         if before.endswith(">"):
             depth, i = 0, len(before) - 1
@@ -249,7 +251,9 @@ def kernel_attributes(code: str) -> Dict[str, List[dict]]:
                         break
                 i -= 1
             if i > 0 and before[:i].rstrip().endswith("template"):
-                tparams = [_param_name(p) or "" for p in _split_top(before[i + 1:-1])]
+                decls = _split_top(before[i + 1:-1])
+                tparams = [_param_name(p) or "" for p in decls]
+                defaults = [p.split("=", 1)[1].strip() if "=" in p else None for p in decls]
         pos, cluster, bounds, name = m.end(), None, None, None
         try:
             while True:
@@ -274,7 +278,8 @@ def kernel_attributes(code: str) -> Dict[str, List[dict]]:
         except ValueError:
             name = None
         if name:
-            out.setdefault(name, []).append({"tparams": tparams, "cluster": cluster, "bounds": bounds})
+            out.setdefault(name, []).append({"tparams": tparams, "defaults": defaults, "cluster": cluster,
+                                             "bounds": bounds})
     return out
 
 
@@ -292,13 +297,17 @@ def launch_constants(attrs: Dict[str, List[dict]], name_expr: str) -> Tuple[str,
         base, targs = base[:i].strip(), _split_top(inner)
     cands = attrs.get(base.split("::")[-1], [])
     entry = None
-    for c in cands:
-        if len(c["tparams"]) == len(targs):
+    for c in cands:   # the template whose parameters take these arguments (the rest by default)
+        n = len(targs)
+        if len(c["tparams"]) >= n and all(d is not None for d in c.get("defaults", [])[n:len(c["tparams"])]):
             entry = c
             break
     if entry is None:
         return "1", "1", "1", "0"
     mapping = {p: a for p, a in zip(entry["tparams"], targs) if p}
+    for p, d in list(zip(entry["tparams"], entry.get("defaults", [])))[len(targs):]:
+        if p:
+            mapping[p] = _substitute(d, mapping)
     cl = entry["cluster"] or ["1", "1", "1"]
     cx, cy, cz = (_substitute(e, mapping) for e in cl)
     b = _substitute(entry["bounds"], mapping) if entry["bounds"] else "0"
