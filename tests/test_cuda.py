@@ -35,7 +35,10 @@ from inputs import make_binary, make_categorical, weights  # noqa: E402
 FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
 BINARY = {"binary_cross_entropy", "binary_focal_loss"}
 DTYPES = [np.float32, np.float64]
-RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
+# float16 is read and written as it is on the GPU (computed in float32) and converted on the CPU
+# (computed in float32, rounded at the end): the two agree to one float16 rounding
+ALL_DTYPES = [np.float16, np.float32, np.float64]
+RTOL = {np.dtype(np.float16): 1e-3, np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
 REDUCTIONS = ["none", "sum", "mean"]
 FLAGS = [(False, False), (True, False), (False, True), (True, True)]
 KERNELS = ["thread", "tile", "warp", "block", "onchip", "cluster", "pipe", "pipe_cluster", "small"]
@@ -227,7 +230,7 @@ def _make_case(name, opt, label_form, from_logits, dtype, bin_shape=(6, 3), cat_
 # --------------------------------------------------------------------------------------
 # every function x option x form x dtype x reduction x grad/hess, default kernel choice
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("name,opt,label_form,from_logits", list(_cases()))
 def test_against_cpu(name, opt, label_form, from_logits, dtype):
     y, x, kw = _make_case(name, opt, label_form, from_logits, dtype)
@@ -265,7 +268,7 @@ def _used_kernel():
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("name,opt,label_form,from_logits",
                          [c for c in _cases() if c.values[0] not in BINARY])
 def test_every_kernel(name, opt, label_form, from_logits, dtype, kernel):
@@ -290,7 +293,7 @@ def test_every_kernel(name, opt, label_form, from_logits, dtype, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("C", [1, 2, 3, 4, 31, 32, 33, 64, 257, 1000, 1031, 4099])
 def test_every_kernel_sizes(C, dtype, kernel):
     """Row lengths around the warp/vector/tile boundaries; aligned and unaligned rows."""
@@ -314,7 +317,7 @@ def test_every_kernel_sizes(C, dtype, kernel):
     compare("cross_entropy", y0, p, {}, reduction="none", grad=True, hess=True, rtol=rt)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_onchip_unaligned_views(dtype):
     """Rows whose start is not 16-byte aligned, and row strides larger than C."""
     rng = np.random.default_rng(3)
@@ -334,7 +337,7 @@ def test_onchip_unaligned_views(dtype):
                     rtol=rt)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("kernel", ["pipe", "pipe_cluster", "onchip", "cluster"])
 def test_onchip_many_rows_per_block(kernel, dtype):
     """Far more rows than blocks: the pipelined kernels take rows one after another from the
@@ -361,7 +364,7 @@ def test_onchip_many_rows_per_block(kernel, dtype):
             assert used["kernel"] == "onchip" and used["pipe"] == kernel.startswith("pipe"), used
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("C", [1, 2, 7, 8, 9, 10, 16, 17, 31, 32, 33])
 def test_small_classes_kernel(C, dtype):
     """The few-classes kernel (a warp per 32 rows): row counts around the warp and block sizes,
@@ -393,7 +396,7 @@ def test_small_classes_kernel(C, dtype):
 # --------------------------------------------------------------------------------------
 # sizes: many blocks, large rows, float16
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_binary_many_blocks(dtype):
     rng = np.random.default_rng(11)
     n = 3 * 2048 + 77
@@ -420,7 +423,7 @@ def _vec_sizes(dtype):
     return [1, 3, 4, 5, r - 1, r, r + 1, 2 * r + 3, 3 * r]
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("rounds", [None, 1, 2, 3])
 def test_binary_vec_sizes_and_rounds(dtype, rounds):
     """Every length class (partial last block only, full blocks, full blocks and a tail) with one
@@ -446,7 +449,7 @@ def test_binary_vec_sizes_and_rounds(dtype, rounds):
                     assert_close(a, host(b), rt, "vec vs general")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_binary_vec_options_and_outputs(dtype):
     """Options the fast kernel takes (eps, scalar / one-element pos_weight, sample_weight, alpha with
     gamma = 0) and every combination of outputs; and the options it leaves to the general kernel."""
@@ -482,7 +485,7 @@ def _gpu_view(a, offset):
     return buf[offset:].reshape(a.shape)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_binary_vec_alignment_fallback(dtype):
     """Arrays not 16-byte aligned (views such as y_pred[1:]) take the general kernel; the same
     values aligned take the fast one; both agree with the CPU."""
@@ -516,7 +519,7 @@ def test_binary_vec_alignment_fallback(dtype):
     assert_close(gpu.grad, cpu.grad, rt, "grad of y[1:]")
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_binary_vec_special_values(dtype):
     """NaN, infinite, huge and subnormal-producing logits and -0.0 / 0 / 1 labels at every position
     of a pack, inside full blocks (the packed loop) and in the partial last block."""
@@ -548,7 +551,7 @@ def _vec_bad_label_cases(dtype):
             yield n, where, bad
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("rounds", [1, 2])
 def test_binary_vec_first_bad_label(dtype, rounds):
     """A bad label (outside [0, 1] or NaN) at the first, a middle or the last element, in the first
@@ -587,7 +590,7 @@ def test_binary_vec_deterministic():
         assert host(a).tobytes() == host(b).tobytes()
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("C", [10, 300, 5000, 40000])
 def test_categorical_many_rows(C, dtype):
     rng = np.random.default_rng(_seed("rows", C))
@@ -643,7 +646,7 @@ def test_out_buffers(name, dtype):
 @pytest.mark.parametrize("label_form", ["int", "soft"])
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
 @pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_kdim_axis(name, from_logits, label_form, axis, dtype):
     shape = (2, 4, 3, 5)
     rng = np.random.default_rng(_seed("kdim", name, from_logits, label_form, axis))
@@ -662,7 +665,7 @@ def test_kdim_axis(name, from_logits, label_form, axis, dtype):
 
 
 @pytest.mark.parametrize("name", FUNCS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_strided_inputs(name, dtype):
     rng = np.random.default_rng(_seed("strided", name))
     rt = RTOL[np.dtype(dtype)]
@@ -696,7 +699,7 @@ def _misaligned_like(a):
 
 
 @pytest.mark.parametrize("name", FUNCS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_misaligned_inputs(name, dtype):
     """Arrays that do not start at a multiple of their element size (GPU loads of them fault): inputs
     are copied, giving the bits of an aligned call; such an out= array is refused, before any work."""
@@ -762,7 +765,7 @@ ALLOC_CASES = [
 
 
 @pytest.mark.parametrize("case", ALLOC_CASES, ids=[c[0] for c in ALLOC_CASES])
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_device_allocations(case, dtype):
     """Issue 4's memory bound: no device buffer of N x C beyond the gradient (and Hessian) a call
     returns, and a loss-only call allocates O(N) bytes (here at most 48 bytes a sample plus 64 KiB,
@@ -789,11 +792,16 @@ def test_device_allocations(case, dtype):
         f(yg, xg, grad=grad, hess=hess, reduction=reduction, **kw)
         with _Allocations() as hook:
             r = f(yg, xg, grad=grad, hess=hess, reduction=reduction, **kw)
-        # returned arrays of y_pred's size: gradient, Hessian, and a binary per-element loss
-        outputs = int(grad) + int(hess) + int(name in BINARY and reduction == "none")
+        # returned arrays of y_pred's size: gradient, Hessian, and a binary per-element loss (float32
+        # for float16 y_pred: the loss is in the compute dtype)
+        want = [full] * (int(grad) + int(hess))
+        if name in BINARY and reduction == "none":
+            want.append(x.size * (8 if dtype == np.float64 else 4))
+        if name in BINARY and "sample_weight" in kw and dtype == np.float16:
+            want.append(x.size * 4)   # sample weights are read in float32: a float16 one is converted (O(N))
         big = sorted(s for s in hook.sizes if s >= full // 2)
-        assert big == [full] * outputs, (grad, hess, reduction, hook.sizes)
-        rest = sum(hook.sizes) - full * outputs
+        assert big == sorted(want), (grad, hess, reduction, hook.sizes)
+        rest = sum(hook.sizes) - sum(want)
         assert rest <= 48 * N + 65536, (grad, hess, reduction, hook.sizes)
         if not grad and not hess:
             assert r.shape == (() if reduction == "mean" else x.shape[:1] if name not in BINARY else x.shape)
@@ -815,7 +823,7 @@ def test_empty(name):
 # --------------------------------------------------------------------------------------
 # special values
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("kernel", [None] + KERNELS)
 def test_special_logit_rows(dtype, kernel):
     inf, nan = np.inf, np.nan
@@ -832,7 +840,7 @@ def test_special_logit_rows(dtype, kernel):
         compare(name, y, x, kw, reduction="none", grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 def test_special_binary_values(dtype):
     inf, nan = np.inf, np.nan
     z = np.array([-inf, inf, nan, 0.0, 40.0, -40.0, 100.0, -100.0, 1e4, -1e4], dtype=dtype)
@@ -864,7 +872,7 @@ def test_all_ignored_mean_is_zero():
     assert float(gpu.loss) == 0.0
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("name", FUNCS)
 def test_reduced_loss_from_the_device_sum(name, reduction, dtype):
@@ -882,8 +890,9 @@ def test_reduced_loss_from_the_device_sum(name, reduction, dtype):
     kwg = to_gpu_kwargs(kw)
     res, total, denom = _call_with_sums(getattr(xentc, name), to_gpu(y), to_gpu(x), reduction=reduction,
                                         grad=True, **kwg)
-    want = np.dtype(dtype).type(total if reduction == "sum" else total / denom)
-    assert isinstance(res.loss, cupy.ndarray) and res.loss.shape == () and res.loss.dtype == dtype
+    cdt = np.dtype(np.float64 if dtype == np.float64 else np.float32)   # float16 losses are float32
+    want = cdt.type(total if reduction == "sum" else total / denom)
+    assert isinstance(res.loss, cupy.ndarray) and res.loss.shape == () and res.loss.dtype == cdt
     assert host(res.loss).item() == want.item() or (np.isnan(want) and np.isnan(host(res.loss)))
 
 
@@ -1018,4 +1027,26 @@ def test_results_on_the_arrays_device():
 def test_info():
     inf = _cuda.info()
     assert inf["kernels"] > 10 and inf["arch"] > 0
-    assert set(_cuda.name_expressions(inf["cluster_kernels"])) <= set(_cuda._module(inf["device"]).funcs)
+    funcs = _cuda._module(inf["device"]).funcs
+    assert set(_cuda.name_expressions(inf["cluster_kernels"], "base")) <= set(funcs)
+    xentc.cross_entropy(cupy.asarray([1]), cupy.asarray([[0.5, 1.5]], dtype=np.float16), from_logits=True)
+    assert set(_cuda.name_expressions(inf["cluster_kernels"])) <= set(funcs)
+    assert _cuda.info()["float16_compile_seconds"] is not None
+
+
+def test_float16_kernels_built_on_first_use():
+    """A device's first call builds the float and double kernels only; the float16-storage ones
+    come with the first call that needs one, then serve every later call."""
+    dev = cupy.cuda.Device().id
+    mod = _cuda._Module(dev)   # a fresh module, as a device's first call makes
+    half = _cuda.name_expressions(mod.cluster, "half")
+    assert half and not set(half) & set(dict(mod.funcs))
+    assert mod.info()["float16_compile_seconds"] is None
+    f = mod.funcs[_cuda._generic_name("block", False, True)]   # builds them all
+    assert set(half) <= set(dict(mod.funcs)) and f is mod.funcs[_cuda._generic_name("block", False, True)]
+    assert mod.info()["float16_compile_seconds"] is not None
+    with pytest.raises(KeyError):
+        mod.funcs["xent_softmax_block<float, xentk::xhalf, 3>"]   # no such instance: no second build
+    if mod.onchip_cap > 48 * 1024:   # the float16 on-chip kernels got the same shared-memory settings
+        name = _cuda._onchip_name(False, 1, 8, False, True)
+        assert mod.funcs[name].max_dynamic_shared_size_bytes == mod.onchip_cap

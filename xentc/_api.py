@@ -154,6 +154,15 @@ def _compute_dtype(y_pred) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def _storage_dtype(backend, pred, cdt) -> np.dtype:
+    """The dtype y_pred is read in and the gradient and Hessian are written in: float16 as it is
+    where the backend's kernels read and write float16 themselves (CUDA: computed in float32, with
+    no float32 copy of y_pred and no float32 gradient to convert), else the compute dtype."""
+    if getattr(backend, "HALF_STORAGE", False) and pred.dtype == np.float16:
+        return np.dtype(np.float16)
+    return cdt
+
+
 def _misaligned(a) -> bool:
     """A CuPy array whose first element is not at a multiple of its element size (a view of a byte
     buffer at an odd offset, say): GPU loads of such elements fault and spoil the CUDA context, so
@@ -439,14 +448,17 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     cdt = _compute_dtype(pred)
-    x = _as_compute(pred, cdt, xp)
+    backend = _backend(xp)
+    sdt = _storage_dtype(backend, pred, cdt)
+    x = _as_compute(pred, sdt, xp)
     yt = _real_array("y_true", y_true, xp)
     if yt.shape != pred.shape:
         raise ValueError(f"y_true: shape {yt.shape} does not match y_pred's shape {pred.shape}")
-    y = _as_compute(yt, cdt, xp)
+    # labels: float16 beside float16 storage when that loses nothing (float16, or integer and bool
+    # labels, whose values stay outside [0, 1] where they were), else the compute dtype
+    y = _as_compute(yt, sdt if sdt != cdt and (yt.dtype == sdt or yt.dtype.kind in "biu") else cdt, xp)
     shape = pred.shape
     n = math.prod(shape)
-    backend = _backend(xp)
     sw = _sample_weight(sample_weight, shape, cdt, xp)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
                            cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
@@ -459,8 +471,8 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
-    grad_arr = _buffer(xp, bufs.grad, (n,), cdt) if grad else None
-    hess_arr = _buffer(xp, bufs.hess, (n,), cdt) if hess else None
+    grad_arr = _buffer(xp, bufs.grad, (n,), sdt) if grad else None
+    hess_arr = _buffer(xp, bufs.hess, (n,), sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
                                       dscale, from_logits, loss_arr, grad_arr, hess_arr,
@@ -700,7 +712,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     outer = math.prod(shape[:ax])
     inner = math.prod(shape[ax + 1:])
     cdt = _compute_dtype(pred)
-    x3 = _as_compute(pred, cdt, xp).reshape(outer, C, inner)
+    backend = _backend(xp)
+    sdt = _storage_dtype(backend, pred, cdt)
     yt = _real_array("y_true", y_true, xp)
     if yt.dtype.kind in "iu":
         if yt.shape != sample_shape:
@@ -721,7 +734,10 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
         if ignore_index is not None:
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
         labels = None
-        ysoft = _as_compute(yt, cdt, xp).reshape(outer, C, inner)
+        if sdt != cdt and yt.dtype != sdt:
+            sdt = cdt   # soft labels of another dtype are not rounded to float16: all in float32
+        ysoft = _as_compute(yt, sdt, xp).reshape(outer, C, inner)
+    x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
     cw = _small_weights("class_weight", class_weight, C, xp)
     if cw is not None and cw.ndim == 0:
         raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
@@ -733,7 +749,6 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
         cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
     cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
     n = outer * inner
-    backend = _backend(xp)
     sw = _sample_weight(sample_weight, sample_shape, cdt, xp)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
                            shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
@@ -747,8 +762,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
             _raise_categorical(err, i, j, yt, pred, ax, full_sw)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
-    grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), cdt) if grad else None
-    hess_arr = _buffer(xp, bufs.hess, (outer, C, inner), cdt) if hess else None
+    grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), sdt) if grad else None
+    hess_arr = _buffer(xp, bufs.hess, (outer, C, inner), sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, j = backend.softmax(x3, labels, ysoft, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, label_smoothing, gamma, dscale, from_logits,

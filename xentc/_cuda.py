@@ -41,6 +41,9 @@ _ERR_LABEL_RANGE = 1
 # Every categorical kernel reports integer labels outside [0, C) itself (as ERR_LABEL_RANGE at the
 # row's first class), so _api may skip the weight pre-pass where it only checks labels
 LABELS_CHECKED_IN_KERNEL = True
+# The kernels read float16 y_pred (and soft labels) and write float16 gradients and Hessians as
+# they are, computing in float32 (the xhalf storage type of _xent.cu), so _api converts nothing
+HALF_STORAGE = True
 _NO_ERR = 0xFFFFFFFFFFFFFFFF
 
 # Work per block of the elementwise kernels (NT * IT in _xent.cu)
@@ -107,47 +110,69 @@ def _tname(double_: bool) -> str:
     return "double" if double_ else "float"
 
 
-def _vec(double_: bool) -> int:
-    return 2 if double_ else 4
+def _sname(half: bool, half_y: bool = False) -> str:
+    """The storage-type template arguments of a kernel instance: float16 arrays are read and
+    written as they are (xhalf in _xent.cu, computed in float); otherwise the default, T. half_y:
+    the binary kernels' labels are float16 too (they may be float32 beside float16 y_pred)."""
+    return ", xentk::xhalf, xentk::xhalf" if half_y else ", xentk::xhalf" if half else ""
 
 
-def _binary_name(double_: bool, from_logits: bool, ce: bool) -> str:
+def _is_half(x) -> bool:
+    """Whether y_pred (and so the gradient, the Hessian and any soft labels) is float16."""
+    return x.dtype == np.float16
+
+
+def _vec(double_: bool, half: bool = False) -> int:
+    """Elements in the 16-byte vectors of the on-chip and binary fast paths."""
+    return 8 if half else 2 if double_ else 4
+
+
+def _binary_name(double_: bool, from_logits: bool, ce: bool, half: bool = False, half_y: bool = False) -> str:
     b = lambda v: "true" if v else "false"  # noqa: E731
-    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}>"
+    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}{_sname(half, half_y)}>"
 
 
-def _binary_vec_name(double_: bool, with_sw: bool) -> str:
-    return f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}>"
+def _binary_vec_name(double_: bool, with_sw: bool, half: bool = False, half_y: bool = False) -> str:
+    return f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}{_sname(half, half_y)}>"
 
 
-def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False) -> str:
+def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, half: bool = False) -> str:
     base = "xent_onchip_pipe" if pipe else "xent_onchip"
     if K == 1:
-        return f"{base}<{_tname(double_)}, {vec}>"
-    return f"{base}_cl<{_tname(double_)}, {K}, {vec}>"
+        return f"{base}<{_tname(double_)}, {vec}{_sname(half)}>"
+    return f"{base}_cl<{_tname(double_)}, {K}, {vec}{_sname(half)}>"
 
 
-def _small_name(double_: bool, cmax: int) -> str:
-    return f"xent_softmax_small<{_tname(double_)}, {cmax}>"
+def _small_name(double_: bool, cmax: int, half: bool = False) -> str:
+    return f"xent_softmax_small<{_tname(double_)}, {cmax}{_sname(half)}>"
+
+
+def _generic_name(kind: str, double_: bool, half: bool = False) -> str:
+    return f"xent_softmax_{kind}<{_tname(double_)}{_sname(half)}>"
 
 
 def _small_smem(C: int, itemsize: int) -> int:
     return _SMALL_ROWS * (C | 1) * itemsize
 
 
-def name_expressions(cluster: bool) -> list:
-    """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90)."""
-    out = ["xent_finalize", "xent_probe"]
-    for d in (False, True):
-        T = _tname(d)
-        out.append(f"xent_weight<{T}>")
-        out += [_binary_name(d, lg, ce) for lg in (False, True) for ce in (False, True)]
-        out += [_binary_vec_name(d, w) for w in (False, True)]
-        out += [f"xent_softmax_{k}<{T}>" for k in ("thread", "tile", "warp", "block")]
-        out += [_onchip_name(d, 1, v, pipe) for v in (1, _vec(d)) for pipe in (False, True)]
-        out += [_small_name(d, cm) for cm in _SMALL_CMAX[d]]
+def name_expressions(cluster: bool, part: str = "all") -> list:
+    """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90): part "base"
+    (float and double, built on a device's first use), "half" (float16 storage, built on the first
+    float16 call, so that others do not wait for them) or "all"."""
+    out = [] if part == "half" else ["xent_finalize", "xent_probe"]
+    kinds = {"base": ((False, False), (True, False)), "half": ((False, True),),
+             "all": ((False, False), (True, False), (False, True))}[part]
+    for d, h in kinds:   # (double, float16 storage)
+        if not h:
+            out.append(f"xent_weight<{_tname(d)}>")
+        for hy in ((False, True) if h else (False,)):
+            out += [_binary_name(d, lg, ce, h, hy) for lg in (False, True) for ce in (False, True)]
+            out += [_binary_vec_name(d, w, h, hy) for w in (False, True)]
+        out += [_generic_name(k, d, h) for k in ("thread", "tile", "warp", "block")]
+        out += [_onchip_name(d, 1, v, pipe, h) for v in (1, _vec(d, h)) for pipe in (False, True)]
+        out += [_small_name(d, cm, h) for cm in _SMALL_CMAX[d]]
         if cluster:
-            out += [_onchip_name(d, K, v, pipe) for K in _CLUSTER_SIZES for v in (1, _vec(d))
+            out += [_onchip_name(d, K, v, pipe, h) for K in _CLUSTER_SIZES for v in (1, _vec(d, h))
                     for pipe in (False, True)]
     return out
 
@@ -269,6 +294,21 @@ def _set_attribute(f, attr: int, value: int) -> None:
     cupy.cuda.driver.funcSetAttribute(f.ptr, attr, value)
 
 
+class _Funcs(dict):
+    """A module's kernels by name expression; asking for a float16-storage kernel before any was
+    built compiles them all (the first float16 call on the device)."""
+
+    def __init__(self, module: "_Module", funcs: dict):
+        super().__init__(funcs)
+        self._module = module
+
+    def __missing__(self, name: str):
+        if "xhalf" not in name or self._module.half_compile_seconds is not None:
+            raise KeyError(name)
+        self._module.build_half()
+        return dict.__getitem__(self, name)
+
+
 class _Module:
     """The compiled kernels of one device."""
 
@@ -287,7 +327,7 @@ class _Module:
         routes.append("rawmodule")
         for route in routes:
             for cluster in ((True, False) if want_cluster else (False,)):
-                names = name_expressions(cluster)
+                names = name_expressions(cluster, "base")
                 opts = base + (("-DXENT_WANT_CLUSTER=1",) if cluster else ())
                 try:
                     if route == "noftz":
@@ -303,8 +343,9 @@ class _Module:
                     if "Compile" in type(exc).__name__ or "NVRTC" in str(exc):
                         continue   # the source did not compile this way: try without clusters
                     break          # this CuPy lacks the route: try the next one
-                self.funcs, self.route, self._keep = funcs, how, keep
+                self.funcs, self.route, self._keep = _Funcs(self, funcs), how, [keep]
                 self.arch, self.cluster, self.names = arch, bool(has_cluster) and cluster, names
+                self._build = (route, code, opts, cluster)   # the way that worked, for the float16 kernels
                 break
             if self.funcs is not None:
                 break
@@ -326,14 +367,7 @@ class _Module:
         self.pipe_cap = 0   # shared memory of a pipelined block: two slices
         if cap >= 16 * 1024:
             try:
-                for n in names:
-                    if n.startswith("xent_onchip"):
-                        if cap > 48 * 1024:
-                            _set_attribute(self.funcs[n], 8, cap)
-                        try:
-                            _set_attribute(self.funcs[n], 9, 100)   # prefer shared memory over L1
-                        except Exception:  # noqa: BLE001 - a hint only
-                            pass
+                self._set_onchip_attributes(names, cap, 0)
                 self.onchip_cap = cap
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"[onchip attributes] {type(exc).__name__}: {exc}")
@@ -342,13 +376,57 @@ class _Module:
         if (self.onchip_cap > 0 and self.sm_count > 0 and pipe_cap >= 64 * 1024
                 and not os.environ.get("XENTC_CUDA_NO_PIPELINE")):
             try:
-                for n in names:
-                    if n.startswith("xent_onchip_pipe"):
-                        _set_attribute(self.funcs[n], 8, pipe_cap)
+                self._set_onchip_attributes(names, 0, pipe_cap)
                 self.pipe_cap = pipe_cap
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"[pipelined onchip attributes] {type(exc).__name__}: {exc}")
         self.compile_seconds = time.perf_counter() - t0
+        self.half_compile_seconds = None
+
+    def _set_onchip_attributes(self, names, cap: int, pipe_cap: int) -> None:
+        """The on-chip kernels' shared memory: `cap` bytes for the one-row-a-block ones (and a
+        preference for shared memory over L1), `pipe_cap` for the pipelined ones (0: leave)."""
+        for n in names:
+            if cap and n.startswith("xent_onchip") and not n.startswith("xent_onchip_pipe"):
+                if cap > 48 * 1024:
+                    _set_attribute(self.funcs[n], 8, cap)
+                try:
+                    _set_attribute(self.funcs[n], 9, 100)   # prefer shared memory over L1
+                except Exception:  # noqa: BLE001 - a hint only
+                    pass
+            if n.startswith("xent_onchip_pipe"):
+                if cap:
+                    try:
+                        _set_attribute(self.funcs[n], 9, 100)
+                    except Exception:  # noqa: BLE001 - a hint only
+                        pass
+                if pipe_cap:
+                    _set_attribute(self.funcs[n], 8, pipe_cap)
+
+    def build_half(self) -> None:
+        """Compile the float16-storage kernels (the first float16 call on this device), the same way
+        the others were built, with the same shared-memory settings."""
+        with _lock:
+            if self.half_compile_seconds is not None:
+                return
+            cupy = _cupy()
+            t0 = time.perf_counter()
+            route, code, opts, cluster = self._build
+            names = name_expressions(cluster, "half")
+            with cupy.cuda.Device(self.dev_id):
+                if route == "noftz":
+                    funcs, _, keep = _compile_noftz(cupy, code, opts, names, self.cc)
+                else:
+                    funcs, _, keep = _compile_rawmodule(cupy, code, opts, names)
+                self._keep.append(keep)
+                dict.update(self.funcs, funcs)
+                try:
+                    self._set_onchip_attributes(names, self.onchip_cap, self.pipe_cap)
+                except Exception as exc:  # noqa: BLE001 - the on-chip kernels then stay unused
+                    self.compile_errors.append(f"[float16 onchip attributes] {type(exc).__name__}: {exc}")
+                    self.onchip_cap = self.pipe_cap = 0
+            self.names = self.names + names
+            self.half_compile_seconds = time.perf_counter() - t0
 
     def disable_onchip(self, K: int, exc: Exception, pipe: bool = False) -> None:
         """The device refused an on-chip launch: stop using the pipelined kernels (pipe), the cluster
@@ -373,6 +451,8 @@ class _Module:
                 "route": self.route, "cluster_kernels": self.cluster, "onchip_smem_bytes": self.onchip_cap,
                 "pipelined_smem_bytes": self.pipe_cap, "multiprocessors": self.sm_count,
                 "compile_seconds": round(self.compile_seconds, 3), "kernels": len(self.funcs),
+                "float16_compile_seconds": (None if self.half_compile_seconds is None
+                                            else round(self.half_compile_seconds, 3)),
                 "fallback_errors": list(self.compile_errors)}
 
 
@@ -530,14 +610,16 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     n = int(x.shape[0])
     dev_id = x.device.id
     dt = np.dtype(np.float64 if double_ else np.float32)
-    _check("y_pred", x, dt, dev_id, ndim=1)
-    _check("y_true", y, dt, dev_id, ndim=1)
+    half, half_y = _is_half(x), _is_half(y)
+    st = np.dtype(np.float16) if half else dt   # y_pred, grad and hess
+    _check("y_pred", x, st, dev_id, ndim=1)
+    _check("y_true", y, st if half_y else dt, dev_id, ndim=1)
     if y.shape[0] != n:
         raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
     _check("pos_weight", w1, dt, dev_id, contiguous=True, ndim=1)
-    for name, out in (("loss", loss), ("grad", grad), ("hess", hess)):
-        _check(name, out, dt, dev_id, contiguous=True, ndim=1)
+    for name, out, t in (("loss", loss, dt), ("grad", grad, st), ("hess", hess, st)):
+        _check(name, out, t, dev_id, contiguous=True, ndim=1)
     nw1 = 1 if w1 is None else int(w1.shape[0])
     mod = _module(dev_id)
     if (config.get("binary_vec", True) and from_logits and float(gamma) == 0.0 and nw1 == 1
@@ -545,12 +627,12 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
             and all(int(a.data.ptr) % 16 == 0 for a in (y, x, sw, loss, grad, hess) if a is not None)):
         # fast path: 16-byte packs, a block covers `rounds` rounds (chosen from n alone, so that
         # the partial sums, and so the result, depend on n only)
-        per_round = _BINARY_VEC_PACKS * _vec(double_)
+        per_round = _BINARY_VEC_PACKS * _vec(double_, half)
         rounds = (config.get("binary_vec_rounds")   # tests: force the rounds per block
                   or max(1, min(_BINARY_VEC_MAX_ROUNDS, n // (per_round * 2048))))
         nblocks = -(-n // (per_round * rounds))
         sc = _Scratch(cupy, nblocks)
-        f = mod.funcs[_binary_vec_name(double_, sw is not None)]
+        f = mod.funcs[_binary_vec_name(double_, sw is not None, half, half_y)]
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
             _ptr(y), _ptr(x), np.int64(n), _ptr(sw), _ptr(w1), np.float64(w0), np.float64(eps),
@@ -558,7 +640,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0)]
+    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, half, half_y)]
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
         _ptr(y), np.int64(_stride(y, 0)), _ptr(x), np.int64(_stride(x, 0)), np.int64(n),
@@ -571,14 +653,16 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
     """(kind, extra) for a categorical call; kind in onchip/small/tile/thread/warp/block. extra: (K, vec,
     chunk, pipelined) for onchip, the class bound CMAX for small, the shared memory for tile."""
     outer, C, inner = (int(v) for v in x.shape)
-    isz = x.itemsize
+    half = _is_half(x)
+    isz = x.itemsize             # the on-chip kernels hold the row as stored
+    csz = 8 if double_ else 4    # the tile and few-classes kernels stage it in the compute type
     sx_o, sx_c = _stride(x, 0), _stride(x, 1)
     force = config.get("force")
     onchip = None
     if ((config.get("onchip", True) or force == "onchip") and from_logits and labels is not None
             and ysoft is None and float(gamma) == 0.0 and inner == 1 and sx_c == 1 and C < 2**31
             and mod.onchip_cap > 0 and (C >= _ONCHIP_MIN_C or force == "onchip")):
-        vec = _vec(double_)
+        vec = _vec(double_, half)
         aligned = (x.data.ptr % 16 == 0 and sx_o % vec == 0 and C % vec == 0
                    and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
         v = vec if aligned else 1
@@ -609,7 +693,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
     tile_ok = (inner == 1 and sx_c == 1 and sx_o == C
                and (ysoft is None or (_stride(ysoft, 1) == 1 and _stride(ysoft, 0) == C)))
     ntiles = 1 + (ysoft is not None) + (grad is not None) + (hess is not None)
-    tile_bytes = ntiles * _TILE_ROWS * C * isz
+    tile_bytes = ntiles * _TILE_ROWS * C * csz
     if force == "tile" and tile_ok and tile_bytes <= _TILE_MAX_BYTES:
         return "tile", tile_bytes
     if force is None:
@@ -639,7 +723,7 @@ def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, 
                    grad, hess, double_):
     K, v, chunk, pipe = extra
     sc = _Scratch(cupy, rows)
-    f = mod.funcs[_onchip_name(double_, K, v, pipe)]
+    f = mod.funcs[_onchip_name(double_, K, v, pipe, _is_half(x))]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
     head = (_ptr(x), np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), _ptr(labels), _ptr(sw), _ptr(cwa),
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
@@ -663,12 +747,12 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, sw, cwa, ignore_index, ha
                   hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_small_name(double_, cmax)]
+    f = mod.funcs[_small_name(double_, cmax, _is_half(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (
         _ptr(x), np.int32(C), np.int64(rows), _ptr(labels), _ptr(sw), _ptr(cwa), np.int64(ignore_index),
         np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess),
-        sc.sums, sc.errs), smem=_small_smem(C, x.itemsize))
+        sc.sums, sc.errs), smem=_small_smem(C, 8 if double_ else 4))
     return sc
 
 
@@ -700,16 +784,17 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     rows = outer * inner
     dev_id = x.device.id
     dt = np.dtype(np.float64 if double_ else np.float32)
-    _check("y_pred", x, dt, dev_id, ndim=3)
+    st = np.dtype(np.float16) if _is_half(x) else dt   # y_pred, soft labels, grad and hess
+    _check("y_pred", x, st, dev_id, ndim=3)
     _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
-    _check("y_true", ysoft, dt, dev_id, ndim=3)
+    _check("y_true", ysoft, st, dev_id, ndim=3)
     if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
         raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
     _check("class_weight", cwa, dt, dev_id, contiguous=True, ndim=1)
     _check("loss", loss, dt, dev_id, contiguous=True)
-    _check("grad", grad, dt, dev_id, contiguous=True)
-    _check("hess", hess, dt, dev_id, contiguous=True)
+    _check("grad", grad, st, dev_id, contiguous=True)
+    _check("hess", hess, st, dev_id, contiguous=True)
     mod = _module(dev_id)
     kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
     if kind == "onchip":
@@ -730,7 +815,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[f"xent_softmax_{kind}<{_tname(double_)}>"]
+    f = mod.funcs[_generic_name(kind, double_, _is_half(x))]
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)
     _launch_blocks(f, nblocks, threads, (

@@ -22,6 +22,9 @@
  *                          label range / sample-weight checks, 2048 samples per block.
  *   xent_binary<T,L,CE>    binary CE / focal, elementwise, 2048 elements per block, any strides
  *                          (L: from logits; CE: gamma = 0).
+ *   Each kernel but xent_weight and xent_finalize also takes a last template argument S, the
+ *   storage type of y_pred, soft labels, gradient and Hessian (xhalf: float16 arrays as they are,
+ *   computed in float), and the binary ones SY, that of the labels; both default to T.
  *   xent_binary_vec<T,SW>  fast path of binary CE from logits (gamma = 0, pos_weight absent or
  *                          one value) on contiguous, 16-byte aligned arrays: 16-byte loads and
  *                          stores, rounds * 4096 floats / 2048 doubles per block (SW: with
@@ -97,6 +100,40 @@ template <> struct Lim<double> {
     __device__ static __forceinline__ double inf() { return __longlong_as_double(0x7ff0000000000000LL); }
     __device__ static __forceinline__ double nan() { return __longlong_as_double(0x7ff8000000000000LL); }
 };
+
+/* Storage types. Every kernel reads y_pred (and soft labels) and writes the gradient and Hessian
+ * through a storage type S beside its compute type T: S = T, or S = xhalf with T = float, so that
+ * float16 arrays are read and written as they are (no float32 copy of y_pred, no float32 gradient
+ * to convert afterwards) and computed in float. An element is converted once when loaded and
+ * rounded once (to nearest, ties to even) when stored: the bits are those of converting the
+ * float32 result, as the CPU path does. PTX cvt does the conversions, so no header is needed. */
+struct xhalf {
+    unsigned short u;
+#ifdef XENT_EMU
+    __device__ __forceinline__ operator float() const {
+        _Float16 h;
+        __builtin_memcpy(&h, &u, 2);
+        return float(h);
+    }
+    __device__ __forceinline__ xhalf& operator=(float f) {
+        const _Float16 h = (_Float16)f;
+        __builtin_memcpy(&u, &h, 2);
+        return *this;
+    }
+#else
+    __device__ __forceinline__ operator float() const {
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(u));
+        return f;
+    }
+    __device__ __forceinline__ xhalf& operator=(float f) {
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(u) : "f"(f));
+        return *this;
+    }
+#endif
+};
+template <typename A, typename B> struct SameType { static constexpr bool value = false; };
+template <typename A> struct SameType<A, A> { static constexpr bool value = true; };
 
 /* Check of a label that must lie in [0, 1] (as unit_label_error in _xent_rows.h). */
 template <typename T> __device__ __forceinline__ int unit_label_error(T y) {
@@ -295,13 +332,13 @@ template <typename T> struct RowArgs {
 
 /* Coefficient c_j = cwa_j * Y'_j of class j (Y' the smoothed label), as class_coef of
  * _xent_rows.h. */
-template <typename T>
-__device__ __forceinline__ T class_coef(const RowArgs<T>& a, xi64 y, const T* ys, xi64 syc, xi64 j) {
+template <typename T, typename S>
+__device__ __forceinline__ T class_coef(const RowArgs<T>& a, xi64 y, const S* ys, xi64 syc, xi64 j) {
     T cw = a.cwa ? a.cwa[j] : T(1);
     T eps = a.eps, C = T(a.C);
     T Y;
     if (ys) {
-        Y = ys[j * syc];
+        Y = T(ys[j * syc]);
         if (eps != T(0)) Y = Y * (T(1) - eps) + eps / C;
     } else {
         Y = (j == y) ? T(1) - eps + eps / C : eps / C;
@@ -334,9 +371,9 @@ __device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, doubl
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
  * S = sum_j c_j; at j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
  * Integer labels: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y. */
-template <typename T, class Team>
-__device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* xr, xi64 sc, xi64 y, const T* ys,
-                                       xi64 syc, T* gr, T* hr, xi64 so, T wi, T m, xi64 jm, double s_rest,
+template <typename T, typename St, class Team>   /* St: the storage type (S elsewhere; S is a sum here) */
+__device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* xr, xi64 sc, xi64 y, const St* ys,
+                                       xi64 syc, St* gr, St* hr, xi64 so, T wi, T m, xi64 jm, double s_rest,
                                        T L) {
     const xi64 C = a.C;
     const xi64 ln = tm.lane(), ns = tm.size();
@@ -350,7 +387,7 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* x
             T c = class_coef(a, y, ys, syc, j);
             S += double(c);
             if (j != jm) S_rest += double(c);
-            LD += double(mul0(c, softmax_gap(xr[j * sc], m)));
+            LD += double(mul0(c, softmax_gap(T(xr[j * sc]), m)));
         }
         tm.sum4(S, S_rest, LD, z);
     } else {
@@ -360,20 +397,20 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* x
                 T cw = cwa ? cwa[j] : T(1);
                 S += double(epsC * cw);
                 if (j != jm) S_rest += double(epsC * cw);
-                LD += double(mul0(epsC * cw, softmax_gap(xr[j * sc], m)));
+                LD += double(mul0(epsC * cw, softmax_gap(T(xr[j * sc]), m)));
             }
             tm.sum4(S, S_rest, LD, z);
         }
         S += double(cy);
         if (y != jm) S_rest += double(cy);
-        LD += double(mul0(cy, softmax_gap(xr[y * sc], m)));
+        LD += double(mul0(cy, softmax_gap(T(xr[y * sc]), m)));
     }
     const CeRowEnd<T> fin = ce_row_end(s_rest, S, S_rest, LD, L, wi);
     if (want_g || want_h) {
         const T ds = wi * a.dscale;
         const T inv_s = fin.inv_s, ST = fin.ST, g_jm = fin.g_jm, h_jm = fin.h_jm;
         for (xi64 j = ln; j < C; j += ns) {
-            const T P = x_exp(-softmax_gap(xr[j * sc], m)) * inv_s;
+            const T P = x_exp(-softmax_gap(T(xr[j * sc]), m)) * inv_s;
             if (want_g) {
                 T gj;
                 if (j == jm) gj = g_jm;
@@ -388,9 +425,9 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const T* x
     return fin.loss;
 }
 
-template <typename T, class Team>
-__device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64 r, const T* xr, xi64 sc, xi64 y,
-                                             const T* ys, xi64 syc, T* gr, T* hr, xi64 so, T wi, xu64& err) {
+template <typename T, typename S, class Team>
+__device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64 r, const S* xr, xi64 sc, xi64 y,
+                                             const S* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
     const xi64 C = a.C;
     const xi64 ln = tm.lane(), ns = tm.size();
     const T g = a.gamma;
@@ -399,7 +436,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     if (ys) {
         xu64 e = XENT_NO_ERR;
         for (xi64 j = ln; j < C; j += ns) {
-            int c = unit_label_error(ys[j * syc]);
+            int c = unit_label_error(T(ys[j * syc]));
             if (c) { e = err_key(r * C + j, c); break; }
         }
         e = tm.min_u64(e);
@@ -410,7 +447,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     xi64 jm = XENT_NONE_IDX;
     bool nan = false;
     for (xi64 j = ln; j < C; j += ns) {
-        T v = xr[j * sc];
+        const T v = T(xr[j * sc]);
         if (v != v) nan = true;
         else if (jm == XENT_NONE_IDX || v > m) { m = v; jm = j; }
     }
@@ -427,7 +464,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     /* s_rest = sum_{j != jm} exp(x_j - m) (softmax_summary of _xent_rows.h) */
     double s_rest = 0.0, z0 = 0.0, z1 = 0.0, z2 = 0.0;
     for (xi64 j = ln; j < C; j += ns)
-        if (j != jm) s_rest += double(softmax_exp(xr[j * sc], m));
+        if (j != jm) s_rest += double(softmax_exp(T(xr[j * sc]), m));
     tm.sum4(s_rest, z0, z1, z2);
     const double s = 1.0 + s_rest;
     const T L = T(log1p(s_rest));
@@ -437,7 +474,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     for (xi64 j = ln; j < C; j += ns) {
         T c = class_coef(a, y, ys, syc, j);
         if (c == T(0) && !(want_g || want_h)) continue;
-        T d = softmax_gap(xr[j * sc], m);
+        T d = softmax_gap(T(xr[j * sc]), m);
         SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), j == jm, s, s_rest, L);
         focal_row_add(sums, focal_softmax_elem(c, el, g, want_g, want_h), el, j == jm);
     }
@@ -448,7 +485,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     if (want_g || want_h) {
         for (xi64 j = ln; j < C; j += ns) {
             T c = class_coef(a, y, ys, syc, j);
-            T d = softmax_gap(xr[j * sc], m);
+            T d = softmax_gap(T(xr[j * sc]), m);
             T e = x_exp(-d);
             SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
             FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
@@ -460,9 +497,9 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     return mul0(wi, T(sums.loss));
 }
 
-template <typename T, class Team>
-__device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 r, const T* xr, xi64 sc, xi64 y,
-                                            const T* ys, xi64 syc, T* gr, T* hr, xi64 so, T wi, xu64& err) {
+template <typename T, typename S, class Team>
+__device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 r, const S* xr, xi64 sc, xi64 y,
+                                            const S* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
     const xi64 C = a.C;
     const xi64 ln = tm.lane(), ns = tm.size();
     const T g = a.gamma;
@@ -470,10 +507,10 @@ __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 
     const T ds = wi * a.dscale;
     xu64 e = XENT_NO_ERR;
     for (xi64 j = ln; j < C; j += ns) {
-        T p = xr[j * sc];
+        const T p = T(xr[j * sc]);
         if (p < T(0) || p > T(1)) { e = err_key(r * C + j, ERR_PROB); break; }
         if (ys) {
-            int c = unit_label_error(ys[j * syc]);
+            int c = unit_label_error(T(ys[j * syc]));
             if (c) { e = err_key(r * C + j, c); break; }
         }
     }
@@ -481,7 +518,7 @@ __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 
     if (e != XENT_NO_ERR) { err = umin64(err, e); return T(0); }
     double loss = 0.0, z1 = 0.0, z2 = 0.0, z3 = 0.0;
     for (xi64 j = ln; j < C; j += ns) {
-        T p = xr[j * sc];
+        const T p = T(xr[j * sc]);
         T c = class_coef(a, y, ys, syc, j);
         const LGH<T> o = categorical_from_prob(p, c, g, want_g, want_h, wi, ds);
         loss += double(o.l);
@@ -493,9 +530,9 @@ __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 
 }
 
 /* One row: ignore_index, then logits or probabilities (softmax_block of _xent_rows.h). */
-template <typename T, class Team>
-__device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, const T* xr, xi64 sc, bool has_labels,
-                                         xi64 y, const T* ys, xi64 syc, T* gr, T* hr, xi64 so, T wi, xu64& err) {
+template <typename T, typename S, class Team>
+__device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, const S* xr, xi64 sc, bool has_labels,
+                                         xi64 y, const S* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
     if (has_labels && a.has_ignore && y == a.ignore_index) {
         for (xi64 j = tm.lane(); j < a.C; j += tm.size()) {
             if (gr) gr[j * so] = T(0);
@@ -520,11 +557,11 @@ __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, 
  * negative; outputs are C-order (outer, C, inner) and the per-row loss (outer * inner).
  * ========================================================================================== */
 #define XENT_SOFTMAX_PARAMS                                                                       \
-    const T* __restrict__ x, xi64 sx_o, xi64 sx_c, xi64 sx_i, xi64 C, xi64 inner, xi64 rows,      \
-    const xi64* __restrict__ labels, const T* __restrict__ ysoft, xi64 sy_o, xi64 sy_c, xi64 sy_i, \
+    const S* __restrict__ x, xi64 sx_o, xi64 sx_c, xi64 sx_i, xi64 C, xi64 inner, xi64 rows,      \
+    const xi64* __restrict__ labels, const S* __restrict__ ysoft, xi64 sy_o, xi64 sy_c, xi64 sy_i, \
     const T* __restrict__ sw, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,        \
     double eps, double gamma, double dscale, int from_logits,                                     \
-    T* __restrict__ loss, T* __restrict__ grad, T* __restrict__ hess,                              \
+    T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,                              \
     double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset
 
 #define XENT_ROW_ARGS                                                                              \
@@ -572,12 +609,12 @@ xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, const T* 
  * _xent_rows.h. pos_weight / alpha (w1) is indexed i % nw1. LOGITS and CE (gamma == 0) are
  * template flags so that each instance holds only the path it runs (the element loop is unrolled
  * for memory parallelism, and the unused paths would only crowd the instruction cache). */
-template <typename T, bool LOGITS, bool CE>
+template <typename T, bool LOGITS, bool CE, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
-xent_binary(const T* __restrict__ y, xi64 sy, const T* __restrict__ x, xi64 sx, xi64 n,
+xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx, xi64 n,
             const T* __restrict__ sw, const T* __restrict__ w1, xi64 nw1, double w0, double eps,
-            double gamma, double dscale, T* __restrict__ loss, T* __restrict__ grad,
-            T* __restrict__ hess, double* __restrict__ part_sum, xu64* __restrict__ part_err,
+            double gamma, double dscale, T* __restrict__ loss, S* __restrict__ grad,
+            S* __restrict__ hess, double* __restrict__ part_sum, xu64* __restrict__ part_err,
             xi64 block_offset) {
     using namespace xentk;
     constexpr int NT = 256, IT = 8;
@@ -589,13 +626,13 @@ xent_binary(const T* __restrict__ y, xi64 sy, const T* __restrict__ x, xi64 sx, 
     T yv[IT], xv[IT];
     if (sy == 1 && sx == 1 && b * (NT * IT) + NT * IT <= n) {   /* the common case: no strides, full block */
 #pragma unroll
-        for (int k = 0; k < IT; ++k) { yv[k] = y[base + k * NT]; xv[k] = x[base + k * NT]; }
+        for (int k = 0; k < IT; ++k) { yv[k] = T(y[base + k * NT]); xv[k] = T(x[base + k * NT]); }
     } else {
 #pragma unroll
         for (int k = 0; k < IT; ++k) {
             const xi64 i = base + xi64(k) * NT;
             yv[k] = T(0); xv[k] = T(0);
-            if (i < n) { yv[k] = y[i * sy]; xv[k] = x[i * sx]; }
+            if (i < n) { yv[k] = T(y[i * sy]); xv[k] = T(x[i * sx]); }
         }
     }
     double s = 0.0;   /* the thread's IT losses, exactly enough in double; blocks are compensated */
@@ -631,17 +668,18 @@ xent_binary(const T* __restrict__ y, xi64 sy, const T* __restrict__ x, xi64 sx, 
  * Binary cross entropy from logits, fast path: contiguous y and x, every array 16-byte aligned,
  * gamma = 0, pos_weight absent or one value, any label smoothing, any outputs. The same element
  * formulas (binary_from_logit) as xent_binary, with the per-element overheads taken out: each
- * thread reads 16-byte packs (4 floats / 2 doubles) of y, x (and sample_weight), U packs of each
- * issued together; offsets inside the block are 32-bit; the label check only accumulates a flag,
- * and the first-error key is worked out (again, in index order) only by a thread that saw a bad
- * label. A block covers `rounds` rounds of NT * U * VEC elements (rounds chosen by the launcher
- * from n alone), so the per-block reduction is shared by more elements; the last block, if
- * partial, takes a guarded scalar loop.
+ * thread reads 16-byte packs (4 floats / 2 doubles / 8 float16) of x, as many labels (and sample
+ * weights) beside them, U packs of each issued together; offsets inside the block are 32-bit; the
+ * label check only accumulates a flag, and the first-error key is worked out (again, in index
+ * order) only by a thread that saw a bad label. A block covers `rounds` rounds of NT * U * VEC
+ * elements (rounds chosen by the launcher from n alone), so the per-block reduction is shared by
+ * more elements; the last block, if partial, takes a guarded scalar loop.
  * SW: sample_weight present (a template flag: without it the loss weight is the constant 1 and
  * mul0(1, v) folds away).
  * ========================================================================================== */
 namespace xentk {
-template <typename T> struct alignas(16) BinPack { T v[16 / sizeof(T)]; };
+/* N elements of U, loaded and stored as 16-byte vectors (one, or two for float beside float16). */
+template <typename U, int N> struct alignas(16) BinPack { U v[N]; };
 
 template <typename T> struct BinVecArgs {
     T eps, w0, w1, dsc;
@@ -664,15 +702,19 @@ __device__ __forceinline__ LGH<T> bin_vec_elem(const BinVecArgs<T>& a, T yi, T z
 }
 }  // namespace xentk
 
-template <typename T, bool SW>
+template <typename T, bool SW, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
-xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const T* __restrict__ sw,
+xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const T* __restrict__ sw,
                 const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
-                T* __restrict__ grad, T* __restrict__ hess, double* __restrict__ part_sum,
+                S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
                 xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
     using namespace xentk;
-    constexpr int NT = 256, U = 4, VEC = 16 / sizeof(T), ROUND = NT * U * VEC;
-    typedef BinPack<T> P;
+    /* VEC elements a pack: 16 bytes of x (4 floats, 2 doubles, 8 float16), the labels (SY) and
+     * sample_weight (T) beside them */
+    constexpr int NT = 256, U = 4, VEC = 16 / sizeof(S), ROUND = NT * U * VEC;
+    typedef BinPack<T, VEC> P;
+    typedef BinPack<S, VEC> PS;
+    typedef BinPack<SY, VEC> PY;
     XENT_SHARED(ReduceScratch, rs);
     const int tid = threadIdx.x;
     const xi64 b = xi64(blockIdx.x) + block_offset;
@@ -687,9 +729,11 @@ xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const 
 #pragma unroll 1
         for (int r = 0; r < rounds; ++r) {
             const xi64 off = start + xi64(r) * ROUND;   /* pack j of this thread: off + (j NT + tid) VEC */
-            const P* yp = reinterpret_cast<const P*>(y + off) + tid;
-            const P* xp = reinterpret_cast<const P*>(x + off) + tid;
-            P yv[U], xv[U], wv[U];
+            const PY* yp = reinterpret_cast<const PY*>(y + off) + tid;
+            const PS* xp = reinterpret_cast<const PS*>(x + off) + tid;
+            PY yv[U];
+            P wv[U];
+            PS xv[U];
 #pragma unroll
             for (int j = 0; j < U; ++j) { yv[j] = yp[j * NT]; xv[j] = xp[j * NT]; }
             if (SW) {
@@ -700,19 +744,20 @@ xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const 
             bool ok = true;
 #pragma unroll
             for (int j = 0; j < U; ++j) {
-                P lv, gv, hv;
+                P lv;
+                PS gv, hv;
 #pragma unroll
                 for (int k = 0; k < VEC; ++k) {
-                    const T yi = yv[j].v[k];
+                    const T yi = T(yv[j].v[k]);
                     ok &= unit_label_quick(yi);
-                    const LGH<T> o = bin_vec_elem<T, SW>(a, yi, xv[j].v[k], SW ? wv[j].v[k] : T(1));
+                    const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(xv[j].v[k]), SW ? wv[j].v[k] : T(1));
                     s += double(o.l);
                     lv.v[k] = o.l; gv.v[k] = o.g; hv.v[k] = o.h;
                 }
                 const int at = j * NT + tid;
                 if (loss) reinterpret_cast<P*>(loss + off)[at] = lv;
-                if (a.want_g) reinterpret_cast<P*>(grad + off)[at] = gv;
-                if (a.want_h) reinterpret_cast<P*>(hess + off)[at] = hv;
+                if (a.want_g) reinterpret_cast<PS*>(grad + off)[at] = gv;
+                if (a.want_h) reinterpret_cast<PS*>(hess + off)[at] = hv;
             }
             bad_round = (!ok && bad_round < 0) ? r : bad_round;
         }
@@ -723,7 +768,7 @@ xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const 
             for (int j = 0; j < U && err == XENT_NO_ERR; ++j)
                 for (int k = 0; k < VEC; ++k) {
                     const xi64 i = off + xi64(j * NT + tid) * VEC + k;
-                    const int e = unit_label_error(y[i]);
+                    const int e = unit_label_error(T(y[i]));
                     if (e) { err = err_key(i, e); break; }
                 }
         }
@@ -731,10 +776,10 @@ xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const 
         /* the partial last block: one element per thread and step, guarded */
         const xi64 end = n;
         for (xi64 i = start + tid; i < end; i += NT) {
-            const T yi = y[i];
+            const T yi = T(y[i]);
             const int e = unit_label_error(yi);
             if (e) { err = umin64(err, err_key(i, e)); continue; }
-            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, x[i], SW ? sw[i] : T(1));
+            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(x[i]), SW ? sw[i] : T(1));
             s += double(o.l);
             if (loss) loss[i] = o.l;
             if (a.want_g) grad[i] = o.g;
@@ -745,7 +790,7 @@ xent_binary_vec(const T* __restrict__ y, const T* __restrict__ x, xi64 n, const 
 }
 
 /* One thread per row, rows (o, k) with k fastest: any strides. */
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 128;
@@ -757,10 +802,10 @@ __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) 
     xu64 err = XENT_NO_ERR;
     if (r < rows) {
         const xi64 o = r / inner, k = r - o * inner;
-        const T* xr = x + o * sx_o + k * sx_i;
-        const T* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const T*)0;
-        T* gr = grad ? grad + o * C * inner + k : (T*)0;
-        T* hr = hess ? hess + o * C * inner + k : (T*)0;
+        const S* xr = x + o * sx_o + k * sx_i;
+        const S* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const S*)0;
+        S* gr = grad ? grad + o * C * inner + k : (S*)0;
+        S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
         const T wi = sw ? sw[r] : T(1);
         TeamThread tm;
@@ -773,8 +818,9 @@ __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) 
 
 /* One thread per row for small C on contiguous rows (inner == 1, x and soft labels with class
  * stride 1 and row stride C): the block's rows go through shared memory, so global memory is
- * read and written in coalesced runs. Dynamic shared memory: ntiles * 128 * C elements. */
-template <typename T>
+ * read and written in coalesced runs. Dynamic shared memory: ntiles * 128 * C elements of T (float16
+ * rows are converted as they are staged). */
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 128;
@@ -791,9 +837,9 @@ __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
     T* gs = ysoft ? ysm + tile : ysm;
     T* hs = grad ? gs + tile : gs;
     const xi64 cnt = xi64(nr) * C;
-    for (xi64 q = tid; q < cnt; q += NT) xs[q] = x[r0 * sx_o + q];
+    for (xi64 q = tid; q < cnt; q += NT) xs[q] = T(x[r0 * sx_o + q]);
     if (ysoft)
-        for (xi64 q = tid; q < cnt; q += NT) ysm[q] = ysoft[r0 * sy_o + q];
+        for (xi64 q = tid; q < cnt; q += NT) ysm[q] = T(ysoft[r0 * sy_o + q]);
     __syncthreads();
     double acc = 0.0;
     xu64 err = XENT_NO_ERR;
@@ -818,7 +864,7 @@ __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
 }
 
 /* One warp per row, 8 rows per block: any strides. */
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 256, NW = NT / 32;
@@ -831,10 +877,10 @@ __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
     xu64 err = XENT_NO_ERR;
     if (r < rows) {   /* uniform per warp */
         const xi64 o = r / inner, k = r - o * inner;
-        const T* xr = x + o * sx_o + k * sx_i;
-        const T* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const T*)0;
-        T* gr = grad ? grad + o * C * inner + k : (T*)0;
-        T* hr = hess ? hess + o * C * inner + k : (T*)0;
+        const S* xr = x + o * sx_o + k * sx_i;
+        const S* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const S*)0;
+        S* gr = grad ? grad + o * C * inner + k : (S*)0;
+        S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
         const T wi = sw ? sw[r] : T(1);
         TeamWarp tm{lane};
@@ -848,7 +894,7 @@ __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
 }
 
 /* One block per row: any strides, any C. */
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 256;
@@ -861,10 +907,10 @@ __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
     xu64 err = XENT_NO_ERR;
     {   /* r < rows always: one block per row */
         const xi64 o = r / inner, k = r - o * inner;
-        const T* xr = x + o * sx_o + k * sx_i;
-        const T* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const T*)0;
-        T* gr = grad ? grad + o * C * inner + k : (T*)0;
-        T* hr = hess ? hess + o * C * inner + k : (T*)0;
+        const S* xr = x + o * sx_o + k * sx_i;
+        const S* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const S*)0;
+        S* gr = grad ? grad + o * C * inner + k : (S*)0;
+        S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
         const T wi = sw ? sw[r] : T(1);
         TeamBlock<NT> tm{&ts, tid};
@@ -938,19 +984,24 @@ template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]
 #endif
 template <class P>
 __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
+    if constexpr (sizeof(P) < 4) {   /* a lone float16 (rows not 4-byte aligned): cp.async needs 4, 8 or 16 */
+        *dst = *src;
+    } else {
 #if XENT_CP_ASYNC
-    static_assert(sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16, "cp.async copies 4, 8 or 16 bytes");
-    unsigned d;
-    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
-    if constexpr (sizeof(P) == 16)   /* cg: past L1, the data is read once */
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-    else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(int(sizeof(P))) : "memory");
+        static_assert(sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16, "cp.async copies 4, 8 or 16 bytes");
+        unsigned d;
+        asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
+        if constexpr (sizeof(P) == 16)   /* cg: past L1, the data is read once */
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+        else
+            asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(int(sizeof(P)))
+                         : "memory");
 #elif defined(XENT_EMU)
-    ::emu::cp_async(dst, src, sizeof(P));
+        ::emu::cp_async(dst, src, sizeof(P));
 #else
-    *dst = *src;
+        *dst = *src;
 #endif
+    }
 }
 __device__ __forceinline__ void copy_to_shared_wait() {
 #if XENT_CP_ASYNC
@@ -988,9 +1039,9 @@ template <int NT> struct OnchipScratch {
     double slot_row[2];    /* pipelined kernels: the next row, from rank 0 (a slot per parity) */
 };
 
-/* What every on-chip kernel gets. */
-template <typename T> struct OnchipParams {
-    const T* x;
+/* What every on-chip kernel gets (x, grad and hess in the storage type S). */
+template <typename T, typename S> struct OnchipParams {
+    const S* x;
     xi64 sx_o;
     int C, chunk;          /* classes, and classes per block (a multiple of VEC) */
     const xi64* labels;
@@ -1000,8 +1051,8 @@ template <typename T> struct OnchipParams {
     int has_ignore;
     double eps, dscale;
     T* loss;
-    T* grad;
-    T* hess;
+    S* grad;
+    S* hess;
     double* part_sum;
     xu64* part_err;
 };
@@ -1025,46 +1076,54 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
 }
 #endif
 
-/* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory.
+/* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory
+ * in place of the logits (S = T), or, for float16 storage, where an exponential does not fit the
+ * logit's two bytes, computed again from the logit (the same softmax_exp, so the same bits).
  * A vector holding neither jm nor y takes the short path. */
-template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, int VEC>
-__device__ __forceinline__ void onchip_write(const Pack<T, VEC>* buf, Pack<T, VEC>* gs, Pack<T, VEC>* hs, int nv,
-                                             int j0, int jm, xi64 y, const CeRowEnd<T>& fin, T ds, T epsC,
+template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, typename S, int VEC>
+__device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VEC>* gs, Pack<S, VEC>* hs, int nv,
+                                             int j0, T m, int jm, xi64 y, const CeRowEnd<T>& fin, T ds, T epsC,
                                              const T* cwa) {
+    constexpr bool KEEP = SameType<S, T>::value;
     for (int q = threadIdx.x; q < nv; q += NT) {
-        const Pack<T, VEC> ev = buf[q];
-        Pack<T, VEC> go, ho;
+        const Pack<S, VEC> ev = buf[q];
+        Pack<S, VEC> go, ho;
         const int jb = j0 + q * VEC;
         const bool special = (unsigned)(jm - jb) < (unsigned)VEC || (y >= jb && y < jb + VEC);
 #pragma unroll
-        for (int l = 0; l < VEC; ++l)
-            ce_int_elem<WG, WH, DENSE, DS0>(ev.v[l], jb + l, special, jm, y, fin, ds, epsC, cwa, go.v[l], ho.v[l]);
+        for (int l = 0; l < VEC; ++l) {
+            const T e = KEEP ? T(ev.v[l]) : (jb + l == jm ? T(1) : softmax_exp(T(ev.v[l]), m));
+            T g = T(0), h = T(0);
+            ce_int_elem<WG, WH, DENSE, DS0>(e, jb + l, special, jm, y, fin, ds, epsC, cwa, g, h);
+            if (WG) go.v[l] = g;
+            if (WH) ho.v[l] = h;
+        }
         if (WG) gs[q] = go;
         if (WH) hs[q] = ho;
     }
 }
 
 /* The block's slice of a row: classes j0 .. j0 + nv VEC - 1, and where they are. */
-template <typename T, int VEC> struct OnchipSlice {
+template <typename T, typename S, int VEC> struct OnchipSlice {
     int j0, nv;
-    const Pack<T, VEC>* xs;
-    Pack<T, VEC>* gs;
-    Pack<T, VEC>* hs;
-    __device__ __forceinline__ OnchipSlice(const OnchipParams<T>& p, xi64 row, int rank) {
+    const Pack<S, VEC>* xs;
+    Pack<S, VEC>* gs;
+    Pack<S, VEC>* hs;
+    __device__ __forceinline__ OnchipSlice(const OnchipParams<T, S>& p, xi64 row, int rank) {
         j0 = rank * p.chunk;
         const int j1 = (p.C - j0) < p.chunk ? p.C : j0 + p.chunk;
         nv = j1 > j0 ? (j1 - j0) / VEC : 0;
-        xs = reinterpret_cast<const Pack<T, VEC>*>(p.x + row * p.sx_o + j0);
-        gs = p.grad ? reinterpret_cast<Pack<T, VEC>*>(p.grad + row * xi64(p.C) + j0) : (Pack<T, VEC>*)0;
-        hs = p.hess ? reinterpret_cast<Pack<T, VEC>*>(p.hess + row * xi64(p.C) + j0) : (Pack<T, VEC>*)0;
+        xs = reinterpret_cast<const Pack<S, VEC>*>(p.x + row * p.sx_o + j0);
+        gs = p.grad ? reinterpret_cast<Pack<S, VEC>*>(p.grad + row * xi64(p.C) + j0) : (Pack<S, VEC>*)0;
+        hs = p.hess ? reinterpret_cast<Pack<S, VEC>*>(p.hess + row * xi64(p.C) + j0) : (Pack<S, VEC>*)0;
     }
 };
 
 /* A row's label y: false, with everything the row gets written, when the row is ignored or its
  * label lies outside [0, C) (reported with the row's first flat index; _cuda.py reads the label
  * itself). The same answer in every block of a cluster, which then all skip the row. */
-template <typename T, int VEC, int NT>
-__device__ __forceinline__ bool onchip_row_start(const OnchipParams<T>& p, xi64 row, int rank, xi64 y) {
+template <typename T, typename S, int VEC, int NT>
+__device__ __forceinline__ bool onchip_row_start(const OnchipParams<T, S>& p, xi64 row, int rank, xi64 y) {
     const bool first = (rank == 0 && threadIdx.x == 0);
     const bool ignored = p.has_ignore && y == p.ignore_index;
     const bool bad_label = !ignored && !(y >= 0 && y < p.C);
@@ -1074,8 +1133,8 @@ __device__ __forceinline__ bool onchip_row_start(const OnchipParams<T>& p, xi64 
         return false;
     }
     if (ignored) {
-        const OnchipSlice<T, VEC> sl(p, row, rank);
-        Pack<T, VEC> z;
+        const OnchipSlice<T, S, VEC> sl(p, row, rank);
+        Pack<S, VEC> z;
 #pragma unroll
         for (int l = 0; l < VEC; ++l) z.v[l] = T(0);
         for (int q = threadIdx.x; q < sl.nv; q += NT) {
@@ -1092,26 +1151,27 @@ __device__ __forceinline__ bool onchip_row_start(const OnchipParams<T>& p, xi64 
 }
 
 /* The copies of the block's slice of a row into buf, not waited for. */
-template <typename T, int VEC, int NT>
-__device__ __forceinline__ void onchip_issue(const OnchipParams<T>& p, xi64 row, int rank, Pack<T, VEC>* buf) {
-    const OnchipSlice<T, VEC> sl(p, row, rank);
+template <typename T, typename S, int VEC, int NT>
+__device__ __forceinline__ void onchip_issue(const OnchipParams<T, S>& p, xi64 row, int rank, Pack<S, VEC>* buf) {
+    const OnchipSlice<T, S, VEC> sl(p, row, rank);
     for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + q, sl.xs + q);
 }
 
 /* A row (label y in [0, C)) from its slice in buf, filled and visible to every thread. */
-template <typename T, int K, int VEC, int NT>
-__device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 row, int rank, xi64 y,
-                                                Pack<T, VEC>* buf, OnchipScratch<NT>& sc) {
-    typedef Pack<T, VEC> P;
+template <typename T, typename S, int K, int VEC, int NT>
+__device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi64 row, int rank, xi64 y,
+                                                Pack<S, VEC>* buf, OnchipScratch<NT>& sc) {
+    typedef Pack<S, VEC> P;
+    constexpr bool KEEP = SameType<S, T>::value;   /* exponentials kept in place of the logits */
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     constexpr int NW = NT / 32;
-    const OnchipSlice<T, VEC> sl(pa, row, rank);
+    const OnchipSlice<T, S, VEC> sl(pa, row, rank);
     const int j0 = sl.j0, nv = sl.nv;
     P* gs = sl.gs;
     P* hs = sl.hs;
     const int C = pa.C;
     const T* cwa = pa.cwa;
-    const T* xrow = pa.x + row * pa.sx_o;
+    const S* xrow = pa.x + row * pa.sx_o;
     T* loss = pa.loss;
     double* part_sum = pa.part_sum;
     const bool first = (rank == 0 && tid == 0);
@@ -1128,7 +1188,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
         const P v = buf[q];
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
-            const T t = v.v[l];
+            const T t = T(v.v[l]);
             if (t != t) nan = true;
             else if (jm == 0x7fffffff || t > m) { m = t; jm = j0 + q * VEC + l; }
         }
@@ -1177,7 +1237,8 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
     /* 2. s_rest = sum_{j != jm} exp(x_j - m); with label smoothing also the sums of
      *    c_j = eps/C cw_j over the classes (S_rest) and of c_j d_j (LD). Each exponential
      *    replaces its logit in shared memory (1 at jm), for the gradient pass: one exp per
-     *    element, the corrected one of softmax_exp (as the CPU, which keeps them in the row). */
+     *    element, the corrected one of softmax_exp (as the CPU, which keeps them in the row).
+     *    Float16 storage keeps the logits (onchip_write computes the exponentials again). */
     const T epsC = eps / T(C);
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
@@ -1185,23 +1246,29 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
         for (int q = tid; q < nv; q += NT) {
             const P v = buf[q];
             T ex[VEC];
-            P ev;
 #pragma unroll
             for (int l = 0; l < VEC; ++l) {
                 const int j = j0 + q * VEC + l;
-                const T e = softmax_exp(v.v[l], m);
-                ev.v[l] = (j != jm) ? e : T(1);
+                const T e = softmax_exp(T(v.v[l]), m);
                 ex[l] = (j != jm) ? e : T(0);
                 if (dense) {
                     const T c = epsC * (cwa ? cwa[j] : T(1));
                     if (j != jm) lsr += double(c);
-                    lld += double(mul0(c, softmax_gap(v.v[l], m)));
+                    lld += double(mul0(c, softmax_gap(T(v.v[l]), m)));
                 }
             }
-            buf[q] = ev;
+            if constexpr (KEEP) {
+                P ev;
+#pragma unroll
+                for (int l = 0; l < VEC; ++l) ev.v[l] = (j0 + q * VEC + l != jm) ? ex[l] : T(1);
+                buf[q] = ev;
+            }
             /* a vector's exponentials are added in T first (at most two roundings of 2^-24 for
              * float), then into the double row sum */
-            if (VEC == 4) ls += double((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]));
+            if (VEC == 8)
+                ls += double(((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]))
+                             + ((ex[4 % VEC] + ex[5 % VEC]) + (ex[6 % VEC] + ex[7 % VEC])));
+            else if (VEC == 4) ls += double((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]));
             else if (VEC == 2) ls += double(ex[0] + ex[1 % VEC]);
             else ls += double(ex[0]);
         }
@@ -1253,7 +1320,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
             part_sum[row] = double(q);
         }
     } else {
-        const T gap_y = first ? softmax_gap(xrow[y], m) : T(0);   /* only the first thread's loss counts */
+        const T gap_y = first ? softmax_gap(T(xrow[y]), m) : T(0);   /* only the first thread's loss counts */
         const CeRowEnd<T> fin = ce_int_end(s_rest, S_rest, LD, dense, eps, epsC, cwa, y, jm, gap_y, wi);
         if (first) {
             if (loss) loss[row] = fin.loss;
@@ -1261,7 +1328,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
         }
         if (gs || hs) {
 #define XENT_OC_WRITE(WG, WH, DN, D0) \
-    onchip_write<WG, WH, DN, D0, NT, T, VEC>(buf, gs, hs, nv, j0, jm, y, fin, ds, epsC, cwa)
+    onchip_write<WG, WH, DN, D0, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, y, fin, ds, epsC, cwa)
             if (ds == T(0)) {   /* rare (zero weight, mean over nothing): the general loop */
                 if (gs && hs) XENT_OC_WRITE(true, true, true, true);
                 else if (gs) XENT_OC_WRITE(true, false, true, true);
@@ -1284,17 +1351,17 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T>& pa, xi64 
 }
 
 /* One row per block (or per cluster of K blocks): the slice is copied in, then processed. */
-template <typename T, int K, int VEC>
-__device__ __forceinline__ void onchip_one_row(const OnchipParams<T>& p, xi64 row, int rank) {
+template <typename T, typename S, int K, int VEC>
+__device__ __forceinline__ void onchip_one_row(const OnchipParams<T, S>& p, xi64 row, int rank) {
     XENT_DYN_SHARED(dyn);
     XENT_SHARED(OnchipScratch<OC_NT>, sc);
-    Pack<T, VEC>* buf = reinterpret_cast<Pack<T, VEC>*>(dyn);
+    Pack<S, VEC>* buf = reinterpret_cast<Pack<S, VEC>*>(dyn);
     const xi64 y = p.labels[row];
-    if (!onchip_row_start<T, VEC, OC_NT>(p, row, rank, y)) return;
-    onchip_issue<T, VEC, OC_NT>(p, row, rank, buf);   /* every copy of the slice in flight at once */
+    if (!onchip_row_start<T, S, VEC, OC_NT>(p, row, rank, y)) return;
+    onchip_issue<T, S, VEC, OC_NT>(p, row, rank, buf);   /* every copy of the slice in flight at once */
     copy_to_shared_wait();
     __syncthreads();
-    onchip_row_body<T, K, VEC, OC_NT>(p, row, rank, y, buf, sc);
+    onchip_row_body<T, S, K, VEC, OC_NT>(p, row, rank, y, buf, sc);
 }
 
 /* The next row for this block (or cluster): taken from the launch's row counter by rank 0 and
@@ -1322,9 +1389,9 @@ __device__ __forceinline__ xi64 onchip_take_row(xu64* counter, OnchipScratch<NT>
  * slice buffers: the next row's copies are in flight while this row is worked on, so global
  * memory is read and written all the time. Which block takes which row does not change any
  * result: a row's sums depend only on the row. */
-template <typename T, int K, int VEC>
-__device__ __forceinline__ void onchip_pipe(const OnchipParams<T>& p, xi64 rows, xu64* counter, int rank) {
-    typedef Pack<T, VEC> P;
+template <typename T, typename S, int K, int VEC>
+__device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 rows, xu64* counter, int rank) {
+    typedef Pack<S, VEC> P;
     XENT_DYN_SHARED(dyn);
     XENT_SHARED(OnchipScratch<PIPE_NT>, sc);
     P* const buf0 = reinterpret_cast<P*>(dyn);
@@ -1333,20 +1400,20 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T>& p, xi64 rows,
     xi64 row = onchip_take_row<K, PIPE_NT>(counter, sc, rank, parity);
     parity ^= 1;
     xi64 y = row < rows ? p.labels[row] : 0;
-    bool live = row < rows && onchip_row_start<T, VEC, PIPE_NT>(p, row, rank, y);
-    if (live) onchip_issue<T, VEC, PIPE_NT>(p, row, rank, buf0);
+    bool live = row < rows && onchip_row_start<T, S, VEC, PIPE_NT>(p, row, rank, y);
+    if (live) onchip_issue<T, S, VEC, PIPE_NT>(p, row, rank, buf0);
     copy_to_shared_commit();
     while (row < rows) {
         const xi64 next = onchip_take_row<K, PIPE_NT>(counter, sc, rank, parity);
         parity ^= 1;
         const xi64 ny = next < rows ? p.labels[next] : 0;
-        const bool nlive = next < rows && onchip_row_start<T, VEC, PIPE_NT>(p, next, rank, ny);
+        const bool nlive = next < rows && onchip_row_start<T, S, VEC, PIPE_NT>(p, next, rank, ny);
         /* the other buffer was last read by the previous row, which every thread has finished */
-        if (nlive) onchip_issue<T, VEC, PIPE_NT>(p, next, rank, cur ? buf0 : buf1);
+        if (nlive) onchip_issue<T, S, VEC, PIPE_NT>(p, next, rank, cur ? buf0 : buf1);
         copy_to_shared_commit();
         copy_to_shared_wait_prior();   /* this row's copies (all but the newest group) */
         __syncthreads();
-        if (live) onchip_row_body<T, K, VEC, PIPE_NT>(p, row, rank, y, cur ? buf1 : buf0, sc);
+        if (live) onchip_row_body<T, S, K, VEC, PIPE_NT>(p, row, rank, y, cur ? buf1 : buf0, sc);
         __syncthreads();
         row = next;
         y = ny;
@@ -1366,13 +1433,13 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T>& p, xi64 rows,
 }  // namespace xentk
 
 #define XENT_ONCHIP_PARAMS                                                                         \
-    const T* __restrict__ x, xi64 sx_o, int C, int chunk, const xi64* __restrict__ labels,          \
+    const S* __restrict__ x, xi64 sx_o, int C, int chunk, const xi64* __restrict__ labels,          \
     const T* __restrict__ sw, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,          \
-    double eps, double dscale, T* __restrict__ loss, T* __restrict__ grad, T* __restrict__ hess,     \
+    double eps, double dscale, T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,     \
     double* __restrict__ part_sum, xu64* __restrict__ part_err
 
 #define XENT_ONCHIP_STRUCT                                                                         \
-    const xentk::OnchipParams<T> p{x, sx_o, C, chunk, labels, sw, cwa, ignore_index, has_ignore, eps, \
+    const xentk::OnchipParams<T, S> p{x, sx_o, C, chunk, labels, sw, cwa, ignore_index, has_ignore, eps, \
                                    dscale, loss, grad, hess, part_sum, part_err};
 
 #ifdef XENT_EMU
@@ -1381,31 +1448,31 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T>& p, xi64 rows,
 #define XENT_CLUSTER_RANK(K) int(xentk::cluster_rank())
 #endif
 
-template <typename T, int VEC>
+template <typename T, int VEC, typename S = T>
 __global__ void __launch_bounds__(xentk::OC_NT) xent_onchip(XENT_ONCHIP_PARAMS, xi64 row_offset) {
     XENT_ONCHIP_STRUCT
-    xentk::onchip_one_row<T, 1, VEC>(p, xi64(blockIdx.x) + row_offset, 0);
+    xentk::onchip_one_row<T, S, 1, VEC>(p, xi64(blockIdx.x) + row_offset, 0);
 }
 
-template <typename T, int VEC>
+template <typename T, int VEC, typename S = T>
 __global__ void __launch_bounds__(xentk::PIPE_NT, 1) xent_onchip_pipe(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
     XENT_ONCHIP_STRUCT
-    xentk::onchip_pipe<T, 1, VEC>(p, rows, counter, 0);
+    xentk::onchip_pipe<T, S, 1, VEC>(p, rows, counter, 0);
 }
 
 #if XENT_CLUSTER
-template <typename T, int K, int VEC>
+template <typename T, int K, int VEC, typename S = T>
 __global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::OC_NT)
 xent_onchip_cl(XENT_ONCHIP_PARAMS, xi64 row_offset) {
     XENT_ONCHIP_STRUCT
-    xentk::onchip_one_row<T, K, VEC>(p, xi64(blockIdx.x / K) + row_offset, XENT_CLUSTER_RANK(K));
+    xentk::onchip_one_row<T, S, K, VEC>(p, xi64(blockIdx.x / K) + row_offset, XENT_CLUSTER_RANK(K));
 }
 
-template <typename T, int K, int VEC>
+template <typename T, int K, int VEC, typename S = T>
 __global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::PIPE_NT, 1)
 xent_onchip_pipe_cl(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
     XENT_ONCHIP_STRUCT
-    xentk::onchip_pipe<T, K, VEC>(p, rows, counter, XENT_CLUSTER_RANK(K));
+    xentk::onchip_pipe<T, S, K, VEC>(p, rows, counter, XENT_CLUSTER_RANK(K));
 }
 #endif
 
@@ -1416,7 +1483,8 @@ xent_onchip_pipe_cl(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
  * the gradient (then the Hessian) goes back out through the same shared memory with coalesced
  * stores. Warps wait for each other only at the block's partial sum. In shared memory a row
  * takes an odd number P of slots, so that the 32 lanes reading their rows hit 32 banks.
- * Dynamic shared memory: 8 warps x 32 rows x P elements. */
+ * Dynamic shared memory: 8 warps x 32 rows x P elements of T (float16 logits are converted as they
+ * are loaded, the gradient rounded as it is stored). */
 namespace xentk {
 
 /* Shared-memory slot of element q = k * 32 + lane of a warp's 32 x C block (row q / C, class
@@ -1435,11 +1503,11 @@ struct SmallWalk {
 
 }  // namespace xentk
 
-template <typename T, int CMAX>
+template <typename T, int CMAX, typename S = T>
 __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_small(
-        const T* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const T* __restrict__ sw,
+        const S* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const T* __restrict__ sw,
         const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
-        T* __restrict__ loss, T* __restrict__ grad, T* __restrict__ hess, double* __restrict__ part_sum,
+        T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
         xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
     constexpr int NT = 256, NW = NT / 32;
@@ -1457,10 +1525,10 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         const int cnt = nr * C;
         const xi64 base = r0 * C;
         {   /* the warp's logits, coalesced, every load issued before the first store */
-            const T* xw = x + base + lane;
+            const S* xw = x + base + lane;
             T v[CMAX];
 #pragma unroll
-            for (int k = 0; k < CMAX; ++k) v[k] = (k < C && k * 32 + lane < cnt) ? xw[k * 32] : T(0);
+            for (int k = 0; k < CMAX; ++k) v[k] = (k < C && k * 32 + lane < cnt) ? T(xw[k * 32]) : T(0);
             SmallWalk w(lane, C, P);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
@@ -1521,7 +1589,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         }
         /* gradient, then Hessian: each lane writes its row, the warp stores the block */
         for (int pass = 0; pass < 2; ++pass) {
-            T* out = pass == 0 ? grad : hess;
+            S* out = pass == 0 ? grad : hess;
             if (!out) continue;   /* uniform */
             if (active) {
                 const T fill = (live || !nan || ignored || bad) ? T(0) : Lim<T>::nan();
@@ -1538,7 +1606,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
                 }
             }
             __syncwarp();
-            T* ow = out + base + lane;
+            S* ow = out + base + lane;
             SmallWalk w(lane, C, P);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
