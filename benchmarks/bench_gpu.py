@@ -1,4 +1,5 @@
-"""GPU benchmark of xentc: loss + gradient in one call, float32, on the cases of design section 4.
+"""GPU benchmark of xentc: loss + gradient in one call, float32, on the cases of design section 4
+(and one float16 case, `_f16`, without a target).
 
 For each case: xentc (CuPy arrays), PyTorch CUDA (forward + backward), Liger-Kernel (if
 importable), and the copy-speed roofline (bytes the case must move / measured device-to-device
@@ -26,13 +27,17 @@ CASES = {
     "binary_2^27": ("binary", 2**27, None),
     "softmax_65536x32000": ("softmax", 65536, 32000),
     "softmax_8192x128256": ("softmax", 8192, 128256),
+    # float16 logits (read and written as float16 by xentc, PyTorch and Liger-Kernel alike): no target
+    "softmax_65536x32000_f16": ("softmax", 65536, 32000),
 }
 TARGET_MS = {"softmax_8192x128256": 2.3, "softmax_65536x32000": 4.6, "softmax_1048576x10": 0.1,
              "binary_2^27": 0.45}
 TINY = {"softmax_1048576x10": ("softmax", 1000, 10), "binary_2^27": ("binary", 5000, None),
-        "softmax_65536x32000": ("softmax", 16, 3000), "softmax_8192x128256": ("softmax", 4, 20000)}
+        "softmax_65536x32000": ("softmax", 16, 3000), "softmax_8192x128256": ("softmax", 4, 20000),
+        "softmax_65536x32000_f16": ("softmax", 16, 3000)}
 QUICK = {"softmax_1048576x10": ("softmax", 65536, 10), "binary_2^27": ("binary", 2**22, None),
-         "softmax_65536x32000": ("softmax", 2048, 32000), "softmax_8192x128256": ("softmax", 256, 128256)}
+         "softmax_65536x32000": ("softmax", 2048, 32000), "softmax_8192x128256": ("softmax", 256, 128256),
+         "softmax_65536x32000_f16": ("softmax", 2048, 32000)}
 # Kernel variants timed (kernel only) beside the default choice, as _cuda.config settings: which
 # one is fastest on a given GPU is what the defaults of _cuda.py should follow.
 VARIANTS = {
@@ -178,8 +183,12 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
 
     rng = cupy.random.default_rng(1234)
     row = {"case": name, "shape": f"{N}x{C}" if C else f"{N}"}
+    half = name.endswith("_f16")
+    variants = variants and not half
     if kind == "softmax":
         x = rng.standard_normal((N, C), dtype=cupy.float32) * 2
+        if half:
+            x = x.astype(cupy.float16)
         y = rng.integers(0, C, N, dtype=cupy.int64)
         nbytes = 2 * x.nbytes                       # read the logits, write the gradient
 
@@ -395,7 +404,8 @@ def main(argv=None):
         log("   " + json.dumps(row))
 
     log("")
-    log(f"GPU: {dev_name}; float32, loss + gradient in one call, median of {args.repeat} runs")
+    log(f"GPU: {dev_name}; float32 (float16 where the case says _f16), loss + gradient in one call, "
+        f"median of {args.repeat} runs")
     head = f"| case | 1 read + 1 write at copy speed | xentc (whole call) | xentc kernel only | target " \
            f"| PyTorch {getattr(torch, '__version__', '-')} | Liger-Kernel | check vs torch float64 |"
     log(head)
