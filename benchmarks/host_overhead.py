@@ -62,14 +62,37 @@ def main() -> None:
             call()
         pr.disable()
         split: collections.Counter = collections.Counter()
-        for (fn, _ln, _f), (_cc, _nc, tt, _ct, _callers) in pstats.Stats(pr).stats.items():
+        own_calls = 0
+        for (fn, _ln, _f), (_cc, nc, tt, _ct, _callers) in pstats.Stats(pr).stats.items():
             key = ("xentc" if "/xentc/" in fn else "cupy" if "cupy" in fn else "builtins" if fn.startswith("~")
                    else "other")
             split[key] += tt
+            own_calls += nc if key == "xentc" else 0
         total = sum(split.values())
         shares = ", ".join(f"{k} {v / total:.0%}" for k, v in split.most_common())
+        hook = _allocation_counter()
+        with hook:
+            call()
         print(f"{name}: {us:.1f} us a call{' (kernels stubbed)' if args.stub_kernels else ''}; "
-              f"profiled time: {shares}")
+              f"profiled time: {shares}; xentc's own: {split['xentc'] / args.calls * 1e6:.1f} us a call "
+              f"profiled, {own_calls / args.calls:.0f} Python function calls; {hook.n} device allocations")
+
+
+def _allocation_counter():
+    """A CuPy memory hook counting the device arrays a call allocates."""
+    import cupy
+
+    class Count(cupy.cuda.MemoryHook):
+        name = "xentc_host_overhead"
+
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def malloc_preprocess(self, **kwargs):
+            self.n += 1
+
+    return Count()
 
 
 if __name__ == "__main__":
