@@ -12,6 +12,7 @@ vector math), so results agree to a few ulp, not bit for bit: rtol 1e-6 (float32
 """
 
 import pathlib
+import re
 import sys
 import zlib
 
@@ -1022,6 +1023,26 @@ def test_results_on_the_arrays_device():
         y = cupy.asarray(np.array([0, 1, 2, 0, 1]))
         r = xentc.cross_entropy(y, x, from_logits=True, grad=True)
     assert r.loss.device.id == 1 and r.grad.device.id == 1
+
+
+def test_internal_array_checks():
+    """_cuda's one quick test per array lets every good array through and names each fault."""
+    dev = cupy.cuda.Device().id
+    a = cupy.zeros((4, 6), dtype=np.float32)
+    for good in (a, a[:, ::2], a[::-1], a.T, a[:0]):
+        _cuda._check("y_pred", good, np.float32, dev)
+    _cuda._check("grad", a, np.float32, dev, contiguous=True, ndim=2)
+    _cuda._check("grad", None, np.float32, dev, contiguous=True, ndim=2)
+    faults = [(("y_pred", a, np.float64, dev), RuntimeError, "has dtype float32, expected float64"),
+              (("y_pred", a, np.float32, dev, False, 3), RuntimeError, "has 2 dimensions, expected 3"),
+              (("grad", a[:, ::2], np.float32, dev, True), RuntimeError, "is not contiguous"),
+              (("y_pred", a.view(np.uint8)[:, 1:5].view(np.float32), np.float32, dev), RuntimeError,
+               "not a multiple of its element size"),
+              (("sample_weight", a, np.float32, dev + 1), ValueError,
+               f"sample_weight: array is on GPU {dev} but y_pred is on GPU {dev + 1}")]
+    for args, exc, text in faults:
+        with pytest.raises(exc, match=re.escape(text)):
+            _cuda._check(*args)
 
 
 def test_info():

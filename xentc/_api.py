@@ -114,7 +114,8 @@ def _check_ignore_index(ignore_index: Any) -> Optional[int]:
 # Arrays: namespace, dtype and layout
 # --------------------------------------------------------------------------------------------
 def _is_cupy(a: Any) -> bool:
-    return type(a).__module__.split(".")[0] == "cupy"
+    m = type(a).__module__
+    return m.startswith("cupy.") or m == "cupy"
 
 
 def _namespace(**arrays: Any):

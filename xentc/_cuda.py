@@ -478,32 +478,52 @@ def info(device: Optional[int] = None) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Launch helpers
 # ----------------------------------------------------------------------------------------------
-def _ptr(a) -> np.uint64:
-    return np.uint64(0) if a is None else np.uint64(a.data.ptr)
-
-
 def _stride(a, axis: int) -> int:
     return a.strides[axis] // a.itemsize
 
 
 def _check(name: str, a, dtype, dev_id: int, contiguous: bool = False, ndim: Optional[int] = None) -> None:
-    """Internal consistency of what _api passes (a failure here is a bug in xentc)."""
+    """Internal consistency of what _api passes (a failure here is a bug in xentc), and the device of
+    each array (a ValueError for the caller): one quick test a call per array, _check_failed says
+    what is wrong."""
     if a is None:
         return
+    isz = a.itemsize
+    if (a.dtype != dtype or (ndim is not None and a.ndim != ndim) or a.data.device_id != dev_id
+            or (a.data.ptr % isz and a.size)
+            or (not a.flags.c_contiguous and (contiguous or any(st % isz for st in a.strides)))):
+        _check_failed(name, a, dtype, dev_id, contiguous, ndim)
+
+
+def _check_failed(name: str, a, dtype, dev_id: int, contiguous: bool, ndim: Optional[int]) -> None:
     if a.dtype != dtype:
         raise RuntimeError(f"xentc (CUDA): {name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
     if ndim is not None and a.ndim != ndim:
         raise RuntimeError(f"xentc (CUDA): {name} has {a.ndim} dimensions, expected {ndim}")
     if contiguous and not a.flags.c_contiguous:
         raise RuntimeError(f"xentc (CUDA): {name} is not contiguous")
-    if any(s % a.itemsize for s in a.strides):
+    if any(st % a.itemsize for st in a.strides):
         raise RuntimeError(f"xentc (CUDA): {name} has strides {a.strides} that are not whole elements")
     if a.size and a.data.ptr % a.itemsize:
         raise RuntimeError(f"xentc (CUDA): {name} starts at an address that is not a multiple of its element size")
-    d = a.device.id
+    d = a.data.device_id
     if d != dev_id:
         raise ValueError(f"{name}: array is on GPU {d} but y_pred is on GPU {dev_id}; put every array on "
                          f"the same device (and call under `with cupy.cuda.Device({dev_id}):`)")
+    raise AssertionError(f"xentc (CUDA): _check of {name} failed for no reason found")   # pragma: no cover
+
+
+_tls = threading.local()
+
+
+def _host_words() -> Tuple[np.ndarray, int]:
+    """This thread's two-word host buffer for a call's result, and its address (each call reads
+    it after its own synchronisation, before returning)."""
+    words = getattr(_tls, "words", None)
+    if words is None:
+        buf = np.zeros(2, dtype=np.uint64)
+        words = _tls.words = (buf, buf.ctypes.data)
+    return words
 
 
 class _Scratch:
@@ -511,6 +531,7 @@ class _Scratch:
     (for the pipelined kernels, which zero it)."""
 
     def __init__(self, cupy, nparts: int):
+        self.cupy = cupy
         self.n = nparts
         self.buf = cupy.empty(2 * nparts + 3, dtype=np.uint64)
         base = self.buf.data.ptr
@@ -525,11 +546,16 @@ class _Scratch:
         loss, kind, denom = np.uint64(0), 0, 0.0
         if scalar is not None:
             arr, mean, denom = scalar
-            loss, kind = _ptr(arr), (1 if arr.dtype == np.float64 else 0) | (2 if mean else 0)
+            loss, kind = arr, (1 if arr.dtype == np.float64 else 0) | (2 if mean else 0)
         mod.funcs["xent_finalize"]((1,), (1024,), (self.sums, self.errs if has_err else np.uint64(0),
                                                    np.int64(self.n), self.out, loss, np.int32(kind),
                                                    np.float64(denom)))
-        res = self.buf[2 * self.n:2 * self.n + 2].get()
+        # the two result words, copied on the current stream (where the kernels ran) into this
+        # thread's host buffer: no device slice and no new host array a call
+        res, addr = _host_words()
+        stream = self.cupy.cuda.get_current_stream()
+        self.cupy.cuda.runtime.memcpyAsync(addr, int(self.out), 16, 2, stream.ptr)   # 2: device to host
+        stream.synchronize()
         total = float(res[0:1].view(np.float64)[0])
         key = int(res[1]) if has_err else _NO_ERR
         return total, key
@@ -561,7 +587,7 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     if ref is None:
         return float(n), 0, 0, 0
     cupy = _cupy()
-    dev_id = ref.device.id
+    dev_id = ref.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
     _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
@@ -572,7 +598,7 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
         sc = _Scratch(cupy, nblocks)
         f = mod.funcs[f"xent_weight<{_tname(double_)}>"]
         _log("weight", blocks=nblocks)
-        _launch_blocks(f, nblocks, 256, (_ptr(labels), _ptr(sw), _ptr(cw), np.int64(C), np.int64(ignore_index),
+        _launch_blocks(f, nblocks, 256, (labels, sw, cw, np.int64(C), np.int64(ignore_index),
                                          np.int32(1 if has_ignore else 0), np.int64(n), sc.sums, sc.errs))
         total, key = sc.finish(mod, True)
     if key == _NO_ERR:
@@ -596,7 +622,7 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
     cupy = _cupy()
-    with cupy.cuda.Device(x.device.id):
+    with cupy.cuda.Device(x.data.device_id):
         mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_)
         total, key = sc.finish(mod, True, scalar)
     if key == _NO_ERR:
@@ -608,7 +634,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish()."""
     cupy = _cupy()
     n = int(x.shape[0])
-    dev_id = x.device.id
+    dev_id = x.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
     half, half_y = _is_half(x), _is_half(y)
     st = np.dtype(np.float16) if half else dt   # y_pred, grad and hess
@@ -635,17 +661,17 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         f = mod.funcs[_binary_vec_name(double_, sw is not None, half, half_y)]
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
-            _ptr(y), _ptr(x), np.int64(n), _ptr(sw), _ptr(w1), np.float64(w0), np.float64(eps),
-            np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, sc.errs, np.int32(rounds)))
+            y, x, np.int64(n), sw, w1, np.float64(w0), np.float64(eps),
+            np.float64(dscale), loss, grad, hess, sc.sums, sc.errs, np.int32(rounds)))
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
     sc = _Scratch(cupy, nblocks)
     f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, half, half_y)]
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
-        _ptr(y), np.int64(_stride(y, 0)), _ptr(x), np.int64(_stride(x, 0)), np.int64(n),
-        _ptr(sw), _ptr(w1), np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
-        np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, sc.errs))
+        y, np.int64(_stride(y, 0)), x, np.int64(_stride(x, 0)), np.int64(n),
+        sw, w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
+        np.float64(dscale), loss, grad, hess, sc.sums, sc.errs))
     return mod, sc
 
 
@@ -725,9 +751,9 @@ def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, 
     sc = _Scratch(cupy, rows)
     f = mod.funcs[_onchip_name(double_, K, v, pipe, _is_half(x))]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
-    head = (_ptr(x), np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), _ptr(labels), _ptr(sw), _ptr(cwa),
+    head = (x, np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), labels, sw, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
-            _ptr(loss), _ptr(grad), _ptr(hess), sc.sums, sc.errs)
+            loss, grad, hess, sc.sums, sc.errs)
     if pipe:
         # persistent: a block (cluster) per K multiprocessors takes rows from a counter, zeroed here
         cupy.cuda.runtime.memsetAsync(int(sc.counter), 0, 8, cupy.cuda.get_current_stream().ptr)
@@ -750,8 +776,8 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, sw, cwa, ignore_index, ha
     f = mod.funcs[_small_name(double_, cmax, _is_half(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (
-        _ptr(x), np.int32(C), np.int64(rows), _ptr(labels), _ptr(sw), _ptr(cwa), np.int64(ignore_index),
-        np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), _ptr(loss), _ptr(grad), _ptr(hess),
+        x, np.int32(C), np.int64(rows), labels, sw, cwa, np.int64(ignore_index),
+        np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), loss, grad, hess,
         sc.sums, sc.errs), smem=_small_smem(C, 8 if double_ else 4))
     return sc
 
@@ -764,7 +790,7 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
     cupy = _cupy()
-    with cupy.cuda.Device(x.device.id):
+    with cupy.cuda.Device(x.data.device_id):
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
                                             dscale, from_logits, loss, grad, hess, double_)
         total, key = sc.finish(mod, has_err, scalar)
@@ -782,7 +808,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     cupy = _cupy()
     outer, C, inner = (int(v) for v in x.shape)
     rows = outer * inner
-    dev_id = x.device.id
+    dev_id = x.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
     st = np.dtype(np.float16) if _is_half(x) else dt   # y_pred, soft labels, grad and hess
     _check("y_pred", x, st, dev_id, ndim=3)
@@ -819,10 +845,10 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)
     _launch_blocks(f, nblocks, threads, (
-        _ptr(x), np.int64(_stride(x, 0)), np.int64(_stride(x, 1)), np.int64(_stride(x, 2)),
-        np.int64(C), np.int64(inner), np.int64(rows), _ptr(labels), _ptr(ysoft),
-        np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), _ptr(sw), _ptr(cwa),
+        x, np.int64(_stride(x, 0)), np.int64(_stride(x, 1)), np.int64(_stride(x, 2)),
+        np.int64(C), np.int64(inner), np.int64(rows), labels, ysoft,
+        np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), sw, cwa,
         np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(gamma),
-        np.float64(dscale), np.int32(1 if from_logits else 0), _ptr(loss), _ptr(grad), _ptr(hess),
+        np.float64(dscale), np.int32(1 if from_logits else 0), loss, grad, hess,
         sc.sums, sc.errs), smem=smem)
     return mod, sc, True
