@@ -36,10 +36,33 @@ from inputs import make_binary, make_categorical, weights  # noqa: E402
 FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
 BINARY = {"binary_cross_entropy", "binary_focal_loss"}
 DTYPES = [np.float32, np.float64]
-# float16 is read and written as it is on the GPU (computed in float32) and converted on the CPU
-# (computed in float32, rounded at the end): the two agree to one float16 rounding
-ALL_DTYPES = [np.float16, np.float32, np.float64]
 RTOL = {np.dtype(np.float16): 1e-3, np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
+
+
+def _bfloat16():
+    """ml_dtypes' bfloat16 where both it and this CuPy take it (CuPy 14 with ml_dtypes), else None."""
+    try:
+        import ml_dtypes
+
+        bf = np.dtype(ml_dtypes.bfloat16)
+        cupy.asarray(np.zeros(2, bf)).astype(np.float32)
+        return bf
+    except Exception:  # noqa: BLE001 - no ml_dtypes, or a CuPy without bfloat16
+        return None
+
+
+BF16 = _bfloat16()
+# float16 and bfloat16 are read and written as they are on the GPU (computed in float32) and
+# converted on the CPU (computed in float32, rounded at the end): the two agree to one rounding
+ALL_DTYPES = [np.float16, np.float32, np.float64] + ([BF16] if BF16 is not None else [])
+ALL_IDS = ["f16", "f32", "f64"] + (["bf16"] if BF16 is not None else [])
+if BF16 is not None:
+    RTOL[BF16] = 1e-2
+
+
+def _cdt(dtype):
+    """The compute dtype (float32 for 16-bit floats)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 REDUCTIONS = ["none", "sum", "mean"]
 FLAGS = [(False, False), (True, False), (False, True), (True, True)]
 KERNELS = ["thread", "tile", "warp", "block", "onchip", "cluster", "pipe", "pipe_cluster", "small"]
@@ -84,7 +107,7 @@ def assert_close(gpu, cpu, rtol, what):
 
 def check_result_types(res, grad, hess, x_gpu, reduction, per_sample_shape):
     dev = x_gpu.device.id
-    cdt = np.dtype(np.float32) if x_gpu.dtype in (np.float16, np.float32) else np.dtype(np.float64)
+    cdt = _cdt(x_gpu.dtype)
     loss = res.loss if (grad or hess) else res
     assert isinstance(loss, cupy.ndarray), type(loss)
     assert loss.device.id == dev
@@ -231,7 +254,7 @@ def _make_case(name, opt, label_form, from_logits, dtype, bin_shape=(6, 3), cat_
 # --------------------------------------------------------------------------------------
 # every function x option x form x dtype x reduction x grad/hess, default kernel choice
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("name,opt,label_form,from_logits", list(_cases()))
 def test_against_cpu(name, opt, label_form, from_logits, dtype):
     y, x, kw = _make_case(name, opt, label_form, from_logits, dtype)
@@ -269,7 +292,7 @@ def _used_kernel():
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("name,opt,label_form,from_logits",
                          [c for c in _cases() if c.values[0] not in BINARY])
 def test_every_kernel(name, opt, label_form, from_logits, dtype, kernel):
@@ -294,7 +317,7 @@ def test_every_kernel(name, opt, label_form, from_logits, dtype, kernel):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("C", [1, 2, 3, 4, 31, 32, 33, 64, 257, 1000, 1031, 4099])
 def test_every_kernel_sizes(C, dtype, kernel):
     """Row lengths around the warp/vector/tile boundaries; aligned and unaligned rows."""
@@ -318,7 +341,7 @@ def test_every_kernel_sizes(C, dtype, kernel):
     compare("cross_entropy", y0, p, {}, reduction="none", grad=True, hess=True, rtol=rt)
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_onchip_unaligned_views(dtype):
     """Rows whose start is not 16-byte aligned, and row strides larger than C."""
     rng = np.random.default_rng(3)
@@ -338,7 +361,7 @@ def test_onchip_unaligned_views(dtype):
                     rtol=rt)
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("kernel", ["pipe", "pipe_cluster", "onchip", "cluster"])
 def test_onchip_many_rows_per_block(kernel, dtype):
     """Far more rows than blocks: the pipelined kernels take rows one after another from the
@@ -365,7 +388,7 @@ def test_onchip_many_rows_per_block(kernel, dtype):
             assert used["kernel"] == "onchip" and used["pipe"] == kernel.startswith("pipe"), used
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("C", [1, 2, 7, 8, 9, 10, 16, 17, 31, 32, 33])
 def test_small_classes_kernel(C, dtype):
     """The few-classes kernel (a warp per 32 rows): row counts around the warp and block sizes,
@@ -397,7 +420,7 @@ def test_small_classes_kernel(C, dtype):
 # --------------------------------------------------------------------------------------
 # sizes: many blocks, large rows, float16
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_binary_many_blocks(dtype):
     rng = np.random.default_rng(11)
     n = 3 * 2048 + 77
@@ -424,7 +447,7 @@ def _vec_sizes(dtype):
     return [1, 3, 4, 5, r - 1, r, r + 1, 2 * r + 3, 3 * r]
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("rounds", [None, 1, 2, 3])
 def test_binary_vec_sizes_and_rounds(dtype, rounds):
     """Every length class (partial last block only, full blocks, full blocks and a tail) with one
@@ -450,7 +473,7 @@ def test_binary_vec_sizes_and_rounds(dtype, rounds):
                     assert_close(a, host(b), rt, "vec vs general")
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_binary_vec_options_and_outputs(dtype):
     """Options the fast kernel takes (eps, scalar / one-element pos_weight, sample_weight, alpha with
     gamma = 0) and every combination of outputs; and the options it leaves to the general kernel."""
@@ -486,7 +509,7 @@ def _gpu_view(a, offset):
     return buf[offset:].reshape(a.shape)
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_binary_vec_alignment_fallback(dtype):
     """Arrays not 16-byte aligned (views such as y_pred[1:]) take the general kernel; the same
     values aligned take the fast one; both agree with the CPU."""
@@ -520,7 +543,7 @@ def test_binary_vec_alignment_fallback(dtype):
     assert_close(gpu.grad, cpu.grad, rt, "grad of y[1:]")
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_binary_vec_special_values(dtype):
     """NaN, infinite, huge and subnormal-producing logits and -0.0 / 0 / 1 labels at every position
     of a pack, inside full blocks (the packed loop) and in the partial last block."""
@@ -552,7 +575,7 @@ def _vec_bad_label_cases(dtype):
             yield n, where, bad
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("rounds", [1, 2])
 def test_binary_vec_first_bad_label(dtype, rounds):
     """A bad label (outside [0, 1] or NaN) at the first, a middle or the last element, in the first
@@ -591,7 +614,7 @@ def test_binary_vec_deterministic():
         assert host(a).tobytes() == host(b).tobytes()
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("C", [10, 300, 5000, 40000])
 def test_categorical_many_rows(C, dtype):
     rng = np.random.default_rng(_seed("rows", C))
@@ -615,8 +638,37 @@ def test_float16(name):
     assert gpu.grad.dtype == np.float16 and gpu.loss.dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [d for d in ALL_DTYPES if np.dtype(d).itemsize == 2],
+                         ids=[i for d, i in zip(ALL_DTYPES, ALL_IDS) if np.dtype(d).itemsize == 2])
+@pytest.mark.parametrize("fast", [True, False], ids=["vec", "general"])
+def test_16bit_rounding_of_stored_results(dtype, fast):
+    """The kernels' float32 -> 16-bit store against NumPy's / ml_dtypes' rounding, on float32 bit
+    patterns of every kind (ties, subnormals, values that round to infinity): a binary call with
+    logits +-inf has gradient +-sample_weight, so the stored gradient is the rounded weight."""
+    rng = np.random.default_rng(_seed("rounding", np.dtype(dtype).name))
+    bits = np.concatenate([rng.integers(0, 0x7F800000, 40000, dtype=np.uint32),   # any finite weight >= 0
+                           rng.integers(0, 0x7F80, 4000, dtype=np.uint32) << 16 | 0x8000,  # bfloat16 ties
+                           rng.integers(0x33000000, 0x47800000, 4000, dtype=np.uint32) & ~np.uint32(0xFFF)
+                           | np.uint32(0x1000),   # float16 ties (normal and subnormal range)
+                           np.array([0, 1, 0x00800000, 0x7F7FFFFF, 0x477FEFFF, 0x477FF000, 0x7F7F8000],
+                                    dtype=np.uint32)])
+    w = bits.view(np.float32)
+    n = w.size
+    y = np.where(np.arange(n) % 2 == 0, 0.0, 1.0).astype(dtype)
+    x = np.where(y == 0, np.inf, -np.inf).astype(dtype)   # gradient w (y = 0) or -w (y = 1)
+    _cuda.config["binary_vec"] = fast
+    _cuda.config["log"] = []
+    r = xentc.binary_cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, sample_weight=cupy.asarray(w),
+                                   reduction="sum", grad=True)
+    assert _binary_kernels_used() == ["vec" if fast else "general"]
+    want = np.where(y == 0, w, -w).astype(dtype)
+    got = host(r.grad)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 @pytest.mark.parametrize("name", FUNCS)
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_out_buffers(name, dtype):
     """out= with CuPy arrays: the same bits as an allocating GPU call, written into the caller's
     arrays; NumPy arrays in out are refused."""
@@ -631,7 +683,7 @@ def test_out_buffers(name, dtype):
     yg, xg = cupy.asarray(y), cupy.asarray(x)
     kw = dict(from_logits=True, reduction="none", grad=True, hess=True)
     ref = f(yg, xg, **kw)
-    cdt = np.float64 if dtype == np.float64 else np.float32
+    cdt = _cdt(dtype)
     bufs = (cupy.empty(loss_shape, cdt), cupy.empty_like(xg), cupy.empty_like(xg))
     res = f(yg, xg, out=bufs, **kw)
     for got, want, buf in zip(res, ref, bufs):
@@ -647,7 +699,7 @@ def test_out_buffers(name, dtype):
 @pytest.mark.parametrize("label_form", ["int", "soft"])
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
 @pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_kdim_axis(name, from_logits, label_form, axis, dtype):
     shape = (2, 4, 3, 5)
     rng = np.random.default_rng(_seed("kdim", name, from_logits, label_form, axis))
@@ -666,7 +718,7 @@ def test_kdim_axis(name, from_logits, label_form, axis, dtype):
 
 
 @pytest.mark.parametrize("name", FUNCS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_strided_inputs(name, dtype):
     rng = np.random.default_rng(_seed("strided", name))
     rt = RTOL[np.dtype(dtype)]
@@ -700,7 +752,7 @@ def _misaligned_like(a):
 
 
 @pytest.mark.parametrize("name", FUNCS)
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_misaligned_inputs(name, dtype):
     """Arrays that do not start at a multiple of their element size (GPU loads of them fault): inputs
     are copied, giving the bits of an aligned call; such an out= array is refused, before any work."""
@@ -766,7 +818,7 @@ ALLOC_CASES = [
 
 
 @pytest.mark.parametrize("case", ALLOC_CASES, ids=[c[0] for c in ALLOC_CASES])
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_device_allocations(case, dtype):
     """Issue 4's memory bound: no device buffer of N x C beyond the gradient (and Hessian) a call
     returns, and a loss-only call allocates O(N) bytes (here at most 48 bytes a sample plus 64 KiB,
@@ -798,8 +850,8 @@ def test_device_allocations(case, dtype):
         want = [full] * (int(grad) + int(hess))
         if name in BINARY and reduction == "none":
             want.append(x.size * (8 if dtype == np.float64 else 4))
-        if name in BINARY and "sample_weight" in kw and dtype == np.float16:
-            want.append(x.size * 4)   # sample weights are read in float32: a float16 one is converted (O(N))
+        if name in BINARY and "sample_weight" in kw and np.dtype(dtype).itemsize == 2:
+            want.append(x.size * 4)   # sample weights are read in float32: a 16-bit one is converted (O(N))
         big = sorted(s for s in hook.sizes if s >= full // 2)
         assert big == sorted(want), (grad, hess, reduction, hook.sizes)
         rest = sum(hook.sizes) - sum(want)
@@ -824,7 +876,7 @@ def test_empty(name):
 # --------------------------------------------------------------------------------------
 # special values
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("kernel", [None] + KERNELS)
 def test_special_logit_rows(dtype, kernel):
     inf, nan = np.inf, np.nan
@@ -841,7 +893,7 @@ def test_special_logit_rows(dtype, kernel):
         compare(name, y, x, kw, reduction="none", grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_special_binary_values(dtype):
     inf, nan = np.inf, np.nan
     z = np.array([-inf, inf, nan, 0.0, 40.0, -40.0, 100.0, -100.0, 1e4, -1e4], dtype=dtype)
@@ -873,7 +925,7 @@ def test_all_ignored_mean_is_zero():
     assert float(gpu.loss) == 0.0
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=["f16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("name", FUNCS)
 def test_reduced_loss_from_the_device_sum(name, reduction, dtype):
@@ -1050,24 +1102,29 @@ def test_info():
     assert inf["kernels"] > 10 and inf["arch"] > 0
     funcs = _cuda._module(inf["device"]).funcs
     assert set(_cuda.name_expressions(inf["cluster_kernels"], "base")) <= set(funcs)
-    xentc.cross_entropy(cupy.asarray([1]), cupy.asarray([[0.5, 1.5]], dtype=np.float16), from_logits=True)
-    assert set(_cuda.name_expressions(inf["cluster_kernels"])) <= set(funcs)
-    assert _cuda.info()["float16_compile_seconds"] is not None
+    for dt in ALL_DTYPES:
+        if np.dtype(dt).itemsize == 2:   # build the 16-bit storage kernels this CuPy can be asked for
+            xentc.cross_entropy(cupy.asarray([1]), cupy.asarray(np.array([[0.5, 1.5]]).astype(dt)), from_logits=True)
+    built = _cuda.info()["storage_compile_seconds"]
+    assert "xentk::xhalf" in built and ("xentk::xbf16" in built) == (BF16 is not None)
+    for store in built:
+        assert set(_cuda.name_expressions(inf["cluster_kernels"], store)) <= set(funcs)
 
 
-def test_float16_kernels_built_on_first_use():
-    """A device's first call builds the float and double kernels only; the float16-storage ones
-    come with the first call that needs one, then serve every later call."""
+@pytest.mark.parametrize("store", ["xentk::xhalf", "xentk::xbf16"])
+def test_16bit_kernels_built_on_first_use(store):
+    """A device's first call builds the float and double kernels only; those of a 16-bit storage
+    type come with the first call that needs one, then serve every later call."""
     dev = cupy.cuda.Device().id
     mod = _cuda._Module(dev)   # a fresh module, as a device's first call makes
-    half = _cuda.name_expressions(mod.cluster, "half")
-    assert half and not set(half) & set(dict(mod.funcs))
-    assert mod.info()["float16_compile_seconds"] is None
-    f = mod.funcs[_cuda._generic_name("block", False, True)]   # builds them all
-    assert set(half) <= set(dict(mod.funcs)) and f is mod.funcs[_cuda._generic_name("block", False, True)]
-    assert mod.info()["float16_compile_seconds"] is not None
+    names = _cuda.name_expressions(mod.cluster, store)
+    assert names and not set(names) & set(dict(mod.funcs))
+    assert mod.info()["storage_compile_seconds"] == {}
+    f = mod.funcs[_cuda._generic_name("block", False, store)]   # builds them all
+    assert set(names) <= set(dict(mod.funcs)) and f is mod.funcs[_cuda._generic_name("block", False, store)]
+    assert list(mod.info()["storage_compile_seconds"]) == [store]
     with pytest.raises(KeyError):
-        mod.funcs["xent_softmax_block<float, xentk::xhalf, 3>"]   # no such instance: no second build
-    if mod.onchip_cap > 48 * 1024:   # the float16 on-chip kernels got the same shared-memory settings
-        name = _cuda._onchip_name(False, 1, 8, False, True)
+        mod.funcs[f"xent_softmax_block<float, {store}, 3>"]   # no such instance: no second build
+    if mod.onchip_cap > 48 * 1024:   # the 16-bit on-chip kernels got the same shared-memory settings
+        name = _cuda._onchip_name(False, 1, 8, False, store)
         assert mod.funcs[name].max_dynamic_shared_size_bytes == mod.onchip_cap

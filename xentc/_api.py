@@ -143,24 +143,35 @@ def _real_array(name: str, a: Any, xp) -> Any:
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name}: complex input is not supported (dtype {arr.dtype})")
-    if kind not in "fiub":
+    if kind not in "fiub" and not _is_bfloat16(arr.dtype):
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     return arr
 
 
+def _is_bfloat16(dt: np.dtype) -> bool:
+    """ml_dtypes.bfloat16 (a NumPy extension dtype of kind 'V'; JAX's and, with ml_dtypes, CuPy's
+    bfloat16), which is computed in float32 like float16."""
+    return dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16"
+
+
+def _is_half(dt: np.dtype) -> bool:
+    """A 16-bit float: float16 (any byte order) or bfloat16."""
+    return (dt.kind == "f" and dt.itemsize == 2) or _is_bfloat16(dt)
+
+
 def _compute_dtype(y_pred) -> np.dtype:
     dt = y_pred.dtype
-    if dt.kind == "f" and dt.itemsize in (2, 4):  # float16/float32, any byte order
+    if (dt.kind == "f" and dt.itemsize in (2, 4)) or _is_bfloat16(dt):  # float16/32 (any byte order), bfloat16
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
 
 def _storage_dtype(backend, pred, cdt) -> np.dtype:
-    """The dtype y_pred is read in and the gradient and Hessian are written in: float16 as it is
-    where the backend's kernels read and write float16 themselves (CUDA: computed in float32, with
-    no float32 copy of y_pred and no float32 gradient to convert), else the compute dtype."""
-    if getattr(backend, "HALF_STORAGE", False) and pred.dtype == np.float16:
-        return np.dtype(np.float16)
+    """The dtype y_pred is read in and the gradient and Hessian are written in: float16 or bfloat16
+    as it is where the backend's kernels read and write them themselves (CUDA: computed in float32,
+    with no float32 copy of y_pred and no float32 gradient to convert), else the compute dtype."""
+    if getattr(backend, "HALF_STORAGE", False) and _is_half(pred.dtype):
+        return _result_dtype(pred.dtype, cdt)
     return cdt
 
 
@@ -372,7 +383,7 @@ def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, los
 
 def _buffer(xp, buf, shape: tuple, dtype):
     """An output array for a kernel: the caller's buffer viewed with the kernel's shape when it has
-    the compute dtype, else a new array (float16 results are computed in float32, then stored);
+    the compute dtype, else a new array (16-bit results are computed in float32, then stored);
     on the CPU its memory may be recycled from a freed result (xentc._memory)."""
     if buf is not None and buf.dtype == dtype:
         return buf.reshape(shape)
@@ -405,7 +416,7 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
         loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
     if not (want_grad or want_hess):
         return loss
-    out_dtype = _result_dtype(pred_dtype, cdt)  # float16 in: float16 out, any byte order
+    out_dtype = _result_dtype(pred_dtype, cdt)  # float16 / bfloat16 in: the same out, any byte order
 
     def shaped(a, buf):
         if a is None:
@@ -421,7 +432,10 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
 
 
 def _result_dtype(pred_dtype, cdt):
-    """The dtype of grad and hess: float16 for float16 input (computed in float32), else cdt."""
+    """The dtype of grad and hess: float16 / bfloat16 for such input (computed in float32; native
+    byte order), else cdt."""
+    if _is_bfloat16(pred_dtype):
+        return pred_dtype
     return np.dtype(np.float16) if pred_dtype.kind == "f" and pred_dtype.itemsize == 2 else cdt
 
 
@@ -455,7 +469,7 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     yt = _real_array("y_true", y_true, xp)
     if yt.shape != pred.shape:
         raise ValueError(f"y_true: shape {yt.shape} does not match y_pred's shape {pred.shape}")
-    # labels: float16 beside float16 storage when that loses nothing (float16, or integer and bool
+    # labels: 16-bit beside 16-bit storage when that loses nothing (the same dtype, or integer and bool
     # labels, whose values stay outside [0, 1] where they were), else the compute dtype
     y = _as_compute(yt, sdt if sdt != cdt and (yt.dtype == sdt or yt.dtype.kind in "biu") else cdt, xp)
     shape = pred.shape
@@ -526,7 +540,8 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool.
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
-        computed natively, float16 in float32, anything else in float64.
+        computed natively, float16 and bfloat16 (``ml_dtypes.bfloat16``) in float32, anything
+        else in float64.
     from_logits : bool, default False
         Whether ``y_pred`` holds logits.
     pos_weight : float or 1-D array, optional
@@ -736,7 +751,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
         labels = None
         if sdt != cdt and yt.dtype != sdt:
-            sdt = cdt   # soft labels of another dtype are not rounded to float16: all in float32
+            sdt = cdt   # soft labels of another dtype are not rounded to 16 bits: all in float32
         ysoft = _as_compute(yt, sdt, xp).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
     cw = _small_weights("class_weight", class_weight, C, xp)

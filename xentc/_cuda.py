@@ -41,9 +41,13 @@ _ERR_LABEL_RANGE = 1
 # Every categorical kernel reports integer labels outside [0, C) itself (as ERR_LABEL_RANGE at the
 # row's first class), so _api may skip the weight pre-pass where it only checks labels
 LABELS_CHECKED_IN_KERNEL = True
-# The kernels read float16 y_pred (and soft labels) and write float16 gradients and Hessians as
-# they are, computing in float32 (the xhalf storage type of _xent.cu), so _api converts nothing
+# The kernels read float16 and bfloat16 y_pred (and soft labels) and write such gradients and
+# Hessians as they are, computing in float32 (the xhalf / xbf16 storage types of _xent.cu), so
+# _api converts nothing
 HALF_STORAGE = True
+# The storage-type template argument of the kernels for 16-bit float arrays, by dtype name
+# (bfloat16: ml_dtypes.bfloat16, which CuPy 14 takes)
+_STORAGE = {"float16": "xentk::xhalf", "bfloat16": "xentk::xbf16"}
 _NO_ERR = 0xFFFFFFFFFFFFFFFF
 
 # Work per block of the elementwise kernels (NT * IT in _xent.cu)
@@ -110,45 +114,48 @@ def _tname(double_: bool) -> str:
     return "double" if double_ else "float"
 
 
-def _sname(half: bool, half_y: bool = False) -> str:
-    """The storage-type template arguments of a kernel instance: float16 arrays are read and
-    written as they are (xhalf in _xent.cu, computed in float); otherwise the default, T. half_y:
-    the binary kernels' labels are float16 too (they may be float32 beside float16 y_pred)."""
-    return ", xentk::xhalf, xentk::xhalf" if half_y else ", xentk::xhalf" if half else ""
+def _sname(store: str, same_y: bool = False) -> str:
+    """The storage-type template arguments of a kernel instance: `store` ("" for the default, T, or
+    a value of _STORAGE: 16-bit arrays read and written as they are, computed in float); same_y:
+    the binary kernels' labels are stored the same way (they may be float32 beside 16-bit y_pred)."""
+    if not store:
+        return ""
+    return f", {store}, {store}" if same_y else f", {store}"
 
 
-def _is_half(x) -> bool:
-    """Whether y_pred (and so the gradient, the Hessian and any soft labels) is float16."""
-    return x.dtype == np.float16
+def _storage(a) -> str:
+    """The storage-type template argument for array a (y_pred, or binary labels): "" when it has
+    its compute dtype, else that of its 16-bit float dtype."""
+    return _STORAGE.get(a.dtype.name, "") if a.itemsize == 2 else ""
 
 
-def _vec(double_: bool, half: bool = False) -> int:
+def _vec(double_: bool, store: str = "") -> int:
     """Elements in the 16-byte vectors of the on-chip and binary fast paths."""
-    return 8 if half else 2 if double_ else 4
+    return 8 if store else 2 if double_ else 4
 
 
-def _binary_name(double_: bool, from_logits: bool, ce: bool, half: bool = False, half_y: bool = False) -> str:
+def _binary_name(double_: bool, from_logits: bool, ce: bool, store: str = "", same_y: bool = False) -> str:
     b = lambda v: "true" if v else "false"  # noqa: E731
-    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}{_sname(half, half_y)}>"
+    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}{_sname(store, same_y)}>"
 
 
-def _binary_vec_name(double_: bool, with_sw: bool, half: bool = False, half_y: bool = False) -> str:
-    return f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}{_sname(half, half_y)}>"
+def _binary_vec_name(double_: bool, with_sw: bool, store: str = "", same_y: bool = False) -> str:
+    return f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}{_sname(store, same_y)}>"
 
 
-def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, half: bool = False) -> str:
+def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, store: str = "") -> str:
     base = "xent_onchip_pipe" if pipe else "xent_onchip"
     if K == 1:
-        return f"{base}<{_tname(double_)}, {vec}{_sname(half)}>"
-    return f"{base}_cl<{_tname(double_)}, {K}, {vec}{_sname(half)}>"
+        return f"{base}<{_tname(double_)}, {vec}{_sname(store)}>"
+    return f"{base}_cl<{_tname(double_)}, {K}, {vec}{_sname(store)}>"
 
 
-def _small_name(double_: bool, cmax: int, half: bool = False) -> str:
-    return f"xent_softmax_small<{_tname(double_)}, {cmax}{_sname(half)}>"
+def _small_name(double_: bool, cmax: int, store: str = "") -> str:
+    return f"xent_softmax_small<{_tname(double_)}, {cmax}{_sname(store)}>"
 
 
-def _generic_name(kind: str, double_: bool, half: bool = False) -> str:
-    return f"xent_softmax_{kind}<{_tname(double_)}{_sname(half)}>"
+def _generic_name(kind: str, double_: bool, store: str = "") -> str:
+    return f"xent_softmax_{kind}<{_tname(double_)}{_sname(store)}>"
 
 
 def _small_smem(C: int, itemsize: int) -> int:
@@ -157,12 +164,15 @@ def _small_smem(C: int, itemsize: int) -> int:
 
 def name_expressions(cluster: bool, part: str = "all") -> list:
     """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90): part "base"
-    (float and double, built on a device's first use), "half" (float16 storage, built on the first
-    float16 call, so that others do not wait for them) or "all"."""
-    out = [] if part == "half" else ["xent_finalize", "xent_probe"]
-    kinds = {"base": ((False, False), (True, False)), "half": ((False, True),),
-             "all": ((False, False), (True, False), (False, True))}[part]
-    for d, h in kinds:   # (double, float16 storage)
+    (float and double, built on a device's first use), a storage type of _STORAGE (the kernels for
+    float16 or bfloat16 arrays, built on the first call that needs them, so that other calls do not
+    wait for them) or "all"."""
+    if part not in ("base", "all") and part not in _STORAGE.values():
+        raise ValueError(f"name_expressions: unknown part {part!r}")
+    out = [] if part in _STORAGE.values() else ["xent_finalize", "xent_probe"]
+    base = [(False, ""), (True, "")]
+    kinds = {"base": base, "all": base + [(False, st) for st in _STORAGE.values()]}.get(part, [(False, part)])
+    for d, h in kinds:   # (double, storage type)
         if not h:
             out.append(f"xent_weight<{_tname(d)}>")
         for hy in ((False, True) if h else (False,)):
@@ -295,17 +305,18 @@ def _set_attribute(f, attr: int, value: int) -> None:
 
 
 class _Funcs(dict):
-    """A module's kernels by name expression; asking for a float16-storage kernel before any was
-    built compiles them all (the first float16 call on the device)."""
+    """A module's kernels by name expression; asking for a kernel of a 16-bit storage type before
+    any was built compiles all of that type (the first float16 or bfloat16 call on the device)."""
 
     def __init__(self, module: "_Module", funcs: dict):
         super().__init__(funcs)
         self._module = module
 
     def __missing__(self, name: str):
-        if "xhalf" not in name or self._module.half_compile_seconds is not None:
+        store = next((st for st in _STORAGE.values() if st in name), None)
+        if store is None or store in self._module.storage_seconds:
             raise KeyError(name)
-        self._module.build_half()
+        self._module.build_storage(store)
         return dict.__getitem__(self, name)
 
 
@@ -381,7 +392,7 @@ class _Module:
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"[pipelined onchip attributes] {type(exc).__name__}: {exc}")
         self.compile_seconds = time.perf_counter() - t0
-        self.half_compile_seconds = None
+        self.storage_seconds: Dict[str, float] = {}   # 16-bit storage types built: compile seconds
 
     def _set_onchip_attributes(self, names, cap: int, pipe_cap: int) -> None:
         """The on-chip kernels' shared memory: `cap` bytes for the one-row-a-block ones (and a
@@ -403,16 +414,16 @@ class _Module:
                 if pipe_cap:
                     _set_attribute(self.funcs[n], 8, pipe_cap)
 
-    def build_half(self) -> None:
-        """Compile the float16-storage kernels (the first float16 call on this device), the same way
-        the others were built, with the same shared-memory settings."""
+    def build_storage(self, store: str) -> None:
+        """Compile the kernels of a 16-bit storage type (the first float16 or bfloat16 call on this
+        device), the same way the others were built, with the same shared-memory settings."""
         with _lock:
-            if self.half_compile_seconds is not None:
+            if store in self.storage_seconds:
                 return
             cupy = _cupy()
             t0 = time.perf_counter()
             route, code, opts, cluster = self._build
-            names = name_expressions(cluster, "half")
+            names = name_expressions(cluster, store)
             with cupy.cuda.Device(self.dev_id):
                 if route == "noftz":
                     funcs, _, keep = _compile_noftz(cupy, code, opts, names, self.cc)
@@ -423,10 +434,10 @@ class _Module:
                 try:
                     self._set_onchip_attributes(names, self.onchip_cap, self.pipe_cap)
                 except Exception as exc:  # noqa: BLE001 - the on-chip kernels then stay unused
-                    self.compile_errors.append(f"[float16 onchip attributes] {type(exc).__name__}: {exc}")
+                    self.compile_errors.append(f"[{store} onchip attributes] {type(exc).__name__}: {exc}")
                     self.onchip_cap = self.pipe_cap = 0
             self.names = self.names + names
-            self.half_compile_seconds = time.perf_counter() - t0
+            self.storage_seconds[store] = time.perf_counter() - t0
 
     def disable_onchip(self, K: int, exc: Exception, pipe: bool = False) -> None:
         """The device refused an on-chip launch: stop using the pipelined kernels (pipe), the cluster
@@ -451,8 +462,7 @@ class _Module:
                 "route": self.route, "cluster_kernels": self.cluster, "onchip_smem_bytes": self.onchip_cap,
                 "pipelined_smem_bytes": self.pipe_cap, "multiprocessors": self.sm_count,
                 "compile_seconds": round(self.compile_seconds, 3), "kernels": len(self.funcs),
-                "float16_compile_seconds": (None if self.half_compile_seconds is None
-                                            else round(self.half_compile_seconds, 3)),
+                "storage_compile_seconds": {k: round(v, 3) for k, v in self.storage_seconds.items()},
                 "fallback_errors": list(self.compile_errors)}
 
 
@@ -636,10 +646,11 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     n = int(x.shape[0])
     dev_id = x.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
-    half, half_y = _is_half(x), _is_half(y)
-    st = np.dtype(np.float16) if half else dt   # y_pred, grad and hess
+    store = _storage(x)
+    same_y = bool(store) and y.dtype == x.dtype   # else the labels are in the compute dtype
+    st = x.dtype if store else dt   # y_pred, grad and hess
     _check("y_pred", x, st, dev_id, ndim=1)
-    _check("y_true", y, st if half_y else dt, dev_id, ndim=1)
+    _check("y_true", y, st if same_y else dt, dev_id, ndim=1)
     if y.shape[0] != n:
         raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
@@ -653,12 +664,12 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
             and all(int(a.data.ptr) % 16 == 0 for a in (y, x, sw, loss, grad, hess) if a is not None)):
         # fast path: 16-byte packs, a block covers `rounds` rounds (chosen from n alone, so that
         # the partial sums, and so the result, depend on n only)
-        per_round = _BINARY_VEC_PACKS * _vec(double_, half)
+        per_round = _BINARY_VEC_PACKS * _vec(double_, store)
         rounds = (config.get("binary_vec_rounds")   # tests: force the rounds per block
                   or max(1, min(_BINARY_VEC_MAX_ROUNDS, n // (per_round * 2048))))
         nblocks = -(-n // (per_round * rounds))
         sc = _Scratch(cupy, nblocks)
-        f = mod.funcs[_binary_vec_name(double_, sw is not None, half, half_y)]
+        f = mod.funcs[_binary_vec_name(double_, sw is not None, store, same_y)]
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
             y, x, np.int64(n), sw, w1, np.float64(w0), np.float64(eps),
@@ -666,7 +677,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, half, half_y)]
+    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, store, same_y)]
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
         y, np.int64(_stride(y, 0)), x, np.int64(_stride(x, 0)), np.int64(n),
@@ -679,7 +690,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
     """(kind, extra) for a categorical call; kind in onchip/small/tile/thread/warp/block. extra: (K, vec,
     chunk, pipelined) for onchip, the class bound CMAX for small, the shared memory for tile."""
     outer, C, inner = (int(v) for v in x.shape)
-    half = _is_half(x)
+    store = _storage(x)
     isz = x.itemsize             # the on-chip kernels hold the row as stored
     csz = 8 if double_ else 4    # the tile and few-classes kernels stage it in the compute type
     sx_o, sx_c = _stride(x, 0), _stride(x, 1)
@@ -688,7 +699,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
     if ((config.get("onchip", True) or force == "onchip") and from_logits and labels is not None
             and ysoft is None and float(gamma) == 0.0 and inner == 1 and sx_c == 1 and C < 2**31
             and mod.onchip_cap > 0 and (C >= _ONCHIP_MIN_C or force == "onchip")):
-        vec = _vec(double_, half)
+        vec = _vec(double_, store)
         aligned = (x.data.ptr % 16 == 0 and sx_o % vec == 0 and C % vec == 0
                    and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
         v = vec if aligned else 1
@@ -749,7 +760,7 @@ def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, 
                    grad, hess, double_):
     K, v, chunk, pipe = extra
     sc = _Scratch(cupy, rows)
-    f = mod.funcs[_onchip_name(double_, K, v, pipe, _is_half(x))]
+    f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x))]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
     head = (x, np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), labels, sw, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
@@ -773,7 +784,7 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, sw, cwa, ignore_index, ha
                   hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_small_name(double_, cmax, _is_half(x))]
+    f = mod.funcs[_small_name(double_, cmax, _storage(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (
         x, np.int32(C), np.int64(rows), labels, sw, cwa, np.int64(ignore_index),
@@ -810,7 +821,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     rows = outer * inner
     dev_id = x.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
-    st = np.dtype(np.float16) if _is_half(x) else dt   # y_pred, soft labels, grad and hess
+    st = x.dtype if _storage(x) else dt   # y_pred, soft labels, grad and hess
     _check("y_pred", x, st, dev_id, ndim=3)
     _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
     _check("y_true", ysoft, st, dev_id, ndim=3)
@@ -841,7 +852,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_generic_name(kind, double_, _is_half(x))]
+    f = mod.funcs[_generic_name(kind, double_, _storage(x))]
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)
     _launch_blocks(f, nblocks, threads, (

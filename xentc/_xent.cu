@@ -23,8 +23,9 @@
  *   xent_binary<T,L,CE>    binary CE / focal, elementwise, 2048 elements per block, any strides
  *                          (L: from logits; CE: gamma = 0).
  *   Each kernel but xent_weight and xent_finalize also takes a last template argument S, the
- *   storage type of y_pred, soft labels, gradient and Hessian (xhalf: float16 arrays as they are,
- *   computed in float), and the binary ones SY, that of the labels; both default to T.
+ *   storage type of y_pred, soft labels, gradient and Hessian (xhalf / xbf16: float16 / bfloat16
+ *   arrays as they are, computed in float), and the binary ones SY, that of the labels; both
+ *   default to T.
  *   xent_binary_vec<T,SW>  fast path of binary CE from logits (gamma = 0, pos_weight absent or
  *                          one value) on contiguous, 16-byte aligned arrays: 16-byte loads and
  *                          stores, rounds * 4096 floats / 2048 doubles per block (SW: with
@@ -102,11 +103,11 @@ template <> struct Lim<double> {
 };
 
 /* Storage types. Every kernel reads y_pred (and soft labels) and writes the gradient and Hessian
- * through a storage type S beside its compute type T: S = T, or S = xhalf with T = float, so that
- * float16 arrays are read and written as they are (no float32 copy of y_pred, no float32 gradient
- * to convert afterwards) and computed in float. An element is converted once when loaded and
- * rounded once (to nearest, ties to even) when stored: the bits are those of converting the
- * float32 result, as the CPU path does. PTX cvt does the conversions, so no header is needed. */
+ * through a storage type S beside its compute type T: S = T, or S = xhalf / xbf16 with T = float,
+ * so that float16 and bfloat16 arrays are read and written as they are (no float32 copy of
+ * y_pred, no float32 gradient to convert afterwards) and computed in float. An element is
+ * converted once when loaded and rounded once (to nearest, ties to even) when stored: the bits are
+ * those of converting the float32 result, as the CPU path does. float16: PTX cvt (no header). */
 struct xhalf {
     unsigned short u;
 #ifdef XENT_EMU
@@ -131,6 +132,19 @@ struct xhalf {
         return *this;
     }
 #endif
+};
+/* bfloat16 storage (ml_dtypes.bfloat16 arrays, PyTorch's bfloat16): the upper half of a float.
+ * Loading is exact (a shift); storing rounds to nearest, ties to even, as ml_dtypes and PyTorch
+ * do, and keeps a NaN a (quiet) NaN of the same sign. Plain integer operations: any architecture. */
+struct xbf16 {
+    unsigned short u;
+    __device__ __forceinline__ operator float() const { return __uint_as_float(unsigned(u) << 16); }
+    __device__ __forceinline__ xbf16& operator=(float f) {
+        const unsigned b = __float_as_uint(f);
+        u = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40u)
+                                            : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+        return *this;
+    }
 };
 template <typename A, typename B> struct SameType { static constexpr bool value = false; };
 template <typename A> struct SameType<A, A> { static constexpr bool value = true; };
@@ -668,7 +682,7 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
  * Binary cross entropy from logits, fast path: contiguous y and x, every array 16-byte aligned,
  * gamma = 0, pos_weight absent or one value, any label smoothing, any outputs. The same element
  * formulas (binary_from_logit) as xent_binary, with the per-element overheads taken out: each
- * thread reads 16-byte packs (4 floats / 2 doubles / 8 float16) of x, as many labels (and sample
+ * thread reads 16-byte packs (4 floats / 2 doubles / 8 16-bit floats) of x, as many labels (and sample
  * weights) beside them, U packs of each issued together; offsets inside the block are 32-bit; the
  * label check only accumulates a flag, and the first-error key is worked out (again, in index
  * order) only by a thread that saw a bad label. A block covers `rounds` rounds of NT * U * VEC
@@ -678,7 +692,7 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
  * mul0(1, v) folds away).
  * ========================================================================================== */
 namespace xentk {
-/* N elements of U, loaded and stored as 16-byte vectors (one, or two for float beside float16). */
+/* N elements of U, loaded and stored as 16-byte vectors (one, or two for float beside 16-bit x). */
 template <typename U, int N> struct alignas(16) BinPack { U v[N]; };
 
 template <typename T> struct BinVecArgs {
@@ -709,7 +723,7 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
                 S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
                 xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
     using namespace xentk;
-    /* VEC elements a pack: 16 bytes of x (4 floats, 2 doubles, 8 float16), the labels (SY) and
+    /* VEC elements a pack: 16 bytes of x (4 floats, 2 doubles, 8 16-bit floats), the labels (SY) and
      * sample_weight (T) beside them */
     constexpr int NT = 256, U = 4, VEC = 16 / sizeof(S), ROUND = NT * U * VEC;
     typedef BinPack<T, VEC> P;
@@ -818,7 +832,7 @@ __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) 
 
 /* One thread per row for small C on contiguous rows (inner == 1, x and soft labels with class
  * stride 1 and row stride C): the block's rows go through shared memory, so global memory is
- * read and written in coalesced runs. Dynamic shared memory: ntiles * 128 * C elements of T (float16
+ * read and written in coalesced runs. Dynamic shared memory: ntiles * 128 * C elements of T (16-bit
  * rows are converted as they are staged). */
 template <typename T, typename S = T>
 __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
@@ -984,7 +998,7 @@ template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]
 #endif
 template <class P>
 __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
-    if constexpr (sizeof(P) < 4) {   /* a lone float16 (rows not 4-byte aligned): cp.async needs 4, 8 or 16 */
+    if constexpr (sizeof(P) < 4) {   /* a lone 16-bit float (rows not 4-byte aligned): cp.async needs 4, 8, 16 */
         *dst = *src;
     } else {
 #if XENT_CP_ASYNC
@@ -1077,7 +1091,7 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
 #endif
 
 /* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory
- * in place of the logits (S = T), or, for float16 storage, where an exponential does not fit the
+ * in place of the logits (S = T), or, for 16-bit storage, where an exponential does not fit the
  * logit's two bytes, computed again from the logit (the same softmax_exp, so the same bits).
  * A vector holding neither jm nor y takes the short path. */
 template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, typename S, int VEC>
@@ -1238,7 +1252,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
      *    c_j = eps/C cw_j over the classes (S_rest) and of c_j d_j (LD). Each exponential
      *    replaces its logit in shared memory (1 at jm), for the gradient pass: one exp per
      *    element, the corrected one of softmax_exp (as the CPU, which keeps them in the row).
-     *    Float16 storage keeps the logits (onchip_write computes the exponentials again). */
+     *    16-bit storage keeps the logits (onchip_write computes the exponentials again). */
     const T epsC = eps / T(C);
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
@@ -1483,7 +1497,7 @@ xent_onchip_pipe_cl(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
  * the gradient (then the Hessian) goes back out through the same shared memory with coalesced
  * stores. Warps wait for each other only at the block's partial sum. In shared memory a row
  * takes an odd number P of slots, so that the 32 lanes reading their rows hit 32 banks.
- * Dynamic shared memory: 8 warps x 32 rows x P elements of T (float16 logits are converted as they
+ * Dynamic shared memory: 8 warps x 32 rows x P elements of T (16-bit logits are converted as they
  * are loaded, the gradient rounded as it is stored). */
 namespace xentk {
 
