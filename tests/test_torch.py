@@ -186,6 +186,25 @@ def test_no_grad_needed_and_float16(device):
     assert zb.grad.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("C", [10, 1000])
+@pytest.mark.parametrize("device", DEVICES)
+def test_bfloat16_is_float32_rounded_once(device, C):
+    """bfloat16 logits: the loss of the float32 computation on the same values and its gradient
+    rounded to bfloat16 (on CUDA the kernels read and write bfloat16 as it is where CuPy takes it)."""
+    zb = randn(64, C).to(device).to(torch.bfloat16).requires_grad_(True)
+    y = classes(C, 64).to(device)
+    loss = xt.cross_entropy(y, zb, from_logits=True)
+    loss.backward()
+    z32 = zb.detach().float().requires_grad_(True)
+    l32 = xt.cross_entropy(y, z32, from_logits=True)
+    l32.backward()
+    assert loss.dtype == torch.float32 and zb.grad.dtype == torch.bfloat16 and zb.grad.device == zb.device
+    torch.testing.assert_close(loss, l32, rtol=1e-6, atol=0)
+    # within one bfloat16 rounding of the float32 gradient (the two may sum a row's exponentials in
+    # another order on the GPU)
+    torch.testing.assert_close(zb.grad.float(), z32.grad.to(torch.bfloat16).float(), rtol=2**-7, atol=1e-9)
+
+
 def test_dlpack_shares_memory():
     from xentc.torch import _to_array, _to_tensor
 

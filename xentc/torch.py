@@ -13,7 +13,8 @@ itself differentiable (no double backward).
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -32,12 +33,34 @@ def _check_constant(name: str, value: Any) -> None:
                          f"pass {name} without requires_grad (for example {name}.detach())")
 
 
+@functools.lru_cache(maxsize=None)
+def _cupy_bfloat16() -> Optional[np.dtype]:
+    """ml_dtypes' bfloat16 where CuPy takes it (CuPy 14 with ml_dtypes installed), else None."""
+    try:
+        import cupy
+        import ml_dtypes
+
+        bf = np.dtype(ml_dtypes.bfloat16)
+        cupy.empty(1, dtype=np.int16).view(bf).astype(np.float32)
+        return bf
+    except Exception:  # noqa: BLE001 - no ml_dtypes, or a CuPy without bfloat16
+        return None
+
+
 def _to_array(value: Any, device: torch.device) -> Any:
-    """A tensor as a NumPy (CPU) or CuPy (CUDA) array sharing its memory; other values as they are."""
+    """A tensor as a NumPy (CPU) or CuPy (CUDA) array sharing its memory; other values as they are.
+    bfloat16 CUDA tensors become CuPy bfloat16 arrays where CuPy takes them (the kernels read and
+    write bfloat16 as it is); elsewhere bfloat16 is copied to float32 (NumPy has no bfloat16)."""
     if not isinstance(value, torch.Tensor):
         return value
     t = value.detach().resolve_conj().resolve_neg()
-    if t.dtype == torch.bfloat16:  # NumPy has no bfloat16: compute in float32
+    if t.dtype == torch.bfloat16:
+        bf = _cupy_bfloat16() if t.device.type == "cuda" else None
+        if bf is not None:
+            import cupy
+
+            # through int16, which every DLPack exchange knows, then viewed as bfloat16
+            return cupy.from_dlpack(t.view(torch.int16)).view(bf)
         t = t.float()
     if t.device.type == "cuda":
         import cupy
@@ -54,6 +77,8 @@ def _to_tensor(a: Any, device: torch.device) -> torch.Tensor:
         a = np.asarray(a)
     if isinstance(a, np.ndarray) and not a.flags.writeable:
         a = a.copy()
+    if getattr(a, "dtype", None) is not None and a.dtype.name == "bfloat16":   # a CuPy bfloat16 result
+        return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16).to(device)
     return torch.from_dlpack(a).to(device)
 
 
