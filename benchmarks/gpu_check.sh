@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check of xentc, for a GPU machine without network (CUDA 13, CuPy 14, PyTorch, Triton):
-#   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel: made by
-#      tools/gpu_wheels.sh here, carried along by the device call)
+#   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel, and
+#      ml_dtypes if one fits: made by tools/gpu_wheels.sh here, carried along by the device call)
 #      and xentc itself from this source tree;
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
@@ -94,6 +94,14 @@ sed 's/^/    [env] /' "$OUT/env.txt"
 if ls "$REPO"/.whl/*.whl >/dev/null 2>&1; then
     run install_wheels 120 "$PY" -m pip install --no-index --no-deps --disable-pip-version-check \
         "$REPO"/.whl/*.whl
+fi
+if ls "$REPO"/.whl/optional/*.whl >/dev/null 2>&1; then   # best effort: bfloat16 on CuPy
+    if "$PY" -m pip install --no-index --no-deps --disable-pip-version-check \
+            --find-links "$REPO/.whl/optional" ml_dtypes > "$OUT/install_optional.log" 2>&1; then
+        log "ml_dtypes installed: CuPy bfloat16 (tests/test_cuda.py's bf16 cases, xentc.torch's bfloat16 path)"
+    else
+        log "ml_dtypes not installed (see $OUT/install_optional.log): the bfloat16 CUDA tests skip"
+    fi
 fi
 if ! run install_xentc 180 "$PY" -m pip install --no-index --no-deps --no-build-isolation \
         --disable-pip-version-check -v "$REPO"; then
