@@ -1,5 +1,5 @@
 """GPU benchmark of xentc: loss + gradient in one call, float32, on the cases of design section 4
-(and one float16 case, `_f16`, without a target).
+(and two 16-bit cases, `_f16` and `_bf16`, without a target).
 
 For each case: xentc (CuPy arrays), PyTorch CUDA (forward + backward), Liger-Kernel (if
 importable), and the copy-speed roofline (bytes the case must move / measured device-to-device
@@ -27,17 +27,19 @@ CASES = {
     "binary_2^27": ("binary", 2**27, None),
     "softmax_65536x32000": ("softmax", 65536, 32000),
     "softmax_8192x128256": ("softmax", 8192, 128256),
-    # float16 logits (read and written as float16 by xentc, PyTorch and Liger-Kernel alike): no target
-    "softmax_65536x32000_f16": ("softmax", 65536, 32000),
+    # 16-bit logits (read and written as they are by xentc, PyTorch and Liger-Kernel alike): no
+    # target; bfloat16 needs ml_dtypes (CuPy 14 takes bfloat16 with it)
+    "softmax_8192x128256_f16": ("softmax", 8192, 128256),
+    "softmax_8192x128256_bf16": ("softmax", 8192, 128256),
 }
 TARGET_MS = {"softmax_8192x128256": 2.3, "softmax_65536x32000": 4.6, "softmax_1048576x10": 0.1,
              "binary_2^27": 0.45}
 TINY = {"softmax_1048576x10": ("softmax", 1000, 10), "binary_2^27": ("binary", 5000, None),
         "softmax_65536x32000": ("softmax", 16, 3000), "softmax_8192x128256": ("softmax", 4, 20000),
-        "softmax_65536x32000_f16": ("softmax", 16, 3000)}
+        "softmax_8192x128256_f16": ("softmax", 4, 20000), "softmax_8192x128256_bf16": ("softmax", 4, 20000)}
 QUICK = {"softmax_1048576x10": ("softmax", 65536, 10), "binary_2^27": ("binary", 2**22, None),
          "softmax_65536x32000": ("softmax", 2048, 32000), "softmax_8192x128256": ("softmax", 256, 128256),
-         "softmax_65536x32000_f16": ("softmax", 2048, 32000)}
+         "softmax_8192x128256_f16": ("softmax", 256, 128256), "softmax_8192x128256_bf16": ("softmax", 256, 128256)}
 # Kernel variants timed (kernel only) beside the default choice, as _cuda.config settings: which
 # one is fastest on a given GPU is what the defaults of _cuda.py should follow.
 VARIANTS = {
@@ -183,12 +185,16 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
 
     rng = cupy.random.default_rng(1234)
     row = {"case": name, "shape": f"{N}x{C}" if C else f"{N}"}
-    half = name.endswith("_f16")
+    half = name.rsplit("_", 1)[-1] if name.endswith(("_f16", "_bf16")) else None
     variants = variants and not half
     if kind == "softmax":
         x = rng.standard_normal((N, C), dtype=cupy.float32) * 2
-        if half:
+        if half == "f16":
             x = x.astype(cupy.float16)
+        elif half == "bf16":
+            import ml_dtypes
+
+            x = x.astype(ml_dtypes.bfloat16)
         y = rng.integers(0, C, N, dtype=cupy.int64)
         nbytes = 2 * x.nbytes                       # read the logits, write the gradient
 
@@ -239,7 +245,7 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
     if torch is not None:
         try:
             F = torch.nn.functional
-            xt = torch.from_dlpack(x).detach().requires_grad_(True)   # shares x; PyTorch does not write it
+            xt = _torch_view(torch, x).detach().requires_grad_(True)   # shares x; PyTorch does not write it
             yt = torch.from_dlpack(y)
 
             def tcall():
@@ -260,7 +266,7 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
     # ---- Liger-Kernel -------------------------------------------------------------------------
     if torch is not None and liger is not None and kind == "softmax":
         try:
-            xl = torch.from_dlpack(x).detach().clone().requires_grad_(True)   # Liger writes into it
+            xl = _torch_view(torch, x).detach().clone().requires_grad_(True)   # Liger writes into it
             yl = torch.from_dlpack(y)
 
             largs = liger_args(liger, xl, yl)
@@ -279,6 +285,16 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
     del x, y
     cupy.get_default_memory_pool().free_all_blocks()
     return row
+
+
+def _torch_view(torch, a):
+    """A CuPy array as a tensor sharing its memory (bfloat16 through an int16 view: DLPack export of
+    CuPy's bfloat16 is recent)."""
+    if a.dtype.name == "bfloat16":
+        import cupy
+
+        return torch.from_dlpack(a.view(cupy.int16)).view(torch.bfloat16)
+    return torch.from_dlpack(a)
 
 
 def liger_args(liger, xl, yl):
@@ -322,7 +338,7 @@ def check_against_torch64(kind, x, y, res, torch):
     import cupy
 
     F = torch.nn.functional
-    xt = torch.from_dlpack(x)
+    xt = _torch_view(torch, x)
     yt = torch.from_dlpack(y)
     N = x.shape[0]
     total = 0.0
@@ -347,7 +363,9 @@ def check_against_torch64(kind, x, y, res, torch):
     got_g = cupy.asnumpy(res.grad[cupy.asarray(idx)]).astype(np.float64)
     scale = max(np.abs(ref_g).max(), 1e-300)
     out["grad_max_err_rel_to_max"] = float(np.abs(got_g - ref_g).max() / scale)
-    out["check"] = "ok" if (out["loss_rel_err"] < 1e-5 and out["grad_max_err_rel_to_max"] < 1e-5) else "MISMATCH"
+    # a 16-bit gradient is the float32 one rounded once: half an ulp of 2^-11 (float16) or 2^-8 (bfloat16)
+    gtol = 1e-5 if res.grad.dtype.itemsize > 2 else 1e-3 if res.grad.dtype == np.float16 else 8e-3
+    out["check"] = "ok" if (out["loss_rel_err"] < 1e-5 and out["grad_max_err_rel_to_max"] < gtol) else "MISMATCH"
     return out
 
 
@@ -404,7 +422,7 @@ def main(argv=None):
         log("   " + json.dumps(row))
 
     log("")
-    log(f"GPU: {dev_name}; float32 (float16 where the case says _f16), loss + gradient in one call, "
+    log(f"GPU: {dev_name}; float32 (16-bit where the case says _f16 / _bf16), loss + gradient in one call, "
         f"median of {args.repeat} runs")
     head = f"| case | 1 read + 1 write at copy speed | xentc (whole call) | xentc kernel only | target " \
            f"| PyTorch {getattr(torch, '__version__', '-')} | Liger-Kernel | check vs torch float64 |"
