@@ -41,6 +41,18 @@ SCRIPT = textwrap.dedent("""
         for k, r in cases.items():
             for f in ("loss", "grad", "hess"):
                 out[f"{k}_{np.dtype(dt).name}_{f}"] = np.asarray(getattr(r, f))
+    # 16-bit y_pred (float32 a chunk at a time), and the 16-bit loads and stores themselves on
+    # float32 patterns of every exponent
+    x16 = (rng.standard_normal((97, 211)) * 20).astype(np.float16)
+    r = xentc.cross_entropy(lab, x16, from_logits=True, grad=True, hess=True)
+    out.update(ce16_loss=np.asarray(r.loss), ce16_grad=r.grad, ce16_hess=r.hess)
+    pats = ((np.arange(1 << 16, dtype=np.uint32) << 16) | rng.integers(0, 1 << 16, 1 << 16, dtype=np.uint32))
+    for bf in (0, 1):
+        h = np.empty(pats.size, np.uint16)
+        xentc._kernels.store16(pats.view(np.float32), h, bf, None)
+        f = np.empty(pats.size, np.float32)
+        xentc._kernels.load16(h, f, bf, None)
+        out[f"store16_{bf}"], out[f"load16_{bf}"] = h, f
     out["variant"] = np.array(xentc._kernels.kernel_variant())
     np.savez(sys.argv[1], **out)
 """)

@@ -237,8 +237,15 @@ def _index(flat: int, shape: tuple) -> tuple:
     return tuple(int(i) for i in np.unravel_index(int(flat), shape)) if shape else ()
 
 
-def _backend(xp):
+def _backend(xp, pred):
+    """The kernels for this call: CUDA for CuPy arrays; on the CPU, the float32 kernels a chunk at
+    a time for float16 and bfloat16 y_pred (_half_cpu: no full-size float32 copies), else the
+    kernels of the compute dtype."""
     if xp is np:
+        if _is_half(pred.dtype):
+            from . import _half_cpu
+
+            return _half_cpu
         from . import _kernels
 
         return _kernels
@@ -463,7 +470,7 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     cdt = _compute_dtype(pred)
-    backend = _backend(xp)
+    backend = _backend(xp, pred)
     sdt = _storage_dtype(backend, pred, cdt)
     x = _as_compute(pred, sdt, xp)
     yt = _real_array("y_true", y_true, xp)
@@ -728,7 +735,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     outer = math.prod(shape[:ax])
     inner = math.prod(shape[ax + 1:])
     cdt = _compute_dtype(pred)
-    backend = _backend(xp)
+    backend = _backend(xp, pred)
     sdt = _storage_dtype(backend, pred, cdt)
     yt = _real_array("y_true", y_true, xp)
     if yt.dtype.kind in "iu":
@@ -749,10 +756,14 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
                              f"nor {sample_shape} (integer labels)")
         if ignore_index is not None:
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
-        labels = None
-        if sdt != cdt and yt.dtype != sdt:
-            sdt = cdt   # soft labels of another dtype are not rounded to 16 bits: all in float32
-        ysoft = _as_compute(yt, sdt, xp).reshape(outer, C, inner)
+        labels, ysoft = None, None
+        if sdt != cdt and yt.dtype != sdt:   # soft labels of another dtype are never rounded to 16 bits:
+            if getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
+                ysoft = _as_compute(yt, cdt, xp).reshape(outer, C, inner)   # beside 16-bit y_pred
+            else:
+                sdt = cdt   # all in float32
+        if ysoft is None:
+            ysoft = _as_compute(yt, sdt, xp).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
     cw = _small_weights("class_weight", class_weight, C, xp)
     if cw is not None and cw.ndim == 0:

@@ -10,6 +10,8 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
 
+import numpy as np
+
 cdef extern from "_xent_rows.h" namespace "xent" nogil:
     ctypedef struct BlockResult:
         double sum
@@ -68,13 +70,18 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         void* grad
         void* hess
 
+    ctypedef struct Convert16Args:
+        const void* src
+        void* dst
+        int bfloat
+
     int max_threads()
     int have_openmp()
 
 cdef extern from "_xent_dispatch.h" namespace "xent" nogil:
     const block_fn* kernel_table()
     const char* kernel_isa()
-    int K_WEIGHT, K_BINARY, K_SOFTMAX
+    int K_WEIGHT, K_BINARY, K_SOFTMAX, K_STORE16, K_LOAD16
 
 # The kernel variant is chosen once, when the module is imported (XENTC_ISA is read then).
 cdef const block_fn* _TABLE = kernel_table()
@@ -224,3 +231,29 @@ def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
     cdef int64_t rows = x.shape[0] * x.shape[2]
     return _run(_TABLE[K_SOFTMAX + double_], &a, rows, max(1, x.shape[1]) * 3,
                 n_threads)
+
+
+cdef _convert16(int kind, src, dst, bint bfloat, n_threads):
+    if src.size != dst.size or not (src.flags.c_contiguous and dst.flags.c_contiguous and dst.flags.writeable):
+        raise ValueError("store16/load16: contiguous arrays of one size (and a writeable destination) only")
+    cdef Convert16Args a
+    a.src = <const void*>_addr(src)
+    a.dst = <void*>_addr(dst)
+    a.bfloat = bfloat
+    _run(_TABLE[kind], &a, src.size, 1, n_threads)
+
+
+def store16(src, dst, bint bfloat, n_threads):
+    """dst[...] = src rounded to nearest (ties to even): src float32, dst float16 (bfloat=False) or
+    bfloat16, both contiguous and of one size, on the kernels' threads."""
+    if src.dtype != np.float32 or dst.itemsize != 2:
+        raise ValueError("store16: a float32 source and a 16-bit destination")
+    _convert16(K_STORE16, src, dst, bfloat, n_threads)
+
+
+def load16(src, dst, bint bfloat, n_threads):
+    """dst[...] = src exactly: src float16 (bfloat=False) or bfloat16, dst float32, both
+    contiguous and of one size, on the kernels' threads."""
+    if src.itemsize != 2 or dst.dtype != np.float32:
+        raise ValueError("load16: a 16-bit source and a float32 destination")
+    _convert16(K_LOAD16, src, dst, bfloat, n_threads)

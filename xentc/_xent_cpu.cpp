@@ -11,10 +11,11 @@
 #define XENT_CAT(a, b) XENT_CAT2(a, b)
 
 extern "C" {
-extern const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[6];
-const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[6] = {
+extern const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[8];
+const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[8] = {
     xent::weight_block_f, xent::weight_block_d,
     xent::binary_block_f, xent::binary_block_d,
     xent::softmax_block_f, xent::softmax_block_d,
+    xent::store16_block, xent::load16_block,
 };
 }

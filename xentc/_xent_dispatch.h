@@ -10,17 +10,17 @@
 #include <string.h>
 #include "_xent_rows.h"
 
-extern "C" const xent::block_fn xent_table_base[6];
+extern "C" const xent::block_fn xent_table_base[8];
 #if defined(XENT_HAVE_AVX2)
-extern "C" const xent::block_fn xent_table_avx2[6];
+extern "C" const xent::block_fn xent_table_avx2[8];
 #endif
 #if defined(XENT_HAVE_AVX512)
-extern "C" const xent::block_fn xent_table_avx512[6];
+extern "C" const xent::block_fn xent_table_avx512[8];
 #endif
 
 namespace xent {
 
-enum { K_WEIGHT = 0, K_BINARY = 2, K_SOFTMAX = 4 };
+enum { K_WEIGHT = 0, K_BINARY = 2, K_SOFTMAX = 4, K_STORE16 = 6, K_LOAD16 = 7 };
 
 struct Variant { const char* name; const block_fn* table; int usable; };
 

@@ -1,0 +1,226 @@
+"""float16 and bfloat16 y_pred on the CPU (xentc._half_cpu): the float32 kernels a chunk of rows at a
+time, with no full-size float32 copy. Chunks are made small here so that every case spans many;
+the results must be those of converting everything to float32 first and rounding the gradient
+once: per-row results bit for bit, the reduced loss to float32 rounding (its chunk sums are added
+in another order), the first error with its global index, and memory bounded by the chunk."""
+import zlib
+
+import numpy as np
+import pytest
+
+import xentc
+from xentc import _half_cpu
+
+DTYPES = [np.dtype(np.float16)]
+try:
+    import ml_dtypes
+
+    DTYPES.append(np.dtype(ml_dtypes.bfloat16))
+except ImportError:  # pragma: no cover - ml_dtypes is in the test extra
+    pass
+IDS = [d.name for d in DTYPES]
+
+
+class _Counting:
+    """xentc._kernels with its binary and softmax calls counted."""
+
+    def __init__(self, real):
+        self.real, self.calls = real, 0
+
+    def __getattr__(self, name):
+        fn = getattr(self.real, name)
+        if name not in ("binary", "softmax"):
+            return fn
+
+        def counted(*args):
+            self.calls += 1
+            return fn(*args)
+
+        return counted
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 96 elements (at least 4 rows); yields the kernels' call counter."""
+    monkeypatch.setattr(_half_cpu, "CHUNK_ELEMS", 96)
+    monkeypatch.setattr(_half_cpu, "MIN_ROWS", 4)
+    counting = _Counting(_half_cpu._kernels)
+    monkeypatch.setattr(_half_cpu, "_kernels", counting)
+    return counting
+
+
+def _rng(*parts):
+    return np.random.default_rng(zlib.crc32("|".join(map(str, parts)).encode()))
+
+
+def _f32(a):
+    return a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype.itemsize == 2 else a
+
+
+def _same(got, ref, dtype, reduction):
+    """got (16-bit input) against ref (the same values in float32): losses, gradients, Hessians."""
+    if reduction == "none":
+        np.testing.assert_array_equal(got.loss, ref.loss)
+    else:
+        np.testing.assert_allclose(got.loss, ref.loss, rtol=2e-7, atol=0)
+    for g, r in ((got.grad, ref.grad), (got.hess, ref.hess)):
+        assert g.dtype == dtype and g.shape == r.shape
+        np.testing.assert_array_equal(g.view(np.uint16), r.astype(dtype).view(np.uint16))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")   # float16 Hessians of focal
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("case", ["int", "soft", "soft32", "axis0", "weights", "focal_probs"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_categorical_in_chunks(small_chunks, dtype, case, reduction):
+    rng = _rng("cat", dtype.name, case, reduction)
+    N, C = 53, 7
+    x = rng.normal(0, 3, (N, C))
+    y = rng.integers(0, C, N)
+    kw = {"from_logits": True}
+    if case == "soft":
+        y = rng.dirichlet(np.ones(C), N).astype(dtype)
+    elif case == "soft32":
+        y = rng.dirichlet(np.ones(C), N).astype(np.float32)
+    elif case == "axis0":   # classes along axis 0: rows (o, k) with inner > 1
+        x = rng.normal(0, 3, (C, N, 3))
+        y = rng.integers(0, C, (N, 3))
+        kw["axis"] = 0
+    elif case == "weights":
+        y[::5] = -100
+        kw.update(ignore_index=-100, sample_weight=rng.integers(0, 5, N) / 4, class_weight=rng.uniform(0.5, 2, C),
+                  label_smoothing=0.1)
+    elif case == "focal_probs":
+        x = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+        kw = {"gamma": 2.0, "from_logits": False}
+    x = x.astype(dtype)
+    fn = xentc.focal_loss if case == "focal_probs" else xentc.cross_entropy
+    got = fn(y, x, reduction=reduction, grad=True, hess=True, **kw)
+    assert small_chunks.calls >= 4   # many chunks
+    ref = fn(_f32(y), _f32(x), reduction=reduction, grad=True, hess=True, **kw)
+    _same(got, ref, dtype, reduction)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("case", ["float_labels", "labels_like_x", "int_labels", "pos_weight_vector", "strided"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_binary_in_chunks(small_chunks, dtype, case, reduction):
+    rng = _rng("bin", dtype.name, case, reduction)
+    shape = (41, 7)   # 7 does not divide the chunk of 96: pos_weight's column stays aligned
+    x = rng.normal(0, 3, shape)
+    y = rng.integers(0, 5, shape) / 4
+    kw = {"from_logits": True, "sample_weight": rng.integers(0, 5, shape) / 4}
+    if case == "labels_like_x":
+        y = y.astype(dtype)
+    elif case == "int_labels":
+        y = rng.integers(0, 2, shape)
+    elif case == "pos_weight_vector":
+        kw["pos_weight"] = rng.uniform(0.5, 3, shape[1])
+    x = x.astype(dtype)
+    if case == "strided":
+        x, y = np.asfortranarray(x)[:, ::-1], y[::-1]
+    got = xentc.binary_cross_entropy(y, x, reduction=reduction, grad=True, hess=True, **kw)
+    assert small_chunks.calls >= 3
+    ref = xentc.binary_cross_entropy(_f32(y), _f32(x), reduction=reduction, grad=True, hess=True, **kw)
+    _same(got, ref, dtype, reduction)
+
+
+def _error(fn, *args, **kw):
+    with pytest.raises(ValueError) as info:
+        fn(*args, **kw)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_first_error_in_a_later_chunk(small_chunks, dtype):
+    """The first bad value of the whole array, from whichever chunk holds it: the message of the
+    float32 path on the same values (the index is global)."""
+    x = np.full((60, 5), 0.2)
+    x[37, 3] = 1.5
+    x[50, 0] = -1.0
+    y = np.zeros(60, dtype=np.int64)
+    msg = _error(xentc.cross_entropy, y, x.astype(dtype), grad=True)
+    assert msg == _error(xentc.cross_entropy, y, x.astype(np.float32), grad=True) and "1.5 at index 188" in msg
+    y[44] = 9
+    z = np.zeros((60, 5))
+    msg = _error(xentc.cross_entropy, y, z.astype(dtype), from_logits=True, reduction="sum")
+    assert msg == _error(xentc.cross_entropy, y, z.astype(np.float32), from_logits=True, reduction="sum")
+    assert "label 9 at index 44" in msg
+    yb = np.zeros((60, 5))
+    yb[33, 1] = 2.0
+    msg = _error(xentc.binary_cross_entropy, yb.astype(dtype), z.astype(dtype), from_logits=True, grad=True)
+    assert msg == _error(xentc.binary_cross_entropy, yb.astype(np.float32), z.astype(np.float32), from_logits=True,
+                         grad=True)
+    assert "label 2.0 at index 166" in msg
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_out_buffers_in_chunks(small_chunks, dtype):
+    rng = _rng("out", dtype.name)
+    x = rng.normal(0, 2, (40, 6)).astype(dtype)
+    y = rng.integers(0, 6, 40)
+    ref = xentc.cross_entropy(y, x, from_logits=True, reduction="none", grad=True, hess=True)
+    bufs = (np.empty(40, np.float32), np.empty(x.shape, dtype), np.empty(x.shape, dtype))
+    res = xentc.cross_entropy(y, x, from_logits=True, reduction="none", grad=True, hess=True, out=bufs)
+    for got, want, buf in zip(res, ref, bufs):
+        assert got is buf
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np
+import xentc
+dtype = np.float16 if sys.argv[1] == "float16" else np.dtype(__import__("ml_dtypes").bfloat16)
+x = np.ones((2048, 8192), dtype=dtype)   # 32 MiB, pages touched
+y = np.zeros(2048, dtype=np.int64)
+xentc.cross_entropy(y[:64], x[:64], from_logits=True, grad=True)   # kernels, thread pool, small buffers
+xentc.buffer_cache(0)   # no recycled memory: every allocation is new
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+r = xentc.cross_entropy(y, x, from_logits=True, grad=True)
+assert r.grad.dtype == dtype
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_memory_is_bounded_by_the_chunk(dtype):
+    """Growth of the peak resident memory of a fresh process over a 16-bit call: its 16-bit gradient
+    and the float32 scratch of a chunk, not float32 copies of y_pred and of the gradient (each
+    twice the input's bytes: converting first grew it by about 2 + 2 + 1 input sizes)."""
+    import subprocess
+    import sys
+
+    grown = int(subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, dtype.name], check=True, capture_output=True,
+                               text=True).stdout)
+    nbytes = 2048 * 8192 * 2
+    chunk = _half_cpu.CHUNK_ELEMS * 4
+    assert grown <= nbytes + 2 * chunk + (4 << 20), grown   # the gradient, x and grad scratch, slack
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_16bit_loads_and_stores(dtype):
+    """The kernels' conversions against NumPy's (float16) and ml_dtypes' (bfloat16): every 16-bit
+    value loaded exactly; float32 patterns of every sign and exponent (random mantissas, the ties
+    of both formats, overflow, subnormals) stored rounded to nearest even; NaN stays NaN."""
+    from xentc import _kernels
+
+    bf = dtype != np.float16
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(dtype)
+    got = np.empty(every.size, np.float32)
+    _kernels.load16(every, got, bf, None)
+    want = every.astype(np.float32)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))   # NaN payloads too
+    rng = _rng("store16", dtype.name)
+    hi = np.repeat(np.arange(1 << 16, dtype=np.uint32), 8) << 16
+    bits = np.concatenate([hi | rng.integers(0, 1 << 16, hi.size, dtype=np.uint32), hi, hi | 0x8000, hi | 0xFFFF,
+                           (np.arange(1 << 19, dtype=np.uint32) << 13) | 0x1000])
+    src = bits.view(np.float32)
+    got16 = np.empty(src.size, dtype)
+    _kernels.store16(src, got16, bf, None)
+    with np.errstate(all="ignore"):
+        want16 = src.astype(dtype)
+    nan = np.isnan(src)
+    np.testing.assert_array_equal(got16.view(np.uint16)[~nan], want16.view(np.uint16)[~nan])
+    assert np.isnan(got16[nan].astype(np.float32)).all()
+    np.testing.assert_array_equal(got16.view(np.uint16)[nan] >> 15, bits[nan] >> 31)   # the sign
