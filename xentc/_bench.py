@@ -237,7 +237,7 @@ def bench(cases, dtypes, repeat: int, peers_on: bool = True, n_threads: Optional
             del dst, prev
             row["extra_mb"] = extra_peak_mb(kind, y, x)
             best = None
-            if peers_on:
+            if peers_on and np.dtype(dtype).itemsize > 2:   # the peers compute 16-bit input in 16 bits
                 for pname, fn in available_peers(kind).items():
                     try:
                         res = fn(kind, y, x)
@@ -327,7 +327,8 @@ def _positive_int(text: str) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="xentc bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
-    ap.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    ap.add_argument("--dtype", choices=["float32", "float64", "both", "float16", "bfloat16"], default="both",
+                    help="both: float32 and float64; the 16-bit ones (bfloat16 needs ml_dtypes) time xentc alone")
     ap.add_argument("--repeat", type=_positive_int, default=7, help="timed repeats per case (median)")
     ap.add_argument("--threads", type=_positive_int, default=None,
                     help="OpenMP threads for xentc's main column (default: the OpenMP default)")
@@ -340,7 +341,14 @@ def main(argv=None) -> int:
     cases = QUICK_CASES if args.quick else CASES
     if args.case:
         cases = [c for c in cases if any(s.lower() in c[0].lower() for s in args.case)]
-    dtypes = [np.float32, np.float64] if args.dtype == "both" else [np.dtype(args.dtype).type]
+    if args.dtype == "both":
+        dtypes = [np.float32, np.float64]
+    elif args.dtype == "bfloat16":
+        import ml_dtypes
+
+        dtypes = [np.dtype(ml_dtypes.bfloat16)]
+    else:
+        dtypes = [np.dtype(args.dtype).type]
     print_row._header_done = False
     rows = bench(cases, dtypes, args.repeat, peers_on=not args.no_peers, n_threads=args.threads)
     if args.json:
