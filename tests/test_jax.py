@@ -6,6 +6,7 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
+import xentc  # noqa: E402
 import xentc.jax as xj  # noqa: E402
 
 
@@ -118,13 +119,19 @@ def test_jit_and_vmap():
 
 
 def test_low_precision_inputs_compute_in_float32():
-    z, y, _, _ = data("float32")
+    z, y, cls, _ = data("float32")
     for dt in (jnp.bfloat16, jnp.float16):
         g = jax.grad(lambda t: xj.binary_cross_entropy(y, t, from_logits=True))(z.astype(dt))
         assert g.dtype == dt
         np.testing.assert_allclose(np.asarray(g, dtype=np.float32),
                                    jax.grad(lambda t: jnp.mean(ref_bce(y, t, 1.0)))(z.astype(dt).astype(jnp.float32)),
                                    rtol=1e-2, atol=1e-3)
+        # the loss in float32, the gradient the float32 one rounded once: xentc's own 16-bit result
+        loss, g = jax.value_and_grad(lambda t: xj.cross_entropy(cls, t, from_logits=True))(z.astype(dt))
+        want = xentc.cross_entropy(np.asarray(cls), np.asarray(z.astype(dt)), from_logits=True, grad=True)
+        assert loss.dtype == jnp.float32 and g.dtype == dt
+        assert float(loss) == float(want.loss)
+        np.testing.assert_array_equal(np.asarray(g).view(np.uint16), want.grad.view(np.uint16))
 
 
 def test_errors():

@@ -10,8 +10,9 @@ constants (their cotangents are zero). Options that change the computation (``fr
 ``reduction``, ``gamma``, a scalar binary ``alpha``, ``label_smoothing``, ``axis``,
 ``ignore_index``, ``n_threads``) must be Python values, not traced arrays; weights
 (``sample_weight``, ``pos_weight``, ``class_weight``, the categorical ``alpha``) may be arrays.
-float32 and float64 are computed natively (float64 needs ``jax_enable_x64``); other dtypes,
-bfloat16 included, are computed in float32 and the gradient is cast back.
+float32 and float64 are computed natively (float64 needs ``jax_enable_x64``); float16 and
+bfloat16 reach the kernels as they are (computed in float32 a chunk at a time, the gradient
+returned in the input's dtype, the loss in float32); other dtypes are cast to float32 first.
 """
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def _loss_function(name: str, static: Tuple[Tuple[str, Any], ...], array_names: 
         return y_pred.shape[:ax] + y_pred.shape[ax + 1:]
 
     def shapes(y_pred, want_grad):
-        loss = jax.ShapeDtypeStruct(loss_shape(y_pred), y_pred.dtype)
+        # the loss of 16-bit input is float32, as xentc returns it
+        loss_dtype = jnp.float32 if jnp.dtype(y_pred.dtype).itemsize == 2 else y_pred.dtype
+        loss = jax.ShapeDtypeStruct(loss_shape(y_pred), loss_dtype)
         return (loss, jax.ShapeDtypeStruct(y_pred.shape, y_pred.dtype)) if want_grad else loss
 
     def call(want_grad, y_pred, y_true, arrays):
@@ -103,7 +106,8 @@ def _apply(name: str, y_true, y_pred, options: dict):
                                 f"got an array of shape {v.shape}") from None
         static.append((k, v))
     y_pred = jnp.asarray(y_pred)
-    compute = y_pred if y_pred.dtype in (jnp.float32, jnp.float64) else y_pred.astype(jnp.float32)
+    native = (jnp.float32, jnp.float64, jnp.float16, jnp.bfloat16)   # what the kernels take as it is
+    compute = y_pred if y_pred.dtype in native else y_pred.astype(jnp.float32)
     loss = _loss_function(name, tuple(static), array_names)(compute, jnp.asarray(y_true), arrays)
     return loss
 
