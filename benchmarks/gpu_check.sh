@@ -111,7 +111,7 @@ if ! run install_xentc 180 "$PY" -m pip install --no-index --no-deps --no-build-
 fi
 
 # ---- 2. compile the CUDA kernels (and fill the disk cache) ------------------------------------
-run cuda_build 150 "$PY" -c "
+run cuda_build 240 "$PY" -c "
 import json, time, xentc, numpy as np, cupy
 from xentc import _cuda
 print('xentc from', xentc.__file__)
@@ -119,6 +119,18 @@ t = time.perf_counter()
 info = _cuda.info()
 print(json.dumps(info, indent=1))
 print('first build %.1f s' % (time.perf_counter() - t))
+# the 16-bit kernels (built on first use): float16, and bfloat16 where CuPy takes it (ml_dtypes)
+mod = _cuda._module(info['device'])
+try:
+    import ml_dtypes
+    cupy.asarray(np.zeros(2, ml_dtypes.bfloat16))
+    stores = ['xentk::xhalf', 'xentk::xbf16']
+except Exception as exc:
+    print('no bfloat16 on this CuPy:', type(exc).__name__, exc)
+    stores = ['xentk::xhalf']
+for st in stores:
+    mod.build_storage(st)
+print('16-bit kernels built (s):', mod.storage_seconds)
 r = xentc.cross_entropy(cupy.asarray([0, 2]), cupy.asarray(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])),
                         from_logits=True, grad=True)
 c = xentc.cross_entropy(np.array([0, 2]), np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]), from_logits=True,
