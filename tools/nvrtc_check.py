@@ -118,6 +118,9 @@ def main() -> int:
     ap.add_argument("--cubin-dir", help="write each compiled image here as sm_XX.cubin")
     ap.add_argument("--resources", action="store_true",
                     help="print registers, stack frame and spill bytes of every kernel instance")
+    ap.add_argument("--part", default="all",
+                    help="the kernel instances to build, as _cuda.name_expressions takes them: all (default), "
+                         "base (a device's first call), xentk::xhalf or xentk::xbf16 (a 16-bit dtype's first call)")
     args = ap.parse_args()
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -129,7 +132,7 @@ def main() -> int:
     failed = 0
     for cc in args.arch:
         cluster = cc >= 90
-        names = _cuda.name_expressions(cluster)
+        names = _cuda.name_expressions(cluster, args.part)
         # what _Module passes (route "noftz"), and what CuPy's compile_using_nvrtc adds
         opts = ["-std=c++17", f"-I{_cuda._package_dir()}"] + (["-DXENT_WANT_CLUSTER=1"] if cluster else [])
         opts += ["-ftz=false", f"--gpu-architecture=sm_{cc}"]
