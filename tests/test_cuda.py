@@ -661,7 +661,8 @@ def test_16bit_rounding_of_stored_results(dtype, fast):
     r = xentc.binary_cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, sample_weight=cupy.asarray(w),
                                    reduction="sum", grad=True)
     assert _binary_kernels_used() == ["vec" if fast else "general"]
-    want = np.where(y == 0, w, -w).astype(dtype)
+    with np.errstate(over="ignore"):   # weights past float16's range round to infinity
+        want = np.where(y == 0, w, -w).astype(dtype)
     got = host(r.grad)
     assert got.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
