@@ -59,8 +59,8 @@ def _into(buf: Optional[np.ndarray], src: np.ndarray, n_threads) -> np.ndarray:
     if buf is None:
         return src
     dst = buf[:src.size].reshape(src.shape)
-    if src.itemsize == 2:
-        _kernels.load16(np.ascontiguousarray(src), dst, src.dtype != np.float16, n_threads)
+    if src.itemsize == 2 and src.dtype.isnative:   # float16 (kind "f") or bfloat16 (kind "V")
+        _kernels.load16(np.ascontiguousarray(src), dst, src.dtype.kind != "f", n_threads)
     else:
         np.copyto(dst, src, casting="unsafe")
     return dst
@@ -74,7 +74,7 @@ def _store(dst: np.ndarray, src: np.ndarray, n_threads) -> None:
     """dst[...] = src (a float32 chunk), rounded to nearest even by the kernels' store16, which
     vectorises; NumPy's cast of float16 subnormals (a mean's gradients are small) costs tens of
     nanoseconds an element. A part of a row (dst not contiguous) goes through a 16-bit copy."""
-    bfloat = dst.dtype != np.float16
+    bfloat = dst.dtype.kind != "f"   # the results are native float16 or bfloat16 (see _api._result_dtype)
     if dst.flags.c_contiguous:
         _kernels.store16(src, dst, bfloat, n_threads)
     else:
