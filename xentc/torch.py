@@ -34,6 +34,16 @@ def _check_constant(name: str, value: Any) -> None:
 
 
 @functools.lru_cache(maxsize=None)
+def _numpy_bfloat16() -> Optional[np.dtype]:
+    """ml_dtypes' bfloat16 (the NumPy dtype xentc's CPU path takes), or None without ml_dtypes."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+@functools.lru_cache(maxsize=None)
 def _cupy_bfloat16() -> Optional[np.dtype]:
     """ml_dtypes' bfloat16 where CuPy takes it (CuPy 14 with ml_dtypes installed), else None."""
     try:
@@ -49,18 +59,22 @@ def _cupy_bfloat16() -> Optional[np.dtype]:
 
 def _to_array(value: Any, device: torch.device) -> Any:
     """A tensor as a NumPy (CPU) or CuPy (CUDA) array sharing its memory; other values as they are.
-    bfloat16 CUDA tensors become CuPy bfloat16 arrays where CuPy takes them (the kernels read and
-    write bfloat16 as it is); elsewhere bfloat16 is copied to float32 (NumPy has no bfloat16)."""
+    bfloat16 tensors become ml_dtypes bfloat16 arrays where ml_dtypes is installed (and, on CUDA,
+    CuPy takes them), which xentc computes without a float32 copy of the whole; elsewhere
+    bfloat16 is copied to float32 first."""
     if not isinstance(value, torch.Tensor):
         return value
     t = value.detach().resolve_conj().resolve_neg()
     if t.dtype == torch.bfloat16:
-        bf = _cupy_bfloat16() if t.device.type == "cuda" else None
+        bf = _cupy_bfloat16() if t.device.type == "cuda" else _numpy_bfloat16()
         if bf is not None:
-            import cupy
-
             # through int16, which every DLPack exchange knows, then viewed as bfloat16
-            return cupy.from_dlpack(t.view(torch.int16)).view(bf)
+            if t.device.type == "cuda":
+                import cupy
+
+                return cupy.from_dlpack(t.view(torch.int16)).view(bf)
+            if t.device.type == "cpu":
+                return np.from_dlpack(t.view(torch.int16)).view(bf)
         t = t.float()
     if t.device.type == "cuda":
         import cupy
@@ -77,7 +91,7 @@ def _to_tensor(a: Any, device: torch.device) -> torch.Tensor:
         a = np.asarray(a)
     if isinstance(a, np.ndarray) and not a.flags.writeable:
         a = a.copy()
-    if getattr(a, "dtype", None) is not None and a.dtype.name == "bfloat16":   # a CuPy bfloat16 result
+    if getattr(a, "dtype", None) is not None and a.dtype.name == "bfloat16":   # a bfloat16 result
         return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16).to(device)
     return torch.from_dlpack(a).to(device)
 
