@@ -117,7 +117,7 @@ def test_unknown_command(capsys):
 
 
 @pytest.mark.parametrize("argv", [["bench", "--repeat", "0"], ["bench", "--threads", "-1"],
-                                  ["bench", "--dtype", "float16"], ["bench", "--no-such-option"],
+                                  ["bench", "--dtype", "int8"], ["bench", "--no-such-option"],
                                   ["verify", "--bogus"]])
 def test_bad_options(argv, capsys):
     assert main(argv) == 2
