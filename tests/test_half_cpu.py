@@ -165,6 +165,8 @@ def test_out_buffers_in_chunks(small_chunks, dtype):
     for got, want, buf in zip(res, ref, bufs):
         assert got is buf
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    with pytest.raises(ValueError, match=f"^out: the grad array has dtype float32, expected {dtype.name}"):
+        xentc.cross_entropy(y, x, from_logits=True, grad=True, out=(None, np.empty(x.shape, np.float32), None))
 
 
 MEMORY_SCRIPT = """

@@ -1445,24 +1445,16 @@ static inline float from_float16(uint16_t h) {
 
 static inline float from_bfloat16(uint16_t h) { return float_of(uint32_t(h) << 16); }
 
-static void store16_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*) {
+/* One conversion loop for both directions: TO_F16 / TO_BF16 turn a From into a To. */
+template <typename From, typename To, To (*TO_F16)(From), To (*TO_BF16)(From)>
+static void convert16_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*) {
     const Convert16Args* a = (const Convert16Args*)vargs;
-    const float* __restrict src = (const float*)a->src;
-    uint16_t* __restrict dst = (uint16_t*)a->dst;
+    const From* __restrict src = (const From*)a->src;
+    To* __restrict dst = (To*)a->dst;
     if (a->bfloat)
-        for (int64_t i = i0; i < i1; ++i) dst[i] = to_bfloat16(src[i]);
+        for (int64_t i = i0; i < i1; ++i) dst[i] = TO_BF16(src[i]);
     else
-        for (int64_t i = i0; i < i1; ++i) dst[i] = to_float16(src[i]);
-}
-
-static void load16_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*) {
-    const Convert16Args* a = (const Convert16Args*)vargs;
-    const uint16_t* __restrict src = (const uint16_t*)a->src;
-    float* __restrict dst = (float*)a->dst;
-    if (a->bfloat)
-        for (int64_t i = i0; i < i1; ++i) dst[i] = from_bfloat16(src[i]);
-    else
-        for (int64_t i = i0; i < i1; ++i) dst[i] = from_float16(src[i]);
+        for (int64_t i = i0; i < i1; ++i) dst[i] = TO_F16(src[i]);
 }
 
 /* Non-template entry points for Cython. */
@@ -1473,6 +1465,8 @@ static const block_fn binary_block_f = binary_block<float>;
 static const block_fn binary_block_d = binary_block<double>;
 static const block_fn softmax_block_f = softmax_block<float>;
 static const block_fn softmax_block_d = softmax_block<double>;
+static const block_fn store16_block = convert16_block<float, uint16_t, to_float16, to_bfloat16>;
+static const block_fn load16_block = convert16_block<uint16_t, float, from_float16, from_bfloat16>;
 
 }  // namespace xent
 
