@@ -390,8 +390,8 @@ def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, los
 
 def _buffer(xp, buf, shape: tuple, dtype):
     """An output array for a kernel: the caller's buffer viewed with the kernel's shape when it has
-    the compute dtype, else a new array (16-bit results are computed in float32, then stored);
-    on the CPU its memory may be recycled from a freed result (xentc._memory)."""
+    the dtype the kernels write, else a new array (_finish then stores it into the caller's); on
+    the CPU its memory may be recycled from a freed result (xentc._memory)."""
     if buf is not None and buf.dtype == dtype:
         return buf.reshape(shape)
     if xp is np:
@@ -756,14 +756,12 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
                              f"nor {sample_shape} (integer labels)")
         if ignore_index is not None:
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
-        labels, ysoft = None, None
-        if sdt != cdt and yt.dtype != sdt:   # soft labels of another dtype are never rounded to 16 bits:
-            if getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
-                ysoft = _as_compute(yt, cdt, xp).reshape(outer, C, inner)   # beside 16-bit y_pred
-            else:
-                sdt = cdt   # all in float32
-        if ysoft is None:
-            ysoft = _as_compute(yt, sdt, xp).reshape(outer, C, inner)
+        labels, ydt = None, sdt
+        if sdt != cdt and yt.dtype != sdt:   # soft labels of another dtype are never rounded to 16 bits
+            ydt = cdt
+            if not getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
+                sdt = cdt   # these kernels take soft labels only in y_pred's dtype: all in float32
+        ysoft = _as_compute(yt, ydt, xp).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
     cw = _small_weights("class_weight", class_weight, C, xp)
     if cw is not None and cw.ndim == 0:

@@ -395,24 +395,22 @@ class _Module:
         self.storage_seconds: Dict[str, float] = {}   # 16-bit storage types built: compile seconds
 
     def _set_onchip_attributes(self, names, cap: int, pipe_cap: int) -> None:
-        """The on-chip kernels' shared memory: `cap` bytes for the one-row-a-block ones (and a
-        preference for shared memory over L1), `pipe_cap` for the pipelined ones (0: leave)."""
+        """The on-chip kernels' shared memory: with `cap`, a preference for shared memory over L1
+        for all of them and `cap` bytes (past the default 48 KiB) for the one-row-a-block ones;
+        with `pipe_cap`, that many bytes for the pipelined ones (0: leave as they are)."""
         for n in names:
-            if cap and n.startswith("xent_onchip") and not n.startswith("xent_onchip_pipe"):
-                if cap > 48 * 1024:
+            if not n.startswith("xent_onchip"):
+                continue
+            pipe = n.startswith("xent_onchip_pipe")
+            if cap:
+                if cap > 48 * 1024 and not pipe:
                     _set_attribute(self.funcs[n], 8, cap)
                 try:
                     _set_attribute(self.funcs[n], 9, 100)   # prefer shared memory over L1
                 except Exception:  # noqa: BLE001 - a hint only
                     pass
-            if n.startswith("xent_onchip_pipe"):
-                if cap:
-                    try:
-                        _set_attribute(self.funcs[n], 9, 100)
-                    except Exception:  # noqa: BLE001 - a hint only
-                        pass
-                if pipe_cap:
-                    _set_attribute(self.funcs[n], 8, pipe_cap)
+            if pipe_cap and pipe:
+                _set_attribute(self.funcs[n], 8, pipe_cap)
 
     def build_storage(self, store: str) -> None:
         """Compile the kernels of a 16-bit storage type (the first float16 or bfloat16 call on this
