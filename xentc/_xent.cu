@@ -134,15 +134,13 @@ struct xhalf {
 #endif
 };
 /* bfloat16 storage (ml_dtypes.bfloat16 arrays, PyTorch's bfloat16): the upper half of a float.
- * Loading is exact (a shift); storing rounds to nearest, ties to even, as ml_dtypes and PyTorch
- * do, and keeps a NaN a (quiet) NaN of the same sign. Plain integer operations: any architecture. */
+ * Loading is exact (a shift); storing rounds as bfloat16_bits of _xent_math.h (to nearest even,
+ * NaN kept), the CPU's rounding too. Plain integer operations: any architecture. */
 struct xbf16 {
     unsigned short u;
     __device__ __forceinline__ operator float() const { return __uint_as_float(unsigned(u) << 16); }
     __device__ __forceinline__ xbf16& operator=(float f) {
-        const unsigned b = __float_as_uint(f);
-        u = (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40u)
-                                            : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+        u = bfloat16_bits(__float_as_uint(f));   /* _xent_math.h */
         return *this;
     }
 };

@@ -93,6 +93,13 @@ XENT_HD double x_exp_nonpos(double x) { return vexp_nonpos(x); }
 XENT_HD float  x_recip_1to2(float d)  { return 1.0f / d; }
 XENT_HD double x_recip_1to2(double d) { return 1.0 / d; }
 #endif
+/* bfloat16 from the bits b of a float: the upper half, the lower half rounded to nearest, ties
+ * to even (as ml_dtypes and PyTorch round); a NaN stays a quiet NaN of the same sign. Integer
+ * operations only, for the CPU's 16-bit stores and the CUDA kernels' bfloat16 storage alike. */
+XENT_HD unsigned short bfloat16_bits(unsigned b) {
+    return (b & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((b >> 16) | 0x40u)
+                                           : (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
 XENT_HD float  x_pow(float x, float y)   { return powf(x, y); }
 XENT_HD double x_pow(double x, double y) { return pow(x, y); }
 XENT_HD float  x_abs(float x)   { return fabsf(x); }

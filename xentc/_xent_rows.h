@@ -1426,12 +1426,8 @@ static inline uint16_t to_float16(float f) {
     return uint16_t(sign | mag);
 }
 
-/* bfloat16: the upper half of the float, the lower half rounded to even; NaN stays a quiet NaN. */
-static inline uint16_t to_bfloat16(float f) {
-    const uint32_t b = bits_of(f);
-    const uint32_t r = (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
-    return uint16_t((b & 0x7fffffffu) > 0x7f800000u ? ((b >> 16) | 0x40u) : r);
-}
+/* bfloat16: bfloat16_bits of _xent_math.h, shared with the CUDA kernels' bfloat16 storage. */
+static inline uint16_t to_bfloat16(float f) { return bfloat16_bits(bits_of(f)); }
 
 /* float16 -> float32, exact: exponent rebiased (inf and NaN keep their mantissa, as NumPy's),
  * subnormals m 2^-24 by one exact multiplication. */
