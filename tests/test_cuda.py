@@ -341,6 +341,54 @@ def test_every_kernel_sizes(C, dtype, kernel):
     compare("cross_entropy", y0, p, {}, reduction="none", grad=True, hess=True, rtol=rt)
 
 
+def _label_dtype_pairs():
+    """(y_pred dtype, soft labels' dtype, the labels' dtype in the kernel) for soft labels of
+    another dtype than y_pred: float32 labels beside 16-bit y_pred and 16-bit labels beside float32
+    are read as they are; other mixes go through float32 labels."""
+    half = [(np.float16, "f16")] + ([(BF16, "bf16")] if BF16 is not None else [])
+    for h, hid in half:
+        yield pytest.param(h, np.float32, np.float32, id=f"{hid}-f32")
+        yield pytest.param(np.float32, h, h, id=f"f32-{hid}")
+        yield pytest.param(h, np.float64, np.float32, id=f"{hid}-f64")
+    if BF16 is not None:
+        yield pytest.param(np.float16, BF16, np.float32, id="f16-bf16")
+
+
+@pytest.mark.parametrize("kernel", ["thread", "tile", "warp", "block"])
+@pytest.mark.parametrize("pred_dtype,label_dtype,read_as", list(_label_dtype_pairs()))
+def test_soft_labels_of_another_dtype(pred_dtype, label_dtype, read_as, kernel):
+    """Soft labels keep their values (never rounded to 16 bits) and, where the kernels read their
+    dtype, cost no copy: the loss agrees with the CPU's to float32 precision, a call with the labels
+    first converted to `read_as` gives the same bits, and no device buffer of y_pred's size is made
+    beyond the gradient."""
+    rng = np.random.default_rng(_seed("mixed-labels", np.dtype(pred_dtype).name, np.dtype(label_dtype).name))
+    N, C = 150, 24
+    x = rng.normal(0, 2, (N, C)).astype(pred_dtype)
+    raw = rng.dirichlet(np.full(C, 0.5), N)   # not exact in 16 bits: a rounding would show in the loss
+    y = raw.astype(label_dtype)
+    assert _force(kernel, C, pred_dtype)
+    xg, yg = cupy.asarray(x), cupy.asarray(y)
+    for name, kw in (("cross_entropy", {"label_smoothing": 0.1}), ("focal_loss", {"gamma": 1.5})):
+        for from_logits in (True, False):
+            xx = x if from_logits else rng.dirichlet(np.ones(C), N).astype(pred_dtype)
+            xxg = cupy.asarray(xx)
+            cpu = getattr(xentc, name)(y, xx, from_logits=from_logits, grad=True, reduction="sum", **kw)
+            with _Allocations() as hook:
+                gpu = getattr(xentc, name)(yg, xxg, from_logits=from_logits, grad=True, reduction="sum", **kw)
+            assert _used_kernel()["kernel"] == kernel
+            assert_close(gpu.loss, cpu.loss, 1e-5, "loss")
+            assert_close(gpu.grad, cpu.grad, RTOL[np.dtype(pred_dtype)], "grad")
+            assert gpu.grad.dtype == xx.dtype
+            big = [s for s in hook.sizes if s >= xx.nbytes // 2]
+            if np.dtype(label_dtype) == np.dtype(read_as):
+                assert big == [xx.nbytes], hook.sizes   # the gradient only
+            conv = getattr(xentc, name)(cupy.asarray(y.astype(read_as)), xxg, from_logits=from_logits, grad=True,
+                                        reduction="sum", **kw)
+            np.testing.assert_array_equal(host(gpu.loss), host(conv.loss))
+            np.testing.assert_array_equal(host(gpu.grad).view(np.uint16 if xx.itemsize == 2 else np.uint32),
+                                          host(conv.grad).view(np.uint16 if xx.itemsize == 2 else np.uint32))
+
+
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_onchip_unaligned_views(dtype):
     """Rows whose start is not 16-byte aligned, and row strides larger than C."""
@@ -1126,6 +1174,12 @@ def test_16bit_kernels_built_on_first_use(store):
     assert list(mod.info()["storage_compile_seconds"]) == [store]
     with pytest.raises(KeyError):
         mod.funcs[f"xent_softmax_block<float, {store}, 3>"]   # no such instance: no second build
+    # the kernels for soft labels stored otherwise than y_pred: a part of their own, on first use
+    mixed = _cuda.name_expressions(mod.cluster, store + "/labels")
+    assert mixed and not set(mixed) & set(dict(mod.funcs))
+    mod.funcs[_cuda._generic_name("warp", False, "", store)]
+    assert set(mixed) <= set(dict(mod.funcs))
+    assert list(mod.info()["storage_compile_seconds"]) == [store, store + "/labels"]
     if mod.onchip_cap > 48 * 1024:   # the 16-bit on-chip kernels got the same shared-memory settings
         name = _cuda._onchip_name(False, 1, 8, False, store)
         assert mod.funcs[name].max_dynamic_shared_size_bytes == mod.onchip_cap

@@ -120,7 +120,8 @@ def main() -> int:
                     help="print registers, stack frame and spill bytes of every kernel instance")
     ap.add_argument("--part", default="all",
                     help="the kernel instances to build, as _cuda.name_expressions takes them: all (default), "
-                         "base (a device's first call), xentk::xhalf or xentk::xbf16 (a 16-bit dtype's first call)")
+                         "base (a device's first call), xentk::xhalf or xentk::xbf16 (a 16-bit dtype's first call), "
+                         "either with /labels (the first call with soft labels stored otherwise than y_pred)")
     args = ap.parse_args()
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))

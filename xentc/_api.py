@@ -175,6 +175,24 @@ def _storage_dtype(backend, pred, cdt) -> np.dtype:
     return cdt
 
 
+def _soft_label_dtypes(backend, ydt, sdt, cdt):
+    """(soft labels' dtype, y_pred's dtype) as the backend's kernels read them, for soft labels of
+    dtype ydt beside y_pred stored in sdt (computed in cdt). Soft labels are never rounded to 16
+    bits. Beside 16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the
+    compute dtype where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the
+    compute dtype. 16-bit labels beside float32 y_pred stay 16-bit where the backend reads them so
+    (SOFT_LABELS_16BIT), else they are converted to float32."""
+    if sdt != cdt:
+        if ydt == sdt:
+            return sdt, sdt
+        if getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
+            return cdt, sdt
+        return cdt, cdt
+    if _is_half(ydt) and cdt == np.float32 and getattr(backend, "SOFT_LABELS_16BIT", False):
+        return _result_dtype(ydt, cdt), sdt
+    return cdt, sdt
+
+
 def _misaligned(a) -> bool:
     """A CuPy array whose first element is not at a multiple of its element size (a view of a byte
     buffer at an odd offset, say): GPU loads of such elements fault and spoil the CUDA context, so
@@ -756,11 +774,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
                              f"nor {sample_shape} (integer labels)")
         if ignore_index is not None:
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
-        labels, ydt = None, sdt
-        if sdt != cdt and yt.dtype != sdt:   # soft labels of another dtype are never rounded to 16 bits
-            ydt = cdt
-            if not getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
-                sdt = cdt   # these kernels take soft labels only in y_pred's dtype: all in float32
+        labels = None
+        ydt, sdt = _soft_label_dtypes(backend, yt.dtype, sdt, cdt)
         ysoft = _as_compute(yt, ydt, xp).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
     cw = _small_weights("class_weight", class_weight, C, xp)

@@ -45,6 +45,10 @@ LABELS_CHECKED_IN_KERNEL = True
 # Hessians as they are, computing in float32 (the xhalf / xbf16 storage types of _xent.cu), so
 # _api converts nothing
 HALF_STORAGE = True
+# The generic categorical kernels read soft labels in a storage type of their own (SL of _xent.cu):
+# float32 labels beside 16-bit y_pred, and 16-bit labels beside float32 y_pred, as they are
+SOFT_LABELS_IN_COMPUTE_DTYPE = True
+SOFT_LABELS_16BIT = True
 # The storage-type template argument of the kernels for 16-bit float arrays, by dtype name
 # (bfloat16: ml_dtypes.bfloat16, which CuPy 14 takes)
 _STORAGE = {"float16": "xentk::xhalf", "bfloat16": "xentk::xbf16"}
@@ -154,37 +158,66 @@ def _small_name(double_: bool, cmax: int, store: str = "") -> str:
     return f"xent_softmax_small<{_tname(double_)}, {cmax}{_sname(store)}>"
 
 
-def _generic_name(kind: str, double_: bool, store: str = "") -> str:
-    return f"xent_softmax_{kind}<{_tname(double_)}{_sname(store)}>"
+def _generic_name(kind: str, double_: bool, store: str = "", label_store: Optional[str] = None) -> str:
+    """label_store: the soft labels' storage type where it is not y_pred's ("float" or a value of
+    _STORAGE)."""
+    t = _tname(double_)
+    if label_store is None or label_store == (store or t):
+        return f"xent_softmax_{kind}<{t}{_sname(store)}>"
+    return f"xent_softmax_{kind}<{t}, {store or t}, {label_store}>"
 
 
 def _small_smem(C: int, itemsize: int) -> int:
     return _SMALL_ROWS * (C | 1) * itemsize
 
 
+_GENERIC_KINDS = ("thread", "tile", "warp", "block")
+_LABELS_PART = "/labels"   # suffix of a storage type's part of mixed soft-label kernels
+
+
+def _parts() -> tuple:
+    """The sets of kernel instances built together: "base", each 16-bit storage type, and for each
+    of those the generic kernels whose soft labels are stored otherwise than y_pred."""
+    return ("base",) + tuple(_STORAGE.values()) + tuple(st + _LABELS_PART for st in _STORAGE.values())
+
+
 def name_expressions(cluster: bool, part: str = "all") -> list:
-    """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90): part "base"
-    (float and double, built on a device's first use), a storage type of _STORAGE (the kernels for
-    float16 or bfloat16 arrays, built on the first call that needs them, so that other calls do not
-    wait for them) or "all"."""
-    if part not in ("base", "all") and part not in _STORAGE.values():
+    """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90), by part:
+    "base" (float and double, built on a device's first use); a storage type of _STORAGE (the
+    kernels for float16 or bfloat16 arrays, built on the first call that needs them, so that other
+    calls do not wait for them); that type + "/labels" (the generic kernels for float32 soft
+    labels beside such y_pred and such soft labels beside float32 y_pred, built on the first call
+    that needs one); or "all"."""
+    if part != "all" and part not in _parts():
         raise ValueError(f"name_expressions: unknown part {part!r}")
-    out = [] if part in _STORAGE.values() else ["xent_finalize", "xent_probe"]
-    base = [(False, ""), (True, "")]
-    kinds = {"base": base, "all": base + [(False, st) for st in _STORAGE.values()]}.get(part, [(False, part)])
+    if part == "all":
+        return [n for p in _parts() for n in name_expressions(cluster, p)]
+    if part.endswith(_LABELS_PART):
+        h = part[:-len(_LABELS_PART)]
+        return [_generic_name(k, False, s, ls) for s, ls in ((h, "float"), ("", h)) for k in _GENERIC_KINDS]
+    out = ["xent_finalize", "xent_probe"] if part == "base" else []
+    kinds = [(False, ""), (True, "")] if part == "base" else [(False, part)]
     for d, h in kinds:   # (double, storage type)
         if not h:
             out.append(f"xent_weight<{_tname(d)}>")
         for hy in ((False, True) if h else (False,)):
             out += [_binary_name(d, lg, ce, h, hy) for lg in (False, True) for ce in (False, True)]
             out += [_binary_vec_name(d, w, h, hy) for w in (False, True)]
-        out += [_generic_name(k, d, h) for k in ("thread", "tile", "warp", "block")]
+        out += [_generic_name(k, d, h) for k in _GENERIC_KINDS]
         out += [_onchip_name(d, 1, v, pipe, h) for v in (1, _vec(d, h)) for pipe in (False, True)]
         out += [_small_name(d, cm, h) for cm in _SMALL_CMAX[d]]
         if cluster:
             out += [_onchip_name(d, K, v, pipe, h) for K in _CLUSTER_SIZES for v in (1, _vec(d, h))
                     for pipe in (False, True)]
     return out
+
+
+def _part_of(name: str) -> Optional[str]:
+    """The lazily built part (not "base") that holds kernel instance `name`, or None."""
+    for part in _parts()[1:]:
+        if name in name_expressions(True, part):
+            return part
+    return None
 
 
 def nvcc_check_source(cluster: bool = True) -> str:
@@ -305,18 +338,19 @@ def _set_attribute(f, attr: int, value: int) -> None:
 
 
 class _Funcs(dict):
-    """A module's kernels by name expression; asking for a kernel of a 16-bit storage type before
-    any was built compiles all of that type (the first float16 or bfloat16 call on the device)."""
+    """A module's kernels by name expression; asking for a kernel of a lazily built part (see
+    name_expressions) before it was built compiles that part (the first float16 or bfloat16 call on
+    the device, say)."""
 
     def __init__(self, module: "_Module", funcs: dict):
         super().__init__(funcs)
         self._module = module
 
     def __missing__(self, name: str):
-        store = next((st for st in _STORAGE.values() if st in name), None)
-        if store is None or store in self._module.storage_seconds:
+        part = _part_of(name)
+        if part is None or part in self._module.storage_seconds:
             raise KeyError(name)
-        self._module.build_storage(store)
+        self._module.build_storage(part)
         return dict.__getitem__(self, name)
 
 
@@ -392,7 +426,7 @@ class _Module:
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"[pipelined onchip attributes] {type(exc).__name__}: {exc}")
         self.compile_seconds = time.perf_counter() - t0
-        self.storage_seconds: Dict[str, float] = {}   # 16-bit storage types built: compile seconds
+        self.storage_seconds: Dict[str, float] = {}   # lazily built parts (16-bit kernels): compile seconds
 
     def _set_onchip_attributes(self, names, cap: int, pipe_cap: int) -> None:
         """The on-chip kernels' shared memory: with `cap`, a preference for shared memory over L1
@@ -413,8 +447,9 @@ class _Module:
                 _set_attribute(self.funcs[n], 8, pipe_cap)
 
     def build_storage(self, store: str) -> None:
-        """Compile the kernels of a 16-bit storage type (the first float16 or bfloat16 call on this
-        device), the same way the others were built, with the same shared-memory settings."""
+        """Compile a lazily built part of the kernels (`store`: a 16-bit storage type, for the first
+        float16 or bfloat16 call on this device, or its "/labels" part), the same way the others
+        were built, with the same shared-memory settings."""
         with _lock:
             if store in self.storage_seconds:
                 return
@@ -822,7 +857,9 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     st = x.dtype if _storage(x) else dt   # y_pred, soft labels, grad and hess
     _check("y_pred", x, st, dev_id, ndim=3)
     _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
-    _check("y_true", ysoft, st, dev_id, ndim=3)
+    if ysoft is not None:   # soft labels: y_pred's dtype, the compute dtype, or 16-bit beside float32
+        lst = ysoft.dtype if ysoft.dtype == st or (_storage(ysoft) and st == np.float32) else dt
+        _check("y_true", ysoft, lst, dev_id, ndim=3)
     if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
         raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
@@ -850,7 +887,8 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_generic_name(kind, double_, _storage(x))]
+    label_store = None if ysoft is None else (_storage(ysoft) or _tname(double_))
+    f = mod.funcs[_generic_name(kind, double_, _storage(x), label_store)]
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)
     _launch_blocks(f, nblocks, threads, (

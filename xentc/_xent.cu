@@ -22,10 +22,12 @@
  *                          label range / sample-weight checks, 2048 samples per block.
  *   xent_binary<T,L,CE>    binary CE / focal, elementwise, 2048 elements per block, any strides
  *                          (L: from logits; CE: gamma = 0).
- *   Each kernel but xent_weight and xent_finalize also takes a last template argument S, the
+ *   Each kernel but xent_weight and xent_finalize also takes a template argument S, the
  *   storage type of y_pred, soft labels, gradient and Hessian (xhalf / xbf16: float16 / bfloat16
- *   arrays as they are, computed in float), and the binary ones SY, that of the labels; both
- *   default to T.
+ *   arrays as they are, computed in float); the binary ones take SY after it, that of the labels,
+ *   and the generic categorical ones (thread, tile, warp, block) SL, that of the soft labels
+ *   (float32 labels beside 16-bit logits, or 16-bit labels beside float32 logits, are read as they
+ *   are). S and SY default to T, SL to S.
  *   xent_binary_vec<T,SW>  fast path of binary CE from logits (gamma = 0, pos_weight absent or
  *                          one value) on contiguous, 16-byte aligned arrays: 16-byte loads and
  *                          stores, rounds * 4096 floats / 2048 doubles per block (SW: with
@@ -383,8 +385,8 @@ __device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, doubl
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
  * S = sum_j c_j; at j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
  * Integer labels: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y. */
-template <typename T, typename St, class Team>   /* St: the storage type (S elsewhere; S is a sum here) */
-__device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* xr, xi64 sc, xi64 y, const St* ys,
+template <typename T, typename St, typename SL, class Team>   /* St: the storage type (S elsewhere; S is a sum here) */
+__device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* xr, xi64 sc, xi64 y, const SL* ys,
                                        xi64 syc, St* gr, St* hr, xi64 so, T wi, T m, xi64 jm, double s_rest,
                                        T L) {
     const xi64 C = a.C;
@@ -437,9 +439,9 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* 
     return fin.loss;
 }
 
-template <typename T, typename S, class Team>
+template <typename T, typename S, typename SL, class Team>
 __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64 r, const S* xr, xi64 sc, xi64 y,
-                                             const S* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
+                                             const SL* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
     const xi64 C = a.C;
     const xi64 ln = tm.lane(), ns = tm.size();
     const T g = a.gamma;
@@ -509,9 +511,9 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     return mul0(wi, T(sums.loss));
 }
 
-template <typename T, typename S, class Team>
+template <typename T, typename S, typename SL, class Team>
 __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 r, const S* xr, xi64 sc, xi64 y,
-                                            const S* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
+                                            const SL* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
     const xi64 C = a.C;
     const xi64 ln = tm.lane(), ns = tm.size();
     const T g = a.gamma;
@@ -542,9 +544,9 @@ __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 
 }
 
 /* One row: ignore_index, then logits or probabilities (softmax_block of _xent_rows.h). */
-template <typename T, typename S, class Team>
+template <typename T, typename S, typename SL, class Team>
 __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, const S* xr, xi64 sc, bool has_labels,
-                                         xi64 y, const S* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
+                                         xi64 y, const SL* ys, xi64 syc, S* gr, S* hr, xi64 so, T wi, xu64& err) {
     if (has_labels && a.has_ignore && y == a.ignore_index) {
         for (xi64 j = tm.lane(); j < a.C; j += tm.size()) {
             if (gr) gr[j * so] = T(0);
@@ -570,7 +572,7 @@ __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, 
  * ========================================================================================== */
 #define XENT_SOFTMAX_PARAMS                                                                       \
     const S* __restrict__ x, xi64 sx_o, xi64 sx_c, xi64 sx_i, xi64 C, xi64 inner, xi64 rows,      \
-    const xi64* __restrict__ labels, const S* __restrict__ ysoft, xi64 sy_o, xi64 sy_c, xi64 sy_i, \
+    const xi64* __restrict__ labels, const SL* __restrict__ ysoft, xi64 sy_o, xi64 sy_c, xi64 sy_i, \
     const T* __restrict__ sw, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,        \
     double eps, double gamma, double dscale, int from_logits,                                     \
     T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,                              \
@@ -802,7 +804,7 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
 }
 
 /* One thread per row, rows (o, k) with k fastest: any strides. */
-template <typename T, typename S = T>
+template <typename T, typename S = T, typename SL = S>
 __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 128;
@@ -815,7 +817,7 @@ __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) 
     if (r < rows) {
         const xi64 o = r / inner, k = r - o * inner;
         const S* xr = x + o * sx_o + k * sx_i;
-        const S* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const S*)0;
+        const SL* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const SL*)0;
         S* gr = grad ? grad + o * C * inner + k : (S*)0;
         S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
@@ -832,7 +834,7 @@ __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) 
  * stride 1 and row stride C): the block's rows go through shared memory, so global memory is
  * read and written in coalesced runs. Dynamic shared memory: ntiles * 128 * C elements of T (16-bit
  * rows are converted as they are staged). */
-template <typename T, typename S = T>
+template <typename T, typename S = T, typename SL = S>
 __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 128;
@@ -876,7 +878,7 @@ __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
 }
 
 /* One warp per row, 8 rows per block: any strides. */
-template <typename T, typename S = T>
+template <typename T, typename S = T, typename SL = S>
 __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 256, NW = NT / 32;
@@ -890,7 +892,7 @@ __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
     if (r < rows) {   /* uniform per warp */
         const xi64 o = r / inner, k = r - o * inner;
         const S* xr = x + o * sx_o + k * sx_i;
-        const S* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const S*)0;
+        const SL* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const SL*)0;
         S* gr = grad ? grad + o * C * inner + k : (S*)0;
         S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
@@ -906,7 +908,7 @@ __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
 }
 
 /* One block per row: any strides, any C. */
-template <typename T, typename S = T>
+template <typename T, typename S = T, typename SL = S>
 __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
     using namespace xentk;
     constexpr int NT = 256;
@@ -920,7 +922,7 @@ __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
     {   /* r < rows always: one block per row */
         const xi64 o = r / inner, k = r - o * inner;
         const S* xr = x + o * sx_o + k * sx_i;
-        const S* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const S*)0;
+        const SL* ys = ysoft ? ysoft + o * sy_o + k * sy_i : (const SL*)0;
         S* gr = grad ? grad + o * C * inner + k : (S*)0;
         S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
