@@ -167,6 +167,13 @@ def _generic_name(kind: str, double_: bool, store: str = "", label_store: Option
     return f"xent_softmax_{kind}<{t}, {store or t}, {label_store}>"
 
 
+def _onchip_stage(chunk: int, vec: int, itemsize: int) -> int:
+    """Elements of shared memory an on-chip block holds a slice of `chunk` classes in (a stage of
+    the pipelined kernels): 16-bit slices taken an element at a time are copied as 4-byte words, at
+    their offset within a word, so they take two more, an even number (onchip_stage of _xent.cu)."""
+    return (chunk + 2) & ~1 if itemsize == 2 and vec == 1 else chunk
+
+
 def _small_smem(C: int, itemsize: int) -> int:
     return _SMALL_ROWS * (C | 1) * itemsize
 
@@ -746,7 +753,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
             for K in sizes:
                 chunk = -(-C // K)
                 chunk = -(-chunk // v) * v
-                if chunk <= cap:
+                if _onchip_stage(chunk, v, isz) <= cap:
                     onchip = (K, v, chunk, pipe)
                     break
             if onchip is not None:
@@ -802,13 +809,13 @@ def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, 
         # persistent: a block (cluster) per K multiprocessors takes rows from a counter, zeroed here
         cupy.cuda.runtime.memsetAsync(int(sc.counter), 0, 8, cupy.cuda.get_current_stream().ptr)
         clusters = max(1, min(rows, mod.sm_count // K))
-        f((clusters * K,), (_PIPE_THREADS,), head + (np.int64(rows), sc.counter), shared_mem=2 * chunk * x.itemsize)
+        f((clusters * K,), (_PIPE_THREADS,), head + (np.int64(rows), sc.counter), shared_mem=2 * _onchip_stage(chunk, v, x.itemsize) * x.itemsize)
         return sc
     max_rows = _MAX_GRID // K
     off = 0
     while off < rows:
         nr = min(max_rows, rows - off)
-        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=chunk * x.itemsize)
+        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=_onchip_stage(chunk, v, x.itemsize) * x.itemsize)
         off += nr
     return sc
 

@@ -998,24 +998,20 @@ template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]
 #endif
 template <class P>
 __device__ __forceinline__ void copy_to_shared(P* dst, const P* src) {
-    if constexpr (sizeof(P) < 4) {   /* a lone 16-bit float (rows not 4-byte aligned): cp.async needs 4, 8, 16 */
-        *dst = *src;
-    } else {
+    static_assert(sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16, "cp.async copies 4, 8 or 16 bytes");
 #if XENT_CP_ASYNC
-        static_assert(sizeof(P) == 4 || sizeof(P) == 8 || sizeof(P) == 16, "cp.async copies 4, 8 or 16 bytes");
-        unsigned d;
-        asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
-        if constexpr (sizeof(P) == 16)   /* cg: past L1, the data is read once */
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-        else
-            asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(int(sizeof(P)))
-                         : "memory");
+    unsigned d;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
+    if constexpr (sizeof(P) == 16)   /* cg: past L1, the data is read once */
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(int(sizeof(P)))
+                     : "memory");
 #elif defined(XENT_EMU)
-        ::emu::cp_async(dst, src, sizeof(P));
+    ::emu::cp_async(dst, src, sizeof(P));
 #else
-        *dst = *src;
+    *dst = *src;
 #endif
-    }
 }
 __device__ __forceinline__ void copy_to_shared_wait() {
 #if XENT_CP_ASYNC
@@ -1164,11 +1160,44 @@ __device__ __forceinline__ bool onchip_row_start(const OnchipParams<T, S>& p, xi
     return true;
 }
 
-/* The copies of the block's slice of a row into buf, not waited for. */
+/* 16-bit slices taken an element at a time (VEC = 1: rows not 16-byte aligned, an odd C, say)
+ * are copied as 4-byte words, which cp.async takes, with a lone element at either end where the
+ * slice starts or ends inside a word. In shared memory the slice then sits at the same place
+ * within a word as in global memory: one element into its stage where it starts two bytes into a
+ * word (onchip_shift), so a stage holds chunk + 2 elements, an even number (onchip_stage, in
+ * Packs; _cuda.py sizes the shared memory alike). */
+template <typename S, int VEC> struct OnchipWords {
+    static constexpr bool value = sizeof(S) == 2 && VEC == 1;
+};
+template <typename S, int VEC> __device__ __forceinline__ int onchip_stage(int chunk) {
+    return OnchipWords<S, VEC>::value ? ((chunk + 2) & ~1) : chunk / VEC;
+}
+template <typename T, typename S, int VEC>
+__device__ __forceinline__ int onchip_shift(const OnchipParams<T, S>& p, xi64 row, int rank) {
+    if constexpr (OnchipWords<S, VEC>::value)
+        return int((reinterpret_cast<xu64>(p.x + row * p.sx_o + xi64(rank) * p.chunk) >> 1) & 1);
+    return 0;
+}
+
+/* The copies of the block's slice of a row into buf (shifted by onchip_shift), not waited for. */
 template <typename T, typename S, int VEC, int NT>
 __device__ __forceinline__ void onchip_issue(const OnchipParams<T, S>& p, xi64 row, int rank, Pack<S, VEC>* buf) {
     const OnchipSlice<T, S, VEC> sl(p, row, rank);
-    for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + q, sl.xs + q);
+    if constexpr (OnchipWords<S, VEC>::value) {
+        const S* src = reinterpret_cast<const S*>(sl.xs);
+        S* dst = reinterpret_cast<S*>(buf);
+        const int n = sl.nv, head = onchip_shift<T, S, VEC>(p, row, rank);
+        const int nw = n > head ? (n - head) >> 1 : 0;
+        const unsigned* ws = reinterpret_cast<const unsigned*>(src + head);
+        unsigned* wd = reinterpret_cast<unsigned*>(dst + head);
+        for (int q = threadIdx.x; q < nw; q += NT) copy_to_shared(wd + q, ws + q);
+        if (n > 0 && threadIdx.x == NT - 1) {   /* the lone ends: plain copies */
+            if (head) dst[0] = src[0];
+            if ((n - head) & 1) dst[n - 1] = src[n - 1];
+        }
+    } else {
+        for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + q, sl.xs + q);
+    }
 }
 
 /* A row (label y in [0, C)) from its slice in buf, filled and visible to every thread. */
@@ -1369,7 +1398,7 @@ template <typename T, typename S, int K, int VEC>
 __device__ __forceinline__ void onchip_one_row(const OnchipParams<T, S>& p, xi64 row, int rank) {
     XENT_DYN_SHARED(dyn);
     XENT_SHARED(OnchipScratch<OC_NT>, sc);
-    Pack<S, VEC>* buf = reinterpret_cast<Pack<S, VEC>*>(dyn);
+    Pack<S, VEC>* buf = reinterpret_cast<Pack<S, VEC>*>(dyn) + onchip_shift<T, S, VEC>(p, row, rank);
     const xi64 y = p.labels[row];
     if (!onchip_row_start<T, S, VEC, OC_NT>(p, row, rank, y)) return;
     onchip_issue<T, S, VEC, OC_NT>(p, row, rank, buf);   /* every copy of the slice in flight at once */
@@ -1409,13 +1438,13 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
     XENT_DYN_SHARED(dyn);
     XENT_SHARED(OnchipScratch<PIPE_NT>, sc);
     P* const buf0 = reinterpret_cast<P*>(dyn);
-    P* const buf1 = buf0 + p.chunk / VEC;
+    P* const buf1 = buf0 + onchip_stage<S, VEC>(p.chunk);
     int parity = 0, cur = 0;
     xi64 row = onchip_take_row<K, PIPE_NT>(counter, sc, rank, parity);
     parity ^= 1;
     xi64 y = row < rows ? p.labels[row] : 0;
     bool live = row < rows && onchip_row_start<T, S, VEC, PIPE_NT>(p, row, rank, y);
-    if (live) onchip_issue<T, S, VEC, PIPE_NT>(p, row, rank, buf0);
+    if (live) onchip_issue<T, S, VEC, PIPE_NT>(p, row, rank, buf0 + onchip_shift<T, S, VEC>(p, row, rank));
     copy_to_shared_commit();
     while (row < rows) {
         const xi64 next = onchip_take_row<K, PIPE_NT>(counter, sc, rank, parity);
@@ -1423,11 +1452,14 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
         const xi64 ny = next < rows ? p.labels[next] : 0;
         const bool nlive = next < rows && onchip_row_start<T, S, VEC, PIPE_NT>(p, next, rank, ny);
         /* the other buffer was last read by the previous row, which every thread has finished */
-        if (nlive) onchip_issue<T, S, VEC, PIPE_NT>(p, next, rank, cur ? buf0 : buf1);
+        if (nlive)
+            onchip_issue<T, S, VEC, PIPE_NT>(p, next, rank, (cur ? buf0 : buf1) + onchip_shift<T, S, VEC>(p, next, rank));
         copy_to_shared_commit();
         copy_to_shared_wait_prior();   /* this row's copies (all but the newest group) */
         __syncthreads();
-        if (live) onchip_row_body<T, S, K, VEC, PIPE_NT>(p, row, rank, y, cur ? buf1 : buf0, sc);
+        if (live)
+            onchip_row_body<T, S, K, VEC, PIPE_NT>(p, row, rank, y, (cur ? buf1 : buf0) + onchip_shift<T, S, VEC>(p, row, rank),
+                                                   sc);
         __syncthreads();
         row = next;
         y = ny;
