@@ -3,6 +3,8 @@ files included), help and usage errors, the source-tree handover for ``python -m
 repository root, the ``xentc`` script, and the README examples."""
 
 import doctest
+import errno
+import hashlib
 import importlib.util
 import os
 import pathlib
@@ -273,6 +275,101 @@ def test_score_none_writes_per_sample_losses(tmp_path, capsys, fmt, loss):
     direct = SCORE_FN[loss][0](labels, pred, from_logits=True, reduction="none")
     assert got.dtype == direct.dtype == np.float32 and got.shape == direct.shape
     np.testing.assert_array_equal(got, direct)  # elementwise: chunking changes nothing
+
+
+def _digests(folder):
+    """Every file in ``folder`` (by name) and a hash of its bytes."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+@pytest.mark.parametrize("how", ["pred", "labels", "symlink", "hardlink", "npz"])
+def test_score_out_refuses_an_input_file(tmp_path, how):
+    """--out naming an input (by any name) is refused before anything is written: writing it used to
+    truncate the memory-mapped input under the reader (SIGBUS) and destroy it. A child process, so
+    that a regression fails this test instead of killing the test run."""
+    labels, pred = _score_inputs("ce", True, np.float32)
+    argv = _save(tmp_path, "npz" if how == "npz" else "npy", pred, labels)
+    out, role = {"pred": (argv[0], "PRED"), "labels": (argv[1], "LABELS"), "npz": (argv[0], "PRED"),
+                 "symlink": (str(tmp_path / "link.npy"), "PRED"),
+                 "hardlink": (str(tmp_path / "hard.npy"), "PRED")}[how]
+    if how == "symlink":
+        try:
+            os.symlink(argv[0], out)
+        except (OSError, NotImplementedError):
+            pytest.skip("no symbolic links here")
+    elif how == "hardlink":
+        os.link(argv[0], out)
+    before = _digests(tmp_path)
+    proc = _run(["-m", "xentc", "score", *argv, "--loss", "ce", "--from-logits", "--reduction", "none",
+                 "--out", out, "--chunk-rows", "64"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m xentc score: error: --out: "), proc.stderr
+    assert f"is the same file as {role}" in lines[0]
+    assert _digests(tmp_path) == before  # the inputs' bytes unchanged, nothing new beside them
+
+
+def test_score_out_is_left_alone_when_scoring_fails(tmp_path, capsys, monkeypatch):
+    """A failure part way (a bad label in a late chunk, a full disk) leaves an existing --out as it
+    was, creates none where there was none, and leaves no temporary file behind."""
+    labels, pred = _score_inputs("ce", True, np.float32)
+    labels[950] = 6
+    argv = _save(tmp_path, "npy", pred, labels)
+    out = tmp_path / "losses.npy"
+    np.save(out, np.arange(5.0))
+    before = _digests(tmp_path)
+    cmd = argv + ["--loss", "ce", "--from-logits", "--reduction", "none", "--out", str(out), "--chunk-rows", "64"]
+    _bad(capsys, cmd, "LABELS: label 6 at index 950 is outside [0, 6)")
+    assert _digests(tmp_path) == before
+    np.testing.assert_array_equal(np.load(out), np.arange(5.0))
+    new = tmp_path / "new.npy"
+    _bad(capsys, cmd[:-3] + [str(new), "--chunk-rows", "64"], "LABELS: label 6 at index 950")
+    assert _digests(tmp_path) == before  # no new.npy, no temporary
+    labels[950] = 0
+    np.save(argv[1], labels)
+    before = _digests(tmp_path)
+    if hasattr(os, "posix_fallocate"):
+        def full(fd, offset, size):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(os, "posix_fallocate", full)
+        _bad(capsys, cmd, "--out: cannot write", "losses.npy", "No space left on device")
+        assert _digests(tmp_path) == before
+        monkeypatch.undo()
+    # directories and devices are refused before anything is read
+    _bad(capsys, cmd[:-3] + [str(tmp_path), "--chunk-rows", "64"], "--out:", "is a directory")
+    if os.path.exists(os.devnull) and os.name != "nt":
+        _bad(capsys, cmd[:-3] + [os.devnull, "--chunk-rows", "64"], "--out:", "not a regular file")
+    assert _digests(tmp_path) == before
+
+
+def test_score_none_replaces_an_existing_out(tmp_path, capsys):
+    """A successful run replaces --out whole (through a symbolic link to it, the link is kept), as
+    the same .npy file np.save writes, with the file's permissions kept and no temporary left."""
+    labels, pred = _score_inputs("ce", True, np.float32)
+    argv = _save(tmp_path, "npy", pred, labels)
+    out = tmp_path / "losses.npy"
+    np.save(out, np.arange(10_000.0))  # larger than the result: nothing of it may remain
+    os.chmod(out, 0o640)
+    rc, stdout, err = _score(argv + ["--loss", "ce", "--from-logits", "--reduction", "none", "--out", str(out),
+                                     "--chunk-rows", "100"], capsys)
+    assert (rc, stdout) == (0, ""), err
+    direct = xentc.cross_entropy(labels, pred, from_logits=True, reduction="none")
+    np.save(tmp_path / "direct.npy", direct)
+    assert out.read_bytes() == (tmp_path / "direct.npy").read_bytes()
+    if os.name != "nt":
+        assert out.stat().st_mode & 0o777 == 0o640
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["direct.npy", "labels.npy", "losses.npy", "pred.npy"]
+    try:
+        os.symlink(out, tmp_path / "link.npy")
+    except (OSError, NotImplementedError):
+        return
+    np.save(out, np.arange(3.0))
+    rc, stdout, err = _score(argv + ["--loss", "ce", "--from-logits", "--reduction", "none",
+                                     "--out", str(tmp_path / "link.npy")], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "link.npy").is_symlink()
+    np.testing.assert_array_equal(np.load(out), direct)
 
 
 def test_score_multidimensional_and_empty(tmp_path, capsys):

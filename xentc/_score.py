@@ -9,10 +9,12 @@ the whole array would give it, up to the rounding of each chunk sum in the compu
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import sys
+import tempfile
 import time
 import zipfile
 import zlib
@@ -248,6 +250,10 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
         raise ScoreError(f"--gamma and --alpha: only for the focal losses (focal, binary-focal), not {loss}")
     if reduction == "none" and out is None:
         raise ScoreError("--out: required with --reduction none (the per-sample losses go to a .npy file)")
+    if reduction == "none":
+        assert out is not None
+        # before anything is opened: writing onto an input would destroy it (and, memory-mapped, crash)
+        _check_output_path(out, {"PRED": pred_path, "LABELS": labels_path})
     kwargs: Dict[str, Any] = {"from_logits": from_logits, "label_smoothing": label_smoothing,
                               "n_threads": n_threads, "reduction": "none" if reduction == "none" else "sum"}
     if focal:
@@ -269,6 +275,9 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
         sums = []
         writer: Optional[np.memmap] = None
         bar = Progress(n, progress, progress_stream)
+        # --reduction none writes to a temporary file beside --out, moved onto it only once complete,
+        # so a failure part way leaves an existing --out as it was
+        tmp = _make_temporary(out) if reduction == "none" else None
         try:
             # an empty file still makes one (empty) call: it gives --out its dtype
             for start, stop in list(iter_rows(n, chunk_rows)) or [(0, 0)]:
@@ -282,17 +291,27 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
                                      "try a smaller --chunk-rows") from None
                 if reduction == "none":
                     if writer is None:
-                        writer = _open_output(out, (n,) + value.shape[1:], value.dtype)
+                        assert tmp is not None
+                        writer = _open_output(out, tmp[1], (n,) + value.shape[1:], value.dtype)
                     writer[start:stop] = value
                 else:
                     sums.append(float(value))
                 bar.update(stop)
+            if tmp is not None:
+                assert writer is not None
+                try:
+                    writer.flush()
+                except OSError as exc:
+                    raise ScoreError(f"--out: cannot write {out!r} ({_os_reason(exc)})") from None
+                writer = None  # unmaps the temporary (a mapped file cannot be renamed on Windows)
+                _replace_output(out, tmp)
+                tmp = None
+                return None
         finally:
             bar.close()
-        if writer is not None:
-            writer.flush()
-            del writer
-            return None
+            writer = None
+            if tmp is not None:
+                _remove_quietly(tmp[1])
         total = math.fsum(sums)
         if reduction == "sum":
             return total
@@ -303,12 +322,92 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
         labels.close()
 
 
-def _open_output(path: Optional[str], shape: Tuple[int, ...], dtype: np.dtype) -> np.memmap:
-    assert path is not None
+def _check_output_path(out: str, inputs: Dict[str, str]) -> None:
+    """Refuse an ``--out`` that is one of the input files (by any name: a symbolic or hard link
+    included), a directory or not a regular file, before any file is opened."""
+    out_exists = os.path.exists(out)
+    for role, path in inputs.items():
+        if out_exists and os.path.exists(path):
+            try:
+                same = os.path.samefile(out, path)
+            except OSError:
+                same = os.path.realpath(out) == os.path.realpath(path)
+        else:
+            same = os.path.realpath(out) == os.path.realpath(path)
+        if same:
+            raise ScoreError(f"--out: {out!r} is the same file as {role} ({path!r}); writing it would destroy "
+                             "the input: choose another output file")
+    if os.path.isdir(out):
+        raise ScoreError(f"--out: {out!r} is a directory, expected a .npy file name")
+    if out_exists and not os.path.isfile(out):
+        raise ScoreError(f"--out: {out!r} is not a regular file")
+
+
+def _make_temporary(out: Optional[str]) -> Tuple[str, str]:
+    """(the file --out names, through any symbolic links; a new empty temporary file beside it)."""
+    assert out is not None
+    target = os.path.realpath(out)
+    folder, name = os.path.split(target)
+    stem, ext = os.path.splitext(name)
     try:
-        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        fd, tmp = tempfile.mkstemp(suffix=ext, prefix=f".{stem}.", dir=folder)
     except OSError as exc:
-        raise ScoreError(f"--out: cannot write {path!r} ({_reason(exc)})") from None
+        raise ScoreError(f"--out: cannot write {out!r} ({_os_reason(exc)})") from None
+    os.close(fd)
+    return target, tmp
+
+
+def _open_output(out: Optional[str], tmp: str, shape: Tuple[int, ...], dtype: np.dtype) -> np.memmap:
+    try:
+        writer = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        _reserve(tmp)
+        return writer
+    except OSError as exc:
+        raise ScoreError(f"--out: cannot write {out!r} ({_os_reason(exc)})") from None
+
+
+def _replace_output(out: Optional[str], tmp: Tuple[str, str]) -> None:
+    """Move the finished temporary onto the target, with the permissions the target had (or those a
+    new file gets under the umask; mkstemp makes it readable by the owner only)."""
+    target, path = tmp
+    try:
+        try:
+            mode = os.stat(target).st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0o022)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(path, mode)
+        os.replace(path, target)
+    except OSError as exc:
+        raise ScoreError(f"--out: cannot write {out!r} ({_os_reason(exc)})") from None
+
+
+def _reserve(path: str) -> None:
+    """Allocate the disk blocks of the (sparse) file open_memmap made: a full disk is then an
+    OSError here instead of a SIGBUS while the mapping is written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise
+            # EOPNOTSUPP, EINVAL, ...: a file system without it; write the mapping as before
+
+
+def _os_reason(exc: OSError) -> str:
+    """Why writing --out failed, without the name of the temporary file, which the user never gave."""
+    return f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else _reason(exc)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def iter_rows(n: int, chunk_rows: int) -> Iterator[Tuple[int, int]]:
