@@ -115,6 +115,106 @@ def test_errors():
         xd.cross_entropy(np.array([0, 1, 3, 0, 0, 0]), x, from_logits=True).compute(scheduler="sync")
 
 
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_mean_derivatives_scaled_in_the_kernel(name, dtype):
+    """A mean's derivatives come out of the kernel scaled by the whole array's denominator, as in
+    memory: the same bits (weights in quarters, so every chunk's denominator and their sum are
+    exact), also where a chunk's summed derivatives would overflow the dtype."""
+    y, x, sw, opts, chunks = case(name, dtype, seed=10 + FUNCS.index(name))
+    # tiny probabilities: a Hessian near 1/p^2 summed over a chunk overflows, its mean does not
+    lo = {np.dtype(np.float16): -12.0, np.dtype(np.float32): -45.0, np.dtype(np.float64): -300.0}[np.dtype(dtype)]
+    x = x.copy()
+    x.reshape(-1)[::5] = dtype(lo)
+    for kw in ({}, {"sample_weight": sw}):
+        expected = getattr(xentc, name)(y, x, from_logits=True, grad=True, hess=True, **kw, **opts)
+        r = getattr(xd, name)(y, da.from_array(x, chunks=chunks), from_logits=True, grad=True, hess=True, **kw,
+                              **opts)
+        assert r.grad.dtype == x.dtype and r.hess.dtype == x.dtype
+        loss, grad, hess = dask.compute(r.loss, r.grad, r.hess, scheduler="sync")
+        assert_ulp(loss, expected.loss)
+        np.testing.assert_array_equal(grad, expected.grad)
+        np.testing.assert_array_equal(hess, expected.hess)
+
+
+def test_overflowing_chunk_sums():
+    """float16: a gradient of -1e5 per element is not in float16, its mean is (found by an audit:
+    chunk sums then a scale gave -inf); float32: a Hessian of 1e40 per element."""
+    N = 1000
+    p16 = np.full(N, 1e-5, np.float16)
+    want = xentc.binary_cross_entropy(np.ones(N, np.float16), p16, grad=True).grad
+    got = xd.binary_cross_entropy(np.ones(N, np.float16), da.from_array(p16, chunks=300), grad=True).grad
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), want)
+    assert np.isfinite(want).all()
+    p32 = np.full(N, 1e-20, np.float32)
+    want = xentc.binary_cross_entropy(np.ones(N, np.float32), p32, hess=True).hess
+    got = xd.binary_cross_entropy(np.ones(N, np.float32), da.from_array(p32, chunks=300), hess=True).hess
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), want)
+    assert np.isfinite(want).all()
+
+
+def test_bfloat16_dtype():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    z = np.linspace(-3, 3, 8).astype(ml_dtypes.bfloat16)
+    r = xd.binary_cross_entropy(np.ones(8, np.float32), da.from_array(z, chunks=3), from_logits=True, grad=True)
+    assert r.grad.dtype == z.dtype
+    got = r.grad.compute(scheduler="sync")
+    assert got.dtype == z.dtype
+    want = xentc.binary_cross_entropy(np.ones(8, np.float32), z, from_logits=True, grad=True).grad
+    np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def _message(call):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    return type(info.value), str(info.value)
+
+
+def test_error_indices_count_in_the_whole_argument():
+    """The flat index of a bad value as the in-memory call reports it, whatever the chunk (one bad
+    value a case: where chunks hold several, the one reported is that of the first chunk to fail)."""
+    rng = np.random.default_rng(3)
+    x2 = rng.normal(size=(10, 3))
+    lab = np.zeros(10, int)
+    lab[7] = 9
+    lab4 = np.zeros((4, 5), int)
+    lab4[2, 3] = 5
+    x4 = rng.normal(size=(4, 5, 3))
+    yb = np.zeros((6, 4))
+    yb[4, 1] = 1.5
+    sw = np.ones(10)
+    sw[8] = -1.0
+    xp = np.full((10, 3), 0.5)
+    xp[9, 2] = 1.5
+    cases = [
+        (xentc.cross_entropy, xd.cross_entropy, (lab, x2), {"from_logits": True}, {"chunks": 3}),
+        (xentc.cross_entropy, xd.cross_entropy, (lab4, x4), {"from_logits": True}, {"chunks": (3, 2, 3)}),
+        (xentc.focal_loss, xd.focal_loss, (lab4.T.copy(), x4.transpose(2, 1, 0).copy()),
+         {"from_logits": True, "axis": 0}, {"chunks": (3, 2, 3)}),
+        (xentc.binary_cross_entropy, xd.binary_cross_entropy, (yb, np.zeros((6, 4))), {}, {"chunks": (4, 3)}),
+        (xentc.cross_entropy, xd.cross_entropy, (np.zeros(10, int), x2), {"sample_weight": sw, "from_logits": True},
+         {"chunks": 3}),
+        (xentc.cross_entropy, xd.cross_entropy, (np.zeros(10, int), xp), {}, {"chunks": (4, 3)}),
+    ]
+    for mem, lazy, (y, x), kw, ch in cases:
+        want = _message(lambda: mem(y, x, grad=True, **kw))
+        for red in ("mean", "sum", "none"):
+            got = _message(lambda: dask.compute(lazy(y, da.from_array(x, **ch), grad=True, reduction=red, **kw),
+                                                scheduler="sync"))
+            assert got == want, (red, got, want)
+
+
+def test_argument_errors_as_in_memory():
+    x = da.zeros((6, 3), chunks=2)
+    with pytest.raises(TypeError, match="axis: expected an int"):
+        xd.cross_entropy(np.zeros(6, dtype=int), x, axis=1.0)
+    with pytest.raises(TypeError, match="y_true: class labels of shape"):
+        xd.cross_entropy(np.zeros(6), x)
+    unknown = x[x[:, 0] >= 0]   # a boolean mask: chunk sizes unknown until computed
+    with pytest.raises(ValueError, match="y_pred: its chunk sizes are unknown"):
+        xd.cross_entropy(np.zeros(6, dtype=int), unknown)
+
+
 def load_example():
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "dask_memmap.py"
     if not path.exists():
