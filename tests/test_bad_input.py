@@ -652,3 +652,64 @@ def test_errors_leave_no_state_behind():
     again = xentc.cross_entropy(y, x, grad=True)
     np.testing.assert_array_equal(good.loss, again.loss)
     np.testing.assert_array_equal(good.grad, again.grad)
+
+
+# --------------------------------------------------------------------------------------
+# values past what the kernels' types hold (found by an audit: OverflowError, wrapped labels,
+# weights that overflow the compute dtype)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", FUNCS)
+def test_n_threads_too_large(name):
+    y, x = _valid(name)
+    check_raises(ValueError, "n_threads", call(name, y, x, n_threads=2**31))
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("ii", [2**63, -2**63 - 1, 2**70])
+def test_ignore_index_outside_int64(name, ii):
+    y, x = _valid(name)
+    check_raises(ValueError, "ignore_index", call(name, y, x, ignore_index=ii), value=ii)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_uint64_labels_past_int64(name):
+    """2**64 - 1 must not wrap to -1 (which ignore_index=-1 would then skip in silence)."""
+    _, x = _valid(name)
+    y = np.zeros(6, dtype=np.uint64)
+    y[4] = np.uint64(2**64 - 1)
+    for kw in ({}, {"ignore_index": -1}):
+        check_raises(ValueError, "y_true", call(name, y, x, **kw), value=2**64 - 1, index=4)
+    y[4] = np.uint64(2**63)
+    check_raises(ValueError, "y_true", call(name, y, x), value=2**63, index=4)
+
+
+def test_weights_that_overflow_float32():
+    """Checked in float64, finite there, but past float32's largest number: an error, not inf."""
+    y, x = _valid("binary_cross_entropy")
+    x32 = x.astype(np.float32)
+    check_raises(ValueError, "pos_weight", call("binary_cross_entropy", y, x32, pos_weight=1e39), value=1e39)
+    assert np.isfinite(xentc.binary_cross_entropy(y, x, pos_weight=1e39))   # float64: fine
+    yc, xc = _valid("cross_entropy")
+    for name in CATEGORICAL:
+        check_raises(ValueError, "class_weight",
+                     call(name, yc, xc.astype(np.float32), class_weight=[1.0, 1e39, 1.0]), value=1e39, index=1)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_empty_with_empty_pos_weight(dtype):
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    r = xentc.binary_cross_entropy(np.zeros((3, 0)), np.zeros((3, 0), dtype), pos_weight=np.zeros(0), grad=True)
+    assert float(r.loss) == 0.0 and r.grad.shape == (3, 0)
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_out_overlapping_the_callers_sample_weight(name):
+    """sample_weight is broadcast (a copy) before use: out= must still not overlap the caller's."""
+    y, x = _valid(name)
+    w = np.full(6, 2.0)
+    before = w.copy()
+    sw = w[:1]   # broadcast to every sample
+    check_raises(ValueError, "out", lambda: getattr(xentc, name)(y, x, sample_weight=sw, reduction="none",
+                                                                 out=(w, None, None)))
+    np.testing.assert_array_equal(w, before)

@@ -420,3 +420,39 @@ def test_integer_labels_equal_one_hot_labels(dtype, C, name, gamma):
         assert_array_equal(a.loss, b.loss)
         assert_array_equal(a.grad, b.grad)
         assert_array_equal(a.hess, b.hess)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("which", ["binary", "sample_weight", "class_weight"])
+@pytest.mark.parametrize("shift", ["tiny", "huge"])
+def test_mean_is_unchanged_by_a_power_of_two_in_the_weights(dtype, which, shift):
+    """The mean and its derivatives do not change when every weight is multiplied by the same power
+    of two, also where the weights' sum is so small or so large that 1/sum is no normal number of
+    the dtype (an audit found -inf gradients, NaN at zero weights and a silent 0.0 loss there).
+    Compared bit for bit with the same call on weights of moderate size."""
+    rng = np.random.default_rng(7)
+    fi = np.finfo(dtype)
+    # 2**e times weights in [1/4, 2]: the sum's inverse overflows (tiny) or underflows (huge) the dtype
+    e = {"tiny": fi.minexp - 3, "huge": fi.maxexp - 4}[shift]
+    w = rng.integers(0, 9, 12) / 4
+    x = rng.normal(0, 2, (12, 4)).astype(dtype)
+    if which == "binary":
+        y = (rng.random(12) < 0.5).astype(dtype)
+        call = lambda **kw: xentc.binary_cross_entropy(y, x[:, 0], from_logits=True, grad=True, hess=True, **kw)  # noqa: E731
+        big = dict(sample_weight=np.ldexp(w, e).astype(dtype))
+        ref = dict(sample_weight=w.astype(dtype))
+    else:
+        y = rng.integers(0, 3, 12)   # class 3 never a label
+        call = lambda **kw: xentc.cross_entropy(y, x, from_logits=True, grad=True, hess=True,  # noqa: E731
+                                                label_smoothing=0.1, **kw)
+        if which == "sample_weight":
+            big, ref = dict(sample_weight=np.ldexp(w, e).astype(dtype)), dict(sample_weight=w.astype(dtype))
+        else:
+            cw = np.array([0.25, 1.5, 2.0, 1.0])
+            big, ref = dict(class_weight=np.ldexp(cw, e)), dict(class_weight=cw)
+    with np.errstate(all="raise"):
+        got, want = call(**big), call(**ref)
+    assert np.isfinite(want.loss) and want.loss > 0
+    assert_array_equal(got.loss, want.loss)
+    assert_array_equal(got.grad, want.grad)
+    assert_array_equal(got.hess, want.hess)

@@ -83,8 +83,8 @@ def _check_n_threads(n_threads: Any) -> Optional[int]:
         return None
     if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads: expected None or a positive int, got {n_threads!r}")
-    if n_threads < 1:
-        raise ValueError(f"n_threads: expected None or a positive int, got {n_threads!r}")
+    if not 1 <= n_threads <= 2**31 - 1:
+        raise ValueError(f"n_threads: expected None or a positive int below 2**31, got {n_threads!r}")
     return int(n_threads)
 
 
@@ -107,6 +107,8 @@ def _check_ignore_index(ignore_index: Any) -> Optional[int]:
         return None
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"ignore_index: expected None or an int, got {ignore_index!r}")
+    if not -2**63 <= ignore_index < 2**63:
+        raise ValueError(f"ignore_index: {ignore_index!r} is outside the range of int64, the labels' dtype")
     return int(ignore_index)
 
 
@@ -232,7 +234,7 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     if bad.any():
         i = int(np.argmax(bad))
         where = f" at index {i}" if arr.ndim else ""
-        raise ValueError(f"{name}: value {flat[i]!r}{where} must be {what}")
+        raise ValueError(f"{name}: value {float(flat[i])!r}{where} must be {what}")
     return arr
 
 
@@ -322,6 +324,12 @@ def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_f
 # The unrounded kernel sums of the current call go here when a caller asks for them (see
 # _call_with_sums); None otherwise.
 _SUMS_SINK: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("xentc_sums_sink", default=None)
+# The mean's denominator to scale the derivatives with, instead of the call's own (xentc.dask: that
+# of the whole array, for each chunk); None otherwise.
+_MEAN_DENOM: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar("xentc_mean_denom", default=None)
+# Set: a call checks its arguments, runs the weight pre-pass, reports (0.0, denominator) to the sums
+# sink and returns None, reading nothing of y_pred but its shape and dtype (xentc.dask).
+_DENOM_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("xentc_denom_only", default=False)
 
 
 def _mean_scale(denom: float) -> float:
@@ -332,6 +340,55 @@ def _mean_scale(denom: float) -> float:
 def _mean_value(total: float, denom: float) -> float:
     """The weighted mean loss from its two sums; 0.0 (not NaN) when nothing counts."""
     return total / denom if denom != 0 else 0.0
+
+
+def _mean_weight_exponent(denom: float, cdt) -> int:
+    """k such that weights times 2**-k sum to about 1, where their sum `denom` is so small or so
+    large that the kernels, which work in the compute dtype, would lose the mean's factor 1/denom
+    (no normal number of the dtype) or the weighted terms (below the normal range, or past the
+    largest number); 0 for sums in the wide range where neither happens. Scaling every weight by a
+    power of two leaves the mean and its derivatives as they are, and is exact for all but weights
+    that then fall below the dtype's normal range (whose share of the mean is below its precision)."""
+    if denom == 0:
+        return 0
+    if math.isinf(denom):   # float64 weights whose sum overflows: bring them down, then look again
+        return 64
+    fi = np.finfo(cdt)
+    lo, hi = math.ldexp(1.0, int(fi.minexp) + int(fi.nmant) + 8), math.ldexp(1.0, int(fi.maxexp) - 16)
+    return 0 if lo <= denom <= hi else math.frexp(denom)[1] - 1
+
+
+def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount):
+    """(denominator, weights, wexp) the kernels use for the mean: the call's own denominator, or
+    _MEAN_DENOM's; where its inverse is no normal number of the compute dtype, the weights (sample
+    weights, or class weights) divided by 2**wexp, where none then overflows, with the denominator
+    (recount(*weights): the weight pre-pass again, where it overflowed)."""
+    if reduction != "mean":
+        return denom, weights, 0
+    given = _MEAN_DENOM.get()
+    if given is not None:
+        denom = given
+    wexp = 0
+    for _ in range(4):
+        k = _mean_weight_exponent(denom, cdt)
+        if not k or not weights or (given is not None and math.isinf(denom)):
+            break
+        with np.errstate(over="ignore"):
+            new = tuple(xp.ldexp(w, -k) for w in weights)
+        if not all(bool(xp.isfinite(w).all()) for w in new):
+            break
+        weights, wexp = new, wexp + k
+        denom = math.ldexp(denom, -k) if math.isfinite(denom) else recount(*weights)
+    return denom, weights, wexp
+
+
+def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
+    """A weight checked in float64 must also be finite in the compute dtype it is used in."""
+    if w is not None and w.size and float(np.max(w)) > float(np.finfo(cdt).max):
+        i = int(np.argmax(w.reshape(-1)))
+        where = f" at index {i}" if w.ndim else ""
+        raise ValueError(f"{name}: value {float(w.reshape(-1)[i])!r}{where} overflows {np.dtype(cdt).name}, the "
+                         f"computation dtype of y_pred")
 
 
 def _call_with_sums(func, *args, **kwargs):
@@ -406,6 +463,12 @@ def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, los
     return _Out(*kept)
 
 
+def _caller_array(a: Any) -> Any:
+    """The caller's own array (NumPy or CuPy, not converted or broadcast), for the out= overlap
+    checks; None for anything else (a list or a scalar has no memory an out= array could share)."""
+    return a if isinstance(a, np.ndarray) or _is_cupy(a) else None
+
+
 def _buffer(xp, buf, shape: tuple, dtype):
     """An output array for a kernel: the caller's buffer viewed with the kernel's shape when it has
     the dtype the kernels write, else a new array (_finish then stores it into the caller's); on
@@ -426,12 +489,23 @@ def _device_scalar(xp, reduction: str, cdt, denom: float) -> dict:
     return {"scalar": (xp.empty((), dtype=cdt), reduction == "mean", float(denom))}
 
 
-def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_shape, grad_arr, hess_arr,
-            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool, bufs: _Out = _NO_OUT,
-            scalar: Optional[dict] = None):
+def _finish_denom(denom: float) -> None:
+    """A _DENOM_ONLY call's end: the denominator to the sums sink."""
     sink = _SUMS_SINK.get()
     if sink is not None:
-        sink.append((float(total), float(denom)))
+        sink.append((0.0, float(denom)))
+    return None
+
+
+def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_shape, grad_arr, hess_arr,
+            pred_shape, pred_dtype, cdt, want_grad: bool, want_hess: bool, bufs: _Out = _NO_OUT,
+            scalar: Optional[dict] = None, wexp: int = 0, own_denom: Optional[float] = None):
+    """The result as returned. wexp: the weights were divided by 2**wexp for the mean (total and
+    denom with them); own_denom: the call's own denominator, where denom is another (_MEAN_DENOM)."""
+    sink = _SUMS_SINK.get()
+    if sink is not None:
+        sink.append((math.ldexp(float(total), wexp),
+                     float(own_denom) if own_denom is not None else math.ldexp(float(denom), wexp)))
     if reduction == "none":
         loss = bufs.loss if bufs.loss is not None else loss_arr.reshape(sample_shape)
     elif scalar:
@@ -502,12 +576,20 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     sw = _sample_weight(sample_weight, shape, cdt, xp)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
                            cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
-                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw)))
+                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
+                                   ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     if sw is not None:
         denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads)
         if err:
             _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
+    _check_fits("pos_weight", w1, cdt)
+    if _DENOM_ONLY.get():
+        return _finish_denom(denom)
+    own = denom
+    denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if sw is None else (sw,),
+                                    lambda w: _weight_total(backend, None, w, None, 0, None, n, cdt, n_threads)[0])
+    sw = ws[0] if ws else sw
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
@@ -520,7 +602,7 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
     if err:
         _raise_binary(err, i, yt, pred, None)
     return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
-                   grad, hess, bufs, scalar)
+                   grad, hess, bufs, scalar, wexp, own)
 
 
 @overload
@@ -760,6 +842,11 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
         if yt.shape != sample_shape:
             raise ValueError(f"y_true: integer labels must have shape {sample_shape} (y_pred's shape without "
                              f"axis {ax}), got {yt.shape}")
+        if yt.dtype.kind == "u" and yt.dtype.itemsize == 8 and yt.size:   # past int64: no cast may wrap them
+            big = (yt > np.iinfo(np.int64).max).reshape(-1)
+            if bool(big.any()):
+                i = int(big.argmax())
+                raise ValueError(f"y_true: label {int(yt.reshape(-1)[i])} at index {i} is outside [0, {C})")
         labels = xp.ascontiguousarray(yt.astype(np.int64) if yt.dtype != np.int64 or not yt.dtype.isnative
                                       else yt).reshape(-1)
         if _misaligned(labels):
@@ -781,6 +868,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     cw = _small_weights("class_weight", class_weight, C, xp)
     if cw is not None and cw.ndim == 0:
         raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
+    _check_fits("class_weight", cw, cdt)
     cwa = None
     if cw is not None or alpha is not None:
         cwa = np.ones(C) if cw is None else cw
@@ -792,7 +880,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     sw = _sample_weight(sample_weight, sample_shape, cdt, xp)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
                            shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
-                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw)))
+                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
+                                   ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     if sw is not None or (labels is not None and not _labels_checked_in_kernel(backend, cwd, ignore_index,
                                                                                from_logits)):
@@ -800,6 +889,20 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
         if err:
             full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
             _raise_categorical(err, i, j, yt, pred, ax, full_sw)
+    if _DENOM_ONLY.get():
+        return _finish_denom(denom)
+    own = denom
+    # extreme weights: a power of two out of the sample weights, else out of the class weights (both
+    # sides of the mean have them)
+    if sw is not None:
+        denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (sw,), lambda w: _weight_total(
+            backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0])
+        sw = ws[0]
+    else:
+        denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if cwd is None else (cwd, cwa),
+                                        lambda w, _: _weight_total(backend, labels, None, w, C, ignore_index, n,
+                                                                   cdt, n_threads)[0])
+        cwd, cwa = ws if ws else (cwd, cwa)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
     grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), sdt) if grad else None
@@ -811,7 +914,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     if err:
         _raise_categorical(err, i, j, yt, pred, ax, None)
     return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
-                   cdt, grad, hess, bufs, scalar)
+                   cdt, grad, hess, bufs, scalar, wexp, own)
 
 
 def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index):

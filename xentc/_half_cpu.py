@@ -90,7 +90,7 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
         return _kernels.binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
                                n_threads)
     n = int(x.shape[0])
-    nw1 = 1 if w1 is None else int(w1.shape[0])
+    nw1 = 1 if w1 is None else max(1, int(w1.shape[0]))   # a zero-length w1 only comes with n = 0
     step = max(nw1, CHUNK_ELEMS // nw1 * nw1)   # a multiple of nw1: element i takes w1[i % nw1]
     m = min(n, step)
     xb, yb = _scratch((m,)), _scratch((m,), y.dtype != np.float32)
