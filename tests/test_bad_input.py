@@ -713,3 +713,31 @@ def test_out_overlapping_the_callers_sample_weight(name):
     check_raises(ValueError, "out", lambda: getattr(xentc, name)(y, x, sample_weight=sw, reduction="none",
                                                                  out=(w, None, None)))
     np.testing.assert_array_equal(w, before)
+
+
+@pytest.mark.parametrize("pred_dtype", [np.float32, np.float16])
+def test_values_checked_before_a_narrowing_cast(pred_dtype):
+    """float64 labels and weights beside float32 (or float16) y_pred are checked as given, as a
+    float64 y_pred would have them: a cast must not round an error away (1 + 1e-10 -> 1.0,
+    -1e-50 -> -0.0) or turn a finite weight into inf (1e300)."""
+    x = np.full((4, 3), 0.5)
+    for xd in (x, x.astype(pred_dtype)):
+        yb = np.zeros((4, 3))
+        yb[2, 1] = 1 + 1e-10
+        check_raises(ValueError, "y_true", call("binary_cross_entropy", yb, xd), value=1 + 1e-10, index=7)
+        yb[2, 1] = -1e-300
+        check_raises(ValueError, "y_true", call("binary_focal_loss", yb, xd), value=-1e-300, index=7)
+        ys = np.full((4, 3), 1 / 3)
+        ys[3, 2] = 1 + 1e-12
+        check_raises(ValueError, "y_true", call("cross_entropy", ys, xd), value=1 + 1e-12, index=11)
+        sw = np.ones(4)
+        sw[1] = -1e-50
+        check_raises(ValueError, "sample_weight", call("cross_entropy", np.zeros(4, int), xd, sample_weight=sw),
+                     value=-1e-50, index=1)
+    sw = np.ones(4)
+    sw[3] = 1e300
+    msg = check_raises(ValueError, "sample_weight",
+                       call("focal_loss", np.zeros(4, int), x.astype(pred_dtype), sample_weight=sw), value=1e300,
+                       index=3)
+    assert "overflows float32" in msg
+    assert np.isfinite(xentc.focal_loss(np.zeros(4, int), x, sample_weight=sw))   # float64: a valid weight

@@ -249,6 +249,7 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp):
     except ValueError:
         raise ValueError(
             f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
+    _check_narrowed("sample_weight", arr, dtype, xp)
     return xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1)
 
 
@@ -280,6 +281,30 @@ def _backend(xp, pred):
 def _value_at(a, idx) -> str:
     v = a[idx]
     return repr(float(v.item() if hasattr(v, "item") else v))
+
+
+def _check_narrowed(name: str, a, dtype, xp) -> None:
+    """Labels or weights about to be cast to a narrower float dtype (float64 labels beside float32
+    y_pred, say), checked on their own values where the cast could hide an error: 1 + 1e-10 rounds
+    to a valid 1.0 in float32, -1e-50 to -0.0, and 1e300 to inf. The kernels check the rest."""
+    if not (a.dtype.kind == "f" and a.dtype.itemsize > np.dtype(dtype).itemsize and a.size):
+        return
+    top = 1.0 if name == "y_true" else float(np.finfo(dtype).max)
+    bad = ~((a >= 0) & (a <= top))
+    if not bool(bad.any()):
+        return
+    i = int(bad.reshape(-1).argmax())
+    v = float(a[_index(i, a.shape)])
+    if math.isnan(v):
+        what = "NaN label" if name == "y_true" else "weight nan"
+        raise ValueError(f"{name}: {what} at index {i}" + ("" if name == "y_true" else " must be finite and "
+                                                                                        "non-negative"))
+    if name == "y_true":
+        raise ValueError(f"y_true: label {v!r} at index {i} is outside [0, 1]")
+    if math.isfinite(v) and v > 0:
+        raise ValueError(f"sample_weight: weight {v!r} at index {i} overflows {np.dtype(dtype).name}, the "
+                         f"computation dtype of y_pred")
+    raise ValueError(f"sample_weight: weight {v!r} at index {i} must be finite and non-negative")
 
 
 def _raise_binary(err: int, i: int, y_true, y_pred, sw_full) -> None:
@@ -570,7 +595,9 @@ def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_
         raise ValueError(f"y_true: shape {yt.shape} does not match y_pred's shape {pred.shape}")
     # labels: 16-bit beside 16-bit storage when that loses nothing (the same dtype, or integer and bool
     # labels, whose values stay outside [0, 1] where they were), else the compute dtype
-    y = _as_compute(yt, sdt if sdt != cdt and (yt.dtype == sdt or yt.dtype.kind in "biu") else cdt, xp)
+    ydt = sdt if sdt != cdt and (yt.dtype == sdt or yt.dtype.kind in "biu") else cdt
+    _check_narrowed("y_true", yt, ydt, xp)
+    y = _as_compute(yt, ydt, xp)
     shape = pred.shape
     n = math.prod(shape)
     sw = _sample_weight(sample_weight, shape, cdt, xp)
@@ -863,6 +890,7 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
             raise ValueError("ignore_index: only valid with integer labels, got soft labels")
         labels = None
         ydt, sdt = _soft_label_dtypes(backend, yt.dtype, sdt, cdt)
+        _check_narrowed("y_true", yt, ydt, xp)
         ysoft = _as_compute(yt, ydt, xp).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
     cw = _small_weights("class_weight", class_weight, C, xp)
