@@ -438,7 +438,7 @@ def test_axis_out_of_range(name, axis):
 
 
 @pytest.mark.parametrize("name", CATEGORICAL)
-@pytest.mark.parametrize("axis", [1.0, 1.5, "1", None, [1]])
+@pytest.mark.parametrize("axis", [1.0, 1.5, "1", None, [1], True, np.bool_(False)])
 def test_axis_wrong_type(name, axis):
     y, x = _valid(name)
     check_raises(TypeError, "axis", call(name, y, x, axis=axis))
@@ -513,6 +513,18 @@ def test_alpha_wrong_type(name):
     y, x = _valid(name)
     check_raises(TypeError, "alpha", call(name, y, x, alpha="0.5"))
     check_raises(TypeError, "alpha", call(name, y, x, alpha=0.5 + 0j))
+    for flag in (True, np.bool_(False)):   # both focal losses alike (focal_loss took True as 1.0)
+        check_raises(TypeError, "alpha", call(name, y, x, alpha=flag))
+
+
+@pytest.mark.parametrize("name", FOCAL)
+def test_zero_d_arrays_as_scalars(name):
+    """A 0-d array is a scalar for gamma, alpha and label_smoothing, in both focal losses alike
+    (binary_focal_loss refused them)."""
+    y, x = _valid(name)
+    f = getattr(xentc, name)
+    got = f(y, x, gamma=np.array(1.5), alpha=np.array(0.25), label_smoothing=np.array(0.1))
+    assert got == f(y, x, gamma=1.5, alpha=0.25, label_smoothing=0.1)
 
 
 # --------------------------------------------------------------------------------------

@@ -67,6 +67,9 @@ def _check_flag(name: str, value: Any) -> bool:
 
 
 def _check_real(name: str, value: Any) -> float:
+    """A real scalar: a Python or NumPy number, or a 0-d real array (not a bool)."""
+    if getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", "") in "fiu":
+        return float(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
     return float(value)
@@ -224,6 +227,8 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     """A scalar or 1-D weight vector (pos_weight, class_weight, alpha), checked on the host."""
     if w is None:
         return None
+    if isinstance(w, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a real number or a 1-D array, got bool {w!r}")
     arr = _to_host(_real_array(name, w, xp)).astype(np.float64)
     if arr.ndim > 1:
         raise ValueError(f"{name}: expected a scalar or a 1-D array, got shape {arr.shape}")
@@ -848,6 +853,8 @@ def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamm
     if pred.ndim == 0:
         raise ValueError("y_pred: expected an array with a class axis, got a 0-d array")
     try:
+        if isinstance(axis, (bool, np.bool_)):
+            raise TypeError
         ax = operator.index(axis)
     except TypeError:
         raise TypeError(f"axis: expected an int, got {axis!r}") from None
