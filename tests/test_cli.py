@@ -120,7 +120,7 @@ def test_unknown_command(capsys):
 
 @pytest.mark.parametrize("argv", [["bench", "--repeat", "0"], ["bench", "--threads", "-1"],
                                   ["bench", "--dtype", "int8"], ["bench", "--no-such-option"],
-                                  ["verify", "--bogus"]])
+                                  ["verify", "--bogus"], ["bench", "--case", "no such case"]])
 def test_bad_options(argv, capsys):
     assert main(argv) == 2
     assert "error:" in capsys.readouterr().err

@@ -124,6 +124,11 @@ def test_bad_arguments():
         Softmax().grad_hess(np.array([0, 3]), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="infinite"):
         BinaryCrossEntropy().init_score(np.zeros(4))
+    for Obj in (Softmax, MulticlassFocal):   # a label past num_class: an error, not K + 1 scores
+        with pytest.raises(ValueError, match=r"y_true: label 2 is outside \[0, 2\)"):
+            Obj().init_score(np.array([0, 1, 2]), num_class=2)
+        with pytest.raises(ValueError, match=r"y_true: label -1"):
+            Obj().init_score(np.array([0, -1, 1]), num_class=2)
 
 
 # ----------------------------------------------------------------------------------------

@@ -341,6 +341,9 @@ def main(argv=None) -> int:
     cases = QUICK_CASES if args.quick else CASES
     if args.case:
         cases = [c for c in cases if any(s.lower() in c[0].lower() for s in args.case)]
+        if not cases:
+            names = ", ".join(c[0] for c in (QUICK_CASES if args.quick else CASES))
+            ap.error(f"--case: no case name contains {' or '.join(map(repr, args.case))}; the cases: {names}")
     if args.dtype == "both":
         dtypes = [np.float32, np.float64]
     elif args.dtype == "bfloat16":

@@ -203,6 +203,9 @@ class _MulticlassMixin:
 
     def _start(self, y, w, num_class) -> np.ndarray:
         K = int(y.max()) + 1 if num_class is None else int(num_class)
+        if y.size and (int(y.max()) >= K or int(y.min()) < 0):
+            bad = int(y.max()) if int(y.max()) >= K else int(y.min())
+            raise ValueError(f"y_true: label {bad} is outside [0, {K}) (num_class={K})")
         counts = np.bincount(y, weights=w, minlength=K).astype(np.float64)
         with np.errstate(divide="ignore"):
             c = np.log(counts)
