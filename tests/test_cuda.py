@@ -341,6 +341,86 @@ def test_every_kernel_sizes(C, dtype, kernel):
     compare("cross_entropy", y0, p, {}, reduction="none", grad=True, hess=True, rtol=rt)
 
 
+@pytest.mark.parametrize("kernel", ["thread", "tile", "warp", "block", None])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_probabilities_elementwise(dtype, kernel):
+    """Every element of the gradient and Hessian, not only the large ones, close to an exact
+    (float64 / longdouble) reference: classes 20..70 below a maximum that is no round number,
+    where an uncorrected exp(-(m - x)) loses about (m - x)/2 ulp (an audit found 64 ulp in the
+    generic kernels); focal against the CPU, element by element (within the 16-ulp bar)."""
+    rng = np.random.default_rng(5)
+    N, C = 8, 100
+    x = rng.uniform(-70, -20, (N, C)).astype(dtype)
+    x[:, 0] = rng.uniform(3, 4, N).astype(dtype)
+    y = np.zeros(N, np.int64)
+    xl = x.astype(np.longdouble)
+    P = np.exp(xl - xl.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    rest = P[:, 1:].sum(1)   # 1 - P at the maximum (the label), without the cancellation
+    ref_g, ref_h = P.copy(), P * (1 - P)
+    ref_g[:, 0], ref_h[:, 0] = -rest, P[:, 0] * rest
+    ref_g, ref_h = ref_g.astype(np.float64), ref_h.astype(np.float64)
+    if kernel is not None:
+        assert _force(kernel, C, dtype)
+    else:
+        _cuda.config["log"] = []
+    gpu = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="sum", grad=True,
+                              hess=True)
+    if kernel in ("thread", "warp", "block"):   # (the tile kernel where its tiles fit)
+        assert _used_kernel()["kernel"] == kernel
+    spacing = np.spacing(np.abs(ref_g).astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(host(gpu.grad) - ref_g) / spacing) <= 4
+    spacing = np.spacing(np.abs(ref_h).astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(host(gpu.hess) - ref_h) / spacing) <= 4
+    cpu = xentc.focal_loss(y, x, gamma=2.0, from_logits=True, reduction="sum", grad=True, hess=True)
+    gpu = xentc.focal_loss(cupy.asarray(y), cupy.asarray(x), gamma=2.0, from_logits=True, reduction="sum",
+                           grad=True, hess=True)
+    for g, c in ((gpu.grad, cpu.grad), (gpu.hess, cpu.hess)):
+        c64 = np.asarray(c, np.float64)
+        assert np.max(np.abs(host(g) - c64) / np.spacing(np.abs(c).astype(dtype)).astype(np.float64)) <= 16
+
+
+def test_refused_onchip_launches_fall_back(monkeypatch):
+    """A device that refuses the pipelined on-chip kernels, then the cluster ones: each refusal
+    turns that family off (one warning each) and the same call goes on with the next choice (an
+    audit found a KeyError where the next choice was on-chip again)."""
+    dev = cupy.cuda.Device().id
+    mod = _cuda._Module(dev)   # a fresh module: the refusals change its state
+    monkeypatch.setitem(_cuda._modules, dev, mod)
+    if mod.pipe_cap == 0:
+        pytest.skip("no pipelined on-chip kernels on this device")
+
+    def refuse(name):
+        def launch(*args, **kwargs):
+            raise RuntimeError(f"CUDA_ERROR_INVALID_VALUE: invalid argument (test: {name} refused)")
+        return launch
+
+    def refuse_all(prefix):
+        for name in list(dict(mod.funcs)):
+            if name.startswith(prefix):
+                dict.__setitem__(mod.funcs, name, refuse(name))
+
+    rng = np.random.default_rng(11)
+    C = 20000
+    x = rng.normal(0, 2, (6, C)).astype(np.float32)
+    y = rng.integers(0, C, 6)
+    _cuda.config["log"] = []
+    compare("cross_entropy", y, x, {"from_logits": True}, reduction="mean", grad=True, hess=False, rtol=1e-6)
+    assert _used_kernel()["kernel"] == "onchip" and _used_kernel()["pipe"]
+    refuse_all("xent_onchip_pipe")
+    with pytest.warns(RuntimeWarning, match="refused"):
+        compare("cross_entropy", y, x, {"from_logits": True}, reduction="mean", grad=True, hess=False, rtol=1e-6)
+    used = _used_kernel()
+    assert used["kernel"] == "onchip" and not used["pipe"], used
+    assert mod.pipe_cap == 0
+    if used["K"] > 1:   # the row needed a cluster: refuse those too, then one block a row or generic kernels
+        refuse_all("xent_onchip_cl")
+        with pytest.warns(RuntimeWarning, match="refused"):
+            compare("cross_entropy", y, x, {"from_logits": True}, reduction="sum", grad=True, hess=True, rtol=1e-6)
+        assert not mod.cluster
+        assert _used_kernel()["kernel"] != "onchip" or _used_kernel()["K"] == 1
+
+
 def _label_dtype_pairs():
     """(y_pred dtype, soft labels' dtype, the labels' dtype in the kernel) for soft labels of
     another dtype than y_pred: float32 labels beside 16-bit y_pred and 16-bit labels beside float32

@@ -424,7 +424,7 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* 
         const T ds = wi * a.dscale;
         const T inv_s = fin.inv_s, ST = fin.ST, g_jm = fin.g_jm, h_jm = fin.h_jm;
         for (xi64 j = ln; j < C; j += ns) {
-            const T P = x_exp(-softmax_gap(T(xr[j * sc]), m)) * inv_s;
+            const T P = softmax_exp(T(xr[j * sc]), m) * inv_s;   /* the corrected exponential, as the CPU */
             if (want_g) {
                 T gj;
                 if (j == jm) gj = g_jm;
@@ -489,7 +489,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
         T c = class_coef(a, y, ys, syc, j);
         if (c == T(0) && !(want_g || want_h)) continue;
         T d = softmax_gap(T(xr[j * sc]), m);
-        SoftmaxElem<T> el = softmax_elem(d, x_exp(-d), j == jm, s, s_rest, L);
+        SoftmaxElem<T> el = softmax_elem(d, softmax_exp(T(xr[j * sc]), m), j == jm, s, s_rest, L);
         focal_row_add(sums, focal_softmax_elem(c, el, g, want_g, want_h), el, j == jm);
     }
     tm.sum4(sums.loss, sums.Tt, sums.T_rest, sums.U_rest);
@@ -500,7 +500,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
         for (xi64 j = ln; j < C; j += ns) {
             T c = class_coef(a, y, ys, syc, j);
             T d = softmax_gap(T(xr[j * sc]), m);
-            T e = x_exp(-d);
+            T e = softmax_exp(T(xr[j * sc]), m);
             SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
             FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
             const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, s_rest);
