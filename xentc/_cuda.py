@@ -876,12 +876,12 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     _check("hess", hess, st, dev_id, contiguous=True)
     mod = _module(dev_id)
     kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
-    if kind == "onchip":
+    while kind == "onchip":   # a refused launch turns that family off; the next choice may be on-chip again
         try:
             sc = _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps,
                                 dscale, loss, grad, hess, double_)
             return mod, sc, True
-        except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use the generic kernels
+        except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use other kernels
             if not _is_launch_config_error(exc):
                 raise
             mod.disable_onchip(extra[0], exc, pipe=extra[3])
