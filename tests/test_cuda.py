@@ -1204,6 +1204,12 @@ def test_results_on_the_arrays_device():
         y = cupy.asarray(np.array([0, 1, 2, 0, 1]))
         r = xentc.cross_entropy(y, x, from_logits=True, grad=True)
     assert r.loss.device.id == 1 and r.grad.device.id == 1
+    # called while another device is current: the results are still made on the arrays' device
+    with cupy.cuda.Device(0):
+        for f, yy in ((xentc.cross_entropy, y), (xentc.binary_cross_entropy, cupy.zeros((5, 3)))):
+            for reduction in ("mean", "none"):
+                r = f(yy, x, from_logits=True, grad=True, hess=True, reduction=reduction)
+                assert {a.device.id for a in r} == {1}, reduction
 
 
 def test_internal_array_checks():

@@ -7,6 +7,7 @@ argument. Choices the contract leaves open are recorded in docs/semantics.md.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import numbers
@@ -587,8 +588,19 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
 # --------------------------------------------------------------------------------------------
 # Binary losses
 # --------------------------------------------------------------------------------------------
-def _binary(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_smoothing, reduction,
-            grad, hess, n_threads, out=None):
+def _on_device(y_pred):
+    """The device context a call on CuPy arrays runs in: that of y_pred's data, so that its results
+    and scratch arrays are made there, whichever device is current (nothing for other input)."""
+    return y_pred.device if _is_cupy(y_pred) else contextlib.nullcontext()
+
+
+def _binary(y_true, y_pred, **kw):
+    with _on_device(y_pred):
+        return _binary_here(y_true, y_pred, **kw)
+
+
+def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_smoothing, reduction,
+                 grad, hess, n_threads, out=None):
     xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     cdt = _compute_dtype(pred)
@@ -846,8 +858,13 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
 # --------------------------------------------------------------------------------------------
 # Categorical losses
 # --------------------------------------------------------------------------------------------
-def _categorical(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamma, sample_weight,
-                 ignore_index, label_smoothing, reduction, grad, hess, n_threads, out=None):
+def _categorical(y_true, y_pred, **kw):
+    with _on_device(y_pred):
+        return _categorical_here(y_true, y_pred, **kw)
+
+
+def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamma, sample_weight,
+                      ignore_index, label_smoothing, reduction, grad, hess, n_threads, out=None):
     xp = _namespace(y_true=y_true, y_pred=y_pred, class_weight=class_weight, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     if pred.ndim == 0:
