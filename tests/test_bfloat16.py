@@ -79,3 +79,21 @@ def test_bfloat16_bad_input_names_the_value():
     with pytest.raises(ValueError, match=r"^y_true: label -0\.25 at index 2 is outside \[0, 1\]"):
         xentc.binary_cross_entropy(np.array([0.0, 1.0, -0.25]).astype(BF), np.full(3, 0.5).astype(BF))
 
+
+
+@pytest.mark.parametrize("name", FUNCS)
+@pytest.mark.parametrize("dt", ["float8_e4m3fn", "float8_e5m2", "float8_e4m3b11fnuz"])
+def test_other_ml_dtypes_floats_are_real_input(name, dt):
+    """ml_dtypes' 8-bit floats are real input, computed in float64 like other real dtypes (the
+    contract), whatever kind NumPy gives them (float8_e5m2 says 'f', the others 'V')."""
+    dtype = np.dtype(getattr(ml_dtypes, dt))
+    rng = np.random.default_rng(zlib.crc32(f"{name}{dt}".encode()))
+    y, x = _inputs(name, True, False, rng)
+    x8 = x.astype(np.float32).astype(dtype)
+    y8 = y.astype(np.float32).astype(dtype) if name.startswith("binary") else y
+    got = getattr(xentc, name)(y8, x8, from_logits=True, grad=True, reduction="none")
+    y64 = y8.astype(np.float64) if name.startswith("binary") else y8
+    want = getattr(xentc, name)(y64, x8.astype(np.float64), from_logits=True, grad=True, reduction="none")
+    for g, w in ((got.loss, want.loss), (got.grad, want.grad)):
+        assert g.dtype == np.float64
+        np.testing.assert_array_equal(g, w)

@@ -149,9 +149,15 @@ def _real_array(name: str, a: Any, xp) -> Any:
     kind = arr.dtype.kind
     if kind == "c":
         raise TypeError(f"{name}: complex input is not supported (dtype {arr.dtype})")
-    if kind not in "fiub" and not _is_bfloat16(arr.dtype):
+    if kind not in "fiub" and not _is_bfloat16(arr.dtype) and not _is_ml_float(arr.dtype):
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
     return arr
+
+
+def _is_ml_float(dt: np.dtype) -> bool:
+    """An ml_dtypes float other than bfloat16 (float8_e4m3fn and the like: kind 'V', though
+    float8_e5m2 says 'f'): real input, converted to float64 like other real dtypes."""
+    return dt.kind == "V" and getattr(dt.type, "__module__", "").startswith("ml_dtypes") and dt.name.startswith("float")
 
 
 def _is_bfloat16(dt: np.dtype) -> bool:
