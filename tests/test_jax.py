@@ -142,3 +142,25 @@ def test_errors():
         jax.jit(lambda g: xj.binary_focal_loss(y, z, gamma=g))(2.0)
     with pytest.raises(Exception, match="y_true: label 9"):
         xj.cross_entropy(cls.at[0].set(9), z, from_logits=True).block_until_ready()
+
+
+def test_argument_errors_at_the_call():
+    """Shape, dtype and option errors are the call's own ValueError / TypeError, also under jit and
+    vmap (checked while tracing), not an error from inside the kernel's callback."""
+    z, y, cls, _ = data("float32")
+    cases = [
+        (ValueError, "y_true: integer labels must have shape",
+         lambda: xj.cross_entropy(jnp.concatenate([cls, cls]), z, from_logits=True)),
+        (ValueError, "reduction:", lambda: xj.binary_cross_entropy(y, z, reduction="avg")),
+        (ValueError, "gamma:", lambda: xj.focal_loss(cls, z, gamma=-1.0)),
+        (ValueError, "label_smoothing:", lambda: xj.binary_focal_loss(y, z, label_smoothing=1.5)),
+        (ValueError, "class_weight: expected length", lambda: xj.cross_entropy(cls, z, class_weight=jnp.ones(2))),
+        (TypeError, "y_true: class labels", lambda: xj.cross_entropy(cls.astype(jnp.float32), z)),
+    ]
+    for exc, text, call in cases:
+        with pytest.raises(exc, match=text):
+            call()
+        with pytest.raises(exc, match=text):
+            jax.jit(lambda: call())()
+    with pytest.raises(ValueError, match="y_true: integer labels must have shape"):
+        jax.vmap(lambda c, x: xj.cross_entropy(c, x))(jnp.zeros((4, 3), int), jnp.zeros((4, 2, 5)))
