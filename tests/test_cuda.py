@@ -421,6 +421,29 @@ def test_refused_onchip_launches_fall_back(monkeypatch):
         assert _used_kernel()["kernel"] != "onchip" or _used_kernel()["K"] == 1
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shift", ["tiny", "huge"])
+def test_mean_with_extreme_weights(dtype, shift):
+    """Weights whose sum's inverse is no normal number of the dtype: the same power of two comes
+    out of them as on the CPU, so the GPU agrees with the CPU and with moderate weights."""
+    fi = np.finfo(dtype)
+    e = {"tiny": fi.minexp - 3, "huge": fi.maxexp - 4}[shift]
+    rng = np.random.default_rng(9)
+    w = rng.integers(0, 9, 12) / 4
+    x = rng.normal(0, 2, (12, 5)).astype(dtype)
+    y = rng.integers(0, 5, 12)
+    for kw, ref in (({"sample_weight": np.ldexp(w, e).astype(dtype)}, {"sample_weight": w.astype(dtype)}),
+                    ({"class_weight": np.ldexp(np.arange(1, 6) / 4, e)}, {"class_weight": np.arange(1, 6) / 4})):
+        for name, yy, xx in (("cross_entropy", y, x), ("binary_cross_entropy", (x[:, 0] > 0).astype(dtype), x[:, 0])):
+            if name.startswith("binary") and "class_weight" in kw:
+                continue
+            gpu, cpu = compare(name, yy, xx, dict(kw, from_logits=True), reduction="mean", grad=True, hess=True,
+                               rtol=RTOL[np.dtype(dtype)])
+            mod = getattr(xentc, name)(yy, xx, from_logits=True, reduction="mean", grad=True, hess=True, **ref)
+            assert_close(gpu.grad, mod.grad, RTOL[np.dtype(dtype)], "grad vs moderate weights")
+            assert np.isfinite(host(gpu.grad)).all()
+
+
 def _label_dtype_pairs():
     """(y_pred dtype, soft labels' dtype, the labels' dtype in the kernel) for soft labels of
     another dtype than y_pred: float32 labels beside 16-bit y_pred and 16-bit labels beside float32
