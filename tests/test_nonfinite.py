@@ -146,3 +146,24 @@ def test_infinite_probabilities_are_errors(name):
         y = np.array([1.0, 0.0]) if binary else np.array([0, 1])
         with pytest.raises(ValueError, match=r"^y_pred: probability -?inf at index (1|2) "):
             getattr(xentc, name)(y, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_losses_are_positive_zero(dtype):
+    """A zero loss is +0.0, never -0.0 (found by an audit in the binary losses at p = 1, y = 1 and
+    saturated focal logits), on the vector paths too (4099 elements)."""
+    n = 4099
+    one, zero = np.ones(n, dtype), np.zeros(n, dtype)
+    calls = [
+        lambda: xentc.binary_cross_entropy(one, one, reduction="none"),
+        lambda: xentc.binary_cross_entropy(zero, zero, reduction="none"),
+        lambda: xentc.binary_focal_loss(one, one, reduction="none"),
+        lambda: xentc.binary_focal_loss(one, np.full(n, 800.0, dtype), from_logits=True, reduction="none"),
+        lambda: xentc.binary_focal_loss(one, np.full(n, np.inf, dtype), from_logits=True, reduction="none"),
+        lambda: xentc.focal_loss(np.zeros(n, int), np.tile(np.eye(3, dtype=dtype)[0], (n, 1)), reduction="none"),
+        lambda: xentc.cross_entropy(np.zeros(n, int), np.tile(np.array([np.inf, 0, 0], dtype), (n, 1)),
+                                    from_logits=True, reduction="none"),
+    ]
+    for call in calls:
+        loss = call()
+        assert (loss == 0).all() and not np.signbit(loss).any()

@@ -264,7 +264,7 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
     neg.v = neg.d1 = neg.d2 = T(0);
     if (c1 != T(0)) pos = focal_prob_term<T, Pow>(c1 * wl, c1 * wd, p, q, x_log(p), g, want_g, want_h);
     if (c0 != T(0)) neg = focal_prob_term<T, Pow>(c0 * wl, c0 * wd, q, p, x_log1p(-p), g, want_g, want_h);
-    o.l = -(pos.v + neg.v);
+    o.l = T(0) - (pos.v + neg.v);   /* not -(...): a zero loss is +0, not -0 */
     o.g = want_g ? (neg.d1 - pos.d1) : T(0);
     o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
     return o;
@@ -300,7 +300,7 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     neg.v = neg.d1 = neg.d2 = T(0);
     if (c1 != T(0)) pos = focal_logit_term<T, Pow>(s.p, s.q, -sp_neg, g, want_g, want_h);
     if (c0 != T(0)) neg = focal_logit_term<T, Pow>(s.q, s.p, -sp_pos, g, want_g, want_h);
-    o.l = mul0(wl, -(mul0(c1, pos.v) + mul0(c0, neg.v)));
+    o.l = mul0(wl, T(0) - (mul0(c1, pos.v) + mul0(c0, neg.v)));   /* +0, not -0, for a zero loss */
     o.g = want_g ? mul0(wd, mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
     o.h = want_h ? mul0(wd, -(mul0(c1, pos.d2) + mul0(c0, neg.d2))) : T(0);
     return o;
@@ -316,7 +316,7 @@ XENT_HD LGH<T> categorical_from_prob(T p, T c, T g, bool want_g, bool want_h, T 
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     if (c == T(0)) return o;
     Terms<T> t = focal_prob_term<T, Pow>(c * wl, c * wd, p, T(1) - p, x_log(p), g, want_g, want_h);
-    o.l = -t.v;
+    o.l = T(0) - t.v;   /* +0, not -0, for a zero loss */
     o.g = -t.d1;
     o.h = -t.d2;
     return o;
