@@ -90,14 +90,20 @@ def _loss_function(name: str, static: Tuple[Tuple[str, Any], ...], array_names: 
 
 def _check_while_tracing(name: str, y_true, y_pred, static, array_names, arrays) -> None:
     """The call's own checks of shapes, dtypes and options, run while tracing on stand-ins (zeros
-    of the same shapes and dtypes, broadcast from one element: valid values, read by nobody but
-    the weight pre-pass), so that such errors are ValueError / TypeError at the call instead of
-    an error from inside the callback. The data themselves are checked by the kernel there."""
-    def zeros(a):
-        return np.broadcast_to(np.zeros((), dtype=np.dtype(a.dtype)), a.shape)
+    of the same shapes and dtypes, broadcast from one element: valid values), so that such errors
+    are ValueError / TypeError at the call instead of an error from inside the callback. The data
+    themselves are checked by the kernel there. Once per signature (eager calls repeat them)."""
+    spec = lambda a: None if a is None else (tuple(a.shape), np.dtype(a.dtype))  # noqa: E731
+    _check_signature(name, spec(y_true), spec(y_pred), static, array_names, tuple(spec(a) for a in arrays))
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_signature(name, y_true, y_pred, static, array_names, arrays) -> None:
+    def zeros(spec):
+        return None if spec is None else np.broadcast_to(np.zeros((), dtype=spec[1]), spec[0])
 
     kw = dict(static)
-    kw.update({k: None if a is None else zeros(a) for k, a in zip(array_names, arrays)})
+    kw.update({k: zeros(a) for k, a in zip(array_names, arrays)})
     token = _api._DENOM_ONLY.set(True)
     try:
         getattr(_api, name)(zeros(y_true), zeros(y_pred), **kw)
@@ -126,7 +132,7 @@ def _apply(name: str, y_true, y_pred, options: dict):
     native = (jnp.float32, jnp.float64, jnp.float16, jnp.bfloat16)   # what the kernels take as it is
     compute = y_pred if y_pred.dtype in native else y_pred.astype(jnp.float32)
     y_true = jnp.asarray(y_true)
-    _check_while_tracing(name, y_true, compute, static, array_names, arrays)
+    _check_while_tracing(name, y_true, compute, tuple(static), array_names, arrays)
     loss = _loss_function(name, tuple(static), array_names)(compute, y_true, arrays)
     return loss
 
