@@ -397,9 +397,10 @@ def _mean_weight_exponent(denom: float, cdt) -> int:
 
 def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount):
     """(denominator, weights, wexp) the kernels use for the mean: the call's own denominator, or
-    _MEAN_DENOM's; where its inverse is no normal number of the compute dtype, the weights (sample
-    weights, or class weights) divided by 2**wexp, where none then overflows, with the denominator
-    (recount(*weights): the weight pre-pass again, where it overflowed)."""
+    _MEAN_DENOM's; where _mean_weight_exponent finds it too small or too large for the compute
+    dtype, the weights (sample weights, or class weights) divided by 2**wexp, unless one of them
+    would then overflow, with the denominator likewise (recount(*weights): the weight pre-pass
+    again, where the sum itself had overflowed)."""
     if reduction != "mean":
         return denom, weights, 0
     given = _MEAN_DENOM.get()
