@@ -1306,7 +1306,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
                 for (int l = 0; l < VEC; ++l) ev.v[l] = (j0 + q * VEC + l != jm) ? ex[l] : T(1);
                 buf[q] = ev;
             }
-            /* a vector's exponentials are added in T first (at most two roundings of 2^-24 for
+            /* a vector's exponentials are added in T first (at most log2(VEC) roundings of 2^-24 for
              * float), then into the double row sum */
             if (VEC == 8)
                 ls += double(((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]))
