@@ -1452,14 +1452,17 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
         const xi64 ny = next < rows ? p.labels[next] : 0;
         const bool nlive = next < rows && onchip_row_start<T, S, VEC, PIPE_NT>(p, next, rank, ny);
         /* the other buffer was last read by the previous row, which every thread has finished */
-        if (nlive)
-            onchip_issue<T, S, VEC, PIPE_NT>(p, next, rank, (cur ? buf0 : buf1) + onchip_shift<T, S, VEC>(p, next, rank));
+        if (nlive) {
+            P* const nbuf = (cur ? buf0 : buf1) + onchip_shift<T, S, VEC>(p, next, rank);
+            onchip_issue<T, S, VEC, PIPE_NT>(p, next, rank, nbuf);
+        }
         copy_to_shared_commit();
         copy_to_shared_wait_prior();   /* this row's copies (all but the newest group) */
         __syncthreads();
-        if (live)
-            onchip_row_body<T, S, K, VEC, PIPE_NT>(p, row, rank, y, (cur ? buf1 : buf0) + onchip_shift<T, S, VEC>(p, row, rank),
-                                                   sc);
+        if (live) {
+            P* const buf = (cur ? buf1 : buf0) + onchip_shift<T, S, VEC>(p, row, rank);
+            onchip_row_body<T, S, K, VEC, PIPE_NT>(p, row, rank, y, buf, sc);
+        }
         __syncthreads();
         row = next;
         y = ny;
