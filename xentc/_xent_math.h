@@ -185,12 +185,19 @@ template <typename T> XENT_HD T log_over_complement(T logx, T c) {
  * ------------------------------------------------------------------------------------------- */
 template <typename T> struct Terms { T v, d1, d2; };
 
+/* c = 1 - p rounded, and its rounding error: c + complement_error(p, c) = 1 - p exactly (Fast2Sum
+ * of 1 and -p, 1 >= p; 0 where p >= 1/2, whose complement is exact). */
+template <typename T> XENT_HD T complement_error(T p, T c) { return (-p) - (c - T(1)); }
+
 template <typename T, typename Pow = PowLibm>
-XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1, bool want_d2) {
+XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool want_d1, bool want_d2) {
     /* Returns kv * A and kd * (A', A'') for weights kv, kd >= 0 (coefficient times sample weight,
      * and for the derivatives also the mean's 1/sum w). The weights enter before the divisions by
      * x, so kd / x^2 stays finite wherever the weighted value is (1 / x^2 alone overflows for
-     * x < 1e-154 in double, 1e-19 in float). A zero weight gives exactly zero terms. */
+     * x < 1e-154 in double, 1e-19 in float). A zero weight gives exactly zero terms.
+     * c + clo = 1 - x exactly (clo = 0 where c is exact): c^g is taken of the rounded c and
+     * corrected by the first-order factor 1 + g clo / c, since a rounding of c is multiplied by g
+     * in c^g (0.5 ulp of c is 10 ulp of c^20). */
     Terms<T> t;
     t.v = t.d1 = t.d2 = T(0);
     if (Pow::zero || g == T(0)) {
@@ -201,14 +208,17 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T logx, T g, bool want_d1
         }
         return t;
     }
-    const T cg = Pow::pw(c, g);
+    const T rel = c > T(0) ? clo / c : T(0);
+    const T cg0 = Pow::pw(c, g);
+    const T cg = rel == T(0) ? cg0 : cg0 + cg0 * (g * rel);
     t.v = mul0(kv * cg, logx);
     if (kd != T(0) && (want_d1 || want_d2)) {
         const T kcg = kd * cg;
         const T r = log_over_complement(logx, c);
         if (want_d1) t.d1 = kcg / x - kcg * (g * r);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
         if (want_d2) {
-            const T cgm1 = Pow::pw(c, g - T(1));
+            const T cgm0 = Pow::pw(c, g - T(1));
+            const T cgm1 = rel == T(0) ? cgm0 : cgm0 + cgm0 * ((g - T(1)) * rel);   /* cgm0 may be inf (c = 0, g < 1) */
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
             t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
@@ -262,8 +272,10 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_prob_term<T, Pow>(c1 * wl, c1 * wd, p, q, x_log(p), g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_prob_term<T, Pow>(c0 * wl, c0 * wd, q, p, x_log1p(-p), g, want_g, want_h);
+    if (c1 != T(0))
+        pos = focal_prob_term<T, Pow>(c1 * wl, c1 * wd, p, q, complement_error(p, q), x_log(p), g, want_g, want_h);
+    if (c0 != T(0))   /* the base p is exact */
+        neg = focal_prob_term<T, Pow>(c0 * wl, c0 * wd, q, p, T(0), x_log1p(-p), g, want_g, want_h);
     o.l = T(0) - (pos.v + neg.v);   /* not -(...): a zero loss is +0, not -0 */
     o.g = want_g ? (neg.d1 - pos.d1) : T(0);
     o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
@@ -315,7 +327,8 @@ XENT_HD LGH<T> categorical_from_prob(T p, T c, T g, bool want_g, bool want_h, T 
     o.l = o.g = o.h = T(0);
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     if (c == T(0)) return o;
-    Terms<T> t = focal_prob_term<T, Pow>(c * wl, c * wd, p, T(1) - p, x_log(p), g, want_g, want_h);
+    const T q = T(1) - p;
+    Terms<T> t = focal_prob_term<T, Pow>(c * wl, c * wd, p, q, complement_error(p, q), x_log(p), g, want_g, want_h);
     o.l = T(0) - t.v;   /* +0, not -0, for a zero loss */
     o.g = -t.d1;
     o.h = -t.d2;
