@@ -240,3 +240,29 @@ def test_memmap_larger_than_worker_memory(client, tmp_path):
     assert_ulp(loss, xentc.binary_cross_entropy(y, z, from_logits=True))
     # a worker above its limit would have been killed and replaced under a new address
     assert set(client.scheduler_info()["workers"]) == set(workers)
+
+
+def test_weight_sums_beyond_float64_are_refused():
+    """Chunks' double sums cannot carry a total weight past the largest double, or near its
+    smallest normal, exactly (in memory a power of two is taken out of such weights first): a
+    ValueError that says what to do, not an OverflowError, a NaN loss or zero gradients (an audit
+    found all three)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(6, 3))
+    y = rng.integers(0, 3, 6)
+    for w in (1e308, 1e-310):
+        sw = np.full(6, w)
+        for grad in (False, True):
+            r = xd.cross_entropy(y, da.from_array(x, chunks=(1, 3)), sample_weight=sw, grad=grad,
+                                 from_logits=True)
+            with pytest.raises(ValueError, match="sample_weight: the total weight .* power of two"):
+                dask.compute(r, scheduler="sync")
+        yb = (x[:, :1] > 0).astype(float)
+        r = xd.binary_cross_entropy(yb, da.from_array(x[:, :1], chunks=(2, 1)), sample_weight=np.full((6, 1), w),
+                                    grad=True, from_logits=True)
+        with pytest.raises(ValueError, match="sample_weight: the total weight"):
+            dask.compute(r, scheduler="sync")
+    # a sum past the largest double is inf, as in memory
+    r = xd.cross_entropy(y, da.from_array(x, chunks=(1, 3)), sample_weight=np.full(6, 1e308), reduction="sum",
+                         from_logits=True)
+    assert dask.compute(r, scheduler="sync")[0] == np.inf

@@ -148,15 +148,38 @@ def _field(obj, *, index):
     return (loss, g, h)[index]
 
 
+def _sum(values) -> float:
+    """math.fsum of the chunks' double sums; inf where they add past the largest double."""
+    try:
+        return math.fsum(values)
+    except OverflowError:   # an intermediate sum overflowed: so does the total
+        return math.inf if sum(v > 0 for v in values) >= sum(v < 0 for v in values) else -math.inf
+
+
+def _denominator(values) -> float:
+    """The whole array's total weight, from the chunks' (double) sums, where the mean of the
+    chunks can be formed exactly: in memory a call takes a power of two out of weights whose sum
+    is extreme, but the chunks' sums are doubles already, so a sum past the largest double or near
+    its smallest normal is refused with what to do instead."""
+    denom = _sum(values)
+    if _api._mean_weight_exponent(denom, np.float64):
+        raise ValueError(f"sample_weight: the total weight ({denom!r}) is too {'large' if denom > 1 else 'small'} "
+                         "for xentc.dask to combine the chunks' sums exactly in float64; multiply the weights by "
+                         "a power of two to bring their sum near 1 (the mean and its derivatives do not change)")
+    return denom
+
+
 def _combine(parts, *, reduction):
     """(sum, denominator) rows of every chunk -> the reduced loss."""
     rows = parts.reshape(-1, 2)
-    total, denom = math.fsum(rows[:, 0].tolist()), math.fsum(rows[:, 1].tolist())
-    return np.array([total if reduction == "sum" else _api._mean_value(total, denom)])
+    total = _sum(rows[:, 0].tolist())
+    if reduction == "sum":
+        return np.array([total])
+    return np.array([_api._mean_value(total, _denominator(rows[:, 1].tolist()))])
 
 
 def _fsum(parts):
-    return np.array(math.fsum(parts.reshape(-1).tolist()))
+    return np.array(_denominator(parts.reshape(-1).tolist()))
 
 
 def _compute_dtype(dtype) -> np.dtype:
