@@ -155,6 +155,23 @@ def test_binary_extreme_probabilities(func, gamma, alpha, dt):
     worst.check()
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("gamma", [10.0, 20.5, 50.0])
+def test_focal_from_probabilities_large_gamma(gamma, dt):
+    """From probabilities the focal factor (1 - p)^gamma is corrected for the rounding of 1 - p
+    (which c^gamma multiplies by gamma: 48 ulp at gamma = 50 before), so large non-integer gammas
+    stay within the bar too; binary and categorical, p in (0.01, 0.6), where (1 - p)^gamma and its
+    derivatives stay normal numbers in float32 (subnormal results carry no relative accuracy)."""
+    npdt = _npdt(dt)
+    p = np.random.default_rng(int(gamma * 10)).uniform(0.01, 0.6, 60).astype(npdt)
+    worst = _Worst()
+    for y in (1.0, 0.3):
+        _binary_check(worst, "focal", False, p, [y] * len(p), dt, gamma)
+    rows = np.stack([p, (npdt(1) - p) * npdt(0.75), (npdt(1) - p) * npdt(0.25)], axis=1)
+    _categorical_check(worst, "focal", False, rows, np.zeros(len(p), dtype=np.int64), dt, gamma)
+    worst.check()
+
+
 # --------------------------------------------------------------------------------------
 # categorical rows of three classes through the symbolic reference
 # --------------------------------------------------------------------------------------
