@@ -86,8 +86,10 @@ def _global_message(msg: str, offsets: list, chunk_shapes: dict, full_shapes: di
         offs.insert(axis, 0)
 
     def move(m):
-        local = np.unravel_index(int(m.group(1)), shape) if shape else ()
-        return f"at index {int(np.ravel_multi_index(tuple(int(i) + o for i, o in zip(local, offs)), full)) if full else 0}"
+        if not full:
+            return "at index 0"
+        local = np.unravel_index(int(m.group(1)), shape)
+        return f"at index {int(np.ravel_multi_index(tuple(int(i) + o for i, o in zip(local, offs)), full))}"
 
     return re.sub(r"at index (\d+)", move, msg, count=1)
 
@@ -149,11 +151,12 @@ def _field(obj, *, index):
 
 
 def _sum(values) -> float:
-    """math.fsum of the chunks' double sums; inf where they add past the largest double."""
+    """math.fsum of the chunks' double sums (losses or weights: never negative); inf where they
+    add past the largest double."""
     try:
         return math.fsum(values)
-    except OverflowError:   # an intermediate sum overflowed: so does the total
-        return math.inf if sum(v > 0 for v in values) >= sum(v < 0 for v in values) else -math.inf
+    except OverflowError:
+        return math.inf
 
 
 def _denominator(values) -> float:
@@ -178,7 +181,7 @@ def _combine(parts, *, reduction):
     return np.array([_api._mean_value(total, _denominator(rows[:, 1].tolist()))])
 
 
-def _fsum(parts):
+def _total_weight(parts):
     return np.array(_denominator(parts.reshape(-1).tolist()))
 
 
@@ -267,7 +270,7 @@ def _apply(name: str, y_true, y_pred, *, categorical: bool, sample_weight=None, 
                                  meta=np.empty((0,) * k, np.float64), loss_name=name, options=options,
                                  pred_dtype=y_pred.dtype, C=y_pred.shape[ax] if int_labels else None, axis=ax,
                                  errors=errors, ndim_out=k)
-            denom = parts.rechunk(-1).map_blocks(_fsum, dtype=np.float64, drop_axis=list(range(k)),
+            denom = parts.rechunk(-1).map_blocks(_total_weight, dtype=np.float64, drop_axis=list(range(k)),
                                                  chunks=(), meta=np.empty((), np.float64))
     args = [y_pred, letters, y_true, y_true_letters, *sw_args,
             denom, None if not isinstance(denom, da.Array) else (), *index_args]
