@@ -287,6 +287,56 @@ def test_binary_probability_outside_unit_interval(name, bad, dtype):
     getattr(xentc, name)(np.zeros(7), x, from_logits=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_binary_first_bad_element_of_a_long_array(name, dtype, n_threads):
+    """Contiguous binary inputs are checked in chunks and the first bad element located afterwards:
+    the error names the first bad element of the whole array, whichever chunk, block and thread
+    it is in, and whether its label or its probability is bad; at one element a bad label is
+    reported before a bad probability, as the strided path reports it. NaN probabilities are data."""
+    n = 200_003
+    p = np.full(n, 0.25, dtype=dtype)
+    y = np.zeros(n, dtype=dtype)
+    p[::1000] = np.nan
+    for (ib, vb), (il, vl), first in [((150_001, 1.5), (170_000, 2.0), "y_pred"),
+                                      ((150_001, -0.5), (90_000, -1.0), "y_true"),
+                                      ((123_457, 3.0), (123_457, 2.0), "y_true"),
+                                      ((199_999, 7.0), (None, None), "y_pred")]:
+        pp, yy = p.copy(), y.copy()
+        pp[ib] = vb
+        if il is not None:
+            yy[il] = vl
+        index, value = (ib, vb) if first == "y_pred" else (il, vl)
+        for args in ((yy, pp), (yy[::-1][::-1], pp[::-1][::-1])):
+            check_raises(ValueError, first, call(name, *args, n_threads=n_threads), value=value, index=index)
+        # the strided path agrees
+        ys, ps = np.repeat(yy, 2)[::2], np.repeat(pp, 2)[::2]
+        check_raises(ValueError, first, call(name, ys, ps, n_threads=n_threads), value=value, index=index)
+
+
+@pytest.mark.parametrize("name", CATEGORICAL)
+@pytest.mark.parametrize("soft", [False, True])
+def test_categorical_first_bad_probability_of_a_long_row(name, soft):
+    """A row of probabilities is scanned whole before any work and the bad entry located after:
+    with C = 1000 the error names the first bad entry, past NaN entries (data) and past the 64
+    classes a loop takes at a time; with soft labels a bad probability comes before a bad label
+    at the same entry."""
+    C = 1000
+    x = np.full((3, C), 1.0 / C)
+    x[1, ::7] = np.nan
+    x[1, 900] = 1.5
+    x[1, 950] = -0.5
+    y = np.full((3, C), 1.0 / C) if soft else np.zeros(3, dtype=int)
+    if soft:
+        y[1, 900] = 2.0     # same entry: the probability is reported
+        y[2, 10] = -1.0
+    check_raises(ValueError, "y_pred", call(name, y, x), value=1.5, index=C + 900)
+    if soft:
+        x[1, 900] = x[1, 950] = 0.5
+        check_raises(ValueError, "y_true", call(name, y, x), value=2.0, index=C + 900)
+
+
 @pytest.mark.parametrize("name", CATEGORICAL)
 @pytest.mark.parametrize("bad", [1.25, -0.5, np.inf])
 def test_categorical_probability_outside_unit_interval(name, bad):

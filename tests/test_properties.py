@@ -423,6 +423,44 @@ def test_integer_labels_equal_one_hot_labels(dtype, C, name, gamma):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [2, 7, 64, 67, 1000])
+@pytest.mark.parametrize("name, gamma", [("cross_entropy", None), ("focal_loss", 2.0), ("focal_loss", 0.7)])
+def test_integer_labels_equal_one_hot_labels_from_probabilities(dtype, C, name, gamma):
+    """From probabilities, integer labels without smoothing take a shortcut (only the label's class
+    is computed, every other class gets the zeros of a zero coefficient, except in rows with a
+    NaN); one-hot rows go through the loop over every class. Same bits, including rows with
+    probability 0 or 1 at the label, zeros elsewhere, a NaN beside or at the label, and rows
+    longer than the 64 classes a loop takes at a time."""
+    rng = np.random.default_rng(C + 1)
+    n = 40
+    x = rng.dirichlet(np.full(C, 0.5), n)
+    y = rng.integers(0, C, n)
+    x[0, :] = 0.0
+    x[0, y[0]] = 1.0                                # certain and right
+    x[1, y[1]] = 0.0                                # the label has probability 0: inf loss
+    x[2, (y[2] + 1) % C] = np.nan                   # NaN beside the label
+    x[3, y[3]] = np.nan                             # NaN at the label
+    x[4, :] = 1.0 / C
+    x = x.astype(dtype)
+    onehot = np.eye(C, dtype=dtype)[y]
+    sw = rng.integers(0, 4, n) / 2
+    sw[:5] = 1.0
+    kw = {"grad": True, "hess": True, "class_weight": rng.integers(1, 9, C) / 4, "sample_weight": sw}
+    if gamma is not None:
+        kw["gamma"] = gamma
+    for reduction in ("none", "sum"):
+        a = getattr(xentc, name)(y, x, reduction=reduction, **kw)
+        b = getattr(xentc, name)(onehot, x, reduction=reduction, **kw)
+        assert_array_equal(a.loss, b.loss)
+        assert_array_equal(a.grad, b.grad)
+        assert_array_equal(a.hess, b.hess)
+    r = getattr(xentc, name)(y, x, reduction="none", **kw)
+    assert np.isnan(r.loss[2]) and np.isnan(r.loss[3])
+    assert np.isnan(r.grad[2, (y[2] + 1) % C]) and r.grad[2, y[2]] != 0
+    assert np.isinf(r.loss[1]) and r.loss[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("which", ["binary", "sample_weight", "class_weight"])
 @pytest.mark.parametrize("shift", ["tiny", "huge"])
 def test_mean_is_unchanged_by_a_power_of_two_in_the_weights(dtype, which, shift):

@@ -120,18 +120,25 @@ template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
  *                 error, |g log x| 2^-52, stays far below a float ulp wherever the result is normal.
  *   PowNone       gamma = 0 known at compile time: the cross-entropy branches fold away.
  * For the g each is used with they give 0^g = 0 for g > 0, 1^g = 1, and NaN for NaN x.
+ * `zero`: g is 0 (cross entropy); `nonzero`: g is never 0 (the CPU picks PowNone for 0), so the
+ * formulas' test for g = 0 folds away. Each such test left in a loop is one more way into the
+ * merge of its results, and GCC if-converts (and so vectorises) a loop only while every merge
+ * has at most 4 of them (its max-tree-if-conversion-phi-args): from probabilities the focal
+ * loops stayed scalar without this.
  * ------------------------------------------------------------------------------------------- */
+template <typename Pow, typename T> XENT_HD bool pow_is_ce(T g) { return Pow::zero || (!Pow::nonzero && g == T(0)); }
+
 struct PowLibm {
-    static constexpr bool zero = false;
+    static constexpr bool zero = false, nonzero = false;
     template <typename T> static XENT_HD_MEMBER T pw(T x, T g) { return x_pow(x, g); }
 };
 struct PowNone {
-    static constexpr bool zero = true;
+    static constexpr bool zero = true, nonzero = false;
     template <typename T> static XENT_HD_MEMBER T pw(T, T) { return T(1); }
 };
 #if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)
 struct PowInt {
-    static constexpr bool zero = false;
+    static constexpr bool zero = false, nonzero = true;
     template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T g) {
         /* x^n = prod of x^(2^k) over the set bits k of n. The factor of bit k is max(b, m) with
          * m = -1 (bit set: b >= 0 wins) or 1 (unset: 1 wins, since b <= 1), so the loop-invariant
@@ -147,11 +154,11 @@ struct PowInt {
     }
 };
 struct PowSquare {
-    static constexpr bool zero = false;
+    static constexpr bool zero = false, nonzero = true;
     template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T e) { return e == T(1) ? x : x * x; }
 };
 struct PowViaDouble {
-    static constexpr bool zero = false;
+    static constexpr bool zero = false, nonzero = true;
     template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T g) {
         /* log(0) = -inf gives exp(-inf) = 0 for g > 0 and exp(+inf) = inf for g < 0, as pow does;
          * g = 0 (0 * -inf = NaN) never reaches here: the callers treat it as cross entropy. */
@@ -200,7 +207,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
      * in c^g (0.5 ulp of c is 10 ulp of c^20). */
     Terms<T> t;
     t.v = t.d1 = t.d2 = T(0);
-    if (Pow::zero || g == T(0)) {
+    if (pow_is_ce<Pow>(g)) {
         t.v = mul0(kv, logx);
         if (kd != T(0)) {
             if (want_d1) t.d1 = kd / x;
@@ -212,16 +219,20 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
     const T cg0 = Pow::pw(c, g);
     const T cg = rel == T(0) ? cg0 : cg0 + cg0 * (g * rel);
     t.v = mul0(kv * cg, logx);
-    if (kd != T(0) && (want_d1 || want_d2)) {
+    if (want_d1 || want_d2) {
+        /* kd = 0 gives zeros: selected, not branched around (0 / x would be NaN at x = 0), so
+         * that loops calling this if-convert and vectorise */
+        const bool live = kd != T(0);
         const T kcg = kd * cg;
         const T r = log_over_complement(logx, c);
-        if (want_d1) t.d1 = kcg / x - kcg * (g * r);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
+        if (want_d1) t.d1 = live ? kcg / x - kcg * (g * r) : T(0);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
         if (want_d2) {
             const T cgm0 = Pow::pw(c, g - T(1));
             const T cgm1 = rel == T(0) ? cgm0 : cgm0 + cgm0 * ((g - T(1)) * rel);   /* cgm0 may be inf (c = 0, g < 1) */
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
-            t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
+            const T d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
+            t.d2 = live ? d2 : T(0);
         }
     }
     return t;
@@ -240,7 +251,7 @@ template <typename T, typename Pow = PowLibm>
 XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, bool want_d1, bool want_d2) {
     Terms<T> t;
     T plogp = (p == T(0)) ? T(0) : p * logp;
-    if (Pow::zero || g == T(0)) {
+    if (pow_is_ce<Pow>(g)) {
         t.v = logp;
         t.d1 = q;
         t.d2 = -(p * q);
@@ -267,7 +278,6 @@ template <typename T> struct LGH { T l, g, h; };
 template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;
-    if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     T q = T(1) - p;                 /* exact for p >= 1/2 */
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
@@ -279,6 +289,9 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
     o.l = T(0) - (pos.v + neg.v);   /* not -(...): a zero loss is +0, not -0 */
     o.g = want_g ? (neg.d1 - pos.d1) : T(0);
     o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
+    /* NaN p gives p itself everywhere: selected at the end, not returned early, so that loops
+     * calling this still if-convert and vectorise */
+    if (is_nan(p)) { o.l = p; o.g = p; o.h = p; }
     return o;
 }
 
@@ -298,7 +311,7 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     s.pq = small * big;
     T sp_pos = (z > T(0) ? z : T(0)) + lp;     /* softplus(z)  = -log q */
     T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
-    if (Pow::zero || g == T(0)) {
+    if (pow_is_ce<Pow>(g)) {
         /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
         o.l = mul0(wl, mul0(c1, sp_neg) + mul0(c0, sp_pos));
         /* plain products: p and q are finite (or NaN with z), so c * p needs mul0's 0 * inf rule
@@ -392,7 +405,7 @@ XENT_HD FocalSoftmax<T> focal_softmax_elem(T c, const SoftmaxElem<T>& e, T g, bo
     o.loss = T(0); o.G = T(0); o.Kt = T(0);
     if (c == T(0)) return o;
     T logP = -e.nlogP;
-    if (Pow::zero || g == T(0)) {
+    if (pow_is_ce<Pow>(g)) {
         o.loss = mul0(c, e.nlogP);
         o.G = c;
         return o;

@@ -168,9 +168,10 @@ struct BinaryArgs {
     void* loss; void* grad; void* hess;   /* contiguous outputs, or NULL */
 };
 
-/* Binary cross entropy from logits over a contiguous span, the common case, written so that it
- * vectorises: no branches that leave the loop (bad labels are counted and located afterwards),
- * lanes<T>() Kahan accumulators for the loss. w1 is the per-element positive weight or NULL (then w1s). */
+/* Binary losses over a contiguous span, from logits or (LOGITS false) probabilities, the common
+ * case, written so that it vectorises: no branches that leave the loop (bad labels and
+ * probabilities outside [0, 1] are flagged and located afterwards), lanes<T>() Kahan accumulators
+ * for the loss. w1 is the per-element positive weight or NULL (then w1s). */
 /* The span is processed in chunks staged through small local arrays: the inputs (labels turned
  * into side weights, optional weights resolved) are copied in, one branch-free loop of fixed
  * length computes, and the results are copied out. The compute loop then has no optional
@@ -203,9 +204,9 @@ template <typename T> constexpr int vector_chains() {
 #define XENT_SCHEDULE
 #endif
 
-template <typename T, bool G, bool H, typename Pow, bool SW>
+template <typename T, bool G, bool H, typename Pow, bool SW, bool LOGITS>
 XENT_SCHEDULE
-static inline void binary_logit_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps, T g,
+static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1, T w1s, T w0, T eps, T g,
                                         T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
     constexpr int NC = vector_chains<T>(), CH = CHUNK / NC;
@@ -230,8 +231,10 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
             }
         for (int k = 0; k < m; ++k) {
             const T yi = y[i0 + k];
+            const T xi = x[i0 + k];
             any_bad |= !(yi >= T(0) && yi <= T(1));
-            xb[k] = x[i0 + k];
+            if (!LOGITS) any_bad |= (xi < T(0)) | (xi > T(1));   /* NaN is data, not an error */
+            xb[k] = xi;
             c1b[k] = smoothed_pair(yi, eps, true);
             c0b[k] = w0 * smoothed_pair(yi, eps, false);
         }
@@ -248,7 +251,8 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
                 const int k = k0 + u * CH;
                 /* without sample weights: loss weight 1 (padding adds 0 to the sum either way: c = 0) */
                 const T wl = SW ? wlb[k] : T(1), wd = wdb[k];
-                const LGH<T> o = binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd);
+                const LGH<T> o = LOGITS ? binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd)
+                                        : binary_from_prob<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd);
                 lb[k] = o.l;
                 if (G) gd[k] = o.g;
                 if (H) hd[k] = o.h;
@@ -292,8 +296,8 @@ static inline void binary_logit_span(const T* y, const T* x, const T* sw, const 
     *bad |= any_bad;
 }
 
-template <typename T, bool G, bool H, typename Pow>
-static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
+template <typename T, bool G, bool H, typename Pow, bool LOGITS>
+static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
     const T* y = (const T*)a->y;
     const T* x = (const T*)a->x;
     const T* sw = (const T*)a->sw;
@@ -313,30 +317,31 @@ static void binary_logit_block(const BinaryArgs* a, int64_t i0, int64_t i1, Bloc
         const T* w1s = (L > 1) ? w1 + j : (const T*)0;
         const T w1c = (w1 && L == 1) ? w1[0] : T(1);
         if (sw)
-            binary_logit_span<T, G, H, Pow, true>(y + i, x + i, sw + i, w1s, w1c, w0, eps, g, dscale,
+            binary_span<T, G, H, Pow, true, LOGITS>(y + i, x + i, sw + i, w1s, w1c, w0, eps, g, dscale,
                                                   lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc,
                                                   cmp, &bad);
         else
-            binary_logit_span<T, G, H, Pow, false>(y + i, x + i, sw, w1s, w1c, w0, eps, g, dscale,
+            binary_span<T, G, H, Pow, false, LOGITS>(y + i, x + i, sw, w1s, w1c, w0, eps, g, dscale,
                                                    lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, len, acc,
                                                    cmp, &bad);
         i += len;
     }
     for (int k = 0; k < NL; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
-    if (bad) {
+    if (bad) {   /* the first bad element, as binary_general reports it (its label first) */
         for (int64_t q = i0; q < i1; ++q) {
             int e = unit_label_error(y[q]);
+            if (!e && !LOGITS && (x[q] < T(0) || x[q] > T(1))) e = ERR_PROB;
             if (e) { set_error(res, e, q, 0); break; }
         }
     }
 }
 
-template <typename T, typename Pow>
-static void binary_logit_contiguous(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
-    if (a->grad && a->hess) binary_logit_block<T, true, true, Pow>(a, i0, i1, res);
-    else if (a->grad) binary_logit_block<T, true, false, Pow>(a, i0, i1, res);
-    else if (a->hess) binary_logit_block<T, false, true, Pow>(a, i0, i1, res);
-    else binary_logit_block<T, false, false, Pow>(a, i0, i1, res);
+template <typename T, typename Pow, bool LOGITS>
+static void binary_contiguous(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
+    if (a->grad && a->hess) binary_contiguous_block<T, true, true, Pow, LOGITS>(a, i0, i1, res);
+    else if (a->grad) binary_contiguous_block<T, true, false, Pow, LOGITS>(a, i0, i1, res);
+    else if (a->hess) binary_contiguous_block<T, false, true, Pow, LOGITS>(a, i0, i1, res);
+    else binary_contiguous_block<T, false, false, Pow, LOGITS>(a, i0, i1, res);
 }
 
 template <typename T, typename Pow>
@@ -369,8 +374,9 @@ static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockRes
 template <typename T, typename Pow>
 static void binary_with_pow(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
     const BinaryArgs* a = (const BinaryArgs*)vargs;
-    if (a->from_logits && a->sx == 1 && a->sy == 1) binary_logit_contiguous<T, Pow>(a, i0, i1, res);
-    else binary_general<T, Pow>(a, i0, i1, res);
+    if (a->sx != 1 || a->sy != 1) binary_general<T, Pow>(a, i0, i1, res);
+    else if (a->from_logits) binary_contiguous<T, Pow, true>(a, i0, i1, res);
+    else binary_contiguous<T, Pow, false>(a, i0, i1, res);
 }
 
 /* Which power policy a loop runs with (the one place that decides it): cross entropy needs none;
@@ -596,12 +602,33 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
         /* integer label y: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y */
         const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
         if (eps != T(0)) {
-            for (int64_t j = 0; j < C; ++j) {
-                T cw = cwa ? cwa[j] : T(1);
-                S += double(epsC * cw);
-                if (j != jm) S_rest += double(epsC * cw);
-                LD += double(mul0(epsC * cw, softmax_gap(xr[j * sc], m)));
+            /* the smoothing's eps/C cw_j on every class: staged and summed in lanes as the soft
+             * labels are above (a plain loop over j kept three dependent double sums, and label
+             * smoothing cost 3x the plain call) */
+            T cb[CHUNK], xb[CHUNK];
+            double accSR[NL], accLD[NL];
+            for (int k = 0; k < NL; ++k) { accSR[k] = 0.0; accLD[k] = 0.0; }
+            for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+                const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+                if (cwa) for (int k = 0; k < n; ++k) cb[k] = epsC * cwa[j0 + k];
+                else for (int k = 0; k < n; ++k) cb[k] = epsC;
+                for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
+                for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = m; }
+                if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);
+                for (int k = 0; k < NL; ++k) {
+                    double sr = accSR[k], ld = accLD[k];
+                    for (int i0 = 0; i0 < CHUNK; i0 += NL) {
+                        const T c = cb[i0 + k];
+                        sr += double(c);
+                        ld += double(mul0(c, softmax_gap(xb[i0 + k], m)));
+                    }
+                    accSR[k] = sr;
+                    accLD[k] = ld;
+                }
             }
+            S_rest = lane_total<NL>(accSR);
+            S = S_rest + double(epsC * (cwa ? cwa[jm] : T(1)));
+            LD = lane_total<NL>(accLD);
         }
         S += double(cy);
         if (y != jm) S_rest += double(cy);
@@ -760,7 +787,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     *loss_out = mul0(wi, T(sums.loss));
     if (!want_d) return;
     /* pass 4. The weight ds read from an array: as a loop-invariant operand of mul0 GCC left the
-     * gradient-only float64 loop scalar (see binary_logit_span) */
+     * gradient-only float64 loop scalar (see binary_span) */
     T dsb[CHUNK];
     for (int k = 0; k < CHUNK; ++k) dsb[k] = ds;
     for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
@@ -836,7 +863,7 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
     const double s_rest = sum.s_rest;
     const double s = 1.0 + s_rest;
     const T L = T(log1p(s_rest));
-    if (Pow::zero || g == T(0)) {
+    if (pow_is_ce<Pow>(g)) {
         if (store) softmax_ce_finish<T, UNIT, UNIT>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
         else softmax_ce_finish<T, UNIT, false>(a, xr, y, ys, gr, hr, wi, m, jm, s, s_rest, L, loss_out);
         return;
@@ -851,32 +878,82 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
 #undef XENT_FOCAL_FINISH
 }
 
+/* A categorical row from probabilities: each entry is its own input (categorical_from_prob).
+ * One branch-free scan checks the row (probabilities in [0, 1], soft labels in [0, 1]) and notes
+ * a NaN; the first bad entry is located only when there is one. Then either
+ *   - sparse (integer label, no smoothing, no NaN in the row): only the label's class has a
+ *     coefficient, so every other class gets the zeros categorical_from_prob gives at c = 0 and
+ *     the label's class is computed alone. The row loss is that class's loss, as the sum of the
+ *     general loop gives it (its other terms are +0);
+ *   - otherwise classes are taken CHUNK at a time with their coefficients staged (padding c = 0,
+ *     p = 1: exact zeros), computed in one loop of fixed length and summed in lanes<T>() lane
+ *     sums, so the loop vectorises. Every layout runs this same code (strides only change how the
+ *     chunk is gathered and scattered), so the bits do not depend on the layout. */
 template <typename T, typename Pow>
 static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
                                           const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
-    const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
+    const int64_t C = a->C, sc = a->sx_c, sy = a->sy_c, inner = a->inner;
     const T* cwa = (const T*)a->cwa;
     const T g = T(a->gamma);
     const bool want_g = gr != 0, want_h = hr != 0;
     const T ds = wi * T(a->dscale);
+    int bad = 0, nan = 0;
     for (int64_t j = 0; j < C; ++j) {
-        T p = xr[j * sc];
-        if (p < T(0) || p > T(1)) { set_error(res, ERR_PROB, r, j); return; }
-        if (ys) {
-            int e = unit_label_error(ys[j * a->sy_c]);
-            if (e) { set_error(res, e, r, j); return; }
+        const T p = xr[j * sc];
+        bad |= (p < T(0)) | (p > T(1));
+        nan |= p != p;
+    }
+    if (ys)
+        for (int64_t j = 0; j < C; ++j) {
+            const T v = ys[j * sy];
+            bad |= !(v >= T(0) && v <= T(1));
+        }
+    if (bad) {
+        for (int64_t j = 0; j < C; ++j) {
+            const T p = xr[j * sc];
+            if (p < T(0) || p > T(1)) { set_error(res, ERR_PROB, r, j); return; }
+            if (ys) {
+                int e = unit_label_error(ys[j * sy]);
+                if (e) { set_error(res, e, r, j); return; }
+            }
         }
     }
-    double loss = 0.0;
-    for (int64_t j = 0; j < C; ++j) {
-        T p = xr[j * sc];
-        T c = class_coef(a, cwa, y, ys, j);
-        const LGH<T> o = categorical_from_prob<T, Pow>(p, c, g, want_g, want_h, wi, ds);
-        loss += double(o.l);
-        if (want_g) gr[j * inner] = o.g;
-        if (want_h) hr[j * inner] = o.h;
+    if (!ys && a->eps == 0.0 && !nan) {
+        for (int64_t j = 0; j < C; ++j) {
+            if (want_g) gr[j * inner] = T(0);
+            if (want_h) hr[j * inner] = T(0);
+        }
+        const LGH<T> o = categorical_from_prob<T, Pow>(xr[y * sc], class_coef(a, cwa, y, ys, y), g, want_g, want_h,
+                                                       wi, ds);
+        if (want_g) gr[y * inner] = o.g;
+        if (want_h) hr[y * inner] = o.h;
+        *loss_out = o.l;
+        return;
     }
-    *loss_out = T(loss);
+    constexpr int NL = lanes<T>();
+    T cb[CHUNK], xb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
+    double acc[NL];
+    for (int k = 0; k < NL; ++k) acc[k] = 0.0;
+    for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+        const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+        stage_coefs(a, y, ys, j0, n, cb);
+        for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
+        for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = T(1); }
+        for (int k = 0; k < CHUNK; ++k) {
+            const LGH<T> o = categorical_from_prob<T, Pow>(xb[k], cb[k], g, want_g, want_h, wi, ds);
+            lb[k] = o.l;
+            gb[k] = o.g;
+            hb[k] = o.h;
+        }
+        for (int k = 0; k < NL; ++k) {
+            double v = acc[k];
+            for (int i0 = 0; i0 < CHUNK; i0 += NL) v += double(lb[i0 + k]);
+            acc[k] = v;
+        }
+        if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
+        if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
+    }
+    *loss_out = T(lane_total<NL>(acc));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1131,7 +1208,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
     /* Cross entropy with integer labels and no smoothing (SPARSE): only the label has a
      * coefficient, c_y = cw_y, so the sums over classes are that one term and the gradient takes
      * c_j = 0 elsewhere. Same bits as the general loops, which add exact zeros to it. */
-    const bool cross_entropy = Pow::zero || g == T(0);
+    const bool cross_entropy = pow_is_ce<Pow>(g);
     const bool label_only = !ysoft && T(a->eps) == T(0);   /* only the label has a coefficient */
     const bool sparse = cross_entropy && label_only;
     T cy[R], ylT[R];
