@@ -38,7 +38,11 @@ CASES: List[Tuple[str, str, Tuple[int, ...]]] = [
     ("softmax focal 4096x32000", "focal", (4096, 32000)),
     ("softmax focal 2048x128256", "focal", (2048, 128256)),
     ("soft-label CE 4096x32000", "softce", (4096, 32000)),
+    ("smoothed CE 4096x32000", "smoothce", (4096, 32000)),
+    ("binary CE probs n=1e7", "bceprob", (10_000_000,)),
+    ("softmax CE probs 4096x32000", "ceprob", (4096, 32000)),
 ]
+SMOOTHING = 0.1
 QUICK_CASES = [
     ("binary CE logits n=1e6", "bce", (1_000_000,)),
     ("softmax CE 65536x10", "ce", (65536, 10)),
@@ -50,12 +54,17 @@ QUICK_CASES = [
 # Inputs and the xentc call
 # --------------------------------------------------------------------------------------------
 def make_inputs(kind: str, shape, dtype, rng):
-    if kind in ("bce", "bfocal"):
-        z = (rng.standard_normal(shape) * 3).astype(dtype)
+    if kind in ("bce", "bfocal", "bceprob"):
+        z = rng.standard_normal(shape) * 3
         y = (rng.random(shape) < 0.3).astype(dtype)
-        return y, z
+        if kind == "bceprob":   # probabilities kept off exact 0 and 1, where the peers clamp the log
+            return y, np.clip(1 / (1 + np.exp(-z)), 1e-6, 1 - 1e-6).astype(dtype)
+        return y, z.astype(dtype)
     n, c = shape
     x = (rng.standard_normal(shape) * 2).astype(dtype)
+    if kind == "ceprob":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return rng.integers(0, c, n), (e / e.sum(axis=1, keepdims=True)).astype(dtype)
     if kind == "softce":
         y = rng.random(shape).astype(dtype)
         y /= y.sum(axis=1, keepdims=True)
@@ -64,13 +73,15 @@ def make_inputs(kind: str, shape, dtype, rng):
 
 
 def run_xentc(kind, y, x, n_threads=None, out=None):
-    kw = dict(from_logits=True, grad=True, n_threads=n_threads, out=out)
-    if kind == "bce":
+    kw = dict(from_logits=not kind.endswith("prob"), grad=True, n_threads=n_threads, out=out)
+    if kind in ("bce", "bceprob"):
         return xentc.binary_cross_entropy(y, x, **kw)
     if kind == "bfocal":
         return xentc.binary_focal_loss(y, x, gamma=GAMMA, **kw)
-    if kind in ("ce", "softce"):
+    if kind in ("ce", "softce", "ceprob"):
         return xentc.cross_entropy(y, x, **kw)
+    if kind == "smoothce":
+        return xentc.cross_entropy(y, x, label_smoothing=SMOOTHING, **kw)
     return xentc.focal_loss(y, x, gamma=GAMMA, **kw)
 
 
@@ -78,6 +89,16 @@ def run_xentc(kind, y, x, n_threads=None, out=None):
 # Peers: (loss, grad) of the mean loss, each written the way a user of that library would
 # --------------------------------------------------------------------------------------------
 def numpy_peer(kind, y, x):
+    if kind == "bceprob":
+        loss = -(y * np.log(x) + (1 - y) * np.log1p(-x))
+        return loss.mean(), (x - y) / (x * (1 - x)) / x.size
+    if kind == "ceprob":
+        n = x.shape[0]
+        rows = np.arange(n)
+        py = x[rows, y]
+        grad = np.zeros_like(x)
+        grad[rows, y] = -1 / (py * n)
+        return -np.log(py).mean(), grad
     if kind in ("bce", "bfocal"):
         n = x.size
         sp_pos = np.logaddexp(0, x)          # softplus(z) = -log(1 - p)
@@ -102,6 +123,12 @@ def numpy_peer(kind, y, x):
         loss = -(y * logp).sum(axis=1)
         return loss.mean(), (p * y.sum(axis=1, keepdims=True) - y) / n
     rows = np.arange(n)
+    if kind == "smoothce":
+        eps = SMOOTHING
+        loss = -(1 - eps) * logp[rows, y] - eps / c * logp.sum(axis=1)
+        grad = p - eps / c
+        grad[rows, y] -= 1 - eps
+        return loss.mean(), grad / n
     lpy = logp[rows, y]
     if kind == "ce":
         grad = p
@@ -125,6 +152,12 @@ def torch_peer(kind, y, x):
     yt = torch.from_numpy(y)
     if kind == "bce":
         loss = F.binary_cross_entropy_with_logits(xt, yt)
+    elif kind == "bceprob":
+        loss = F.binary_cross_entropy(xt, yt)
+    elif kind == "ceprob":
+        loss = F.nll_loss(torch.log(xt), yt)
+    elif kind == "smoothce":
+        loss = F.cross_entropy(xt, yt, label_smoothing=SMOOTHING)
     elif kind == "bfocal":
         p = torch.sigmoid(xt)
         ce = F.binary_cross_entropy_with_logits(xt, yt, reduction="none")
