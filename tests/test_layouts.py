@@ -161,6 +161,62 @@ def test_kdim_layouts(name, layout, from_logits, tmp_path):
         assert_same(got, ref)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name, kw", [("cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.2}),
+                                      ("focal_loss", {"gamma": 2.0}), ("focal_loss", {"gamma": 0.5})])
+def test_rows_with_classes_apart(name, kw, dtype):
+    """Logit rows whose classes are not adjacent (Fortran order, every other column, reversed
+    columns), with more classes than the few-class path takes: each row is copied once into
+    contiguous scratch and computed as a contiguous row, so the bits are the contiguous call's."""
+    rng = np.random.default_rng(11)
+    n, C = 23, 300
+    x = (rng.standard_normal((n, 2 * C)) * 4).astype(dtype)
+    x[3, 7] = np.inf
+    x[4, 11] = np.nan
+    y = rng.integers(0, C, n)
+    soft = rng.dirichlet(np.ones(C), n).astype(dtype)
+    args = {"from_logits": True, "grad": True, "hess": True, "reduction": "none", **kw}
+    for view in (np.asfortranarray(x[:, :C]), x[:, ::2], x[:, ::-1][:, C:]):
+        ref = np.ascontiguousarray(view)
+        for labels in (y, soft):
+            a = getattr(xentc, name)(labels, view, **args)
+            b = getattr(xentc, name)(labels, ref, **args)
+            assert_array_equal(a.loss, b.loss)
+            assert_array_equal(a.grad, b.grad)
+            assert_array_equal(a.hess, b.hess)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [3, 21, 64])
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_channels_first_equals_channels_last(name, C, dtype):
+    """(N, C, H, W) with axis=1, the segmentation layout, gives the bits of the same data moved to
+    channels-last: groups of 16 pixels side by side are read and written as whole vectors, groups
+    that cross into the next image or past the last pixel element by element (inner = 37 has
+    both), and each pixel's result is that of its contiguous row. Labels: integer (with an
+    ignored pixel), soft, and float rows with special values."""
+    rng = np.random.default_rng(C)
+    n, h, w = 3, 1, 37
+    x = (rng.standard_normal((n, C, h, w)) * 3).astype(dtype)
+    x[0, :, 0, 5] = np.inf                   # ties at +inf
+    x[1, 1 % C, 0, 20] = np.nan              # a NaN row: redone by the per-row code
+    y = rng.integers(0, C, (n, h, w))
+    y[2, 0, 30] = -100
+    soft = rng.dirichlet(np.ones(C), (n, h, w)).astype(dtype)
+    sw = rng.integers(0, 4, (n, h, w)) / 2
+    kw = {"from_logits": True, "grad": True, "hess": True, "reduction": "none", "sample_weight": sw,
+          "class_weight": rng.integers(1, 5, C) / 2}
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for labels, extra in ((y, {"ignore_index": -100}), (soft, {})):
+        first_labels = np.ascontiguousarray(np.moveaxis(labels, -1, 1)) if labels.ndim == 4 else labels
+        a = getattr(xentc, name)(first_labels, x, axis=1, **kw, **extra)
+        b = getattr(xentc, name)(labels, last, **kw, **extra)
+        assert_array_equal(a.loss, b.loss)
+        assert_array_equal(a.grad, np.moveaxis(b.grad, -1, 1))
+        assert_array_equal(a.hess, np.moveaxis(b.hess, -1, 1))
+    assert np.isnan(a.loss[1, 0, 20]) and np.isfinite(a.loss[0, 0, 4])
+
+
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
 @pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
 def test_transposed_with_axis0(name, from_logits):
