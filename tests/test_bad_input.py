@@ -372,6 +372,25 @@ def test_sample_weight_values(name, bad):
     check_raises(ValueError, "sample_weight", call(name, y, x, sample_weight=bad), value=bad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
+def test_sample_weight_values_in_long_arrays(dtype, bad):
+    """Binary sample weights are checked in a vectorised pass that sums them in lanes of 16 (or 8)
+    and a tail: a bad weight anywhere, in the lanes, the tail or a later block, is reported with
+    its index, and the first of two is the one named."""
+    n = 40_007   # blocks of 16384, a tail of 7 after the last whole group of lanes
+    y, x = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+    for where in (0, 15, 16_383, 16_384, 39_999, n - 1):
+        sw = np.ones(n, dtype=dtype)
+        sw[where] = bad
+        check_raises(ValueError, "sample_weight",
+                     call("binary_cross_entropy", y, x, from_logits=True, sample_weight=sw), value=bad, index=where)
+    sw = np.ones(n, dtype=dtype)
+    sw[[30_000, 20_000]] = bad
+    check_raises(ValueError, "sample_weight", call("binary_focal_loss", y, x, sample_weight=sw, n_threads=2),
+                 value=bad, index=20_000)
+
+
 @pytest.mark.parametrize("name", BINARY)
 def test_sample_weight_index_after_broadcasting(name):
     y = np.zeros((4, 3))
