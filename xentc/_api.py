@@ -302,6 +302,11 @@ def _check_narrowed(name: str, a, dtype, xp) -> None:
     if not (a.dtype.kind == "f" and a.dtype.itemsize > np.dtype(dtype).itemsize and a.size):
         return
     top = 1.0 if name == "y_true" else float(np.finfo(dtype).max)
+    # two reductions without temporaries (a NaN makes both comparisons false); the mask below, four
+    # passes and two temporaries, only to locate a bad value (float64 labels of float32 y_pred,
+    # n = 1e7: 10 ms of a 17 ms call)
+    if bool(a.min() >= 0) and bool(a.max() <= top):
+        return
     bad = ~((a >= 0) & (a <= top))
     if not bool(bad.any()):
         return
