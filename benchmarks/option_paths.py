@@ -1,0 +1,91 @@
+"""Loss + gradient through the paths the main benchmark does not time: layouts other than
+C-contiguous rows, per-label and per-sample weights, labels in another dtype than y_pred, and the
+few-class loops alone. Times in ms, median of --repeat calls after a warm-up, float32 unless
+named; xentc writes into a preallocated gradient (out=), PyTorch (when installed) allocates.
+
+    python benchmarks/option_paths.py [--repeat 7]
+"""
+import argparse
+import time
+
+import numpy as np
+
+import xentc
+
+
+def median_ms(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3
+
+
+def torch_ce(x, y):
+    try:
+        import torch
+    except ImportError:
+        return None
+    xt = torch.from_numpy(x).requires_grad_(True)
+    torch.nn.functional.cross_entropy(xt, torch.from_numpy(y)).backward()
+    return xt.grad
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    rep = ap.parse_args().repeat
+    rng = np.random.default_rng(0)
+    ce = dict(from_logits=True, grad=True)
+
+    x = rng.standard_normal((8, 21, 256, 256)).astype(np.float32)
+    y = rng.integers(0, 21, (8, 256, 256))
+    g = np.empty_like(x)
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    gl = np.empty_like(last)
+    print(f"CE (N, C, H, W) 8x21x256x256 axis=1   {median_ms(lambda: xentc.cross_entropy(y, x, axis=1, out=(None, g, None), **ce), rep):8.1f}")
+    print(f"  the same data channels-last         {median_ms(lambda: xentc.cross_entropy(y, last, out=(None, gl, None), **ce), rep):8.1f}")
+    if torch_ce(x, y) is not None:
+        print(f"  PyTorch cross_entropy (N, C, H, W)  {median_ms(lambda: torch_ce(x, y), rep):8.1f}")
+    print(f"  numpy.copyto of the logits          {median_ms(lambda: np.copyto(g, x), rep):8.1f}")
+    del x, g, last, gl
+
+    x = rng.standard_normal((4096, 32000)).astype(np.float32)
+    y = rng.integers(0, 32000, 4096)
+    xf = np.asfortranarray(x)
+    print(f"CE 4096x32000 C order                 {median_ms(lambda: xentc.cross_entropy(y, x, **ce), 3):8.1f}")
+    print(f"  Fortran order                       {median_ms(lambda: xentc.cross_entropy(y, xf, **ce), 3):8.1f}")
+    print(f"  numpy.ascontiguousarray of it       {median_ms(lambda: np.ascontiguousarray(xf), 3):8.1f}")
+    del x, xf
+
+    n = 10**7
+    for dt in (np.float32, np.float64):
+        z = rng.standard_normal((n // 10, 10)).astype(dt)
+        y = (rng.random((n // 10, 10)) < 0.3).astype(dt)
+        g = np.empty_like(z)
+        pw = (rng.random(10) + 0.5).astype(dt)
+        sw = rng.random((n // 10, 10)).astype(dt)
+        name = np.dtype(dt).name
+        def bce(labels=y, **kw):
+            return lambda: xentc.binary_cross_entropy(labels, z, out=(None, g, None), **ce, **kw)
+        print(f"BCE n=1e7 {name:7}  plain                {median_ms(bce(), rep):8.1f}")
+        print(f"  pos_weight of 10 labels             {median_ms(bce(pos_weight=pw), rep):8.1f}")
+        print(f"  per-element sample_weight           {median_ms(bce(sample_weight=sw), rep):8.1f}")
+        if dt == np.float32:
+            print(f"  float64 labels                      {median_ms(bce(labels=y.astype(np.float64)), rep):8.1f}")
+            print(f"  bool labels                         {median_ms(bce(labels=y.astype(bool)), rep):8.1f}")
+
+    for dt in (np.float32, np.float64):
+        x = (rng.standard_normal((65536, 10)) * 2).astype(dt)
+        y = rng.integers(0, 10, 65536)
+        g = np.empty_like(x)
+        for nt in (None, 1):
+            t_ce = median_ms(lambda: xentc.cross_entropy(y, x, n_threads=nt, out=(None, g, None), **ce), 100)
+            t_fo = median_ms(lambda: xentc.focal_loss(y, x, gamma=2.0, n_threads=nt, out=(None, g, None), **ce), 100)
+            print(f"65536x10 {np.dtype(dt).name:7} {'1 thread' if nt else 'threads':8}  CE {t_ce:6.3f}  focal {t_fo:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
