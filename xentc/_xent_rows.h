@@ -603,6 +603,24 @@ static XENT_ALWAYS_INLINE T row_exp(const T* eb, const T* xr, int64_t sc, T m, i
     return STORED ? eb[j] : softmax_exp(xr[j * sc], m);
 }
 
+/* One staged chunk of a row's coefficients cb and logits xb (padded with c = 0) into the lane sums
+ * of sum_j c_j and sum_j c_j (m - x_j), lanes outermost: the form GCC vectorises. */
+template <typename T>
+static XENT_ALWAYS_INLINE void coef_gap_lanes(const T* __restrict cb, const T* __restrict xb, T m,
+                                              double* __restrict accSR, double* __restrict accLD) {
+    constexpr int NL = lanes<T>();
+    for (int k = 0; k < NL; ++k) {
+        double sr = accSR[k], ld = accLD[k];
+        for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
+            const T c = cb[i0 + k];
+            sr += double(c);
+            ld += double(mul0(c, softmax_gap(xb[i0 + k], m)));
+        }
+        accSR[k] = sr;
+        accLD[k] = ld;
+    }
+}
+
 /* Cross entropy of one softmax row, given the row summary (m, jm, s_rest): the loss
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
  * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
@@ -632,16 +650,7 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
             for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
             for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = m; }
             if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);
-            for (int k = 0; k < NL; ++k) {
-                double sr = accSR[k], ld = accLD[k];
-                for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
-                    const T c = cb[i0 + k];
-                    sr += double(c);
-                    ld += double(mul0(c, softmax_gap(xb[i0 + k], m)));
-                }
-                accSR[k] = sr;
-                accLD[k] = ld;
-            }
+            coef_gap_lanes<T>(cb, xb, m, accSR, accLD);
         }
         S_rest = lane_total<NL>(accSR);
         S = S_rest + double(cjm);
@@ -663,16 +672,7 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
                 for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
                 for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = m; }
                 if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);
-                for (int k = 0; k < NL; ++k) {
-                    double sr = accSR[k], ld = accLD[k];
-                    for (int i0 = 0; i0 < CHUNK; i0 += NL) {
-                        const T c = cb[i0 + k];
-                        sr += double(c);
-                        ld += double(mul0(c, softmax_gap(xb[i0 + k], m)));
-                    }
-                    accSR[k] = sr;
-                    accLD[k] = ld;
-                }
+                coef_gap_lanes<T>(cb, xb, m, accSR, accLD);
             }
             S_rest = lane_total<NL>(accSR);
             S = S_rest + double(epsC * (cwa ? cwa[jm] : T(1)));
