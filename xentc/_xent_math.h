@@ -219,20 +219,16 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
     const T cg0 = Pow::pw(c, g);
     const T cg = rel == T(0) ? cg0 : cg0 + cg0 * (g * rel);
     t.v = mul0(kv * cg, logx);
-    if (want_d1 || want_d2) {
-        /* kd = 0 gives zeros: selected, not branched around (0 / x would be NaN at x = 0), so
-         * that loops calling this if-convert and vectorise */
-        const bool live = kd != T(0);
+    if (kd != T(0) && (want_d1 || want_d2)) {
         const T kcg = kd * cg;
         const T r = log_over_complement(logx, c);
-        if (want_d1) t.d1 = live ? kcg / x - kcg * (g * r) : T(0);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
+        if (want_d1) t.d1 = kcg / x - kcg * (g * r);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
         if (want_d2) {
             const T cgm0 = Pow::pw(c, g - T(1));
             const T cgm1 = rel == T(0) ? cgm0 : cgm0 + cgm0 * ((g - T(1)) * rel);   /* cgm0 may be inf (c = 0, g < 1) */
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
-            const T d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
-            t.d2 = live ? d2 : T(0);
+            t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
         }
     }
     return t;
@@ -278,6 +274,7 @@ template <typename T> struct LGH { T l, g, h; };
 template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;
+    if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     T q = T(1) - p;                 /* exact for p >= 1/2 */
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
@@ -289,9 +286,6 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
     o.l = T(0) - (pos.v + neg.v);   /* not -(...): a zero loss is +0, not -0 */
     o.g = want_g ? (neg.d1 - pos.d1) : T(0);
     o.h = want_h ? -(pos.d2 + neg.d2) : T(0);
-    /* NaN p gives p itself everywhere: selected at the end, not returned early, so that loops
-     * calling this still if-convert and vectorise */
-    if (is_nan(p)) { o.l = p; o.g = p; o.h = p; }
     return o;
 }
 
