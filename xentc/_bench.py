@@ -1,7 +1,8 @@
 """CPU benchmark of xentc against NumPy, PyTorch (CPU, autograd) and scikit-learn's ``_loss``.
 
 Run as ``python -m xentc bench`` or ``python benchmarks/bench_cpu.py``. Every case times
-loss + gradient in one call (``reduction="mean"``), median of repeats after a warm-up, in one
+loss + gradient in one call (``reduction="mean"``), median of repeats after a warm-up (at least
+``--repeat`` of them, more for short calls: each column is timed for at least 0.25 s), in one
 process, and prints for each: xentc with all threads as a user calls it (allocating its gradient),
 xentc writing into a preallocated gradient (``out=``) with all threads and with one, each peer that
 is installed, the ratio of the fastest peer's time to xentc's (both allocating), a ``numpy.copyto``
@@ -209,8 +210,19 @@ def available_peers(kind) -> Dict[str, Callable]:
 # --------------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------------
-def median_ms(fn, repeat: int) -> float:
+MIN_TIME_S = 0.25   # each column of a case is timed for at least this long
+
+
+def median_ms(fn, repeat: int, min_time: float = MIN_TIME_S) -> float:
+    """Median wall time of ``fn`` in ms: after a warm-up, at least ``repeat`` calls, and more where
+    ``repeat`` calls would take less than ``min_time`` seconds (at most 1000): a sub-millisecond
+    call's median of 7 is dominated by the first calls after the other columns ran (threads that
+    went to sleep, cold caches), which said 2.5x where 100 calls said 3.4x."""
+    t0 = time.perf_counter()
     fn()  # warm-up (and page faults of the outputs)
+    first = time.perf_counter() - t0
+    if first * repeat < min_time:
+        repeat = min(1000, max(repeat, int(min_time / max(first, 1e-6))))
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -362,7 +374,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     ap.add_argument("--dtype", choices=["float32", "float64", "both", "float16", "bfloat16"], default="both",
                     help="both: float32 and float64; the 16-bit ones (bfloat16 needs ml_dtypes) time xentc alone")
-    ap.add_argument("--repeat", type=_positive_int, default=7, help="timed repeats per case (median)")
+    ap.add_argument("--repeat", type=_positive_int, default=7, help="timed repeats per case and column (median); short calls repeat until 0.25 s")
     ap.add_argument("--threads", type=_positive_int, default=None,
                     help="OpenMP threads for xentc's main column (default: the OpenMP default)")
     ap.add_argument("--no-peers", action="store_true", help="time xentc and the copy roofline only")
