@@ -315,6 +315,33 @@ def test_binary_first_bad_element_of_a_long_array(name, dtype, n_threads):
         check_raises(ValueError, first, call(name, ys, ps, n_threads=n_threads), value=value, index=index)
 
 
+@pytest.mark.parametrize("ldtype, bad, worse", [(np.int8, -1, 3), (np.uint8, 2, 255), (np.int64, 2, -7),
+                                                (np.uint64, 2**64 - 1, 5), (np.float64, 1 + 1e-10, np.nan),
+                                                (np.float32, np.nan, -0.5)],
+                         ids=lambda v: np.dtype(v).str if isinstance(v, type) else None)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_binary_first_bad_label_of_another_dtype(dtype, ldtype, bad, worse):
+    """Labels of another dtype than y_pred, read as they are: the first bad label of a long array
+    is named with its own value (1 + 1e-10 in float64 must not pass as the 1.0 it rounds to in
+    float32), before a bad probability at the same element, after one at an earlier element."""
+    if np.dtype(ldtype) == np.dtype(dtype):
+        pytest.skip("labels of y_pred's dtype: test_binary_first_bad_element_of_a_long_array")
+    n = 200_003
+    y = np.zeros(n, dtype=ldtype)
+    p = np.full(n, 0.25, dtype=dtype)
+    y[150_001], y[170_000] = bad, worse
+    for n_threads in (1, 2):
+        check_raises(ValueError, "y_true", call("binary_cross_entropy", y, p, n_threads=n_threads), value=bad,
+                     index=150_001)
+        pp = p.copy()
+        pp[150_001] = 1.5
+        check_raises(ValueError, "y_true", call("binary_focal_loss", y, pp, n_threads=n_threads), value=bad,
+                     index=150_001)
+        pp[90_000] = -0.5
+        check_raises(ValueError, "y_pred", call("binary_cross_entropy", y, pp, n_threads=n_threads), value=-0.5,
+                     index=90_000)
+
+
 @pytest.mark.parametrize("name", CATEGORICAL)
 @pytest.mark.parametrize("soft", [False, True])
 def test_categorical_first_bad_probability_of_a_long_row(name, soft):

@@ -485,16 +485,18 @@ def test_score_bad_values_name_the_file_and_the_index_in_it(tmp_path, capsys):
 
 def test_score_memory_stays_bounded(tmp_path):
     """Files larger than the process may allocate are still scored: only a chunk at a time is
-    converted (the uint8 labels to float64). RLIMIT_DATA, set in a child process, limits the heap
-    and private mappings; the read-only file mapping of PRED does not count against it."""
+    converted (float16 labels to float64; uint8 labels are read as they are, not converted).
+    RLIMIT_DATA, set in a child process, limits the heap and private mappings; the read-only file
+    mappings of the inputs do not count against it."""
     pytest.importorskip("resource")
     if not sys.platform.startswith("linux"):
         pytest.skip("RLIMIT_DATA covers private mappings on Linux")
-    n = 24_000_000  # 192 MB of float64 logits, 24 MB of uint8 labels (192 MB as float64)
+    n = 24_000_000  # 192 MB of float64 logits, 48 MB of float16 labels (192 MB as float64)
     z = np.lib.format.open_memmap(tmp_path / "z.npy", mode="w+", dtype=np.float64, shape=(n,))
-    y = np.lib.format.open_memmap(tmp_path / "y.npy", mode="w+", dtype=np.uint8, shape=(n,))
     z[:] = np.tile(np.linspace(-4.0, 4.0, 1000), n // 1000)
-    y[:] = np.tile(np.arange(1000) % 2, n // 1000).astype(np.uint8)
+    for name, dt in (("y.npy", np.float16), ("y8.npy", np.uint8)):
+        y = np.lib.format.open_memmap(tmp_path / name, mode="w+", dtype=dt, shape=(n,))
+        y[:] = np.tile(np.arange(1000) % 2, n // 1000).astype(dt)
     del z, y
     expected = float(xentc.binary_cross_entropy(np.arange(1000) % 2, np.linspace(-4.0, 4.0, 1000),
                                                 from_logits=True))  # the file repeats this block
@@ -514,6 +516,11 @@ def test_score_memory_stays_bounded(tmp_path):
     assert proc.returncode == 2
     assert "out of memory" in proc.stderr and "--chunk-rows" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    # binary labels of uint8 need no conversion: the whole file in one chunk fits
+    base[base.index(str(tmp_path / "y.npy"))] = str(tmp_path / "y8.npy")
+    proc = _run(base + [str(n)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == pytest.approx(expected, rel=1e-12)
 
 
 def test_console_script():

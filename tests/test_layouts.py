@@ -311,6 +311,54 @@ def test_binary_label_dtypes(name, ldtype, dtype):
     assert_unchanged(before, [yl])
 
 
+LONG_LABEL_DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+                     np.float32, np.float64]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("ldtype", LONG_LABEL_DTYPES, ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_binary_labels_read_in_their_dtype(dtype, ldtype, from_logits, n_threads):
+    """Binary labels of another dtype than y_pred are read as they are, a piece at a time, not
+    cast whole: the results are the bits of the labels cast first, in arrays long enough for many
+    pieces and blocks (n = 3 * 70001), with every option that meets them (per-label pos_weight,
+    sample weights, smoothing, focal gamma), and soft labels where the dtype has them."""
+    rng = np.random.default_rng(16)
+    shape = (70_001, 3)
+    y = rng.integers(0, 2, shape)
+    if np.dtype(ldtype).kind == "f":
+        y = np.where(rng.random(shape) < 0.3, rng.random(shape), y)   # some soft labels
+    yl = y.astype(ldtype)
+    yc = yl.astype(dtype)
+    x = (rng.normal(0, 2, shape) if from_logits else rng.uniform(0.02, 0.98, shape)).astype(dtype)
+    sw = rng.integers(0, 4, shape) / 2
+    for name, kw in (("binary_cross_entropy", {"pos_weight": np.array([0.5, 1.0, 2.0]), "sample_weight": sw}),
+                     ("binary_cross_entropy", {"label_smoothing": 0.1}),
+                     ("binary_focal_loss", {"gamma": 2.0, "alpha": 0.25}),
+                     ("binary_focal_loss", {"gamma": 1.5, "sample_weight": sw})):
+        for reduction in ("none", "mean"):
+            before = snapshot(yl)
+            got = call(name, yl, x, kw, from_logits=from_logits, reduction=reduction, n_threads=n_threads)
+            assert_same(got, call(name, yc, x, kw, from_logits=from_logits, reduction=reduction,
+                                  n_threads=n_threads))
+            assert_unchanged(before, [yl])
+        # the strided loop (labels cast there) agrees
+        ys, xs = np.repeat(yl, 2, axis=1)[:, ::2], np.repeat(x, 2, axis=1)[:, ::2]
+        assert_same(call(name, ys, xs, kw, from_logits=from_logits, n_threads=n_threads),
+                    call(name, yl, x, kw, from_logits=from_logits, n_threads=n_threads))
+
+
+def test_bool_labels_read_as_numpy_reads_them():
+    """A bool array whose bytes are not 0 or 1 (a view of other bytes) holds True wherever a byte
+    is nonzero, for NumPy and so for the kernels."""
+    raw = np.tile(np.array([0, 1, 2, 255], dtype=np.uint8), 1000)
+    yb = raw.view(np.bool_)
+    x = np.linspace(-3, 3, raw.size)
+    ref = call("binary_cross_entropy", (raw != 0).astype(np.float64), x, {}, from_logits=True, reduction="none")
+    assert_same(call("binary_cross_entropy", yb, x, {}, from_logits=True, reduction="none"), ref)
+
+
 @pytest.mark.parametrize("wdtype", [np.int64, np.int8, np.uint8, np.float16, np.float32,
                                     np.dtype(">f8"), np.bool_], ids=lambda d: np.dtype(d).str)
 @pytest.mark.parametrize("name", FUNCS)

@@ -291,8 +291,11 @@ def _backend(xp, pred):
 # Errors reported by the kernels
 # --------------------------------------------------------------------------------------------
 def _value_at(a, idx) -> str:
+    """The value of a[idx] for a message: an integer as it is (2**64 - 1 is not 1.8e19), the rest
+    as a Python float."""
     v = a[idx]
-    return repr(float(v.item() if hasattr(v, "item") else v))
+    v = v.item() if hasattr(v, "item") else v
+    return repr(v) if isinstance(v, int) and not isinstance(v, bool) else repr(float(v))
 
 
 def _check_narrowed(name: str, a, dtype, xp) -> None:
@@ -606,6 +609,16 @@ def _on_device(y_pred):
     return y_pred.device if _is_cupy(y_pred) else contextlib.nullcontext()
 
 
+def _native_binary_labels(backend, yt, x, ydt) -> bool:
+    """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
+    that can (BINARY_LABEL_DTYPES), a dtype it reads, and labels and y_pred both laid out with
+    unit stride once flattened (the strided loop reads labels of the compute dtype only)."""
+    kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
+    if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative or x.dtype != ydt:
+        return False
+    return all(a.flags.c_contiguous for a in (yt, x))
+
+
 def _binary(y_true, y_pred, **kw):
     with _on_device(y_pred):
         return _binary_here(y_true, y_pred, **kw)
@@ -625,8 +638,11 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     # labels: 16-bit beside 16-bit storage when that loses nothing (the same dtype, or integer and bool
     # labels, whose values stay outside [0, 1] where they were), else the compute dtype
     ydt = sdt if sdt != cdt and (yt.dtype == sdt or yt.dtype.kind in "biu") else cdt
-    _check_narrowed("y_true", yt, ydt, xp)
-    y = _as_compute(yt, ydt, xp)
+    if _native_binary_labels(backend, yt, x, ydt):
+        y = yt   # read as they are by the kernels (no cast of the whole array; no narrowing to check)
+    else:
+        _check_narrowed("y_true", yt, ydt, xp)
+        y = _as_compute(yt, ydt, xp)
     shape = pred.shape
     n = math.prod(shape)
     sw = _sample_weight(sample_weight, shape, cdt, xp)

@@ -1,9 +1,10 @@
 """Typing stub for the compiled kernels (xentc/_kernels.pyx)."""
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 SERIAL_WORK: int
+BINARY_LABEL_DTYPES: Dict[np.dtype, int]
 BLOCK_WORK: int
 
 KernelResult = Tuple[float, int, int, int]  # (sum, error code, first bad row/index, class or value)

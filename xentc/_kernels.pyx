@@ -32,6 +32,7 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
     ctypedef struct BinaryArgs:
         const void* y
         int64_t sy
+        int ykind
         const void* x
         int64_t sx
         const void* sw
@@ -175,14 +176,26 @@ def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore,
     return _run(_TABLE[K_WEIGHT + double_], &a, n, 1, n_threads)
 
 
+# Binary labels the kernels read in their own dtype (LabelKind of _xent_rows.h), beside y_pred
+# of the other float type too: the API passes them uncast where both arrays are contiguous.
+BINARY_LABEL_DTYPES = {np.dtype(t): k for k, t in enumerate(
+    (np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+     np.float32, np.float64), start=1)}
+
+
 def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bint from_logits,
            loss, grad, hess, bint double_, n_threads):
-    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits)."""
+    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits). y is of x's dtype,
+    or of one of BINARY_LABEL_DTYPES (native byte order) where y and x are both contiguous."""
     cdef BinaryArgs a
     a.y = <const void*>_addr(y)
-    a.sy = _stride(y, 0)
+    # one element is read alone whatever its stride (a contiguous size-1 array may have any)
+    a.sy = _stride(y, 0) if y.shape[0] > 1 else 1
     a.x = <const void*>_addr(x)
-    a.sx = _stride(x, 0)
+    a.sx = _stride(x, 0) if x.shape[0] > 1 else 1
+    a.ykind = 0 if y.dtype == x.dtype else BINARY_LABEL_DTYPES[y.dtype]
+    if a.ykind and (a.sy != 1 or a.sx != 1 or not y.dtype.isnative):
+        raise ValueError("binary: labels of another dtype than y_pred must be contiguous, as y_pred")
     a.sw = <const void*>_addr(sw)
     a.w1 = <const void*>_addr(w1)
     a.nw1 = 1 if w1 is None else w1.shape[0]

@@ -100,7 +100,8 @@ template <typename T> static inline T smoothed_pair(T y, T eps, bool positive) {
 /* Check of a label that must lie in [0, 1]. */
 template <typename T> static inline int unit_label_error(T y) {
     if (y != y) return ERR_LABEL_NAN;
-    if (y < T(0) || y > T(1)) return ERR_LABEL_UNIT;
+    if constexpr (std::is_unsigned<T>::value) { if (y > T(1)) return ERR_LABEL_UNIT; }
+    else if (y < T(0) || y > T(1)) return ERR_LABEL_UNIT;
     return ERR_NONE;
 }
 
@@ -202,7 +203,8 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
 /* Binary losses over a flat array (binary CE and binary focal share it: gamma = 0 is CE).      */
 /* ------------------------------------------------------------------------------------------ */
 struct BinaryArgs {
-    const void* y; int64_t sy;      /* labels, in the compute type */
+    const void* y; int64_t sy;      /* labels: the compute type, or (contiguous only) ykind's */
+    int ykind;                      /* LabelKind of y */
     const void* x; int64_t sx;      /* probabilities or logits */
     const void* sw;                 /* sample weights, contiguous, or NULL */
     const void* w1; int64_t nw1;    /* positive-side weight (pos_weight or alpha) indexed i % nw1 */
@@ -349,6 +351,64 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
     *bad |= any_bad;
 }
 
+/* Binary labels of another dtype than the compute type T (bool, integers, the other float type),
+ * read as they are: a cast of the whole array (NumPy's astype) took longer than the loss itself
+ * (float32, n = 1e7: bool labels 4 ms, float64 10 ms, beside a 4-6 ms call). They are turned into
+ * T a piece (LABEL_PIECE elements) at a time on the stack, then go through the same span, so the
+ * results are the bits of the cast labels. A value outside [0, 1] becomes NaN, so the span flags
+ * it; its error is then taken from the original value (1 + 1e-10 in float64 would round to a
+ * valid 1.0f). bool is read as NumPy reads it: any nonzero byte is true. */
+enum LabelKind { YK_SAME = 0, YK_BOOL, YK_I8, YK_U8, YK_I16, YK_U16, YK_I32, YK_U32, YK_I64, YK_U64, YK_F32, YK_F64 };
+constexpr int LABEL_PIECE = 16 * CHUNK;   /* a multiple of CHUNK: the span's chunks and lanes stay as they were */
+
+template <typename Y, typename T> static void stage_labels(const void* y, int64_t i, int n, T* __restrict out) {
+    const Y* __restrict s = (const Y*)y + i;
+    const T nan = T(NAN);
+    if constexpr (std::is_same<Y, bool>::value) {
+        const uint8_t* __restrict b = (const uint8_t*)s;
+        for (int k = 0; k < n; ++k) out[k] = b[k] ? T(1) : T(0);
+    } else {
+        for (int k = 0; k < n; ++k) out[k] = unit_label_error(s[k]) ? nan : T(s[k]);
+    }
+}
+
+template <typename T> using stage_labels_fn = void (*)(const void*, int64_t, int, T*);
+
+template <typename T> static stage_labels_fn<T> label_stager(int ykind) {
+    switch (ykind) {
+    case YK_BOOL: return stage_labels<bool, T>;
+    case YK_I8: return stage_labels<int8_t, T>;
+    case YK_U8: return stage_labels<uint8_t, T>;
+    case YK_I16: return stage_labels<int16_t, T>;
+    case YK_U16: return stage_labels<uint16_t, T>;
+    case YK_I32: return stage_labels<int32_t, T>;
+    case YK_U32: return stage_labels<uint32_t, T>;
+    case YK_I64: return stage_labels<int64_t, T>;
+    case YK_U64: return stage_labels<uint64_t, T>;
+    case YK_F32: return stage_labels<float, T>;
+    case YK_F64: return stage_labels<double, T>;
+    default: return 0;
+    }
+}
+
+/* The error of label q, read in its own type. */
+template <typename T> static int label_error_at(const BinaryArgs* a, int64_t q) {
+    switch (a->ykind) {
+    case YK_SAME: return unit_label_error(((const T*)a->y)[q]);
+    case YK_BOOL: return ERR_NONE;
+    case YK_I8: return unit_label_error(((const int8_t*)a->y)[q]);
+    case YK_U8: return unit_label_error(((const uint8_t*)a->y)[q]);
+    case YK_I16: return unit_label_error(((const int16_t*)a->y)[q]);
+    case YK_U16: return unit_label_error(((const uint16_t*)a->y)[q]);
+    case YK_I32: return unit_label_error(((const int32_t*)a->y)[q]);
+    case YK_U32: return unit_label_error(((const uint32_t*)a->y)[q]);
+    case YK_I64: return unit_label_error(((const int64_t*)a->y)[q]);
+    case YK_U64: return unit_label_error(((const uint64_t*)a->y)[q]);
+    case YK_F32: return unit_label_error(((const float*)a->y)[q]);
+    default: return unit_label_error(((const double*)a->y)[q]);
+    }
+}
+
 template <typename T, bool G, bool H, typename Pow, bool LOGITS>
 static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1, BlockResult* res) {
     const T* y = (const T*)a->y;
@@ -365,19 +425,28 @@ static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1,
     const int64_t L = w1 ? a->nw1 : 1;
     const T* w1v = L > 1 ? w1 : (const T*)0;
     const T w1c = (w1 && L == 1) ? w1[0] : T(1);
-    const int64_t n = i1 - i0, i = i0, phase = L > 1 ? i0 % L : 0;
-    if (sw)
-        binary_span<T, G, H, Pow, true, LOGITS>(y + i, x + i, sw + i, w1v, L, phase, w1c, w0, eps, g, dscale,
-                                                lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, n, acc, cmp,
-                                                &bad);
-    else
-        binary_span<T, G, H, Pow, false, LOGITS>(y + i, x + i, sw, w1v, L, phase, w1c, w0, eps, g, dscale,
-                                                 lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, n, acc, cmp,
-                                                 &bad);
+    /* labels of type T are read in place, in one span; others a piece at a time through yb */
+    const stage_labels_fn<T> stage = a->ykind == YK_SAME ? (stage_labels_fn<T>)0 : label_stager<T>(a->ykind);
+    T yb[LABEL_PIECE];
+    const int64_t piece = stage ? LABEL_PIECE : i1 - i0;
+    for (int64_t i = i0; i < i1; i += piece) {
+        const int64_t n = (i1 - i) < piece ? i1 - i : piece;
+        if (stage) stage(a->y, i, int(n), yb);
+        const T* yi = stage ? yb : y + i;
+        const int64_t phase = L > 1 ? i % L : 0;
+        if (sw)
+            binary_span<T, G, H, Pow, true, LOGITS>(yi, x + i, sw + i, w1v, L, phase, w1c, w0, eps, g, dscale,
+                                                    lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, n, acc,
+                                                    cmp, &bad);
+        else
+            binary_span<T, G, H, Pow, false, LOGITS>(yi, x + i, sw, w1v, L, phase, w1c, w0, eps, g, dscale,
+                                                     lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, n, acc,
+                                                     cmp, &bad);
+    }
     for (int k = 0; k < NL; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
     if (bad) {   /* the first bad element, as binary_general reports it (its label first) */
         for (int64_t q = i0; q < i1; ++q) {
-            int e = unit_label_error(y[q]);
+            int e = label_error_at<T>(a, q);
             if (!e && !LOGITS && (x[q] < T(0) || x[q] > T(1))) e = ERR_PROB;
             if (e) { set_error(res, e, q, 0); break; }
         }
@@ -422,7 +491,7 @@ static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockRes
 template <typename T, typename Pow>
 static void binary_with_pow(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
     const BinaryArgs* a = (const BinaryArgs*)vargs;
-    if (a->sx != 1 || a->sy != 1) binary_general<T, Pow>(a, i0, i1, res);
+    if (a->sx != 1 || a->sy != 1) binary_general<T, Pow>(a, i0, i1, res);   /* labels of type T here */
     else if (a->from_logits) binary_contiguous<T, Pow, true>(a, i0, i1, res);
     else binary_contiguous<T, Pow, false>(a, i0, i1, res);
 }
