@@ -371,6 +371,39 @@ def test_rows_of_many_classes(func, gamma, from_logits, labels, C, dt):
     worst.check()
 
 
+@pytest.mark.parametrize("labels", ["smoothed", "soft"])
+@pytest.mark.parametrize("func,gamma", [("ce", 0.0), ("focal", 0.5), ("focal", 1.0), ("focal", 2.0)])
+def test_one_large_coefficient_among_many_small(func, gamma, labels):
+    """float64 rows of C = 1000 classes where one coefficient is near 1 and the other 999 are
+    1e-7 (label smoothing 1e-4, or the same soft labels), from logits spread wide: the row's sums
+    of the coefficient-weighted terms meet one large term and many small ones in each vector lane.
+    Plain lane sums lost up to 26 ulp of the largest class's gradient; with their rounding errors
+    kept (Kahan steps) the row is within the bar."""
+    C, eps = 1000, 1e-4
+    worst = _Worst()
+    for seed in range(3, 7):
+        rng = np.random.default_rng(seed)
+        x = (rng.standard_normal(C) * 15)[None]
+        k = int(np.argmax(x))
+        y = np.array([0 if k else 1])
+        Y = np.full((1, C), eps / C)
+        Y[0, y[0]] += 1 - eps
+        lab, kw = (y, {"label_smoothing": eps}) if labels == "smoothed" else (Y, {})
+        if func == "focal":
+            kw["gamma"] = gamma
+        fn, reference = (xentc.cross_entropy, ref.cross_entropy) if func == "ce" else (xentc.focal_loss,
+                                                                                       ref.focal_loss)
+        res = fn(lab, x, from_logits=True, reduction="none", grad=True, **kw)
+        _, g_ref, _ = reference(lab, x, from_logits=True, reduction="none", **kw)
+        exact = _mp_row_loss(x[0], Y[0], gamma, True)
+        where = f"seed {seed} {labels} {func} gamma={gamma} argmax {k}"
+        worst.add("loss", res.loss[0], exact, abs(exact), "float64", where)
+        for j in (k, int(y[0]), (k + 1) % C):
+            ge = ref._mpf(g_ref[0, j])
+            worst.add(f"grad[{j}]", res.grad[0, j], ge, max(abs(ge), 1), "float64", where)
+    worst.check()
+
+
 # --------------------------------------------------------------------------------------
 # reductions over 10^6+ elements against an exactly rounded sum
 # --------------------------------------------------------------------------------------

@@ -89,6 +89,61 @@ template <int NL> static inline double lane_total(const double* acc) {
     return (a + b) + (c + d);
 }
 
+/* One term v into lane sum s with its error c (the sum is s - c): for double terms a Kahan step, the
+ * rounding error of each addition kept (a row's 1000 terms in 8 lanes lost up to 26 ulp of a
+ * gradient with plain sums, where one large coefficient met many small ones); float terms need
+ * none (see binary_span), so c stays 0. Written for lanes-outermost loops, which GCC vectorises. */
+template <typename T> static XENT_ALWAYS_INLINE void lane_add(double& s, double& c, double v) {
+    if (sizeof(T) == sizeof(float)) {
+        s += v;
+    } else {
+        const double d = v - c;
+        const double t = s + d;
+        const double e = (t - s) - d;
+        c = (t - t == 0.0) ? e : 0.0;   /* an inf or NaN sum needs no compensation */
+        s = t;
+    }
+}
+
+/* The total of lane sums acc with their errors cmp (lane_add): for float the plain lane_total, for
+ * double a compensated sum of both. */
+template <typename T, int NL> static inline double lane_total_comp(const double* acc, const double* cmp) {
+    if (sizeof(T) == sizeof(float)) return lane_total<NL>(acc);
+    double sum = 0.0, comp = 0.0;
+    for (int k = 0; k < NL; ++k) { kahan_step(sum, comp, acc[k]); kahan_step(sum, comp, -cmp[k]); }
+    return sum - sum == 0.0 ? sum + comp : sum;
+}
+
+/* A Kahan step without selects, for loops that GCC if-converts only without them: an infinite
+ * or NaN term makes s and c NaN, so a plain sum of the same terms kept beside says whether the
+ * Kahan sum is to be trusted (lane_total_free). */
+static XENT_ALWAYS_INLINE void kahan_free(double& s, double& c, double v) {
+    const double d = v - c;
+    const double t = s + d;
+    c = (t - s) - d;
+    s = t;
+}
+
+/* The total of lanes summed both ways: plain sums acc, Kahan sums ks with errors kc (kahan_free).
+ * Float terms take the plain sums alone (see lane_add); double ones the Kahan sums where the
+ * plain total is finite, else the plain total (inf, or NaN), which is then exact. */
+template <typename T, int NL> static inline double lane_total_free(const double* acc, const double* ks,
+                                                                  const double* kc) {
+    const double plain = lane_total<NL>(acc);
+    if (sizeof(T) == sizeof(float) || !(plain - plain == 0.0)) return plain;
+    return lane_total_comp<T, NL>(ks, kc);
+}
+
+/* Whether a row's sums over classes of a chunk of terms are formed in fresh lane sums, the chunk's
+ * CHUNK / NL terms per lane, and then added to the row's lanes with lane_add (which keeps each
+ * addition's error): for double, where a row can mix one large term (a coefficient near 1) with
+ * many small ones (1000 classes of 1e-7), and plain lane sums lost up to 26 ulp of the largest
+ * class's gradient; the error is then that of the few additions within a chunk. A Kahan step per
+ * term (lane_add in the loop) made soft-label rows 30% slower. Float terms need none (see
+ * binary_span). The focal loops keep a Kahan step per term instead (kahan_free), which cost
+ * them less. */
+template <typename T> constexpr bool chunk_partials() { return sizeof(T) == sizeof(double); }
+
 /* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
  * (1 - y)(1 - eps) + eps/2, each from the raw label: 1 - y is exact for hard labels, whereas 1 minus
  * the smoothed y would cancel (relative error 1e-10 at eps = 2e-6). */
@@ -236,6 +291,25 @@ constexpr int CHUNK = 64;
  * gradient, ns per element, unchained -> chained (with the Estrin polynomials of _xent_vmath.h):
  * AVX-512 binary CE float 0.95 -> 0.68, double 2.20 -> 1.81, focal (gamma 2) float 2.32 -> 1.66,
  * double 5.37 -> 3.78; AVX2 CE float 2.04 -> 1.73, double 4.56 -> 3.98, focal float 4.0 -> 2.9. */
+/* A chunk of binary losses lb into the lane sums sa (errors sc): lane k takes elements k, k + NL,
+ * ... (padding adds exact zeros). Lanes outermost: GCC vectorises this form across lanes, not the
+ * one with lanes innermost (it unrolled that and left it scalar). Float losses need no
+ * compensation: the terms are >= 0, so a lane's double sum of k of them is within k * 2^-53 of
+ * the exact sum (relative), 2^-39 for the 16384 elements of a block in one lane, far below float's
+ * 2^-24 (the blocks' sums are then added with Kahan); driver, AVX-512, one thread: binary CE 1.32
+ * -> 1.21 ns per element without it. The contiguous and the strided loops both sum this way, so
+ * a layout never changes a sum's bits. */
+template <typename T, typename V = T>
+static XENT_ALWAYS_INLINE void chunk_into_lanes(const V* __restrict lb, double* __restrict sa, double* __restrict sc) {
+    constexpr int NL = lanes<T>();
+    for (int k = 0; k < NL; ++k) {
+        double a = sa[k], cc = sc[k];
+        for (int k0 = 0; k0 < CHUNK; k0 += NL) lane_add<T>(a, cc, double(lb[k0 + k]));
+        sa[k] = a;
+        sc[k] = cc;
+    }
+}
+
 template <typename T> constexpr int vector_chains() {
 #if defined(__AVX512F__)
     return sizeof(T) == sizeof(float) ? 4 : 8;
@@ -313,34 +387,7 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
                 if (H) hd[k] = o.h;
             }
         }
-        /* Kahan steps, lane k taking elements k, k + NL, ... (padding adds exact zeros); an inf or
-         * NaN sum needs no compensation. Lanes outermost: GCC vectorises this form across lanes,
-         * not the one with lanes innermost (it unrolled that and left it scalar) */
-        if (sizeof(T) == sizeof(float)) {
-            /* float losses need no compensation: the terms are >= 0, so a lane's double sum of
-             * k of them is within k * 2^-53 of the exact sum (relative), 2^-39 for the 16384
-             * elements of a block in one lane, far below float's 2^-24 (the blocks' sums are
-             * then added with Kahan). Driver, AVX-512, one thread: binary CE 1.32 -> 1.21 ns
-             * per element. */
-            for (int k = 0; k < NL; ++k) {
-                double a = sa[k];
-                for (int k0 = 0; k0 < CHUNK; k0 += NL) a += double(lb[k0 + k]);
-                sa[k] = a;
-            }
-        } else {
-            for (int k = 0; k < NL; ++k) {
-                double a = sa[k], cc = sc[k];
-                for (int k0 = 0; k0 < CHUNK; k0 += NL) {
-                    const double v = double(lb[k0 + k]) - cc;
-                    const double t = a + v;
-                    const double c = (t - a) - v;
-                    cc = (t - t == 0.0) ? c : 0.0;
-                    a = t;
-                }
-                sa[k] = a;
-                sc[k] = cc;
-            }
-        }
+        chunk_into_lanes<T>(lb, sa, sc);
         if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
         if (m < CHUNK) {
             if (G) for (int k = 0; k < m; ++k) go[i0 + k] = gb[k];
@@ -470,22 +517,39 @@ static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockRes
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
     const bool want_g = go != 0, want_h = ho != 0;
     const T eps = T(a->eps), g = T(a->gamma), w0 = T(a->w0), dscale = T(a->dscale);
+    /* the loss summed as binary_span sums it (chunks from i0 into lanes), for the same bits */
+    constexpr int NL = lanes<T>();
+    double acc[NL], cmp[NL];
+    for (int k = 0; k < NL; ++k) acc[k] = cmp[k] = 0.0;
+    T lb[CHUNK];
+    int fill = 0;
     for (int64_t i = i0; i < i1; ++i) {
         T yi = y[i * a->sy];
         T xi = x[i * a->sx];
         int e = unit_label_error(yi);
-        if (e) { set_error(res, e, i, 0); continue; }
-        if (!a->from_logits && (xi < T(0) || xi > T(1))) { set_error(res, ERR_PROB, i, 0); continue; }
-        T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
-        T c0 = w0 * smoothed_pair(yi, eps, false);
-        const T wi = sw ? sw[i] : T(1), ds = wi * dscale;
-        LGH<T> o = a->from_logits ? binary_from_logit<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds)
-                                  : binary_from_prob<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds);
-        if (lo) lo[i] = o.l;
-        kahan_add(res, double(o.l));
-        if (want_g) go[i] = o.g;
-        if (want_h) ho[i] = o.h;
+        if (!e && !a->from_logits && (xi < T(0) || xi > T(1))) e = ERR_PROB;
+        T l = T(0);
+        if (e) {
+            set_error(res, e, i, 0);
+        } else {
+            T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
+            T c0 = w0 * smoothed_pair(yi, eps, false);
+            const T wi = sw ? sw[i] : T(1), ds = wi * dscale;
+            LGH<T> o = a->from_logits ? binary_from_logit<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds)
+                                      : binary_from_prob<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds);
+            l = o.l;
+            if (lo) lo[i] = o.l;
+            if (want_g) go[i] = o.g;
+            if (want_h) ho[i] = o.h;
+        }
+        lb[fill] = l;
+        if (++fill == CHUNK) { chunk_into_lanes<T>(lb, acc, cmp); fill = 0; }
     }
+    if (fill) {
+        for (int k = fill; k < CHUNK; ++k) lb[k] = T(0);
+        chunk_into_lanes<T>(lb, acc, cmp);
+    }
+    for (int k = 0; k < NL; ++k) { kahan_add(res, acc[k]); kahan_add(res, -cmp[k]); }
 }
 
 template <typename T, typename Pow>
@@ -674,20 +738,30 @@ static XENT_ALWAYS_INLINE T row_exp(const T* eb, const T* xr, int64_t sc, T m, i
 
 /* One staged chunk of a row's coefficients cb and logits xb (padded with c = 0) into the lane sums
  * of sum_j c_j and sum_j c_j (m - x_j), lanes outermost: the form GCC vectorises. */
-template <typename T>
+template <typename T, bool COMP>
 static XENT_ALWAYS_INLINE void coef_gap_lanes(const T* __restrict cb, const T* __restrict xb, T m,
-                                              double* __restrict accSR, double* __restrict accLD) {
+                                              double* __restrict accSR, double* __restrict accLD,
+                                              double* __restrict cmpSR, double* __restrict cmpLD) {
+    /* COMP (coefficients of any sizes: soft labels): see chunk_partials; the smoothing's equal
+     * coefficients eps/C (the label's own part is added apart) need no compensation */
     constexpr int NL = lanes<T>();
+    constexpr bool PART = COMP && chunk_partials<T>();
+    double psr[NL], pld[NL];   /* the chunk's partial sums (PART) */
     for (int k = 0; k < NL; ++k) {
-        double sr = accSR[k], ld = accLD[k];
+        double sr = PART ? 0.0 : accSR[k], ld = PART ? 0.0 : accLD[k];
         for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
             const T c = cb[i0 + k];
             sr += double(c);
             ld += double(mul0(c, softmax_gap(xb[i0 + k], m)));
         }
-        accSR[k] = sr;
-        accLD[k] = ld;
+        if (PART) { psr[k] = sr; pld[k] = ld; }
+        else { accSR[k] = sr; accLD[k] = ld; }
     }
+    if (PART)
+        for (int k = 0; k < NL; ++k) {
+            lane_add<T>(accSR[k], cmpSR[k], psr[k]);
+            lane_add<T>(accLD[k], cmpLD[k], pld[k]);
+        }
 }
 
 /* Cross entropy of one softmax row, given the row summary (m, jm, s_rest): the loss
@@ -711,19 +785,19 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
          * accumulators with lanes outermost, the form GCC vectorises */
         T cb[CHUNK], xb[CHUNK], cjm;
         stage_coefs(a, y, ys, jm, 1, &cjm);
-        double accSR[NL], accLD[NL];
-        for (int k = 0; k < NL; ++k) { accSR[k] = 0.0; accLD[k] = 0.0; }
+        double accSR[NL], accLD[NL], cmpSR[NL], cmpLD[NL];
+        for (int k = 0; k < NL; ++k) { accSR[k] = 0.0; accLD[k] = 0.0; cmpSR[k] = 0.0; cmpLD[k] = 0.0; }
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
             stage_coefs(a, y, ys, j0, n, cb);
             for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
             for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = m; }
             if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);
-            coef_gap_lanes<T>(cb, xb, m, accSR, accLD);
+            coef_gap_lanes<T, true>(cb, xb, m, accSR, accLD, cmpSR, cmpLD);
         }
-        S_rest = lane_total<NL>(accSR);
+        S_rest = lane_total_comp<T, NL>(accSR, cmpSR);
         S = S_rest + double(cjm);
-        LD = lane_total<NL>(accLD);
+        LD = lane_total_comp<T, NL>(accLD, cmpLD);
     } else {
         /* integer label y: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y */
         const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
@@ -732,8 +806,8 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
              * labels are above (a plain loop over j kept three dependent double sums, and label
              * smoothing cost 3x the plain call) */
             T cb[CHUNK], xb[CHUNK];
-            double accSR[NL], accLD[NL];
-            for (int k = 0; k < NL; ++k) { accSR[k] = 0.0; accLD[k] = 0.0; }
+            double accSR[NL], accLD[NL], cmpSR[NL], cmpLD[NL];
+            for (int k = 0; k < NL; ++k) { accSR[k] = 0.0; accLD[k] = 0.0; cmpSR[k] = 0.0; cmpLD[k] = 0.0; }
             for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
                 const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
                 if (cwa) for (int k = 0; k < n; ++k) cb[k] = epsC * cwa[j0 + k];
@@ -741,11 +815,11 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
                 for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
                 for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = m; }
                 if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);
-                coef_gap_lanes<T>(cb, xb, m, accSR, accLD);
+                coef_gap_lanes<T, false>(cb, xb, m, accSR, accLD, cmpSR, cmpLD);
             }
-            S_rest = lane_total<NL>(accSR);
+            S_rest = lane_total_comp<T, NL>(accSR, cmpSR);
             S = S_rest + double(epsC * (cwa ? cwa[jm] : T(1)));
-            LD = lane_total<NL>(accLD);
+            LD = lane_total_comp<T, NL>(accLD, cmpLD);
         }
         S += double(cy);
         if (y != jm) S_rest += double(cy);
@@ -838,8 +912,13 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     const T* eb = want_g ? gr : hr;
     constexpr int NL = lanes<T>();
     T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], gb[CHUNK], hb[CHUNK];
-    double accL[NL], accT[NL], accU[NL];
-    for (int k = 0; k < NL; ++k) { accL[k] = 0.0; accT[k] = 0.0; accU[k] = 0.0; }
+    /* lane sums: plain, and for double also Kahan sums with their errors (see pass 3) */
+    double accL[NL], accT[NL], accU[NL], kL[NL], kT[NL], kU[NL], cmpL[NL], cmpT[NL], cmpU[NL];
+    for (int k = 0; k < NL; ++k) {
+        accL[k] = accT[k] = accU[k] = 0.0;
+        kL[k] = kT[k] = kU[k] = 0.0;
+        cmpL[k] = cmpT[k] = cmpU[k] = 0.0;
+    }
     /* CHUNK classes from j0: n of them, staged and padded to nr */
     auto stage = [&](int64_t j0, int n, int nr) {
         if (!SPARSE) {
@@ -861,9 +940,9 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
             ey = row_exp<T, STORED>(eb, xr, sc, m, y);
             ely = softmax_elem(softmax_gap(xr[y * sc], m), ey, false, s, s_rest, L);
             fy = focal_softmax_elem<T, Pow>(cy, ely, g, want_d, want_h);
-            accL[0] = double(fy.loss);
-            accT[0] = double(fy.G);
-            accU[0] = fy.Kt == T(0) ? 0.0 : double(fy.Kt) / (double(ely.Q) * double(ely.Q));
+            kL[0] = accL[0] = double(fy.loss);
+            kT[0] = accT[0] = double(fy.G);
+            kU[0] = accU[0] = fy.Kt == T(0) ? 0.0 : double(fy.Kt) / (double(ely.Q) * double(ely.Q));
         }
     } else {
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
@@ -871,20 +950,32 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
             stage(j0, n, CHUNK);
             if (jm >= j0 && jm < j0 + n) cb[jm - j0] = T(0);   /* jm is added apart, below (its Q = 1 - P
                                                                    may be 0 here: zero Kt adds nothing) */
-            /* lanes outermost: the form GCC vectorises */
+            /* lanes outermost: the form GCC vectorises. For double the terms also go into Kahan
+             * sums (kL.., cmpL..), in the select-free form (kahan_free): the plain sums (accL..)
+             * then say whether the total is finite, and if not, are it (lane_total_free). This
+             * cost 5% more (float64, 1024 x 32000, smoothing); partial sums of each chunk added
+             * with lane_add, as coef_gap_lanes does, cost 13% here. */
             for (int k = 0; k < NL; ++k) {
                 double sl = accL[k], st = accT[k], su = accU[k];
+                double kl = kL[k], kt = kT[k], ku = kU[k], cl = cmpL[k], ct = cmpT[k], cu = cmpU[k];
                 for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
                     const int i = i0 + k;
                     const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[i], m), ebuf[i], false, s, s_rest, L);
                     const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[i], el, g, want_d, want_h);
-                    sl += double(f.loss);
-                    st += double(f.G);
-                    su += f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                    const double vl = double(f.loss), vg = double(f.G);
+                    const double vu = f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                    sl += vl;
+                    st += vg;
+                    su += vu;
+                    if (sizeof(T) == sizeof(double)) {
+                        kahan_free(kl, cl, vl);
+                        kahan_free(kt, ct, vg);
+                        kahan_free(ku, cu, vu);
+                    }
                 }
-                accL[k] = sl;
-                accT[k] = st;
-                accU[k] = su;
+                accL[k] = sl; accT[k] = st; accU[k] = su;
+                kL[k] = kl; kT[k] = kt; kU[k] = ku;
+                cmpL[k] = cl; cmpT[k] = ct; cmpU[k] = cu;
             }
         }
     }
@@ -895,10 +986,10 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     const SoftmaxElem<T> eljm = softmax_elem(djm, T(1), true, s, s_rest, L);
     const FocalSoftmax<T> fjm = focal_softmax_elem<T, Pow>(cjm, eljm, g, want_d, want_h);
     FocalRowSums<T> sums = focal_row_sums_init<T>();
-    sums.loss = lane_total<NL>(accL) + double(fjm.loss);
-    sums.T_rest = lane_total<NL>(accT);
+    sums.loss = lane_total_free<T, NL>(accL, kL, cmpL) + double(fjm.loss);
+    sums.T_rest = lane_total_free<T, NL>(accT, kT, cmpT);
     sums.Tt = sums.T_rest + double(fjm.G);
-    sums.U_rest = lane_total<NL>(accU);
+    sums.U_rest = lane_total_free<T, NL>(accU, kU, cmpU);
     sums.G_jm = fjm.G;
     sums.Kt_jm = fjm.Kt;
     *loss_out = mul0(wi, T(sums.loss));
@@ -1049,8 +1140,8 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
     }
     constexpr int NL = lanes<T>();
     T cb[CHUNK], xb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
-    double acc[NL];
-    for (int k = 0; k < NL; ++k) acc[k] = 0.0;
+    double acc[NL], cmp[NL];
+    for (int k = 0; k < NL; ++k) acc[k] = cmp[k] = 0.0;
     for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
         const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
         stage_coefs(a, y, ys, j0, n, cb);
@@ -1063,14 +1154,15 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
             hb[k] = o.h;
         }
         for (int k = 0; k < NL; ++k) {
-            double v = acc[k];
-            for (int i0 = 0; i0 < CHUNK; i0 += NL) v += double(lb[i0 + k]);
+            double v = acc[k], c = cmp[k];
+            for (int i0 = 0; i0 < CHUNK; i0 += NL) lane_add<T>(v, c, double(lb[i0 + k]));
             acc[k] = v;
+            cmp[k] = c;
         }
         if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
         if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
     }
-    *loss_out = T(lane_total<NL>(acc));
+    *loss_out = T(lane_total_comp<T, NL>(acc, cmp));
 }
 
 /* ------------------------------------------------------------------------------------------ */
