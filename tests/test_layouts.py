@@ -371,6 +371,75 @@ def test_binary_strided_1d_sums_equal_contiguous(dtype, from_logits):
                     assert got == want and type(got) is type(want), (name, n, reduction, got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("wshape", [(), (1,), (2,), (3001, 1, 1), (3001, 4, 1), (1, 4, 1), (4, 1), (1, 1, 2)],
+                         ids=str)
+def test_repeating_sample_weights_equal_the_broadcast_array(dtype, wshape):
+    """Sample weights that repeat over the elements (a scalar, one per row, per label, any
+    broadcast of one block) are read as they are, a piece at a time: the results are the bits of
+    the same weights broadcast to a full array first, for both binary losses, every reduction,
+    1 and 2 threads, from logits and probabilities, and with out=. Shapes (3001, 4, 2): many
+    pieces and blocks."""
+    rng = np.random.default_rng(18)
+    shape = (3001, 4, 2)
+    x = rng.normal(0, 2, shape).astype(dtype)
+    p = rng.uniform(0.01, 0.99, shape).astype(dtype)
+    y = (rng.random(shape) < 0.4).astype(dtype)
+    w = rng.integers(0, 5, wshape) / 2 if wshape else 1.5
+    full = np.ascontiguousarray(np.broadcast_to(w, shape))
+    for name, kw in (("binary_cross_entropy", {"pos_weight": np.array([0.5, 2.0])}),
+                     ("binary_focal_loss", {"gamma": 2.0, "alpha": 0.3})):
+        for pred, from_logits in ((x, True), (p, False)):
+            for reduction in ("none", "sum", "mean"):
+                for n_threads in (1, 2):
+                    args = dict(from_logits=from_logits, reduction=reduction, n_threads=n_threads, **kw)
+                    assert_same(call(name, y, pred, {**args, "sample_weight": w}),
+                                call(name, y, pred, {**args, "sample_weight": full}))
+            g = np.empty_like(pred)
+            got = getattr(xentc, name)(y, pred, sample_weight=w, from_logits=from_logits, grad=True,
+                                       out=(None, g, None), **kw)
+            assert got.grad is g
+            assert_array_equal(g, call(name, y, pred, {"sample_weight": full, "from_logits": from_logits,
+                                                        **kw}).grad)
+
+
+def test_repeating_sample_weights_errors_and_extremes():
+    """A bad weight of a repeating block is reported at the first element that takes it (the flat
+    index of the broadcast shape), with its value; extreme weights, rescaled for the mean, give
+    the results of the broadcast array."""
+    shape = (5000, 3)
+    x = np.linspace(-3, 3, 15000).reshape(shape)
+    y = (np.arange(15000) % 2).reshape(shape).astype(float)
+    w = np.ones((5000, 1))
+    w[4321, 0] = -0.5
+    with pytest.raises(ValueError, match=r"^sample_weight: weight -0\.5 at index 12963 "):
+        xentc.binary_cross_entropy(y, x, from_logits=True, sample_weight=w)
+    w = np.ones(3)
+    w[2] = np.nan
+    with pytest.raises(ValueError, match=r"^sample_weight: weight nan at index 2 "):
+        xentc.binary_focal_loss(y, x, from_logits=True, sample_weight=w)
+    for dtype, tiny in ((np.float64, 1e-310), (np.float32, 1e-40), (np.float64, 1e300)):
+        for w in (tiny, np.full((5000, 1), tiny)):
+            got = call("binary_cross_entropy", y.astype(dtype), x.astype(dtype), {"sample_weight": w},
+                       from_logits=True)
+            want = call("binary_cross_entropy", y.astype(dtype), x.astype(dtype),
+                        {"sample_weight": np.ascontiguousarray(np.broadcast_to(w, shape))}, from_logits=True)
+            assert_same(got, want)
+            assert np.isfinite(got.loss) and got.loss > 0
+    # and no array of the elements' size is made for them (NumPy's allocations are traced)
+    import tracemalloc
+    x, y = np.zeros(1_000_000), np.ones(1_000_000)
+    for w in (2.0, np.full((1000, 1), 2.0)):
+        tracemalloc.start()
+        try:
+            xentc.binary_cross_entropy(y.reshape(1000, 1000), x.reshape(1000, 1000), from_logits=True,
+                                       sample_weight=w)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < x.nbytes // 8, peak
+
+
 def test_bool_labels_read_as_numpy_reads_them():
     """A bool array whose bytes are not 0 or 1 (a view of other bytes) holds True wherever a byte
     is nonzero, for NumPy and so for the kernels."""

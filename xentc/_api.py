@@ -250,19 +250,48 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     return arr
 
 
-def _sample_weight(sw: Any, shape: tuple, dtype, xp):
+def _sample_weight(sw: Any, shape: tuple, dtype, xp, compact: bool = False):
     """sample_weight broadcast to the per-sample shape, flat and contiguous (values are checked
-    by the kernels)."""
+    by the kernels), and {}; with ``compact``, weights that repeat (a scalar, a weight per row or
+    per label, any broadcast that repeats one block of the shape) are returned once, with the
+    kernels' keywords that say how element i finds its weight: {"sw_rep": R, "sw_len": M}, element
+    i taking weight (i // R) % M (the kernels read them a piece at a time: no array of the
+    per-sample size)."""
     if sw is None:
-        return None
+        return None, {}
     arr = _real_array("sample_weight", sw, xp)
     try:
         arr = xp.broadcast_to(arr, shape)
     except ValueError:
         raise ValueError(
             f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
+    pattern = _repeating_block(arr) if compact else None
+    if pattern is not None:
+        arr, rep = pattern
+        _check_narrowed("sample_weight", arr, dtype, xp)
+        block = xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1)
+        return block, {"sw_rep": rep, "sw_len": block.size}
     _check_narrowed("sample_weight", arr, dtype, xp)
-    return xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1)
+    return xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1), {}
+
+
+def _repeating_block(b):
+    """For an array b broadcast to its shape: (block, R) where its flat element i equals
+    block.flat[(i // R) % block.size], with block a view of the dimensions b does not repeat, if
+    those are consecutive (dimensions of length 1 between them aside) and fewer than all elements;
+    else None."""
+    live = [d for d, (n, st) in enumerate(zip(b.shape, b.strides)) if n > 1 and st != 0]
+    if b.size <= 1:
+        return None
+    if not live:
+        return b[(slice(0, 1),) * b.ndim], b.size
+    d0, d1 = live[0], live[-1] + 1
+    if any(b.shape[d] > 1 and d not in live for d in range(d0, d1)):
+        return None
+    block = b[tuple(slice(None) if d0 <= d < d1 else 0 for d in range(b.ndim))]
+    if block.size == b.size:
+        return None
+    return block, math.prod(b.shape[d1:])
 
 
 def _index(flat: int, shape: tuple) -> tuple:
@@ -594,10 +623,11 @@ def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool) -> b
             and getattr(backend, "LABELS_CHECKED_IN_KERNEL", False))
 
 
-def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads):
-    """Run the weight pre-pass (checks labels and sample weights): (mean's denominator, err, i, j)."""
+def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
+    """Run the weight pre-pass (checks labels and sample weights): (mean's denominator, err, i, j).
+    swkw: how repeating sample weights are laid out (_sample_weight)."""
     return backend.weight_sum(labels, sw, cw, C, -1 if ignore_index is None else ignore_index,
-                              ignore_index is not None, n, cdt == np.float64, n_threads)
+                              ignore_index is not None, n, cdt == np.float64, n_threads, **swkw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,14 +675,15 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         y = _as_compute(yt, ydt, xp)
     shape = pred.shape
     n = math.prod(shape)
-    sw = _sample_weight(sample_weight, shape, cdt, xp)
+    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp,
+                              compact=getattr(backend, "SAMPLE_WEIGHT_PATTERNS", False))
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
                            cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
                            inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
                                    ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     if sw is not None:
-        denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads)
+        denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads, **swkw)
         if err:
             _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
     _check_fits("pos_weight", w1, cdt)
@@ -660,7 +691,8 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         return _finish_denom(denom)
     own = denom
     denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if sw is None else (sw,),
-                                    lambda w: _weight_total(backend, None, w, None, 0, None, n, cdt, n_threads)[0])
+                                    lambda w: _weight_total(backend, None, w, None, 0, None, n, cdt, n_threads,
+                                                            **swkw)[0])
     sw = ws[0] if ws else sw
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
@@ -670,7 +702,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
                                       dscale, from_logits, loss_arr, grad_arr, hess_arr,
-                                      cdt == np.float64, n_threads, **scalar)
+                                      cdt == np.float64, n_threads, **scalar, **swkw)
     if err:
         _raise_binary(err, i, yt, pred, None)
     return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
@@ -957,7 +989,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
     cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
     n = outer * inner
-    sw = _sample_weight(sample_weight, sample_shape, cdt, xp)
+    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
                            shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
                            inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),

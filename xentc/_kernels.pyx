@@ -24,6 +24,8 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
     ctypedef struct WeightArgs:
         const int64_t* labels
         const void* sw
+        int64_t sw_rep
+        int64_t sw_len
         const void* cw
         int64_t C
         int64_t ignore_index
@@ -36,6 +38,8 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         const void* x
         int64_t sx
         const void* sw
+        int64_t sw_rep
+        int64_t sw_len
         const void* w1
         int64_t nw1
         double w0
@@ -163,12 +167,20 @@ cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, obje
         free(res)
 
 
+# Sample weights that repeat (element i takes sw[(i // sw_rep) % sw_len]) are read as they are by
+# the binary kernels and weight_sum: the API passes such compact weights (SAMPLE_WEIGHT_PATTERNS)
+# rather than broadcasting them to every element.
+SAMPLE_WEIGHT_PATTERNS = True
+
+
 def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore, int64_t n,
-               bint double_, n_threads):
-    """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both."""
+               bint double_, n_threads, int64_t sw_rep=1, int64_t sw_len=-1):
+    """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both.
+    Element i of n takes sw[(i // sw_rep) % sw_len] (by default sw[i])."""
     cdef WeightArgs a
     a.labels = <const int64_t*>_addr(labels)
     a.sw = <const void*>_addr(sw)
+    a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
     a.cw = <const void*>_addr(cw)
     a.C = C
     a.ignore_index = ignore_index
@@ -183,10 +195,19 @@ BINARY_LABEL_DTYPES = {np.dtype(t): k for k, t in enumerate(
      np.float32, np.float64), start=1)}
 
 
+cdef tuple _weight_pattern(sw, int64_t rep, int64_t length, int64_t n):
+    if length < 0:
+        rep, length = 1, n
+    if sw is not None and (rep < 1 or (length < 1 and n > 0) or sw.shape[0] != length or (rep == 1 and length > n)):
+        raise ValueError(f"sample weights: {sw.shape[0]} of them, repeating {rep} x {length}, for {n} elements")
+    return rep, length
+
+
 def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bint from_logits,
-           loss, grad, hess, bint double_, n_threads):
+           loss, grad, hess, bint double_, n_threads, int64_t sw_rep=1, int64_t sw_len=-1):
     """Binary CE / focal over 1-D y (labels) and x (probabilities or logits). y is of x's dtype,
-    or of one of BINARY_LABEL_DTYPES (native byte order) where y and x are both contiguous."""
+    or of one of BINARY_LABEL_DTYPES (native byte order) where y and x are both contiguous.
+    Element i takes the sample weight sw[(i // sw_rep) % sw_len] (by default sw[i])."""
     cdef BinaryArgs a
     a.y = <const void*>_addr(y)
     # one element is read alone whatever its stride (a contiguous size-1 array may have any)
@@ -197,6 +218,7 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     if a.ykind and (a.sy != 1 or a.sx != 1 or not y.dtype.isnative):
         raise ValueError("binary: labels of another dtype than y_pred must be contiguous, as y_pred")
     a.sw = <const void*>_addr(sw)
+    a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, x.shape[0])
     a.w1 = <const void*>_addr(w1)
     a.nw1 = 1 if w1 is None else w1.shape[0]
     a.w0 = w0

@@ -163,9 +163,50 @@ template <typename T> static inline int unit_label_error(T y) {
 /* ------------------------------------------------------------------------------------------ */
 /* Sums of sample weights (the mean's denominator), with their checks.                          */
 /* ------------------------------------------------------------------------------------------ */
+/* Sample weights given once per stretch of elements (a weight per row of (N, L) binary labels, per
+ * label, or one for all, broadcast by the caller): element i takes sw[(i / rep) % len]. rep = 1
+ * and len = n (the number of elements) is one weight per element. Such weights are read in
+ * pieces through stage_weights; broadcast to a full array first, a scalar weight made a binary
+ * call 4.6x slower than none. */
+static inline bool weights_repeat(const void* sw, int64_t rep, int64_t len, int64_t i1) {
+    return sw && (rep != 1 || len < i1);
+}
+
+/* The weights of elements i .. i + n - 1 into out. */
+template <typename T>
+static void stage_weights(const T* __restrict sw, int64_t rep, int64_t len, int64_t i, int n, T* __restrict out) {
+    const int64_t q = i / rep;
+    int64_t r = i - q * rep, j = q % len;
+    /* in runs: a stretch of one weight (rep > 1), or of consecutive weights (rep = 1); element by
+     * element with a counter took half the time of the loss */
+    for (int k = 0; k < n;) {
+        if (rep == 1) {
+            const int m = int((len - j) < (n - k) ? len - j : n - k);
+            for (int u = 0; u < m; ++u) out[k + u] = sw[j + u];
+            k += m;
+            j = (j + m == len) ? 0 : j + m;
+        } else {
+            const int m = int((rep - r) < (n - k) ? rep - r : n - k);
+            const T v = sw[j];
+            for (int u = 0; u < m; ++u) out[k + u] = v;
+            k += m;
+            r += m;
+            if (r == rep) { r = 0; if (++j == len) j = 0; }
+        }
+    }
+}
+
+/* The weight of element i. */
+template <typename T> static inline T weight_at(const T* sw, int64_t rep, int64_t len, int64_t i) {
+    return sw[rep == 1 && i < len ? i : (i / rep) % len];
+}
+
+constexpr int WEIGHT_PIECE = 1024;   /* elements staged at a time (a multiple of every lane count) */
+
 struct WeightArgs {
     const int64_t* labels;   /* integer labels, contiguous, or NULL */
     const void* sw;          /* sample weights, contiguous, or NULL (all 1) */
+    int64_t sw_rep, sw_len;  /* element i takes sw[(i / sw_rep) % sw_len] (weights_repeat) */
     const void* cw;          /* class weights (length C), or NULL (all 1) */
     int64_t C;
     int64_t ignore_index;
@@ -202,8 +243,6 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
          * ones take the Kahan step of binary_span; the first bad weight is located by the loop
          * below, only when there is one. */
         constexpr int NL = lanes<T>();
-        const int64_t n = i1 - i0, nfull = n - n % NL;
-        const T* w = sw + i0;
         double sa[NL], sc[NL];   /* lane sums and the errors to take off them */
         int bad = 0;
         auto step = [](double& s, double& cc, T v) {
@@ -218,20 +257,29 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
             }
         };
         for (int k = 0; k < NL; ++k) { sa[k] = 0.0; sc[k] = 0.0; }
-        for (int64_t q = 0; q < nfull; q += NL) {
-            int b = 0;
+        /* repeating weights a piece at a time through wb (pieces of whole lanes: the same sums) */
+        const bool rep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
+        T wb[WEIGHT_PIECE];
+        const int64_t piece = rep ? WEIGHT_PIECE : i1 - i0;
+        for (int64_t i = i0; i < i1; i += piece) {
+            const int64_t n = (i1 - i) < piece ? i1 - i : piece, nfull = n - n % NL;
+            if (rep) stage_weights(sw, a->sw_rep, a->sw_len, i, int(n), wb);
+            const T* w = rep ? wb : sw + i;
+            for (int64_t q = 0; q < nfull; q += NL) {
+                int b = 0;
 #pragma GCC unroll 16
-            for (int k = 0; k < NL; ++k) {
-                const T v = w[q + k];
-                b |= !(v >= T(0)) | (v == T(INFINITY));
-                step(sa[k], sc[k], v);
+                for (int k = 0; k < NL; ++k) {
+                    const T v = w[q + k];
+                    b |= !(v >= T(0)) | (v == T(INFINITY));
+                    step(sa[k], sc[k], v);
+                }
+                bad |= b;
             }
-            bad |= b;
-        }
-        for (int64_t q = nfull; q < n; ++q) {
-            const T v = w[q];
-            bad |= !(v >= T(0)) | (v == T(INFINITY));
-            step(sa[q - nfull], sc[q - nfull], v);
+            for (int64_t q = nfull; q < n; ++q) {
+                const T v = w[q];
+                bad |= !(v >= T(0)) | (v == T(INFINITY));
+                step(sa[q - nfull], sc[q - nfull], v);
+            }
         }
         if (!bad) {
             for (int k = 0; k < NL; ++k) { kahan_add(res, sa[k]); kahan_add(res, -sc[k]); }
@@ -241,7 +289,7 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
     for (int64_t i = i0; i < i1; ++i) {
         T w = T(1);
         if (sw) {
-            w = sw[i];
+            w = weight_at(sw, a->sw_rep, a->sw_len, i);
             if (!(w >= T(0)) || w == T(INFINITY)) { set_error(res, ERR_WEIGHT, i, 0); continue; }
         }
         if (a->labels) {
@@ -262,6 +310,7 @@ struct BinaryArgs {
     int ykind;                      /* LabelKind of y */
     const void* x; int64_t sx;      /* probabilities or logits */
     const void* sw;                 /* sample weights, contiguous, or NULL */
+    int64_t sw_rep, sw_len;         /* element i takes sw[(i / sw_rep) % sw_len] (weights_repeat) */
     const void* w1; int64_t nw1;    /* positive-side weight (pos_weight or alpha) indexed i % nw1 */
     double w0;                      /* negative-side weight (1, or 1 - alpha) */
     double eps, gamma, dscale;      /* label smoothing, focal gamma, 1/denominator (mean) or 1 */
@@ -472,17 +521,22 @@ static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1,
     const int64_t L = w1 ? a->nw1 : 1;
     const T* w1v = L > 1 ? w1 : (const T*)0;
     const T w1c = (w1 && L == 1) ? w1[0] : T(1);
-    /* labels of type T are read in place, in one span; others a piece at a time through yb */
+    /* labels of type T are read in place, in one span; others a piece at a time through yb;
+     * likewise repeating sample weights through wb */
     const stage_labels_fn<T> stage = a->ykind == YK_SAME ? (stage_labels_fn<T>)0 : label_stager<T>(a->ykind);
-    T yb[LABEL_PIECE];
-    const int64_t piece = stage ? LABEL_PIECE : i1 - i0;
+    const bool wrep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
+    static_assert(LABEL_PIECE == WEIGHT_PIECE, "one piece size for labels and weights");
+    T yb[LABEL_PIECE], wb[WEIGHT_PIECE];
+    const int64_t piece = (stage || wrep) ? LABEL_PIECE : i1 - i0;
     for (int64_t i = i0; i < i1; i += piece) {
         const int64_t n = (i1 - i) < piece ? i1 - i : piece;
         if (stage) stage(a->y, i, int(n), yb);
+        if (wrep) stage_weights(sw, a->sw_rep, a->sw_len, i, int(n), wb);
         const T* yi = stage ? yb : y + i;
+        const T* wi = wrep ? wb : sw + i;
         const int64_t phase = L > 1 ? i % L : 0;
         if (sw)
-            binary_span<T, G, H, Pow, true, LOGITS>(yi, x + i, sw + i, w1v, L, phase, w1c, w0, eps, g, dscale,
+            binary_span<T, G, H, Pow, true, LOGITS>(yi, x + i, wi, w1v, L, phase, w1c, w0, eps, g, dscale,
                                                     lo ? lo + i : lo, go ? go + i : go, ho ? ho + i : ho, n, acc,
                                                     cmp, &bad);
         else
@@ -534,7 +588,7 @@ static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockRes
         } else {
             T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
             T c0 = w0 * smoothed_pair(yi, eps, false);
-            const T wi = sw ? sw[i] : T(1), ds = wi * dscale;
+            const T wi = sw ? weight_at(sw, a->sw_rep, a->sw_len, i) : T(1), ds = wi * dscale;
             LGH<T> o = a->from_logits ? binary_from_logit<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds)
                                       : binary_from_prob<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds);
             l = o.l;
