@@ -1,6 +1,6 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
-C-contiguous rows, per-label and per-sample weights, labels in another dtype than y_pred, and the
-few-class loops alone. Times in ms, median of --repeat calls after a warm-up, float32 unless
+C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, labels
+in another dtype than y_pred (read as they are), and the few-class loops alone. Times in ms, median of --repeat calls after a warm-up, float32 unless
 named; xentc writes into a preallocated gradient (out=), PyTorch (when installed) allocates.
 
     python benchmarks/option_paths.py [--repeat 7]
@@ -73,9 +73,13 @@ def main():
         print(f"BCE n=1e7 {name:7}  plain                {median_ms(bce(), rep):8.1f}")
         print(f"  pos_weight of 10 labels             {median_ms(bce(pos_weight=pw), rep):8.1f}")
         print(f"  per-element sample_weight           {median_ms(bce(sample_weight=sw), rep):8.1f}")
-        if dt == np.float32:
-            print(f"  float64 labels                      {median_ms(bce(labels=y.astype(np.float64)), rep):8.1f}")
-            print(f"  bool labels                         {median_ms(bce(labels=y.astype(bool)), rep):8.1f}")
+        print(f"  sample_weight one per row (N, 1)    {median_ms(bce(sample_weight=sw[:, :1]), rep):8.1f}")
+        print(f"  scalar sample_weight                {median_ms(bce(sample_weight=2.0), rep):8.1f}")
+        other = np.float64 if dt == np.float32 else np.float32
+        print(f"  {np.dtype(other).name} labels                      "
+              f"{median_ms(bce(labels=y.astype(other)), rep):8.1f}")
+        print(f"  bool labels                         {median_ms(bce(labels=y.astype(bool)), rep):8.1f}")
+        print(f"  int64 labels                        {median_ms(bce(labels=y.astype(np.int64)), rep):8.1f}")
 
     for dt in (np.float32, np.float64):
         x = (rng.standard_normal((65536, 10)) * 2).astype(dt)
