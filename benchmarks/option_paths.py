@@ -1,7 +1,8 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
 C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, labels
 in another dtype than y_pred (read as they are), and the few-class loops alone. Times in ms,
-median of --repeat calls after a warm-up, float32 unless named; xentc writes into a preallocated gradient (out=), PyTorch (when installed) allocates.
+median of --repeat calls after a warm-up, float32 unless named; xentc writes into a
+preallocated gradient (out=), PyTorch (when installed) allocates.
 
     python benchmarks/option_paths.py [--repeat 7]
 """
