@@ -418,6 +418,14 @@ def test_repeating_sample_weights_errors_and_extremes():
     w[2] = np.nan
     with pytest.raises(ValueError, match=r"^sample_weight: weight nan at index 2 "):
         xentc.binary_focal_loss(y, x, from_logits=True, sample_weight=w)
+    # float64 weights beside float32 y_pred are checked before the narrowing cast, in Python: the
+    # same index (of the broadcast shape, not of the block)
+    for bad, what in ((np.nan, "nan"), (1e300, "1e\\+300"), (-1.0, "-1\\.0")):
+        w = np.ones((5000, 1))
+        w[4321, 0] = bad
+        with pytest.raises(ValueError, match=rf"^sample_weight: weight {what} at index 12963 "):
+            xentc.binary_cross_entropy(y.astype(np.float32), x.astype(np.float32), from_logits=True,
+                                       sample_weight=w)
     for dtype, tiny in ((np.float64, 1e-310), (np.float32, 1e-40), (np.float64, 1e300)):
         for w in (tiny, np.full((5000, 1), tiny)):
             got = call("binary_cross_entropy", y.astype(dtype), x.astype(dtype), {"sample_weight": w},

@@ -267,9 +267,13 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, compact: bool = False):
             f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
     pattern = _repeating_block(arr) if compact else None
     if pattern is not None:
-        arr, rep = pattern
-        _check_narrowed("sample_weight", arr, dtype, xp)
-        block = xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1)
+        part, rep = pattern
+        try:
+            _check_narrowed("sample_weight", part, dtype, xp)
+        except ValueError:   # named at the first element that takes the bad weight, not in the block
+            _check_narrowed("sample_weight", arr, dtype, xp)
+            raise
+        block = xp.ascontiguousarray(_as_compute(part, dtype, xp)).reshape(-1)
         return block, {"sw_rep": rep, "sw_len": block.size}
     _check_narrowed("sample_weight", arr, dtype, xp)
     return xp.ascontiguousarray(_as_compute(arr, dtype, xp)).reshape(-1), {}

@@ -363,19 +363,21 @@ __device__ __forceinline__ T class_coef(const RowArgs<T>& a, xi64 y, const S* ys
 /* The end of a cross-entropy row (softmax_ce_finish of _xent_rows.h), from s_rest, the sums over
  * the classes of the coefficients (S; S_rest: all but jm) and of c_j d_j (LD), and
  * L = log1p(s_rest): the loss wi (LD + S L) and the constants of the element derivatives
- * S P_j - c_j and S P_j (1 - P_j), with P_j = e_j / s and at j = jm the exact forms
- * S P - c = S_rest - S Q_jm and S P Q_jm. c_y is the label's coefficient, for integer labels. */
+ * S P_j - c_j and S P_j (1 - P_j), with P_j = e_j / s and at j = jm the forms of
+ * ce_grad_at_max (c_jm: jm's own coefficient) and S P Q_jm. c_y is the label's coefficient, for
+ * integer labels. */
 template <typename T> struct CeRowEnd { T loss, ST, inv_s, g_jm, h_jm, c_y; };
 
 template <typename T>
-__device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, double S_rest, double LD, T L, T wi) {
+__device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, double S_rest, double c_jm, double LD, T L,
+                                                  T wi) {
     CeRowEnd<T> o;
     const double s = 1.0 + s_rest;
     o.loss = mul0(wi, T(LD + S * double(L)));
     o.ST = T(S);
     o.inv_s = T(1.0 / s);
     const T Qjm = T(s_rest / s);
-    o.g_jm = T(S_rest - S * double(Qjm));
+    o.g_jm = ce_grad_at_max<T>(S_rest, c_jm, s_rest, s);
     o.h_jm = o.ST * o.inv_s * Qjm;
     o.c_y = T(0);
     return o;
@@ -419,7 +421,11 @@ __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* 
         if (y != jm) S_rest += double(cy);
         LD += double(mul0(cy, softmax_gap(T(xr[y * sc]), m)));
     }
-    const CeRowEnd<T> fin = ce_row_end(s_rest, S, S_rest, LD, L, wi);
+    /* jm's own coefficient, formed as the sums took it */
+    double c_jm;
+    if (ys) c_jm = double(class_coef(a, y, ys, syc, jm));
+    else c_jm = (eps != T(0) ? double(epsC * (cwa ? cwa[jm] : T(1))) : 0.0) + (y == jm ? double(cy) : 0.0);
+    const CeRowEnd<T> fin = ce_row_end(s_rest, S, S_rest, c_jm, LD, L, wi);
     if (want_g || want_h) {
         const T ds = wi * a.dscale;
         const T inv_s = fin.inv_s, ST = fin.ST, g_jm = fin.g_jm, h_jm = fin.h_jm;
@@ -951,11 +957,13 @@ template <typename T>
 __device__ __forceinline__ CeRowEnd<T> ce_int_end(double s_rest, double S_rest, double LD, bool dense, T eps, T epsC,
                                                   const T* cwa, xi64 y, int jm, T gap_y, T wi) {
     const T cy = (T(1) - eps) * (cwa ? cwa[y] : T(1));
-    double S = dense ? S_rest + double(epsC * (cwa ? cwa[jm] : T(1))) : 0.0;
+    double c_jm = dense ? double(epsC * (cwa ? cwa[jm] : T(1))) : 0.0;
+    double S = dense ? S_rest + c_jm : 0.0;
     S += double(cy);
     if (y != jm) S_rest += double(cy);
+    else c_jm += double(cy);
     LD += double(mul0(cy, gap_y));
-    CeRowEnd<T> o = ce_row_end(s_rest, S, S_rest, LD, T(log1p(s_rest)), wi);
+    CeRowEnd<T> o = ce_row_end(s_rest, S, S_rest, c_jm, LD, T(log1p(s_rest)), wi);
     o.c_y = epsC * (cwa ? cwa[y] : T(1)) + cy;
     return o;
 }
