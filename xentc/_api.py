@@ -752,7 +752,9 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     Parameters
     ----------
     y_true : array_like
-        Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool.
+        Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool; on the
+        CPU, contiguous labels beside a contiguous float32 or float64 ``y_pred`` are read in
+        their own dtype, without a converted copy.
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
         computed natively, float16 and bfloat16 (``ml_dtypes.bfloat16``) in float32, anything
@@ -763,7 +765,9 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         Weight of the positive term; a 1-D array has the length of ``y_pred.shape[-1]``
         (one weight per label of a multi-label problem).
     sample_weight : array_like, optional
-        Per-element weights, broadcastable to ``y_pred.shape``.
+        Per-element weights, broadcastable to ``y_pred.shape``. On the CPU, weights that
+        repeat (a scalar, one per row, one per label) are read as given, not broadcast to an
+        array of ``y_pred``'s size.
     label_smoothing : float, default 0.0
         In [0, 1): labels become ``y * (1 - eps) + eps / 2``.
     reduction : {"mean", "sum", "none"}, default "mean"
