@@ -240,22 +240,11 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
         /* sample weights alone (binary losses): checked and summed in lanes<T>() accumulators, lanes
          * outermost, the form GCC vectorises (the loop below took 5 ns per weight, more than the
          * loss itself). Float weights need no compensation (terms >= 0: see binary_span), double
-         * ones take the Kahan step of binary_span; the first bad weight is located by the loop
-         * below, only when there is one. */
+         * ones take the Kahan step of binary_span (lane_add); the first bad weight is located by
+         * the loop below, only when there is one. */
         constexpr int NL = lanes<T>();
         double sa[NL], sc[NL];   /* lane sums and the errors to take off them */
         int bad = 0;
-        auto step = [](double& s, double& cc, T v) {
-            if (sizeof(T) == sizeof(float)) {
-                s += double(v);
-            } else {
-                const double d = double(v) - cc;
-                const double t = s + d;
-                const double c = (t - s) - d;
-                cc = (t - t == 0.0) ? c : 0.0;
-                s = t;
-            }
-        };
         for (int k = 0; k < NL; ++k) { sa[k] = 0.0; sc[k] = 0.0; }
         /* repeating weights a piece at a time through wb (pieces of whole lanes: the same sums) */
         const bool rep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
@@ -271,14 +260,14 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
                 for (int k = 0; k < NL; ++k) {
                     const T v = w[q + k];
                     b |= !(v >= T(0)) | (v == T(INFINITY));
-                    step(sa[k], sc[k], v);
+                    lane_add<T>(sa[k], sc[k], double(v));
                 }
                 bad |= b;
             }
             for (int64_t q = nfull; q < n; ++q) {
                 const T v = w[q];
                 bad |= !(v >= T(0)) | (v == T(INFINITY));
-                step(sa[q - nfull], sc[q - nfull], v);
+                lane_add<T>(sa[q - nfull], sc[q - nfull], double(v));
             }
         }
         if (!bad) {
@@ -348,8 +337,8 @@ constexpr int CHUNK = 64;
  * 2^-24 (the blocks' sums are then added with Kahan); driver, AVX-512, one thread: binary CE 1.32
  * -> 1.21 ns per element without it. The contiguous and the strided loops both sum this way, so
  * a layout never changes a sum's bits. */
-template <typename T, typename V = T>
-static XENT_ALWAYS_INLINE void chunk_into_lanes(const V* __restrict lb, double* __restrict sa, double* __restrict sc) {
+template <typename T>
+static XENT_ALWAYS_INLINE void chunk_into_lanes(const T* __restrict lb, double* __restrict sa, double* __restrict sc) {
     constexpr int NL = lanes<T>();
     for (int k = 0; k < NL; ++k) {
         double a = sa[k], cc = sc[k];
