@@ -385,7 +385,7 @@ __device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, doubl
 
 /* Cross entropy of one softmax row from its summary (softmax_ce_finish of _xent_rows.h): the loss
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
- * S = sum_j c_j; at j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
+ * S = sum_j c_j; at j = jm, S P - c is ce_grad_at_max (_xent_math.h).
  * Integer labels: c_j = eps/C cw_j, plus (1 - eps) cw_y at j = y. */
 template <typename T, typename St, typename SL, class Team>   /* St: the storage type (S elsewhere; S is a sum here) */
 __device__ __forceinline__ T ce_finish(const RowArgs<T>& a, Team& tm, const St* xr, xi64 sc, xi64 y, const SL* ys,

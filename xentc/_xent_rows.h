@@ -809,7 +809,7 @@ static XENT_ALWAYS_INLINE void coef_gap_lanes(const T* __restrict cb, const T* _
 
 /* Cross entropy of one softmax row, given the row summary (m, jm, s_rest): the loss
  * sum_j c_j (d_j + L) and, on request, gradient S P_j - c_j and Hessian S P_j (1 - P_j), with
- * S = sum_j c_j. At j = jm, S P - c = (S - c_jm) - S Q_jm keeps the small difference exact.
+ * S = sum_j c_j. At j = jm, S P - c is ce_grad_at_max (_xent_math.h).
  * STORED: the summary left e_j in the gradient row (or, without one, the Hessian row); each
  * loop reads e_j there before it writes that element. */
 template <typename T, bool UNIT, bool STORED>
