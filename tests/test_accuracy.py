@@ -172,6 +172,24 @@ def test_focal_from_probabilities_large_gamma(gamma, dt):
     worst.check()
 
 
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("gamma", [10.0, 20.5, 50.0])
+def test_focal_from_logits_large_gamma(gamma, dt):
+    """From logits the base sigmoid(-z) of the focal factor carries the roundings of exp, 1 + e
+    and the division, which q^gamma multiplies by gamma (float64: 24 ulp at gamma = 10, 128 at
+    50, when q was simply rounded). Double keeps those errors and corrects the power, float forms
+    q and q^gamma in double: binary focal within the bar at large gammas, on both sides (y = 1,
+    0 and fractional), for logits in (-3, 3), wider ones and the switch points."""
+    npdt = _npdt(dt)
+    rng = np.random.default_rng(int(gamma * 10) + 1)
+    z = np.concatenate([rng.uniform(-3, 3, 60), rng.uniform(-40, 40, 20), _logit_switch_points(dt)])
+    worst = _Worst()
+    for y in (1.0, 0.0, 0.3):
+        _binary_check(worst, "focal", True, z.astype(npdt), [y] * len(z), dt, gamma)
+    _binary_check(worst, "focal", True, z[:40].astype(npdt), [1.0] * 40, dt, gamma, alpha=0.25)
+    worst.check()
+
+
 # --------------------------------------------------------------------------------------
 # categorical rows of three classes through the symbolic reference
 # --------------------------------------------------------------------------------------

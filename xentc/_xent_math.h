@@ -76,6 +76,16 @@ XENT_HD float x_recip_1to2(float d) {
 XENT_HD double x_recip_1to2(double d) { return 1.0 / d; }
 XENT_HD float  x_exp_nonpos(float x)  { return expf(x); }
 XENT_HD double x_exp_nonpos(double x) { return exp(x); }
+XENT_HD float  x_fma(float a, float b, float c)    { return fmaf(a, b, c); }
+XENT_HD double x_fma(double a, double b, double c) { return fma(a, b, c); }
+/* v 2^n for t = n + 1.5 * 2^23 (float) or n + 1.5 * 2^52 (double): see the CPU versions */
+XENT_HD float x_times_pow2(float v, float t) {
+    return (v * __uint_as_float((__float_as_uint(t) + 227u) << 23)) * 7.88860905e-31f;
+}
+XENT_HD double x_times_pow2(double v, double t) {
+    const unsigned long long e = ((unsigned long long)__double_as_longlong(t) + 1623ull) << 52;
+    return (v * __longlong_as_double((long long)e)) * 2.409919865102884e-181;
+}
 #else
 XENT_HD float  x_exp(float x)   { return vexp(x); }
 XENT_HD double x_exp(double x)  { return vexp(x); }
@@ -92,6 +102,20 @@ XENT_HD double x_exp_nonpos(double x) { return vexp_nonpos(x); }
 /* 1/d for d in [1, 2]: a plain division on the CPU (a hook for the GPU's shorter sequence) */
 XENT_HD float  x_recip_1to2(float d)  { return 1.0f / d; }
 XENT_HD double x_recip_1to2(double d) { return 1.0 / d; }
+#if defined(__FMA__) || defined(__AVX512F__)
+XENT_HD float  x_fma(float a, float b, float c)    { return fmaf(a, b, c); }   /* one instruction */
+XENT_HD double x_fma(double a, double b, double c) { return fma(a, b, c); }
+#endif
+/* v 2^n for t = n + 1.5 * 2^23, n in [-150, 0] (float), or t = n + 1.5 * 2^52, n in [-1077, 0]
+ * (double): v 2^(n + 100), v 2^(n + 600) is exact (a normal number for the v used here), then one
+ * rounding by 2^-100, 2^-600, as vexp_nonpos scales (the low bits of t are n modulo 512, 4096) */
+XENT_HD float x_times_pow2(float v, float t) {
+    uint32_t tb; memcpy(&tb, &t, sizeof tb);
+    return (v * bits_to_float((tb + 227u) << 23)) * 0x1p-100f;
+}
+XENT_HD double x_times_pow2(double v, double t) {
+    return (v * bits_to_double((double_to_bits(t) + 1623u) << 52)) * 0x1p-600;
+}
 #endif
 /* bfloat16 from the bits b of a float: the upper half, the lower half rounded to nearest, ties
  * to even (as ml_dtypes and PyTorch round); a NaN stays a quiet NaN of the same sign. Integer
@@ -173,8 +197,104 @@ template <typename T> XENT_HD T mul0(T c, T v) {
     return c == T(0) ? at_zero : c * v;       /* this, not the nested masks of (c == 0 && v == v) */
 }
 
-/* sigmoid(z), sigmoid(-z) and their product, as binary_from_logit computes them. */
-template <typename T> struct SigmoidPair { T p, q, pq; };
+/* ---------------------------------------------------------------------------------------------
+ * Extra precision for the focal factor of a logit. q^g multiplies the relative error of q by g,
+ * and q = sigmoid(-z) carries the rounding of exp (up to 2 ulp), of 1 + e, of 1 / (1 + e) and of
+ * e / (1 + e): 24 ulp in the loss at g = 10 and 128 at g = 50 (float64) when q was simply rounded.
+ * Here each of those errors is kept (exp as hi + lo, the others exactly by Fast2Sum and
+ * prod_err), their sum rel is q's relative error, and q^g is corrected by 1 + g rel, as the
+ * probability path corrects (1 - p)^g. Float and double alike, in their own type.
+ * ------------------------------------------------------------------------------------------- */
+
+/* a b - fl(a b) exactly, p = fl(a b), for |a|, |b| <= 2 and a b normal: a fused multiply-add where
+ * the hardware has one; else, float: the product in double (exact); double: Dekker's product of
+ * 26-bit halves (Veltkamp's split), for the CPU's baseline and AVX2 variants. */
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(__FMA__) || defined(__AVX512F__)
+template <typename T> XENT_HD T prod_err(T a, T b, T p) { return x_fma(a, b, -p); }
+#else
+XENT_HD float prod_err(float a, float b, float p) { return float(double(a) * double(b) - double(p)); }
+XENT_HD double prod_err(double a, double b, double p) {
+    const double sa = 134217729.0 * a, sb = 134217729.0 * b;   /* 2^27 + 1 */
+    const double ah = sa - (sa - a), al = a - ah, bh = sb - (sb - b), bl = b - bh;
+    return (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
+}
+#endif
+
+template <typename T> struct Split { T hi, lo; };
+
+/* exp(x) for x <= 0 (or NaN) as hi + lo: x = n ln2 + r, r = rh + rl kept exactly (ln2_hi has few
+ * bits, so n ln2_hi and x - n ln2_hi are exact), exp(r) = 1 + r + r^2 P(r) with P the Taylor series
+ * (|r| <= ln2/2), its two additions by Fast2Sum, and rl entering as exp(r) rl. Double: P to
+ * r^11 / 13!, hi + lo within 2^-55 of exp(x) relative (measured: 2 10^6 points against expl);
+ * float: P to r^7 / 9!, within about 2^-27 (its tail's own roundings), 16x float's rounding. */
+XENT_HD Split<double> exp_nonpos_split(double x) {
+    const double xc = x < -746.0 ? -746.0 : x;
+    const double shifter = 6755399441055744.0;                 /* 1.5 * 2^52 */
+    const double t = xc * 1.4426950408889634 + shifter;
+    const double n = t - shifter;
+    const double a = xc - n * 6.93147180369123816490e-01;
+    const double b = n * 1.90821492927058770002e-10;
+    const double rh = a - b, rl = (a - rh) - b;
+    const double r2 = rh * rh, r4 = r2 * r2, r8 = r4 * r4;
+    const double c0 = 0.5 + rh * 0.16666666666666666, c1 = 0.041666666666666664 + rh * 0.008333333333333333;
+    const double c2 = 0.001388888888888889 + rh * 0.0001984126984126984;
+    const double c3 = 2.48015873015873e-05 + rh * 2.7557319223985893e-06;
+    const double c4 = 2.755731922398589e-07 + rh * 2.505210838544172e-08;
+    const double c5 = 2.08767569878681e-09 + rh * 1.6059043836821613e-10;
+    const double tail = r2 * (((c0 + r2 * c1) + r4 * (c2 + r2 * c3)) + r8 * (c4 + r2 * c5));
+    const double s = rh + tail, sl = (rh - s) + tail;
+    const double h = 1.0 + s, hl = (1.0 - h) + s;
+    Split<double> o;
+    o.hi = x != x ? x : x_times_pow2(h, t);
+    o.lo = x_times_pow2((hl + sl) + h * rl, t);
+    return o;
+}
+
+XENT_HD Split<float> exp_nonpos_split(float x) {
+    const float xc = x < -104.0f ? -104.0f : x;
+    const float shifter = 12582912.0f;                         /* 1.5 * 2^23 */
+    const float t = xc * 1.44269504088896341f + shifter;
+    const float n = t - shifter;
+    const float a = xc - n * 0.693359375f;
+    const float b = n * -2.12194440e-4f;
+    const float rh = a - b, rl = (a - rh) - b;
+    const float r2 = rh * rh, r4 = r2 * r2;
+    const float c0 = 0.5f + rh * 0.166666672f, c1 = 0.0416666679f + rh * 0.00833333377f;
+    const float c2 = 0.00138888892f + rh * 0.000198412701f;
+    const float c3 = 2.48015876e-05f + rh * 2.75573188e-06f;
+    const float tail = r2 * ((c0 + r2 * c1) + r4 * (c2 + r2 * c3));
+    const float s = rh + tail, sl = (rh - s) + tail;
+    const float h = 1.0f + s, hl = (1.0f - h) + s;
+    Split<float> o;
+    o.hi = x != x ? x : x_times_pow2(h, t);
+    o.lo = x_times_pow2((hl + sl) + h * rl, t);
+    return o;
+}
+
+/* The bases of the two focal factors of a logit z: p = sigmoid(z), q = sigmoid(-z), their
+ * relative errors prel, qrel (the exact q is q (1 + qrel)), and lp = log1p(exp(-|z|)), the part
+ * softplus(z) and softplus(-z) share, with exp's low part in it. */
+template <typename T> struct FocalSigmoid { T p, q, lp, prel, qrel; };
+
+template <typename T>
+XENT_HD FocalSigmoid<T> focal_sigmoid(T z) {
+    FocalSigmoid<T> o;
+    const Split<T> e = exp_nonpos_split(-x_abs(z));
+    const T d = T(1) + e.hi;
+    const T dl = (e.hi - (d - T(1))) + e.lo;                    /* 1 + e = d + dl */
+    const T big = x_recip_1to2(d);
+    const T dbig = d * big;                                     /* 1 - dbig exact (Sterbenz) */
+    const T rel_big = ((T(1) - dbig) - prod_err(d, big, dbig)) - dl * big;
+    const T small = e.hi * big;
+    /* below the normal range the product's error is not representable: no correction there */
+    const T tiny = sizeof(T) == sizeof(float) ? T(1.17549435e-38f) : T(2.2250738585072014e-308);
+    const T rel_small = small >= tiny ? (prod_err(e.hi, big, small) + e.lo * big) / small + rel_big : T(0);
+    o.lp = x_log_1to2(d) + dl * big;
+    const bool pos = z >= T(0);
+    o.p = pos ? big : small;            o.q = pos ? small : big;
+    o.prel = pos ? rel_big : rel_small; o.qrel = pos ? rel_small : rel_big;
+    return o;
+}
 
 /* log(x) / c for c = 1 - x, with its limit -1 at c = 0 (x = 1). `logx` is log(x) computed
  * accurately by the caller (log(p), log1p(-p), or a log-softmax value). */
@@ -243,17 +363,18 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
  * p log p is taken as 0 at p = 0 (its limit), so z = -inf and z = +inf give exact limits.
  * The other side of a binary loss, (1-p)^g... = p^g log q, is f(-z): swap p and q, log p and log q.
  * ------------------------------------------------------------------------------------------- */
+/* q^g for a base q whose exact value is q (1 + rel) (focal_sigmoid): corrected to first order */
+template <typename T, typename Pow>
+XENT_HD T focal_logit_power(T q, T rel, T g) {
+    const T b = Pow::pw(q, g);
+    return b + b * (g * rel);
+}
+
 template <typename T, typename Pow = PowLibm>
-XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, bool want_d1, bool want_d2) {
+XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, T qg, bool want_d1, bool want_d2) {
+    /* qg = q^g, formed by the caller (focal_logit_power); g > 0 */
     Terms<T> t;
     T plogp = (p == T(0)) ? T(0) : p * logp;
-    if (pow_is_ce<Pow>(g)) {
-        t.v = logp;
-        t.d1 = q;
-        t.d2 = -(p * q);
-        return t;
-    }
-    T qg = Pow::pw(q, g);
     t.v = mul0(qg, logp);
     t.d1 = want_d1 ? qg * (q - g * plogp) : T(0);
     t.d2 = want_d2 ? -qg * ((T(1) + T(2) * g) * (p * q) - g * g * p * plogp + g * q * plogp) : T(0);
@@ -294,31 +415,36 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     LGH<T> o;  /* NaN z propagates through every term below (mul0 keeps NaN) */
     /* One exp and one log1p serve both sides: with e = exp(-|z|),
      * softplus(z) = max(z, 0) + log1p(e) and softplus(-z) = max(-z, 0) + log1p(e). */
-    T e = x_exp_nonpos(-x_abs(z));
-    T d = T(1) + e;
-    T big = x_recip_1to2(d), small = e * big;
-    /* log1p(e) = log(d) + (rounding error of d) / d; the error e - (d - 1) is exact (Fast2Sum,
-     * 1 >= e) and 1/d is at hand, so this needs no division of its own, unlike log1p */
-    T lp = x_log_1to2(d) + (e - (d - T(1))) * big;
-    SigmoidPair<T> s;
-    if (z >= T(0)) { s.p = big; s.q = small; } else { s.p = small; s.q = big; }
-    s.pq = small * big;
-    T sp_pos = (z > T(0) ? z : T(0)) + lp;     /* softplus(z)  = -log q */
-    T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
     if (pow_is_ce<Pow>(g)) {
+        T e = x_exp_nonpos(-x_abs(z));
+        T d = T(1) + e;
+        T big = x_recip_1to2(d), small = e * big;
+        /* log1p(e) = log(d) + (rounding error of d) / d; the error e - (d - 1) is exact (Fast2Sum,
+         * 1 >= e) and 1/d is at hand, so this needs no division of its own, unlike log1p */
+        T lp = x_log_1to2(d) + (e - (d - T(1))) * big;
+        const bool pos = z >= T(0);
+        const T p = pos ? big : small, q = pos ? small : big;
+        T sp_pos = (z > T(0) ? z : T(0)) + lp;     /* softplus(z)  = -log q */
+        T sp_neg = (z < T(0) ? -z : T(0)) + lp;    /* softplus(-z) = -log p */
         /* Cross entropy: softplus terms (both >= 0), gradient (1-y) p - pw y q, Hessian (c0+c1) pq. */
         o.l = mul0(wl, mul0(c1, sp_neg) + mul0(c0, sp_pos));
         /* plain products: p and q are finite (or NaN with z), so c * p needs mul0's 0 * inf rule
          * nowhere, and c0 p - c1 q, a difference of two non-negative finite numbers, cannot overflow */
-        o.g = want_g ? wd * (c0 * s.p - c1 * s.q) : T(0);
-        o.h = want_h ? mul0(wd, (c0 + c1) * s.pq) : T(0);
+        o.g = want_g ? wd * (c0 * p - c1 * q) : T(0);
+        o.h = want_h ? mul0(wd, (c0 + c1) * (small * big)) : T(0);
         return o;
     }
+    /* Focal: the same quantities with the precision the powers need (focal_sigmoid). */
+    const FocalSigmoid<T> f = focal_sigmoid(z);
+    const T sp_pos = (z > T(0) ? z : T(0)) + f.lp;
+    const T sp_neg = (z < T(0) ? -z : T(0)) + f.lp;
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
     neg.v = neg.d1 = neg.d2 = T(0);
-    if (c1 != T(0)) pos = focal_logit_term<T, Pow>(s.p, s.q, -sp_neg, g, want_g, want_h);
-    if (c0 != T(0)) neg = focal_logit_term<T, Pow>(s.q, s.p, -sp_pos, g, want_g, want_h);
+    if (c1 != T(0))
+        pos = focal_logit_term<T, Pow>(f.p, f.q, -sp_neg, g, focal_logit_power<T, Pow>(f.q, f.qrel, g), want_g, want_h);
+    if (c0 != T(0))
+        neg = focal_logit_term<T, Pow>(f.q, f.p, -sp_pos, g, focal_logit_power<T, Pow>(f.p, f.prel, g), want_g, want_h);
     o.l = mul0(wl, T(0) - (mul0(c1, pos.v) + mul0(c0, neg.v)));   /* +0, not -0, for a zero loss */
     o.g = want_g ? mul0(wd, mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
     o.h = want_h ? mul0(wd, -(mul0(c1, pos.d2) + mul0(c0, neg.d2))) : T(0);
