@@ -125,6 +125,73 @@ def test_binary_in_chunks(small_chunks, dtype, case, reduction):
     _same(got, ref, dtype, reduction)
 
 
+LABEL_DTYPES = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int64, np.uint64, np.float32, np.float64]
+
+
+@pytest.mark.parametrize("ldtype", LABEL_DTYPES, ids=[np.dtype(t).name for t in LABEL_DTYPES])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_binary_labels_of_any_dtype_in_chunks(small_chunks, dtype, ldtype):
+    """Binary labels of bool, integer, float32 and float64 dtypes beside 16-bit y_pred go to the
+    kernels a chunk at a time as they are (no cast of the whole array first): the results of the
+    labels converted to float32 first, with weights, pos_weight and focal options; and the first bad
+    label, in a later chunk, named by its value as given and its global index."""
+    rng = _rng("binlab", dtype.name, np.dtype(ldtype).name)
+    shape = (41, 7)
+    y = rng.integers(0, 2, shape)
+    if np.dtype(ldtype).kind == "f":
+        y = np.where(rng.random(shape) < 0.3, rng.random(shape), y)
+    yl = y.astype(ldtype)
+    x = rng.normal(0, 3, shape).astype(dtype)
+    sw = rng.integers(0, 5, shape) / 4
+    for fn, kw in ((xentc.binary_cross_entropy, {"sample_weight": sw, "pos_weight": rng.uniform(0.5, 3, 7)}),
+                   (xentc.binary_focal_loss, {"gamma": 2.0, "alpha": 0.25})):
+        for reduction in ("none", "mean"):
+            calls = small_chunks.calls
+            got = fn(yl, x, from_logits=True, reduction=reduction, grad=True, hess=True, **kw)
+            assert small_chunks.calls - calls >= 3
+            ref = fn(yl.astype(np.float32), _f32(x), from_logits=True, reduction=reduction, grad=True, hess=True,
+                     **kw)
+            _same(got, ref, dtype, reduction)
+    bad = yl.copy()
+    if np.dtype(ldtype) == np.bool_:
+        return
+    bad.flat[200] = 1 + 1e-10 if ldtype == np.float64 else 2
+    bad.flat[250] = 3
+    msg = _error(xentc.binary_cross_entropy, bad, x, from_logits=True, grad=True)
+    value = "1.0000000001" if ldtype == np.float64 else "2.0" if ldtype == np.float32 else "2"
+    assert msg == f"y_true: label {value} at index 200 is outside [0, 1]", msg
+
+
+ALLOC_SCRIPT = """
+import sys, tracemalloc
+import numpy as np
+import xentc
+dtype = np.float16 if sys.argv[1] == "float16" else np.dtype(__import__("ml_dtypes").bfloat16)
+n = 1 << 23
+x = np.zeros(n, dtype=dtype)
+y = np.zeros(n, dtype=np.dtype(sys.argv[2]))
+xentc.binary_cross_entropy(y[:64], x[:64], from_logits=True)   # kernels, thread pool, small buffers
+xentc.buffer_cache(0)
+tracemalloc.start()
+xentc.binary_cross_entropy(y, x, from_logits=True)
+print(tracemalloc.get_traced_memory()[1])
+"""
+
+
+@pytest.mark.parametrize("ldtype", ["bool", "int64", "float64"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_binary_labels_are_not_cast_whole(dtype, ldtype):
+    """No array of y_pred's size is made for labels of another dtype (2^23 elements: a float16 copy
+    of the labels is 16 MiB, a float32 one 32 MiB): the peak of traced allocations stays at the
+    chunk's scratch (CHUNK_ELEMS float32, 4 MiB) and small buffers."""
+    import subprocess
+    import sys
+
+    peak = int(subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, dtype.name, ldtype], check=True,
+                              capture_output=True, text=True).stdout)
+    assert peak <= _half_cpu.CHUNK_ELEMS * 4 + (2 << 20), peak
+
+
 def _error(fn, *args, **kw):
     with pytest.raises(ValueError) as info:
         fn(*args, **kw)

@@ -645,10 +645,11 @@ def _on_device(y_pred):
 
 def _native_binary_labels(backend, yt, x, ydt) -> bool:
     """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
-    that can (BINARY_LABEL_DTYPES), a dtype it reads, and labels and y_pred both laid out with
-    unit stride once flattened (the strided loop reads labels of the compute dtype only)."""
+    that can (BINARY_LABEL_DTYPES: the CPU kernels, and the 16-bit backend, which hands them on a
+    chunk at a time), a dtype it reads, and labels and y_pred both laid out with unit stride once
+    flattened (the strided loop reads labels of the compute dtype only)."""
     kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
-    if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative or x.dtype != ydt:
+    if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
     return all(a.flags.c_contiguous for a in (yt, x))
 
@@ -753,8 +754,8 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     ----------
     y_true : array_like
         Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool; on the
-        CPU, contiguous labels beside a contiguous float32 or float64 ``y_pred`` are read in
-        their own dtype, without a converted copy.
+        CPU, contiguous bool, integer, float32 or float64 labels beside a contiguous ``y_pred``
+        (float16 and bfloat16 included) are read in their own dtype, without a converted copy.
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
         computed natively, float16 and bfloat16 (``ml_dtypes.bfloat16``) in float32, anything

@@ -26,6 +26,10 @@ CHUNK_ELEMS = 1 << 20   # y_pred elements a chunk: 4 MiB of float32 scratch for 
 MIN_ROWS = 64           # and at least this many rows a chunk, for the threads to share
 
 weight_sum = _kernels.weight_sum
+# binary labels of these dtypes (bool, integers, float32, float64) go to the float32 kernels a chunk
+# at a time as they are: the kernels read them in their dtype (and check float64 ones as given), so
+# nothing of y_pred's size is cast first (_api._native_binary_labels)
+BINARY_LABEL_DTYPES = _kernels.BINARY_LABEL_DTYPES
 
 
 class _Sum:
@@ -93,7 +97,8 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
     nw1 = 1 if w1 is None else max(1, int(w1.shape[0]))   # a zero-length w1 only comes with n = 0
     step = max(nw1, CHUNK_ELEMS // nw1 * nw1)   # a multiple of nw1: element i takes w1[i % nw1]
     m = min(n, step)
-    xb, yb = _scratch((m,)), _scratch((m,), y.dtype != np.float32)
+    # 16-bit labels are converted into scratch; the kernels read those of BINARY_LABEL_DTYPES
+    xb, yb = _scratch((m,)), _scratch((m,), y.dtype not in BINARY_LABEL_DTYPES)
     gb, hb = _scratch((m,), grad is not None), _scratch((m,), hess is not None)
     total = _Sum()
     for i0 in range(0, n, step):
