@@ -849,3 +849,37 @@ def test_values_checked_before_a_narrowing_cast(pred_dtype):
                        index=3)
     assert "overflows float32" in msg
     assert np.isfinite(xentc.focal_loss(np.zeros(4, int), x, sample_weight=sw))   # float64: a valid weight
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_narrowing_checked_and_cast_in_one_pass(n_threads):
+    """float64 weights and soft labels beside float32 y_pred, long enough for many blocks of the
+    kernels' one-pass check-and-cast: the results of the values cast first, and the first bad
+    value named, as given, wherever it lies (a later one in another block is not)."""
+    rng = np.random.default_rng(5)
+    n = 200_003
+    x = rng.normal(0, 2, n).astype(np.float32)
+    y = (rng.random(n) < 0.4).astype(np.float32)
+    sw = rng.random(n) * 3
+    kw = {"from_logits": True, "grad": True, "n_threads": n_threads}
+    for red in ("none", "mean"):
+        a = xentc.binary_cross_entropy(y, x, sample_weight=sw, reduction=red, **kw)
+        b = xentc.binary_cross_entropy(y, x, sample_weight=sw.astype(np.float32), reduction=red, **kw)
+        np.testing.assert_array_equal(a.loss, b.loss)
+        np.testing.assert_array_equal(a.grad, b.grad)
+    for i, v in ((150_001, 1e300), (99_999, -1e-50), (70_000, np.nan), (1, -1.0)):
+        bad = sw.copy()
+        bad[i] = v
+        bad[-1] = -5.0   # later: not the one named
+        msg = check_raises(ValueError, "sample_weight", call("binary_cross_entropy", y, x, sample_weight=bad, **kw),
+                           value=v, index=i)
+        assert ("overflows float32" in msg) == (v == 1e300), msg
+    X = rng.normal(0, 2, (n // 100, 100)).astype(np.float32)
+    ys = rng.dirichlet(np.ones(100), n // 100)
+    a = xentc.cross_entropy(ys, X, reduction="none", **kw)
+    b = xentc.cross_entropy(ys.astype(np.float32), X, reduction="none", **kw)
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.grad, b.grad)
+    ys[1500, 7] = 1 + 1e-12
+    ys[1900, 3] = 2.0
+    check_raises(ValueError, "y_true", call("cross_entropy", ys, X, **kw), value=1 + 1e-12, index=150_007)

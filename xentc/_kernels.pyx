@@ -80,13 +80,18 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         void* dst
         int bfloat
 
+    ctypedef struct NarrowArgs:
+        const double* src
+        float* dst
+        double top
+
     int max_threads()
     int have_openmp()
 
 cdef extern from "_xent_dispatch.h" namespace "xent" nogil:
     const block_fn* kernel_table()
     const char* kernel_isa()
-    int K_WEIGHT, K_BINARY, K_SOFTMAX, K_STORE16, K_LOAD16
+    int K_WEIGHT, K_BINARY, K_SOFTMAX, K_STORE16, K_LOAD16, K_NARROW
 
 # The kernel variant is chosen once, when the module is imported (XENTC_ISA is read then).
 cdef const block_fn* _TABLE = kernel_table()
@@ -292,3 +297,18 @@ def load16(src, dst, bint bfloat, n_threads):
     if src.itemsize != 2 or dst.dtype != np.float32:
         raise ValueError("load16: a 16-bit source and a float32 destination")
     _convert16(K_LOAD16, src, dst, bfloat, n_threads)
+
+
+def narrow(src, dst, double top, n_threads):
+    """dst[...] = src: src float64, dst float32, both contiguous and of one size, on the kernels'
+    threads, checking src as given; returns the flat index of the first value outside [0, top]
+    (NaN included), or -1."""
+    if src.dtype != np.float64 or dst.dtype != np.float32 or src.size != dst.size or not (
+            src.flags.c_contiguous and dst.flags.c_contiguous and dst.flags.writeable):
+        raise ValueError("narrow: a contiguous float64 source and a float32 destination of one size")
+    cdef NarrowArgs a
+    a.src = <const double*>_addr(src)
+    a.dst = <float*>_addr(dst)
+    a.top = top
+    _, err, i, _ = _run(_TABLE[K_NARROW], &a, src.size, 1, n_threads)
+    return i if err else -1

@@ -1,7 +1,9 @@
 /* One instruction-set variant of the CPU kernels. meson.build compiles this file once for the
  * baseline of the target (SSE2 on x86-64, NEON on aarch64) and, on x86-64, once more with AVX2;
  * _xent_dispatch.h picks the table at run time. Both variants run the same IEEE operations in the
- * same order (no FMA contraction), so they give the same bits; AVX2 only runs more lanes at once. */
+ * same order (no FMA contraction; an explicit fused multiply-add only where it is exact, as in
+ * prod_err, whose other variants compute the same exact value), so they give the same bits; the
+ * wider variants only run more lanes at once. */
 #include "_xent_rows.h"
 
 #ifndef XENT_VARIANT
@@ -11,11 +13,12 @@
 #define XENT_CAT(a, b) XENT_CAT2(a, b)
 
 extern "C" {
-extern const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[8];
-const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[8] = {
+extern const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[9];
+const xent::block_fn XENT_CAT(xent_table_, XENT_VARIANT)[9] = {
     xent::weight_block_f, xent::weight_block_d,
     xent::binary_block_f, xent::binary_block_d,
     xent::softmax_block_f, xent::softmax_block_d,
     xent::store16_block, xent::load16_block,
+    xent::narrow_block_fd,
 };
 }

@@ -10,17 +10,17 @@
 #include <string.h>
 #include "_xent_rows.h"
 
-extern "C" const xent::block_fn xent_table_base[8];
+extern "C" const xent::block_fn xent_table_base[9];
 #if defined(XENT_HAVE_AVX2)
-extern "C" const xent::block_fn xent_table_avx2[8];
+extern "C" const xent::block_fn xent_table_avx2[9];
 #endif
 #if defined(XENT_HAVE_AVX512)
-extern "C" const xent::block_fn xent_table_avx512[8];
+extern "C" const xent::block_fn xent_table_avx512[9];
 #endif
 
 namespace xent {
 
-enum { K_WEIGHT = 0, K_BINARY = 2, K_SOFTMAX = 4, K_STORE16 = 6, K_LOAD16 = 7 };
+enum { K_WEIGHT = 0, K_BINARY = 2, K_SOFTMAX = 4, K_STORE16 = 6, K_LOAD16 = 7, K_NARROW = 8 };
 
 struct Variant { const char* name; const block_fn* table; int usable; };
 

@@ -1850,6 +1850,34 @@ static void convert16_block(const void* vargs, int64_t i0, int64_t i1, BlockResu
         for (int64_t i = i0; i < i1; ++i) dst[i] = TO_F16(src[i]);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* float64 -> float32 with the check the narrowing needs (labels or weights beside float32       */
+/* y_pred): each value converted, and the first outside [0, top] (NaN included) reported as      */
+/* given, before rounding could hide it (1 + 1e-10 rounds to 1, -1e-50 to -0, 1e300 to inf). One  */
+/* pass on the kernels' threads: NumPy's min, max and cast took three.                          */
+/* ------------------------------------------------------------------------------------------ */
+struct NarrowArgs {
+    const double* src;   /* contiguous */
+    float* dst;          /* contiguous, as many elements */
+    double top;          /* the largest value allowed */
+};
+
+static void narrow_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
+    const NarrowArgs* a = (const NarrowArgs*)vargs;
+    const double* __restrict src = a->src;
+    float* __restrict dst = a->dst;
+    const double top = a->top;
+    int bad = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+        const double v = src[i];
+        dst[i] = float(v);
+        bad |= !(v >= 0.0) | (v > top);
+    }
+    if (bad)
+        for (int64_t i = i0; i < i1; ++i)
+            if (!(src[i] >= 0.0 && src[i] <= top)) { set_error(res, ERR_WEIGHT, i, 0); return; }
+}
+
 /* Non-template entry points for Cython. */
 typedef void (*block_fn)(const void*, int64_t, int64_t, BlockResult*);
 static const block_fn weight_block_f = weight_block<float>;
@@ -1860,6 +1888,7 @@ static const block_fn softmax_block_f = softmax_block<float>;
 static const block_fn softmax_block_d = softmax_block<double>;
 static const block_fn store16_block = convert16_block<float, uint16_t, to_float16, to_bfloat16>;
 static const block_fn load16_block = convert16_block<uint16_t, float, from_float16, from_bfloat16>;
+static const block_fn narrow_block_fd = narrow_block;
 
 }  // namespace xent
 
