@@ -156,7 +156,7 @@ def test_binary_extreme_probabilities(func, gamma, alpha, dt):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("gamma", [10.0, 20.5, 50.0])
+@pytest.mark.parametrize("gamma", [10.0, 20.5, 31.0, 50.0])
 def test_focal_from_probabilities_large_gamma(gamma, dt):
     """From probabilities the focal factor (1 - p)^gamma is corrected for the rounding of 1 - p
     (which c^gamma multiplies by gamma: 48 ulp at gamma = 50 before), so large non-integer gammas
@@ -173,13 +173,15 @@ def test_focal_from_probabilities_large_gamma(gamma, dt):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
-@pytest.mark.parametrize("gamma", [10.0, 20.5, 50.0])
+@pytest.mark.parametrize("gamma", [10.0, 20.5, 27.0, 30.0, 31.0, 50.0])
 def test_focal_from_logits_large_gamma(gamma, dt):
     """From logits the base sigmoid(-z) of the focal factor carries the roundings of exp, 1 + e
     and the division, which q^gamma multiplies by gamma (float64: 24 ulp at gamma = 10, 128 at
     50, when q was simply rounded). Double keeps those errors and corrects the power, float forms
     q and q^gamma in double: binary focal within the bar at large gammas, on both sides (y = 1,
-    0 and fractional), for logits in (-3, 3), wider ones and the switch points."""
+    0 and fractional), for logits in (-3, 3), wider ones and the switch points. Integer gammas up to
+    31 take the powers by repeated squaring, whose own roundings reached 19 ulp at 31 before they
+    were carried in extended precision (an audit's finding)."""
     npdt = _npdt(dt)
     rng = np.random.default_rng(int(gamma * 10) + 1)
     z = np.concatenate([rng.uniform(-3, 3, 60), rng.uniform(-40, 40, 20), _logit_switch_points(dt)])

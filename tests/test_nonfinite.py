@@ -70,6 +70,26 @@ def test_binary_nan_with_infinities(name, dtype):
     assert not np.isnan(m.grad[1:]).any() and not np.isnan(m.hess[1:]).any()
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.0])
+def test_binary_nan_logit_gives_itself(gamma, dtype):
+    """A NaN logit gives that NaN (its sign too) in loss, gradient and Hessian, in every place of a
+    vector, for every label and alpha, whether or not its label weights are 0 (focal: the sign used
+    to depend on the instruction set and the element's place; with both coefficients 0 the loss
+    was 0, not NaN)."""
+    n = 70
+    z = np.full(n, NAN, dtype=dtype)
+    z[::3] = -z[::3]
+    y = np.tile(np.array([0.0, 1.0, 0.25, 0.0, 1.0], dtype=dtype), n)[:n]
+    for alpha in (None, 0.25, 1.0, 0.0):
+        r = xentc.binary_focal_loss(y, z, gamma=gamma, alpha=alpha, from_logits=True, reduction="none", grad=True,
+                                    hess=True)
+        for got in (r.loss, r.grad, r.hess):
+            assert np.isnan(got).all()
+            if gamma > 0:
+                assert_array_equal(np.signbit(got), np.signbit(z))
+
+
 # --------------------------------------------------------------------------------------
 # categorical: soft labels and mixed infinities in a logit row
 # --------------------------------------------------------------------------------------

@@ -131,6 +131,20 @@ XENT_HD double x_abs(double x)  { return fabs(x); }
 
 template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
 
+/* a b - fl(a b) exactly, p = fl(a b), for |a|, |b| <= 2 and a b normal: a fused multiply-add where
+ * the hardware has one; else, float: the product in double (exact); double: Dekker's product of
+ * 26-bit halves (Veltkamp's split), for the CPU's baseline and AVX2 variants. */
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(__FMA__) || defined(__AVX512F__)
+template <typename T> XENT_HD T prod_err(T a, T b, T p) { return x_fma(a, b, -p); }
+#else
+XENT_HD float prod_err(float a, float b, float p) { return float(double(a) * double(b) - double(p)); }
+XENT_HD double prod_err(double a, double b, double p) {
+    const double sa = 134217729.0 * a, sb = 134217729.0 * b;   /* 2^27 + 1 */
+    const double ah = sa - (sa - a), al = a - ah, bh = sb - (sb - b), bl = b - bh;
+    return (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
+}
+#endif
+
 /* ---------------------------------------------------------------------------------------------
  * Powers x^g, x in [0, 1], for the focal factor (1 - p)^gamma. A policy type chooses how; the
  * CPU loops pick one per call (pow_kind), the GPU uses the default, the math library's pow.
@@ -138,8 +152,9 @@ template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
  *   PowSquare     g = 2, the usual focal gamma: x^2 as x * x (and x^1, for the g - 1 of the Hessian
  *                 from probabilities), the bits PowInt gives, without its loop over the bits of g
  *                 (which GCC re-evaluated for every element). Only for exponents 1 and 2.
- *   PowInt        integer 0 < g < 32: binary powering, one rounding per factor (g = 2: 0.5 ulp,
- *                 g = 5: about 2 ulp); branch-free, so loops vectorise. Needs 0 <= x <= 1.
+ *   PowInt        integer 0 < g < 32 (double: g < 16): binary powering, branch-free, so loops
+ *                 vectorise; float in double, double rounding per factor. Needs 0 <= x <= 1.
+ *   PowIntDD      double, integer 16 <= g < 32: the same in double-double.
  *   PowViaDouble  float only, any g: exp(g log x) in double, rounded once to float. The double
  *                 error, |g log x| 2^-52, stays far below a float ulp wherever the result is normal.
  *   PowNone       gamma = 0 known at compile time: the cross-entropy branches fold away.
@@ -162,19 +177,48 @@ struct PowNone {
 };
 #if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)
 struct PowInt {
+    /* x^n = prod of x^(2^k) over the set bits k of n. The factor of bit k is max(b, m) with
+     * m = -1 (bit set: b >= 0 wins) or 1 (unset: 1 wins, since b <= 1), so the loop-invariant
+     * bit is a value, not a branch, and the caller's loop still vectorises. Each product rounds,
+     * and up to 9 of them add up: float powers are formed in double and rounded once; double ones
+     * round as they go (n < 16 here: within the bar; larger n take PowIntDD). */
     static constexpr bool zero = false, nonzero = true;
-    template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T g) {
-        /* x^n = prod of x^(2^k) over the set bits k of n. The factor of bit k is max(b, m) with
-         * m = -1 (bit set: b >= 0 wins) or 1 (unset: 1 wins, since b <= 1), so the loop-invariant
-         * bit is a value, not a branch, and the caller's loop still vectorises. */
-        const int n = int(g);
-        T r = T(1), b = x;
+    template <typename W> static XENT_ALWAYS_INLINE W plain(W x, int n) {
+        W r = W(1), b = x;
         for (int bit = 0; bit < 5; ++bit) {
-            const T m = ((n >> bit) & 1) ? T(-1) : T(1);
+            const W m = ((n >> bit) & 1) ? W(-1) : W(1);
             r = r * (b > m ? b : m);
             b = b * b;
         }
-        return x != x ? x : r;
+        return r;
+    }
+    static XENT_ALWAYS_INLINE float pw(float x, float g) { return x != x ? x : float(plain<double>(x, int(g))); }
+    static XENT_ALWAYS_INLINE double pw(double x, double g) { return x != x ? x : plain<double>(x, int(g)); }
+};
+/* Integer 16 <= n < 32 in double: PowInt's products in double-double, each one's rounding error
+ * (prod_err) carried in a low part, wherever the product is far above the subnormal range (there
+ * the error is exact, so the same with and without a fused multiply-add). Plain products reached
+ * 19 ulp of a focal loss at n = 31 (an audit's finding); these cost twice PowInt's time. */
+struct PowIntDD {
+    static constexpr bool zero = false, nonzero = true;
+    static XENT_ALWAYS_INLINE double pw(double x, double g) {
+        const int n = int(g);
+        double rh = 1.0, rl = 0.0, bh = x, bl = 0.0;
+#pragma GCC unroll 5
+        for (int bit = 0; bit < 5; ++bit) {
+            const double m = ((n >> bit) & 1) ? -1.0 : 1.0;
+            const bool on = bh > m;
+            const double sh = on ? bh : m, sl = on ? bl : 0.0;
+            const double p = rh * sh;
+            const double pe = p >= 0x1p-960 ? prod_err(rh, sh, p) + (rh * sl + rl * sh) : 0.0;
+            rh = p + pe;
+            rl = pe - (rh - p);
+            const double q = bh * bh;
+            const double qe = q >= 0x1p-960 ? prod_err(bh, bh, q) + 2.0 * (bh * bl) : 0.0;
+            bh = q + qe;
+            bl = qe - (bh - q);
+        }
+        return x != x ? x : rh + rl;
     }
 };
 struct PowSquare {
@@ -205,20 +249,6 @@ template <typename T> XENT_HD T mul0(T c, T v) {
  * prod_err), their sum rel is q's relative error, and q^g is corrected by 1 + g rel, as the
  * probability path corrects (1 - p)^g. Float and double alike, in their own type.
  * ------------------------------------------------------------------------------------------- */
-
-/* a b - fl(a b) exactly, p = fl(a b), for |a|, |b| <= 2 and a b normal: a fused multiply-add where
- * the hardware has one; else, float: the product in double (exact); double: Dekker's product of
- * 26-bit halves (Veltkamp's split), for the CPU's baseline and AVX2 variants. */
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(__FMA__) || defined(__AVX512F__)
-template <typename T> XENT_HD T prod_err(T a, T b, T p) { return x_fma(a, b, -p); }
-#else
-XENT_HD float prod_err(float a, float b, float p) { return float(double(a) * double(b) - double(p)); }
-XENT_HD double prod_err(double a, double b, double p) {
-    const double sa = 134217729.0 * a, sb = 134217729.0 * b;   /* 2^27 + 1 */
-    const double ah = sa - (sa - a), al = a - ah, bh = sb - (sb - b), bl = b - bh;
-    return (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
-}
-#endif
 
 template <typename T> struct Split { T hi, lo; };
 
@@ -443,6 +473,12 @@ XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h,
     o.l = mul0(wl, T(0) - (mul0(c1, pos.v) + mul0(c0, neg.v)));   /* +0, not -0, for a zero loss */
     o.g = want_g ? mul0(wd, mul0(c0, neg.d1) - mul0(c1, pos.d1)) : T(0);
     o.h = want_h ? mul0(wd, -(mul0(c1, pos.d2) + mul0(c0, neg.d2))) : T(0);
+    /* a NaN logit gives itself, as from probabilities: the NaN the terms above make has a sign
+     * that depended on the instruction set and the element's place in a vector */
+    const bool nan = z != z;
+    o.l = nan ? z : o.l;
+    o.g = nan && want_g ? z : o.g;
+    o.h = nan && want_h ? z : o.h;
     return o;
 }
 

@@ -606,22 +606,27 @@ static void binary_with_pow(const void* vargs, int64_t i0, int64_t i1, BlockResu
 /* Which power policy a loop runs with (the one place that decides it): cross entropy needs none;
  * integer gamma and, for float, any gamma have branch-free powers; double with a fractional gamma
  * keeps the math library's pow, whose accuracy a double exp(g log x) would not reach. */
-enum PowKind { POW_NONE, POW_SQUARE, POW_INT, POW_VIA_DOUBLE, POW_LIBM };
+enum PowKind { POW_NONE, POW_SQUARE, POW_INT, POW_INT_DD, POW_VIA_DOUBLE, POW_LIBM };
 
 template <typename T> static inline PowKind pow_kind(double g) {
     if (g == 0.0) return POW_NONE;
     if (g == 2.0) return POW_SQUARE;
-    if (g > 0.0 && g < 32.0 && g == double(int64_t(g))) return POW_INT;
+    if (g > 0.0 && g < 32.0 && g == double(int64_t(g)))
+        return sizeof(T) == sizeof(double) && g >= 16.0 ? POW_INT_DD : POW_INT;
     return sizeof(T) == sizeof(float) ? POW_VIA_DOUBLE : POW_LIBM;
 }
 
-/* Instantiates Kernel<T, Pow> for the policy pow_kind picks; a double kernel never gets PowViaDouble. */
+/* Instantiates Kernel<T, Pow> for the policy pow_kind picks; a double kernel never gets PowViaDouble,
+ * a float one never PowIntDD. */
 #define XENT_POW_DISPATCH(KERNEL, T, G, ...)                                         \
     do {                                                                            \
         switch (pow_kind<T>(G)) {                                                   \
         case POW_NONE: KERNEL<T, PowNone>(__VA_ARGS__); break;                      \
         case POW_SQUARE: KERNEL<T, PowSquare>(__VA_ARGS__); break;                  \
         case POW_INT: KERNEL<T, PowInt>(__VA_ARGS__); break;                        \
+        case POW_INT_DD:                                                            \
+            if constexpr (sizeof(T) == sizeof(double)) { KERNEL<T, PowIntDD>(__VA_ARGS__); break; } \
+            /* fall through */                                                      \
         case POW_VIA_DOUBLE:                                                        \
             if constexpr (sizeof(T) == sizeof(float)) { KERNEL<T, PowViaDouble>(__VA_ARGS__); break; } \
             /* fall through */                                                      \
