@@ -604,8 +604,9 @@ static void binary_with_pow(const void* vargs, int64_t i0, int64_t i1, BlockResu
 }
 
 /* Which power policy a loop runs with (the one place that decides it): cross entropy needs none;
- * integer gamma and, for float, any gamma have branch-free powers; double with a fractional gamma
- * keeps the math library's pow, whose accuracy a double exp(g log x) would not reach. */
+ * integer gamma and, for float, any gamma have branch-free powers (double integer gammas from 16
+ * in double-double, where plain products lost the bar); double with a fractional gamma keeps the
+ * math library's pow, whose accuracy a double exp(g log x) would not reach. */
 enum PowKind { POW_NONE, POW_SQUARE, POW_INT, POW_INT_DD, POW_VIA_DOUBLE, POW_LIBM };
 
 template <typename T> static inline PowKind pow_kind(double g) {
