@@ -281,8 +281,8 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, compact: bool = False, n_th
 def _narrowed(name: str, a, dtype, xp, n_threads):
     """a in the compute dtype (_as_compute), checked first where casting to a narrower float could
     hide a bad value (_check_narrowed). Contiguous float64 NumPy arrays bound for float32 are checked
-    and converted in one pass of the kernels (float64 weights of 10^7 float32 samples: 11 -> 4 ms);
-    the message of a bad value is _check_narrowed's."""
+    and converted in one pass of the kernels (binary CE of 10^7 float32 logits with float64
+    weights: 17.3 -> 11.5 ms, benchmarks/RESULTS.md); the message of a bad value is _check_narrowed's."""
     if (xp is np and a.dtype == np.float64 and dtype == np.float32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size and not _misaligned(a)):
         from . import _kernels

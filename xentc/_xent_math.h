@@ -341,6 +341,13 @@ template <typename T> struct Terms { T v, d1, d2; };
  * of 1 and -p, 1 >= p; 0 where p >= 1/2, whose complement is exact). */
 template <typename T> XENT_HD T complement_error(T p, T c) { return (-p) - (c - T(1)); }
 
+/* x^e from the power b of a rounded base whose exact value is x (1 + rel): corrected to first
+ * order, b (1 + e rel), since the power multiplies the base's relative error by e; b as it is where
+ * rel = 0 (b may be inf there: x = 0 with e < 0). The focal factors' one correction. */
+template <typename T> XENT_HD T power_corrected(T b, T e, T rel) {
+    return rel == T(0) ? b : b + b * (e * rel);
+}
+
 template <typename T, typename Pow = PowLibm>
 XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool want_d1, bool want_d2) {
     /* Returns kv * A and kd * (A', A'') for weights kv, kd >= 0 (coefficient times sample weight,
@@ -362,7 +369,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
     }
     const T rel = c > T(0) ? clo / c : T(0);
     const T cg0 = Pow::pw(c, g);
-    const T cg = rel == T(0) ? cg0 : cg0 + cg0 * (g * rel);
+    const T cg = power_corrected(cg0, g, rel);
     t.v = mul0(kv * cg, logx);
     if (kd != T(0) && (want_d1 || want_d2)) {
         const T kcg = kd * cg;
@@ -370,7 +377,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
         if (want_d1) t.d1 = kcg / x - kcg * (g * r);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
         if (want_d2) {
             const T cgm0 = Pow::pw(c, g - T(1));
-            const T cgm1 = rel == T(0) ? cgm0 : cgm0 + cgm0 * ((g - T(1)) * rel);   /* cgm0 may be inf (c = 0, g < 1) */
+            const T cgm1 = power_corrected(cgm0, g - T(1), rel);   /* cgm0 may be inf (c = 0, g < 1) */
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
             t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
@@ -388,11 +395,10 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
  * p log p is taken as 0 at p = 0 (its limit), so z = -inf and z = +inf give exact limits.
  * The other side of a binary loss, (1-p)^g... = p^g log q, is f(-z): swap p and q, log p and log q.
  * ------------------------------------------------------------------------------------------- */
-/* q^g for a base q whose exact value is q (1 + rel) (focal_sigmoid): corrected to first order */
+/* q^g for a base q whose exact value is q (1 + rel) (focal_sigmoid) */
 template <typename T, typename Pow>
 XENT_HD T focal_logit_power(T q, T rel, T g) {
-    const T b = Pow::pw(q, g);
-    return b + b * (g * rel);
+    return power_corrected(Pow::pw(q, g), g, rel);
 }
 
 template <typename T, typename Pow = PowLibm>
