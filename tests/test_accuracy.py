@@ -224,6 +224,47 @@ def _categorical_check(worst, func, from_logits, X, Y, dt, gamma):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("gamma", [10.0, 20.5, 31.0, 50.0])
+def test_categorical_focal_from_logits_large_gamma(gamma, dt):
+    """Q_j^gamma multiplies the relative error of Q_j = 1 - P_j by gamma, and Q_j carried the
+    roundings of the row's exps, their sum, 1/s, P_j and 1 - P_j: 25 ulp of the float64 loss at
+    gamma = 20 and 69 at 50 before s_rest was summed in double-double and Q's error was corrected.
+    Rows of three classes (the grouped path) with the label on the largest entry, on another, near
+    ties (P = 1/2 on both sides) and soft labels, against the SymPy/mpmath reference; rows of 100
+    classes (the per-row path) against mpmath (loss) and the extended-precision reference (gradient
+    and Hessian, at scale 1)."""
+    npdt = _npdt(dt)
+    rng = np.random.default_rng(int(gamma * 10) + 2)
+    worst = _Worst()
+    X = rng.uniform(-3, 3, (40, 3))
+    ties = np.array([[0.0, -d, -d - 1.0] for d in (0.0, 1e-6, 1e-3, 0.05, 0.3)])
+    # the other exps near the bottom of the range (a float row's sum once lost them: NaN Hessians)
+    under = np.array([[0.0, -d, -d] for d in ((80.0, 87.0, 100.0) if dt == "float32" else (700.0, 740.0))])
+    X = np.concatenate([X, ties, ties[:, [1, 0, 2]], under]).astype(npdt)
+    for y in (np.zeros(len(X), np.int64), np.argmax(X, axis=1), np.ones(len(X), np.int64)):
+        _categorical_check(worst, "focal", True, X, y, dt, gamma)
+    _categorical_check(worst, "focal", True, X, rng.dirichlet(np.ones(3), len(X)), dt, gamma)
+    C = 100
+    X = (rng.standard_normal((6, C)) * np.array([[1.0], [3.0], [3.0], [0.3], [1.0], [3.0]])).astype(npdt)
+    X[1, 7] = X[1].max() + np.log(C)        # label 7 at the maximum, P near 1/2
+    y = np.array([C - 1, 7, int(np.argmax(X[2])), int(np.argsort(X[3])[-2]), 3, 5])
+    Ys = [np.eye(C)[y], rng.dirichlet(np.full(C, 0.3), len(X))]
+    for Y, yt in ((Ys[0], y), (Ys[1], Ys[1].astype(npdt))):
+        res = xentc.focal_loss(yt, X, gamma=gamma, from_logits=True, reduction="none", grad=True, hess=True)
+        _, g_ref, h_ref = ref.focal_loss(yt, X, gamma=gamma, from_logits=True, reduction="none")
+        for i in range(len(X)):
+            exact = _mp_row_loss(X[i], Y[i].astype(npdt).astype(np.float64), gamma, True)
+            where = f"row {i} of C={C}, gamma={gamma} {dt}"
+            worst.add("loss", res.loss[i], exact, abs(exact), dt, where)
+            for j in np.unique(np.concatenate([np.flatnonzero(Y[i] > 0.01), np.argsort(X[i])[-5:]])):
+                ge, he = ref._mpf(g_ref[i, j]), ref._mpf(h_ref[i, j])
+                # scale 1, as test_rows_of_many_classes (the symbolic scales need few classes)
+                worst.add(f"grad[{j}]", res.grad[i, j], ge, max(abs(ge), 1), dt, where)
+                worst.add(f"hess[{j}]", res.hess[i, j], he, max(abs(he), 1), dt, where)
+    worst.check()
+
+
+@pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("func,gamma", [("ce", 0.0)] + [("focal", g) for g in GAMMAS[1:]])
 def test_softmax_rows_at_switch_points(func, gamma, dt):
     """Rows [0, -d, -d - t] with the gap d on both sides of each switch point, ties, and

@@ -225,6 +225,7 @@ struct TeamThread {
     __device__ __forceinline__ bool any(bool b) { return b; }
     template <typename T> __device__ __forceinline__ void argmax(T&, xi64&) {}
     __device__ __forceinline__ void sum4(double&, double&, double&, double&) {}
+    __device__ __forceinline__ void sum_dd(double&, double&) {}
     template <typename T> __device__ __forceinline__ T bcast(T v, int) { return v; }
 };
 
@@ -258,6 +259,16 @@ struct TeamWarp {
             b += __shfl_xor_sync(XENT_FULL_MASK, b, o);
             c += __shfl_xor_sync(XENT_FULL_MASK, c, o);
             d += __shfl_xor_sync(XENT_FULL_MASK, d, o);
+        }
+    }
+    /* A double-double sum (hi, lo), the roundings of the hi parts' additions kept in lo (dd_add):
+     * the same bits in every lane, as for sum4 */
+    __device__ __forceinline__ void sum_dd(double& hi, double& lo) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const double oh = __shfl_xor_sync(XENT_FULL_MASK, hi, o);
+            lo += __shfl_xor_sync(XENT_FULL_MASK, lo, o);
+            dd_add(hi, lo, oh);
         }
     }
     template <typename T> __device__ __forceinline__ T bcast(T v, int owner) {
@@ -323,6 +334,15 @@ template <int NT> struct TeamBlock {
         __syncthreads();
         a = s->d[0][0]; b = s->d[1][0]; c = s->d[2][0]; d = s->d[3][0];
         for (int k = 1; k < NW; ++k) { a += s->d[0][k]; b += s->d[1][k]; c += s->d[2][k]; d += s->d[3][k]; }
+        __syncthreads();
+    }
+    __device__ __forceinline__ void sum_dd(double& hi, double& lo) {
+        TeamWarp w{tid & 31};
+        w.sum_dd(hi, lo);
+        if ((tid & 31) == 0) { s->d[0][tid >> 5] = hi; s->d[1][tid >> 5] = lo; }
+        __syncthreads();
+        hi = s->d[0][0]; lo = s->d[1][0];
+        for (int k = 1; k < NW; ++k) { lo += s->d[1][k]; dd_add(hi, lo, s->d[0][k]); }
         __syncthreads();
     }
     template <typename T> __device__ __forceinline__ T bcast(T v, int owner) {
@@ -481,21 +501,39 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
         }
         return q;
     }
-    /* s_rest = sum_{j != jm} exp(x_j - m) (softmax_summary of _xent_rows.h) */
-    double s_rest = 0.0, z0 = 0.0, z1 = 0.0, z2 = 0.0;
-    for (xi64 j = ln; j < C; j += ns)
-        if (j != jm) s_rest += double(softmax_exp(T(xr[j * sc]), m));
-    tm.sum4(s_rest, z0, z1, z2);
-    const double s = 1.0 + s_rest;
-    const T L = T(log1p(s_rest));
-    if (g == T(0)) return ce_finish(a, tm, xr, sc, y, ys, syc, gr, hr, so, wi, m, jm, s_rest, L);
-    /* focal: the loss and the gradient/Hessian sums */
+    /* s_rest = sum_{j != jm} exp(x_j - m) (softmax_summary of _xent_rows.h); for focal rows with
+     * focal_row_exact in double-double (softmax_rest_dd), and the classes with a coefficient take
+     * their exp's error, for the accuracy of Q^g */
+    const bool exact = focal_row_exact(double(g));
+    double rhi = 0.0, rlo = 0.0;
+    if (exact) {
+        for (xi64 j = ln; j < C; j += ns) {
+            const T x = T(xr[j * sc]);
+            if (j == jm) continue;
+            DD e = softmax_exp_wide(x, m);
+            if (x == m) e.hi = 1.0;   /* another class at m */
+            wide_add<T>(rhi, rlo, e);
+        }
+        tm.sum_dd(rhi, rlo);
+    } else {
+        double z0 = 0.0, z1 = 0.0, z2 = 0.0;
+        for (xi64 j = ln; j < C; j += ns)
+            if (j != jm) rhi += double(softmax_exp(T(xr[j * sc]), m));
+        tm.sum4(rhi, z0, z1, z2);
+        if (g == T(0)) return ce_finish(a, tm, xr, sc, y, ys, syc, gr, hr, so, wi, m, jm, rhi, T(log1p(rhi)));
+    }
+    /* focal: the summary's roundings (softmax_row_err), then the loss and the gradient/Hessian sums */
+    const double fh = rhi + rlo, fl = rlo - (fh - rhi);
+    const double fs = 1.0 + fh;
+    const T fL = T(log1p(fh) + fl / fs);
+    const SoftmaxRowErr re = softmax_row_err(exact, fh, fl, fs, 1.0 / fs);
     FocalRowSums<T> sums = focal_row_sums_init<T>();
     for (xi64 j = ln; j < C; j += ns) {
         T c = class_coef(a, y, ys, syc, j);
         if (c == T(0) && !(want_g || want_h)) continue;
-        T d = softmax_gap(T(xr[j * sc]), m);
-        SoftmaxElem<T> el = softmax_elem(d, softmax_exp(T(xr[j * sc]), m), j == jm, s, s_rest, L);
+        const T x = T(xr[j * sc]), e = softmax_exp(x, m);
+        const T erel = (c == T(0) || !exact) ? T(0) : softmax_exp_rel(x, m, e);
+        SoftmaxElem<T> el = softmax_elem(softmax_gap(x, m), e, j == jm, fs, fh, fL, erel, re);
         focal_row_add(sums, focal_softmax_elem(c, el, g, want_g, want_h), el, j == jm);
     }
     tm.sum4(sums.loss, sums.Tt, sums.T_rest, sums.U_rest);
@@ -505,11 +543,11 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     if (want_g || want_h) {
         for (xi64 j = ln; j < C; j += ns) {
             T c = class_coef(a, y, ys, syc, j);
-            T d = softmax_gap(T(xr[j * sc]), m);
-            T e = softmax_exp(T(xr[j * sc]), m);
-            SoftmaxElem<T> el = softmax_elem(d, e, j == jm, s, s_rest, L);
+            const T x = T(xr[j * sc]), e = softmax_exp(x, m);
+            const T erel = (c == T(0) || !exact) ? T(0) : softmax_exp_rel(x, m, e);
+            SoftmaxElem<T> el = softmax_elem(softmax_gap(x, m), e, j == jm, fs, fh, fL, erel, re);
             FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-            const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, s_rest);
+            const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, fh);
             if (want_g) gr[j * so] = mul0(ds, T(d2.g));
             if (want_h) hr[j * so] = mul0(ds, T(d2.h));
         }

@@ -943,6 +943,43 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
     if (want_h) hr[jm * inner] = mul0(ds, ST * inv_s * Qjm);
 }
 
+/* s_rest of a focal row in double-double (softmax_exp_wide), for the accuracy of Q^g: (hi, lo) lanes
+ * over the classes below m, and the classes at m counted, all but jm adding 1 at the end; returned
+ * with |lo| <= ulp(hi) / 2. Independent of the summary's sum, which it replaces in focal rows. */
+template <typename T, bool UNIT>
+static inline DD softmax_rest_dd(const T* xr, int64_t sc_, int64_t C, T m) {
+    const int64_t sc = UNIT ? 1 : sc_;
+    constexpr int NL = lanes<T>();
+    double hi[NL], lo[NL], ties[NL];
+    for (int k = 0; k < NL; ++k) hi[k] = lo[k] = ties[k] = 0.0;
+    int64_t j0 = 0;
+    for (; j0 + NL <= C; j0 += NL) {
+        for (int k = 0; k < NL; ++k) {
+            const T v = xr[(j0 + k) * sc];
+            wide_add<T>(hi[k], lo[k], softmax_exp_wide(v, m));
+            ties[k] += v == m ? 1.0 : 0.0;
+        }
+    }
+    for (int k = 0; j0 + k < C; ++k) {
+        const T v = xr[(j0 + k) * sc];
+        wide_add<T>(hi[k], lo[k], softmax_exp_wide(v, m));
+        ties[k] += v == m ? 1.0 : 0.0;
+    }
+    DD t;
+    t.hi = t.lo = 0.0;
+    double nt = 0.0;
+    for (int k = 0; k < NL; ++k) {
+        dd_add(t.hi, t.lo, hi[k]);
+        t.lo += lo[k];
+        nt += ties[k];
+    }
+    dd_add(t.hi, t.lo, nt - 1.0);   /* every class at m but jm */
+    const double h = t.hi + t.lo;
+    t.lo -= h - t.hi;
+    t.hi = h;
+    return t;
+}
+
 /* Focal loss of one softmax row, given its summary: pass 3 sums the loss and the gradient/Hessian
  * sums of the row (FocalRowSums), pass 4 writes the derivatives. Classes are taken CHUNK at a time
  * with their coefficients, logits and e_j staged (padded to whole lanes with c = 0, x = m, e = 1,
@@ -957,13 +994,14 @@ static inline void softmax_ce_finish(const SoftmaxArgs* a, const T* __restrict x
 template <typename T, bool UNIT, typename Pow, bool STORED, bool SPARSE>
 static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restrict xr, int64_t y, const T* ys,
                                         T* __restrict gr, T* __restrict hr, T wi, T ds, T m, int64_t jm,
-                                        double s, double s_rest, T L, T* loss_out) {
+                                        double s, double s_rest, T L, const SoftmaxRowErr& re, T* loss_out) {
     const int64_t C = a->C, sc = UNIT ? 1 : a->sx_c, inner = UNIT ? 1 : a->inner;
     const T g = T(a->gamma);
     const bool want_g = gr != 0, want_h = hr != 0, want_d = want_g || want_h;
+    const bool exact = focal_row_exact(a->gamma);
     const T* eb = want_g ? gr : hr;
     constexpr int NL = lanes<T>();
-    T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], gb[CHUNK], hb[CHUNK];
+    T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], rb[CHUNK], gb[CHUNK], hb[CHUNK];
     /* lane sums: plain, and for double also Kahan sums with their errors (see pass 3) */
     double accL[NL], accT[NL], accU[NL], kL[NL], kT[NL], kU[NL], cmpL[NL], cmpT[NL], cmpU[NL];
     for (int k = 0; k < NL; ++k) {
@@ -980,17 +1018,23 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
         for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
         for (int k = 0; k < n; ++k) ebuf[k] = row_exp<T, STORED>(eb, xr, sc, m, j0 + k);
         for (int k = n; k < nr; ++k) { xb[k] = m; ebuf[k] = T(1); }
+        /* the exps' errors, for the classes' focal terms (none in SPARSE form; focal_row_exact) */
+        if (!SPARSE) {
+            if (exact) for (int k = 0; k < nr; ++k) rb[k] = softmax_exp_rel(xb[k], m, ebuf[k]);
+            else for (int k = 0; k < nr; ++k) rb[k] = T(0);
+        }
     };
     /* pass 3; in SPARSE form only the label's terms (kept for its derivatives below) */
     const FocalSoftmax<T> f0 = {T(0), T(0), T(0)};   /* the terms of a class with c = 0 */
     T cy = T(0), ey = T(0);
-    SoftmaxElem<T> ely = softmax_elem(T(0), T(1), false, s, s_rest, L);
+    SoftmaxElem<T> ely = softmax_elem(T(0), T(1), false, s, s_rest, L, T(0), re);
     FocalSoftmax<T> fy = f0;
     if (SPARSE) {
         if (y != jm) {
             stage_coefs(a, y, ys, y, 1, &cy);
             ey = row_exp<T, STORED>(eb, xr, sc, m, y);
-            ely = softmax_elem(softmax_gap(xr[y * sc], m), ey, false, s, s_rest, L);
+            ely = softmax_elem(softmax_gap(xr[y * sc], m), ey, false, s, s_rest, L,
+                               exact ? softmax_exp_rel(xr[y * sc], m, ey) : T(0), re);
             fy = focal_softmax_elem<T, Pow>(cy, ely, g, want_d, want_h);
             kL[0] = accL[0] = double(fy.loss);
             kT[0] = accT[0] = double(fy.G);
@@ -1007,35 +1051,41 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
              * then say whether the total is finite, and if not, are it (lane_total_free). This
              * cost 5% more (float64, 1024 x 32000, smoothing); partial sums of each chunk added
              * with lane_add, as coef_gap_lanes does, cost 13% here. */
-            for (int k = 0; k < NL; ++k) {
-                double sl = accL[k], st = accT[k], su = accU[k];
-                double kl = kL[k], kt = kT[k], ku = kU[k], cl = cmpL[k], ct = cmpT[k], cu = cmpU[k];
-                for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
-                    const int i = i0 + k;
-                    const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[i], m), ebuf[i], false, s, s_rest, L);
-                    const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[i], el, g, want_d, want_h);
-                    const double vl = double(f.loss), vg = double(f.G);
-                    const double vu = f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
-                    sl += vl;
-                    st += vg;
-                    su += vu;
-                    if (sizeof(T) == sizeof(double)) {
-                        kahan_free(kl, cl, vl);
-                        kahan_free(kt, ct, vg);
-                        kahan_free(ku, cu, vu);
+            /* written twice, with and without the corrections of Q (softmax_elem_inv's CORR) */
+            auto pass3 = [&](auto corr) {
+                for (int k = 0; k < NL; ++k) {
+                    double sl = accL[k], st = accT[k], su = accU[k];
+                    double kl = kL[k], kt = kT[k], ku = kU[k], cl = cmpL[k], ct = cmpT[k], cu = cmpU[k];
+                    for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
+                        const int i = i0 + k;
+                        const SoftmaxElem<T> el = softmax_elem<T, decltype(corr)::value>(
+                            softmax_gap(xb[i], m), ebuf[i], false, s, s_rest, L, rb[i], re);
+                        const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[i], el, g, want_d, want_h);
+                        const double vl = double(f.loss), vg = double(f.G);
+                        const double vu = f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                        sl += vl;
+                        st += vg;
+                        su += vu;
+                        if (sizeof(T) == sizeof(double)) {
+                            kahan_free(kl, cl, vl);
+                            kahan_free(kt, ct, vg);
+                            kahan_free(ku, cu, vu);
+                        }
                     }
+                    accL[k] = sl; accT[k] = st; accU[k] = su;
+                    kL[k] = kl; kT[k] = kt; kU[k] = ku;
+                    cmpL[k] = cl; cmpT[k] = ct; cmpU[k] = cu;
                 }
-                accL[k] = sl; accT[k] = st; accU[k] = su;
-                kL[k] = kl; kT[k] = kt; kU[k] = ku;
-                cmpL[k] = cl; cmpT[k] = ct; cmpU[k] = cu;
-            }
+            };
+            if (exact) pass3(std::integral_constant<int, 1>());
+            else pass3(std::integral_constant<int, 0>());
         }
     }
     /* the maximum's own terms (Q_jm = s_rest / s exactly) */
     T cjm;
     stage_coefs(a, y, ys, jm, 1, &cjm);
     const T djm = softmax_gap(xr[jm * sc], m);
-    const SoftmaxElem<T> eljm = softmax_elem(djm, T(1), true, s, s_rest, L);
+    const SoftmaxElem<T> eljm = softmax_elem(djm, T(1), true, s, s_rest, L, T(0), re);
     const FocalSoftmax<T> fjm = focal_softmax_elem<T, Pow>(cjm, eljm, g, want_d, want_h);
     FocalRowSums<T> sums = focal_row_sums_init<T>();
     sums.loss = lane_total_free<T, NL>(accL, kL, cmpL) + double(fjm.loss);
@@ -1057,10 +1107,11 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
         /* NL at a time: GCC then vectorises the float-to-double steps (with a free trip count
          * it gives up on them). The Hessian's terms only where it is asked for: a loop that
          * computed them for a scratch row took 40% of the gradient-only instructions. */
-        auto derivs = [&](auto with_h) {
+        auto derivs = [&](auto with_h, auto corr) {
             for (int k0 = 0; k0 < nr; k0 += NL) {
                 for (int k = k0; k < k0 + NL; ++k) {
-                    const SoftmaxElem<T> el = softmax_elem(softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L);
+                    const SoftmaxElem<T> el = softmax_elem<T, decltype(corr)::value>(
+                        softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L, SPARSE ? T(0) : rb[k], re);
                     const FocalSoftmax<T> f = SPARSE ? f0 : focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
                     const FocalDerivs dv = focal_softmax_derivs(el, f, ebuf[k], false, sums, s_rest);
                     gb[k] = mul0(dsb[k], T(dv.g));
@@ -1068,7 +1119,14 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
                 }
             }
         };
-        if (want_h) derivs(std::true_type()); else derivs(std::false_type());
+        /* in SPARSE form Q's correction is not used (no focal terms here): one form */
+        const std::integral_constant<int, 1> on;
+        const std::integral_constant<int, 0> off;
+        if (want_h) {
+            if (exact && !SPARSE) derivs(std::true_type(), on); else derivs(std::true_type(), off);
+        } else {
+            if (exact && !SPARSE) derivs(std::false_type(), on); else derivs(std::false_type(), off);
+        }
         if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
         if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
     }
@@ -1129,8 +1187,18 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
         return;
     }
     const bool sparse = !ys && a->eps == 0.0;
+    /* focal: s_rest again in double-double where it pays (focal_row_exact), and the summary's
+     * roundings (see softmax_elem_inv) */
+    DD rest;
+    rest.hi = s_rest;
+    rest.lo = 0.0;
+    if (focal_row_exact(a->gamma)) rest = softmax_rest_dd<T, UNIT>(xr, sc, C, m);
+    const double fs = 1.0 + rest.hi;
+    const T fL = T(log1p(rest.hi) + rest.lo / fs);
+    const SoftmaxRowErr re = softmax_row_err(focal_row_exact(a->gamma), rest.hi, rest.lo, fs, 1.0 / fs);
 #define XENT_FOCAL_FINISH(STORED, SPARSE) \
-    softmax_focal_finish<T, UNIT, Pow, STORED, SPARSE>(a, xr, y, ys, gr, hr, wi, ds, m, jm, s, s_rest, L, loss_out)
+    softmax_focal_finish<T, UNIT, Pow, STORED, SPARSE>(a, xr, y, ys, gr, hr, wi, ds, m, jm, fs, rest.hi, fL, re, \
+                                                       loss_out)
     if (store && sparse) XENT_FOCAL_FINISH(UNIT, true);
     else if (store) XENT_FOCAL_FINISH(UNIT, false);
     else if (sparse) XENT_FOCAL_FINISH(false, true);
@@ -1582,7 +1650,49 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         T* __restrict Kb = b.Kt;
         double FL[R], Tt[R], T_rest[R], U_rest[R], inv_s[R];
         T G_jm[R], Kt_jm[R], P_jm[R], Q_jm[R];
-        for (int r = 0; r < R; ++r) { FL[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0; inv_s[r] = 1.0 / s[r]; }
+        /* where it pays (focal_row_exact), s_rest again in double-double (softmax_rest_dd, row by
+         * row across the lanes) and the exps' errors (staged in gb, free until the derivatives);
+         * the summary's roundings in any case, for the accuracy of Q^g (see softmax_elem_inv) */
+        const bool exact = focal_row_exact(a->gamma);
+        double rlo[R], re_s[R], re_inv[R];   /* SoftmaxRowErr by field: lanes of rows */
+        for (int r = 0; r < R; ++r) rlo[r] = 0.0;
+        if (exact) {
+            double rhi[R], ties[R];
+            for (int r = 0; r < R; ++r) rhi[r] = ties[r] = 0.0;
+            for (int j = 0; j < C; ++j) {
+                for (int r = 0; r < R; ++r) {
+                    wide_add<T>(rhi[r], rlo[r], softmax_exp_wide(xb[j * R + r], m[r]));
+                    ties[r] += xb[j * R + r] == m[r] ? 1.0 : 0.0;
+                }
+            }
+            for (int r = 0; r < R; ++r) {
+                dd_add(rhi[r], rlo[r], ties[r] - 1.0);   /* every class at m but jm */
+                const double h = rhi[r] + rlo[r];
+                rlo[r] -= h - rhi[r];
+                s_rest[r] = h;
+                s[r] = 1.0 + h;
+                L[r] = T(vlog1p(h) + rlo[r] / s[r]);
+            }
+        }
+        T* __restrict erb = gb;   /* the exps' errors, when not label_only */
+        if (!label_only) {
+            if (exact)
+                for (int j = 0; j < C; ++j)
+                    for (int r = 0; r < R; ++r) erb[j * R + r] = softmax_exp_rel(xb[j * R + r], m[r], eb[j * R + r]);
+            else
+                for (int q = 0; q < C * R; ++q) erb[q] = T(0);
+        }
+        for (int r = 0; r < R; ++r) {
+            inv_s[r] = 1.0 / s[r];
+            const SoftmaxRowErr e = softmax_row_err(exact, s_rest[r], rlo[r], s[r], inv_s[r]);
+            re_s[r] = e.s; re_inv[r] = e.inv;
+        }
+        auto row_err = [&](int r) {
+            SoftmaxRowErr e;
+            e.on = exact; e.lo = rlo[r]; e.s = re_s[r]; e.inv = re_inv[r];
+            return e;
+        };
+        for (int r = 0; r < R; ++r) { FL[r] = 0.0; T_rest[r] = 0.0; U_rest[r] = 0.0; }
         /* the label's and the maximum's entries, staged per row so that the loops below have
          * no indexed loads and vectorise */
         T x_y[R], e_y[R], x_jm[R], e_jm[R], c_jm[R], P_y[R], Q_y[R], G_y[R], Kt_y[R];
@@ -1599,7 +1709,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
             for (int r = 0; r < R; ++r) {
                 const bool skip = yl[r] < 0 || ylT[r] == jm[r];
                 const SoftmaxElem<T> el = softmax_elem_inv(softmax_gap(x_y[r], m[r]), e_y[r], false, s[r], inv_s[r],
-                                                           s_rest[r], L[r]);
+                                                           s_rest[r], L[r],
+                                                           exact ? softmax_exp_rel(x_y[r], m[r], e_y[r]) : T(0),
+                                                           row_err(r));
                 const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(skip ? T(0) : cy[r], el, g, want_d, want_h);
                 FL[r] += double(f.loss);
                 T_rest[r] += double(f.G);
@@ -1607,35 +1719,47 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                 P_y[r] = el.P; Q_y[r] = el.Q; G_y[r] = f.G; Kt_y[r] = f.Kt;
             }
         } else {
-            for (int j = 0; j < C; ++j) {
-                for (int r = 0; r < R; ++r) {
-                    const int q = j * R + r;
-                    const bool is_jm = T(j) == jm[r];
-                    const T d = softmax_gap(xb[q], m[r]);
-                    const SoftmaxElem<T> el = softmax_elem_inv(d, eb[q], false, s[r], inv_s[r], s_rest[r], L[r]);
-                    const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(is_jm ? T(0) : cb[q], el, g, want_d, want_h);
-                    FL[r] += double(f.loss);
-                    T_rest[r] += double(f.G);
-                    if (H) U_rest[r] += is_jm ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
-                    Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
+            /* written twice, with and without the corrections of Q (softmax_elem_inv's CORR) */
+            auto pass3 = [&](auto corr) {
+                for (int j = 0; j < C; ++j) {
+                    for (int r = 0; r < R; ++r) {
+                        const int q = j * R + r;
+                        const bool is_jm = T(j) == jm[r];
+                        const T d = softmax_gap(xb[q], m[r]);
+                        const SoftmaxElem<T> el = softmax_elem_inv<T, decltype(corr)::value>(
+                            d, eb[q], false, s[r], inv_s[r], s_rest[r], L[r], erb[q], row_err(r));
+                        const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(is_jm ? T(0) : cb[q], el, g, want_d,
+                                                                             want_h);
+                        FL[r] += double(f.loss);
+                        T_rest[r] += double(f.G);
+                        if (H) U_rest[r] += is_jm ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                        Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
+                    }
                 }
+            };
+            if (exact) pass3(std::integral_constant<int, 1>());
+            else pass3(std::integral_constant<int, 0>());
+        }
+        auto jm_terms = [&](auto corr) {
+            for (int r = 0; r < R; ++r) {
+                const T d = softmax_gap(x_jm[r], m[r]);
+                const SoftmaxElem<T> el = softmax_elem_inv<T, decltype(corr)::value>(d, e_jm[r], true, s[r], inv_s[r],
+                                                                                     s_rest[r], L[r], T(0), row_err(r));
+                const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(c_jm[r], el, g, want_d, want_h);
+                FL[r] += double(f.loss);
+                Tt[r] = T_rest[r] + double(f.G);
+                G_jm[r] = f.G; Kt_jm[r] = f.Kt; P_jm[r] = el.P; Q_jm[r] = el.Q;
             }
-        }
-        for (int r = 0; r < R; ++r) {
-            const T d = softmax_gap(x_jm[r], m[r]);
-            const SoftmaxElem<T> el = softmax_elem_inv(d, e_jm[r], true, s[r], inv_s[r], s_rest[r], L[r]);
-            const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(c_jm[r], el, g, want_d, want_h);
-            FL[r] += double(f.loss);
-            Tt[r] = T_rest[r] + double(f.G);
-            G_jm[r] = f.G; Kt_jm[r] = f.Kt; P_jm[r] = el.P; Q_jm[r] = el.Q;
-        }
+        };
+        if (exact) jm_terms(std::integral_constant<int, 1>());
+        else jm_terms(std::integral_constant<int, 0>());
         for (int r = 0; r < R; ++r) lossb[r] = mul0(wl[r], T(FL[r]));
         if (want_d) {
             FocalRowSums<T> sums[R];
             for (int r = 0; r < R; ++r) {
                 sums[r].loss = FL[r]; sums[r].Tt = Tt[r]; sums[r].T_rest = T_rest[r]; sums[r].U_rest = U_rest[r];
                 sums[r].G_jm = G_jm[r]; sums[r].Kt_jm = Kt_jm[r];
-                SoftmaxElem<T> el; el.P = P_jm[r]; el.Q = Q_jm[r]; el.nlogP = T(0);
+                SoftmaxElem<T> el; el.P = P_jm[r]; el.Q = Q_jm[r]; el.nlogP = el.Qrel = T(0);
                 FocalSoftmax<T> f; f.loss = T(0); f.G = G_jm[r]; f.Kt = Kt_jm[r];
                 const FocalDerivs dv = focal_softmax_derivs(el, f, T(1), true, sums[r], s_rest[r]);
                 gjm[r] = mul0(wd[r], T(dv.g));
@@ -1648,9 +1772,10 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                     SoftmaxElem<T> el;
                     FocalSoftmax<T> f = f0;
                     if (label_only) {
-                        el = softmax_elem_inv(T(0), eb[q], false, s[r], inv_s[r], s_rest[r], L[r]);
+                        el = softmax_elem_inv<T, 0>(T(0), eb[q], false, s[r], inv_s[r], s_rest[r], L[r], T(0),
+                                                    row_err(r));
                     } else {
-                        el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = T(0);
+                        el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = el.Qrel = T(0);
                         f.G = Gb[q]; f.Kt = Kb[q];
                     }
                     const FocalDerivs dv = focal_softmax_derivs(el, f, eb[q], false, sums[r], s_rest[r]);
@@ -1664,7 +1789,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                 for (int r = 0; r < R; ++r) {
                     if (yl[r] < 0 || ylT[r] == jm[r]) continue;
                     const int q = int(yl[r]) * R + r;
-                    SoftmaxElem<T> el; el.P = P_y[r]; el.Q = Q_y[r]; el.nlogP = T(0);
+                    SoftmaxElem<T> el; el.P = P_y[r]; el.Q = Q_y[r]; el.nlogP = el.Qrel = T(0);
                     FocalSoftmax<T> f; f.loss = T(0); f.G = G_y[r]; f.Kt = Kt_y[r];
                     const FocalDerivs dv = focal_softmax_derivs(el, f, e_y[r], false, sums[r], s_rest[r]);
                     gb[q] = mul0(wd[r], T(dv.g));
