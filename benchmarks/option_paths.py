@@ -1,6 +1,7 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
 C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, labels
-in another dtype than y_pred (read as they are), and the few-class loops alone. Times in ms,
+in another dtype than y_pred (read as they are), the few-class loops alone, and categorical focal
+from logits on both sides of gamma 4 (above it rows correct Q^gamma). Times in ms,
 median of --repeat calls after a warm-up, float32 unless named; xentc writes into a
 preallocated gradient (out=), PyTorch (when installed) allocates.
 
@@ -90,6 +91,20 @@ def main():
             t_ce = median_ms(lambda: xentc.cross_entropy(y, x, n_threads=nt, out=(None, g, None), **ce), 100)
             t_fo = median_ms(lambda: xentc.focal_loss(y, x, gamma=2.0, n_threads=nt, out=(None, g, None), **ce), 100)
             print(f"65536x10 {np.dtype(dt).name:7} {'1 thread' if nt else 'threads':8}  CE {t_ce:6.3f}  focal {t_fo:6.3f}")
+
+    # categorical focal from logits on both sides of focal_row_exact (gamma > 4: rows that correct
+    # Q^gamma for the roundings of Q), loss alone and with the gradient, 1 thread
+    for shape in ((65536, 10), (16384, 100), (1024, 32000)):
+        for dt in (np.float32, np.float64):
+            x = (rng.standard_normal(shape) * 3).astype(dt)
+            y = rng.integers(0, shape[1], shape[0])
+            g = np.empty_like(x)
+            row = f"focal {shape[0]}x{shape[1]} {np.dtype(dt).name:7}"
+            for gamma in (4.0, 20.0):
+                t_l = median_ms(lambda: xentc.focal_loss(y, x, gamma=gamma, from_logits=True, n_threads=1), rep)
+                t_g = median_ms(lambda: xentc.focal_loss(y, x, gamma=gamma, n_threads=1, out=(None, g, None), **ce), rep)
+                row += f"  gamma {gamma:g}: loss {t_l:7.2f} +grad {t_g:7.2f}"
+            print(row)
 
 
 if __name__ == "__main__":

@@ -184,6 +184,7 @@ def _options():
         "gamma0.5": lambda r, lf, d: {"gamma": 0.5},
         "gamma1": lambda r, lf, d: {"gamma": 1.0},
         "gamma3.5": lambda r, lf, d: {"gamma": 3.5},
+        "gamma20.5": lambda r, lf, d: {"gamma": 20.5},
         "alpha": lambda r, lf, d: {"alpha": 0.25},
         "alpha0": lambda r, lf, d: {"alpha": 0.0},
         "sample_weight": sw,
@@ -207,6 +208,7 @@ def _options():
         "gamma0.5": lambda r, lf, d: {"gamma": 0.5},
         "gamma1": lambda r, lf, d: {"gamma": 1.0},
         "gamma3.5": lambda r, lf, d: {"gamma": 3.5},
+        "gamma6": lambda r, lf, d: {"gamma": 6.0},   # rows with the corrections of Q (gamma > 4)
         "alpha_scalar": lambda r, lf, d: {"alpha": 0.25},
         "alpha_vector": lambda r, lf, d: {"alpha": r.integers(0, 9, d[1]) / 8},
         "class_weight": cw,

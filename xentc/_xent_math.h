@@ -540,17 +540,18 @@ template <typename T> XENT_HD T ce_grad_at_max(double S_rest, double c_jm, doubl
  * Extra precision for the focal factor of a softmax class. Q_j^g multiplies Q_j's relative error by
  * g, and Q_j carried the roundings of exp, of the sum s_rest, of 1/s, of P_j = e_j / s and of
  * 1 - P_j (about 2 ulp): 25 ulp in the loss at g = 20 and 53-69 at g = 50 (float64). So a focal row
- * sums s_rest in double-double (softmax_exp_dd, dd_add), its summary's roundings are kept as
- * relative errors (softmax_row_err), each class with a coefficient has its exp's error
- * (softmax_exp_rel), and softmax_elem_inv sums them into Q's relative error Qrel, which
- * focal_softmax_elem applies with power_corrected, as the binary losses do.
+ * sums s_rest again in double-double (softmax_exp_wide, wide_add; float rows in double), its
+ * summary's roundings are kept as relative errors (softmax_row_err), each class with a coefficient
+ * has its exp's error (softmax_exp_rel), and softmax_elem_inv sums them into Q's relative error
+ * Qrel, which focal_softmax_elem applies with power_corrected, as the binary losses do.
  * ------------------------------------------------------------------------------------------- */
 struct DD { double hi, lo; };
 
 /* Which focal rows carry these errors: those with gamma > 4. It costs a second exp of every class
- * in double-double (float32 1024 x 32000 loss from logits, 1 thread: 13 -> 44 ms), while below, the
- * errors it removes, about 1.7 gamma ulp of the loss (float64 6.8 ulp at gamma 4, 14.6 at 8, 25 at
- * 20: 400 rows of 3 classes), stay well within the bar; rows up to 4 keep their bits and speed. */
+ * (1 thread, loss only: float32 1024 x 32000 13 -> 34 ms, float64 27 -> 59; 65536 x 10 float32
+ * 1.3 -> 2.4 ms), while below, the errors it removes, about 1.7 gamma ulp of the loss (float64 6.8
+ * ulp at gamma 4, 14.6 at 8, 25 at 20: 400 rows of 3 classes), stay well within the bar; rows up to
+ * 4 keep their bits and speed. */
 XENT_HD bool focal_row_exact(double g) { return g > 4.0; }
 
 /* hi + lo += a, with the rounding of hi + a kept in lo (TwoSum: the error term is exact, so the
