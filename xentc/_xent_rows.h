@@ -1144,7 +1144,6 @@ template <typename T, bool UNIT, typename Pow>
 static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, const T* xr, int64_t y,
                                            const T* ys, T* gr, T* hr, T wi, BlockResult* res, T* loss_out) {
     const int64_t C = a->C, sc = a->sx_c, inner = a->inner;
-    const T* cwa = (const T*)a->cwa;
     const T g = T(a->gamma);
     const bool want_g = gr != 0, want_h = hr != 0;
     const T ds = wi * T(a->dscale);
