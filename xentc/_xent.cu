@@ -502,7 +502,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
         return q;
     }
     /* s_rest = sum_{j != jm} exp(x_j - m) (softmax_summary of _xent_rows.h); for focal rows with
-     * focal_row_exact in double-double (softmax_rest_dd), and the classes with a coefficient take
+     * focal_row_exact in double-double (as softmax_rest_dd of _xent_rows.h), and the classes with a coefficient take
      * their exp's error, for the accuracy of Q^g */
     const bool exact = focal_row_exact(double(g));
     double rhi = 0.0, rlo = 0.0;
@@ -515,6 +515,9 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
             wide_add<T>(rhi, rlo, e);
         }
         tm.sum_dd(rhi, rlo);
+        const DD t = rest_total(rhi, rlo, 0.0);   /* the other classes at m are in the sum */
+        rhi = t.hi;
+        rlo = t.lo;
     } else {
         double z0 = 0.0, z1 = 0.0, z2 = 0.0;
         for (xi64 j = ln; j < C; j += ns)
@@ -523,7 +526,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
         if (g == T(0)) return ce_finish(a, tm, xr, sc, y, ys, syc, gr, hr, so, wi, m, jm, rhi, T(log1p(rhi)));
     }
     /* focal: the summary's roundings (softmax_row_err), then the loss and the gradient/Hessian sums */
-    const double fh = rhi + rlo, fl = rlo - (fh - rhi);
+    const double fh = rhi, fl = rlo;
     const double fs = 1.0 + fh;
     const T fL = T(log1p(fh) + fl / fs);
     const SoftmaxRowErr re = softmax_row_err(exact, fh, fl, fs, 1.0 / fs);

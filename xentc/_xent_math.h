@@ -518,11 +518,17 @@ template <typename T> XENT_HD T softmax_gap(T x, T m) { return x == m ? T(0) : m
 /* exp(x - m) with the rounding error of m - x taken into account (TwoSum gives it exactly):
  * exp(-(d + err)) = exp(-d) (1 - err). Without it, exp(-d) inherits a relative error of
  * d ulp/2 from the rounded d, 15 ulp at d = 30: too much for the tiny losses of confident rows. */
+/* d = m - x rounded, and its rounding: d + gap_rounding(x, m, d) = m - x exactly (0 where d is
+ * infinite) */
+template <typename T> XENT_HD T gap_rounding(T x, T m, T d) {
+    const T bb = d - m;
+    const T err = (m - (d - bb)) + (-x - bb);
+    return (d - d == T(0)) ? err : T(0);
+}
+
 template <typename T> XENT_HD T softmax_exp(T x, T m) {
     T d = m - x;
-    T bb = d - m;
-    T err = (m - (d - bb)) + (-x - bb);
-    err = (d - d == T(0)) ? err : T(0);          /* d infinite: no correction */
+    T err = gap_rounding(x, m, d);
     T e = x_exp_nonpos(-d) * (T(1) - err);
     return x == m ? T(1) : e;
 }
@@ -540,7 +546,7 @@ template <typename T> XENT_HD T ce_grad_at_max(double S_rest, double c_jm, doubl
  * Extra precision for the focal factor of a softmax class. Q_j^g multiplies Q_j's relative error by
  * g, and Q_j carried the roundings of exp, of the sum s_rest, of 1/s, of P_j = e_j / s and of
  * 1 - P_j (about 2 ulp): 25 ulp in the loss at g = 20 and 53-69 at g = 50 (float64). So a focal row
- * sums s_rest again in double-double (softmax_exp_wide, wide_add; float rows in double), its
+ * sums s_rest again in double-double (softmax_exp_wide, wide_add, rest_total; float rows in double), its
  * summary's roundings are kept as relative errors (softmax_row_err), each class with a coefficient
  * has its exp's error (softmax_exp_rel), and softmax_elem_inv sums them into Q's relative error
  * Qrel, which focal_softmax_elem applies with power_corrected, as the binary losses do.
@@ -562,28 +568,19 @@ XENT_HD void dd_add(double& hi, double& lo, double a) {
     hi = s;
 }
 
-/* exp(x - m), x <= m, as hi + lo: m - x with its rounding (TwoSum), exp_nonpos_split, and the
- * argument's rounding err applied to first order, exp(-(d + err)) = exp(-d) (1 - err). 1 at x = m. */
-XENT_HD DD softmax_exp_dd(double x, double m) {
-    const double d = m - x, bb = d - m;
-    double err = (m - (d - bb)) + (-x - bb);
-    err = (d - d == 0.0) ? err : 0.0;             /* d infinite: no correction */
+/* exp(x - m) for x < m as precisely as a row of T needs it. Double rows as hi + lo: m - x with
+ * its rounding err (gap_rounding), exp_nonpos_split, and err applied to first order,
+ * exp(-(d + err)) = exp(-d) (1 - err). Float rows in double, lo = 0 (m - x is exact there, and
+ * exp's error, 2^-52, is 2^-28 of a float ulp: half the time of the double-double form). 0 at
+ * x = m: the caller counts those 1s apart (a 1 in a float row's double sum absorbed the exps below
+ * 2^-53, and s_rest lost them when jm's 1 was taken off). wide_add sums them: for float in double,
+ * whose roundings over C terms stay below C 2^-53 relative. */
+XENT_HD DD softmax_exp_wide(double x, double m) {
+    const double d = m - x;
     const Split<double> e = exp_nonpos_split(-d);
     DD o;
-    o.hi = x == m ? 1.0 : e.hi;
-    o.lo = x == m ? 0.0 : e.lo - e.hi * err;
-    return o;
-}
-
-/* exp(x - m) for x < m as precisely as a row of T needs it: double rows as softmax_exp_dd; float
- * rows in double, lo = 0 (m - x is exact there, and exp's error, 2^-52, is 2^-28 of a float ulp:
- * half the time of the double-double form). 0 at x = m: the caller counts those 1s apart (a 1 in
- * a float row's double sum absorbed the exps below 2^-53, and s_rest lost them when jm's 1 was
- * taken off). wide_add sums them: for float in double, whose roundings over C terms stay below
- * C 2^-53 relative. */
-XENT_HD DD softmax_exp_wide(double x, double m) {
-    DD o = softmax_exp_dd(x, m);
-    if (x == m) o.hi = 0.0;
+    o.hi = x == m ? 0.0 : e.hi;
+    o.lo = x == m ? 0.0 : e.lo - e.hi * gap_rounding(x, m, d);
     return o;
 }
 XENT_HD DD softmax_exp_wide(float x, float m) {
@@ -599,6 +596,16 @@ template <typename T> XENT_HD void wide_add(double& hi, double& lo, const DD& e)
     } else {
         hi += e.hi;
     }
+}
+
+/* s_rest from such a sum (hi, lo) of a row's exps below m, and `ones` for the other classes at m
+ * (jm's own 1 is not in s_rest): normalised, |lo| <= ulp(hi) / 2 */
+XENT_HD DD rest_total(double hi, double lo, double ones) {
+    dd_add(hi, lo, ones);
+    DD t;
+    t.hi = hi + lo;
+    t.lo = lo - (t.hi - hi);
+    return t;
 }
 
 /* the relative error of e, an exp(x - m) of a row's summary (the exact value is e (1 + rel)) */

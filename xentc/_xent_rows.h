@@ -965,19 +965,13 @@ static inline DD softmax_rest_dd(const T* xr, int64_t sc_, int64_t C, T m) {
         wide_add<T>(hi[k], lo[k], softmax_exp_wide(v, m));
         ties[k] += v == m ? 1.0 : 0.0;
     }
-    DD t;
-    t.hi = t.lo = 0.0;
-    double nt = 0.0;
+    double th = 0.0, tl = 0.0, nt = 0.0;
     for (int k = 0; k < NL; ++k) {
-        dd_add(t.hi, t.lo, hi[k]);
-        t.lo += lo[k];
+        dd_add(th, tl, hi[k]);
+        tl += lo[k];
         nt += ties[k];
     }
-    dd_add(t.hi, t.lo, nt - 1.0);   /* every class at m but jm */
-    const double h = t.hi + t.lo;
-    t.lo -= h - t.hi;
-    t.hi = h;
-    return t;
+    return rest_total(th, tl, nt - 1.0);   /* every class at m but jm */
 }
 
 /* Focal loss of one softmax row, given its summary: pass 3 sums the loss and the gradient/Hessian
@@ -998,7 +992,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     const int64_t C = a->C, sc = UNIT ? 1 : a->sx_c, inner = UNIT ? 1 : a->inner;
     const T g = T(a->gamma);
     const bool want_g = gr != 0, want_h = hr != 0, want_d = want_g || want_h;
-    const bool exact = focal_row_exact(a->gamma);
+    const bool exact = re.on;
     const T* eb = want_g ? gr : hr;
     constexpr int NL = lanes<T>();
     T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], rb[CHUNK], gb[CHUNK], hb[CHUNK];
@@ -1019,10 +1013,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
         for (int k = 0; k < n; ++k) ebuf[k] = row_exp<T, STORED>(eb, xr, sc, m, j0 + k);
         for (int k = n; k < nr; ++k) { xb[k] = m; ebuf[k] = T(1); }
         /* the exps' errors, for the classes' focal terms (none in SPARSE form; focal_row_exact) */
-        if (!SPARSE) {
-            if (exact) for (int k = 0; k < nr; ++k) rb[k] = softmax_exp_rel(xb[k], m, ebuf[k]);
-            else for (int k = 0; k < nr; ++k) rb[k] = T(0);
-        }
+        if (!SPARSE && exact) for (int k = 0; k < nr; ++k) rb[k] = softmax_exp_rel(xb[k], m, ebuf[k]);
     };
     /* pass 3; in SPARSE form only the label's terms (kept for its derivatives below) */
     const FocalSoftmax<T> f0 = {T(0), T(0), T(0)};   /* the terms of a class with c = 0 */
@@ -1059,7 +1050,8 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
                     for (int i0 = 0; i0 < CHUNK; i0 += NL) {   /* a trip count free of k */
                         const int i = i0 + k;
                         const SoftmaxElem<T> el = softmax_elem<T, decltype(corr)::value>(
-                            softmax_gap(xb[i], m), ebuf[i], false, s, s_rest, L, rb[i], re);
+                            softmax_gap(xb[i], m), ebuf[i], false, s, s_rest, L,
+                            decltype(corr)::value ? rb[i] : T(0), re);
                         const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[i], el, g, want_d, want_h);
                         const double vl = double(f.loss), vg = double(f.G);
                         const double vu = f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
@@ -1111,7 +1103,8 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
             for (int k0 = 0; k0 < nr; k0 += NL) {
                 for (int k = k0; k < k0 + NL; ++k) {
                     const SoftmaxElem<T> el = softmax_elem<T, decltype(corr)::value>(
-                        softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L, SPARSE ? T(0) : rb[k], re);
+                        softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L,
+                        (SPARSE || !decltype(corr)::value) ? T(0) : rb[k], re);
                     const FocalSoftmax<T> f = SPARSE ? f0 : focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
                     const FocalDerivs dv = focal_softmax_derivs(el, f, ebuf[k], false, sums, s_rest);
                     gb[k] = mul0(dsb[k], T(dv.g));
@@ -1188,13 +1181,14 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
     const bool sparse = !ys && a->eps == 0.0;
     /* focal: s_rest again in double-double where it pays (focal_row_exact), and the summary's
      * roundings (see softmax_elem_inv) */
+    const bool exact = focal_row_exact(a->gamma);
     DD rest;
     rest.hi = s_rest;
     rest.lo = 0.0;
-    if (focal_row_exact(a->gamma)) rest = softmax_rest_dd<T, UNIT>(xr, sc, C, m);
+    if (exact) rest = softmax_rest_dd<T, UNIT>(xr, sc, C, m);
     const double fs = 1.0 + rest.hi;
     const T fL = T(log1p(rest.hi) + rest.lo / fs);
-    const SoftmaxRowErr re = softmax_row_err(focal_row_exact(a->gamma), rest.hi, rest.lo, fs, 1.0 / fs);
+    const SoftmaxRowErr re = softmax_row_err(exact, rest.hi, rest.lo, fs, 1.0 / fs);
 #define XENT_FOCAL_FINISH(STORED, SPARSE) \
     softmax_focal_finish<T, UNIT, Pow, STORED, SPARSE>(a, xr, y, ys, gr, hr, wi, ds, m, jm, fs, rest.hi, fL, re, \
                                                        loss_out)
@@ -1665,22 +1659,17 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                 }
             }
             for (int r = 0; r < R; ++r) {
-                dd_add(rhi[r], rlo[r], ties[r] - 1.0);   /* every class at m but jm */
-                const double h = rhi[r] + rlo[r];
-                rlo[r] -= h - rhi[r];
-                s_rest[r] = h;
-                s[r] = 1.0 + h;
-                L[r] = T(vlog1p(h) + rlo[r] / s[r]);
+                const DD t = rest_total(rhi[r], rlo[r], ties[r] - 1.0);   /* every class at m but jm */
+                s_rest[r] = t.hi;
+                rlo[r] = t.lo;
+                s[r] = 1.0 + t.hi;
+                L[r] = T(vlog1p(t.hi) + t.lo / s[r]);
             }
         }
         T* __restrict erb = gb;   /* the exps' errors, when not label_only */
-        if (!label_only) {
-            if (exact)
-                for (int j = 0; j < C; ++j)
-                    for (int r = 0; r < R; ++r) erb[j * R + r] = softmax_exp_rel(xb[j * R + r], m[r], eb[j * R + r]);
-            else
-                for (int q = 0; q < C * R; ++q) erb[q] = T(0);
-        }
+        if (!label_only && exact)
+            for (int j = 0; j < C; ++j)
+                for (int r = 0; r < R; ++r) erb[j * R + r] = softmax_exp_rel(xb[j * R + r], m[r], eb[j * R + r]);
         for (int r = 0; r < R; ++r) {
             inv_s[r] = 1.0 / s[r];
             const SoftmaxRowErr e = softmax_row_err(exact, s_rest[r], rlo[r], s[r], inv_s[r]);
@@ -1726,7 +1715,8 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                         const bool is_jm = T(j) == jm[r];
                         const T d = softmax_gap(xb[q], m[r]);
                         const SoftmaxElem<T> el = softmax_elem_inv<T, decltype(corr)::value>(
-                            d, eb[q], false, s[r], inv_s[r], s_rest[r], L[r], erb[q], row_err(r));
+                            d, eb[q], false, s[r], inv_s[r], s_rest[r], L[r], decltype(corr)::value ? erb[q] : T(0),
+                            row_err(r));
                         const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(is_jm ? T(0) : cb[q], el, g, want_d,
                                                                              want_h);
                         FL[r] += double(f.loss);
