@@ -52,6 +52,24 @@ def main():
     if torch_ce(x, y) is not None:
         print(f"  PyTorch cross_entropy (N, C, H, W)  {median_ms(lambda: torch_ce(x, y), rep):8.1f}")
     print(f"  numpy.copyto of the logits          {median_ms(lambda: np.copyto(g, x), rep):8.1f}")
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    pl = np.ascontiguousarray(np.moveaxis(p, 1, -1))
+    print(f"  from probabilities, axis=1          {median_ms(lambda: xentc.cross_entropy(y, p, axis=1, grad=True, out=(None, g, None)), rep):8.1f}")
+    print(f"    channels-last                     {median_ms(lambda: xentc.cross_entropy(y, pl, grad=True, out=(None, gl, None)), rep):8.1f}")
+    del x, g, last, gl, p, pl
+
+    # more classes than the few-class path takes: rows read through tiles
+    x = rng.standard_normal((4, 150, 256, 256)).astype(np.float32)
+    y = rng.integers(0, 150, (4, 256, 256))
+    g = np.empty_like(x)
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    gl = np.empty_like(last)
+    print(f"CE (N, C, H, W) 4x150x256x256 axis=1  {median_ms(lambda: xentc.cross_entropy(y, x, axis=1, out=(None, g, None), **ce), rep):8.1f}")
+    print(f"  the same data channels-last         {median_ms(lambda: xentc.cross_entropy(y, last, out=(None, gl, None), **ce), rep):8.1f}")
+    if torch_ce(x, y) is not None:
+        print(f"  PyTorch cross_entropy (N, C, H, W)  {median_ms(lambda: torch_ce(x, y), rep):8.1f}")
+    print(f"  numpy.copyto of the logits          {median_ms(lambda: np.copyto(g, x), rep):8.1f}")
     del x, g, last, gl
 
     x = rng.standard_normal((4096, 32000)).astype(np.float32)
@@ -60,7 +78,11 @@ def main():
     print(f"CE 4096x32000 C order                 {median_ms(lambda: xentc.cross_entropy(y, x, **ce), 3):8.1f}")
     print(f"  Fortran order                       {median_ms(lambda: xentc.cross_entropy(y, xf, **ce), 3):8.1f}")
     print(f"  numpy.ascontiguousarray of it       {median_ms(lambda: np.ascontiguousarray(xf), 3):8.1f}")
-    del x, xf
+    del xf
+    xt = np.ascontiguousarray(x.T)
+    del x
+    print(f"  (C, N) with axis=0                  {median_ms(lambda: xentc.cross_entropy(y, xt, axis=0, **ce), 3):8.1f}")
+    del xt
 
     n = 10**7
     for dt in (np.float32, np.float64):

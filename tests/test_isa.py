@@ -25,6 +25,10 @@ SCRIPT = textwrap.dedent("""
         xs = (rng.standard_normal((997, 10)) * 20).astype(dt)   # few classes: the row-group path
         labs = rng.integers(0, 10, 997)
         softs = rng.random((997, 10)).astype(dt)
+        # rows whose classes lie apart: through tiles (softmax_tiled_rows), moved by each variant's
+        # own transposes, edges included (211 classes, 97 rows, images of 37 pixels)
+        pt = np.ascontiguousarray(rng.dirichlet(np.ones(211), 111).astype(dt).reshape(3, 37, 211).transpose(0, 2, 1))
+        labt = rng.integers(0, 211, (3, 37))
         cases = {
             "bce": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none"),
             "bfocal": xentc.binary_focal_loss(y, z, from_logits=True, gamma=1.5, grad=True, hess=True),
@@ -37,6 +41,9 @@ SCRIPT = textwrap.dedent("""
             "soft10": xentc.cross_entropy(softs, xs, from_logits=True, grad=True, hess=True, reduction="none"),
             "focal10": xentc.focal_loss(labs, xs, from_logits=True, gamma=2.0, grad=True, hess=True, reduction="none"),
             "focal10f": xentc.focal_loss(softs, xs, from_logits=True, gamma=0.5, grad=True, hess=True),
+            "ceF": xentc.cross_entropy(np.asfortranarray(soft), np.asfortranarray(x), from_logits=True, grad=True,
+                                       hess=True, reduction="none"),
+            "probs_nchw": xentc.cross_entropy(labt, pt, axis=1, grad=True, hess=True, reduction="none"),
         }
         for k, r in cases.items():
             for f in ("loss", "grad", "hess"):

@@ -166,8 +166,8 @@ def test_kdim_layouts(name, layout, from_logits, tmp_path):
                                       ("focal_loss", {"gamma": 2.0}), ("focal_loss", {"gamma": 0.5})])
 def test_rows_with_classes_apart(name, kw, dtype):
     """Logit rows whose classes are not adjacent (Fortran order, every other column, reversed
-    columns), with more classes than the few-class path takes: each row is copied once into
-    contiguous scratch and computed as a contiguous row, so the bits are the contiguous call's."""
+    columns), with more classes than the few-class path takes: rows are moved a tile at a time
+    into contiguous scratch and computed as contiguous rows, so the bits are the contiguous call's."""
     rng = np.random.default_rng(11)
     n, C = 23, 300
     x = (rng.standard_normal((n, 2 * C)) * 4).astype(dtype)
@@ -215,6 +215,114 @@ def test_channels_first_equals_channels_last(name, C, dtype):
         assert_array_equal(a.grad, np.moveaxis(b.grad, -1, 1))
         assert_array_equal(a.hess, np.moveaxis(b.hess, -1, 1))
     assert np.isnan(a.loss[1, 0, 20]) and np.isfinite(a.loss[0, 0, 4])
+
+
+TILED = ["fortran", "axis0", "nchw", "reversed"]
+
+
+def tiled(a, kind):
+    """(array, axis): rows of ``a`` ((n, C), or per-row (n,)) in a layout whose classes lie apart
+    in memory; per-row arrays in the matching sample shape. nchw: 3 images of n/3 pixels."""
+    n = a.shape[0]
+    if a.ndim == 1:
+        return (np.ascontiguousarray(a.reshape(3, n // 3)), 1) if kind == "nchw" else (a, -1)
+    if kind == "fortran":
+        return np.asfortranarray(a), -1
+    if kind == "axis0":
+        return np.ascontiguousarray(a.T), 0
+    if kind == "nchw":
+        return np.ascontiguousarray(a.reshape(3, n // 3, a.shape[1]).transpose(0, 2, 1)), 1
+    if kind == "reversed":   # class stride -1
+        return a[:, ::-1].copy()[:, ::-1], -1
+    raise ValueError(kind)
+
+
+def untiled(a, kind):
+    """A result of the tiled layout's shape in the (n, C) order of the contiguous call."""
+    if kind == "axis0":
+        return a.T
+    if kind == "nchw":
+        return np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("C", [65, 150, 700])
+@pytest.mark.parametrize("name, kw", [("cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.1}),
+                                      ("focal_loss", {"gamma": 2.0}), ("focal_loss", {"gamma": 6.0})])
+def test_row_tiles_give_contiguous_bits(name, kw, C, from_logits, dtype, monkeypatch):
+    """Rows whose classes lie apart go through tiles of neighbouring rows (up to 16, fewer where
+    the scratch or the thread count asks): Fortran order, (C, N) with axis 0, (N, C, H, W) with
+    axis 1 (111 pixels an image: tiles end at every image's edge), reversed classes. Every
+    reduction; labels integer (ignored and weighted rows) or soft, in the same layout or
+    contiguous; one and two threads: the bits of the contiguous call, and of the rows read in
+    place (the path where the tile's scratch cannot be had). At C = 700 a block holds fewer rows
+    than a tile, so one call fills the results of several blocks."""
+    rng = np.random.default_rng(C + 7 * from_logits)
+    n = 333
+    if from_logits:
+        x = (rng.standard_normal((n, C)) * 3).astype(dtype)
+        x[5, 3] = np.inf
+        x[40, 1] = np.nan
+    else:
+        x = rng.dirichlet(np.ones(C) * 0.3, n).astype(dtype)
+    y = rng.integers(0, C, n)
+    y[[0, 17, 200]] = -100
+    soft = rng.dirichlet(np.ones(C), n).astype(dtype)
+    sw = rng.integers(0, 4, n) / 2
+    f = getattr(xentc, name)
+    for reduction in ("none", "sum", "mean"):
+        args = dict(from_logits=from_logits, grad=True, hess=True, reduction=reduction, **kw)
+
+        def check(got, ref, kind):
+            loss = got.loss.reshape(n) if reduction == "none" else got.loss
+            assert_array_equal(loss, ref.loss)
+            assert_array_equal(untiled(got.grad, kind), ref.grad)
+            assert_array_equal(untiled(got.hess, kind), ref.hess)
+
+        for labels, extra in ((y, {"ignore_index": -100, "sample_weight": sw}), (soft, {})):
+            ref = f(labels, x, **args, **extra)
+            for kind in TILED:
+                xv, axis = tiled(x, kind)
+                lv, _ = tiled(labels, kind)
+                ex = {k: tiled(v, kind)[0] if isinstance(v, np.ndarray) else v for k, v in extra.items()}
+                for threads in (1, 2):
+                    check(f(lv, xv, axis=axis, n_threads=threads, **args, **ex), ref, kind)
+                monkeypatch.setattr(xentc._kernels, "ROW_TILES", False)
+                check(f(lv, xv, axis=axis, **args, **ex), ref, kind)
+                monkeypatch.setattr(xentc._kernels, "ROW_TILES", True)
+                if labels.ndim == 2 and axis == -1:
+                    # soft labels apart beside a contiguous y_pred, and contiguous beside apart
+                    check(f(lv, x, **args), ref, "contiguous")
+                    check(f(labels, xv, **args), ref, kind)
+
+
+@pytest.mark.parametrize("kind", ["fortran", "axis0", "nchw"])
+def test_row_tiles_report_the_first_bad_entry(kind):
+    """A bad probability or soft label in rows read through tiles is reported as the contiguous
+    call reports it: the first in row order (not the first a tile or thread reads), at its index
+    in the array as given."""
+    rng = np.random.default_rng(5)
+    n, C = 96, 400
+    x = rng.dirichlet(np.ones(C), n)
+    x[70, 9] = 1.5
+    x[30, 399] = -0.25
+    soft = rng.dirichlet(np.ones(C), n)
+    soft[50, 2] = 2.0
+    soft[20, 0] = -1.0
+    xv, axis = tiled(x, kind)
+    for labels, what, row, col in ((np.zeros(n, dtype=np.int64), "y_pred: probability -0.25", 30, 399),
+                                   (soft, "y_true: label -1.0", 20, 0)):
+        # the entry's index in the tiled array: where untiled() would have taken it from
+        probe = np.zeros((n, C), dtype=np.int64)
+        probe[row, col] = 1
+        flat = int(np.flatnonzero(tiled(probe, kind)[0])[0])
+        bad = x if labels.ndim == 1 else np.clip(x, 0, 1)
+        for threads in (1, 2):
+            with pytest.raises(ValueError, match=f"^{what} at index {flat} "):
+                xentc.cross_entropy(tiled(labels, kind)[0], tiled(bad, kind)[0], axis=axis, grad=True,
+                                    n_threads=threads)
 
 
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])

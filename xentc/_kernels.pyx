@@ -8,7 +8,7 @@ thread count.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
@@ -74,6 +74,12 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         void* loss
         void* grad
         void* hess
+        int64_t res_rows
+        int64_t tile_rows
+        void* scratch
+
+    int64_t softmax_tile_rows(const SoftmaxArgs* a, int64_t elem_size)
+    int64_t softmax_scratch_elems(const SoftmaxArgs* a)
 
     ctypedef struct Convert16Args:
         const void* src
@@ -123,22 +129,39 @@ cdef inline int64_t _stride(a, int axis):
     return a.strides[axis] // a.itemsize
 
 
-cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, object n_threads):
-    """Run fn over [0, n) in blocks of fixed size; return (sum, err, err_i, err_j)."""
-    cdef int64_t block = BLOCK_WORK // per_item if per_item < BLOCK_WORK else 1
-    if block < 1:
-        block = 1
-    cdef int64_t nblocks = (n + block - 1) // block
-    cdef int nt = max_threads() if n_threads is None else <int>n_threads
+cdef inline int64_t _block_rows(int64_t per_item):
+    """Items per block (and per BlockResult: the unit of the sum's order)."""
+    return BLOCK_WORK // per_item if 1 <= per_item < BLOCK_WORK else 1
+
+
+cdef int _threads(int64_t n, int64_t per_item, object n_threads):
+    """Threads for n items of per_item work each, before the cap at the number of block calls."""
     if n * per_item < SERIAL_WORK:
-        nt = 1
-    if nt > nblocks:
-        nt = <int>nblocks
+        return 1
+    return max_threads() if n_threads is None else <int>n_threads
+
+
+cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, object n_threads, int64_t group=1,
+               void** scratch=NULL, size_t scratch_bytes=0):
+    """Run fn over [0, n) in blocks of fixed size; return (sum, err, err_i, err_j). With group > 1
+    each call of fn covers `group` blocks and fills their `group` results (the sum and the first
+    error come out the same as with one call a block). With scratch, *scratch is set to
+    scratch_bytes for each thread that runs, freed on return (NULL where there is no memory for it:
+    the kernel then does without)."""
+    cdef int64_t block = _block_rows(per_item)
+    cdef int64_t nblocks = (n + block - 1) // block
+    cdef int64_t span = block * group
+    cdef int64_t ncalls = (n + span - 1) // span
+    cdef int nt = _threads(n, per_item, n_threads)
+    if nt > ncalls:
+        nt = <int>ncalls
     if nblocks == 0:
         return 0.0, 0, 0, 0
     cdef BlockResult* res = <BlockResult*>calloc(nblocks, sizeof(BlockResult))
     if res == NULL:
         raise MemoryError()
+    if scratch != NULL:
+        scratch[0] = malloc(scratch_bytes * <size_t>max(nt, 1)) if scratch_bytes else NULL
     cdef int64_t b, lo, hi
     cdef double total = 0.0, comp = 0.0, v, t
     cdef int err = 0
@@ -146,14 +169,14 @@ cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, obje
     try:
         if nt <= 1:
             with nogil:
-                for b in range(nblocks):
-                    lo = b * block
-                    hi = lo + block if lo + block < n else n
-                    fn(args, lo, hi, &res[b])
+                for b in range(ncalls):
+                    lo = b * span
+                    hi = lo + span if lo + span < n else n
+                    fn(args, lo, hi, &res[b * group])
         else:
             with nogil:
-                for b in prange(nblocks, schedule="static", num_threads=nt):
-                    fn(args, b * block, b * block + block if b * block + block < n else n, &res[b])
+                for b in prange(ncalls, schedule="static", num_threads=nt):
+                    fn(args, b * span, b * span + span if b * span + span < n else n, &res[b * group])
         for b in range(nblocks):
             if res[b].err != 0 and err == 0:
                 err = res[b].err
@@ -170,6 +193,9 @@ cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, obje
         return (total + comp if total - total == 0.0 else total), err, ei, ej
     finally:
         free(res)
+        if scratch != NULL:
+            free(scratch[0])
+            scratch[0] = NULL
 
 
 # Sample weights that repeat (element i takes sw[(i // sw_rep) % sw_len]) are read as they are by
@@ -238,6 +264,11 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     return _run(_TABLE[K_BINARY + double_], &a, x.shape[0], cost, n_threads)
 
 
+# Rows whose classes lie apart are computed in tiles (softmax_tiled_rows); False reads them in
+# place, the path taken where the tile's scratch cannot be allocated (the tests compare the two).
+ROW_TILES = True
+
+
 def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
             double eps, double gamma, double dscale, bint from_logits, loss, grad, hess,
             bint double_, n_threads):
@@ -269,8 +300,18 @@ def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
     a.grad = <void*>_addr(grad)
     a.hess = <void*>_addr(hess)
     cdef int64_t rows = x.shape[0] * x.shape[2]
-    return _run(_TABLE[K_SOFTMAX + double_], &a, rows, max(1, x.shape[1]) * 3,
-                n_threads)
+    cdef int64_t per_row = max(1, x.shape[1]) * 3
+    # rows whose classes lie apart go through tiles of neighbouring rows (softmax_tiled_rows); a
+    # call then covers whole blocks enough for a tile, and a tile is cut to leave no thread idle
+    a.res_rows = _block_rows(per_row)
+    a.tile_rows = softmax_tile_rows(&a, x.itemsize) if ROW_TILES else 0
+    cdef int64_t group = 1
+    a.scratch = NULL
+    if a.tile_rows > 1:
+        a.tile_rows = max(1, min(a.tile_rows, rows // _threads(rows, per_row, n_threads)))
+        group = (a.tile_rows + a.res_rows - 1) // a.res_rows
+    return _run(_TABLE[K_SOFTMAX + double_], &a, rows, per_row, n_threads, group, &a.scratch,
+                softmax_scratch_elems(&a) * x.itemsize if a.tile_rows else 0)
 
 
 cdef _convert16(int kind, src, dst, bint bfloat, n_threads):

@@ -15,7 +15,7 @@
 #include <math.h>
 #include "_xent_math.h"
 #include <type_traits>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -39,6 +39,14 @@ inline int max_threads() {
     return omp_get_max_threads();
 #else
     return 1;
+#endif
+}
+
+inline int thread_num() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
 #endif
 }
 
@@ -656,6 +664,11 @@ struct SoftmaxArgs {
     double eps, gamma, dscale;
     int from_logits;
     void* loss; void* grad; void* hess;
+    int64_t res_rows;                            /* rows per BlockResult: a block call covering more rows
+                                                  * fills res[0], res[1], ... (_kernels.pyx's _run) */
+    int64_t tile_rows;                           /* rows per tile in softmax_tiled_rows (softmax_tile_rows) */
+    void* scratch;                               /* the tiles' scratch: softmax_scratch_elems elements per
+                                                  * thread, thread t's at t * that; NULL: rows in place */
 };
 
 /* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
@@ -1322,30 +1335,6 @@ static inline void transpose16(__m512* v) {
     }
 }
 
-/* 16 rows of C contiguous floats from src (row r at src + r * row_stride) into xb[j * 16 + r] */
-static inline void rows_to_group16(const float* src, int64_t row_stride, int64_t C, float* xb) {
-    for (int64_t j0 = 0; j0 < C; j0 += 16) {
-        const int cnt = (C - j0) < 16 ? int(C - j0) : 16;
-        const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);
-        __m512 v[16];
-        for (int r = 0; r < 16; ++r) v[r] = _mm512_maskz_loadu_ps(mask, src + r * row_stride + j0);
-        transpose16(v);
-        for (int j = 0; j < cnt; ++j) _mm512_storeu_ps(xb + (j0 + j) * 16, v[j]);
-    }
-}
-
-/* the reverse: gb[j * 16 + r] into 16 consecutive rows of C floats at dst (row r at dst + r * C) */
-static inline void group16_to_rows(const float* gb, int64_t C, float* dst) {
-    for (int64_t j0 = 0; j0 < C; j0 += 16) {
-        const int cnt = (C - j0) < 16 ? int(C - j0) : 16;
-        const __mmask16 mask = (__mmask16)((1u << cnt) - 1u);
-        __m512 v[16];
-        for (int j = 0; j < 16; ++j) v[j] = j < cnt ? _mm512_loadu_ps(gb + (j0 + j) * 16) : _mm512_setzero_ps();
-        transpose16(v);
-        for (int r = 0; r < 16; ++r) _mm512_mask_storeu_ps(dst + r * C + j0, mask, v[r]);
-    }
-}
-
 /* The same for a double group of 16 rows, as two blocks of 8 rows, 8 classes at a time through an
  * 8x8 transpose (the scalar copies took 20% of a 10-class float64 CE call; perf). */
 static inline void transpose8(__m512d* v) {
@@ -1371,34 +1360,110 @@ static inline void transpose8(__m512d* v) {
     v[7] = _mm512_shuffle_f64x2(u[3], u[7], 0xdd);
 }
 
-/* 16 rows of C contiguous doubles from src (row r at src + r * row_stride) into xb[j * 16 + r] */
-static inline void rows_to_group16(const double* src, int64_t row_stride, int64_t C, double* xb) {
-    for (int rb = 0; rb < 16; rb += 8) {
-        for (int64_t j0 = 0; j0 < C; j0 += 8) {
-            const int cnt = (C - j0) < 8 ? int(C - j0) : 8;
-            const __mmask8 mask = (__mmask8)((1u << cnt) - 1u);
-            __m512d v[8];
-            for (int r = 0; r < 8; ++r) v[r] = _mm512_maskz_loadu_pd(mask, src + (rb + r) * row_stride + j0);
-            transpose8(v);
-            for (int j = 0; j < cnt; ++j) _mm512_storeu_pd(xb + (j0 + j) * 16 + rb, v[j]);
-        }
+/* One square block of transpose_copy (below) through the registers: na x nb elements (na, nb <= K),
+ * src contiguous along b, dst along a. FULL: na == nb == K, no masks (the group path's case). */
+template <bool FULL>
+static XENT_ALWAYS_INLINE void transpose_block(const float* src, int64_t sa, float* dst, int64_t db, int na, int nb) {
+    const __mmask16 mb = (__mmask16)((1u << nb) - 1u), ma = (__mmask16)((1u << na) - 1u);
+    __m512 v[16];
+    for (int i = 0; i < 16; ++i)
+        v[i] = FULL ? _mm512_loadu_ps(src + i * sa)
+                    : (i < na ? _mm512_maskz_loadu_ps(mb, src + i * sa) : _mm512_setzero_ps());
+    transpose16(v);
+    for (int k = 0; k < (FULL ? 16 : nb); ++k) {
+        if (FULL) _mm512_storeu_ps(dst + k * db, v[k]);
+        else _mm512_mask_storeu_ps(dst + k * db, ma, v[k]);
     }
 }
 
-/* the reverse: gb[j * 16 + r] into 16 consecutive rows of C doubles at dst (row r at dst + r * C) */
-static inline void group16_to_rows(const double* gb, int64_t C, double* dst) {
-    for (int rb = 0; rb < 16; rb += 8) {
-        for (int64_t j0 = 0; j0 < C; j0 += 8) {
-            const int cnt = (C - j0) < 8 ? int(C - j0) : 8;
-            const __mmask8 mask = (__mmask8)((1u << cnt) - 1u);
-            __m512d v[8];
-            for (int j = 0; j < 8; ++j) v[j] = j < cnt ? _mm512_loadu_pd(gb + (j0 + j) * 16 + rb) : _mm512_setzero_pd();
-            transpose8(v);
-            for (int r = 0; r < 8; ++r) _mm512_mask_storeu_pd(dst + (rb + r) * C + j0, mask, v[r]);
-        }
+template <bool FULL>
+static XENT_ALWAYS_INLINE void transpose_block(const double* src, int64_t sa, double* dst, int64_t db, int na, int nb) {
+    const __mmask8 mb = (__mmask8)((1u << nb) - 1u), ma = (__mmask8)((1u << na) - 1u);
+    __m512d v[8];
+    for (int i = 0; i < 8; ++i)
+        v[i] = FULL ? _mm512_loadu_pd(src + i * sa)
+                    : (i < na ? _mm512_maskz_loadu_pd(mb, src + i * sa) : _mm512_setzero_pd());
+    transpose8(v);
+    for (int k = 0; k < (FULL ? 8 : nb); ++k) {
+        if (FULL) _mm512_storeu_pd(dst + k * db, v[k]);
+        else _mm512_mask_storeu_pd(dst + k * db, ma, v[k]);
     }
 }
 #endif
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+/* The AVX2 variant's square blocks: 8x8 floats, 4x4 doubles (full blocks only). */
+static XENT_ALWAYS_INLINE void transpose_block_avx2(const float* src, int64_t sa, float* dst, int64_t db) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * sa);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int c = 0; c < 4; ++c) {
+        _mm256_storeu_ps(dst + c * db, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
+        _mm256_storeu_ps(dst + (c + 4) * db, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+    }
+}
+
+static XENT_ALWAYS_INLINE void transpose_block_avx2(const double* src, int64_t sa, double* dst, int64_t db) {
+    __m256d r[4];
+    for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_pd(src + i * sa);
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(dst + db, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(dst + 2 * db, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(dst + 3 * db, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+#endif
+
+/* dst[a * da + b * db] = src[a * sa + b * sb] for a < NA, b < NB: the one copy between row-major
+ * and class-major forms (the group path's staging, the row tiles of softmax_tiled_rows). Square
+ * blocks at a time, so both sides stay within a few cache lines; where src is contiguous along b
+ * and dst along a, the vector variants move a block through a transpose in registers (AVX-512:
+ * 16x16 floats or 8x8 doubles, edges masked; AVX2: 8x8 floats or 4x4 doubles, edges element by
+ * element). The scalar copies took 14% of a 10-class float32 CE call and 20% of a float64 one
+ * (AVX-512), and GCC does not vectorise them. Pure data movement: every variant gives the same bits. */
+template <typename T>
+static inline void transpose_copy(const T* __restrict src, int64_t sa, int64_t sb, T* __restrict dst, int64_t da,
+                                  int64_t db, int64_t NA, int64_t NB) {
+#if defined(__AVX512F__)
+    constexpr int K = 64 / int(sizeof(T));
+#elif defined(__AVX2__)
+    constexpr int K = 32 / int(sizeof(T));
+#else
+    constexpr int K = 16;
+#endif
+    const bool vec = sb == 1 && da == 1;
+    for (int64_t a0 = 0; a0 < NA; a0 += K) {
+        const int na = (NA - a0) < K ? int(NA - a0) : K;
+        for (int64_t b0 = 0; b0 < NB; b0 += K) {
+            const int nb = (NB - b0) < K ? int(NB - b0) : K;
+#if defined(__AVX512F__)
+            if (vec) {
+                if (na == K && nb == K) transpose_block<true>(src + a0 * sa + b0, sa, dst + a0 + b0 * db, db, K, K);
+                else transpose_block<false>(src + a0 * sa + b0, sa, dst + a0 + b0 * db, db, na, nb);
+                continue;
+            }
+#elif defined(__AVX2__)
+            if (vec && na == K && nb == K) {
+                transpose_block_avx2(src + a0 * sa + b0, sa, dst + a0 + b0 * db, db);
+                continue;
+            }
+#endif
+            (void)vec;
+            for (int64_t b = b0; b < b0 + nb; ++b)
+                for (int64_t a = a0; a < a0 + na; ++a) dst[a * da + b * db] = src[a * sa + b * sb];
+        }
+    }
+}
 
 constexpr int SMALL_C = 64;   /* the largest number of classes that takes the group path */
 constexpr int GROUP = 16;     /* rows per group */
@@ -1453,8 +1518,8 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
      * same bits) */
     const bool planar = !UNIT && n == R && a->sx_i == 1 && (r0 % a->inner) + R <= a->inner;
 #if defined(__AVX512F__)
-    if (UNIT && n == R && R == 16) {
-        rows_to_group16(x + xo[0], a->sx_o, C, xb);
+    if (UNIT && n == R) {
+        transpose_copy(x + xo[0], a->sx_o, int64_t(1), xb, int64_t(1), int64_t(R), int64_t(R), int64_t(C));
     } else
 #endif
     if (UNIT) {
@@ -1791,9 +1856,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
     /* out: derivatives of every row, then row by row (in order, for the sum and the first error)
      * the loss, with the flagged rows redone by the per-row code */
 #if defined(__AVX512F__)
-    if (UNIT && n == R && R == 16) {
-        if (want_g) group16_to_rows(gb, C, go + oo[0]);
-        if (want_h) group16_to_rows(hb, C, ho + oo[0]);
+    if (UNIT && n == R) {
+        if (want_g) transpose_copy(gb, int64_t(R), int64_t(1), go + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
+        if (want_h) transpose_copy(hb, int64_t(R), int64_t(1), ho + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
     } else
 #endif
     if (planar) {
@@ -1857,56 +1922,125 @@ static void softmax_small_rows(const SoftmaxArgs* a, int64_t r0, int64_t r1, Blo
     }
 }
 
+/* One row, in place or in a tile: an ignored row gets zeros, the others the row code of their kind. */
+template <typename T, typename Pow>
+static inline T softmax_one_row(const SoftmaxArgs* a, int64_t r, const T* xr, const T* ys, T* gr, T* hr,
+                                BlockResult* res) {
+    const int64_t C = a->C, inner = a->inner;
+    const int64_t y = a->labels ? a->labels[r] : -1;
+    T l = T(0);
+    if (a->labels && a->has_ignore && y == a->ignore_index) {
+        for (int64_t j = 0; j < C; ++j) {
+            if (gr) gr[j * inner] = T(0);
+            if (hr) hr[j * inner] = T(0);
+        }
+        return l;
+    }
+    const T wi = a->sw ? ((const T*)a->sw)[r] : T(1);
+    if (a->from_logits && a->sx_c == 1 && inner == 1)   /* contiguous rows: the vectorised path */
+        softmax_row_from_logits<T, true, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
+    else if (a->from_logits)
+        softmax_row_from_logits<T, false, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
+    else
+        softmax_row_from_probs<T, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
+    return l;
+}
+
+/* Rows whose classes lie apart in memory: classes along an axis other than the last ((N, C, H, W)
+ * with axis 1, (C, N) with axis 0), a Fortran-order (N, C) array, soft labels in such a layout.
+ * Read in place, each class of a row is a cache line of its own, and the row code walks a row two
+ * to four times: 4x150x256x256 float32 with axis 1 took 143 ms for the loss from logits where the
+ * same values with the classes last took 28, 4096x32000 Fortran order 518 ms against 26. Here
+ * tile_rows neighbouring rows are moved at a time into a contiguous tile (one transpose_copy: class j
+ * of the tile's rows is one run of memory in these layouts), computed by the contiguous row code,
+ * and their derivatives moved back the same way when the output rows lie apart too (inner > 1).
+ * The contiguous code, so the bits of the contiguous call. */
+constexpr int64_t TILE_BYTES = int64_t(8) << 20;   /* the tile's scratch at most (per thread) */
+constexpr int64_t TILE_MAX = 16;                   /* rows: 64 bytes of float32 per class, 128 of float64 */
+
+static inline int64_t softmax_tile_arrays(const SoftmaxArgs* a) {
+    return 1 + (a->ysoft != 0) + (a->inner > 1 ? (a->grad != 0) + (a->hess != 0) : 0);
+}
+
+/* Elements of scratch one thread's tiles take (the caller allocates them once a call per thread:
+ * a malloc and free a block of rows cost 4096x32000 float32 in Fortran order 45 ms in 160, the
+ * pages of each new allocation faulted in again) */
+static inline int64_t softmax_scratch_elems(const SoftmaxArgs* a) {
+    return softmax_tile_arrays(a) * a->tile_rows * a->C;
+}
+
+/* Rows per tile for this call (capped so the scratch stays within TILE_BYTES), or 0 where rows are
+ * read in place: contiguous ones, and logit rows of the group path, which gathers its own. */
+static inline int64_t softmax_tile_rows(const SoftmaxArgs* a, int64_t elem_size) {
+    if (a->from_logits && a->C <= SMALL_C) return 0;
+    const bool apart = !(a->sx_c == 1 && a->inner == 1) || (a->ysoft && a->sy_c != 1);
+    if (!apart) return 0;
+    const int64_t t = TILE_BYTES / (softmax_tile_arrays(a) * (a->C > 0 ? a->C : 1) * elem_size);
+    return t < 1 ? 1 : (t > TILE_MAX ? TILE_MAX : t);
+}
+
+template <typename T, typename Pow>
+static void softmax_tiled_rows(const SoftmaxArgs* a, int64_t r0, int64_t r1, T* scratch, BlockResult* res) {
+    const int64_t C = a->C, inner = a->inner, TR = a->tile_rows;
+    const T* x = (const T*)a->x;
+    const T* ysoft = (const T*)a->ysoft;
+    T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    T* p = scratch;
+    T* xs = p; p += TR * C;
+    T* ys = ysoft ? p : (T*)0; if (ysoft) p += TR * C;
+    T* gs = (inner > 1 && go) ? p : (T*)0; if (gs) p += TR * C;
+    T* hs = (inner > 1 && ho) ? p : (T*)0;
+    SoftmaxArgs at = *a;   /* the tile's rows: contiguous, and so are their outputs */
+    at.sx_c = at.sy_c = 1;
+    at.inner = 1;
+    for (int64_t t0 = r0; t0 < r1;) {
+        const int64_t o = t0 / inner, k = t0 % inner;
+        int64_t n = (r1 - t0) < TR ? r1 - t0 : TR;
+        if (inner > 1 && n > inner - k) n = inner - k;   /* one outer index: rows equally spaced */
+        /* neighbouring rows lie sx_i apart (inner > 1) or sx_o (inner == 1, rows of an (N, C) array) */
+        const int64_t sx = inner > 1 ? a->sx_i : a->sx_o, sy = inner > 1 ? a->sy_i : a->sy_o;
+        transpose_copy(x + o * a->sx_o + k * a->sx_i, a->sx_c, sx, xs, int64_t(1), C, C, n);
+        if (ys) transpose_copy(ysoft + o * a->sy_o + k * a->sy_i, a->sy_c, sy, ys, int64_t(1), C, C, n);
+        for (int64_t t = 0; t < n; ++t) {
+            const int64_t r = t0 + t;
+            BlockResult* rr = res + (r - r0) / a->res_rows;
+            /* inner == 1: output row r is contiguous at r * C */
+            T* gr = go ? (gs ? gs + t * C : go + r * C) : (T*)0;
+            T* hr = ho ? (hs ? hs + t * C : ho + r * C) : (T*)0;
+            const T l = softmax_one_row<T, Pow>(&at, r, xs + t * C, ys ? ys + t * C : (const T*)0, gr, hr, rr);
+            if (lo) lo[r] = l;
+            kahan_add(rr, double(l));
+        }
+        if (gs) transpose_copy(gs, C, int64_t(1), go + o * C * inner + k, int64_t(1), inner, n, C);
+        if (hs) transpose_copy(hs, C, int64_t(1), ho + o * C * inner + k, int64_t(1), inner, n, C);
+        t0 += n;
+    }
+}
+
 template <typename T, typename Pow>
 static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockResult* res) {
     const SoftmaxArgs* a = (const SoftmaxArgs*)vargs;
     const int64_t C = a->C, inner = a->inner;
     const T* x = (const T*)a->x;
     const T* ysoft = (const T*)a->ysoft;
-    const T* sw = (const T*)a->sw;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
-    const bool unit = a->sx_c == 1 && inner == 1;   /* contiguous rows: the vectorised path */
     if (a->from_logits && C <= SMALL_C) { softmax_small_rows<T, Pow>(a, r0, r1, res); return; }
-    /* Logit rows whose classes lie apart (sx_c != 1, inner == 1: a Fortran-order (N, C) array, a
-     * column slice): the row code walks a row 3 or 4 times, each walk a cache line per class, which
-     * for large C ran 60x the contiguous time (4096x32000 float32 Fortran order: 2 s). Each row is
-     * copied once into contiguous scratch (C elements, freed at the end of the block) and computed
-     * as a contiguous row: the contiguous code, so the contiguous bits. Without the scratch (no
-     * memory) the strided code runs, which gives the same bits. */
-    T* rowbuf = (a->from_logits && !unit && inner == 1) ? (T*)malloc(sizeof(T) * size_t(C)) : (T*)0;
-    SoftmaxArgs ag;
-    if (rowbuf) { ag = *a; ag.sx_c = 1; }
+    if (a->tile_rows > 0 && a->scratch) {
+        softmax_tiled_rows<T, Pow>(a, r0, r1, (T*)a->scratch + int64_t(thread_num()) * softmax_scratch_elems(a), res);
+        return;
+    }
+    /* contiguous rows, or no scratch to be had for the tiles (the same bits) */
     for (int64_t r = r0; r < r1; ++r) {
+        BlockResult* rr = res + (r - r0) / a->res_rows;
         const int64_t o = r / inner, k = r % inner;
         const T* xr = x + o * a->sx_o + k * a->sx_i;
         const T* ys = ysoft ? ysoft + o * a->sy_o + k * a->sy_i : (const T*)0;
         T* gr = go ? go + o * C * inner + k : (T*)0;
         T* hr = ho ? ho + o * C * inner + k : (T*)0;
-        int64_t y = a->labels ? a->labels[r] : -1;
-        T l = T(0);
-        if (a->labels && a->has_ignore && y == a->ignore_index) {
-            for (int64_t j = 0; j < C; ++j) {
-                if (gr) gr[j * inner] = T(0);
-                if (hr) hr[j * inner] = T(0);
-            }
-        } else {
-            T wi = sw ? sw[r] : T(1);
-            if (a->from_logits && unit) {
-                softmax_row_from_logits<T, true, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
-            } else if (rowbuf) {
-                const int64_t sc = a->sx_c;
-                for (int64_t j = 0; j < C; ++j) rowbuf[j] = xr[j * sc];
-                softmax_row_from_logits<T, true, Pow>(&ag, r, rowbuf, y, ys, gr, hr, wi, res, &l);
-            } else if (a->from_logits) {
-                softmax_row_from_logits<T, false, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
-            } else {
-                softmax_row_from_probs<T, Pow>(a, r, xr, y, ys, gr, hr, wi, res, &l);
-            }
-        }
+        const T l = softmax_one_row<T, Pow>(a, r, xr, ys, gr, hr, rr);
         if (lo) lo[r] = l;
-        kahan_add(res, double(l));
+        kahan_add(rr, double(l));
     }
-    free(rowbuf);
 }
 
 template <typename T>
