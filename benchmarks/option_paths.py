@@ -35,6 +35,28 @@ def torch_ce(x, y):
     return xt.grad
 
 
+def channels_first(rng, shape, probs, rep):
+    """CE from logits (and from probabilities) on (N, C, H, W) with axis=1 against channels-last."""
+    ce = dict(from_logits=True, grad=True)
+    name = "x".join(map(str, shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    g = np.empty_like(x)
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    gl = np.empty_like(last)
+    print(f"{'CE (N, C, H, W) ' + name + ' axis=1':38}{median_ms(lambda: xentc.cross_entropy(y, x, axis=1, out=(None, g, None), **ce), rep):8.1f}")
+    print(f"  the same data channels-last         {median_ms(lambda: xentc.cross_entropy(y, last, out=(None, gl, None), **ce), rep):8.1f}")
+    if torch_ce(x, y) is not None:
+        print(f"  PyTorch cross_entropy (N, C, H, W)  {median_ms(lambda: torch_ce(x, y), rep):8.1f}")
+    print(f"  numpy.copyto of the logits          {median_ms(lambda: np.copyto(g, x), rep):8.1f}")
+    if probs:
+        p = np.exp(x - x.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        pl = np.ascontiguousarray(np.moveaxis(p, 1, -1))
+        print(f"  from probabilities, axis=1          {median_ms(lambda: xentc.cross_entropy(y, p, axis=1, grad=True, out=(None, g, None)), rep):8.1f}")
+        print(f"    channels-last                     {median_ms(lambda: xentc.cross_entropy(y, pl, grad=True, out=(None, gl, None)), rep):8.1f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7)
@@ -42,35 +64,9 @@ def main():
     rng = np.random.default_rng(0)
     ce = dict(from_logits=True, grad=True)
 
-    x = rng.standard_normal((8, 21, 256, 256)).astype(np.float32)
-    y = rng.integers(0, 21, (8, 256, 256))
-    g = np.empty_like(x)
-    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    gl = np.empty_like(last)
-    print(f"CE (N, C, H, W) 8x21x256x256 axis=1   {median_ms(lambda: xentc.cross_entropy(y, x, axis=1, out=(None, g, None), **ce), rep):8.1f}")
-    print(f"  the same data channels-last         {median_ms(lambda: xentc.cross_entropy(y, last, out=(None, gl, None), **ce), rep):8.1f}")
-    if torch_ce(x, y) is not None:
-        print(f"  PyTorch cross_entropy (N, C, H, W)  {median_ms(lambda: torch_ce(x, y), rep):8.1f}")
-    print(f"  numpy.copyto of the logits          {median_ms(lambda: np.copyto(g, x), rep):8.1f}")
-    p = np.exp(x - x.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    pl = np.ascontiguousarray(np.moveaxis(p, 1, -1))
-    print(f"  from probabilities, axis=1          {median_ms(lambda: xentc.cross_entropy(y, p, axis=1, grad=True, out=(None, g, None)), rep):8.1f}")
-    print(f"    channels-last                     {median_ms(lambda: xentc.cross_entropy(y, pl, grad=True, out=(None, gl, None)), rep):8.1f}")
-    del x, g, last, gl, p, pl
-
-    # more classes than the few-class path takes: rows read through tiles
-    x = rng.standard_normal((4, 150, 256, 256)).astype(np.float32)
-    y = rng.integers(0, 150, (4, 256, 256))
-    g = np.empty_like(x)
-    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    gl = np.empty_like(last)
-    print(f"CE (N, C, H, W) 4x150x256x256 axis=1  {median_ms(lambda: xentc.cross_entropy(y, x, axis=1, out=(None, g, None), **ce), rep):8.1f}")
-    print(f"  the same data channels-last         {median_ms(lambda: xentc.cross_entropy(y, last, out=(None, gl, None), **ce), rep):8.1f}")
-    if torch_ce(x, y) is not None:
-        print(f"  PyTorch cross_entropy (N, C, H, W)  {median_ms(lambda: torch_ce(x, y), rep):8.1f}")
-    print(f"  numpy.copyto of the logits          {median_ms(lambda: np.copyto(g, x), rep):8.1f}")
-    del x, g, last, gl
+    # C <= 64: the few-class path; C = 150: rows through contiguous tiles
+    for shape, probs in (((8, 21, 256, 256), True), ((4, 150, 256, 256), False)):
+        channels_first(rng, shape, probs, rep)
 
     x = rng.standard_normal((4096, 32000)).astype(np.float32)
     y = rng.integers(0, 32000, 4096)
