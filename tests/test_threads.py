@@ -119,6 +119,12 @@ def test_kdim_thread_count_invariance():
     ref = fn(y, x, axis=1, from_logits=True, grad=True, hess=True, n_threads=1)
     for nt in (2, 3, 7):
         _assert_bits(fn(y, x, axis=1, from_logits=True, grad=True, hess=True, n_threads=nt), ref)
+    # more classes, through tiles: each thread its own slice of the scratch
+    x = rng.normal(0, 2, (3, 150, 9, 61)).astype(np.float32)
+    y = rng.integers(0, 150, (3, 9, 61))
+    ref = fn(y, x, axis=1, from_logits=True, grad=True, hess=True, n_threads=1)
+    for nt in (2, 3, 7):
+        _assert_bits(fn(y, x, axis=1, from_logits=True, grad=True, hess=True, n_threads=nt), ref)
 
 
 def test_large_many_block_reduction():
@@ -150,6 +156,9 @@ def _jobs():
     jobs.append(("focal_loss", y, x, {**kw, "gamma": 1.0}))
     y, x, kw = _categorical_case(rng, np.float32, False, 16, 4000, False)
     jobs.append(("cross_entropy", y, x, kw))
+    # rows whose classes lie apart: each call's per-thread tile scratch
+    y, x, kw = _categorical_case(rng, np.float64, True, 200, 700, False)
+    jobs.append(("focal_loss", y, np.asfortranarray(x), {**kw, "gamma": 2.0}))
     return jobs
 
 
