@@ -1517,12 +1517,11 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
      * store, not R scalar ones (8x21x256x256 float32 CE: 28 -> 15 ms; the same data, so the
      * same bits) */
     const bool planar = !UNIT && n == R && a->sx_i == 1 && (r0 % a->inner) + R <= a->inner;
-#if defined(__AVX512F__)
     if (UNIT && n == R) {
+        /* a full group of contiguous rows: one transpose (AVX2 variant 10-class float32 CE 2.43 ->
+         * 2.13 ns an element against the row-by-row copy below; baseline unchanged) */
         transpose_copy(x + xo[0], a->sx_o, int64_t(1), xb, int64_t(1), int64_t(R), int64_t(R), int64_t(C));
-    } else
-#endif
-    if (UNIT) {
+    } else if (UNIT) {
         /* contiguous rows: row by row, a contiguous read (GCC's gather of the class-major form
          * cost three times the instructions) */
         for (int r = 0; r < n; ++r) {
@@ -1855,13 +1854,10 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
 
     /* out: derivatives of every row, then row by row (in order, for the sum and the first error)
      * the loss, with the flagged rows redone by the per-row code */
-#if defined(__AVX512F__)
     if (UNIT && n == R) {
         if (want_g) transpose_copy(gb, int64_t(R), int64_t(1), go + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
         if (want_h) transpose_copy(hb, int64_t(R), int64_t(1), ho + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
-    } else
-#endif
-    if (planar) {
+    } else if (planar) {
         if (want_g) {
             T* __restrict dst = go + oo[0];
             for (int j = 0; j < C; ++j)
