@@ -767,6 +767,182 @@ def test_binary_vec_deterministic():
         assert host(a).tobytes() == host(b).tobytes()
 
 
+def _binary_label_dtypes():
+    """(y_pred dtype, label dtype) of binary labels the kernels read in their own dtype: every one
+    beside float32, a few beside float64 (each pair's kernels are a part of their own to build)."""
+    for ydt in ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float64"):
+        yield pytest.param(np.float32, np.dtype(ydt), id=f"f32-{ydt}")
+    for ydt in ("bool", "int64", "float32"):
+        yield pytest.param(np.float64, np.dtype(ydt), id=f"f64-{ydt}")
+
+
+def _results(res):
+    """(loss, grad, hess) of a call's result (grad and hess None when not asked for)."""
+    return tuple(res) if isinstance(res, xentc.LossResult) else (res, None, None)
+
+
+def _at_offset(a, offset):
+    """a on the GPU starting `offset` bytes (a multiple of its itemsize) into a larger buffer."""
+    k = offset // a.itemsize
+    buf = cupy.zeros(a.size + k, dtype=a.dtype)
+    buf[k:] = cupy.asarray(a.reshape(-1))
+    return buf[k:].reshape(a.shape)
+
+
+@pytest.mark.parametrize("dtype,label_dtype", list(_binary_label_dtypes()))
+def test_binary_labels_of_another_dtype(dtype, label_dtype):
+    """Binary labels of another dtype are read as they are: the bits of the same call with the labels
+    converted first, the CPU's results, no device buffer of y_pred's size beyond the gradient, in
+    the fast kernel (labels at any offset of a whole pack, 4 bytes for bool beside float32) and the
+    general one (focal, probabilities, labels off their pack alignment)."""
+    rt = RTOL[np.dtype(dtype)]
+    r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)
+    n = 2 * r + 37
+    rng = np.random.default_rng(_seed("bin-labels", np.dtype(dtype).name, label_dtype.name))
+    x = rng.normal(0, 2, n).astype(dtype)
+    p = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(dtype)
+    if label_dtype.kind == "f":   # soft labels, not all exact in float32
+        y = rng.uniform(0, 1, n).astype(label_dtype)
+        y[::7] = 1.0
+    else:
+        y = rng.integers(0, 2, n).astype(label_dtype)
+    sw = weights(rng, (n,)).astype(dtype)   # (weights of another dtype are converted: a buffer of n)
+    pack = min(16, label_dtype.itemsize * 16 // np.dtype(dtype).itemsize)   # bytes of a label pack
+    cases = [("binary_cross_entropy", x, {"from_logits": True}, 0, "vec"),
+             ("binary_cross_entropy", x, {"from_logits": True, "sample_weight": sw, "label_smoothing": 0.1}, 0,
+              "vec"),
+             ("binary_cross_entropy", x, {"from_logits": True, "pos_weight": 2.0}, pack, "vec"),
+             ("binary_focal_loss", x, {"from_logits": True, "gamma": 2.0, "alpha": 0.25}, 0, "general"),
+             ("binary_cross_entropy", p, {"from_logits": False}, 0, "general")]
+    if pack > label_dtype.itemsize:
+        cases.append(("binary_cross_entropy", x, {"from_logits": True}, label_dtype.itemsize, "general"))
+    for name, xx, kw, offset, kernel in cases:
+        fn = getattr(xentc, name)
+        xg, yg = cupy.asarray(xx), _at_offset(y, offset)
+        kwg = to_gpu_kwargs(kw)
+        for reduction, grad, hess in (("mean", True, False), ("none", True, True), ("sum", False, False)):
+            cpu = fn(y, xx, reduction=reduction, grad=grad, hess=hess, **kw)
+            _cuda.config["log"] = []
+            with _Allocations() as hook:
+                gpu = fn(yg, xg, reduction=reduction, grad=grad, hess=hess, **kwg)
+            assert _binary_kernels_used() == [kernel], (name, kw, offset)
+            big = [s for s in hook.sizes if s >= min(xx.nbytes, y.nbytes) // 2]
+            assert big == [xx.nbytes] * (grad + hess) + ([n * xx.itemsize] if reduction == "none" else []), \
+                (name, hook.sizes)
+            conv = fn(cupy.asarray(y.astype(dtype)), xg, reduction=reduction, grad=grad, hess=hess, **kwg)
+            for what, g, c, v in zip(("loss", "grad", "hess"), _results(gpu), _results(cpu), _results(conv)):
+                assert (g is None) == (c is None) == (v is None), what
+                if g is not None:
+                    assert host(g).tobytes() == host(v).tobytes(), (name, kw, reduction, what)
+                    assert_close(g, c, rt, f"{name} {kw} {what}")
+
+
+@pytest.mark.parametrize("dtype,label_dtype", list(_binary_label_dtypes()))
+def test_binary_labels_of_another_dtype_errors(dtype, label_dtype):
+    """A bad label is judged by its own value (1 + 1e-10 in float64 rounds to a valid 1.0f) and
+    reported as on the CPU, from the fast kernel (first round, later round, partial last block)
+    and the general one."""
+    r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)
+    n = 3 * r + 7
+    info = np.iinfo(label_dtype) if label_dtype.kind in "iu" else None
+    bad = {"b": [], "i": [2, -1, int(info.max) if info else 0, int(info.min) if info else 0],
+           "u": [2, int(info.max) if info else 0], "f": [1 + 1e-10, -1e-300, np.nan, np.inf, 1.5]}[label_dtype.kind]
+    if label_dtype == np.float32:
+        bad = [np.float32(1) + np.float32(2**-23), -np.float32(1e-45), np.nan]
+    rng = np.random.default_rng(_seed("bin-label-errors", np.dtype(dtype).name, label_dtype.name))
+    x = rng.normal(0, 2, n).astype(dtype)
+    y0 = rng.integers(0, 2, n).astype(label_dtype)
+    if label_dtype == np.bool_:   # no bad bool: any nonzero byte is true, as NumPy reads it
+        raw = rng.integers(0, 256, n).astype(np.uint8)
+        y = raw.view(np.bool_)
+        compare("binary_cross_entropy", y, x, {"from_logits": True}, reduction="sum", grad=True, hess=False,
+                rtol=RTOL[np.dtype(dtype)])
+        return
+    for v in bad:
+        for where in ([0], [r + 3], [n - 1], [n - 2, 5]):
+            y = y0.copy()
+            y[where] = v
+            for name, kw in (("binary_cross_entropy", {"from_logits": True}),
+                             ("binary_focal_loss", {"from_logits": True, "gamma": 2.0})):
+                fn = getattr(xentc, name)
+                with pytest.raises(Exception) as cpu_info:
+                    fn(y, x, **kw)
+                _cuda.config["binary_vec_rounds"] = 2
+                with pytest.raises(Exception) as gpu_info:
+                    fn(cupy.asarray(y), cupy.asarray(x), grad=True, **kw)
+                assert type(gpu_info.value) is type(cpu_info.value)
+                assert str(gpu_info.value) == str(cpu_info.value), (v, where)
+
+
+def _repeating_weight_cases(rng):
+    """(y_pred shape, sample_weight) where the weights repeat a block of the shape."""
+    yield (3001, 7), np.float64(1.75)
+    yield (3001, 7), weights(rng, (3001, 1))          # one per row: i // 7
+    yield (3001, 7), weights(rng, (7,))               # one per label: i % 7
+    yield (40, 33, 29), weights(rng, (33, 1))         # (i // 29) % 33
+    yield (40, 33, 29), weights(rng, (40, 1, 1))      # one per image
+    yield (5, 3, 1000), weights(rng, (1, 3, 1000))    # one block for every outer index
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_repeating_sample_weights(dtype):
+    """Sample weights that repeat (a scalar, one per row or label, a block of the shape) are passed
+    once: no device array of y_pred's size beyond the gradient, and the bits of the same kernel
+    given the weights broadcast to a full array; the CPU's results; every reduction (the mean's
+    denominator comes from the same weights)."""
+    rng = np.random.default_rng(_seed("bin-sw-rep", np.dtype(dtype).name))
+    rt = RTOL[np.dtype(dtype)]
+    for shape, sw in _repeating_weight_cases(rng):
+        y, x = make_binary(rng, shape, dtype, True, "soft")
+        full = np.ascontiguousarray(np.broadcast_to(sw, shape)).astype(dtype)
+        swc = np.asarray(sw, dtype=dtype)
+        for name, kw in (("binary_cross_entropy", {"from_logits": True}),
+                         ("binary_focal_loss", {"from_logits": True, "gamma": 2.0, "alpha": 0.3})):
+            fn = getattr(xentc, name)
+            xg, yg = cupy.asarray(x), cupy.asarray(y)
+            for reduction, grad, hess in (("mean", True, False), ("none", True, True), ("sum", False, False)):
+                cpu = fn(y, x, sample_weight=sw, reduction=reduction, grad=grad, hess=hess, **kw)
+                _cuda.config["log"] = []
+                with _Allocations() as hook:
+                    gpu = fn(yg, xg, sample_weight=cupy.asarray(swc) if swc.ndim else float(swc), reduction=reduction,
+                             grad=grad, hess=hess, **kw)
+                # a scalar weight: the fast kernel (from logits, gamma 0), other patterns the general one
+                vec = np.ndim(sw) == 0 and name == "binary_cross_entropy"
+                assert _binary_kernels_used() == ["vec" if vec else "general"], (shape, np.shape(sw))
+                big = [s for s in hook.sizes if s >= x.nbytes // 2]
+                assert big == [x.nbytes] * (grad + hess + (reduction == "none")), (shape, np.shape(sw), hook.sizes)
+                _cuda.config["binary_vec"] = vec
+                ref = fn(yg, xg, sample_weight=cupy.asarray(full), reduction=reduction, grad=grad, hess=hess, **kw)
+                _cuda.config["binary_vec"] = True
+                for what, g, c, v in zip(("loss", "grad", "hess"), _results(gpu), _results(cpu), _results(ref)):
+                    if g is not None:
+                        assert host(g).tobytes() == host(v).tobytes(), (shape, np.shape(sw), name, what)
+                        assert_close(g, c, rt, f"{shape} {np.shape(sw)} {name} {what}")
+
+
+def test_binary_repeating_sample_weights_errors():
+    """A bad weight in a repeating block is reported at the first element that takes it, as on the
+    CPU (the mean's weight pass checks it)."""
+    rng = np.random.default_rng(_seed("bin-sw-rep-bad"))
+    for shape, sw in _repeating_weight_cases(rng):
+        if np.ndim(sw) == 0:
+            continue
+        y, x = make_binary(rng, shape, np.float32, True, "hard")
+        flat = np.asarray(sw, np.float64).reshape(-1).copy()
+        for k, bad in ((flat.size - 1, -1.0), (flat.size // 2, np.nan), (0, np.inf)):
+            w = flat.copy()
+            w[k] = bad
+            w = w.reshape(np.shape(sw))
+            for reduction in ("mean", "sum"):
+                with pytest.raises(Exception) as cpu_info:
+                    xentc.binary_cross_entropy(y, x, from_logits=True, sample_weight=w, reduction=reduction)
+                with pytest.raises(Exception) as gpu_info:
+                    xentc.binary_cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True,
+                                               sample_weight=cupy.asarray(w), reduction=reduction, grad=True)
+                assert type(gpu_info.value) is type(cpu_info.value)
+                assert str(gpu_info.value) == str(cpu_info.value), (shape, np.shape(sw), k, bad)
+
+
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("C", [10, 300, 5000, 40000])
 def test_categorical_many_rows(C, dtype):

@@ -662,12 +662,15 @@ def _on_device(y_pred):
 
 def _native_binary_labels(backend, yt, x, ydt) -> bool:
     """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
-    that can (BINARY_LABEL_DTYPES: the CPU kernels, and the 16-bit backend, which hands them on a
-    chunk at a time), a dtype it reads, and labels and y_pred both laid out with unit stride once
-    flattened (the strided loop reads labels of the compute dtype only)."""
+    that can (BINARY_LABEL_DTYPES: the CPU kernels, the 16-bit backend, which hands them on a
+    chunk at a time, and the CUDA kernels beside float32 and float64 y_pred), a dtype it reads, and
+    labels and y_pred both laid out with unit stride once flattened (the strided loops read labels
+    of the compute dtype only)."""
     kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
+    if x.itemsize == 2 and not getattr(backend, "BINARY_LABELS_BESIDE_16BIT", True):
+        return False   # the CUDA kernels read them beside float32 and float64 y_pred only
     return all(a.flags.c_contiguous for a in (yt, x))
 
 
@@ -769,9 +772,10 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     Parameters
     ----------
     y_true : array_like
-        Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool; on the
-        CPU, contiguous bool, integer, float32 or float64 labels beside a contiguous ``y_pred``
-        (float16 and bfloat16 included) are read in their own dtype, without a converted copy.
+        Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool;
+        contiguous bool, integer, float32 or float64 labels beside a contiguous ``y_pred`` are
+        read in their own dtype, without a converted copy (on the GPU beside float32 and
+        float64 ``y_pred``; on the CPU beside float16 and bfloat16 too).
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
         computed natively, float16 and bfloat16 (``ml_dtypes.bfloat16``) in float32, anything
@@ -782,9 +786,9 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         Weight of the positive term; a 1-D array has the length of ``y_pred.shape[-1]``
         (one weight per label of a multi-label problem).
     sample_weight : array_like, optional
-        Per-element weights, broadcastable to ``y_pred.shape``. On the CPU, weights that
-        repeat (a scalar, one per row, one per label) are read as given, not broadcast to an
-        array of ``y_pred``'s size.
+        Per-element weights, broadcastable to ``y_pred.shape``. Weights that repeat (a
+        scalar, one per row, one per label) are read as given, not broadcast to an array of
+        ``y_pred``'s size (CPU and GPU).
     label_smoothing : float, default 0.0
         In [0, 1): labels become ``y * (1 - eps) + eps / 2``.
     reduction : {"mean", "sum", "none"}, default "mean"

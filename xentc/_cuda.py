@@ -52,6 +52,18 @@ SOFT_LABELS_16BIT = True
 # The storage-type template argument of the kernels for 16-bit float arrays, by dtype name
 # (bfloat16: ml_dtypes.bfloat16, which CuPy 14 takes)
 _STORAGE = {"float16": "xentk::xhalf", "bfloat16": "xentk::xbf16"}
+# Binary labels the kernels read in their own dtype beside float32 or float64 y_pred (SY of the
+# binary kernels, label_widen of _xent.cu), by dtype name: their C type in _xent.cu. _api passes
+# them uncast where labels and y_pred are both contiguous (16-bit y_pred takes its labels in its
+# own dtype or float32, as before); each such dtype's kernels are built on its first call
+_LABEL_TYPES = {"bool": "xentk::xbool", "int8": "xentk::xi8", "uint8": "xentk::xu8", "int16": "xentk::xi16",
+                "uint16": "xentk::xu16", "int32": "xentk::xi32", "uint32": "xentk::xu32", "int64": "xi64",
+                "uint64": "xu64", "float32": "float", "float64": "double"}
+BINARY_LABEL_DTYPES = {np.dtype(k): v for k, v in _LABEL_TYPES.items()}
+BINARY_LABELS_BESIDE_16BIT = False
+# Binary sample weights that repeat are passed once with (sw_rep, sw_len) (_api's _sample_weight;
+# WeightIndex of _xent.cu): no device array of y_pred's size for a weight per row of (N, L)
+SAMPLE_WEIGHT_PATTERNS = True
 _NO_ERR = 0xFFFFFFFFFFFFFFFF
 
 # Work per block of the elementwise kernels (NT * IT in _xent.cu)
@@ -138,13 +150,23 @@ def _vec(double_: bool, store: str = "") -> int:
     return 8 if store else 2 if double_ else 4
 
 
-def _binary_name(double_: bool, from_logits: bool, ce: bool, store: str = "", same_y: bool = False) -> str:
+def _label_sname(double_: bool, store: str, same_y: bool, label: str) -> str:
+    """The S, SY template arguments of a binary kernel: label, a value of _LABEL_TYPES for labels
+    read in their own dtype beside y_pred of its compute dtype (store "")."""
+    if label and label != _tname(double_):
+        return f", {_tname(double_)}, {label}"
+    return _sname(store, same_y)
+
+
+def _binary_name(double_: bool, from_logits: bool, ce: bool, store: str = "", same_y: bool = False,
+                 label: str = "") -> str:
     b = lambda v: "true" if v else "false"  # noqa: E731
-    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}{_sname(store, same_y)}>"
+    return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}{_label_sname(double_, store, same_y, label)}>"
 
 
-def _binary_vec_name(double_: bool, with_sw: bool, store: str = "", same_y: bool = False) -> str:
-    return f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}{_sname(store, same_y)}>"
+def _binary_vec_name(double_: bool, with_sw: bool, store: str = "", same_y: bool = False, label: str = "") -> str:
+    return (f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}"
+            f"{_label_sname(double_, store, same_y, label)}>")
 
 
 def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, store: str = "") -> str:
@@ -180,12 +202,23 @@ def _small_smem(C: int, itemsize: int) -> int:
 
 _GENERIC_KINDS = ("thread", "tile", "warp", "block")
 _LABELS_PART = "/labels"   # suffix of a storage type's part of mixed soft-label kernels
+_BINARY_LABELS_PART = "binary-y:"   # prefix of the parts of binary labels read in their own dtype
+
+
+def _binary_labels_part(double_: bool, label_dtype) -> str:
+    """The part holding the binary kernels for labels of label_dtype beside y_pred of the compute
+    dtype (double_)."""
+    return f"{_BINARY_LABELS_PART}{np.dtype(label_dtype).name}:{_tname(double_)}"
 
 
 def _parts() -> tuple:
-    """The sets of kernel instances built together: "base", each 16-bit storage type, and for each
-    of those the generic kernels whose soft labels are stored otherwise than y_pred."""
-    return ("base",) + tuple(_STORAGE.values()) + tuple(st + _LABELS_PART for st in _STORAGE.values())
+    """The sets of kernel instances built together: "base", each 16-bit storage type, for each of
+    those the generic kernels whose soft labels are stored otherwise than y_pred, and for each
+    compute dtype and each other dtype of binary labels (BINARY_LABEL_DTYPES) the binary kernels
+    that read them."""
+    labels = tuple(_binary_labels_part(d, k) for d in (False, True) for k in _LABEL_TYPES
+                   if k != np.dtype(np.float64 if d else np.float32).name)
+    return ("base",) + tuple(_STORAGE.values()) + tuple(st + _LABELS_PART for st in _STORAGE.values()) + labels
 
 
 def name_expressions(cluster: bool, part: str = "all") -> list:
@@ -199,6 +232,11 @@ def name_expressions(cluster: bool, part: str = "all") -> list:
         raise ValueError(f"name_expressions: unknown part {part!r}")
     if part == "all":
         return [n for p in _parts() for n in name_expressions(cluster, p)]
+    if part.startswith(_BINARY_LABELS_PART):
+        _, ydt, t = part.split(":")
+        d, lab = t == "double", _LABEL_TYPES[ydt]
+        return ([_binary_name(d, lg, ce, label=lab) for lg in (False, True) for ce in (False, True)]
+                + [_binary_vec_name(d, w, label=lab) for w in (False, True)])
     if part.endswith(_LABELS_PART):
         h = part[:-len(_LABELS_PART)]
         return [_generic_name(k, False, s, ls) for s, ls in ((h, "float"), ("", h)) for k in _GENERIC_KINDS]
@@ -628,11 +666,22 @@ def _launch_blocks(f, nblocks: int, threads: int, args_head: tuple, smem: int = 
 # ----------------------------------------------------------------------------------------------
 # The three backend functions (same signatures as xentc._kernels)
 # ----------------------------------------------------------------------------------------------
-def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_threads):
-    """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both."""
+def _weight_pattern(sw, rep: int, length: int, n: int) -> Tuple[int, int]:
+    """(rep, len) of sample weights sw for n elements (element i takes sw[(i // rep) % len]); by
+    default one weight an element."""
+    rep, length = (1, n) if length < 0 else (int(rep), int(length))
+    if sw is not None and (rep < 1 or length < 1 or int(sw.shape[0]) != length or (rep == 1 and length > n)):
+        raise ValueError(f"sample weights: {sw.shape[0]} of them, repeating {rep} x {length}, for {n} elements")
+    return rep, length
+
+
+def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_threads, sw_rep=1, sw_len=-1):
+    """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both. Element i
+    takes sample weight sw[(i // sw_rep) % sw_len] (by default sw[i])."""
     n = int(n)
     if n == 0:
         return 0.0, 0, 0, 0
+    sw_rep, sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
     ref = labels if labels is not None else sw
     if ref is None:
         return float(n), 0, 0, 0
@@ -648,7 +697,8 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
         sc = _Scratch(cupy, nblocks)
         f = mod.funcs[f"xent_weight<{_tname(double_)}>"]
         _log("weight", blocks=nblocks)
-        _launch_blocks(f, nblocks, 256, (labels, sw, cw, np.int64(C), np.int64(ignore_index),
+        _launch_blocks(f, nblocks, 256, (labels, sw, np.int64(sw_rep), np.int64(sw_len), cw, np.int64(C),
+                                         np.int64(ignore_index),
                                          np.int32(1 if has_ignore else 0), np.int64(n), sc.sums, sc.errs))
         total, key = sc.finish(mod, True)
     if key == _NO_ERR:
@@ -664,33 +714,46 @@ def _fill_scalar(scalar) -> None:
         scalar[0].fill(0)
 
 
-def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None):
-    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits). `scalar`, CUDA only:
-    (0-d array of the compute dtype, mean?, the mean's denominator) to receive the reduced loss on
-    the device, so that _api needs no host-to-device copy for it."""
+def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None,
+           sw_rep=1, sw_len=-1):
+    """Binary CE / focal over 1-D y (labels) and x (probabilities or logits); element i takes
+    sample weight sw[(i // sw_rep) % sw_len] (by default sw[i]). `scalar`, CUDA only: (0-d array
+    of the compute dtype, mean?, the mean's denominator) to receive the reduced loss on the
+    device, so that _api needs no host-to-device copy for it."""
     if int(x.shape[0]) == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
     cupy = _cupy()
     with cupy.cuda.Device(x.data.device_id):
-        mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_)
+        mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
+                                  sw_rep, sw_len)
         total, key = sc.finish(mod, True, scalar)
     if key == _NO_ERR:
         return total, 0, 0, 0
     return total, key & 15, key >> 4, 0
 
 
-def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_):
+def _pack_align(a, x, double_: bool, store: str) -> int:
+    """The alignment xent_binary_vec needs of array a beside y_pred x: that of a pack of its
+    elements (one per element of x's 16-byte vector; BinPack of _xent.cu), at most 16 bytes."""
+    return min(16, a.itemsize * _vec(double_, store))
+
+
+def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
+                    sw_rep=1, sw_len=-1):
     """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish()."""
     cupy = _cupy()
     n = int(x.shape[0])
+    sw_rep, sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
     dev_id = x.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
     store = _storage(x)
-    same_y = bool(store) and y.dtype == x.dtype   # else the labels are in the compute dtype
+    same_y = bool(store) and y.dtype == x.dtype   # else the labels are in the compute dtype, or their own
     st = x.dtype if store else dt   # y_pred, grad and hess
+    # labels of another dtype beside y_pred of its compute dtype: read as they are (contiguous)
+    label = "" if store or y.dtype == dt else BINARY_LABEL_DTYPES.get(y.dtype, "")
     _check("y_pred", x, st, dev_id, ndim=1)
-    _check("y_true", y, st if same_y else dt, dev_id, ndim=1)
+    _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, contiguous=bool(label), ndim=1)
     if y.shape[0] != n:
         raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
@@ -700,8 +763,10 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     nw1 = 1 if w1 is None else int(w1.shape[0])
     mod = _module(dev_id)
     if (config.get("binary_vec", True) and from_logits and float(gamma) == 0.0 and nw1 == 1
+            and (sw is None or sw_len == 1 or (sw_rep == 1 and sw_len == n))   # else the general kernel
             and _stride(y, 0) == 1 and _stride(x, 0) == 1
-            and all(int(a.data.ptr) % 16 == 0 for a in (y, x, sw, loss, grad, hess) if a is not None)):
+            and all(int(a.data.ptr) % _pack_align(a, x, double_, store) == 0
+                    for a in (y, x, sw, loss, grad, hess) if a is not None)):
         # fast path: 16-byte packs, a block covers `rounds` rounds (chosen from n alone, so that
         # the partial sums, and so the result, depend on n only)
         per_round = _BINARY_VEC_PACKS * _vec(double_, store)
@@ -709,19 +774,19 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
                   or max(1, min(_BINARY_VEC_MAX_ROUNDS, n // (per_round * 2048))))
         nblocks = -(-n // (per_round * rounds))
         sc = _Scratch(cupy, nblocks)
-        f = mod.funcs[_binary_vec_name(double_, sw is not None, store, same_y)]
+        f = mod.funcs[_binary_vec_name(double_, sw is not None, store, same_y, label)]
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
-            y, x, np.int64(n), sw, w1, np.float64(w0), np.float64(eps),
+            y, x, np.int64(n), sw, np.int32(sw is not None and sw_len == 1), w1, np.float64(w0), np.float64(eps),
             np.float64(dscale), loss, grad, hess, sc.sums, sc.errs, np.int32(rounds)))
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
     sc = _Scratch(cupy, nblocks)
-    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, store, same_y)]
+    f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, store, same_y, label)]
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
         y, np.int64(_stride(y, 0)), x, np.int64(_stride(x, 0)), np.int64(n),
-        sw, w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
+        sw, np.int64(sw_rep), np.int64(sw_len), w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
         np.float64(dscale), loss, grad, hess, sc.sums, sc.errs))
     return mod, sc
 

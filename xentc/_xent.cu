@@ -156,6 +156,30 @@ template <typename T> __device__ __forceinline__ int unit_label_error(T y) {
     return ERR_NONE;
 }
 
+/* Binary labels of another dtype than y_pred (SY of the binary kernels: bool, the integer types,
+ * the other float type) are read as they are, so that no converted copy of y_true is made on the
+ * device. label_widen gives a label's value in a type that holds it exactly (its own; float for
+ * 16-bit floats; 0 or 1 for bool, any nonzero byte being true, as NumPy reads it), which is
+ * checked there (1 + 1e-10 in float64 is a bad label though it rounds to 1.0f) and then converted
+ * to the compute type: the bits of converting the labels first, as the CPU's stage_labels. */
+struct xbool { unsigned char u; };
+typedef signed char xi8;
+typedef unsigned char xu8;
+typedef short xi16;
+typedef unsigned short xu16;
+typedef int xi32;
+typedef unsigned int xu32;
+template <typename Y> __device__ __forceinline__ Y label_widen(Y v) { return v; }
+__device__ __forceinline__ float label_widen(xhalf v) { return float(v); }
+__device__ __forceinline__ float label_widen(xbf16 v) { return float(v); }
+__device__ __forceinline__ int label_widen(xbool v) { return v.u != 0; }
+/* unsigned labels as signed values (no comparisons of unsigned values with 0); any uint64 above 1
+ * is as bad as 2 */
+__device__ __forceinline__ int label_widen(xu8 v) { return v; }
+__device__ __forceinline__ int label_widen(xu16 v) { return v; }
+__device__ __forceinline__ xi64 label_widen(xu32 v) { return v; }
+__device__ __forceinline__ xi64 label_widen(xu64 v) { return v > 1ULL ? xi64(2) : xi64(v); }
+
 /* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
  * (1 - y)(1 - eps) + eps/2, each from the raw label (as smoothed_pair in _xent_rows.h). */
 template <typename T> __device__ __forceinline__ T smoothed_pair(T y, T eps, bool positive) {
@@ -630,18 +654,46 @@ __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, 
     a.C = C; a.cwa = cwa; a.eps = T(eps); a.gamma = T(gamma); a.dscale = T(dscale);               \
     a.ignore_index = ignore_index; a.has_ignore = has_ignore; a.from_logits = from_logits;
 
+namespace xentk {
+/* Sample weights that repeat (_api's _sample_weight: a scalar, one per row of (N, L), one per
+ * label, any broadcast repeating one block of the shape) are passed once: element i takes
+ * sw[(i / rep) % len]; weights of every element have rep = 1, len = n. The two divisions by the
+ * call's constants go through their reciprocals in double, made exact by one correction step
+ * (the estimate is within 1 of the quotient for quotients below 2^52, which the launcher
+ * ensures), so they cost a few multiplies, not a 64-bit integer division. */
+struct WeightIndex {
+    xi64 rep, len;
+    double inv_rep, inv_len;
+    __device__ __forceinline__ WeightIndex(xi64 rep_, xi64 len_)
+        : rep(rep_), len(len_), inv_rep(1.0 / double(rep_)), inv_len(1.0 / double(len_)) {}
+    __device__ static __forceinline__ xi64 quot(xi64 i, xi64 d, double inv) {
+        xi64 q = xi64(double(i) * inv);
+        const xi64 r = i - q * d;
+        if (r < 0) --q;
+        else if (r >= d) ++q;
+        return q;
+    }
+    __device__ __forceinline__ xi64 operator()(xi64 i) const {
+        xi64 j = rep == 1 ? i : quot(i, rep, inv_rep);
+        if (j >= len) j -= quot(j, len, inv_len) * len;
+        return j;
+    }
+};
+}  // namespace xentk
+
 /* Sum of sample weights (times class weights) over non-ignored samples, with the checks of
- * weight_block in _xent_rows.h. */
+ * weight_block in _xent_rows.h. Sample weight i: sw[WeightIndex(sw_rep, sw_len)(i)]. */
 template <typename T>
 __global__ void __launch_bounds__(256)
-xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, const T* __restrict__ cw, xi64 C,
-            xi64 ignore_index, int has_ignore, xi64 n, double* __restrict__ part_sum,
-            xu64* __restrict__ part_err, xi64 block_offset) {
+xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, xi64 sw_rep, xi64 sw_len,
+            const T* __restrict__ cw, xi64 C, xi64 ignore_index, int has_ignore, xi64 n,
+            double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
     constexpr int NT = 256, IT = 8;
     XENT_SHARED(ReduceScratch, rs);
     const xi64 b = xi64(blockIdx.x) + block_offset;
     const xi64 base = b * (NT * IT) + threadIdx.x;
+    const WeightIndex widx(sw_rep, sw_len);
     double s = 0.0, c = 0.0;
     xu64 err = XENT_NO_ERR;
 #pragma unroll
@@ -651,7 +703,7 @@ xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, const T* 
             T w = T(1);
             bool ok = true;
             if (sw) {
-                w = sw[i];
+                w = sw[widx(i)];
                 if (!(w >= T(0)) || w == Lim<T>::inf()) { err = umin64(err, err_key(i, ERR_WEIGHT)); ok = false; }
             }
             if (ok && labels) {
@@ -667,14 +719,14 @@ xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, const T* 
 }
 
 /* Binary CE / focal over flat y (labels) and x (probabilities or logits): binary_block of
- * _xent_rows.h. pos_weight / alpha (w1) is indexed i % nw1. LOGITS and CE (gamma == 0) are
+ * _xent_rows.h. pos_weight / alpha (w1) is indexed i % nw1, sample weights as WeightIndex says. LOGITS and CE (gamma == 0) are
  * template flags so that each instance holds only the path it runs (the element loop is unrolled
  * for memory parallelism, and the unused paths would only crowd the instruction cache). */
 template <typename T, bool LOGITS, bool CE, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
 xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx, xi64 n,
-            const T* __restrict__ sw, const T* __restrict__ w1, xi64 nw1, double w0, double eps,
-            double gamma, double dscale, T* __restrict__ loss, S* __restrict__ grad,
+            const T* __restrict__ sw, xi64 sw_rep, xi64 sw_len, const T* __restrict__ w1, xi64 nw1, double w0,
+            double eps, double gamma, double dscale, T* __restrict__ loss, S* __restrict__ grad,
             S* __restrict__ hess, double* __restrict__ part_sum, xu64* __restrict__ part_err,
             xi64 block_offset) {
     using namespace xentk;
@@ -684,16 +736,19 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
     const xi64 base = b * (NT * IT) + threadIdx.x;
     const T eps_ = T(eps), g = CE ? T(0) : T(gamma), w0_ = T(w0), dsc = T(dscale);
     const bool want_g = grad != 0, want_h = hess != 0;
-    T yv[IT], xv[IT];
+    const WeightIndex widx(sw_rep, sw_len);
+    typedef decltype(label_widen(y[0])) YW;   /* the labels' values, exactly */
+    YW yv[IT];
+    T xv[IT];
     if (sy == 1 && sx == 1 && b * (NT * IT) + NT * IT <= n) {   /* the common case: no strides, full block */
 #pragma unroll
-        for (int k = 0; k < IT; ++k) { yv[k] = T(y[base + k * NT]); xv[k] = T(x[base + k * NT]); }
+        for (int k = 0; k < IT; ++k) { yv[k] = label_widen(y[base + k * NT]); xv[k] = T(x[base + k * NT]); }
     } else {
 #pragma unroll
         for (int k = 0; k < IT; ++k) {
             const xi64 i = base + xi64(k) * NT;
-            yv[k] = T(0); xv[k] = T(0);
-            if (i < n) { yv[k] = T(y[i * sy]); xv[k] = T(x[i * sx]); }
+            yv[k] = YW(0); xv[k] = T(0);
+            if (i < n) { yv[k] = label_widen(y[i * sy]); xv[k] = T(x[i * sx]); }
         }
     }
     double s = 0.0;   /* the thread's IT losses, exactly enough in double; blocks are compensated */
@@ -702,9 +757,9 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
     for (int k = 0; k < IT; ++k) {
         const xi64 i = base + xi64(k) * NT;
         if (i < n) {
-            const T yi = yv[k];
+            const int e = unit_label_error(yv[k]);
+            const T yi = T(yv[k]);
             const T xi = xv[k];
-            const int e = unit_label_error(yi);
             if (e) {
                 err = umin64(err, err_key(i, e));
             } else if (!LOGITS && (xi < T(0) || xi > T(1))) {
@@ -712,7 +767,7 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
             } else {
                 const T c1 = (w1 ? w1[nw1 == 1 ? 0 : i % nw1] : T(1)) * smoothed_pair(yi, eps_, true);
                 const T c0 = w0_ * smoothed_pair(yi, eps_, false);
-                const T wi = sw ? sw[i] : T(1), ds = wi * dsc;
+                const T wi = sw ? sw[widx(i)] : T(1), ds = wi * dsc;
                 LGH<T> o = LOGITS ? binary_from_logit(xi, c1, c0, g, want_g, want_h, wi, ds)
                                   : binary_from_prob(xi, c1, c0, g, want_g, want_h, wi, ds);
                 if (loss) loss[i] = o.l;
@@ -736,11 +791,13 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
  * elements (rounds chosen by the launcher from n alone), so the per-block reduction is shared by
  * more elements; the last block, if partial, takes a guarded scalar loop.
  * SW: sample_weight present (a template flag: without it the loss weight is the constant 1 and
- * mul0(1, v) folds away).
+ * mul0(1, v) folds away): one per element, or with sw_scalar one for all (a scalar weight, passed
+ * once); other repeating weights take xent_binary.
  * ========================================================================================== */
 namespace xentk {
-/* N elements of U, loaded and stored as 16-byte vectors (one, or two for float beside 16-bit x). */
-template <typename U, int N> struct alignas(16) BinPack { U v[N]; };
+/* N elements of U, loaded and stored as 16-byte vectors (one, or two for float beside 16-bit x);
+ * labels narrower than x (bool or int8 beside float: 4 bytes a pack) as one smaller load. */
+template <typename U, int N> struct alignas(sizeof(U) * N < 16 ? sizeof(U) * N : 16) BinPack { U v[N]; };
 
 template <typename T> struct BinVecArgs {
     T eps, w0, w1, dsc;
@@ -752,6 +809,7 @@ template <typename T> struct BinVecArgs {
  * unit_label_error afterwards, so -0.0 costs time there, never a wrong error. */
 __device__ __forceinline__ bool unit_label_quick(float y) { return __float_as_uint(y) <= 0x3f800000u; }
 __device__ __forceinline__ bool unit_label_quick(double y) { return (y >= 0.0) & (y <= 1.0); }
+template <typename Y> __device__ __forceinline__ bool unit_label_quick(Y y) { return (y >= Y(0)) & (y <= Y(1)); }
 
 /* One element: exactly what xent_binary<T, true, true> computes for a valid label. */
 template <typename T, bool SW>
@@ -766,7 +824,7 @@ __device__ __forceinline__ LGH<T> bin_vec_elem(const BinVecArgs<T>& a, T yi, T z
 template <typename T, bool SW, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
 xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const T* __restrict__ sw,
-                const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
+                int sw_scalar, const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
                 S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
                 xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
     using namespace xentk;
@@ -783,6 +841,7 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
     BinVecArgs<T> a;
     a.eps = T(eps); a.w0 = T(w0); a.w1 = w1 ? w1[0] : T(1); a.dsc = T(dscale);
     a.want_g = grad != 0; a.want_h = hess != 0;
+    const T w_one = (SW && sw_scalar) ? sw[0] : T(1);   /* one sample weight for every element */
     double s = 0.0;   /* the thread's losses; exact enough in double */
     xu64 err = XENT_NO_ERR;
     if (start + xi64(rounds) * ROUND <= n) {
@@ -797,7 +856,12 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
             PS xv[U];
 #pragma unroll
             for (int j = 0; j < U; ++j) { yv[j] = yp[j * NT]; xv[j] = xp[j * NT]; }
-            if (SW) {
+            if (SW && sw_scalar) {
+#pragma unroll
+                for (int j = 0; j < U; ++j)
+#pragma unroll
+                    for (int k = 0; k < VEC; ++k) wv[j].v[k] = w_one;
+            } else if (SW) {
                 const P* wp = reinterpret_cast<const P*>(sw + off) + tid;
 #pragma unroll
                 for (int j = 0; j < U; ++j) wv[j] = wp[j * NT];
@@ -809,8 +873,9 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
                 PS gv, hv;
 #pragma unroll
                 for (int k = 0; k < VEC; ++k) {
-                    const T yi = T(yv[j].v[k]);
-                    ok &= unit_label_quick(yi);
+                    const auto yw = label_widen(yv[j].v[k]);
+                    ok &= unit_label_quick(yw);
+                    const T yi = T(yw);
                     const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(xv[j].v[k]), SW ? wv[j].v[k] : T(1));
                     s += double(o.l);
                     lv.v[k] = o.l; gv.v[k] = o.g; hv.v[k] = o.h;
@@ -829,7 +894,7 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
             for (int j = 0; j < U && err == XENT_NO_ERR; ++j)
                 for (int k = 0; k < VEC; ++k) {
                     const xi64 i = off + xi64(j * NT + tid) * VEC + k;
-                    const int e = unit_label_error(T(y[i]));
+                    const int e = unit_label_error(label_widen(y[i]));
                     if (e) { err = err_key(i, e); break; }
                 }
         }
@@ -837,10 +902,11 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
         /* the partial last block: one element per thread and step, guarded */
         const xi64 end = n;
         for (xi64 i = start + tid; i < end; i += NT) {
-            const T yi = T(y[i]);
-            const int e = unit_label_error(yi);
+            const auto yw = label_widen(y[i]);
+            const int e = unit_label_error(yw);
             if (e) { err = umin64(err, err_key(i, e)); continue; }
-            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(x[i]), SW ? sw[i] : T(1));
+            const T yi = T(yw);
+            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(x[i]), SW ? (sw_scalar ? w_one : sw[i]) : T(1));
             s += double(o.l);
             if (loss) loss[i] = o.l;
             if (a.want_g) grad[i] = o.g;
