@@ -145,6 +145,9 @@ XENT_HD double prod_err(double a, double b, double p) {
 }
 #endif
 
+/* A value with extra precision: hi + lo (exp_nonpos_split, log_split). */
+template <typename T> struct Split { T hi, lo; };
+
 /* ---------------------------------------------------------------------------------------------
  * Powers x^g, x in [0, 1], for the focal factor (1 - p)^gamma. A policy type chooses how; the
  * CPU loops pick one per call (pow_kind), the GPU uses the default, the math library's pow.
@@ -157,6 +160,7 @@ XENT_HD double prod_err(double a, double b, double p) {
  *   PowIntDD      double, integer 16 <= g < 32: the same in double-double.
  *   PowViaDouble  float only, any g: exp(g log x) in double, rounded once to float. The double
  *                 error, |g log x| 2^-52, stays far below a float ulp wherever the result is normal.
+ *   PowDD         double only, any g: exp(g log x) with log x and the product in double-double.
  *   PowNone       gamma = 0 known at compile time: the cross-entropy branches fold away.
  * For the g each is used with they give 0^g = 0 for g > 0, 1^g = 1, and NaN for NaN x.
  * `zero`: g is 0 (cross entropy); `nonzero`: g is never 0 (the CPU picks PowNone for 0), so the
@@ -167,13 +171,32 @@ XENT_HD double prod_err(double a, double b, double p) {
  * ------------------------------------------------------------------------------------------- */
 template <typename Pow, typename T> XENT_HD bool pow_is_ce(T g) { return Pow::zero || (!Pow::nonzero && g == T(0)); }
 
+/* g - 1 = hi + lo exactly (TwoSum). g - 1 rounds for 0 < g < 1/2 with low bits set (0.3 - 1 is
+ * -0.7 - 1.1e-17 in double), and x^(g - 1) with the rounded exponent is off by |log x| times that
+ * rounding: 126 ulp of the Hessian from probabilities at x = 5e-324, g = 0.3. So each policy's
+ * pw_below(x, g), x^(g - 1), takes the exponent whole (the integer ones never see such g). */
+template <typename T> XENT_HD Split<T> below_one(T g) {
+    Split<T> o;
+    o.hi = g - T(1);
+    const T bb = o.hi - g;
+    o.lo = (g - (o.hi - bb)) + (T(-1) - bb);
+    return o;
+}
+
 struct PowLibm {
     static constexpr bool zero = false, nonzero = false;
     template <typename T> static XENT_HD_MEMBER T pw(T x, T g) { return x_pow(x, g); }
+    template <typename T> static XENT_HD_MEMBER T pw_below(T x, T g) {
+        const Split<T> e = below_one(g);
+        const T r = x_pow(x, e.hi);
+        /* x^lo = 1 + lo log x to first order (|lo log x| < 2^-40) */
+        return (e.lo == T(0) || x == T(0)) ? r : r + r * (e.lo * x_log(x));
+    }
 };
 struct PowNone {
     static constexpr bool zero = true, nonzero = false;
     template <typename T> static XENT_HD_MEMBER T pw(T, T) { return T(1); }
+    template <typename T> static XENT_HD_MEMBER T pw_below(T, T) { return T(1); }
 };
 #if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)
 struct PowInt {
@@ -194,6 +217,7 @@ struct PowInt {
     }
     static XENT_ALWAYS_INLINE float pw(float x, float g) { return x != x ? x : float(plain<double>(x, int(g))); }
     static XENT_ALWAYS_INLINE double pw(double x, double g) { return x != x ? x : plain<double>(x, int(g)); }
+    template <typename T> static XENT_ALWAYS_INLINE T pw_below(T x, T g) { return pw(x, g - T(1)); }
 };
 /* Integer 16 <= n < 32 in double: PowInt's products in double-double, each one's rounding error
  * (prod_err) carried in a low part, wherever the product is far above the subnormal range (there
@@ -220,10 +244,12 @@ struct PowIntDD {
         }
         return x != x ? x : rh + rl;
     }
+    static XENT_ALWAYS_INLINE double pw_below(double x, double g) { return pw(x, g - 1.0); }
 };
 struct PowSquare {
     static constexpr bool zero = false, nonzero = true;
     template <typename T> static XENT_ALWAYS_INLINE T pw(T x, T e) { return e == T(1) ? x : x * x; }
+    template <typename T> static XENT_ALWAYS_INLINE T pw_below(T x, T) { return x; }
 };
 struct PowViaDouble {
     static constexpr bool zero = false, nonzero = true;
@@ -231,6 +257,51 @@ struct PowViaDouble {
         /* log(0) = -inf gives exp(-inf) = 0 for g > 0 and exp(+inf) = inf for g < 0, as pow does;
          * g = 0 (0 * -inf = NaN) never reaches here: the callers treat it as cross entropy. */
         return T(vexp(double(g) * vlog(double(x))));
+    }
+    /* g - 1 in double is exact for a float g */
+    template <typename T> static XENT_ALWAYS_INLINE T pw_below(T x, T g) {
+        return T(vexp((double(g) - 1.0) * vlog(double(x))));
+    }
+};
+/* log x for x > 0 (normal or subnormal) as hi + lo, within about 2^-57 absolute: vlog's terms,
+ * e ln2_hi (exact), f (exact) and -f^2/2 (exact as hi + lo by prod_err) added by TwoSum, the
+ * small rest (fdlibm's tail, e ln2_lo) in the low part. */
+static XENT_ALWAYS_INLINE Split<double> log_split(double x) {
+    double e, f;
+    log_reduce(x, e, f);
+    const double sq = f * f, sq_lo = prod_err(f, f, sq);
+    const double hh = 0.5 * sq, hl = 0.5 * sq_lo;          /* f^2 / 2 = hh + hl */
+    const double a = e * LN2_HI;
+    const double s1 = a + f, b1 = s1 - a, e1 = (a - (s1 - b1)) + (f - b1);
+    const double s2 = s1 - hh, b2 = s2 - s1, e2 = (s1 - (s2 - b2)) + (-hh - b2);
+    const double lo = ((e1 + e2) - hl) + (log1p_tail(f, hh) + e * LN2_LO);
+    Split<double> o;
+    o.hi = s2 + lo;
+    o.lo = lo - (o.hi - s2);
+    return o;
+}
+/* double, any g: exp(g log x) with log x as hi + lo and g log x = yh + yl (prod_err), then
+ * exp(yh) (1 + yl). A plain double exp(g log x) carries log's rounding, |g log x| 2^-53 relative
+ * (90 ulp of x^2.5 at x = 1e-16); here the error is about g/16 ulp plus exp's own (about 1 ulp),
+ * and the loop vectorises, where the math library's pow, which it replaces, stopped it (float64
+ * binary focal from logits, gamma 2.5, n = 10^7: 190 -> 45 ms; benchmarks/RESULTS.md). 0^g = 0 for g > 0,
+ * inf for g < 0 (the Hessian's c^(g - 1) from probabilities), 1^g = 1, NaN for NaN x. */
+struct PowDD {
+    static constexpr bool zero = false, nonzero = true;
+    /* x^(gh + gl) */
+    static XENT_ALWAYS_INLINE double pw2(double x, double gh, double gl) {
+        const Split<double> l = log_split(x);
+        const double yh = gh * l.hi;
+        const double yl = prod_err(gh, l.hi, yh) + (gh * l.lo + gl * l.hi);
+        const double e = vexp(yh);
+        const double r = e + e * yl;
+        const double at_zero = gh > 0.0 ? 0.0 : INFINITY;
+        return x != x ? x : (x == 0.0 ? at_zero : (x == INFINITY ? (gh > 0.0 ? x : 0.0) : r));
+    }
+    static XENT_ALWAYS_INLINE double pw(double x, double g) { return pw2(x, g, 0.0); }
+    static XENT_ALWAYS_INLINE double pw_below(double x, double g) {
+        const Split<double> e = below_one(g);
+        return pw2(x, e.hi, e.lo);
     }
 };
 #endif
@@ -249,8 +320,6 @@ template <typename T> XENT_HD T mul0(T c, T v) {
  * prod_err), their sum rel is q's relative error, and q^g is corrected by 1 + g rel, as the
  * probability path corrects (1 - p)^g. Float and double alike, in their own type.
  * ------------------------------------------------------------------------------------------- */
-
-template <typename T> struct Split { T hi, lo; };
 
 /* r^2 P(r) with P the Taylor series of (exp(r) - 1 - r) / r^2, for |r| <= ln2/2: to r^11 / 13!
  * in double (truncation 2^-57.7), to r^7 / 9! in float (2^-32) */
@@ -376,7 +445,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
         const T r = log_over_complement(logx, c);
         if (want_d1) t.d1 = kcg / x - kcg * (g * r);  /* not (kcg * g) * r: that can underflow to 0 * -inf = NaN at x = 0 */
         if (want_d2) {
-            const T cgm0 = Pow::pw(c, g - T(1));
+            const T cgm0 = Pow::pw_below(c, g);
             const T cgm1 = power_corrected(cgm0, g - T(1), rel);   /* cgm0 may be inf (c = 0, g < 1) */
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */

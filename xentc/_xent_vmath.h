@@ -32,6 +32,9 @@ static XENT_ALWAYS_INLINE float bits_to_float(uint32_t u) { float f; memcpy(&f, 
 static XENT_ALWAYS_INLINE double bits_to_double(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
 static XENT_ALWAYS_INLINE uint64_t double_to_bits(double d) { uint64_t u; memcpy(&u, &d, sizeof u); return u; }
 
+/* ln2 = LN2_HI + LN2_LO, LN2_HI with 32 significant bits (n LN2_HI is exact for |n| < 2^21) */
+constexpr double LN2_HI = 6.93147180369123816490e-01, LN2_LO = 1.90821492927058770002e-10;
+
 /* NONPOS: the caller guarantees x <= 0 (or NaN), so the upper clamp is left out */
 template <bool NONPOS> static XENT_ALWAYS_INLINE float vexp_impl(float x) {
     const float xl = x < -104.0f ? -104.0f : x;
@@ -72,8 +75,7 @@ template <bool NONPOS> static XENT_ALWAYS_INLINE double vexp_impl(double x) {
     const double shifter = 6755399441055744.0;       /* 1.5 * 2^52 */
     const double t = xc * 1.4426950408889634074 + shifter;
     const double n = t - shifter;
-    /* ln2 = ln2_hi + ln2_lo with ln2_hi having 32 significant bits, so n * ln2_hi is exact */
-    const double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    const double r = (xc - n * LN2_HI) - n * LN2_LO;   /* n LN2_HI exact */
     /* exp(r) = 1 + r + r^2 P(r), P of degree 9 fitted to (exp(r) - 1 - r) / r^2 on |r| <= ln2/2
      * (mpmath.chebyfit, 50 digits, then rounded to double): approximation error 2^-55.6 relative
      * to exp(r); evaluated in Estrin's form, like the float P (4 steps deep, not 10) */
@@ -143,10 +145,9 @@ static XENT_ALWAYS_INLINE float vlog(float x) {
     return r;
 }
 
-/* log(2^e (1 + f)) for f in [sqrt(1/2) - 1, sqrt(2) - 1], e an integer as a double: fdlibm's
- * log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f), plus e ln2 in two parts. The
- * double vlog and vlog_1to2 share it. */
-static XENT_ALWAYS_INLINE double log_reduced(double de, double f) {
+/* s (f^2/2 + R(s^2)), s = f / (2 + f): the part of fdlibm's log(1 + f) beyond f - f^2/2
+ * (hfsq = f^2/2), for f in [sqrt(1/2) - 1, sqrt(2) - 1] */
+static XENT_ALWAYS_INLINE double log1p_tail(double f, double hfsq) {
     const double s = f / (2.0 + f);
     const double z = s * s;
     const double w = z * z;
@@ -154,11 +155,18 @@ static XENT_ALWAYS_INLINE double log_reduced(double de, double f) {
     const double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01
                           + w * 1.479819860511658591e-01)));
     const double R = t1 + t2;
+    return s * (hfsq + R);
+}
+/* log(2^e (1 + f)) for f in [sqrt(1/2) - 1, sqrt(2) - 1], e an integer as a double: fdlibm's
+ * log(1 + f) = f - f^2/2 + log1p_tail, plus e ln2 in two parts. The double vlog and vlog_1to2
+ * share it. */
+static XENT_ALWAYS_INLINE double log_reduced(double de, double f) {
     const double hfsq = 0.5 * f * f;
-    return de * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + R) + de * 1.90821492927058770002e-10)) - f);
+    return de * LN2_HI - ((hfsq - (log1p_tail(f, hfsq) + de * LN2_LO)) - f);
 }
 
-static XENT_ALWAYS_INLINE double vlog(double x) {
+/* x > 0 (normal or subnormal) as 2^e (1 + f), f in [sqrt(1/2) - 1, sqrt(2) - 1), e as a double */
+static XENT_ALWAYS_INLINE void log_reduce(double x, double& e, double& f) {
     const bool sub = x < 2.2250738585072014e-308;
     const double xs = sub ? x * 18014398509481984.0 : x;  /* 2^54 */
     uint64_t u; memcpy(&u, &xs, sizeof u);
@@ -166,13 +174,19 @@ static XENT_ALWAYS_INLINE double vlog(double x) {
      * from which 2^52 is subtracted. 64-bit integer operations only: an int32_t exponent made GCC
      * vectorise every double loop that takes a log at half width (AVX-512: 4 lanes, not 8), and a
      * packed int64 -> double conversion needs AVX-512DQ. The same values as before: same bits. */
-    double e = (bits_to_double(((u >> 52) & 0x7ff) | 0x4330000000000000ull) - 4503599627370496.0) - 1023.0;
+    e = (bits_to_double(((u >> 52) & 0x7ff) | 0x4330000000000000ull) - 4503599627370496.0) - 1023.0;
     double m = bits_to_double((u & 0x000fffffffffffffull) | 0x3ff0000000000000ull);  /* in [1, 2) */
     e = sub ? e - 54.0 : e;
     const bool big = m > 1.41421356237309504880;
     e = big ? e + 1.0 : e;
     m = big ? m * 0.5 : m;
-    double r = log_reduced(e, m - 1.0);
+    f = m - 1.0;
+}
+
+static XENT_ALWAYS_INLINE double vlog(double x) {
+    double e, f;
+    log_reduce(x, e, f);
+    double r = log_reduced(e, f);
     r = x == 0.0 ? -INFINITY : r;
     r = x < 0.0 ? NAN : r;
     r = (x == INFINITY || x != x) ? x : r;
