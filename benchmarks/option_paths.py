@@ -1,7 +1,8 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
 C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, labels
 in another dtype than y_pred (read as they are), the few-class loops alone, and categorical focal
-from logits on both sides of gamma 4 (above it rows correct Q^gamma). Times in ms,
+from logits on both sides of gamma 4 (above it rows correct Q^gamma), and focal losses with a
+non-integer gamma against an integer one. Times in ms,
 median of --repeat calls after a warm-up, float32 unless named; xentc writes into a
 preallocated gradient (out=), PyTorch (when installed) allocates.
 
@@ -122,6 +123,35 @@ def main():
                 t_l = median_ms(lambda: xentc.focal_loss(y, x, gamma=gamma, from_logits=True, n_threads=1), rep)
                 t_g = median_ms(lambda: xentc.focal_loss(y, x, gamma=gamma, n_threads=1, out=(None, g, None), **ce), rep)
                 row += f"  gamma {gamma:g}: loss {t_l:7.2f} +grad {t_g:7.2f}"
+            print(row)
+
+    # focal with a non-integer gamma (float32: powers in double; float64: PowDD) against gamma 2 or 3
+    n = 10**7
+    for dt in (np.float32, np.float64):
+        z = rng.standard_normal(n).astype(dt) * 2
+        p = (1 / (1 + np.exp(-z.astype(np.float64)))).astype(dt)
+        y = (rng.random(n) < 0.3).astype(dt)
+        g = np.empty_like(z)
+        row = f"binary focal n=1e7 {np.dtype(dt).name:7}"
+        for what, v, fl in (("logits", z, True), ("probs", p, False)):
+            for gamma in (2.0, 2.5):
+                t = median_ms(lambda: xentc.binary_focal_loss(y, v, gamma=gamma, from_logits=fl, grad=True,
+                                                              out=(None, g, None)), rep)
+                row += f"  {what} gamma {gamma:g} {t:6.1f}"
+        print(row)
+    for shape, soft in (((4096, 1000), True), ((65536, 10), False)):
+        for dt in (np.float32, np.float64):
+            x = (rng.standard_normal(shape) * 2).astype(dt)
+            pr = np.exp(x - x.max(axis=1, keepdims=True))
+            pr /= pr.sum(axis=1, keepdims=True)
+            y = rng.dirichlet(np.ones(shape[1]), shape[0]).astype(dt) if soft else rng.integers(0, shape[1], shape[0])
+            g = np.empty_like(x)
+            row = f"focal {shape[0]}x{shape[1]} {'soft' if soft else 'int'} {np.dtype(dt).name:7}"
+            for what, v, fl in (("logits", x, True), ("probs", pr, False)):
+                for gamma in (3.0, 2.5):
+                    t = median_ms(lambda: xentc.focal_loss(y, v, gamma=gamma, from_logits=fl, grad=True,
+                                                           out=(None, g, None)), rep)
+                    row += f"  {what} gamma {gamma:g} {t:6.2f}"
             print(row)
 
 
