@@ -58,6 +58,17 @@ def channels_first(rng, shape, probs, rep):
         print(f"    channels-last                     {median_ms(lambda: xentc.cross_entropy(y, pl, grad=True, out=(None, gl, None)), rep):8.1f}")
 
 
+def gamma_row(label, fn, y, inputs, gammas, g, rep, digits):
+    """Print one row: loss + gradient (into g) of fn for each (name, y_pred, from_logits) of inputs
+    and each gamma."""
+    row = label
+    for what, v, fl in inputs:
+        for gamma in gammas:
+            t = median_ms(lambda: fn(y, v, gamma=gamma, from_logits=fl, grad=True, out=(None, g, None)), rep)
+            row += f"  {what} gamma {gamma:g} {t:6.{digits}f}"
+    print(row)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7)
@@ -131,29 +142,17 @@ def main():
         z = rng.standard_normal(n).astype(dt) * 2
         p = (1 / (1 + np.exp(-z.astype(np.float64)))).astype(dt)
         y = (rng.random(n) < 0.3).astype(dt)
-        g = np.empty_like(z)
-        row = f"binary focal n=1e7 {np.dtype(dt).name:7}"
-        for what, v, fl in (("logits", z, True), ("probs", p, False)):
-            for gamma in (2.0, 2.5):
-                t = median_ms(lambda: xentc.binary_focal_loss(y, v, gamma=gamma, from_logits=fl, grad=True,
-                                                              out=(None, g, None)), rep)
-                row += f"  {what} gamma {gamma:g} {t:6.1f}"
-        print(row)
+        gamma_row(f"binary focal n=1e7 {np.dtype(dt).name:7}", xentc.binary_focal_loss, y,
+                  (("logits", z, True), ("probs", p, False)), (2.0, 2.5), np.empty_like(z), rep, 1)
     for shape, soft in (((4096, 1000), True), ((65536, 10), False)):
         for dt in (np.float32, np.float64):
             x = (rng.standard_normal(shape) * 2).astype(dt)
             pr = np.exp(x - x.max(axis=1, keepdims=True))
             pr /= pr.sum(axis=1, keepdims=True)
             y = rng.dirichlet(np.ones(shape[1]), shape[0]).astype(dt) if soft else rng.integers(0, shape[1], shape[0])
-            g = np.empty_like(x)
-            row = f"focal {shape[0]}x{shape[1]} {'soft' if soft else 'int'} {np.dtype(dt).name:7}"
-            for what, v, fl in (("logits", x, True), ("probs", pr, False)):
-                for gamma in (3.0, 2.5):
-                    t = median_ms(lambda: xentc.focal_loss(y, v, gamma=gamma, from_logits=fl, grad=True,
-                                                           out=(None, g, None)), rep)
-                    row += f"  {what} gamma {gamma:g} {t:6.2f}"
-            print(row)
-
+            gamma_row(f"focal {shape[0]}x{shape[1]} {'soft' if soft else 'int'} {np.dtype(dt).name:7}",
+                      xentc.focal_loss, y, (("logits", x, True), ("probs", pr, False)), (3.0, 2.5),
+                      np.empty_like(x), rep, 2)
 
 if __name__ == "__main__":
     main()
