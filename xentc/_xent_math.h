@@ -284,8 +284,9 @@ static XENT_ALWAYS_INLINE Split<double> log_split(double x) {
  * exp(yh) (1 + yl). A plain double exp(g log x) carries log's rounding, |g log x| 2^-53 relative
  * (90 ulp of x^2.5 at x = 1e-16); here the error is about g/16 ulp plus exp's own (about 1 ulp),
  * and the loop vectorises, where the math library's pow, which it replaces, stopped it (float64
- * binary focal from logits, gamma 2.5, n = 10^7: 190 -> 45 ms; benchmarks/RESULTS.md). 0^g = 0 for g > 0,
- * inf for g < 0 (the Hessian's c^(g - 1) from probabilities), 1^g = 1, NaN for NaN x. */
+ * binary focal from logits, gamma 2.5, n = 10^7: 186 -> 47 ms; benchmarks/RESULTS.md). For x in
+ * [0, 1]: 0^g = 0 for g > 0, inf for g < 0 (the Hessian's c^(g - 1) from probabilities), 1^g = 1,
+ * NaN for NaN x. */
 struct PowDD {
     static constexpr bool zero = false, nonzero = true;
     /* x^(gh + gl) */
@@ -296,7 +297,7 @@ struct PowDD {
         const double e = vexp(yh);
         const double r = e + e * yl;
         const double at_zero = gh > 0.0 ? 0.0 : INFINITY;
-        return x != x ? x : (x == 0.0 ? at_zero : (x == INFINITY ? (gh > 0.0 ? x : 0.0) : r));
+        return x != x ? x : (x == 0.0 ? at_zero : r);   /* x in [0, 1] (a probability or its complement) */
     }
     static XENT_ALWAYS_INLINE double pw(double x, double g) { return pw2(x, g, 0.0); }
     static XENT_ALWAYS_INLINE double pw_below(double x, double g) {
