@@ -129,8 +129,10 @@ except Exception as exc:
     print('no bfloat16 on this CuPy:', type(exc).__name__, exc)
     stores = ['xentk::xhalf']
 for st in stores:
+    h = {'xentk::xhalf': 'float16', 'xentk::xbf16': 'bfloat16'}[st]
     mod.build_storage(st)
-    mod.build_storage(st + '/labels')   # soft labels stored otherwise than y_pred
+    for part in ('soft-y:float32:' + h, 'soft-y:%s:float32' % h):   # soft labels stored otherwise than y_pred
+        mod.build_storage(part)
 print('16-bit kernels built (s):', mod.storage_seconds)
 r = xentc.cross_entropy(cupy.asarray([0, 2]), cupy.asarray(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]])),
                         from_logits=True, grad=True)

@@ -447,27 +447,25 @@ def test_mean_with_extreme_weights(dtype, shift):
 
 
 def _label_dtype_pairs():
-    """(y_pred dtype, soft labels' dtype, the labels' dtype in the kernel) for soft labels of
-    another dtype than y_pred: float32 labels beside 16-bit y_pred and 16-bit labels beside float32
-    are read as they are; other mixes go through float32 labels."""
-    half = [(np.float16, "f16")] + ([(BF16, "bf16")] if BF16 is not None else [])
-    for h, hid in half:
-        yield pytest.param(h, np.float32, np.float32, id=f"{hid}-f32")
-        yield pytest.param(np.float32, h, h, id=f"f32-{hid}")
-        yield pytest.param(h, np.float64, np.float32, id=f"{hid}-f64")
-    if BF16 is not None:
-        yield pytest.param(np.float16, BF16, np.float32, id="f16-bf16")
+    """(y_pred dtype, soft labels' dtype) for every pair of float dtypes."""
+    floats = [(np.float32, "f32"), (np.float64, "f64"), (np.float16, "f16")]
+    floats += [(BF16, "bf16")] if BF16 is not None else []
+    for p, pid in floats:
+        for y, yid in floats:
+            if pid != yid:
+                yield pytest.param(p, y, id=f"{pid}-{yid}")
 
 
 @pytest.mark.parametrize("kernel", ["thread", "tile", "warp", "block"])
-@pytest.mark.parametrize("pred_dtype,label_dtype,read_as", list(_label_dtype_pairs()))
-def test_soft_labels_of_another_dtype(pred_dtype, label_dtype, read_as, kernel):
-    """Soft labels keep their values (never rounded to 16 bits) and, where the kernels read their
-    dtype, cost no copy: the loss agrees with the CPU's to float32 precision, a call with the labels
-    first converted to `read_as` gives the same bits, and no device buffer of y_pred's size is made
-    beyond the gradient."""
+@pytest.mark.parametrize("pred_dtype,label_dtype", list(_label_dtype_pairs()))
+def test_soft_labels_of_another_dtype(pred_dtype, label_dtype, kernel):
+    """Soft labels of any float dtype are read as they are beside y_pred of any other: never
+    rounded to 16 bits (the loss agrees with the CPU's to float32 precision), the bits of the call
+    with the labels first converted to the compute dtype (exact, or the kernels' own rounding), and
+    no device buffer of y_pred's size beyond the gradient."""
+    read_as = _cdt(pred_dtype)
     rng = np.random.default_rng(_seed("mixed-labels", np.dtype(pred_dtype).name, np.dtype(label_dtype).name))
-    N, C = 150, 24
+    N, C = 150, 12 if read_as == np.float64 else 24   # the tile kernel's rows fit its shared memory
     x = rng.normal(0, 2, (N, C)).astype(pred_dtype)
     raw = rng.dirichlet(np.full(C, 0.5), N)   # not exact in 16 bits: a rounding would show in the loss
     y = raw.astype(label_dtype)
@@ -484,14 +482,41 @@ def test_soft_labels_of_another_dtype(pred_dtype, label_dtype, read_as, kernel):
             assert_close(gpu.loss, cpu.loss, 1e-5, "loss")
             assert_close(gpu.grad, cpu.grad, RTOL[np.dtype(pred_dtype)], "grad")
             assert gpu.grad.dtype == xx.dtype
-            big = [s for s in hook.sizes if s >= xx.nbytes // 2]
-            if np.dtype(label_dtype) == np.dtype(read_as):
-                assert big == [xx.nbytes], hook.sizes   # the gradient only
+            big = [s for s in hook.sizes if s >= N * C * 2]   # a copy of the labels in 16 bits or more
+            assert big == [xx.nbytes], hook.sizes   # the gradient only
             conv = getattr(xentc, name)(cupy.asarray(y.astype(read_as)), xxg, from_logits=from_logits, grad=True,
                                         reduction="sum", **kw)
             np.testing.assert_array_equal(host(gpu.loss), host(conv.loss))
             np.testing.assert_array_equal(host(gpu.grad).view(np.uint16 if xx.itemsize == 2 else np.uint32),
                                           host(conv.grad).view(np.uint16 if xx.itemsize == 2 else np.uint32))
+
+
+@pytest.mark.parametrize("kernel", ["thread", "tile", "warp", "block"])
+@pytest.mark.parametrize("pred_dtype,label_dtype", [(np.float32, np.float64), (np.float16, np.float64),
+                                                    (np.float64, np.float32)])
+def test_soft_labels_of_another_dtype_errors(pred_dtype, label_dtype, kernel):
+    """A bad soft label is judged by its own value, not by the compute dtype's rounding of it
+    (1 + 1e-10 and -1e-300 in float64 round to valid float32 labels), and reported as on the CPU,
+    from logits and from probabilities."""
+    N, C = 40, 12
+    rng = np.random.default_rng(_seed("mixed-label-errors", np.dtype(pred_dtype).name, kernel))
+    x = rng.normal(0, 2, (N, C)).astype(pred_dtype)
+    p = rng.dirichlet(np.ones(C), N).astype(pred_dtype)
+    y0 = rng.dirichlet(np.ones(C), N).astype(label_dtype)
+    bad = ([1 + 1e-10, -1e-300, np.nan, 1.5] if np.dtype(label_dtype) == np.float64
+           else [np.float32(1) + np.float32(2**-23), -np.float32(1e-45), np.nan])
+    assert _force(kernel, C, pred_dtype)
+    for v in bad:
+        for where in ((0, 0), (17, 5), (N - 1, C - 1)):
+            y = y0.copy()
+            y[where] = v
+            for xx, from_logits in ((x, True), (p, False)):
+                with pytest.raises(ValueError) as cpu_info:
+                    xentc.cross_entropy(y, xx, from_logits=from_logits)
+                with pytest.raises(ValueError) as gpu_info:
+                    xentc.cross_entropy(cupy.asarray(y), cupy.asarray(xx), from_logits=from_logits, grad=True)
+                assert _used_kernel()["kernel"] == kernel
+                assert str(gpu_info.value) == str(cpu_info.value), (v, where, from_logits)
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
@@ -769,11 +794,25 @@ def test_binary_vec_deterministic():
 
 def _binary_label_dtypes():
     """(y_pred dtype, label dtype) of binary labels the kernels read in their own dtype: every one
-    beside float32, a few beside float64 (each pair's kernels are a part of their own to build)."""
+    beside float32, a few beside the others (each pair's kernels are a part of their own to build)."""
+    halves = [("float16", np.dtype(np.float16))] + ([("bfloat16", np.dtype(BF16))] if BF16 is not None else [])
     for ydt in ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float64"):
         yield pytest.param(np.float32, np.dtype(ydt), id=f"f32-{ydt}")
+    for name, h in halves:
+        yield pytest.param(np.float32, h, id=f"f32-{name}")
     for ydt in ("bool", "int64", "float32"):
         yield pytest.param(np.float64, np.dtype(ydt), id=f"f64-{ydt}")
+    yield pytest.param(np.float64, np.dtype(np.float16), id="f64-float16")
+    for ydt in ("bool", "int8", "uint64", "int64", "float64"):
+        yield pytest.param(np.float16, np.dtype(ydt), id=f"f16-{ydt}")
+    if BF16 is not None:
+        yield pytest.param(np.float16, np.dtype(BF16), id="f16-bfloat16")
+        for ydt in ("bool", "int32", "float16", "float64"):
+            yield pytest.param(BF16, np.dtype(ydt), id=f"bf16-{ydt}")
+
+
+def _is_float_label(dt) -> bool:
+    return dt.kind == "f" or dt.name == "bfloat16"
 
 
 def _results(res):
@@ -784,21 +823,24 @@ def _results(res):
 @pytest.mark.parametrize("dtype,label_dtype", list(_binary_label_dtypes()))
 def test_binary_labels_of_another_dtype(dtype, label_dtype):
     """Binary labels of another dtype are read as they are: the bits of the same call with the labels
-    converted first, the CPU's results, no device buffer of y_pred's size beyond the gradient, in
-    the fast kernel (labels at any offset of a whole pack, 4 bytes for bool beside float32) and the
-    general one (focal, probabilities, labels off their pack alignment)."""
+    converted first (to y_pred's dtype where that is exact, integer and bool labels beside 16-bit
+    y_pred, else to the compute dtype), the CPU's results, no device buffer of y_pred's size beyond
+    the gradient, in the fast kernel (labels at any offset of a whole pack, 4 bytes for bool beside
+    float32) and the general one (focal, probabilities, labels off their pack alignment)."""
     rt = RTOL[np.dtype(dtype)]
+    cdt = _cdt(dtype)
     r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)
     n = 2 * r + 37
     rng = np.random.default_rng(_seed("bin-labels", np.dtype(dtype).name, label_dtype.name))
     x = rng.normal(0, 2, n).astype(dtype)
     p = (1 / (1 + np.exp(-x.astype(np.float64)))).astype(dtype)
-    if label_dtype.kind == "f":   # soft labels, not all exact in float32
+    if _is_float_label(label_dtype):   # soft labels, not all exact in the narrower type
         y = rng.uniform(0, 1, n).astype(label_dtype)
         y[::7] = 1.0
     else:
         y = rng.integers(0, 2, n).astype(label_dtype)
-    sw = weights(rng, (n,)).astype(dtype)   # (weights of another dtype are converted: a buffer of n)
+    conv_dtype = cdt if _is_float_label(label_dtype) else np.dtype(dtype)
+    sw = weights(rng, (n,)).astype(cdt)   # (weights of another dtype are converted: a buffer of n)
     pack = min(16, label_dtype.itemsize * 16 // np.dtype(dtype).itemsize)   # bytes of a label pack
     cases = [("binary_cross_entropy", x, {"from_logits": True}, 0, "vec"),
              ("binary_cross_entropy", x, {"from_logits": True, "sample_weight": sw, "label_smoothing": 0.1}, 0,
@@ -819,9 +861,9 @@ def test_binary_labels_of_another_dtype(dtype, label_dtype):
                 gpu = fn(yg, xg, reduction=reduction, grad=grad, hess=hess, **kwg)
             assert _binary_kernels_used() == [kernel], (name, kw, offset)
             big = [s for s in hook.sizes if s >= min(xx.nbytes, y.nbytes) // 2]
-            assert big == [xx.nbytes] * (grad + hess) + ([n * xx.itemsize] if reduction == "none" else []), \
-                (name, hook.sizes)
-            conv = fn(cupy.asarray(y.astype(dtype)), xg, reduction=reduction, grad=grad, hess=hess, **kwg)
+            assert sorted(big) == sorted([xx.nbytes] * (grad + hess) + ([n * cdt.itemsize] if reduction == "none"
+                                                                         else [])), (name, hook.sizes)
+            conv = fn(cupy.asarray(y.astype(conv_dtype)), xg, reduction=reduction, grad=grad, hess=hess, **kwg)
             for what, g, c, v in zip(("loss", "grad", "hess"), _results(gpu), _results(cpu), _results(conv)):
                 assert (g is None) == (c is None) == (v is None), what
                 if g is not None:
@@ -838,9 +880,12 @@ def test_binary_labels_of_another_dtype_errors(dtype, label_dtype):
     n = 3 * r + 7
     info = np.iinfo(label_dtype) if label_dtype.kind in "iu" else None
     bad = {"b": [], "i": [2, -1, int(info.max) if info else 0, int(info.min) if info else 0],
-           "u": [2, int(info.max) if info else 0], "f": [1 + 1e-10, -1e-300, np.nan, np.inf, 1.5]}[label_dtype.kind]
+           "u": [2, int(info.max) if info else 0], "f": [1 + 1e-10, -1e-300, np.nan, np.inf, 1.5],
+           "V": []}[label_dtype.kind]
     if label_dtype == np.float32:
         bad = [np.float32(1) + np.float32(2**-23), -np.float32(1e-45), np.nan]
+    if label_dtype.itemsize == 2 and _is_float_label(label_dtype):   # the least bad values 16 bits hold
+        bad = [1 + 2**-7, -2.0**-24, np.nan]
     rng = np.random.default_rng(_seed("bin-label-errors", np.dtype(dtype).name, label_dtype.name))
     x = rng.normal(0, 2, n).astype(dtype)
     y0 = rng.integers(0, 2, n).astype(label_dtype)
@@ -1454,11 +1499,14 @@ def test_16bit_kernels_built_on_first_use(store):
     with pytest.raises(KeyError):
         mod.funcs[f"xent_softmax_block<float, {store}, 3>"]   # no such instance: no second build
     # the kernels for soft labels stored otherwise than y_pred: a part of their own, on first use
-    mixed = _cuda.name_expressions(mod.cluster, store + "/labels")
+    h = {"xentk::xhalf": "float16", "xentk::xbf16": "bfloat16"}[store]
+    part = f"soft-y:{h}:float32"
+    mixed = _cuda.name_expressions(mod.cluster, part)
     assert mixed and not set(mixed) & set(dict(mod.funcs))
     mod.funcs[_cuda._generic_name("warp", False, "", store)]
     assert set(mixed) <= set(dict(mod.funcs))
-    assert list(mod.info()["storage_compile_seconds"]) == [store, store + "/labels"]
+    assert list(mod.info()["storage_compile_seconds"]) == [store, part]
+    assert not set(_cuda.name_expressions(mod.cluster, f"soft-y:float32:{h}")) & set(dict(mod.funcs))
     if mod.onchip_cap > 48 * 1024:   # the 16-bit on-chip kernels got the same shared-memory settings
         name = _cuda._onchip_name(False, 1, 8, False, store)
         assert mod.funcs[name].max_dynamic_shared_size_bytes == mod.onchip_cap

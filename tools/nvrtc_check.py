@@ -121,7 +121,8 @@ def main() -> int:
     ap.add_argument("--part", default="all",
                     help="the kernel instances to build, as _cuda.name_expressions takes them: all (default), "
                          "base (a device's first call), xentk::xhalf or xentk::xbf16 (a 16-bit dtype's first call), "
-                         "either with /labels (the first call with soft labels stored otherwise than y_pred)")
+                         "soft-y:<labels>:<y_pred> or binary-y:<labels>:<y_pred> (dtype names: the first call "
+                         "with labels of one dtype beside y_pred of another, e.g. soft-y:float64:float32)")
     args = ap.parse_args()
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))

@@ -189,19 +189,20 @@ def _storage_dtype(backend, pred, cdt) -> np.dtype:
 
 def _soft_label_dtypes(backend, ydt, sdt, cdt):
     """(soft labels' dtype, y_pred's dtype) as the backend's kernels read them, for soft labels of
-    dtype ydt beside y_pred stored in sdt (computed in cdt). Soft labels are never rounded to 16
-    bits. Beside 16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the
-    compute dtype where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the
-    compute dtype. 16-bit labels beside float32 y_pred stay 16-bit where the backend reads them so
-    (SOFT_LABELS_16BIT), else they are converted to float32."""
+    dtype ydt beside y_pred stored in sdt (computed in cdt). A backend that reads soft labels of
+    any float dtype beside y_pred of any other (SOFT_LABEL_DTYPES, by name: the CUDA kernels) takes
+    them as they are where they are in native byte order. Else soft labels are never rounded to 16 bits: beside
+    16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the compute dtype
+    where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the compute
+    dtype; labels of another dtype beside y_pred of its compute dtype are converted to it."""
+    if ydt.isnative and ydt.name in getattr(backend, "SOFT_LABEL_DTYPES", ()):
+        return ydt, sdt
     if sdt != cdt:
         if ydt == sdt:
             return sdt, sdt
         if getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
             return cdt, sdt
         return cdt, cdt
-    if _is_half(ydt) and cdt == np.float32 and getattr(backend, "SOFT_LABELS_16BIT", False):
-        return _result_dtype(ydt, cdt), sdt
     return cdt, sdt
 
 
@@ -663,14 +664,11 @@ def _on_device(y_pred):
 def _native_binary_labels(backend, yt, x, ydt) -> bool:
     """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
     that can (BINARY_LABEL_DTYPES: the CPU kernels, the 16-bit backend, which hands them on a
-    chunk at a time, and the CUDA kernels beside float32 and float64 y_pred), a dtype it reads, and
-    labels and y_pred both laid out with unit stride once flattened (the strided loops read labels
-    of the compute dtype only)."""
+    chunk at a time, and the CUDA kernels), a dtype it reads, and labels and y_pred both laid out
+    with unit stride once flattened (the strided loops read labels of the compute dtype only)."""
     kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
-    if x.itemsize == 2 and not getattr(backend, "BINARY_LABELS_BESIDE_16BIT", True):
-        return False   # the CUDA kernels read them beside float32 and float64 y_pred only
     return all(a.flags.c_contiguous for a in (yt, x))
 
 

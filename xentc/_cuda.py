@@ -45,22 +45,39 @@ LABELS_CHECKED_IN_KERNEL = True
 # Hessians as they are, computing in float32 (the xhalf / xbf16 storage types of _xent.cu), so
 # _api converts nothing
 HALF_STORAGE = True
-# The generic categorical kernels read soft labels in a storage type of their own (SL of _xent.cu):
-# float32 labels beside 16-bit y_pred, and 16-bit labels beside float32 y_pred, as they are
-SOFT_LABELS_IN_COMPUTE_DTYPE = True
-SOFT_LABELS_16BIT = True
 # The storage-type template argument of the kernels for 16-bit float arrays, by dtype name
 # (bfloat16: ml_dtypes.bfloat16, which CuPy 14 takes)
 _STORAGE = {"float16": "xentk::xhalf", "bfloat16": "xentk::xbf16"}
-# Binary labels the kernels read in their own dtype beside float32 or float64 y_pred (SY of the
-# binary kernels, label_widen of _xent.cu), by dtype name: their C type in _xent.cu. _api passes
-# them uncast where labels and y_pred are both contiguous (16-bit y_pred takes its labels in its
-# own dtype or float32, as before); each such dtype's kernels are built on its first call
+# Soft labels the generic categorical kernels read in their own dtype beside y_pred of any other
+# (SL of _xent.cu), by dtype name: their C type. _api passes them uncast (no device array of
+# y_pred's size); the kernels of each (labels, y_pred) pair are built on its first call
+_SOFT_LABEL_TYPES = {"float32": "float", "float64": "double", "float16": "xentk::xhalf", "bfloat16": "xentk::xbf16"}
+SOFT_LABEL_DTYPES = frozenset(_SOFT_LABEL_TYPES)
+# others (byte-swapped) are converted to the compute dtype, beside 16-bit y_pred too
+SOFT_LABELS_IN_COMPUTE_DTYPE = True
+# Binary labels the kernels read in their own dtype (SY of the binary kernels, label_widen of
+# _xent.cu), by dtype name: their C type. _api passes them uncast where labels and y_pred are both
+# contiguous; the kernels of each (labels, y_pred) pair are built on its first call
 _LABEL_TYPES = {"bool": "xentk::xbool", "int8": "xentk::xi8", "uint8": "xentk::xu8", "int16": "xentk::xi16",
                 "uint16": "xentk::xu16", "int32": "xentk::xi32", "uint32": "xentk::xu32", "int64": "xi64",
-                "uint64": "xu64", "float32": "float", "float64": "double"}
-BINARY_LABEL_DTYPES = {np.dtype(k): v for k, v in _LABEL_TYPES.items()}
-BINARY_LABELS_BESIDE_16BIT = False
+                "uint64": "xu64", "float32": "float", "float64": "double", **_STORAGE}
+_PRED_DTYPES = ("float32", "float64", "float16", "bfloat16")   # y_pred as the kernels read it
+
+
+def _dtypes_by_name(names) -> dict:
+    """{np.dtype: C type} for dtype names (bfloat16 where ml_dtypes, which CuPy needs for it, is there)."""
+    out = {np.dtype(k): v for k, v in names.items() if k != "bfloat16"}
+    if "bfloat16" in names:
+        try:
+            import ml_dtypes
+        except ImportError:
+            pass
+        else:
+            out[np.dtype(ml_dtypes.bfloat16)] = names["bfloat16"]
+    return out
+
+
+BINARY_LABEL_DTYPES = _dtypes_by_name(_LABEL_TYPES)
 # Binary sample weights that repeat are passed once with (sw_rep, sw_len) (_api's _sample_weight;
 # WeightIndex of _xent.cu): no device array of y_pred's size for a weight per row of (N, L)
 SAMPLE_WEIGHT_PATTERNS = True
@@ -152,9 +169,10 @@ def _vec(double_: bool, store: str = "") -> int:
 
 def _label_sname(double_: bool, store: str, same_y: bool, label: str) -> str:
     """The S, SY template arguments of a binary kernel: label, a value of _LABEL_TYPES for labels
-    read in their own dtype beside y_pred of its compute dtype (store "")."""
-    if label and label != _tname(double_):
-        return f", {_tname(double_)}, {label}"
+    read in their own dtype (other than y_pred's, and not float32 beside 16-bit y_pred, which SY's
+    default T reads)."""
+    if label and label != (store or _tname(double_)):
+        return f", {store or _tname(double_)}, {label}"
     return _sname(store, same_y)
 
 
@@ -181,8 +199,8 @@ def _small_name(double_: bool, cmax: int, store: str = "") -> str:
 
 
 def _generic_name(kind: str, double_: bool, store: str = "", label_store: Optional[str] = None) -> str:
-    """label_store: the soft labels' storage type where it is not y_pred's ("float" or a value of
-    _STORAGE)."""
+    """label_store: the soft labels' storage type where it is not y_pred's (a value of
+    _SOFT_LABEL_TYPES)."""
     t = _tname(double_)
     if label_store is None or label_store == (store or t):
         return f"xent_softmax_{kind}<{t}{_sname(store)}>"
@@ -201,45 +219,52 @@ def _small_smem(C: int, itemsize: int) -> int:
 
 
 _GENERIC_KINDS = ("thread", "tile", "warp", "block")
-_LABELS_PART = "/labels"   # suffix of a storage type's part of mixed soft-label kernels
+_SOFT_LABELS_PART = "soft-y:"       # prefix of the parts of soft labels stored otherwise than y_pred
 _BINARY_LABELS_PART = "binary-y:"   # prefix of the parts of binary labels read in their own dtype
 
 
-def _binary_labels_part(double_: bool, label_dtype) -> str:
-    """The part holding the binary kernels for labels of label_dtype beside y_pred of the compute
-    dtype (double_)."""
-    return f"{_BINARY_LABELS_PART}{np.dtype(label_dtype).name}:{_tname(double_)}"
+def _labels_part(prefix: str, label: str, pred: str) -> str:
+    """The part holding the kernels (prefix: _SOFT_LABELS_PART or _BINARY_LABELS_PART) that read
+    labels of dtype name `label` beside y_pred of dtype name `pred`, as it is read (its storage)."""
+    return f"{prefix}{label}:{pred}"
+
+
+def _label_pairs(names, binary: bool) -> list:
+    """(labels, y_pred) dtype names of the kernels reading labels of `names` in their own dtype:
+    other than y_pred's, and for binary labels not float32 beside 16-bit y_pred (the storage type's
+    own binary kernels read those, their SY being T)."""
+    return [(k, p) for p in _PRED_DTYPES for k in names
+            if k != p and not (binary and k == "float32" and p in _STORAGE)]
 
 
 def _parts() -> tuple:
-    """The sets of kernel instances built together: "base", each 16-bit storage type, for each of
-    those the generic kernels whose soft labels are stored otherwise than y_pred, and for each
-    compute dtype and each other dtype of binary labels (BINARY_LABEL_DTYPES) the binary kernels
-    that read them."""
-    labels = tuple(_binary_labels_part(d, k) for d in (False, True) for k in _LABEL_TYPES
-                   if k != np.dtype(np.float64 if d else np.float32).name)
-    return ("base",) + tuple(_STORAGE.values()) + tuple(st + _LABELS_PART for st in _STORAGE.values()) + labels
+    """The sets of kernel instances built together: "base", each 16-bit storage type, and for each
+    pair of (labels, y_pred) dtypes of _label_pairs the generic kernels of such soft labels and the
+    binary kernels of such labels."""
+    soft = tuple(_labels_part(_SOFT_LABELS_PART, k, p) for k, p in _label_pairs(_SOFT_LABEL_TYPES, False))
+    binary = tuple(_labels_part(_BINARY_LABELS_PART, k, p) for k, p in _label_pairs(_LABEL_TYPES, True))
+    return ("base",) + tuple(_STORAGE.values()) + soft + binary
 
 
 def name_expressions(cluster: bool, part: str = "all") -> list:
     """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90), by part:
     "base" (float and double, built on a device's first use); a storage type of _STORAGE (the
     kernels for float16 or bfloat16 arrays, built on the first call that needs them, so that other
-    calls do not wait for them); that type + "/labels" (the generic kernels for float32 soft
-    labels beside such y_pred and such soft labels beside float32 y_pred, built on the first call
-    that needs one); or "all"."""
+    calls do not wait for them); "soft-y:<labels>:<y_pred>" (the generic kernels for soft labels
+    of one dtype beside y_pred of another) and "binary-y:<labels>:<y_pred>" (the binary kernels
+    for such labels), each built on the first call that needs one; or "all"."""
     if part != "all" and part not in _parts():
         raise ValueError(f"name_expressions: unknown part {part!r}")
     if part == "all":
         return [n for p in _parts() for n in name_expressions(cluster, p)]
-    if part.startswith(_BINARY_LABELS_PART):
-        _, ydt, t = part.split(":")
-        d, lab = t == "double", _LABEL_TYPES[ydt]
-        return ([_binary_name(d, lg, ce, label=lab) for lg in (False, True) for ce in (False, True)]
-                + [_binary_vec_name(d, w, label=lab) for w in (False, True)])
-    if part.endswith(_LABELS_PART):
-        h = part[:-len(_LABELS_PART)]
-        return [_generic_name(k, False, s, ls) for s, ls in ((h, "float"), ("", h)) for k in _GENERIC_KINDS]
+    if part.startswith((_BINARY_LABELS_PART, _SOFT_LABELS_PART)):
+        kind, ydt, pdt = part.split(":")
+        d, store = pdt == "float64", _STORAGE.get(pdt, "")
+        if part.startswith(_SOFT_LABELS_PART):
+            return [_generic_name(k, d, store, _SOFT_LABEL_TYPES[ydt]) for k in _GENERIC_KINDS]
+        lab = _LABEL_TYPES[ydt]
+        return ([_binary_name(d, lg, ce, store, label=lab) for lg in (False, True) for ce in (False, True)]
+                + [_binary_vec_name(d, w, store, label=lab) for w in (False, True)])
     out = ["xent_finalize", "xent_probe"] if part == "base" else []
     kinds = [(False, ""), (True, "")] if part == "base" else [(False, part)]
     for d, h in kinds:   # (double, storage type)
@@ -257,12 +282,14 @@ def name_expressions(cluster: bool, part: str = "all") -> list:
     return out
 
 
+_PART_OF: Dict[str, str] = {}
+
+
 def _part_of(name: str) -> Optional[str]:
     """The lazily built part (not "base") that holds kernel instance `name`, or None."""
-    for part in _parts()[1:]:
-        if name in name_expressions(True, part):
-            return part
-    return None
+    if not _PART_OF:
+        _PART_OF.update({n: part for part in _parts()[1:] for n in name_expressions(True, part)})
+    return _PART_OF.get(name)
 
 
 def nvcc_check_source(cluster: bool = True) -> str:
@@ -750,8 +777,9 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     store = _storage(x)
     same_y = bool(store) and y.dtype == x.dtype   # else the labels are in the compute dtype, or their own
     st = x.dtype if store else dt   # y_pred, grad and hess
-    # labels of another dtype beside y_pred of its compute dtype: read as they are (contiguous)
-    label = "" if store or y.dtype == dt else BINARY_LABEL_DTYPES.get(y.dtype, "")
+    # labels of another dtype than y_pred's (and than float32 beside 16-bit y_pred): read as they
+    # are (contiguous)
+    label = "" if y.dtype in (st, dt) else BINARY_LABEL_DTYPES.get(y.dtype, "")
     _check("y_pred", x, st, dev_id, ndim=1)
     _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, contiguous=bool(label), ndim=1)
     if y.shape[0] != n:
@@ -929,9 +957,9 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     st = x.dtype if _storage(x) else dt   # y_pred, soft labels, grad and hess
     _check("y_pred", x, st, dev_id, ndim=3)
     _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
-    if ysoft is not None:   # soft labels: y_pred's dtype, the compute dtype, or 16-bit beside float32
-        lst = ysoft.dtype if ysoft.dtype == st or (_storage(ysoft) and st == np.float32) else dt
-        _check("y_true", ysoft, lst, dev_id, ndim=3)
+    if ysoft is not None:   # soft labels: any dtype of _SOFT_LABEL_TYPES
+        own = ysoft.dtype.name in _SOFT_LABEL_TYPES and ysoft.dtype.isnative
+        _check("y_true", ysoft, ysoft.dtype if own else dt, dev_id, ndim=3)
     if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
         raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
     _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
@@ -959,7 +987,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)
     sc = _Scratch(cupy, nblocks)
-    label_store = None if ysoft is None else (_storage(ysoft) or _tname(double_))
+    label_store = None if ysoft is None else _SOFT_LABEL_TYPES[ysoft.dtype.name]
     f = mod.funcs[_generic_name(kind, double_, _storage(x), label_store)]
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)

@@ -24,10 +24,11 @@
  *                          (L: from logits; CE: gamma = 0).
  *   Each kernel but xent_weight and xent_finalize also takes a template argument S, the
  *   storage type of y_pred, soft labels, gradient and Hessian (xhalf / xbf16: float16 / bfloat16
- *   arrays as they are, computed in float); the binary ones take SY after it, that of the labels,
- *   and the generic categorical ones (thread, tile, warp, block) SL, that of the soft labels
- *   (float32 labels beside 16-bit logits, or 16-bit labels beside float32 logits, are read as they
- *   are). S and SY default to T, SL to S.
+ *   arrays as they are, computed in float); the binary ones take SY after it, that of the labels
+ *   (bool, any integer type, any float type), and the generic categorical ones (thread, tile,
+ *   warp, block) SL, that of the soft labels (any float type): labels of any dtype are read as
+ *   they are, checked in their own type and then converted (label_widen). S and SY default to T,
+ *   SL to S.
  *   xent_binary_vec<T,SW>  fast path of binary CE from logits (gamma = 0, pos_weight absent or
  *                          one value) on contiguous, 16-byte aligned arrays: 16-byte loads and
  *                          stores, rounds * 4096 floats / 2048 doubles per block (SW: with
@@ -396,7 +397,7 @@ __device__ __forceinline__ T class_coef(const RowArgs<T>& a, xi64 y, const S* ys
     T eps = a.eps, C = T(a.C);
     T Y;
     if (ys) {
-        Y = T(ys[j * syc]);
+        Y = T(label_widen(ys[j * syc]));
         if (eps != T(0)) Y = Y * (T(1) - eps) + eps / C;
     } else {
         Y = (j == y) ? T(1) - eps + eps / C : eps / C;
@@ -500,7 +501,7 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     if (ys) {
         xu64 e = XENT_NO_ERR;
         for (xi64 j = ln; j < C; j += ns) {
-            int c = unit_label_error(T(ys[j * syc]));
+            int c = unit_label_error(label_widen(ys[j * syc]));
             if (c) { e = err_key(r * C + j, c); break; }
         }
         e = tm.min_u64(e);
@@ -595,7 +596,7 @@ __device__ __forceinline__ T row_from_probs(const RowArgs<T>& a, Team& tm, xi64 
         const T p = T(xr[j * sc]);
         if (p < T(0) || p > T(1)) { e = err_key(r * C + j, ERR_PROB); break; }
         if (ys) {
-            int c = unit_label_error(T(ys[j * syc]));
+            int c = unit_label_error(label_widen(ys[j * syc]));
             if (c) { e = err_key(r * C + j, c); break; }
         }
     }
@@ -964,12 +965,21 @@ __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
     T* gs = ysoft ? ysm + tile : ysm;
     T* hs = grad ? gs + tile : gs;
     const xi64 cnt = xi64(nr) * C;
+    xu64 err = XENT_NO_ERR;
     for (xi64 q = tid; q < cnt; q += NT) xs[q] = T(x[r0 * sx_o + q]);
     if (ysoft)
-        for (xi64 q = tid; q < cnt; q += NT) ysm[q] = T(ysoft[r0 * sy_o + q]);
+        for (xi64 q = tid; q < cnt; q += NT) {
+            /* labels wider than T (float64 beside float32) are checked here, in their own type:
+             * the row sees them rounded, and 1 + 1e-10 rounds to a valid 1.0f */
+            const auto v = label_widen(ysoft[r0 * sy_o + q]);
+            if (sizeof(v) > sizeof(T)) {
+                const int c = unit_label_error(v);
+                if (c) err = umin64(err, err_key(r0 * C + q, c));
+            }
+            ysm[q] = T(v);
+        }
     __syncthreads();
     double acc = 0.0;
-    xu64 err = XENT_NO_ERR;
     if (tid < nr) {
         const xi64 r = r0 + tid;
         const xi64 y = labels ? labels[r] : -1;
