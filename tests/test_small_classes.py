@@ -22,8 +22,8 @@ from inputs import make_categorical, weights  # noqa: E402
 
 import xentc  # noqa: E402
 
-SMALL_C = 64                      # the kernel's threshold (SMALL_C in _xent_rows.h)
-CLASSES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 33, SMALL_C, SMALL_C + 1]
+SMALL_C = xentc._kernels.SMALL_CLASSES   # the kernel's threshold (SMALL_C in _xent_rows.h)
+CLASSES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 33, 64, 65, SMALL_C, SMALL_C + 1]
 DTYPES = [np.float32, np.float64]
 IDS = ["f32", "f64"]
 N = 1000

@@ -13,6 +13,7 @@ from libc.stdlib cimport calloc, free, malloc
 import numpy as np
 
 cdef extern from "_xent_rows.h" namespace "xent" nogil:
+    const int SMALL_C
     ctypedef struct BlockResult:
         double sum
         double comp
@@ -263,6 +264,10 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     cost = 4 if gamma == 0 else 12
     return _run(_TABLE[K_BINARY + double_], &a, x.shape[0], cost, n_threads)
 
+
+# Softmax rows from logits with at most this many classes are computed 16 rows at a time
+# (softmax_small_group); the tests read it to cover both sides.
+SMALL_CLASSES = SMALL_C
 
 # Rows whose classes lie apart are computed in tiles (softmax_tiled_rows); False reads them in
 # place, the path taken where the tile's scratch cannot be allocated (the tests compare the two).
