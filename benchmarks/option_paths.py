@@ -154,8 +154,8 @@ def main():
             gamma_row(f"focal {shape[0]}x{shape[1]} {'soft' if soft else 'int'} {np.dtype(dt).name:7}",
                       xentc.focal_loss, y, (("logits", x, True), ("probs", pr, False)), (3.0, 2.5),
                       np.empty_like(x), rep, 2)
-    # rows of few classes from logits: C <= 127 takes the group path (16 rows at a time)
-    for shape in ((65536, 10), (8192, 100)):
+    # rows of few classes from logits: C <= 127 takes the group path (16 rows at a time), 200 the row path
+    for shape in ((65536, 10), (8192, 100), (4096, 200)):
         for dt in (np.float32, np.float64):
             x = (rng.standard_normal(shape) * 2).astype(dt)
             yi = rng.integers(0, shape[1], shape[0])
