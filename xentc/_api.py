@@ -191,10 +191,10 @@ def _soft_label_dtypes(backend, ydt, sdt, cdt):
     """(soft labels' dtype, y_pred's dtype) as the backend's kernels read them, for soft labels of
     dtype ydt beside y_pred stored in sdt (computed in cdt). A backend that reads soft labels of
     any float dtype beside y_pred of any other (SOFT_LABEL_DTYPES, by name: the CUDA kernels) takes
-    them as they are where they are in native byte order. Else soft labels are never rounded to 16 bits: beside
-    16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the compute dtype
-    where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the compute
-    dtype; labels of another dtype beside y_pred of its compute dtype are converted to it."""
+    them as they are, where they are in native byte order. Else soft labels are never rounded to 16
+    bits: beside 16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the
+    compute dtype where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the
+    compute dtype; labels of another dtype beside y_pred of its compute dtype are converted to it."""
     if ydt.isnative and ydt.name in getattr(backend, "SOFT_LABEL_DTYPES", ()):
         return ydt, sdt
     if sdt != cdt:

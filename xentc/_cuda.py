@@ -258,7 +258,7 @@ def name_expressions(cluster: bool, part: str = "all") -> list:
     if part == "all":
         return [n for p in _parts() for n in name_expressions(cluster, p)]
     if part.startswith((_BINARY_LABELS_PART, _SOFT_LABELS_PART)):
-        kind, ydt, pdt = part.split(":")
+        _, ydt, pdt = part.split(":")
         d, store = pdt == "float64", _STORAGE.get(pdt, "")
         if part.startswith(_SOFT_LABELS_PART):
             return [_generic_name(k, d, store, _SOFT_LABEL_TYPES[ydt]) for k in _GENERIC_KINDS]
