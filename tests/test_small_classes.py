@@ -1,5 +1,6 @@
 """Softmax rows with few classes from logits, the path that works on groups of rows at a time
-(``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C <= SMALL_C); C = SMALL_C + 1 runs
+(``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C up to a threshold per dtype,
+``xentc._kernels.SMALL_CLASSES``: 127 in float32, 64 in float64); one class more runs
 the same checks on the per-row path, which the other tests now reach only with more classes.
 
 Many rows per call (the other categorical tests mostly use a handful), C on both sides of the
@@ -22,8 +23,9 @@ from inputs import make_categorical, weights  # noqa: E402
 
 import xentc  # noqa: E402
 
-SMALL_C = xentc._kernels.SMALL_CLASSES   # the kernel's threshold (SMALL_C in _xent_rows.h)
-CLASSES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 33, 64, 65, SMALL_C, SMALL_C + 1]
+THRESHOLDS = sorted(set(xentc._kernels.SMALL_CLASSES.values()))   # small_c<T>() in _xent_rows.h
+SMALL_C = THRESHOLDS[-1]
+CLASSES = [1, 2, 3, 7, 8, 9, 15, 16, 17, 33] + [c + d for c in THRESHOLDS for d in (0, 1)]
 DTYPES = [np.float32, np.float64]
 IDS = ["f32", "f64"]
 N = 1000
@@ -336,3 +338,39 @@ def test_bad_soft_label_is_reported_at_its_index(C):
     y[700, C - 1] = NAN
     with pytest.raises(ValueError, match=rf"^y_true: NaN label at index {700 * C + C - 1}"):
         xentc.focal_loss(y, x, from_logits=True, hess=True, reduction="none")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("C", [64, 100, 127, 128])
+def test_tiny_probabilities_every_element(C, dtype):
+    """Focal loss (gamma 2) from logits with the label at the row's maximum and the other classes
+    20..70 below it: every gradient and Hessian element within the bar of a closed form evaluated
+    with mpmath. Errors of the row's sum of exponentials show here in full (the group path's
+    class-order sum reached 17 ulp in float64 at C = 127, which is why float64 rows of more than
+    64 classes take the row path)."""
+    import mpmath as mp
+
+    rng = np.random.default_rng(5)   # (tests/test_cuda.py's rows; float64, C = 127: 17 ulp there)
+    n, g = 8, 2
+    x = rng.uniform(-70, -20, (n, C)).astype(dtype)
+    x[:, 0] = rng.uniform(3, 4, n).astype(dtype)
+    y = np.zeros(n, np.int64)
+    res = xentc.focal_loss(y, x, gamma=float(g), from_logits=True, reduction="sum", grad=True, hess=True)
+    with mp.workdps(50):
+        for r in range(n):
+            z = [mp.mpf(float(v)) for v in x[r]]
+            e = [mp.exp(v - z[0]) for v in z]
+            s = mp.fsum(e)
+            P = [v / s for v in e]
+            Q, P0 = mp.fsum(P[1:]), P[0]
+            lp = mp.log(P0)
+            for k in range(1, C):
+                Pk = P[k]
+                # loss -Q^g log P0; dP0 = -P0 Pk, dPk = Pk (1 - Pk), dQ = P0 Pk, dlp = -Pk along z_k
+                gk = -g * Q**(g - 1) * P0 * Pk * lp + Q**g * Pk
+                hk = (-g * ((g - 1) * Q**(g - 2) * P0 * Pk * P0 * Pk * lp
+                            + Q**(g - 1) * (-P0 * Pk * Pk * lp + P0 * Pk * (1 - Pk) * lp - P0 * Pk * Pk))
+                      + g * Q**(g - 1) * P0 * Pk * Pk + Q**g * Pk * (1 - Pk))
+                for got, want in ((res.grad[r, k], gk), (res.hess[r, k], hk)):
+                    ulp = float(np.spacing(np.abs(dtype(float(want)))))
+                    assert float(abs(mp.mpf(float(got)) - want)) <= ULPS * ulp, (r, k, float(got), float(want))

@@ -12,8 +12,11 @@ from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
+cdef extern from "_xent_rows.h" nogil:
+    const int SMALL_C_FLOAT "xent::small_c<float>()"
+    const int SMALL_C_DOUBLE "xent::small_c<double>()"
+
 cdef extern from "_xent_rows.h" namespace "xent" nogil:
-    const int SMALL_C
     ctypedef struct BlockResult:
         double sum
         double comp
@@ -265,9 +268,9 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     return _run(_TABLE[K_BINARY + double_], &a, x.shape[0], cost, n_threads)
 
 
-# Softmax rows from logits with at most this many classes are computed 16 rows at a time
-# (softmax_small_group); the tests read it to cover both sides.
-SMALL_CLASSES = SMALL_C
+# Softmax rows from logits with at most this many classes (by dtype name) are computed 16 rows at a
+# time (softmax_small_group); the tests read it to cover both sides.
+SMALL_CLASSES = {"float32": SMALL_C_FLOAT, "float64": SMALL_C_DOUBLE}
 
 # Rows whose classes lie apart are computed in tiles (softmax_tiled_rows); False reads them in
 # place, the path taken where the tile's scratch cannot be allocated (the tests compare the two).

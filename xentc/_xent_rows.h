@@ -1359,7 +1359,7 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
 /* ------------------------------------------------------------------------------------------ */
 /* Measured (AVX-512, one thread, ns per element, float32 grad): at C = 24..64 the group path took
  * 3.5-5 ns for CE and 6-8 for focal, the per-row path 9-10 and 40-50. 16 rows per group matched 32
- * in speed and halves the stack scratch (SmallGroup<double> is 143 KiB at SMALL_C = 127). */
+ * in speed and halves the stack scratch (SmallGroup<double> is 72 KiB at C = 64, SmallGroup<float> 71 at 127). */
 #if defined(__AVX512F__)
 /* Moves of a float group between row-major rows and the class-major staging, 16 classes at a
  * time through a 16x16 transpose in registers (pure data movement: the bits are those of the
@@ -1517,17 +1517,19 @@ static inline void transpose_copy(const T* __restrict src, int64_t sa, int64_t s
     }
 }
 
-/* The largest number of classes that takes the group path. Up to 127 it is the faster path (one
- * thread, 655360 logits, loss and gradient: float32 1.0-1.3 -> 0.7 ms for 65-127 classes, float64
- * 1.3-1.6 -> 1.1); from 128 on the row path is as fast (float64 1.05 against 1.12 ms), and the
- * group's scratch, nine arrays of SMALL_C x 16 on the stack (143 KiB in float64), would grow. */
-constexpr int SMALL_C = 127;
+/* The largest number of classes that takes the group path, by type. float32: up to 127 it is the
+ * faster path (one thread, 655360 logits, loss and gradient: 1.0-1.3 -> 0.7 ms for 65-127
+ * classes); from 128 on the row path is as fast. float64: 64, for accuracy: the group adds each
+ * row's exponentials in class order in one double chain, and its error grows with C (focal
+ * gamma 2 at classes 20-70 below the maximum, tests/test_cuda.py's small-probabilities rows:
+ * 8 ulp at C = 64, 13.8 at 100, 17 at 127, over the bar; the row path's 16 lanes: 4.7 at 100). */
+template <typename T> constexpr int small_c() { return sizeof(T) == sizeof(float) ? 127 : 64; }
 constexpr int GROUP = 16;     /* rows per group */
 
 /* The staged arrays of one group, class-major. */
 template <typename T> struct SmallGroup {
-    T x[SMALL_C * GROUP], e[SMALL_C * GROUP], c[SMALL_C * GROUP], gd[SMALL_C * GROUP], hd[SMALL_C * GROUP];
-    T P[SMALL_C * GROUP], Q[SMALL_C * GROUP], G[SMALL_C * GROUP], Kt[SMALL_C * GROUP];
+    static constexpr int N = small_c<T>() * GROUP;
+    T x[N], e[N], c[N], gd[N], hd[N], P[N], Q[N], G[N], Kt[N];
 };
 
 /* Rows [r0, r0 + n) of the block, n <= GROUP. UNIT: contiguous rows (sx_c == 1, inner == 1);
@@ -2030,7 +2032,7 @@ static inline int64_t softmax_scratch_elems(const SoftmaxArgs* a) {
 /* Rows per tile for this call (capped so the scratch stays within TILE_BYTES), or 0 where rows are
  * read in place: contiguous ones, and logit rows of the group path, which gathers its own. */
 static inline int64_t softmax_tile_rows(const SoftmaxArgs* a, int64_t elem_size) {
-    if (a->from_logits && a->C <= SMALL_C) return 0;
+    if (a->from_logits && a->C <= (elem_size == 4 ? small_c<float>() : small_c<double>())) return 0;
     const bool apart = !(a->sx_c == 1 && a->inner == 1) || (a->ysoft && a->sy_c != 1);
     if (!apart) return 0;
     const int64_t t = TILE_BYTES / (softmax_tile_arrays(a) * (a->C > 0 ? a->C : 1) * elem_size);
@@ -2082,7 +2084,7 @@ static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockRes
     const T* x = (const T*)a->x;
     const T* ysoft = (const T*)a->ysoft;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
-    if (a->from_logits && C <= SMALL_C) { softmax_small_rows<T, Pow>(a, r0, r1, res); return; }
+    if (a->from_logits && C <= small_c<T>()) { softmax_small_rows<T, Pow>(a, r0, r1, res); return; }
     if (a->tile_rows > 0 && a->scratch) {
         softmax_tiled_rows<T, Pow>(a, r0, r1, (T*)a->scratch + int64_t(thread_num()) * softmax_scratch_elems(a), res);
         return;
