@@ -1359,7 +1359,8 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
 /* ------------------------------------------------------------------------------------------ */
 /* Measured (AVX-512, one thread, ns per element, float32 grad): at C = 24..64 the group path took
  * 3.5-5 ns for CE and 6-8 for focal, the per-row path 9-10 and 40-50. 16 rows per group matched 32
- * in speed and halves the stack scratch (SmallGroup<double> is 72 KiB at C = 64, SmallGroup<float> 71 at 127). */
+ * in speed and halves the stack scratch (SmallGroup<double> is 72 KiB at C = 64, SmallGroup<float>
+ * 71 KiB at 127). */
 #if defined(__AVX512F__)
 /* Moves of a float group between row-major rows and the class-major staging, 16 classes at a
  * time through a 16x16 transpose in registers (pure data movement: the bits are those of the
@@ -1522,7 +1523,8 @@ static inline void transpose_copy(const T* __restrict src, int64_t sa, int64_t s
  * classes); from 128 on the row path is as fast. float64: 64, for accuracy: the group adds each
  * row's exponentials in class order in one double chain, and its error grows with C (focal
  * gamma 2 at classes 20-70 below the maximum, tests/test_cuda.py's small-probabilities rows:
- * 8 ulp at C = 64, 13.8 at 100, 17 at 127, over the bar; the row path's 16 lanes: 4.7 at 100). */
+ * 8 ulp at C = 64, 13.8 at 100, 17 at 127, over the bar; the row path's 16 lanes: 4.7 at 100;
+ * tests/test_small_classes.py's test_tiny_probabilities_every_element holds it). */
 template <typename T> constexpr int small_c() { return sizeof(T) == sizeof(float) ? 127 : 64; }
 constexpr int GROUP = 16;     /* rows per group */
 
