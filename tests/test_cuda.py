@@ -911,6 +911,131 @@ def test_binary_labels_of_another_dtype_errors(dtype, label_dtype):
                 assert str(gpu_info.value) == str(cpu_info.value), (v, where)
 
 
+def _weight_dtype_pairs():
+    """(y_pred dtype, sample_weight dtype) with weights of another float dtype than the compute one."""
+    pairs = [(np.float32, np.float64), (np.float32, np.float16), (np.float64, np.float32), (np.float64, np.float16),
+             (np.float16, np.float64), (np.float16, np.float16)]
+    if BF16 is not None:
+        pairs += [(np.float32, BF16), (np.float64, BF16), (BF16, BF16), (BF16, np.float64)]
+    return [pytest.param(a, b, id=f"{np.dtype(a).name}-{np.dtype(b).name}") for a, b in pairs]
+
+
+def _same_results(gpu, conv, what):
+    for name, g, v in zip(("loss", "grad", "hess"), _results(gpu), _results(conv)):
+        assert (g is None) == (v is None), (what, name)
+        if g is not None:
+            assert host(g).tobytes() == host(v).tobytes(), (what, name)
+
+
+@pytest.mark.parametrize("dtype,w_dtype", _weight_dtype_pairs())
+def test_binary_sample_weights_of_another_dtype(dtype, w_dtype):
+    """Sample weights of any float dtype are read as they are: the bits of the call with the weights
+    converted to the compute dtype first, the CPU's results, and no device buffer of the weights'
+    size, in the fast kernel (a weight per element, a scalar weight) and the general one (focal,
+    weights that repeat a row)."""
+    cdt = _cdt(dtype)
+    r = _cuda._BINARY_VEC_PACKS * (16 // np.dtype(dtype).itemsize)
+    L = 8
+    n = (2 * r // L + 5) * L   # two full rounds and a partial block
+    rng = np.random.default_rng(_seed("bin-weights", np.dtype(dtype).name, np.dtype(w_dtype).name))
+    x = rng.normal(0, 2, n).astype(dtype)
+    y = rng.uniform(0, 1, n).astype(dtype)
+    sw = rng.uniform(0.25, 3, n).astype(w_dtype)   # not exact in the narrower dtypes: a rounding shows
+    rows = rng.uniform(0.25, 3, (n // L, 1)).astype(w_dtype)
+    one = np.asarray(1.3, dtype=w_dtype)
+    cases = [("binary_cross_entropy", (n,), sw, {"from_logits": True, "label_smoothing": 0.1}, "vec"),
+             ("binary_cross_entropy", (n,), one, {"from_logits": True}, "vec"),
+             ("binary_focal_loss", (n,), sw, {"from_logits": True, "gamma": 2.0}, "general"),
+             ("binary_cross_entropy", (n // L, L), rows, {"from_logits": True}, "general")]
+    for name, shape, w, kw, kernel in cases:
+        fn = getattr(xentc, name)
+        xx, yy = x.reshape(shape), y.reshape(shape)
+        xg, yg, wg = cupy.asarray(xx), cupy.asarray(yy), cupy.asarray(w)
+        for reduction, grad, hess in (("mean", True, False), ("none", True, True), ("sum", False, False)):
+            cpu = fn(yy, xx, sample_weight=w, reduction=reduction, grad=grad, hess=hess, **kw)
+            _cuda.config["log"] = []
+            with _Allocations() as hook:
+                gpu = fn(yg, xg, sample_weight=wg, reduction=reduction, grad=grad, hess=hess, **kw)
+            assert _binary_kernels_used() == [kernel], (name, w.shape)
+            big = [s for s in hook.sizes if s >= n]
+            assert sorted(big) == sorted([xx.nbytes] * (grad + hess) + ([n * cdt.itemsize] if reduction == "none"
+                                                                         else [])), (name, hook.sizes)
+            conv = fn(yg, xg, sample_weight=cupy.asarray(w.astype(cdt)), reduction=reduction, grad=grad, hess=hess,
+                      **kw)
+            _same_results(gpu, conv, (name, w.shape, reduction))
+            for what, g, c in zip(("loss", "grad", "hess"), _results(gpu), _results(cpu)):
+                if g is not None:
+                    assert_close(g, c, RTOL[np.dtype(dtype)], f"{name} {w.shape} {what}")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype,w_dtype", _weight_dtype_pairs())
+def test_categorical_sample_weights_of_another_dtype(dtype, w_dtype, kernel):
+    """As the binary test, for every categorical kernel: the bits of the call with the weights
+    converted first, the CPU's results, and the same device allocations as that call (no converted
+    copy of the weights)."""
+    C = 12 if kernel in ("small", "tile") else 100
+    N = 70
+    rng = np.random.default_rng(_seed("cat-weights", np.dtype(dtype).name, np.dtype(w_dtype).name, kernel))
+    x = rng.normal(0, 2, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    sw = rng.uniform(0.25, 3, N).astype(w_dtype)
+    cdt = _cdt(dtype)
+    if not _force(kernel, C, dtype):
+        pytest.skip("no cluster kernels on this device")
+    xg, yg, wg, wc = cupy.asarray(x), cupy.asarray(y), cupy.asarray(sw), cupy.asarray(sw.astype(cdt))
+    onchip = kernel in ("onchip", "cluster", "pipe", "pipe_cluster")
+    for name, kw in (("cross_entropy", {"from_logits": True}),
+                     ("cross_entropy", {"from_logits": True, "label_smoothing": 0.1, "ignore_index": 3}),
+                     ("focal_loss", {"from_logits": False, "gamma": 2.0})):
+        if name == "focal_loss" and (onchip or kernel == "small"):
+            continue   # (those kernels take cross entropy from logits only)
+        xx = x if kw["from_logits"] else rng.dirichlet(np.ones(C), N).astype(dtype)
+        xxg = cupy.asarray(xx)
+        for reduction, grad, hess in (("mean", True, False), ("none", True, True)):
+            cpu = getattr(xentc, name)(y, xx, sample_weight=sw, reduction=reduction, grad=grad, hess=hess, **kw)
+            with _Allocations() as hook:
+                gpu = getattr(xentc, name)(yg, xxg, sample_weight=wg, reduction=reduction, grad=grad, hess=hess, **kw)
+            used = _used_kernel()
+            assert used["kernel"] == ("onchip" if onchip else kernel), used
+            with _Allocations() as conv_hook:
+                conv = getattr(xentc, name)(yg, xxg, sample_weight=wc, reduction=reduction, grad=grad, hess=hess,
+                                            **kw)
+            assert sorted(hook.sizes) == sorted(conv_hook.sizes), (hook.sizes, conv_hook.sizes)
+            _same_results(gpu, conv, (name, kw, reduction))
+            for what, g, c in zip(("loss", "grad", "hess"), _results(gpu), _results(cpu)):
+                if g is not None:
+                    assert_close(g, c, RTOL[np.dtype(dtype)], f"{name} {kw} {what}")
+
+
+@pytest.mark.parametrize("dtype,w_dtype", [(np.float32, np.float64), (np.float16, np.float64),
+                                           (np.float64, np.float32), (np.float32, np.float16)])
+def test_sample_weights_of_another_dtype_errors(dtype, w_dtype):
+    """A bad sample weight is judged by its own value (-1e-300 in float64 rounds to -0.0f, a valid
+    float32 weight), one too large for the compute dtype is reported as such, and the messages are
+    the CPU's, for binary and categorical calls."""
+    n, C = 3 * 4096 + 5, 6
+    rng = np.random.default_rng(_seed("weight-errors", np.dtype(dtype).name, np.dtype(w_dtype).name))
+    x = rng.normal(0, 2, n).astype(dtype)
+    y = rng.integers(0, 2, n).astype(dtype)
+    xc = rng.normal(0, 2, (n, C)).astype(dtype)
+    yc = rng.integers(0, C, n)
+    w0 = rng.uniform(0.5, 2, n).astype(w_dtype)
+    bad = {8: [-1e-300, 1e300, np.nan, np.inf, -1.0], 4: [-np.float32(1e-45), np.nan, -np.inf],
+           2: [np.nan, -2.0**-24, np.inf]}[np.dtype(w_dtype).itemsize]
+    for v in bad:
+        for where in ([0], [4100], [n - 1], [n - 2, 5]):
+            w = w0.copy()
+            w[where] = v
+            for fn, yy, xx in ((xentc.binary_cross_entropy, y, x), (xentc.binary_focal_loss, y, x),
+                               (xentc.cross_entropy, yc, xc)):
+                with pytest.raises(ValueError) as cpu_info:
+                    fn(yy, xx, sample_weight=w, from_logits=True)
+                with pytest.raises(ValueError) as gpu_info:
+                    fn(cupy.asarray(yy), cupy.asarray(xx), sample_weight=cupy.asarray(w), from_logits=True, grad=True)
+                assert str(gpu_info.value) == str(cpu_info.value), (v, where)
+
+
 def _repeating_weight_cases(rng):
     """(y_pred shape, sample_weight) where the weights repeat a block of the shape."""
     yield (3001, 7), np.float64(1.75)
@@ -1217,8 +1342,6 @@ def test_device_allocations(case, dtype):
         want = [full] * (int(grad) + int(hess))
         if name in BINARY and reduction == "none":
             want.append(x.size * (8 if dtype == np.float64 else 4))
-        if name in BINARY and "sample_weight" in kw and np.dtype(dtype).itemsize == 2:
-            want.append(x.size * 4)   # sample weights are read in float32: a 16-bit one is converted (O(N))
         big = sorted(s for s in hook.sizes if s >= full // 2)
         assert big == sorted(want), (grad, hess, reduction, hook.sizes)
         rest = sum(hook.sizes) - sum(want)

@@ -251,13 +251,15 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     return arr
 
 
-def _sample_weight(sw: Any, shape: tuple, dtype, xp, compact: bool = False, n_threads=None):
+def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, compact: bool = False, n_threads=None):
     """sample_weight broadcast to the per-sample shape, flat and contiguous (values are checked
     by the kernels), and {}; with ``compact``, weights that repeat (a scalar, a weight per row or
     per label, any broadcast that repeats one block of the shape) are returned once, with the
     kernels' keywords that say how element i finds its weight: {"sw_rep": R, "sw_len": M}, element
     i taking weight (i // R) % M (the kernels read them a piece at a time: no array of the
-    per-sample size)."""
+    per-sample size). Weights of a dtype the backend reads beside any y_pred (SAMPLE_WEIGHT_DTYPES,
+    by name: the CUDA kernels, which check each weight in its own dtype) keep their dtype; the
+    rest are converted to the compute dtype."""
     if sw is None:
         return None, {}
     arr = _real_array("sample_weight", sw, xp)
@@ -267,6 +269,13 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, compact: bool = False, n_th
         raise ValueError(
             f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
     pattern = _repeating_block(arr) if compact else None
+    block = arr if pattern is None else pattern[0]
+    own = (arr.dtype.isnative and arr.dtype.name in getattr(backend, "SAMPLE_WEIGHT_DTYPES", ())
+           and (pattern is not None or arr.flags.c_contiguous)   # (a copy either way: the narrower one)
+           and not _misaligned(block))
+    if own:
+        return xp.ascontiguousarray(block).reshape(-1), ({} if pattern is None else
+                                                         {"sw_rep": pattern[1], "sw_len": block.size})
     if pattern is not None:
         part, rep = pattern
         try:
@@ -365,17 +374,22 @@ def _check_narrowed(name: str, a, dtype, xp) -> None:
     if not bool(bad.any()):
         return
     i = int(bad.reshape(-1).argmax())
+    if name != "y_true":
+        raise _weight_error(a, _index(i, a.shape), i, dtype)
     v = float(a[_index(i, a.shape)])
     if math.isnan(v):
-        what = "NaN label" if name == "y_true" else "weight nan"
-        raise ValueError(f"{name}: {what} at index {i}" + ("" if name == "y_true" else " must be finite and "
-                                                                                        "non-negative"))
-    if name == "y_true":
-        raise ValueError(f"y_true: label {v!r} at index {i} is outside [0, 1]")
+        raise ValueError(f"y_true: NaN label at index {i}")
+    raise ValueError(f"y_true: label {v!r} at index {i} is outside [0, 1]")
+
+
+def _weight_error(sw, idx, i: int, cdt) -> ValueError:
+    """The error of a bad sample weight sw[idx] (flat index i): negative, NaN or infinite, or,
+    when finite and positive, too large for the compute dtype cdt."""
+    v = float(sw[idx])
     if math.isfinite(v) and v > 0:
-        raise ValueError(f"sample_weight: weight {v!r} at index {i} overflows {np.dtype(dtype).name}, the "
-                         f"computation dtype of y_pred")
-    raise ValueError(f"sample_weight: weight {v!r} at index {i} must be finite and non-negative")
+        return ValueError(f"sample_weight: weight {_value_at(sw, idx)} at index {i} overflows "
+                          f"{np.dtype(cdt).name}, the computation dtype of y_pred")
+    return ValueError(f"sample_weight: weight {_value_at(sw, idx)} at index {i} must be finite and non-negative")
 
 
 def _raise_binary(err: int, i: int, y_true, y_pred, sw_full) -> None:
@@ -388,8 +402,7 @@ def _raise_binary(err: int, i: int, y_true, y_pred, sw_full) -> None:
     if err == _ERR_PROB:
         raise ValueError(f"y_pred: probability {_value_at(y_pred, idx)} at index {i} is outside [0, 1]")
     if err == _ERR_WEIGHT:
-        raise ValueError(
-            f"sample_weight: weight {_value_at(sw_full, idx)} at index {i} must be finite and non-negative")
+        raise _weight_error(sw_full, idx, i, _compute_dtype(y_pred))
     raise RuntimeError(f"xentc: unknown kernel error code {err}")
 
 
@@ -400,8 +413,7 @@ def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_f
         C = y_pred.shape[axis]
         raise ValueError(f"y_true: label {j} at index {i} is outside [0, {C})")
     if err == _ERR_WEIGHT:
-        raise ValueError(f"sample_weight: weight {_value_at(sw_full, _index(i, sample_shape))} at index {i} "
-                         "must be finite and non-negative")
+        raise _weight_error(sw_full, _index(i, sample_shape), i, _compute_dtype(y_pred))
     row = _index(i, sample_shape)
     idx = row[:axis] + (int(j),) + row[axis:]
     flat = int(np.ravel_multi_index(idx, y_pred.shape))
@@ -470,8 +482,8 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
         k = _mean_weight_exponent(denom, cdt)
         if not k or not weights or (given is not None and math.isinf(denom)):
             break
-        with np.errstate(over="ignore"):
-            new = tuple(xp.ldexp(w, -k) for w in weights)
+        with np.errstate(over="ignore"):   # (weights of another dtype than cdt: in cdt first, as the kernels read them)
+            new = tuple(xp.ldexp(w.astype(cdt, copy=False), -k) for w in weights)
         if not all(bool(xp.isfinite(w).all()) for w in new):
             break
         weights, wexp = new, wexp + k
@@ -697,7 +709,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         y = _narrowed("y_true", yt, ydt, xp, n_threads)
     shape = pred.shape
     n = math.prod(shape)
-    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp,
+    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp, backend,
                               compact=getattr(backend, "SAMPLE_WEIGHT_PATTERNS", False), n_threads=n_threads)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
                            cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
@@ -1015,7 +1027,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
     cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
     n = outer * inner
-    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, n_threads=n_threads)
+    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, backend, n_threads=n_threads)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
                            shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
                            inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),

@@ -55,6 +55,11 @@ _SOFT_LABEL_TYPES = {"float32": "float", "float64": "double", "float16": "xentk:
 SOFT_LABEL_DTYPES = frozenset(_SOFT_LABEL_TYPES)
 # others (byte-swapped) are converted to the compute dtype, beside 16-bit y_pred too
 SOFT_LABELS_IN_COMPUTE_DTYPE = True
+# Sample weights every kernel reads in their own dtype beside y_pred of any other (sw_kind of
+# _xent.cu: the value passed beside the pointer), by dtype name. _api passes them unconverted and
+# unchecked (native byte order): the weight pass checks each in its own dtype
+_WEIGHT_KINDS = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+SAMPLE_WEIGHT_DTYPES = frozenset(_WEIGHT_KINDS)
 # Binary labels the kernels read in their own dtype (SY of the binary kernels, label_widen of
 # _xent.cu), by dtype name: their C type. _api passes them uncast where labels and y_pred are both
 # contiguous; the kernels of each (labels, y_pred) pair are built on its first call
@@ -702,6 +707,16 @@ def _weight_pattern(sw, rep: int, length: int, n: int) -> Tuple[int, int]:
     return rep, length
 
 
+def _weights(sw, dt, dev_id: int) -> tuple:
+    """(sw, sw_kind): sample weights as the kernels take them (any dtype of _WEIGHT_KINDS in native
+    byte order as it is; anything else must be in the compute dtype dt)."""
+    if sw is None:
+        return None, np.int32(0)
+    kind = _WEIGHT_KINDS.get(sw.dtype.name) if sw.dtype.isnative else None
+    _check("sample_weight", sw, dt if kind is None else sw.dtype, dev_id, contiguous=True, ndim=1)
+    return sw, np.int32(_WEIGHT_KINDS[dt.name] if kind is None else kind)
+
+
 def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_threads, sw_rep=1, sw_len=-1):
     """Sum of sample_weight * class_weight[label] over non-ignored samples, checking both. Element i
     takes sample weight sw[(i // sw_rep) % sw_len] (by default sw[i])."""
@@ -716,7 +731,7 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     dev_id = ref.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
     _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
-    _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
+    swa = _weights(sw, dt, dev_id)
     _check("class_weight", cw, dt, dev_id, contiguous=True, ndim=1)
     with cupy.cuda.Device(dev_id):
         mod = _module(dev_id)
@@ -724,7 +739,7 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
         sc = _Scratch(cupy, nblocks)
         f = mod.funcs[f"xent_weight<{_tname(double_)}>"]
         _log("weight", blocks=nblocks)
-        _launch_blocks(f, nblocks, 256, (labels, sw, np.int64(sw_rep), np.int64(sw_len), cw, np.int64(C),
+        _launch_blocks(f, nblocks, 256, (labels, *swa, np.int64(sw_rep), np.int64(sw_len), cw, np.int64(C),
                                          np.int64(ignore_index),
                                          np.int32(1 if has_ignore else 0), np.int64(n), sc.sums, sc.errs))
         total, key = sc.finish(mod, True)
@@ -784,17 +799,18 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, contiguous=bool(label), ndim=1)
     if y.shape[0] != n:
         raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
-    _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
+    swa = _weights(sw, dt, dev_id)
     _check("pos_weight", w1, dt, dev_id, contiguous=True, ndim=1)
     for name, out, t in (("loss", loss, dt), ("grad", grad, st), ("hess", hess, st)):
         _check(name, out, t, dev_id, contiguous=True, ndim=1)
     nw1 = 1 if w1 is None else int(w1.shape[0])
     mod = _module(dev_id)
+    # arrays the fast kernel reads or writes in 16-byte packs (weights of another dtype: one by one)
+    packed = [a for a in (y, x, sw if sw is not None and sw.dtype == dt else None, loss, grad, hess) if a is not None]
     if (config.get("binary_vec", True) and from_logits and float(gamma) == 0.0 and nw1 == 1
             and (sw is None or sw_len == 1 or (sw_rep == 1 and sw_len == n))   # else the general kernel
             and _stride(y, 0) == 1 and _stride(x, 0) == 1
-            and all(int(a.data.ptr) % _pack_align(a, x, double_, store) == 0
-                    for a in (y, x, sw, loss, grad, hess) if a is not None)):
+            and all(int(a.data.ptr) % _pack_align(a, x, double_, store) == 0 for a in packed)):
         # fast path: 16-byte packs, a block covers `rounds` rounds (chosen from n alone, so that
         # the partial sums, and so the result, depend on n only)
         per_round = _BINARY_VEC_PACKS * _vec(double_, store)
@@ -805,7 +821,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         f = mod.funcs[_binary_vec_name(double_, sw is not None, store, same_y, label)]
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
-            y, x, np.int64(n), sw, np.int32(sw is not None and sw_len == 1), w1, np.float64(w0), np.float64(eps),
+            y, x, np.int64(n), *swa, np.int32(sw is not None and sw_len == 1), w1, np.float64(w0), np.float64(eps),
             np.float64(dscale), loss, grad, hess, sc.sums, sc.errs, np.int32(rounds)))
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
@@ -814,7 +830,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
         y, np.int64(_stride(y, 0)), x, np.int64(_stride(x, 0)), np.int64(n),
-        sw, np.int64(sw_rep), np.int64(sw_len), w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
+        *swa, np.int64(sw_rep), np.int64(sw_len), w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
         np.float64(dscale), loss, grad, hess, sc.sums, sc.errs))
     return mod, sc
 
@@ -889,13 +905,13 @@ def _is_launch_config_error(exc: Exception) -> bool:
                                    "INVALID_CONFIGURATION", "invalid configuration"))
 
 
-def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss,
+def _launch_onchip(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss,
                    grad, hess, double_):
     K, v, chunk, pipe = extra
     sc = _Scratch(cupy, rows)
     f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x))]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
-    head = (x, np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), labels, sw, cwa,
+    head = (x, np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), labels, *swa, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
             loss, grad, hess, sc.sums, sc.errs)
     if pipe:
@@ -913,14 +929,14 @@ def _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, 
     return sc
 
 
-def _launch_small(cupy, mod, cmax, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss, grad,
+def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss, grad,
                   hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
     sc = _Scratch(cupy, nblocks)
     f = mod.funcs[_small_name(double_, cmax, _storage(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (
-        x, np.int32(C), np.int64(rows), labels, sw, cwa, np.int64(ignore_index),
+        x, np.int32(C), np.int64(rows), labels, *swa, cwa, np.int64(ignore_index),
         np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), loss, grad, hess,
         sc.sums, sc.errs), smem=_small_smem(C, 8 if double_ else 4))
     return sc
@@ -962,7 +978,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
         _check("y_true", ysoft, ysoft.dtype if own else dt, dev_id, ndim=3)
     if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
         raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
-    _check("sample_weight", sw, dt, dev_id, contiguous=True, ndim=1)
+    swa = _weights(sw, dt, dev_id)
     _check("class_weight", cwa, dt, dev_id, contiguous=True, ndim=1)
     _check("loss", loss, dt, dev_id, contiguous=True)
     _check("grad", grad, st, dev_id, contiguous=True)
@@ -971,7 +987,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
     while kind == "onchip":   # a refused launch turns that family off; the next choice may be on-chip again
         try:
-            sc = _launch_onchip(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps,
+            sc = _launch_onchip(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps,
                                 dscale, loss, grad, hess, double_)
             return mod, sc, True
         except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use other kernels
@@ -980,7 +996,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
             mod.disable_onchip(extra[0], exc, pipe=extra[3])
             kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
     if kind == "small":
-        sc = _launch_small(cupy, mod, extra, x, C, rows, labels, sw, cwa, ignore_index, has_ignore, eps, dscale, loss,
+        sc = _launch_small(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss,
                            grad, hess, double_)
         return mod, sc, True
     per, threads, smem = {"thread": (_THREAD_ROWS, 128, 0), "tile": (_TILE_ROWS, 128, extra or 0),
@@ -994,7 +1010,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     _launch_blocks(f, nblocks, threads, (
         x, np.int64(_stride(x, 0)), np.int64(_stride(x, 1)), np.int64(_stride(x, 2)),
         np.int64(C), np.int64(inner), np.int64(rows), labels, ysoft,
-        np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), sw, cwa,
+        np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), *swa, cwa,
         np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(gamma),
         np.float64(dscale), np.int32(1 if from_logits else 0), loss, grad, hess,
         sc.sums, sc.errs), smem=smem)

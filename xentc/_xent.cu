@@ -181,6 +181,44 @@ __device__ __forceinline__ int label_widen(xu16 v) { return v; }
 __device__ __forceinline__ xi64 label_widen(xu32 v) { return v; }
 __device__ __forceinline__ xi64 label_widen(xu64 v) { return v > 1ULL ? xi64(2) : xi64(v); }
 
+/* Sample weights of any float dtype (sw_kind, _cuda's _WEIGHT_KINDS) are read as they are beside
+ * y_pred of any other, so that no converted copy of them is made on the device (float64 weights,
+ * CuPy's default, beside float32 logits). Every kernel takes `const void* sw, int sw_kind`; the
+ * kind is the same for the whole launch, so the branch below costs no divergence. A weight is
+ * converted to the compute type T as it is read: the bits of converting the weights first. The
+ * weight pass (xent_weight) checks each weight in its own type before that rounding (-1e-300 in
+ * float64 is a bad weight though it rounds to -0.0f) and reports a weight that overflows T. */
+enum { SW_F32 = 0, SW_F64 = 1, SW_F16 = 2, SW_BF16 = 3 };
+template <typename T> struct OwnWeightKind;
+template <> struct OwnWeightKind<float> { static constexpr int value = SW_F32; };
+template <> struct OwnWeightKind<double> { static constexpr int value = SW_F64; };
+
+/* Weight j of another kind than T's, converted to T. */
+template <typename T> __device__ __forceinline__ T weight_other(const void* sw, int kind, xi64 j) {
+    switch (kind) {
+    case SW_F32: return T(static_cast<const float*>(sw)[j]);
+    case SW_F64: return T(static_cast<const double*>(sw)[j]);
+    case SW_F16: return T(float(static_cast<const xhalf*>(sw)[j]));
+    default: return T(float(static_cast<const xbf16*>(sw)[j]));
+    }
+}
+/* Weight j in T, for a kernel that reads it once a row (or a few times an element). */
+template <typename T> __device__ __forceinline__ T weight_at(const void* sw, int kind, xi64 j) {
+    return kind == OwnWeightKind<T>::value ? static_cast<const T*>(sw)[j] : weight_other<T>(sw, kind, j);
+}
+/* Weight j's exact value and its value in T (for the check of xent_weight). */
+template <typename T> __device__ __forceinline__ T weight_checked(const void* sw, int kind, xi64 j, bool& bad) {
+    if (kind == OwnWeightKind<T>::value) {
+        const T w = static_cast<const T*>(sw)[j];
+        bad = !(w >= T(0)) || w == Lim<T>::inf();
+        return w;
+    }
+    const double wide = kind == SW_F64 ? static_cast<const double*>(sw)[j] : double(weight_other<float>(sw, kind, j));
+    const T w = T(wide);
+    bad = !(wide >= 0.0) || w == Lim<T>::inf();   /* negative or NaN in its own type, or infinite in T */
+    return w;
+}
+
 /* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
  * (1 - y)(1 - eps) + eps/2, each from the raw label (as smoothed_pair in _xent_rows.h). */
 template <typename T> __device__ __forceinline__ T smoothed_pair(T y, T eps, bool positive) {
@@ -645,8 +683,8 @@ __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, 
 #define XENT_SOFTMAX_PARAMS                                                                       \
     const S* __restrict__ x, xi64 sx_o, xi64 sx_c, xi64 sx_i, xi64 C, xi64 inner, xi64 rows,      \
     const xi64* __restrict__ labels, const SL* __restrict__ ysoft, xi64 sy_o, xi64 sy_c, xi64 sy_i, \
-    const T* __restrict__ sw, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,        \
-    double eps, double gamma, double dscale, int from_logits,                                     \
+    const void* __restrict__ sw, int sw_kind, const T* __restrict__ cwa, xi64 ignore_index,        \
+    int has_ignore, double eps, double gamma, double dscale, int from_logits,                     \
     T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,                              \
     double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset
 
@@ -686,7 +724,7 @@ struct WeightIndex {
  * weight_block in _xent_rows.h. Sample weight i: sw[WeightIndex(sw_rep, sw_len)(i)]. */
 template <typename T>
 __global__ void __launch_bounds__(256)
-xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, xi64 sw_rep, xi64 sw_len,
+xent_weight(const xi64* __restrict__ labels, const void* __restrict__ sw, int sw_kind, xi64 sw_rep, xi64 sw_len,
             const T* __restrict__ cw, xi64 C, xi64 ignore_index, int has_ignore, xi64 n,
             double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
@@ -704,8 +742,9 @@ xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, xi64 sw_r
             T w = T(1);
             bool ok = true;
             if (sw) {
-                w = sw[widx(i)];
-                if (!(w >= T(0)) || w == Lim<T>::inf()) { err = umin64(err, err_key(i, ERR_WEIGHT)); ok = false; }
+                bool bad;
+                w = weight_checked<T>(sw, sw_kind, widx(i), bad);
+                if (bad) { err = umin64(err, err_key(i, ERR_WEIGHT)); ok = false; }
             }
             if (ok && labels) {
                 const xi64 y = labels[i];
@@ -726,7 +765,8 @@ xent_weight(const xi64* __restrict__ labels, const T* __restrict__ sw, xi64 sw_r
 template <typename T, bool LOGITS, bool CE, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
 xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx, xi64 n,
-            const T* __restrict__ sw, xi64 sw_rep, xi64 sw_len, const T* __restrict__ w1, xi64 nw1, double w0,
+            const void* __restrict__ sw, int sw_kind, xi64 sw_rep, xi64 sw_len, const T* __restrict__ w1, xi64 nw1,
+            double w0,
             double eps, double gamma, double dscale, T* __restrict__ loss, S* __restrict__ grad,
             S* __restrict__ hess, double* __restrict__ part_sum, xu64* __restrict__ part_err,
             xi64 block_offset) {
@@ -768,7 +808,7 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
             } else {
                 const T c1 = (w1 ? w1[nw1 == 1 ? 0 : i % nw1] : T(1)) * smoothed_pair(yi, eps_, true);
                 const T c0 = w0_ * smoothed_pair(yi, eps_, false);
-                const T wi = sw ? sw[widx(i)] : T(1), ds = wi * dsc;
+                const T wi = sw ? weight_at<T>(sw, sw_kind, widx(i)) : T(1), ds = wi * dsc;
                 LGH<T> o = LOGITS ? binary_from_logit(xi, c1, c0, g, want_g, want_h, wi, ds)
                                   : binary_from_prob(xi, c1, c0, g, want_g, want_h, wi, ds);
                 if (loss) loss[i] = o.l;
@@ -793,7 +833,8 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
  * more elements; the last block, if partial, takes a guarded scalar loop.
  * SW: sample_weight present (a template flag: without it the loss weight is the constant 1 and
  * mul0(1, v) folds away): one per element, or with sw_scalar one for all (a scalar weight, passed
- * once); other repeating weights take xent_binary.
+ * once); other repeating weights take xent_binary. Weights of the compute type come in packs beside
+ * x; weights of another float type (sw_kind) are read and converted one at a time.
  * ========================================================================================== */
 namespace xentk {
 /* N elements of U, loaded and stored as 16-byte vectors (one, or two for float beside 16-bit x);
@@ -824,13 +865,13 @@ __device__ __forceinline__ LGH<T> bin_vec_elem(const BinVecArgs<T>& a, T yi, T z
 
 template <typename T, bool SW, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
-xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const T* __restrict__ sw,
-                int sw_scalar, const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
+xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const void* __restrict__ sw,
+                int sw_kind, int sw_scalar, const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
                 S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
                 xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
     using namespace xentk;
     /* VEC elements a pack: 16 bytes of x (4 floats, 2 doubles, 8 16-bit floats), the labels (SY) and
-     * sample_weight (T) beside them */
+     * sample_weight (T, when of the compute type) beside them */
     constexpr int NT = 256, U = 4, VEC = 16 / sizeof(S), ROUND = NT * U * VEC;
     typedef BinPack<T, VEC> P;
     typedef BinPack<S, VEC> PS;
@@ -842,7 +883,8 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
     BinVecArgs<T> a;
     a.eps = T(eps); a.w0 = T(w0); a.w1 = w1 ? w1[0] : T(1); a.dsc = T(dscale);
     a.want_g = grad != 0; a.want_h = hess != 0;
-    const T w_one = (SW && sw_scalar) ? sw[0] : T(1);   /* one sample weight for every element */
+    const T w_one = (SW && sw_scalar) ? weight_at<T>(sw, sw_kind, 0) : T(1);   /* one sample weight for every element */
+    const bool sw_own = sw_kind == OwnWeightKind<T>::value;   /* else weights of another dtype, read one by one */
     double s = 0.0;   /* the thread's losses; exact enough in double */
     xu64 err = XENT_NO_ERR;
     if (start + xi64(rounds) * ROUND <= n) {
@@ -862,10 +904,16 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
                 for (int j = 0; j < U; ++j)
 #pragma unroll
                     for (int k = 0; k < VEC; ++k) wv[j].v[k] = w_one;
-            } else if (SW) {
-                const P* wp = reinterpret_cast<const P*>(sw + off) + tid;
+            } else if (SW && sw_own) {
+                const P* wp = reinterpret_cast<const P*>(static_cast<const T*>(sw) + off) + tid;
 #pragma unroll
                 for (int j = 0; j < U; ++j) wv[j] = wp[j * NT];
+            } else if (SW) {
+#pragma unroll
+                for (int j = 0; j < U; ++j)
+#pragma unroll
+                    for (int k = 0; k < VEC; ++k)
+                        wv[j].v[k] = weight_other<T>(sw, sw_kind, off + xi64(j * NT + tid) * VEC + k);
             }
             bool ok = true;
 #pragma unroll
@@ -907,7 +955,8 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
             const int e = unit_label_error(yw);
             if (e) { err = umin64(err, err_key(i, e)); continue; }
             const T yi = T(yw);
-            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(x[i]), SW ? (sw_scalar ? w_one : sw[i]) : T(1));
+            const T wi = SW ? (sw_scalar ? w_one : weight_at<T>(sw, sw_kind, i)) : T(1);
+            const LGH<T> o = bin_vec_elem<T, SW>(a, yi, T(x[i]), wi);
             s += double(o.l);
             if (loss) loss[i] = o.l;
             if (a.want_g) grad[i] = o.g;
@@ -935,7 +984,7 @@ __global__ void __launch_bounds__(128) xent_softmax_thread(XENT_SOFTMAX_PARAMS) 
         S* gr = grad ? grad + o * C * inner + k : (S*)0;
         S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
-        const T wi = sw ? sw[r] : T(1);
+        const T wi = sw ? weight_at<T>(sw, sw_kind, r) : T(1);
         TeamThread tm;
         const T l = softmax_row(a, tm, r, xr, sx_c, labels != 0, y, ys, sy_c, gr, hr, inner, wi, err);
         if (loss) loss[r] = l;
@@ -983,7 +1032,7 @@ __global__ void __launch_bounds__(128) xent_softmax_tile(XENT_SOFTMAX_PARAMS) {
     if (tid < nr) {
         const xi64 r = r0 + tid;
         const xi64 y = labels ? labels[r] : -1;
-        const T wi = sw ? sw[r] : T(1);
+        const T wi = sw ? weight_at<T>(sw, sw_kind, r) : T(1);
         TeamThread tm;
         const T l = softmax_row(a, tm, r, xs + xi64(tid) * C, xi64(1), labels != 0, y,
                                 ysoft ? ysm + xi64(tid) * C : (const T*)0, xi64(1),
@@ -1019,7 +1068,7 @@ __global__ void __launch_bounds__(256) xent_softmax_warp(XENT_SOFTMAX_PARAMS) {
         S* gr = grad ? grad + o * C * inner + k : (S*)0;
         S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
-        const T wi = sw ? sw[r] : T(1);
+        const T wi = sw ? weight_at<T>(sw, sw_kind, r) : T(1);
         TeamWarp tm{lane};
         const T l = softmax_row(a, tm, r, xr, sx_c, labels != 0, y, ys, sy_c, gr, hr, inner, wi, err);
         if (lane == 0) {
@@ -1049,7 +1098,7 @@ __global__ void __launch_bounds__(256) xent_softmax_block(XENT_SOFTMAX_PARAMS) {
         S* gr = grad ? grad + o * C * inner + k : (S*)0;
         S* hr = hess ? hess + o * C * inner + k : (S*)0;
         const xi64 y = labels ? labels[r] : -1;
-        const T wi = sw ? sw[r] : T(1);
+        const T wi = sw ? weight_at<T>(sw, sw_kind, r) : T(1);
         TeamBlock<NT> tm{&ts, tid};
         const T l = softmax_row(a, tm, r, xr, sx_c, labels != 0, y, ys, sy_c, gr, hr, inner, wi, err);
         if (tid == 0) {
@@ -1180,7 +1229,8 @@ template <typename T, typename S> struct OnchipParams {
     xi64 sx_o;
     int C, chunk;          /* classes, and classes per block (a multiple of VEC) */
     const xi64* labels;
-    const T* sw;
+    const void* sw;
+    int sw_kind;
     const T* cwa;
     xi64 ignore_index;
     int has_ignore;
@@ -1344,7 +1394,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     double* part_sum = pa.part_sum;
     const bool first = (rank == 0 && tid == 0);
     const T eps = T(pa.eps);
-    const T wi = pa.sw ? pa.sw[row] : T(1);
+    const T wi = pa.sw ? weight_at<T>(pa.sw, pa.sw_kind, row) : T(1);
     const T ds = wi * T(pa.dscale);
     const bool dense = eps != T(0);   /* label smoothing: every class has a coefficient */
 
@@ -1608,12 +1658,13 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
 
 #define XENT_ONCHIP_PARAMS                                                                         \
     const S* __restrict__ x, xi64 sx_o, int C, int chunk, const xi64* __restrict__ labels,          \
-    const T* __restrict__ sw, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore,          \
-    double eps, double dscale, T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,     \
+    const void* __restrict__ sw, int sw_kind, const T* __restrict__ cwa, xi64 ignore_index,          \
+    int has_ignore, double eps, double dscale, T* __restrict__ loss, S* __restrict__ grad,           \
+    S* __restrict__ hess,                                                                           \
     double* __restrict__ part_sum, xu64* __restrict__ part_err
 
 #define XENT_ONCHIP_STRUCT                                                                         \
-    const xentk::OnchipParams<T, S> p{x, sx_o, C, chunk, labels, sw, cwa, ignore_index, has_ignore, eps, \
+    const xentk::OnchipParams<T, S> p{x, sx_o, C, chunk, labels, sw, sw_kind, cwa, ignore_index, has_ignore, eps, \
                                    dscale, loss, grad, hess, part_sum, part_err};
 
 #ifdef XENT_EMU
@@ -1679,8 +1730,8 @@ struct SmallWalk {
 
 template <typename T, int CMAX, typename S = T>
 __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_small(
-        const S* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const T* __restrict__ sw,
-        const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
+        const S* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const void* __restrict__ sw,
+        int sw_kind, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
         T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
         xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
@@ -1732,7 +1783,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         const bool bad = active && !ignored && !(y >= 0 && y < C);
         if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
         const bool live = active && !ignored && !bad && !nan;
-        const T wi = (sw && active) ? sw[r] : T(1);
+        const T wi = (sw && active) ? weight_at<T>(sw, sw_kind, r) : T(1);
         const T ds = wi * T(dscale);
         const T eps_ = T(eps), epsC = eps_ / T(C);
         const bool dense = eps_ != T(0);
