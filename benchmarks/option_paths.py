@@ -1,6 +1,6 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
-C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, labels
-in another dtype than y_pred (read as they are), the few-class loops alone, and categorical focal
+C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, weights
+and labels in another dtype than y_pred (read as they are), the few-class loops alone, and categorical focal
 from logits on both sides of gamma 4 (above it rows correct Q^gamma), and focal losses with a
 non-integer gamma against an integer one, and rows of few classes from logits (10 and 100) with
 each kind of label. Times in ms,
@@ -109,6 +109,8 @@ def main():
         print(f"  sample_weight one per row (N, 1)    {median_ms(bce(sample_weight=sw[:, :1]), rep):8.1f}")
         print(f"  scalar sample_weight                {median_ms(bce(sample_weight=2.0), rep):8.1f}")
         other = np.float64 if dt == np.float32 else np.float32
+        print(f"  {np.dtype(other).name} sample_weight per element   "
+              f"{median_ms(bce(sample_weight=sw.astype(other)), rep):8.1f}")
         print(f"  {np.dtype(other).name} labels                      "
               f"{median_ms(bce(labels=y.astype(other)), rep):8.1f}")
         print(f"  bool labels                         {median_ms(bce(labels=y.astype(bool)), rep):8.1f}")

@@ -556,6 +556,44 @@ def test_repeating_sample_weights_errors_and_extremes():
         assert peak < x.nbytes // 8, peak
 
 
+@pytest.mark.parametrize("dtype,wdtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_binary_weights_of_the_other_float_dtype(dtype, wdtype):
+    """Binary sample weights of the other float dtype (float64 beside float32 y_pred, float32
+    beside float64) are read as they are: the bits of the call with the weights converted first,
+    in the contiguous loops (logits, probabilities, focal, a weight per element, per row or one for
+    all), the strided loop, and the weight pass on 1 and 2 threads; and no array of the elements'
+    size is made for them."""
+    rng = np.random.default_rng(17)
+    n = 3 * 4096 + 5   # several of the kernels' pieces and blocks, and a partial one
+    x = rng.normal(0, 2, (n // 5, 5)).astype(dtype)
+    p = rng.uniform(0.01, 0.99, x.shape).astype(dtype)
+    y = rng.uniform(0, 1, x.shape).astype(dtype)
+    for w in (rng.uniform(0.1, 3, x.shape).astype(wdtype), rng.uniform(0.1, 3, (x.shape[0], 1)).astype(wdtype),
+              np.asarray(1.3, dtype=wdtype)):
+        conv = w.astype(dtype)
+        for name, pred, kw in (("binary_cross_entropy", x, {"from_logits": True, "label_smoothing": 0.1}),
+                               ("binary_cross_entropy", p, {"from_logits": False}),
+                               ("binary_focal_loss", x, {"from_logits": True, "gamma": 2.0}),
+                               ("binary_focal_loss", p[::-1, ::2], {"from_logits": False, "gamma": 1.5})):
+            yy = y[: pred.shape[0], : pred.shape[1]]
+            ww = w if w.ndim < 2 or w.shape[1] == 1 else w[: pred.shape[0], : pred.shape[1]]
+            cc = conv if conv.ndim < 2 or conv.shape[1] == 1 else conv[: pred.shape[0], : pred.shape[1]]
+            for reduction in ("none", "mean"):
+                for n_threads in (1, 2):
+                    args = dict(reduction=reduction, n_threads=n_threads, **kw)
+                    assert_same(call(name, yy, pred, {**args, "sample_weight": ww}),
+                                call(name, yy, pred, {**args, "sample_weight": cc}))
+    import tracemalloc
+    x, y, w = np.zeros(1_000_000, dtype), np.ones(1_000_000, dtype), np.full(1_000_000, 2.0, wdtype)
+    xentc.binary_cross_entropy(y, x, from_logits=True, sample_weight=w)   # (first-call allocations)
+    tracemalloc.start()
+    try:
+        xentc.binary_cross_entropy(y, x, from_logits=True, sample_weight=w)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes // 8, peak
+
 def test_bool_labels_read_as_numpy_reads_them():
     """A bool array whose bytes are not 0 or 1 (a view of other bytes) holds True wherever a byte
     is nonzero, for NumPy and so for the kernels."""

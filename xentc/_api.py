@@ -251,15 +251,15 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     return arr
 
 
-def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, compact: bool = False, n_threads=None):
+def _sample_weight(sw: Any, shape: tuple, dtype, xp, kinds=frozenset(), compact: bool = False, n_threads=None):
     """sample_weight broadcast to the per-sample shape, flat and contiguous (values are checked
     by the kernels), and {}; with ``compact``, weights that repeat (a scalar, a weight per row or
     per label, any broadcast that repeats one block of the shape) are returned once, with the
     kernels' keywords that say how element i finds its weight: {"sw_rep": R, "sw_len": M}, element
     i taking weight (i // R) % M (the kernels read them a piece at a time: no array of the
-    per-sample size). Weights of a dtype the backend reads beside any y_pred (SAMPLE_WEIGHT_DTYPES,
-    by name: the CUDA kernels, which check each weight in its own dtype) keep their dtype; the
-    rest are converted to the compute dtype."""
+    per-sample size). Weights of a dtype the kernels read beside any y_pred (``kinds``, by name:
+    _weight_dtypes) keep their dtype, contiguous or repeating, and are checked by the kernels in
+    that dtype; the rest are converted to the compute dtype."""
     if sw is None:
         return None, {}
     arr = _real_array("sample_weight", sw, xp)
@@ -270,7 +270,7 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, compact: bool = Fa
             f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
     pattern = _repeating_block(arr) if compact else None
     block = arr if pattern is None else pattern[0]
-    own = (arr.dtype.isnative and arr.dtype.name in getattr(backend, "SAMPLE_WEIGHT_DTYPES", ())
+    own = (arr.dtype.isnative and arr.dtype.name in kinds
            and (pattern is not None or arr.flags.c_contiguous)   # (a copy either way: the narrower one)
            and not _misaligned(block))
     if own:
@@ -288,11 +288,21 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, compact: bool = Fa
     return xp.ascontiguousarray(_narrowed("sample_weight", arr, dtype, xp, n_threads)).reshape(-1), {}
 
 
+def _weight_dtypes(backend, binary: bool) -> frozenset:
+    """The sample-weight dtypes (by name) a backend's kernels read as they are beside y_pred of any
+    dtype: SAMPLE_WEIGHT_DTYPES for all of them (the CUDA kernels), BINARY_SAMPLE_WEIGHT_DTYPES
+    for the binary ones only (the CPU kernels)."""
+    kinds = getattr(backend, "SAMPLE_WEIGHT_DTYPES", frozenset())
+    return kinds | getattr(backend, "BINARY_SAMPLE_WEIGHT_DTYPES", frozenset()) if binary else kinds
+
+
 def _narrowed(name: str, a, dtype, xp, n_threads):
     """a in the compute dtype (_as_compute), checked first where casting to a narrower float could
-    hide a bad value (_check_narrowed). Contiguous float64 NumPy arrays bound for float32 are checked
-    and converted in one pass of the kernels (binary CE of 10^7 float32 logits with float64
-    weights: 17.3 -> 11.5 ms, benchmarks/RESULTS.md); the message of a bad value is _check_narrowed's."""
+    hide a bad value (_check_narrowed). Contiguous float64 NumPy arrays bound for float32 (soft
+    labels, categorical sample weights; binary weights are read as they are) are checked and
+    converted in one pass of the kernels (binary CE of 10^7 float32 logits with float64 weights,
+    when they took this path: 17.3 -> 11.5 ms, benchmarks/RESULTS.md); the message of a bad value
+    is _check_narrowed's."""
     if (xp is np and a.dtype == np.float64 and dtype == np.float32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size and not _misaligned(a)):
         from . import _kernels
@@ -709,7 +719,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         y = _narrowed("y_true", yt, ydt, xp, n_threads)
     shape = pred.shape
     n = math.prod(shape)
-    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp, backend,
+    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp, _weight_dtypes(backend, binary=True),
                               compact=getattr(backend, "SAMPLE_WEIGHT_PATTERNS", False), n_threads=n_threads)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
                            cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
@@ -1027,7 +1037,8 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
     cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
     n = outer * inner
-    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, backend, n_threads=n_threads)
+    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, _weight_dtypes(backend, binary=False),
+                           n_threads=n_threads)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
                            shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
                            inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),

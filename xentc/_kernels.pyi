@@ -1,11 +1,12 @@
 """Typing stub for the compiled kernels (xentc/_kernels.pyx)."""
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 import numpy as np
 
 SERIAL_WORK: int
 BINARY_LABEL_DTYPES: Dict[np.dtype, int]
 SAMPLE_WEIGHT_PATTERNS: bool
+BINARY_SAMPLE_WEIGHT_DTYPES: FrozenSet[str]
 BLOCK_WORK: int
 
 KernelResult = Tuple[float, int, int, int]  # (sum, error code, first bad row/index, class or value)

@@ -28,6 +28,7 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
     ctypedef struct WeightArgs:
         const int64_t* labels
         const void* sw
+        int swkind
         int64_t sw_rep
         int64_t sw_len
         const void* cw
@@ -42,6 +43,7 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         const void* x
         int64_t sx
         const void* sw
+        int swkind
         int64_t sw_rep
         int64_t sw_len
         const void* w1
@@ -207,6 +209,21 @@ cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, obje
 # rather than broadcasting them to every element.
 SAMPLE_WEIGHT_PATTERNS = True
 
+# Binary sample weights the kernels read in their own dtype beside y_pred of the other float type
+# (WeightKind of _xent_rows.h), by dtype name; the API passes them unconverted and unchecked
+# (contiguous, native byte order): the weight pass checks each in its own dtype. Categorical
+# weights come in the compute dtype.
+BINARY_SAMPLE_WEIGHT_DTYPES = frozenset({"float32", "float64"})
+
+
+cdef int _weight_kind(sw, bint double_) except -1:
+    """WeightKind of sample weights sw beside a compute dtype of float64 (double_) or float32."""
+    if sw is None or sw.dtype == (np.float64 if double_ else np.float32):
+        return 0
+    if sw.dtype.name not in BINARY_SAMPLE_WEIGHT_DTYPES or not sw.dtype.isnative or not sw.flags.c_contiguous:
+        raise ValueError(f"sample weights of dtype {sw.dtype} must be contiguous float32 or float64")
+    return 1 if sw.dtype == np.float32 else 2
+
 
 def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore, int64_t n,
                bint double_, n_threads, int64_t sw_rep=1, int64_t sw_len=-1):
@@ -215,6 +232,7 @@ def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore,
     cdef WeightArgs a
     a.labels = <const int64_t*>_addr(labels)
     a.sw = <const void*>_addr(sw)
+    a.swkind = _weight_kind(sw, double_)
     a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
     a.cw = <const void*>_addr(cw)
     a.C = C
@@ -253,6 +271,7 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     if a.ykind and (a.sy != 1 or a.sx != 1 or not y.dtype.isnative):
         raise ValueError("binary: labels of another dtype than y_pred must be contiguous, as y_pred")
     a.sw = <const void*>_addr(sw)
+    a.swkind = _weight_kind(sw, double_)
     a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, x.shape[0])
     a.w1 = <const void*>_addr(w1)
     a.nw1 = 1 if w1 is None else w1.shape[0]

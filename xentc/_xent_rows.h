@@ -180,9 +180,23 @@ static inline bool weights_repeat(const void* sw, int64_t rep, int64_t len, int6
     return sw && (rep != 1 || len < i1);
 }
 
-/* The weights of elements i .. i + n - 1 into out. */
-template <typename T>
-static void stage_weights(const T* __restrict sw, int64_t rep, int64_t len, int64_t i, int n, T* __restrict out) {
+/* Binary sample weights of the other float type than the compute type T (float64 weights beside
+ * float32 y_pred, CuPy's and NumPy's default dtype for weights) are read as they are, WEIGHT_PIECE
+ * at a time through the same staging as repeating weights, so that no converted copy of y_pred's
+ * size is made. A weight is converted to T as it is staged (the bits of converting the weights
+ * first); a negative one becomes NaN there, so that the weight pass flags -1e-300 in float64 (it
+ * would round to -0.0f, a valid weight) as it flags NaN and the infinity of an overflow. */
+enum WeightKind { WK_SAME = 0, WK_F32 = 1, WK_F64 = 2 };
+
+template <typename T, typename W> static inline T weight_cast(W v) {
+    if constexpr (std::is_same<T, W>::value) return v;
+    else return v >= W(0) ? T(v) : T(NAN);
+}
+
+/* The weights of elements i .. i + n - 1 into out, in T. */
+template <typename W, typename T>
+static void stage_weights(const void* swv, int64_t rep, int64_t len, int64_t i, int n, T* __restrict out) {
+    const W* __restrict sw = (const W*)swv;
     const int64_t q = i / rep;
     int64_t r = i - q * rep, j = q % len;
     /* in runs: a stretch of one weight (rep > 1), or of consecutive weights (rep = 1); element by
@@ -190,12 +204,12 @@ static void stage_weights(const T* __restrict sw, int64_t rep, int64_t len, int6
     for (int k = 0; k < n;) {
         if (rep == 1) {
             const int m = int((len - j) < (n - k) ? len - j : n - k);
-            for (int u = 0; u < m; ++u) out[k + u] = sw[j + u];
+            for (int u = 0; u < m; ++u) out[k + u] = weight_cast<T>(sw[j + u]);
             k += m;
             j = (j + m == len) ? 0 : j + m;
         } else {
             const int m = int((rep - r) < (n - k) ? rep - r : n - k);
-            const T v = sw[j];
+            const T v = weight_cast<T>(sw[j]);
             for (int u = 0; u < m; ++u) out[k + u] = v;
             k += m;
             r += m;
@@ -204,9 +218,25 @@ static void stage_weights(const T* __restrict sw, int64_t rep, int64_t len, int6
     }
 }
 
-/* The weight of element i. */
-template <typename T> static inline T weight_at(const T* sw, int64_t rep, int64_t len, int64_t i) {
-    return sw[rep == 1 && i < len ? i : (i / rep) % len];
+template <typename T> using stage_weights_fn = void (*)(const void*, int64_t, int64_t, int64_t, int, T*);
+
+template <typename T> static stage_weights_fn<T> weight_stager(int kind) {
+    if (kind == WK_F32) return stage_weights<float, T>;
+    if (kind == WK_F64) return stage_weights<double, T>;
+    return stage_weights<T, T>;
+}
+
+/* Whether weights are read through stage_weights: repeating ones, or ones of the other type. */
+static inline bool weights_staged(const void* sw, int kind, int64_t rep, int64_t len, int64_t i1) {
+    return weights_repeat(sw, rep, len, i1) || (sw && kind != WK_SAME);
+}
+
+/* The weight of element i, in T (as stage_weights gives it). */
+template <typename T> static inline T weight_at(const void* sw, int kind, int64_t rep, int64_t len, int64_t i) {
+    const int64_t j = rep == 1 && i < len ? i : (i / rep) % len;
+    if (kind == WK_F32) return weight_cast<T>(((const float*)sw)[j]);
+    if (kind == WK_F64) return weight_cast<T>(((const double*)sw)[j]);
+    return ((const T*)sw)[j];
 }
 
 constexpr int WEIGHT_PIECE = 1024;   /* elements staged at a time (a multiple of every lane count) */
@@ -214,6 +244,7 @@ constexpr int WEIGHT_PIECE = 1024;   /* elements staged at a time (a multiple of
 struct WeightArgs {
     const int64_t* labels;   /* integer labels, contiguous, or NULL */
     const void* sw;          /* sample weights, contiguous, or NULL (all 1) */
+    int swkind;              /* WeightKind of sw (the categorical kernels: WK_SAME only) */
     int64_t sw_rep, sw_len;  /* element i takes sw[(i / sw_rep) % sw_len] (weights_repeat) */
     const void* cw;          /* class weights (length C), or NULL (all 1) */
     int64_t C;
@@ -255,12 +286,13 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
         int bad = 0;
         for (int k = 0; k < NL; ++k) { sa[k] = 0.0; sc[k] = 0.0; }
         /* repeating weights a piece at a time through wb (pieces of whole lanes: the same sums) */
-        const bool rep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
+        const bool rep = weights_staged(sw, a->swkind, a->sw_rep, a->sw_len, i1);
+        const stage_weights_fn<T> stage = weight_stager<T>(a->swkind);
         T wb[WEIGHT_PIECE];
         const int64_t piece = rep ? WEIGHT_PIECE : i1 - i0;
         for (int64_t i = i0; i < i1; i += piece) {
             const int64_t n = (i1 - i) < piece ? i1 - i : piece, nfull = n - n % NL;
-            if (rep) stage_weights(sw, a->sw_rep, a->sw_len, i, int(n), wb);
+            if (rep) stage(sw, a->sw_rep, a->sw_len, i, int(n), wb);
             const T* w = rep ? wb : sw + i;
             for (int64_t q = 0; q < nfull; q += NL) {
                 int b = 0;
@@ -286,7 +318,7 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
     for (int64_t i = i0; i < i1; ++i) {
         T w = T(1);
         if (sw) {
-            w = weight_at(sw, a->sw_rep, a->sw_len, i);
+            w = weight_at<T>(sw, a->swkind, a->sw_rep, a->sw_len, i);
             if (!(w >= T(0)) || w == T(INFINITY)) { set_error(res, ERR_WEIGHT, i, 0); continue; }
         }
         if (a->labels) {
@@ -307,6 +339,7 @@ struct BinaryArgs {
     int ykind;                      /* LabelKind of y */
     const void* x; int64_t sx;      /* probabilities or logits */
     const void* sw;                 /* sample weights, contiguous, or NULL */
+    int swkind;                     /* WeightKind of sw */
     int64_t sw_rep, sw_len;         /* element i takes sw[(i / sw_rep) % sw_len] (weights_repeat) */
     const void* w1; int64_t nw1;    /* positive-side weight (pos_weight or alpha) indexed i % nw1 */
     double w0;                      /* negative-side weight (1, or 1 - alpha) */
@@ -519,16 +552,17 @@ static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1,
     const T* w1v = L > 1 ? w1 : (const T*)0;
     const T w1c = (w1 && L == 1) ? w1[0] : T(1);
     /* labels of type T are read in place, in one span; others a piece at a time through yb;
-     * likewise repeating sample weights through wb */
+     * likewise repeating sample weights, and weights of the other type, through wb */
     const stage_labels_fn<T> stage = a->ykind == YK_SAME ? (stage_labels_fn<T>)0 : label_stager<T>(a->ykind);
-    const bool wrep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
+    const bool wrep = weights_staged(sw, a->swkind, a->sw_rep, a->sw_len, i1);
+    const stage_weights_fn<T> wstage = weight_stager<T>(a->swkind);
     static_assert(LABEL_PIECE == WEIGHT_PIECE, "one piece size for labels and weights");
     T yb[LABEL_PIECE], wb[WEIGHT_PIECE];
     const int64_t piece = (stage || wrep) ? LABEL_PIECE : i1 - i0;
     for (int64_t i = i0; i < i1; i += piece) {
         const int64_t n = (i1 - i) < piece ? i1 - i : piece;
         if (stage) stage(a->y, i, int(n), yb);
-        if (wrep) stage_weights(sw, a->sw_rep, a->sw_len, i, int(n), wb);
+        if (wrep) wstage(sw, a->sw_rep, a->sw_len, i, int(n), wb);
         const T* yi = stage ? yb : y + i;
         const T* wi = wrep ? wb : sw + i;
         const int64_t phase = L > 1 ? i % L : 0;
@@ -585,7 +619,7 @@ static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockRes
         } else {
             T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
             T c0 = w0 * smoothed_pair(yi, eps, false);
-            const T wi = sw ? weight_at(sw, a->sw_rep, a->sw_len, i) : T(1), ds = wi * dscale;
+            const T wi = sw ? weight_at<T>(sw, a->swkind, a->sw_rep, a->sw_len, i) : T(1), ds = wi * dscale;
             LGH<T> o = a->from_logits ? binary_from_logit<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds)
                                       : binary_from_prob<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds);
             l = o.l;
