@@ -1,11 +1,11 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
 C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, weights
-and labels in another dtype than y_pred (read as they are), the few-class loops alone, and categorical focal
-from logits on both sides of gamma 4 (above it rows correct Q^gamma), and focal losses with a
-non-integer gamma against an integer one, and rows of few classes from logits (10 and 100) with
-each kind of label. Times in ms,
-median of --repeat calls after a warm-up, float32 unless named; xentc writes into a
-preallocated gradient (out=), PyTorch (when installed) allocates.
+and labels in another dtype than y_pred (read as they are), the few-class loops alone,
+categorical focal from logits on both sides of gamma 4 (above it rows correct Q^gamma), focal
+losses with a non-integer gamma against an integer one, and rows of few classes (10, 100 and
+200) from logits and from probabilities with each kind of label. Times in ms, median of --repeat
+calls after a warm-up, float32 unless named; xentc writes into a preallocated gradient (out=),
+PyTorch (when installed) allocates.
 
     python benchmarks/option_paths.py [--repeat 7]
 """
@@ -156,21 +156,26 @@ def main():
             gamma_row(f"focal {shape[0]}x{shape[1]} {'soft' if soft else 'int'} {np.dtype(dt).name:7}",
                       xentc.focal_loss, y, (("logits", x, True), ("probs", pr, False)), (3.0, 2.5),
                       np.empty_like(x), rep, 2)
-    # rows of few classes from logits: C <= 127 takes the group path (16 rows at a time), 200 the row path
+    # rows of few classes: from logits C <= 127 takes the group path (16 rows at a time), 200 the
+    # row path; from probabilities rows of fewer than 64 classes a short chunk (prob_short_row)
     for shape in ((65536, 10), (8192, 100), (4096, 200)):
         for dt in (np.float32, np.float64):
             x = (rng.standard_normal(shape) * 2).astype(dt)
+            pr = np.exp(x - x.max(axis=1, keepdims=True))
+            pr /= pr.sum(axis=1, keepdims=True)
             yi = rng.integers(0, shape[1], shape[0])
             ys = rng.dirichlet(np.ones(shape[1]), shape[0]).astype(dt)
             g = np.empty_like(x)
-            row = f"{shape[0]}x{shape[1]} from logits {np.dtype(dt).name:7}"
-            for what, fn, y, kw in (("CE", xentc.cross_entropy, yi, {}),
-                                    ("smoothed", xentc.cross_entropy, yi, {"label_smoothing": 0.1}),
-                                    ("focal 2", xentc.focal_loss, yi, {"gamma": 2.0}),
-                                    ("soft CE", xentc.cross_entropy, ys, {})):
-                t = median_ms(lambda: fn(y, x, out=(None, g, None), **ce, **kw), rep)
-                row += f"  {what} {t:5.2f}"
-            print(row)
+            for source, pred, logits in (("logits", x, True), ("probs", pr, False)):
+                row = f"{shape[0]}x{shape[1]} from {source:6} {np.dtype(dt).name:7}"
+                for what, fn, y, kw in (("CE", xentc.cross_entropy, yi, {}),
+                                        ("smoothed", xentc.cross_entropy, yi, {"label_smoothing": 0.1}),
+                                        ("focal 2", xentc.focal_loss, yi, {"gamma": 2.0}),
+                                        ("soft CE", xentc.cross_entropy, ys, {})):
+                    t = median_ms(lambda: fn(y, pred, out=(None, g, None), **{**ce, "from_logits": logits}, **kw),
+                                  rep)
+                    row += f"  {what} {t:5.2f}"
+                print(row)
 
 
 if __name__ == "__main__":

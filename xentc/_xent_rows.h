@@ -1306,15 +1306,52 @@ static inline void softmax_row_from_logits(const SoftmaxArgs* a, int64_t r, cons
  * them as runtime flags the loop's merges had too many inputs for GCC to if-convert it, and it ran
  * scalar (focal 4096 x 1000 soft labels, gamma 3, benchmarks/option_paths.py: float64 26.9 -> 5.8
  * ms, float32 26.0 -> 3.8). */
-template <typename T, typename Pow, bool G, bool H>
+template <typename T, typename Pow, bool G, bool H, int N = CHUNK>
 static XENT_ALWAYS_INLINE void prob_chunk(const T* __restrict xb, const T* __restrict cb, T g, T wi, T ds,
                                           T* __restrict lb, T* __restrict gb, T* __restrict hb) {
-    for (int k = 0; k < CHUNK; ++k) {
+    for (int k = 0; k < N; ++k) {
         const LGH<T> o = categorical_from_prob<T, Pow>(xb[k], cb[k], g, G, H, wi, ds);
         lb[k] = o.l;
         gb[k] = o.g;
         hb[k] = o.h;
     }
+}
+
+/* A row of fewer than CHUNK classes from probabilities: the chunk loop of softmax_row_from_probs
+ * over a chunk of N < CHUNK entries, the least of NL, 2 NL and 4 NL that holds the row (C = 10
+ * float: 16 entries computed, not 64), in one loop of fixed length (one vector at a time left the
+ * chain of a log latency-bound: float64 16384 x 40 took 1.47 ms in NL steps, 1.27 padded to 64).
+ * The padding adds exact zeros to the lane sums, so the bits are those of the padded chunk. */
+template <typename T, typename Pow, bool G, bool H, int N>
+static void prob_short_row(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, T* gr, T* hr, T g, T wi,
+                           T ds, T* loss_out) {
+    constexpr int NL = lanes<T>();
+    const int C = int(a->C);
+    const int64_t sc = a->sx_c, inner = a->inner;
+    T cb[N], xb[N], lb[N], gb[N], hb[N];
+    double acc[NL], cmp[NL];
+    stage_coefs(a, y, ys, 0, C, cb);
+    for (int k = 0; k < C; ++k) xb[k] = xr[k * sc];
+    for (int k = C; k < N; ++k) { cb[k] = T(0); xb[k] = T(1); }
+    prob_chunk<T, Pow, G, H, N>(xb, cb, g, wi, ds, lb, gb, hb);
+    for (int k = 0; k < NL; ++k) {
+        double v = 0.0, c = 0.0;
+        for (int i0 = 0; i0 < N; i0 += NL) lane_add<T>(v, c, double(lb[i0 + k]));
+        acc[k] = v;
+        cmp[k] = c;
+    }
+    if (G) for (int k = 0; k < C; ++k) gr[k * inner] = gb[k];
+    if (H) for (int k = 0; k < C; ++k) hr[k * inner] = hb[k];
+    *loss_out = T(lane_total_comp<T, NL>(acc, cmp));
+}
+
+template <typename T, typename Pow, int N>
+static inline void prob_short_row_any(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, T* gr, T* hr, T g,
+                                      T wi, T ds, T* loss_out) {
+    if (gr && hr) prob_short_row<T, Pow, true, true, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
+    else if (gr) prob_short_row<T, Pow, true, false, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
+    else if (hr) prob_short_row<T, Pow, false, true, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
+    else prob_short_row<T, Pow, false, false, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
 }
 
 /* A categorical row from probabilities: each entry is its own input (categorical_from_prob).
@@ -1370,6 +1407,11 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
         return;
     }
     constexpr int NL = lanes<T>();
+    static_assert(4 * lanes<double>() < CHUNK && 2 * lanes<float>() < CHUNK, "chunks shorter than CHUNK");
+    if (C <= NL) return prob_short_row_any<T, Pow, NL>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
+    if (C <= 2 * NL) return prob_short_row_any<T, Pow, 2 * NL>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
+    if (4 * NL < CHUNK && C <= 4 * NL)
+        return prob_short_row_any<T, Pow, (4 * NL < CHUNK ? 4 * NL : NL)>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
     T cb[CHUNK], xb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
     double acc[NL], cmp[NL];
     for (int k = 0; k < NL; ++k) acc[k] = cmp[k] = 0.0;
