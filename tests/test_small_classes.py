@@ -2,6 +2,7 @@
 (``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C up to a threshold per dtype,
 ``xentc._kernels.SMALL_CLASSES``: 127 in float32, 64 in float64); one class more runs
 the same checks on the per-row path, which the other tests now reach only with more classes.
+Rows from probabilities of fewer classes than a chunk (``prob_short_row``) are checked here too.
 
 Many rows per call (the other categorical tests mostly use a handful), C on both sides of the
 threshold and of the vector widths, every option, against the extended-precision reference
@@ -374,3 +375,30 @@ def test_tiny_probabilities_every_element(C, dtype):
                 for got, want in ((res.grad[r, k], gk), (res.hess[r, k], hk)):
                     ulp = float(np.spacing(np.abs(dtype(float(want)))))
                     assert float(abs(mp.mpf(float(got)) - want)) <= ULPS * ulp, (r, k, float(got), float(want))
+
+
+PROB_CLASSES = [2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65]   # the short chunks' sizes (8, 16, 32) and 64
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("label_form", ["int", "soft"])
+@pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("C", PROB_CLASSES)
+def test_probability_rows_against_reference(C, loss, label_form, dtype):
+    """Rows from probabilities with fewer classes than a whole chunk take a chunk of 8, 16 or 32
+    entries (``prob_short_row``): every element against the reference, with every option, and loss
+    only, gradient only and Hessian only with the bits of all three."""
+    name, gamma = loss
+    rng = np.random.default_rng(_seed("probs", C, name, gamma, label_form, np.dtype(dtype).name))
+    y, p = make_categorical(rng, (N, C), dtype, False, label_form)
+    kw = _options(rng, C, label_form, name, "all")
+    y = _labels(rng, y, label_form, kw)
+    extra = {} if gamma is None else {"gamma": gamma}
+    fn = getattr(xentc, name)
+    full = fn(y, p, from_logits=False, reduction="none", grad=True, hess=True, **extra, **kw)
+    want = ref.FUNCTIONS[name](y, p, from_logits=False, reduction="none", **extra, **kw)
+    for got, exp, what in zip(full, want, ("loss", "grad", "hess")):
+        _assert_rows_close(got, exp, dtype, what)
+    assert_array_equal(fn(y, p, from_logits=False, reduction="none", **extra, **kw), full.loss)
+    assert_array_equal(fn(y, p, from_logits=False, reduction="none", grad=True, **extra, **kw).grad, full.grad)
+    assert_array_equal(fn(y, p, from_logits=False, reduction="none", hess=True, **extra, **kw).hess, full.hess)
