@@ -1668,8 +1668,10 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
      * with axis 1 (unit stride along the inner axis, the group inside one outer index), so class j
      * of the group is R consecutive elements of y_pred and of the outputs: one vector load or
      * store, not R scalar ones (8x21x256x256 float32 CE: 28 -> 15 ms; the same data, so the
-     * same bits) */
-    const bool planar = !UNIT && n == R && a->sx_i == 1 && (r0 % a->inner) + R <= a->inner;
+     * same bits). A part group (the last of a block: blocks of 16384 / 3C rows, 54 at C = 100)
+     * is planar too, its rows r >= n zeros (through the per-row gathers and scatters of the
+     * general branch, such groups took half of 4x100x128x128 float32 CE with axis 1) */
+    const bool planar = !UNIT && a->sx_i == 1 && (r0 % a->inner) + n <= a->inner;
     if (UNIT && n == R) {
         /* a full group of contiguous rows: one transpose (AVX2 variant 10-class float32 CE 2.43 ->
          * 2.13 ns an element against the row-by-row copy below; baseline unchanged) */
@@ -1683,10 +1685,16 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         }
         for (int j = 0; j < C; ++j)
             for (int r = n; r < R; ++r) xb[j * R + r] = T(0);
-    } else if (planar) {
+    } else if (planar && n == R) {
         const T* __restrict src = x + xo[0];
         for (int j = 0; j < C; ++j)
             for (int r = 0; r < R; ++r) xb[j * R + r] = src[j * sc + r];
+    } else if (planar) {
+        const T* __restrict src = x + xo[0];
+        for (int j = 0; j < C; ++j) {
+            for (int r = 0; r < n; ++r) xb[j * R + r] = src[j * sc + r];
+            for (int r = n; r < R; ++r) xb[j * R + r] = T(0);
+        }
     } else {
         for (int j = 0; j < C; ++j) {
             T* __restrict xj = xb + j * R;
@@ -1745,8 +1753,11 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         const int64_t sy = a->sy_c;
         for (int j = 0; j < C; ++j) {
             T* __restrict yj = gb + j * R;   /* gb is free until the derivatives */
-            if (planar && a->sy_i == 1) {
+            if (planar && a->sy_i == 1 && n == R) {
                 for (int r = 0; r < R; ++r) yj[r] = ysoft[yo[0] + j * sy + r];
+            } else if (planar && a->sy_i == 1) {
+                for (int r = 0; r < n; ++r) yj[r] = ysoft[yo[0] + j * sy + r];
+                for (int r = n; r < R; ++r) yj[r] = T(0);
             } else {
                 for (int r = 0; r < n; ++r) yj[r] = ysoft[yo[r] + j * sy];
                 for (int r = n; r < R; ++r) yj[r] = T(0);
@@ -2016,7 +2027,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
     if (UNIT && n == R) {
         if (want_g) transpose_copy(gb, int64_t(R), int64_t(1), go + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
         if (want_h) transpose_copy(hb, int64_t(R), int64_t(1), ho + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
-    } else if (planar) {
+    } else if (planar && n == R) {
         if (want_g) {
             T* __restrict dst = go + oo[0];
             for (int j = 0; j < C; ++j)
@@ -2026,6 +2037,17 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
             T* __restrict dst = ho + oo[0];
             for (int j = 0; j < C; ++j)
                 for (int r = 0; r < R; ++r) dst[j * inner + r] = hb[j * R + r];
+        }
+    } else if (planar) {   /* only the group's own rows: the others belong to another block */
+        if (want_g) {
+            T* __restrict dst = go + oo[0];
+            for (int j = 0; j < C; ++j)
+                for (int r = 0; r < n; ++r) dst[j * inner + r] = gb[j * R + r];
+        }
+        if (want_h) {
+            T* __restrict dst = ho + oo[0];
+            for (int j = 0; j < C; ++j)
+                for (int r = 0; r < n; ++r) dst[j * inner + r] = hb[j * R + r];
         }
     } else {
         if (want_g)
