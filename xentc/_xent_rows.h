@@ -1627,6 +1627,19 @@ template <typename T> struct SmallGroup {
     T x[N], e[N], c[N], gd[N], hd[N], P[N], Q[N], G[N], Kt[N];
 };
 
+/* The staged derivatives of a planar group's n rows (class-major, R a class) to its output rows,
+ * side by side, class j inner apart; only the group's own rows (the others belong to another
+ * block). */
+template <typename T, int R>
+static XENT_ALWAYS_INLINE void planar_store(const T* __restrict src, T* __restrict dst, int C, int64_t inner, int n) {
+    if (n == R)
+        for (int j = 0; j < C; ++j)
+            for (int r = 0; r < R; ++r) dst[j * inner + r] = src[j * R + r];
+    else
+        for (int j = 0; j < C; ++j)
+            for (int r = 0; r < n; ++r) dst[j * inner + r] = src[j * R + r];
+}
+
 /* Rows [r0, r0 + n) of the block, n <= GROUP. UNIT: contiguous rows (sx_c == 1, inner == 1);
  * H: the Hessian is asked for (without it, its terms are left out of the loops at compile time). */
 template <typename T, typename Pow, bool UNIT, bool H>
@@ -2027,28 +2040,9 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
     if (UNIT && n == R) {
         if (want_g) transpose_copy(gb, int64_t(R), int64_t(1), go + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
         if (want_h) transpose_copy(hb, int64_t(R), int64_t(1), ho + oo[0], int64_t(1), int64_t(C), int64_t(C), int64_t(R));
-    } else if (planar && n == R) {
-        if (want_g) {
-            T* __restrict dst = go + oo[0];
-            for (int j = 0; j < C; ++j)
-                for (int r = 0; r < R; ++r) dst[j * inner + r] = gb[j * R + r];
-        }
-        if (want_h) {
-            T* __restrict dst = ho + oo[0];
-            for (int j = 0; j < C; ++j)
-                for (int r = 0; r < R; ++r) dst[j * inner + r] = hb[j * R + r];
-        }
-    } else if (planar) {   /* only the group's own rows: the others belong to another block */
-        if (want_g) {
-            T* __restrict dst = go + oo[0];
-            for (int j = 0; j < C; ++j)
-                for (int r = 0; r < n; ++r) dst[j * inner + r] = gb[j * R + r];
-        }
-        if (want_h) {
-            T* __restrict dst = ho + oo[0];
-            for (int j = 0; j < C; ++j)
-                for (int r = 0; r < n; ++r) dst[j * inner + r] = hb[j * R + r];
-        }
+    } else if (planar) {
+        if (want_g) planar_store<T, R>(gb, go + oo[0], C, inner, n);
+        if (want_h) planar_store<T, R>(hb, ho + oo[0], C, inner, n);
     } else {
         if (want_g)
             for (int r = 0; r < n; ++r)
