@@ -317,7 +317,7 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
             else weight_lanes<T>((const float*)a->sw + i0, i1 - i0, sa, sc, bad);
         } else {
             /* repeating weights a piece at a time through wb (pieces of whole lanes: the same sums) */
-            const bool rep = weights_staged(sw, a->swkind, a->sw_rep, a->sw_len, i1);
+            const bool rep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
             const stage_weights_fn<T> stage = weight_stager<T>(a->swkind);
             T wb[WEIGHT_PIECE];
             const int64_t piece = rep ? WEIGHT_PIECE : i1 - i0;
@@ -1317,41 +1317,34 @@ static XENT_ALWAYS_INLINE void prob_chunk(const T* __restrict xb, const T* __res
     }
 }
 
-/* A row of fewer than CHUNK classes from probabilities: the chunk loop of softmax_row_from_probs
- * over a chunk of N < CHUNK entries, the least of NL, 2 NL and 4 NL that holds the row (C = 10
- * float: 16 entries computed, not 64), in one loop of fixed length (one vector at a time left the
- * chain of a log latency-bound: float64 16384 x 40 took 1.47 ms in NL steps, 1.27 padded to 64).
- * The padding adds exact zeros to the lane sums, so the bits are those of the padded chunk. */
-template <typename T, typename Pow, bool G, bool H, int N>
-static void prob_short_row(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, T* gr, T* hr, T g, T wi,
-                           T ds, T* loss_out) {
+/* Classes [j0, j0 + n) of a row from probabilities, n <= N: coefficients staged, the chunk padded
+ * to N entries (c = 0, p = 1: exact zeros), computed in one loop of fixed length, the losses added
+ * into the lanes<T>() lane sums acc / cmp, the derivatives written out. Rows of fewer than CHUNK
+ * classes take one chunk of the least of NL, 2 NL and 4 NL that holds them (C = 10 float: 16
+ * entries computed, not 64; one vector at a time left a log's chain latency-bound: float64
+ * 16384 x 40 took 1.47 ms in NL steps, 1.27 padded to 64). The padding adds exact zeros to the
+ * lane sums, so the bits do not depend on N. */
+template <typename T, typename Pow, int N>
+static XENT_ALWAYS_INLINE void prob_chunk_at(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, int64_t j0,
+                                             int n, T* gr, T* hr, T g, T wi, T ds, double* acc, double* cmp) {
     constexpr int NL = lanes<T>();
-    const int C = int(a->C);
     const int64_t sc = a->sx_c, inner = a->inner;
     T cb[N], xb[N], lb[N], gb[N], hb[N];
-    double acc[NL], cmp[NL];
-    stage_coefs(a, y, ys, 0, C, cb);
-    for (int k = 0; k < C; ++k) xb[k] = xr[k * sc];
-    for (int k = C; k < N; ++k) { cb[k] = T(0); xb[k] = T(1); }
-    prob_chunk<T, Pow, G, H, N>(xb, cb, g, wi, ds, lb, gb, hb);
+    stage_coefs(a, y, ys, j0, n, cb);
+    for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
+    for (int k = n; k < N; ++k) { cb[k] = T(0); xb[k] = T(1); }
+    if (gr && hr) prob_chunk<T, Pow, true, true, N>(xb, cb, g, wi, ds, lb, gb, hb);
+    else if (gr) prob_chunk<T, Pow, true, false, N>(xb, cb, g, wi, ds, lb, gb, hb);
+    else if (hr) prob_chunk<T, Pow, false, true, N>(xb, cb, g, wi, ds, lb, gb, hb);
+    else prob_chunk<T, Pow, false, false, N>(xb, cb, g, wi, ds, lb, gb, hb);
     for (int k = 0; k < NL; ++k) {
-        double v = 0.0, c = 0.0;
+        double v = acc[k], c = cmp[k];
         for (int i0 = 0; i0 < N; i0 += NL) lane_add<T>(v, c, double(lb[i0 + k]));
         acc[k] = v;
         cmp[k] = c;
     }
-    if (G) for (int k = 0; k < C; ++k) gr[k * inner] = gb[k];
-    if (H) for (int k = 0; k < C; ++k) hr[k * inner] = hb[k];
-    *loss_out = T(lane_total_comp<T, NL>(acc, cmp));
-}
-
-template <typename T, typename Pow, int N>
-static inline void prob_short_row_any(const SoftmaxArgs* a, const T* xr, int64_t y, const T* ys, T* gr, T* hr, T g,
-                                      T wi, T ds, T* loss_out) {
-    if (gr && hr) prob_short_row<T, Pow, true, true, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
-    else if (gr) prob_short_row<T, Pow, true, false, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
-    else if (hr) prob_short_row<T, Pow, false, true, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
-    else prob_short_row<T, Pow, false, false, N>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
+    if (gr) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
+    if (hr) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
 }
 
 /* A categorical row from probabilities: each entry is its own input (categorical_from_prob).
@@ -1408,31 +1401,17 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
     }
     constexpr int NL = lanes<T>();
     static_assert(4 * lanes<double>() < CHUNK && 2 * lanes<float>() < CHUNK, "chunks shorter than CHUNK");
-    if (C <= NL) return prob_short_row_any<T, Pow, NL>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
-    if (C <= 2 * NL) return prob_short_row_any<T, Pow, 2 * NL>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
-    if (4 * NL < CHUNK && C <= 4 * NL)
-        return prob_short_row_any<T, Pow, (4 * NL < CHUNK ? 4 * NL : NL)>(a, xr, y, ys, gr, hr, g, wi, ds, loss_out);
-    T cb[CHUNK], xb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
+    constexpr int N4 = 4 * NL < CHUNK ? 4 * NL : CHUNK;
     double acc[NL], cmp[NL];
     for (int k = 0; k < NL; ++k) acc[k] = cmp[k] = 0.0;
-    for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
-        const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
-        stage_coefs(a, y, ys, j0, n, cb);
-        for (int k = 0; k < n; ++k) xb[k] = xr[(j0 + k) * sc];
-        for (int k = n; k < CHUNK; ++k) { cb[k] = T(0); xb[k] = T(1); }
-        if (want_g && want_h) prob_chunk<T, Pow, true, true>(xb, cb, g, wi, ds, lb, gb, hb);
-        else if (want_g) prob_chunk<T, Pow, true, false>(xb, cb, g, wi, ds, lb, gb, hb);
-        else if (want_h) prob_chunk<T, Pow, false, true>(xb, cb, g, wi, ds, lb, gb, hb);
-        else prob_chunk<T, Pow, false, false>(xb, cb, g, wi, ds, lb, gb, hb);
-        for (int k = 0; k < NL; ++k) {
-            double v = acc[k], c = cmp[k];
-            for (int i0 = 0; i0 < CHUNK; i0 += NL) lane_add<T>(v, c, double(lb[i0 + k]));
-            acc[k] = v;
-            cmp[k] = c;
+    if (C <= NL) prob_chunk_at<T, Pow, NL>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
+    else if (C <= 2 * NL) prob_chunk_at<T, Pow, 2 * NL>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
+    else if (C <= N4 && N4 < CHUNK) prob_chunk_at<T, Pow, N4>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
+    else
+        for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
+            const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
+            prob_chunk_at<T, Pow, CHUNK>(a, xr, y, ys, j0, n, gr, hr, g, wi, ds, acc, cmp);
         }
-        if (want_g) for (int k = 0; k < n; ++k) gr[(j0 + k) * inner] = gb[k];
-        if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
-    }
     *loss_out = T(lane_total_comp<T, NL>(acc, cmp));
 }
 
