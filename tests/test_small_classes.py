@@ -2,7 +2,7 @@
 (``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C up to a threshold per dtype,
 ``xentc._kernels.SMALL_CLASSES``: 127 in float32, 64 in float64); one class more runs
 the same checks on the per-row path, which the other tests now reach only with more classes.
-Rows from probabilities of fewer classes than a chunk (``prob_short_row``) are checked here too.
+Rows from probabilities of fewer classes than a chunk (``prob_chunk_at``) are checked here too.
 
 Many rows per call (the other categorical tests mostly use a handful), C on both sides of the
 threshold and of the vector widths, every option, against the extended-precision reference
@@ -386,7 +386,7 @@ PROB_CLASSES = [2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65]   # the short ch
 @pytest.mark.parametrize("C", PROB_CLASSES)
 def test_probability_rows_against_reference(C, loss, label_form, dtype):
     """Rows from probabilities with fewer classes than a whole chunk take a chunk of 8, 16 or 32
-    entries (``prob_short_row``): every element against the reference, with every option, and loss
+    entries (``prob_chunk_at``): every element against the reference, with every option, and loss
     only, gradient only and Hessian only with the bits of all three."""
     name, gamma = loss
     rng = np.random.default_rng(_seed("probs", C, name, gamma, label_form, np.dtype(dtype).name))
