@@ -32,9 +32,9 @@ class _Counting:
         if name not in ("binary", "softmax"):
             return fn
 
-        def counted(*args):
+        def counted(*args, **kwargs):
             self.calls += 1
-            return fn(*args)
+            return fn(*args, **kwargs)
 
         return counted
 
@@ -192,10 +192,96 @@ def test_binary_labels_are_not_cast_whole(dtype, ldtype):
     assert peak <= _half_cpu.CHUNK_ELEMS * 4 + (2 << 20), peak
 
 
+WEIGHT_ALLOC_SCRIPT = """
+import sys, tracemalloc
+import numpy as np
+import ml_dtypes
+import xentc
+dtype = np.dtype(getattr(ml_dtypes, sys.argv[1], None) or sys.argv[1])
+n = 1 << 23
+x = np.zeros((n // 64, 64), dtype=dtype)
+y = np.zeros(x.shape, dtype=np.float32)
+form, wdtype = sys.argv[2], np.dtype(getattr(ml_dtypes, sys.argv[3], None) or sys.argv[3])
+w = {"scalar": np.asarray(2.0, wdtype), "row": np.full((n // 64, 1), 2.0, wdtype), "element": np.full(x.shape, 2.0, wdtype)}[form]
+xentc.binary_cross_entropy(y[:64], x[:64], from_logits=True, sample_weight=w[:64] if w.ndim else w)   # kernels, pool
+xentc.buffer_cache(0)
+tracemalloc.start()
+xentc.binary_cross_entropy(y, x, from_logits=True, sample_weight=w, grad=True)
+print(tracemalloc.get_traced_memory()[1])
+"""
+
+
+@pytest.mark.parametrize("form,wdtype", [("scalar", "float64"), ("row", "float64"), ("element", "float16"),
+                                         ("element", "bfloat16"), ("element", "float64")])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_binary_weights_are_not_cast_whole(dtype, form, wdtype):
+    """No weight array of y_pred's size is made beside 16-bit y_pred of 2^23 elements (a float32
+    one is 32 MiB): not for a scalar or a weight per row, which the kernels read once, nor for
+    weights of 16 bits or float64 given per element, which they read as they are. Traced: the
+    16-bit gradient (16 MiB), the chunk's scratch (CHUNK_ELEMS float32 for x and the gradient)
+    and small buffers."""
+    import subprocess
+    import sys
+
+    peak = int(subprocess.run([sys.executable, "-c", WEIGHT_ALLOC_SCRIPT, dtype.name, form, wdtype], check=True,
+                              capture_output=True, text=True).stdout)
+    assert peak <= (1 << 23) * 2 + _half_cpu.CHUNK_ELEMS * 8 + (2 << 20), peak
+
+
 def _error(fn, *args, **kw):
     with pytest.raises(ValueError) as info:
         fn(*args, **kw)
     return str(info.value)
+
+
+WEIGHT_DTYPES = [np.dtype(np.float32), np.dtype(np.float64)] + DTYPES
+WEIGHT_SHAPES = {"element": (23, 7, 5), "scalar": (), "row": (23, 1, 1), "middle": (1, 7, 1), "last": (5,),
+                 "two": (7, 5)}
+
+
+@pytest.mark.parametrize("form", list(WEIGHT_SHAPES))
+@pytest.mark.parametrize("wdtype", WEIGHT_DTYPES, ids=[d.name for d in WEIGHT_DTYPES])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+def test_binary_weights_in_chunks(small_chunks, dtype, wdtype, form):
+    """Binary sample weights of any float dtype (16-bit ones too) and any broadcast beside 16-bit
+    y_pred, read a chunk at a time as they are (repeating ones once, each chunk placed in their
+    pattern): the bits of the call with the weights converted to float32 and broadcast first, the
+    reduced loss too (the same chunks), with pos_weight, focal and probabilities."""
+    rng = _rng("binw", dtype.name, wdtype.name, form)
+    shape = (23, 7, 5)   # 805 elements: chunks of 95 (a multiple of pos_weight's 5) cut rows and periods
+    x = rng.normal(0, 3, shape).astype(dtype)
+    p = rng.uniform(0.02, 0.98, shape).astype(dtype)
+    y = rng.integers(0, 5, shape) / 4
+    w = rng.uniform(0.1, 3, WEIGHT_SHAPES[form]).astype(wdtype)
+    conv = np.ascontiguousarray(np.broadcast_to(w.astype(np.float32), shape))
+    for fn, pred, kw in ((xentc.binary_cross_entropy, x, {"from_logits": True, "pos_weight": rng.uniform(0.5, 3, 5)}),
+                         (xentc.binary_focal_loss, x, {"from_logits": True, "gamma": 2.0, "alpha": 0.25}),
+                         (xentc.binary_focal_loss, p, {"gamma": 1.5})):
+        for reduction in ("none", "mean"):
+            calls = small_chunks.calls
+            got = fn(y, pred, reduction=reduction, grad=True, hess=True, sample_weight=w, **kw)
+            assert small_chunks.calls - calls >= 8
+            ref = fn(y, pred, reduction=reduction, grad=True, hess=True, sample_weight=conv, **kw)
+            for g, r in zip(got, ref):
+                np.testing.assert_array_equal(np.atleast_1d(g).view(np.uint8), np.atleast_1d(r).view(np.uint8))
+
+
+@pytest.mark.parametrize("wdtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)] + DTYPES,
+                         ids=["float32", "float64"] + IDS)
+def test_bad_16bit_weights(dtype, wdtype):
+    """A negative, NaN or infinite 16-bit weight, checked as it is read: the message of the same
+    weights in float32, naming the first bad one by its global index, whatever the chunk."""
+    x = np.zeros((60, 5), dtype)
+    y = np.zeros((60, 5))
+    for bad in (-1.0, np.nan, np.inf, -0.0):
+        for wshape in ((60, 5), (60, 1)):
+            w = np.ones(wshape, wdtype)
+            w[37, 0] = bad
+            w[50, 0] = -2.0
+            want = _error(xentc.binary_cross_entropy, y, x, from_logits=True, sample_weight=w.astype(np.float32))
+            assert _error(xentc.binary_cross_entropy, y, x, from_logits=True, sample_weight=w) == want
+            assert f"at index {5 * (37 if bad != 0 else 50)} " in want, want   # flat, as given (-0.0 is valid)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)

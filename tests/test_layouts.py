@@ -556,10 +556,21 @@ def test_repeating_sample_weights_errors_and_extremes():
         assert peak < x.nbytes // 8, peak
 
 
-@pytest.mark.parametrize("dtype,wdtype", [(np.float32, np.float64), (np.float64, np.float32)])
+def _weight_dtype_pairs():
+    pairs = [(np.float32, np.float64), (np.float64, np.float32), (np.float32, np.float16), (np.float64, np.float16)]
+    try:
+        import ml_dtypes
+    except ImportError:  # pragma: no cover - ml_dtypes is in the test extra
+        return pairs
+    return pairs + [(np.float32, ml_dtypes.bfloat16), (np.float64, ml_dtypes.bfloat16)]
+
+
+@pytest.mark.parametrize("dtype,wdtype", _weight_dtype_pairs(),
+                         ids=lambda d: np.dtype(d).name)
 def test_binary_weights_of_the_other_float_dtype(dtype, wdtype):
-    """Binary sample weights of the other float dtype (float64 beside float32 y_pred, float32
-    beside float64) are read as they are: the bits of the call with the weights converted first,
+    """Binary sample weights of another float dtype (float64 beside float32 y_pred, float32
+    beside float64, float16 or bfloat16 beside either) are read as they are: the bits of the call
+    with the weights converted first,
     in the contiguous loops (logits, probabilities, focal, a weight per element, per row or one for
     all), the strided loop, and the weight pass on 1 and 2 threads; and no array of the elements'
     size is made for them."""

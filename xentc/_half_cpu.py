@@ -26,6 +26,11 @@ CHUNK_ELEMS = 1 << 20   # y_pred elements a chunk: 4 MiB of float32 scratch for 
 MIN_ROWS = 64           # and at least this many rows a chunk, for the threads to share
 
 weight_sum = _kernels.weight_sum
+# binary sample weights: repeating ones come once (a scalar, a weight per row, ...: the chunks take
+# their place in the pattern by sw_off), and those of BINARY_SAMPLE_WEIGHT_DTYPES (16-bit ones
+# too) as they are, so that no weight array of y_pred's size is made
+SAMPLE_WEIGHT_PATTERNS = True
+BINARY_SAMPLE_WEIGHT_DTYPES = _kernels.BINARY_SAMPLE_WEIGHT_DTYPES
 # binary labels of these dtypes (bool, integers, float32, float64) go to the float32 kernels a chunk
 # at a time as they are: the kernels read them in their dtype (and check float64 ones as given), so
 # nothing of y_pred's size is cast first (_api._native_binary_labels)
@@ -88,11 +93,12 @@ def _store(dst: np.ndarray, src: np.ndarray, n_threads) -> None:
 
 
 def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-           n_threads) -> Tuple[float, int, int, int]:
-    """Binary CE / focal over 1-D y and x (see _kernels.binary), x float16 or bfloat16."""
+           n_threads, sw_rep: int = 1, sw_len: int = -1) -> Tuple[float, int, int, int]:
+    """Binary CE / focal over 1-D y and x (see _kernels.binary), x float16 or bfloat16; element i
+    takes the sample weight sw[(i // sw_rep) % sw_len] (by default sw[i])."""
     if x.itemsize != 2:
         return _kernels.binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-                               n_threads)
+                               n_threads, sw_rep, sw_len)
     n = int(x.shape[0])
     nw1 = 1 if w1 is None else max(1, int(w1.shape[0]))   # a zero-length w1 only comes with n = 0
     step = max(nw1, CHUNK_ELEMS // nw1 * nw1)   # a multiple of nw1: element i takes w1[i % nw1]
@@ -104,8 +110,11 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
     for i0 in range(0, n, step):
         i1 = min(n, i0 + step)
         gc, hc = _part(gb, 0, i1 - i0), _part(hb, 0, i1 - i0)
-        t, err, i, j = _kernels.binary(_into(yb, y[i0:i1], n_threads), _into(xb, x[i0:i1], n_threads), _part(sw, i0, i1), w1, w0, eps,
-                                       gamma, dscale, from_logits, _part(loss, i0, i1), gc, hc, False, n_threads)
+        # weights of one per element: the chunk's part; a pattern: all of it, the chunk placed by sw_off
+        swc, wkw = (_part(sw, i0, i1), {}) if sw_len < 0 else (sw, {"sw_rep": sw_rep, "sw_len": sw_len, "sw_off": i0})
+        t, err, i, j = _kernels.binary(_into(yb, y[i0:i1], n_threads), _into(xb, x[i0:i1], n_threads), swc, w1, w0,
+                                       eps, gamma, dscale, from_logits, _part(loss, i0, i1), gc, hc, False, n_threads,
+                                       **wkw)
         total.add(t)
         if err:
             return total.value(), err, i + i0, j

@@ -46,6 +46,7 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         int swkind
         int64_t sw_rep
         int64_t sw_len
+        int64_t sw_off
         const void* w1
         int64_t nw1
         double w0
@@ -209,20 +210,22 @@ cdef tuple _run(block_fn fn, const void* args, int64_t n, int64_t per_item, obje
 # rather than broadcasting them to every element.
 SAMPLE_WEIGHT_PATTERNS = True
 
-# Binary sample weights the kernels read in their own dtype beside y_pred of the other float type
-# (WeightKind of _xent_rows.h), by dtype name; the API passes them unconverted and unchecked
-# (contiguous, native byte order): the weight pass checks each in its own dtype. Categorical
-# weights come in the compute dtype.
-BINARY_SAMPLE_WEIGHT_DTYPES = frozenset({"float32", "float64"})
+# Binary sample weights the kernels read in their own dtype beside y_pred of any float type
+# (WeightKind of _xent_rows.h: its value by dtype name); the API passes them unconverted and
+# unchecked (contiguous, native byte order): the weight pass checks each in its own dtype (16-bit
+# ones convert exactly). Categorical weights come in the compute dtype.
+_WEIGHT_KINDS = {"float32": 1, "float64": 2, "float16": 3, "bfloat16": 4}
+BINARY_SAMPLE_WEIGHT_DTYPES = frozenset(_WEIGHT_KINDS)
 
 
 cdef int _weight_kind(sw, bint double_) except -1:
     """WeightKind of sample weights sw beside a compute dtype of float64 (double_) or float32."""
     if sw is None or sw.dtype == (np.float64 if double_ else np.float32):
         return 0
-    if sw.dtype.name not in BINARY_SAMPLE_WEIGHT_DTYPES or not sw.dtype.isnative or not sw.flags.c_contiguous:
-        raise ValueError(f"sample weights of dtype {sw.dtype} must be contiguous float32 or float64")
-    return 1 if sw.dtype == np.float32 else 2
+    if sw.dtype.name not in _WEIGHT_KINDS or not sw.dtype.isnative or not sw.flags.c_contiguous:
+        raise ValueError(f"sample weights of dtype {sw.dtype} must be contiguous and of a float dtype of "
+                         f"{sorted(_WEIGHT_KINDS)}")
+    return _WEIGHT_KINDS[sw.dtype.name]
 
 
 def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore, int64_t n,
@@ -248,19 +251,22 @@ BINARY_LABEL_DTYPES = {np.dtype(t): k for k, t in enumerate(
      np.float32, np.float64), start=1)}
 
 
-cdef tuple _weight_pattern(sw, int64_t rep, int64_t length, int64_t n):
+cdef tuple _weight_pattern(sw, int64_t rep, int64_t length, int64_t n, int64_t off=0):
     if length < 0:
-        rep, length = 1, n
-    if sw is not None and (rep < 1 or (length < 1 and n > 0) or sw.shape[0] != length or (rep == 1 and length > n)):
-        raise ValueError(f"sample weights: {sw.shape[0]} of them, repeating {rep} x {length}, for {n} elements")
+        rep, length = 1, n + off
+    if sw is not None and (rep < 1 or (length < 1 and n > 0) or sw.shape[0] != length or off < 0):
+        raise ValueError(f"sample weights: {sw.shape[0]} of them, repeating {rep} x {length} from element "
+                         f"{off}, for {n} elements")
     return rep, length
 
 
 def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bint from_logits,
-           loss, grad, hess, bint double_, n_threads, int64_t sw_rep=1, int64_t sw_len=-1):
+           loss, grad, hess, bint double_, n_threads, int64_t sw_rep=1, int64_t sw_len=-1,
+           int64_t sw_off=0):
     """Binary CE / focal over 1-D y (labels) and x (probabilities or logits). y is of x's dtype,
     or of one of BINARY_LABEL_DTYPES (native byte order) where y and x are both contiguous.
-    Element i takes the sample weight sw[(i // sw_rep) % sw_len] (by default sw[i])."""
+    Element i takes the sample weight sw[((i + sw_off) // sw_rep) % sw_len] (by default sw[i]):
+    sw_off places x, a part of a larger array, in the weights' pattern."""
     cdef BinaryArgs a
     a.y = <const void*>_addr(y)
     # one element is read alone whatever its stride (a contiguous size-1 array may have any)
@@ -272,7 +278,8 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
         raise ValueError("binary: labels of another dtype than y_pred must be contiguous, as y_pred")
     a.sw = <const void*>_addr(sw)
     a.swkind = _weight_kind(sw, double_)
-    a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, x.shape[0])
+    a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, x.shape[0], sw_off)
+    a.sw_off = sw_off
     a.w1 = <const void*>_addr(w1)
     a.nw1 = 1 if w1 is None else w1.shape[0]
     a.w0 = w0

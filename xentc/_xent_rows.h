@@ -168,6 +168,23 @@ template <typename T> static inline int unit_label_error(T y) {
     return ERR_NONE;
 }
 
+/* float32 bits, and the exact loads of float16 and bfloat16 (16-bit sample weights, and the
+ * 16-bit arrays of xentc/_half_cpu.py: load16_block below). */
+static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* float16 -> float32, exact: exponent rebiased (inf and NaN keep their mantissa, as NumPy's),
+ * subnormals m 2^-24 by one exact multiplication. */
+static inline float from_float16(uint16_t h) {
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    const uint32_t normal = ((e + 112u) << 23) | (m << 13);
+    const uint32_t special = 0x7f800000u | (m << 13);
+    const uint32_t sub = bits_of(float(m) * 5.9604644775390625e-08f);   /* 2^-24 */
+    return float_of(sign | (e == 31u ? special : e == 0u ? sub : normal));
+}
+
+static inline float from_bfloat16(uint16_t h) { return float_of(uint32_t(h) << 16); }
+
 /* ------------------------------------------------------------------------------------------ */
 /* Sums of sample weights (the mean's denominator), with their checks.                          */
 /* ------------------------------------------------------------------------------------------ */
@@ -180,17 +197,30 @@ static inline bool weights_repeat(const void* sw, int64_t rep, int64_t len, int6
     return sw && (rep != 1 || len < i1);
 }
 
-/* Binary sample weights of the other float type than the compute type T (float64 weights beside
- * float32 y_pred, CuPy's and NumPy's default dtype for weights) are read as they are, WEIGHT_PIECE
+/* Binary sample weights of another float type than the compute type T (float64 weights beside
+ * float32 y_pred, CuPy's and NumPy's default dtype for weights; float16 or bfloat16 ones beside
+ * 16-bit y_pred, which xentc/_half_cpu.py computes in float32) are read as they are, WEIGHT_PIECE
  * at a time through the same staging as repeating weights, so that no converted copy of y_pred's
  * size is made. A weight is converted to T as it is staged (the bits of converting the weights
- * first); a negative one becomes NaN there, so that the weight pass flags -1e-300 in float64 (it
- * would round to -0.0f, a valid weight) as it flags NaN and the infinity of an overflow. */
-enum WeightKind { WK_SAME = 0, WK_F32 = 1, WK_F64 = 2 };
+ * first: 16-bit ones exactly); a negative one becomes NaN there, so that the weight pass flags
+ * -1e-300 in float64 (it would round to -0.0f, a valid weight) as it flags NaN and the infinity of
+ * an overflow. */
+enum WeightKind { WK_SAME = 0, WK_F32 = 1, WK_F64 = 2, WK_F16 = 3, WK_BF16 = 4 };
 
-template <typename T, typename W> static inline T weight_cast(W v) {
-    if constexpr (std::is_same<T, W>::value) return v;
-    else return v >= W(0) ? T(v) : T(NAN);
+/* 16-bit weights, by their bits: one type each, so that the templates below tell them apart. */
+struct Half16 { uint16_t bits; };
+struct BHalf16 { uint16_t bits; };
+static inline float weight_value(Half16 v) { return from_float16(v.bits); }
+static inline float weight_value(BHalf16 v) { return from_bfloat16(v.bits); }
+static inline float weight_value(float v) { return v; }
+static inline double weight_value(double v) { return v; }
+
+template <typename T, typename W> static inline T weight_cast(W w) {
+    if constexpr (std::is_same<T, W>::value) return w;
+    else {
+        const auto v = weight_value(w);
+        return v >= 0 ? T(v) : T(NAN);
+    }
 }
 
 /* The weights of elements i .. i + n - 1 into out, in T. */
@@ -221,9 +251,13 @@ static void stage_weights(const void* swv, int64_t rep, int64_t len, int64_t i, 
 template <typename T> using stage_weights_fn = void (*)(const void*, int64_t, int64_t, int64_t, int, T*);
 
 template <typename T> static stage_weights_fn<T> weight_stager(int kind) {
-    if (kind == WK_F32) return stage_weights<float, T>;
-    if (kind == WK_F64) return stage_weights<double, T>;
-    return stage_weights<T, T>;
+    switch (kind) {
+    case WK_F32: return stage_weights<float, T>;
+    case WK_F64: return stage_weights<double, T>;
+    case WK_F16: return stage_weights<Half16, T>;
+    case WK_BF16: return stage_weights<BHalf16, T>;
+    default: return stage_weights<T, T>;
+    }
 }
 
 /* Whether weights are read through stage_weights: repeating ones, or ones of the other type. */
@@ -234,9 +268,13 @@ static inline bool weights_staged(const void* sw, int kind, int64_t rep, int64_t
 /* The weight of element i, in T (as stage_weights gives it). */
 template <typename T> static inline T weight_at(const void* sw, int kind, int64_t rep, int64_t len, int64_t i) {
     const int64_t j = rep == 1 && i < len ? i : (i / rep) % len;
-    if (kind == WK_F32) return weight_cast<T>(((const float*)sw)[j]);
-    if (kind == WK_F64) return weight_cast<T>(((const double*)sw)[j]);
-    return ((const T*)sw)[j];
+    switch (kind) {
+    case WK_F32: return weight_cast<T>(((const float*)sw)[j]);
+    case WK_F64: return weight_cast<T>(((const double*)sw)[j]);
+    case WK_F16: return weight_cast<T>(((const Half16*)sw)[j]);
+    case WK_BF16: return weight_cast<T>(((const BHalf16*)sw)[j]);
+    default: return ((const T*)sw)[j];
+    }
 }
 
 constexpr int WEIGHT_PIECE = 1024;   /* elements staged at a time (a multiple of every lane count) */
@@ -310,11 +348,15 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
         int bad = 0;
         for (int k = 0; k < NL; ++k) { sa[k] = 0.0; sc[k] = 0.0; }
         if (!weights_repeat(sw, a->sw_rep, a->sw_len, i1) && a->swkind != WK_SAME) {
-            /* a weight an element, of the other type: read in place (BCE from logits, float32
+            /* a weight an element, of another type: read in place (BCE from logits, float32
              * y_pred, float64 weights, n = 10^7, out=, 1 thread: 22.0 ms staged here too, 17.3-18.1
              * read in place; 19.6-19.9 with the converted copy the API made before) */
-            if (a->swkind == WK_F64) weight_lanes<T>((const double*)a->sw + i0, i1 - i0, sa, sc, bad);
-            else weight_lanes<T>((const float*)a->sw + i0, i1 - i0, sa, sc, bad);
+            switch (a->swkind) {
+            case WK_F64: weight_lanes<T>((const double*)a->sw + i0, i1 - i0, sa, sc, bad); break;
+            case WK_F16: weight_lanes<T>((const Half16*)a->sw + i0, i1 - i0, sa, sc, bad); break;
+            case WK_BF16: weight_lanes<T>((const BHalf16*)a->sw + i0, i1 - i0, sa, sc, bad); break;
+            default: weight_lanes<T>((const float*)a->sw + i0, i1 - i0, sa, sc, bad); break;
+            }
         } else {
             /* repeating weights a piece at a time through wb (pieces of whole lanes: the same sums) */
             const bool rep = weights_repeat(sw, a->sw_rep, a->sw_len, i1);
@@ -357,7 +399,8 @@ struct BinaryArgs {
     const void* x; int64_t sx;      /* probabilities or logits */
     const void* sw;                 /* sample weights, contiguous, or NULL */
     int swkind;                     /* WeightKind of sw */
-    int64_t sw_rep, sw_len;         /* element i takes sw[(i / sw_rep) % sw_len] (weights_repeat) */
+    int64_t sw_rep, sw_len, sw_off;   /* element i takes sw[((i + sw_off) / sw_rep) % sw_len]: weights_repeat;
+                                       sw_off places a chunk of elements in the pattern (_half_cpu.py) */
     const void* w1; int64_t nw1;    /* positive-side weight (pos_weight or alpha) indexed i % nw1 */
     double w0;                      /* negative-side weight (1, or 1 - alpha) */
     double eps, gamma, dscale;      /* label smoothing, focal gamma, 1/denominator (mean) or 1 */
@@ -571,7 +614,8 @@ static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1,
     /* labels of type T are read in place, in one span; others a piece at a time through yb;
      * likewise repeating sample weights, and weights of the other type, through wb */
     const stage_labels_fn<T> stage = a->ykind == YK_SAME ? (stage_labels_fn<T>)0 : label_stager<T>(a->ykind);
-    const bool wrep = weights_staged(sw, a->swkind, a->sw_rep, a->sw_len, i1);
+    const int64_t off = a->sw_off;
+    const bool wrep = weights_staged(sw, a->swkind, a->sw_rep, a->sw_len, i1 + off);
     const stage_weights_fn<T> wstage = weight_stager<T>(a->swkind);
     static_assert(LABEL_PIECE == WEIGHT_PIECE, "one piece size for labels and weights");
     T yb[LABEL_PIECE], wb[WEIGHT_PIECE];
@@ -579,9 +623,9 @@ static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1,
     for (int64_t i = i0; i < i1; i += piece) {
         const int64_t n = (i1 - i) < piece ? i1 - i : piece;
         if (stage) stage(a->y, i, int(n), yb);
-        if (wrep) wstage(sw, a->sw_rep, a->sw_len, i, int(n), wb);
+        if (wrep) wstage(sw, a->sw_rep, a->sw_len, i + off, int(n), wb);
         const T* yi = stage ? yb : y + i;
-        const T* wi = wrep ? wb : sw + i;
+        const T* wi = wrep ? wb : sw + off + i;
         const int64_t phase = L > 1 ? i % L : 0;
         if (sw)
             binary_span<T, G, H, Pow, true, LOGITS>(yi, x + i, wi, w1v, L, phase, w1c, w0, eps, g, dscale,
@@ -636,7 +680,8 @@ static void binary_general(const BinaryArgs* a, int64_t i0, int64_t i1, BlockRes
         } else {
             T c1 = (w1 ? w1[a->nw1 == 1 ? 0 : i % a->nw1] : T(1)) * smoothed_pair(yi, eps, true);
             T c0 = w0 * smoothed_pair(yi, eps, false);
-            const T wi = sw ? weight_at<T>(sw, a->swkind, a->sw_rep, a->sw_len, i) : T(1), ds = wi * dscale;
+            const T wi = sw ? weight_at<T>(sw, a->swkind, a->sw_rep, a->sw_len, i + a->sw_off) : T(1);
+            const T ds = wi * dscale;
             LGH<T> o = a->from_logits ? binary_from_logit<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds)
                                       : binary_from_prob<T, Pow>(xi, c1, c0, g, want_g, want_h, wi, ds);
             l = o.l;
@@ -2211,9 +2256,6 @@ struct Convert16Args {
     int bfloat;          /* 1: bfloat16, 0: float16 */
 };
 
-static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
 /* float16: |f| >= 65520 (or inf) -> inf, NaN -> the quiet NaN 0x7e00 (sign kept), as NumPy gives
  * for the NaN the kernels make; below 2^-14 the result is subnormal, and adding 0.5 (exponent -1,
  * whose ulp is 2^-24, float16's smallest subnormal) rounds |f| to a multiple of 2^-24 in the FPU's
@@ -2229,18 +2271,6 @@ static inline uint16_t to_float16(float f) {
 
 /* bfloat16: bfloat16_bits of _xent_math.h, shared with the CUDA kernels' bfloat16 storage. */
 static inline uint16_t to_bfloat16(float f) { return bfloat16_bits(bits_of(f)); }
-
-/* float16 -> float32, exact: exponent rebiased (inf and NaN keep their mantissa, as NumPy's),
- * subnormals m 2^-24 by one exact multiplication. */
-static inline float from_float16(uint16_t h) {
-    const uint32_t sign = uint32_t(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    const uint32_t normal = ((e + 112u) << 23) | (m << 13);
-    const uint32_t special = 0x7f800000u | (m << 13);
-    const uint32_t sub = bits_of(float(m) * 5.9604644775390625e-08f);   /* 2^-24 */
-    return float_of(sign | (e == 31u ? special : e == 0u ? sub : normal));
-}
-
-static inline float from_bfloat16(uint16_t h) { return float_of(uint32_t(h) << 16); }
 
 /* One conversion loop for both directions: TO_F16 / TO_BF16 turn a From into a To. */
 template <typename From, typename To, To (*TO_F16)(From), To (*TO_BF16)(From)>
