@@ -113,8 +113,23 @@ def main():
               f"{median_ms(bce(sample_weight=sw.astype(other)), rep):8.1f}")
         print(f"  {np.dtype(other).name} labels                      "
               f"{median_ms(bce(labels=y.astype(other)), rep):8.1f}")
+        print(f"  float16 sample_weight per element   {median_ms(bce(sample_weight=sw.astype(np.float16)), rep):8.1f}")
         print(f"  bool labels                         {median_ms(bce(labels=y.astype(bool)), rep):8.1f}")
         print(f"  int64 labels                        {median_ms(bce(labels=y.astype(np.int64)), rep):8.1f}")
+
+    # float16 y_pred: computed in float32 a chunk at a time (xentc/_half_cpu.py), weights read as given
+    z = rng.standard_normal((n // 10, 10)).astype(np.float16)
+    y = (rng.random(z.shape) < 0.3).astype(np.float32)
+    g = np.empty_like(z)
+    sw = rng.random(z.shape).astype(np.float32)
+    def bce16(**kw):
+        return lambda: xentc.binary_cross_entropy(y, z, out=(None, g, None), **ce, **kw)
+    print(f"BCE n=1e7 float16  plain                {median_ms(bce16(), rep):8.1f}")
+    print(f"  scalar sample_weight                {median_ms(bce16(sample_weight=2.0), rep):8.1f}")
+    print(f"  sample_weight one per row (N, 1)    {median_ms(bce16(sample_weight=sw[:, :1]), rep):8.1f}")
+    for wdt in (np.float16, np.float32, np.float64):
+        print(f"  {np.dtype(wdt).name} sample_weight per element   "
+              f"{median_ms(bce16(sample_weight=sw.astype(wdt)), rep):8.1f}")
 
     for dt in (np.float32, np.float64):
         x = (rng.standard_normal((65536, 10)) * 2).astype(dt)

@@ -292,26 +292,23 @@ struct WeightArgs {
 
 /* Weights w[0 .. n) (of type W, taken in T as stage_weights takes them) checked and added into
  * lanes<T>() lane sums, lanes outermost, the form GCC vectorises; bad is set if any is negative,
- * NaN or infinite in T. */
+ * NaN or infinite in T. The check is a loop of its own, which GCC vectorises: or-ed into one flag
+ * in the loop of the sums it stayed scalar (vucomiss, setb and or per weight). */
 template <typename T, typename W>
 static XENT_ALWAYS_INLINE void weight_lanes(const W* __restrict w, int64_t n, double* sa, double* sc, int& bad) {
     constexpr int NL = lanes<T>();
     const int64_t nfull = n - n % NL;
     for (int64_t q = 0; q < nfull; q += NL) {
-        int b = 0;
 #pragma GCC unroll 16
-        for (int k = 0; k < NL; ++k) {
-            const T v = weight_cast<T>(w[q + k]);
-            b |= !(v >= T(0)) | (v == T(INFINITY));
-            lane_add<T>(sa[k], sc[k], double(v));
-        }
-        bad |= b;
+        for (int k = 0; k < NL; ++k) lane_add<T>(sa[k], sc[k], double(weight_cast<T>(w[q + k])));
     }
-    for (int64_t q = nfull; q < n; ++q) {
+    for (int64_t q = nfull; q < n; ++q) lane_add<T>(sa[q - nfull], sc[q - nfull], double(weight_cast<T>(w[q])));
+    int b = 0;
+    for (int64_t q = 0; q < n; ++q) {
         const T v = weight_cast<T>(w[q]);
-        bad |= !(v >= T(0)) | (v == T(INFINITY));
-        lane_add<T>(sa[q - nfull], sc[q - nfull], double(v));
+        b |= (v >= T(0) && v < T(INFINITY)) ? 0 : 1;
     }
+    bad |= b;
 }
 
 template <typename T>
