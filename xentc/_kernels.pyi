@@ -19,7 +19,7 @@ def weight_sum(labels: Optional[np.ndarray], sw: Optional[np.ndarray], cw: Optio
 def binary(y: np.ndarray, x: np.ndarray, sw: Optional[np.ndarray], w1: Optional[np.ndarray], w0: float,
            eps: float, gamma: float, dscale: float, from_logits: bool, loss: Optional[np.ndarray],
            grad: Optional[np.ndarray], hess: Optional[np.ndarray], double_: bool,
-           n_threads: Optional[int], sw_rep: int = ..., sw_len: int = ...) -> KernelResult: ...
+           n_threads: Optional[int], sw_rep: int = ..., sw_len: int = ..., sw_off: int = ...) -> KernelResult: ...
 def softmax(x: np.ndarray, labels: Optional[np.ndarray], ysoft: Optional[np.ndarray], sw: Optional[np.ndarray],
             cwa: Optional[np.ndarray], ignore_index: int, has_ignore: bool, eps: float, gamma: float,
             dscale: float, from_logits: bool, loss: Optional[np.ndarray], grad: Optional[np.ndarray],
