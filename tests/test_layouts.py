@@ -511,6 +511,26 @@ def test_repeating_sample_weights_equal_the_broadcast_array(dtype, wshape):
                                                         **kw}).grad)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("L", [3, 15, 16, 17, 40])
+def test_weight_per_row_of_any_length(dtype, L):
+    """A weight per row of (N, L) binary labels, runs of L elements on either side of the short
+    runs staged by one fixed-length store (WEIGHT_RUN = 16 in xentc/_xent_rows.h), with runs cut
+    by pieces and blocks: the bits of the broadcast weights."""
+    rng = np.random.default_rng(L)
+    N = 20011 // L
+    x = rng.normal(0, 2, (N, L)).astype(dtype)
+    y = (rng.random((N, L)) < 0.4).astype(dtype)
+    w = rng.uniform(0.1, 3, (N, 1))
+    full = np.ascontiguousarray(np.broadcast_to(w, x.shape))
+    for name, kw in (("binary_cross_entropy", {}), ("binary_focal_loss", {"gamma": 2.0})):
+        for reduction in ("none", "mean"):
+            for n_threads in (1, 2):
+                args = dict(from_logits=True, reduction=reduction, n_threads=n_threads, **kw)
+                assert_same(call(name, y, x, {**args, "sample_weight": w}),
+                            call(name, y, x, {**args, "sample_weight": full}))
+
+
 def test_repeating_sample_weights_errors_and_extremes():
     """A bad weight of a repeating block is reported at the first element that takes it (the flat
     index of the broadcast shape), with its value; extreme weights, rescaled for the mean, give
