@@ -869,6 +869,25 @@ def test_binary_labels_of_another_dtype(dtype, label_dtype):
                 if g is not None:
                     assert host(g).tobytes() == host(v).tobytes(), (name, kw, reduction, what)
                     assert_close(g, c, rt, f"{name} {kw} {what}")
+    # labels strided in one dimension (a column of a matrix) are read at their stride by the
+    # general kernel: no copy of them either
+    ys = cupy.asarray(np.stack([y, y[::-1]], axis=1))[:, 0]
+    xg = cupy.asarray(x)
+    for reduction, grad, hess in (("mean", True, False), ("none", True, True)):
+        cpu = xentc.binary_cross_entropy(y, x, from_logits=True, reduction=reduction, grad=grad, hess=hess)
+        _cuda.config["log"] = []
+        with _Allocations() as hook:
+            gpu = xentc.binary_cross_entropy(ys, xg, from_logits=True, reduction=reduction, grad=grad, hess=hess)
+        assert _binary_kernels_used() == ["general"]
+        big = [s for s in hook.sizes if s >= min(x.nbytes, y.nbytes) // 2]
+        assert sorted(big) == sorted([x.nbytes] * (grad + hess) + ([n * cdt.itemsize] if reduction == "none"
+                                                                   else [])), hook.sizes
+        conv = xentc.binary_cross_entropy(cupy.asarray(y.astype(conv_dtype)), xg, from_logits=True,
+                                          reduction=reduction, grad=grad, hess=hess)
+        for what, g, c, v in zip(("loss", "grad", "hess"), _results(gpu), _results(cpu), _results(conv)):
+            if g is not None:
+                assert host(g).tobytes() == host(v).tobytes(), ("strided", reduction, what)
+                assert_close(g, c, rt, f"strided {what}")
 
 
 @pytest.mark.parametrize("dtype,label_dtype", list(_binary_label_dtypes()))

@@ -687,11 +687,15 @@ def _native_binary_labels(backend, yt, x, ydt) -> bool:
     """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
     that can (BINARY_LABEL_DTYPES: the CPU kernels, the 16-bit backend, which hands them on a
     chunk at a time, and the CUDA kernels), a dtype it reads, and labels and y_pred both laid out
-    with unit stride once flattened (the strided loops read labels of the compute dtype only)."""
+    with unit stride once flattened (the CPU's strided loops read labels of the compute dtype
+    only); for STRIDED_BINARY_LABELS (the CUDA kernels) also labels of one stride, which flatten
+    to a view (a column of a matrix, y[::2])."""
     kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
-    return all(a.flags.c_contiguous for a in (yt, x))
+    if all(a.flags.c_contiguous for a in (yt, x)):
+        return True
+    return getattr(backend, "STRIDED_BINARY_LABELS", False) and sum(d > 1 for d in yt.shape) <= 1
 
 
 def _binary(y_true, y_pred, **kw):

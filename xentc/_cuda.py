@@ -62,7 +62,8 @@ _WEIGHT_KINDS = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 SAMPLE_WEIGHT_DTYPES = frozenset(_WEIGHT_KINDS)
 # Binary labels the kernels read in their own dtype (SY of the binary kernels, label_widen of
 # _xent.cu), by dtype name: their C type. _api passes them uncast where labels and y_pred are both
-# contiguous; the kernels of each (labels, y_pred) pair are built on its first call
+# contiguous, or the labels strided in one dimension (STRIDED_BINARY_LABELS: the general kernel
+# reads them at their stride); the kernels of each (labels, y_pred) pair are built on its first call
 _LABEL_TYPES = {"bool": "xentk::xbool", "int8": "xentk::xi8", "uint8": "xentk::xu8", "int16": "xentk::xi16",
                 "uint16": "xentk::xu16", "int32": "xentk::xi32", "uint32": "xentk::xu32", "int64": "xi64",
                 "uint64": "xu64", "float32": "float", "float64": "double", **_STORAGE}
@@ -83,6 +84,7 @@ def _dtypes_by_name(names) -> dict:
 
 
 BINARY_LABEL_DTYPES = _dtypes_by_name(_LABEL_TYPES)
+STRIDED_BINARY_LABELS = True
 # Binary sample weights that repeat are passed once with (sw_rep, sw_len) (_api's _sample_weight;
 # WeightIndex of _xent.cu): no device array of y_pred's size for a weight per row of (N, L)
 SAMPLE_WEIGHT_PATTERNS = True
@@ -793,10 +795,10 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     same_y = bool(store) and y.dtype == x.dtype   # else the labels are in the compute dtype, or their own
     st = x.dtype if store else dt   # y_pred, grad and hess
     # labels of another dtype than y_pred's (and than float32 beside 16-bit y_pred): read as they
-    # are (contiguous)
+    # are, at any stride (the fast kernel takes unit strides only)
     label = "" if y.dtype in (st, dt) else BINARY_LABEL_DTYPES.get(y.dtype, "")
     _check("y_pred", x, st, dev_id, ndim=1)
-    _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, contiguous=bool(label), ndim=1)
+    _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, ndim=1)
     if y.shape[0] != n:
         raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
     swa = _weights(sw, dt, dev_id)
