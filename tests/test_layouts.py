@@ -511,6 +511,34 @@ def test_repeating_sample_weights_equal_the_broadcast_array(dtype, wshape):
                                                         **kw}).grad)
 
 
+@pytest.mark.parametrize("form", ["element", "row", "scalar"])
+def test_weight_sums_that_overflow_float64(form):
+    """Finite float64 weights whose sum overflows (1e306 each, 15000 elements): the weight pass
+    gives inf, not NaN (its Kahan lanes turn NaN past an overflow: weight_lanes_finish), on 1 and
+    2 threads, so the mean takes a power of two out of the weights: the mean and its gradient are
+    those of the weights divided by 2^20, bit for bit."""
+    from xentc import _kernels
+
+    shape = (5000, 3)
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 2, shape)
+    y = (rng.random(shape) < 0.5).astype(float)
+    w = {"element": rng.uniform(0.5, 1, shape) * 1e306, "row": rng.uniform(0.5, 1, (5000, 1)) * 1e306,
+         "scalar": 1e306}[form]
+    full = np.ascontiguousarray(np.broadcast_to(w, shape)).reshape(-1)
+    for n_threads in (1, 2):
+        assert _kernels.weight_sum(None, full, None, 0, 0, False, full.size, True, n_threads)[0] == np.inf
+        block = np.atleast_1d(np.asarray(w, dtype=float)).reshape(-1)
+        rep = full.size // block.size
+        assert _kernels.weight_sum(None, block, None, 0, 0, False, full.size, True, n_threads, rep,
+                                   block.size)[0] == np.inf
+        got = call("binary_cross_entropy", y, x, {"sample_weight": w, "n_threads": n_threads}, from_logits=True)
+        want = call("binary_cross_entropy", y, x, {"sample_weight": np.ldexp(w, -20), "n_threads": n_threads},
+                    from_logits=True)
+        assert np.isfinite(got.loss)
+        assert_same(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("L", [3, 15, 16, 17, 40])
 def test_weight_per_row_of_any_length(dtype, L):

@@ -233,6 +233,20 @@ static void stage_weights(const void* swv, int64_t rep, int64_t len, int64_t i, 
     const W* __restrict sw = (const W*)swv;
     const int64_t q = i / rep;
     int64_t r = i - q * rep, j = q % len;
+    if (rep > 1 && rep <= WEIGHT_RUN) {
+        /* short runs (a weight per row of (N, 10) labels): the rest of the first run, then whole
+         * runs, each one fixed-length store, the last one past n into the spare entries. With the
+         * general loop below, its bookkeeping per run took as long as the loss (float32 BCE from
+         * logits, 10^7 as (10^6, 10): 8.0 ms with a weight per row against 5.5 per element) */
+        for (int64_t k = -r; k < n;) {
+            const T v = weight_cast<T>(sw[j]);
+            const int64_t at = k < 0 ? 0 : k;
+            for (int u = 0; u < WEIGHT_RUN; ++u) out[at + u] = v;
+            k += rep;
+            if (++j == len) j = 0;
+        }
+        return;
+    }
     /* in runs: a stretch of one weight (rep > 1), or of consecutive weights (rep = 1); element by
      * element with a counter took half the time of the loss */
     for (int k = 0; k < n;) {
@@ -241,16 +255,6 @@ static void stage_weights(const void* swv, int64_t rep, int64_t len, int64_t i, 
             for (int u = 0; u < m; ++u) out[k + u] = weight_cast<T>(sw[j + u]);
             k += m;
             j = (j + m == len) ? 0 : j + m;
-        } else if (rep <= WEIGHT_RUN) {
-            /* short runs (a weight per row of (N, 10) labels): one fixed-length store each; a loop
-             * of m stores took as long as the loss (float32 BCE from logits, 10^7: 8.2 ms against
-             * 5.3 with a weight per element) */
-            const int m = int((rep - r) < (n - k) ? rep - r : n - k);
-            const T v = weight_cast<T>(sw[j]);
-            for (int u = 0; u < WEIGHT_RUN; ++u) out[k + u] = v;
-            k += m;
-            r += m;
-            if (r == rep) { r = 0; if (++j == len) j = 0; }
         } else {
             const int m = int((rep - r) < (n - k) ? rep - r : n - k);
             const T v = weight_cast<T>(sw[j]);
@@ -304,25 +308,42 @@ struct WeightArgs {
     int has_ignore;
 };
 
+/* A weight added into its lane: float weights plainly, double ones by a Kahan step without the
+ * select of lane_add, which GCC compiled into two branches per weight here (float64 weights,
+ * 10^7, one thread: 8.6 ms); weight_lanes_finish then gives each lane lane_add's result. */
+template <typename T> static XENT_ALWAYS_INLINE void weight_add(double& s, double& c, double v) {
+    if (sizeof(T) == sizeof(float)) s += v;
+    else kahan_free(s, c, v);
+}
+
 /* Weights w[0 .. n) (of type W, taken in T as stage_weights takes them) checked and added into
- * lanes<T>() lane sums, lanes outermost, the form GCC vectorises; bad is set if any is negative,
- * NaN or infinite in T. The check is a loop of its own, which GCC vectorises: or-ed into one flag
- * in the loop of the sums it stayed scalar (vucomiss, setb and or per weight). */
+ * lanes<T>() lane sums (weight_add), lanes outermost, the form GCC vectorises; bad is set if any
+ * is negative, NaN or infinite in T. The check is a loop of its own, which GCC vectorises: or-ed
+ * into one flag in the loop of the sums it stayed scalar (vucomiss, setb and or per weight). */
 template <typename T, typename W>
 static XENT_ALWAYS_INLINE void weight_lanes(const W* __restrict w, int64_t n, double* sa, double* sc, int& bad) {
     constexpr int NL = lanes<T>();
     const int64_t nfull = n - n % NL;
     for (int64_t q = 0; q < nfull; q += NL) {
 #pragma GCC unroll 16
-        for (int k = 0; k < NL; ++k) lane_add<T>(sa[k], sc[k], double(weight_cast<T>(w[q + k])));
+        for (int k = 0; k < NL; ++k) weight_add<T>(sa[k], sc[k], double(weight_cast<T>(w[q + k])));
     }
-    for (int64_t q = nfull; q < n; ++q) lane_add<T>(sa[q - nfull], sc[q - nfull], double(weight_cast<T>(w[q])));
+    for (int64_t q = nfull; q < n; ++q) weight_add<T>(sa[q - nfull], sc[q - nfull], double(weight_cast<T>(w[q])));
     int b = 0;
     for (int64_t q = 0; q < n; ++q) {
         const T v = weight_cast<T>(w[q]);
         b |= (v >= T(0) && v < T(INFINITY)) ? 0 : 1;
     }
     bad |= b;
+}
+
+/* The lanes of weight_lanes as lane_add leaves them: the same while finite; weights that are all
+ * finite and non-negative (else the caller reports the bad one) make a non-finite Kahan lane only
+ * by overflowing, where lane_add holds (inf, 0) and kahan_free NaN. */
+template <typename T> static inline void weight_lanes_finish(double* sa, double* sc) {
+    if (sizeof(T) == sizeof(float)) return;
+    for (int k = 0; k < lanes<T>(); ++k)
+        if (!(sa[k] - sa[k] == 0.0) || !(sc[k] - sc[k] == 0.0)) { sa[k] = INFINITY; sc[k] = 0.0; }
 }
 
 template <typename T>
@@ -381,6 +402,7 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
             }
         }
         if (!bad) {
+            weight_lanes_finish<T>(sa, sc);
             for (int k = 0; k < NL; ++k) { kahan_add(res, sa[k]); kahan_add(res, -sc[k]); }
             return;
         }
