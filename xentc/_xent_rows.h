@@ -278,7 +278,7 @@ template <typename T> static stage_weights_fn<T> weight_stager(int kind) {
     }
 }
 
-/* Whether weights are read through stage_weights: repeating ones, or ones of the other type. */
+/* Whether weights are read through stage_weights: repeating ones, or ones of another type than T. */
 static inline bool weights_staged(const void* sw, int kind, int64_t rep, int64_t len, int64_t i1) {
     return weights_repeat(sw, rep, len, i1) || (sw && kind != WK_SAME);
 }
@@ -645,7 +645,7 @@ static void binary_contiguous_block(const BinaryArgs* a, int64_t i0, int64_t i1,
     const T* w1v = L > 1 ? w1 : (const T*)0;
     const T w1c = (w1 && L == 1) ? w1[0] : T(1);
     /* labels of type T are read in place, in one span; others a piece at a time through yb;
-     * likewise repeating sample weights, and weights of the other type, through wb */
+     * likewise repeating sample weights, and weights of another type, through wb */
     const stage_labels_fn<T> stage = a->ykind == YK_SAME ? (stage_labels_fn<T>)0 : label_stager<T>(a->ykind);
     const int64_t off = a->sw_off;
     const bool wrep = weights_staged(sw, a->swkind, a->sw_rep, a->sw_len, i1 + off);
