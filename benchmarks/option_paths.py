@@ -172,7 +172,7 @@ def main():
                       xentc.focal_loss, y, (("logits", x, True), ("probs", pr, False)), (3.0, 2.5),
                       np.empty_like(x), rep, 2)
     # rows of few classes: from logits C <= 127 takes the group path (16 rows at a time), 200 the
-    # row path; from probabilities rows of fewer than 64 classes a short chunk (prob_chunk_at)
+    # row path; from probabilities rows of at most 64 classes pieces of rows at a time (softmax_prob_piece)
     for shape in ((65536, 10), (8192, 100), (4096, 200)):
         for dt in (np.float32, np.float64):
             x = (rng.standard_normal(shape) * 2).astype(dt)

@@ -2,7 +2,8 @@
 (``softmax_small_group`` in ``xentc/_xent_rows.h``, taken for C up to a threshold per dtype,
 ``xentc._kernels.SMALL_CLASSES``: 127 in float32, 64 in float64); one class more runs
 the same checks on the per-row path, which the other tests now reach only with more classes.
-Rows from probabilities of fewer classes than a chunk (``prob_chunk_at``) are checked here too.
+Rows from probabilities of fewer classes than a chunk (``prob_chunk_at``, and pieces of such rows
+at a time: ``softmax_prob_piece``) are checked here too.
 
 Many rows per call (the other categorical tests mostly use a handful), C on both sides of the
 threshold and of the vector widths, every option, against the extended-precision reference
@@ -402,3 +403,59 @@ def test_probability_rows_against_reference(C, loss, label_form, dtype):
     assert_array_equal(fn(y, p, from_logits=False, reduction="none", **extra, **kw), full.loss)
     assert_array_equal(fn(y, p, from_logits=False, reduction="none", grad=True, **extra, **kw).grad, full.grad)
     assert_array_equal(fn(y, p, from_logits=False, reduction="none", hess=True, **extra, **kw).hess, full.hess)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("label_form", ["int", "smoothed", "soft"])
+@pytest.mark.parametrize("loss", LOSSES[:3], ids=LOSS_IDS[:3])
+@pytest.mark.parametrize("C", [1, 2, 3, 10, 16, 17, 33, 64])
+def test_probability_rows_in_pieces_give_the_row_bits(C, loss, label_form, dtype):
+    """Rows of at most 64 classes from probabilities with the classes contiguous are computed
+    pieces of rows at a time (``softmax_prob_piece``); rows whose classes lie apart (Fortran order)
+    go one at a time through ``softmax_row_from_probs``. Both must give the same bits: every
+    output, the sum, with sample and class weights, ignored rows, NaN rows (which send their piece
+    to the per-row path where only the label's class would be computed) and exact 0 and 1, over
+    enough rows for several pieces; and a bad probability is reported at the same index."""
+    name, gamma = loss
+    rng = np.random.default_rng(_seed("pieces", C, name, label_form, np.dtype(dtype).name))
+    n = 4000
+    y, p = make_categorical(rng, (n, C), dtype, False, "soft" if label_form == "soft" else "int")
+    p = p.copy()
+    p[::37, 0] = 0.0
+    p[5::41, -1] = 1.0
+    p[1234, C // 2] = np.nan
+    extra = {} if gamma is None else {"gamma": gamma}
+    kw = {"sample_weight": weights(rng, (n,))}
+    if name == "focal_loss":
+        kw["alpha"] = rng.uniform(0.1, 0.9, C).astype(dtype)
+    else:
+        kw["class_weight"] = weights(rng, (C,), lo=1)
+    yk = y
+    if label_form != "soft":
+        yk = y.copy()
+        yk[rng.choice(np.delete(np.arange(n), 1234), 100, replace=False)] = -100
+        kw["ignore_index"] = -100
+    if label_form == "smoothed":
+        kw["label_smoothing"] = 0.1
+    fn = getattr(xentc, name)
+    for labels, opts in ((y, {}), (yk, kw)):
+        labels_f = np.asfortranarray(labels) if label_form == "soft" else labels
+        for red in ("none", "sum"):
+            got = fn(labels, p, from_logits=False, reduction=red, grad=True, hess=True, **extra, **opts)
+            want = fn(labels_f, np.asfortranarray(p), from_logits=False, reduction=red, grad=True, hess=True,
+                      **extra, **opts)
+            for g, w in zip(got, want):
+                assert_array_equal(np.asarray(g), np.asarray(w))
+            assert np.isnan(got.loss[1234] if red == "none" else got.loss)
+            if red == "none":
+                assert np.isnan(got.loss).sum() == 1
+                assert_array_equal(fn(labels, p, from_logits=False, reduction="none", **extra, **opts), got.loss)
+    bad = p.copy()
+    bad[2500, C - 1] = 1.5
+    with pytest.raises(ValueError) as e1:
+        fn(y, bad, from_logits=False, **extra)
+    with pytest.raises(ValueError) as e2:
+        fn(np.asfortranarray(y) if label_form == "soft" else y, np.asfortranarray(bad), from_logits=False,
+           **extra)
+    assert str(e1.value) == str(e2.value)
+    assert f"at index {2500 * C + C - 1} is" in str(e1.value)   # flat C-order index

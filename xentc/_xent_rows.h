@@ -2174,6 +2174,247 @@ static inline T softmax_one_row(const SoftmaxArgs* a, int64_t r, const T* xr, co
     return l;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Rows of at most CHUNK classes from probabilities, classes contiguous (an (N, C) array's rows,  */
+/* any row stride; soft labels likewise). Taken one at a time (softmax_row_from_probs), a row of */
+/* ten classes paid its scan, staging, a vector of padding and a serial lane total for ten       */
+/* elements: 65536 x 10 soft-label CE took 2.0 ms (float32) and 2.9 (float64), three times its   */
+/* logits. Here PROB_PIECE elements' worth of rows at a time: staged side by side, checked in    */
+/* one scan, their coefficients staged, every element computed in one loop (the derivatives     */
+/* straight into the output rows, which lie side by side), and each row's loss formed as        */
+/* prob_chunk_at forms it (lane k takes classes k, k + NL, ... of the padded chunk, lane_add,    */
+/* then lane_total_comp), rows across the vector lanes. The elements are categorical_from_prob's */
+/* and the sums take the same steps in the same order: the bits of the per-row path. A piece     */
+/* with a bad entry, or a NaN where the label's class alone would be computed, goes through the  */
+/* per-row path, which owns those decisions.                                                     */
+/* ------------------------------------------------------------------------------------------ */
+constexpr int PROB_PIECE = 1024;   /* elements per piece */
+constexpr int PROB_RB = 32;        /* rows whose lane sums are formed together */
+
+/* The chunk length prob_chunk_at pads a row of C <= CHUNK classes to (softmax_row_from_probs). */
+template <typename T> static inline int prob_chunk_len(int64_t C) {
+    constexpr int NL = lanes<T>();
+    constexpr int N4 = 4 * NL < CHUNK ? 4 * NL : CHUNK;
+    return C <= NL ? NL : C <= 2 * NL ? 2 * NL : (C <= N4 && N4 < CHUNK) ? N4 : CHUNK;
+}
+
+/* Every element of a piece, n of them: the loop of prob_chunk without the fixed length. */
+template <typename T, typename Pow, bool G, bool H>
+static XENT_ALWAYS_INLINE void prob_flat(const T* __restrict xb, const T* __restrict cb, const T* __restrict wb,
+                                         const T* __restrict db, T g, int n, T* __restrict lb, T* __restrict go,
+                                         T* __restrict ho) {
+    for (int k = 0; k < n; ++k) {
+        const LGH<T> o = categorical_from_prob<T, Pow>(xb[k], cb[k], g, G, H, wb[k], db[k]);
+        lb[k] = o.l;
+        if (G) go[k] = o.g;
+        if (H) ho[k] = o.h;
+    }
+}
+
+/* The label's class of each of n rows (the sparse form of softmax_row_from_probs), rows across
+ * the lanes. */
+template <typename T, typename Pow, bool G, bool H>
+static XENT_ALWAYS_INLINE void prob_label_flat(const T* __restrict xy, const T* __restrict cy, const T* __restrict wl,
+                                               const T* __restrict wd, T g, int n, T* __restrict lb,
+                                               T* __restrict gy, T* __restrict hy) {
+    for (int r = 0; r < n; ++r) {
+        const LGH<T> o = categorical_from_prob<T, Pow>(xy[r], cy[r], g, G, H, wl[r], wd[r]);
+        lb[r] = o.l;
+        gy[r] = o.g;
+        hy[r] = o.h;
+    }
+}
+
+/* The losses of K rows of C classes from their element losses, class-major in lt (class j of row
+ * r at lt[j * K + r]): prob_chunk_at's lane sums over a chunk of N entries (the padding +0),
+ * then lane_total_comp, PROB_RB rows at a time across the vector lanes. */
+template <typename T, int N>
+static void prob_rows_total(const T* __restrict lt, int C, int K, T* __restrict out) {
+    constexpr int NL = lanes<T>();
+    constexpr int RB = PROB_RB;
+    static const T zeros[RB] = {};
+    for (int q0 = 0; q0 < K; q0 += RB) {
+        const int nr = (K - q0) < RB ? K - q0 : RB;
+        double acc[NL][RB], cmp[NL][RB];
+        /* the first entry of each lane from the lane's zero state (no separate clearing) */
+        for (int k = 0; k < NL; ++k) {
+            const T* __restrict src = k < C ? lt + int64_t(k) * K + q0 : zeros;
+            for (int r = 0; r < nr; ++r) {
+                double v = 0.0, c = 0.0;
+                lane_add<T>(v, c, double(src[r]));
+                acc[k][r] = v;
+                cmp[k][r] = c;
+            }
+        }
+        for (int i0 = NL; i0 < N; i0 += NL)
+            for (int k = 0; k < NL; ++k) {
+                const int j = i0 + k;
+                /* float: a lane sum is never -0, so +0 leaves it as it is; double: a Kahan step of
+                 * +0 still moves the error into the sum, taken as the row path takes it */
+                if (j >= C && sizeof(T) == sizeof(float)) continue;
+                const T* __restrict src = j < C ? lt + int64_t(j) * K + q0 : zeros;
+                for (int r = 0; r < nr; ++r) lane_add<T>(acc[k][r], cmp[k][r], double(src[r]));
+            }
+        double col[NL], cc[NL];
+        for (int r = 0; r < nr; ++r) {
+            for (int k = 0; k < NL; ++k) { col[k] = acc[k][r]; cc[k] = cmp[k][r]; }
+            out[q0 + r] = T(lane_total_comp<T, NL>(col, cc));
+        }
+    }
+}
+
+template <typename T, typename Pow>
+static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int K, BlockResult* res) {
+    const int C = int(a->C);
+    const int n = K * C;
+    const T* x = (const T*)a->x;
+    const T* ysoft = (const T*)a->ysoft;
+    const T* sw = (const T*)a->sw;
+    const T* cwa = (const T*)a->cwa;
+    T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    const T g = T(a->gamma), dscale = T(a->dscale);
+    alignas(64) T xs[PROB_PIECE], cb[PROB_PIECE], lb[PROB_PIECE];
+    T lossb[PROB_PIECE];
+    int64_t yl[PROB_PIECE];
+    bool ignored[PROB_PIECE];
+    int bad = 0, nan = 0;
+    for (int r = 0; r < K; ++r) {
+        yl[r] = a->labels ? a->labels[p0 + r] : -1;
+        ignored[r] = a->labels && a->has_ignore && yl[r] == a->ignore_index;
+    }
+    /* rows side by side (sx_o == C) are read in place; others staged, a row at a time */
+    const T* __restrict xb = xs;
+    if (a->sx_o == C) xb = x + p0 * C;
+    else
+        for (int r = 0; r < K; ++r) {
+            const T* __restrict src = x + (p0 + r) * a->sx_o;
+            for (int j = 0; j < C; ++j) xs[r * C + j] = src[j];
+        }
+    for (int k = 0; k < n; ++k) {
+        const T p = xb[k];
+        bad |= (p < T(0)) | (p > T(1));
+        nan |= p != p;
+    }
+    if (ysoft) {
+        if (a->sy_o == C) {
+            const T* __restrict src = ysoft + p0 * C;
+            for (int k = 0; k < n; ++k) cb[k] = src[k];
+        } else
+            for (int r = 0; r < K; ++r) {
+                const T* __restrict src = ysoft + (p0 + r) * a->sy_o;
+                for (int j = 0; j < C; ++j) cb[r * C + j] = src[j];
+            }
+        for (int k = 0; k < n; ++k) bad |= !(cb[k] >= T(0) && cb[k] <= T(1));
+    }
+    const bool sparse = !ysoft && a->eps == 0.0;
+    if (bad || (sparse && nan)) {
+        /* the per-row path finds the first bad entry (and skips ignored rows, as it does) */
+        for (int r = 0; r < K; ++r) {
+            const int64_t row = p0 + r;
+            BlockResult* rr = res + (row - r0) / a->res_rows;
+            const T* ys = ysoft ? ysoft + row * a->sy_o : (const T*)0;
+            const T l = softmax_one_row<T, Pow>(a, row, x + row * a->sx_o, ys, go ? go + row * C : (T*)0,
+                                                ho ? ho + row * C : (T*)0, rr);
+            if (lo) lo[row] = l;
+            kahan_add(rr, double(l));
+        }
+        return;
+    }
+    T* gp = go ? go + p0 * C : (T*)0;
+    T* hp = ho ? ho + p0 * C : (T*)0;
+    if (sparse) {
+        /* only the label's class has a coefficient: the others get zeros, the label's class is
+         * computed alone and its loss is the row's (as in softmax_row_from_probs) */
+        T xy[PROB_PIECE], cy[PROB_PIECE], wl[PROB_PIECE], wd[PROB_PIECE], gy[PROB_PIECE], hy[PROB_PIECE];
+        for (int r = 0; r < K; ++r) {
+            const int64_t y = ignored[r] ? 0 : yl[r];
+            xy[r] = xb[r * C + y];
+            cy[r] = ignored[r] ? T(0) : class_coef(a, cwa, y, (const T*)0, y);
+            wl[r] = sw ? sw[p0 + r] : T(1);
+            wd[r] = wl[r] * dscale;
+        }
+        if (go && ho) prob_label_flat<T, Pow, true, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else if (go) prob_label_flat<T, Pow, true, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else if (ho) prob_label_flat<T, Pow, false, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else prob_label_flat<T, Pow, false, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        if (gp) for (int k = 0; k < n; ++k) gp[k] = T(0);
+        if (hp) for (int k = 0; k < n; ++k) hp[k] = T(0);
+        for (int r = 0; r < K; ++r) {
+            if (ignored[r]) { lossb[r] = T(0); continue; }
+            if (gp) gp[r * C + yl[r]] = gy[r];
+            if (hp) hp[r * C + yl[r]] = hy[r];
+        }
+    } else {
+        /* coefficients as stage_coefs stages them, ignored rows none */
+        if (ysoft) {
+            const T eps = T(a->eps), epsC = eps / T(a->C);
+            if (eps != T(0)) for (int k = 0; k < n; ++k) cb[k] = cb[k] * (T(1) - eps) + epsC;
+            if (cwa)
+                for (int r = 0; r < K; ++r)
+                    for (int j = 0; j < C; ++j) cb[r * C + j] = mul0(cwa[j], cb[r * C + j]);
+        } else if (cwa) {
+            const LabelCoefs<T> kc = label_coefs<T>(a);
+            for (int r = 0; r < K; ++r)
+                for (int j = 0; j < C; ++j)
+                    cb[r * C + j] = ignored[r] ? T(0) : mul0(cwa[j], yl[r] == j ? kc.on : kc.off);
+        } else {
+            /* every entry off, then each row's label on (mul0(1, v) is v): a loop over a row's
+             * few classes per row took 40% of a 2-class call */
+            const LabelCoefs<T> kc = label_coefs<T>(a);
+            for (int k = 0; k < n; ++k) cb[k] = kc.off;
+            for (int r = 0; r < K; ++r) {
+                if (ignored[r]) for (int j = 0; j < C; ++j) cb[r * C + j] = T(0);
+                else cb[r * C + yl[r]] = kc.on;
+            }
+        }
+        /* the weights of each element's row (without sample weights, one value for all) */
+        alignas(64) T wb[PROB_PIECE], db[PROB_PIECE];
+        if (sw)
+            for (int r = 0; r < K; ++r) {
+                const T wi = sw[p0 + r], ds = wi * dscale;
+                for (int j = 0; j < C; ++j) { wb[r * C + j] = wi; db[r * C + j] = ds; }
+            }
+        else
+            for (int k = 0; k < n; ++k) { wb[k] = T(1); db[k] = dscale; }
+        if (gp && hp) prob_flat<T, Pow, true, true>(xb, cb, wb, db, g, n, lb, gp, hp);
+        else if (gp) prob_flat<T, Pow, true, false>(xb, cb, wb, db, g, n, lb, gp, hp);
+        else if (hp) prob_flat<T, Pow, false, true>(xb, cb, wb, db, g, n, lb, gp, hp);
+        else prob_flat<T, Pow, false, false>(xb, cb, wb, db, g, n, lb, gp, hp);
+        /* the row sums read the losses class-major (xs is free now) */
+        transpose_copy(lb, int64_t(C), int64_t(1), xs, int64_t(1), int64_t(K), int64_t(K), int64_t(C));
+        switch (prob_chunk_len<T>(C)) {
+        case 8: prob_rows_total<T, 8>(xs, C, K, lossb); break;
+        case 16: prob_rows_total<T, 16>(xs, C, K, lossb); break;
+        case 32: prob_rows_total<T, 32>(xs, C, K, lossb); break;
+        default: prob_rows_total<T, CHUNK>(xs, C, K, lossb); break;
+        }
+        for (int r = 0; r < K; ++r) {
+            if (!ignored[r]) continue;
+            lossb[r] = T(0);
+            if (gp) for (int j = 0; j < C; ++j) gp[r * C + j] = T(0);
+            if (hp) for (int j = 0; j < C; ++j) hp[r * C + j] = T(0);
+        }
+    }
+    if (lo) for (int r = 0; r < K; ++r) lo[p0 + r] = lossb[r];
+    /* the sum in locals where the piece's rows share one BlockResult (always, outside tiles): through
+     * res, each step waited for the last one's store (as in softmax_small_group) */
+    BlockResult* rr = res + (p0 - r0) / a->res_rows;
+    if (res + (p0 + K - 1 - r0) / a->res_rows == rr) {
+        double sum = rr->sum, comp = rr->comp;
+        for (int r = 0; r < K; ++r) kahan_step(sum, comp, double(lossb[r]));
+        rr->sum = sum;
+        rr->comp = comp;
+    } else
+        for (int r = 0; r < K; ++r) kahan_add(res + (p0 + r - r0) / a->res_rows, double(lossb[r]));
+}
+
+template <typename T, typename Pow>
+static void softmax_prob_rows(const SoftmaxArgs* a, int64_t r0, int64_t r1, BlockResult* res) {
+    const int64_t K = PROB_PIECE / a->C;
+    for (int64_t p0 = r0; p0 < r1; p0 += K)
+        softmax_prob_piece<T, Pow>(a, r0, p0, int((r1 - p0) < K ? r1 - p0 : K), res);
+}
+
 /* Rows whose classes lie apart in memory: classes along an axis other than the last ((N, C, H, W)
  * with axis 1, (C, N) with axis 0), a Fortran-order (N, C) array, soft labels in such a layout.
  * Read in place, each class of a row is a cache line of its own, and the row code walks a row two
@@ -2253,6 +2494,10 @@ static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockRes
     const T* ysoft = (const T*)a->ysoft;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
     if (a->from_logits && C <= small_c<T>()) { softmax_small_rows<T, Pow>(a, r0, r1, res); return; }
+    if (!a->from_logits && C >= 1 && C <= CHUNK && a->sx_c == 1 && inner == 1 && (!ysoft || a->sy_c == 1)) {
+        softmax_prob_rows<T, Pow>(a, r0, r1, res);
+        return;
+    }
     if (a->tile_rows > 0 && a->scratch) {
         softmax_tiled_rows<T, Pow>(a, r0, r1, (T*)a->scratch + int64_t(thread_num()) * softmax_scratch_elems(a), res);
         return;
