@@ -409,13 +409,14 @@ def test_probability_rows_against_reference(C, loss, label_form, dtype):
 @pytest.mark.parametrize("label_form", ["int", "smoothed", "soft"])
 @pytest.mark.parametrize("loss", LOSSES[:3], ids=LOSS_IDS[:3])
 @pytest.mark.parametrize("C", [1, 2, 3, 10, 16, 17, 33, 64])
-def test_probability_rows_in_pieces_give_the_row_bits(C, loss, label_form, dtype):
-    """Rows of at most 64 classes from probabilities with the classes contiguous are computed
-    pieces of rows at a time (``softmax_prob_piece``); rows whose classes lie apart (Fortran order)
-    go one at a time through ``softmax_row_from_probs``. Both must give the same bits: every
-    output, the sum, with sample and class weights, ignored rows, NaN rows (which send their piece
-    to the per-row path where only the label's class would be computed) and exact 0 and 1, over
-    enough rows for several pieces; and a bad probability is reported at the same index."""
+def test_probability_rows_in_pieces_give_the_row_bits(C, loss, label_form, dtype, monkeypatch):
+    """Rows of at most 64 classes from probabilities are computed pieces of rows at a time
+    (``softmax_prob_piece``: 1024 elements' worth, or a tile's 16 rows where the classes lie
+    apart, as in Fortran order); with ``_kernels.PROB_PIECES`` off they go one at a time through
+    ``softmax_row_from_probs``. All three must give the same bits: every output, the sum, with
+    sample and class weights, ignored rows, NaN rows (which send their piece to the per-row path
+    where only the label's class would be computed) and exact 0 and 1, over enough rows for several
+    pieces; and a bad probability is reported at the same index."""
     name, gamma = loss
     rng = np.random.default_rng(_seed("pieces", C, name, label_form, np.dtype(dtype).name))
     n = 4000
@@ -442,10 +443,14 @@ def test_probability_rows_in_pieces_give_the_row_bits(C, loss, label_form, dtype
         labels_f = np.asfortranarray(labels) if label_form == "soft" else labels
         for red in ("none", "sum"):
             got = fn(labels, p, from_logits=False, reduction=red, grad=True, hess=True, **extra, **opts)
-            want = fn(labels_f, np.asfortranarray(p), from_logits=False, reduction=red, grad=True, hess=True,
-                      **extra, **opts)
-            for g, w in zip(got, want):
-                assert_array_equal(np.asarray(g), np.asarray(w))
+            tiled = fn(labels_f, np.asfortranarray(p), from_logits=False, reduction=red, grad=True, hess=True,
+                       **extra, **opts)
+            monkeypatch.setattr(xentc._kernels, "PROB_PIECES", False)
+            rows = fn(labels, p, from_logits=False, reduction=red, grad=True, hess=True, **extra, **opts)
+            monkeypatch.setattr(xentc._kernels, "PROB_PIECES", True)
+            for want in (tiled, rows):
+                for g, w in zip(got, want):
+                    assert_array_equal(np.asarray(g), np.asarray(w))
             assert np.isnan(got.loss[1234] if red == "none" else got.loss)
             if red == "none":
                 assert np.isnan(got.loss).sum() == 1

@@ -84,6 +84,7 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         int64_t res_rows
         int64_t tile_rows
         void* scratch
+        int prob_pieces
 
     int64_t softmax_tile_rows(const SoftmaxArgs* a, int64_t elem_size)
     int64_t softmax_scratch_elems(const SoftmaxArgs* a)
@@ -302,6 +303,11 @@ SMALL_CLASSES = {"float32": SMALL_C_FLOAT, "float64": SMALL_C_DOUBLE}
 # place, the path taken where the tile's scratch cannot be allocated (the tests compare the two).
 ROW_TILES = True
 
+# Rows of few classes from probabilities are computed pieces of rows at a time
+# (softmax_prob_piece); False takes them one at a time, the path of a piece with a bad entry (the
+# tests compare the two bit for bit).
+PROB_PIECES = True
+
 
 def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
             double eps, double gamma, double dscale, bint from_logits, loss, grad, hess,
@@ -339,6 +345,7 @@ def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
     # call then covers whole blocks enough for a tile, and a tile is cut to leave no thread idle
     a.res_rows = _block_rows(per_row)
     a.tile_rows = softmax_tile_rows(&a, x.itemsize) if ROW_TILES else 0
+    a.prob_pieces = PROB_PIECES
     cdef int64_t group = 1
     a.scratch = NULL
     if a.tile_rows > 1:

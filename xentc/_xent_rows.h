@@ -805,6 +805,8 @@ struct SoftmaxArgs {
     int64_t tile_rows;                           /* rows per tile in softmax_tiled_rows (softmax_tile_rows) */
     void* scratch;                               /* the tiles' scratch: softmax_scratch_elems elements per
                                                   * thread, thread t's at t * that; NULL: rows in place */
+    int prob_pieces;                             /* rows of few classes from probabilities in pieces
+                                                  * (softmax_prob_piece); 0: one at a time */
 };
 
 /* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
@@ -2263,15 +2265,18 @@ static void prob_rows_total(const T* __restrict lt, int C, int K, T* __restrict 
     }
 }
 
+/* Rows p0 .. p0 + K - 1 (K C <= PROB_PIECE) of a block that starts at row r0: row t of the piece
+ * at x + t sx (soft labels ysoft + t sy), its outputs at gp + t C and hp + t C (each NULL when not
+ * wanted). a says the rest (labels, weights, options; classes contiguous: sx_c == sy_c == 1,
+ * inner == 1, as in a tile's SoftmaxArgs). */
 template <typename T, typename Pow>
-static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int K, BlockResult* res) {
+static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int K, const T* x, int64_t sx,
+                               const T* ysoft, int64_t sy, T* gp, T* hp, BlockResult* res) {
     const int C = int(a->C);
     const int n = K * C;
-    const T* x = (const T*)a->x;
-    const T* ysoft = (const T*)a->ysoft;
     const T* sw = (const T*)a->sw;
     const T* cwa = (const T*)a->cwa;
-    T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
+    T* lo = (T*)a->loss;
     const T g = T(a->gamma), dscale = T(a->dscale);
     alignas(64) T xs[PROB_PIECE], cb[PROB_PIECE], lb[PROB_PIECE];
     T lossb[PROB_PIECE];
@@ -2284,10 +2289,10 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
     }
     /* rows side by side (sx_o == C) are read in place; others staged, a row at a time */
     const T* __restrict xb = xs;
-    if (a->sx_o == C) xb = x + p0 * C;
+    if (sx == C) xb = x;
     else
         for (int r = 0; r < K; ++r) {
-            const T* __restrict src = x + (p0 + r) * a->sx_o;
+            const T* __restrict src = x + r * sx;
             for (int j = 0; j < C; ++j) xs[r * C + j] = src[j];
         }
     for (int k = 0; k < n; ++k) {
@@ -2296,12 +2301,12 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
         nan |= p != p;
     }
     if (ysoft) {
-        if (a->sy_o == C) {
-            const T* __restrict src = ysoft + p0 * C;
+        if (sy == C) {
+            const T* __restrict src = ysoft;
             for (int k = 0; k < n; ++k) cb[k] = src[k];
         } else
             for (int r = 0; r < K; ++r) {
-                const T* __restrict src = ysoft + (p0 + r) * a->sy_o;
+                const T* __restrict src = ysoft + r * sy;
                 for (int j = 0; j < C; ++j) cb[r * C + j] = src[j];
             }
         for (int k = 0; k < n; ++k) bad |= !(cb[k] >= T(0) && cb[k] <= T(1));
@@ -2312,16 +2317,14 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
         for (int r = 0; r < K; ++r) {
             const int64_t row = p0 + r;
             BlockResult* rr = res + (row - r0) / a->res_rows;
-            const T* ys = ysoft ? ysoft + row * a->sy_o : (const T*)0;
-            const T l = softmax_one_row<T, Pow>(a, row, x + row * a->sx_o, ys, go ? go + row * C : (T*)0,
-                                                ho ? ho + row * C : (T*)0, rr);
+            const T* ys = ysoft ? ysoft + r * sy : (const T*)0;
+            const T l = softmax_one_row<T, Pow>(a, row, x + r * sx, ys, gp ? gp + r * C : (T*)0,
+                                                hp ? hp + r * C : (T*)0, rr);
             if (lo) lo[row] = l;
             kahan_add(rr, double(l));
         }
         return;
     }
-    T* gp = go ? go + p0 * C : (T*)0;
-    T* hp = ho ? ho + p0 * C : (T*)0;
     if (sparse) {
         /* only the label's class has a coefficient: the others get zeros, the label's class is
          * computed alone and its loss is the row's (as in softmax_row_from_probs) */
@@ -2333,9 +2336,9 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
             wl[r] = sw ? sw[p0 + r] : T(1);
             wd[r] = wl[r] * dscale;
         }
-        if (go && ho) prob_label_flat<T, Pow, true, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
-        else if (go) prob_label_flat<T, Pow, true, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
-        else if (ho) prob_label_flat<T, Pow, false, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        if (gp && hp) prob_label_flat<T, Pow, true, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else if (gp) prob_label_flat<T, Pow, true, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else if (hp) prob_label_flat<T, Pow, false, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
         else prob_label_flat<T, Pow, false, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
         if (gp) for (int k = 0; k < n; ++k) gp[k] = T(0);
         if (hp) for (int k = 0; k < n; ++k) hp[k] = T(0);
@@ -2410,9 +2413,14 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
 
 template <typename T, typename Pow>
 static void softmax_prob_rows(const SoftmaxArgs* a, int64_t r0, int64_t r1, BlockResult* res) {
-    const int64_t K = PROB_PIECE / a->C;
+    const int64_t K = PROB_PIECE / a->C, C = a->C;
+    const T* x = (const T*)a->x;
+    const T* ysoft = (const T*)a->ysoft;
+    T* go = (T*)a->grad; T* ho = (T*)a->hess;
     for (int64_t p0 = r0; p0 < r1; p0 += K)
-        softmax_prob_piece<T, Pow>(a, r0, p0, int((r1 - p0) < K ? r1 - p0 : K), res);
+        softmax_prob_piece<T, Pow>(a, r0, p0, int((r1 - p0) < K ? r1 - p0 : K), x + p0 * a->sx_o, a->sx_o,
+                                   ysoft ? ysoft + p0 * a->sy_o : (const T*)0, a->sy_o, go ? go + p0 * C : (T*)0,
+                                   ho ? ho + p0 * C : (T*)0, res);
 }
 
 /* Rows whose classes lie apart in memory: classes along an axis other than the last ((N, C, H, W)
@@ -2470,15 +2478,26 @@ static void softmax_tiled_rows(const SoftmaxArgs* a, int64_t r0, int64_t r1, T* 
         const int64_t sx = inner > 1 ? a->sx_i : a->sx_o, sy = inner > 1 ? a->sy_i : a->sy_o;
         transpose_copy(x + o * a->sx_o + k * a->sx_i, a->sx_c, sx, xs, int64_t(1), C, C, n);
         if (ys) transpose_copy(ysoft + o * a->sy_o + k * a->sy_i, a->sy_c, sy, ys, int64_t(1), C, C, n);
-        for (int64_t t = 0; t < n; ++t) {
-            const int64_t r = t0 + t;
-            BlockResult* rr = res + (r - r0) / a->res_rows;
-            /* inner == 1: output row r is contiguous at r * C */
-            T* gr = go ? (gs ? gs + t * C : go + r * C) : (T*)0;
-            T* hr = ho ? (hs ? hs + t * C : ho + r * C) : (T*)0;
-            const T l = softmax_one_row<T, Pow>(&at, r, xs + t * C, ys ? ys + t * C : (const T*)0, gr, hr, rr);
-            if (lo) lo[r] = l;
-            kahan_add(rr, double(l));
+        if (a->prob_pieces && !a->from_logits && C <= CHUNK) {
+            /* few classes from probabilities: the tile's rows as pieces (softmax_prob_piece); output
+             * row r is contiguous at r * C when inner == 1 */
+            const int64_t K = PROB_PIECE / C;
+            for (int64_t q = 0; q < n; q += K)
+                softmax_prob_piece<T, Pow>(&at, r0, t0 + q, int((n - q) < K ? n - q : K), xs + q * C, C,
+                                           ys ? ys + q * C : (const T*)0, C,
+                                           go ? (gs ? gs + q * C : go + (t0 + q) * C) : (T*)0,
+                                           ho ? (hs ? hs + q * C : ho + (t0 + q) * C) : (T*)0, res);
+        } else {
+            for (int64_t t = 0; t < n; ++t) {
+                const int64_t r = t0 + t;
+                BlockResult* rr = res + (r - r0) / a->res_rows;
+                /* inner == 1: output row r is contiguous at r * C */
+                T* gr = go ? (gs ? gs + t * C : go + r * C) : (T*)0;
+                T* hr = ho ? (hs ? hs + t * C : ho + r * C) : (T*)0;
+                const T l = softmax_one_row<T, Pow>(&at, r, xs + t * C, ys ? ys + t * C : (const T*)0, gr, hr, rr);
+                if (lo) lo[r] = l;
+                kahan_add(rr, double(l));
+            }
         }
         if (gs) transpose_copy(gs, C, int64_t(1), go + o * C * inner + k, int64_t(1), inner, n, C);
         if (hs) transpose_copy(hs, C, int64_t(1), ho + o * C * inner + k, int64_t(1), inner, n, C);
@@ -2494,7 +2513,7 @@ static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockRes
     const T* ysoft = (const T*)a->ysoft;
     T* lo = (T*)a->loss; T* go = (T*)a->grad; T* ho = (T*)a->hess;
     if (a->from_logits && C <= small_c<T>()) { softmax_small_rows<T, Pow>(a, r0, r1, res); return; }
-    if (!a->from_logits && C >= 1 && C <= CHUNK && a->sx_c == 1 && inner == 1 && (!ysoft || a->sy_c == 1)) {
+    if (a->prob_pieces && !a->from_logits && C >= 1 && C <= CHUNK && a->sx_c == 1 && inner == 1 && (!ysoft || a->sy_c == 1)) {
         softmax_prob_rows<T, Pow>(a, r0, r1, res);
         return;
     }

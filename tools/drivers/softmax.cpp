@@ -28,6 +28,7 @@ double run(int n, int C, double gamma, int reps, bool G = true) {
     a.x = x.data(); a.sx_o = C; a.sx_c = 1; a.sx_i = 0; a.C = C; a.inner = 1; a.labels = lab.data();
     a.gamma = gamma; a.dscale = 1.0 / n; a.from_logits = 1; a.grad = G ? g.data() : nullptr;
     a.res_rows = n;   /* one BlockResult for the whole call */
+    a.prob_pieces = 1;   /* as the package (from logits it is not read) */
     double best = 1e9;
     for (int r = 0; r < reps; ++r) {
         BlockResult res; memset(&res, 0, sizeof res);
