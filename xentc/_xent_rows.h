@@ -1427,6 +1427,14 @@ static XENT_ALWAYS_INLINE void prob_chunk_at(const SoftmaxArgs* a, const T* xr, 
     if (hr) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
 }
 
+/* The chunk length prob_chunk_at pads a row of C <= CHUNK classes to (softmax_row_from_probs and
+ * the pieces of softmax_prob_piece). */
+template <typename T> static inline int prob_chunk_len(int64_t C) {
+    constexpr int NL = lanes<T>();
+    constexpr int N4 = 4 * NL < CHUNK ? 4 * NL : CHUNK;
+    return C <= NL ? NL : C <= 2 * NL ? 2 * NL : (C <= N4 && N4 < CHUNK) ? N4 : CHUNK;
+}
+
 /* A categorical row from probabilities: each entry is its own input (categorical_from_prob).
  * One branch-free scan checks the row (probabilities in [0, 1], soft labels in [0, 1]) and notes
  * a NaN; the first bad entry is located only when there is one. Then either
@@ -1484,13 +1492,17 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
     constexpr int N4 = 4 * NL < CHUNK ? 4 * NL : CHUNK;
     double acc[NL], cmp[NL];
     for (int k = 0; k < NL; ++k) acc[k] = cmp[k] = 0.0;
-    if (C <= NL) prob_chunk_at<T, Pow, NL>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
-    else if (C <= 2 * NL) prob_chunk_at<T, Pow, 2 * NL>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
-    else if (C <= N4 && N4 < CHUNK) prob_chunk_at<T, Pow, N4>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
-    else
+    if (C > CHUNK)
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
             const int n = (C - j0) < CHUNK ? int(C - j0) : CHUNK;
             prob_chunk_at<T, Pow, CHUNK>(a, xr, y, ys, j0, n, gr, hr, g, wi, ds, acc, cmp);
+        }
+    else
+        switch (prob_chunk_len<T>(C)) {
+        case NL: prob_chunk_at<T, Pow, NL>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp); break;
+        case 2 * NL: prob_chunk_at<T, Pow, 2 * NL>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp); break;
+        case N4: prob_chunk_at<T, Pow, N4>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp); break;
+        default: prob_chunk_at<T, Pow, CHUNK>(a, xr, y, ys, 0, int(C), gr, hr, g, wi, ds, acc, cmp);
         }
     *loss_out = T(lane_total_comp<T, NL>(acc, cmp));
 }
@@ -2193,13 +2205,6 @@ static inline T softmax_one_row(const SoftmaxArgs* a, int64_t r, const T* xr, co
 constexpr int PROB_PIECE = 1024;   /* elements per piece */
 constexpr int PROB_RB = 32;        /* rows whose lane sums are formed together */
 
-/* The chunk length prob_chunk_at pads a row of C <= CHUNK classes to (softmax_row_from_probs). */
-template <typename T> static inline int prob_chunk_len(int64_t C) {
-    constexpr int NL = lanes<T>();
-    constexpr int N4 = 4 * NL < CHUNK ? 4 * NL : CHUNK;
-    return C <= NL ? NL : C <= 2 * NL ? 2 * NL : (C <= N4 && N4 < CHUNK) ? N4 : CHUNK;
-}
-
 /* Every element of a piece, n of them: the loop of prob_chunk without the fixed length. */
 template <typename T, typename Pow, bool G, bool H>
 static XENT_ALWAYS_INLINE void prob_flat(const T* __restrict xb, const T* __restrict cb, const T* __restrict wb,
@@ -2210,20 +2215,6 @@ static XENT_ALWAYS_INLINE void prob_flat(const T* __restrict xb, const T* __rest
         lb[k] = o.l;
         if (G) go[k] = o.g;
         if (H) ho[k] = o.h;
-    }
-}
-
-/* The label's class of each of n rows (the sparse form of softmax_row_from_probs), rows across
- * the lanes. */
-template <typename T, typename Pow, bool G, bool H>
-static XENT_ALWAYS_INLINE void prob_label_flat(const T* __restrict xy, const T* __restrict cy, const T* __restrict wl,
-                                               const T* __restrict wd, T g, int n, T* __restrict lb,
-                                               T* __restrict gy, T* __restrict hy) {
-    for (int r = 0; r < n; ++r) {
-        const LGH<T> o = categorical_from_prob<T, Pow>(xy[r], cy[r], g, G, H, wl[r], wd[r]);
-        lb[r] = o.l;
-        gy[r] = o.g;
-        hy[r] = o.h;
     }
 }
 
@@ -2336,10 +2327,10 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
             wl[r] = sw ? sw[p0 + r] : T(1);
             wd[r] = wl[r] * dscale;
         }
-        if (gp && hp) prob_label_flat<T, Pow, true, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
-        else if (gp) prob_label_flat<T, Pow, true, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
-        else if (hp) prob_label_flat<T, Pow, false, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
-        else prob_label_flat<T, Pow, false, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        if (gp && hp) prob_flat<T, Pow, true, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else if (gp) prob_flat<T, Pow, true, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else if (hp) prob_flat<T, Pow, false, true>(xy, cy, wl, wd, g, K, lossb, gy, hy);
+        else prob_flat<T, Pow, false, false>(xy, cy, wl, wd, g, K, lossb, gy, hy);
         if (gp) for (int k = 0; k < n; ++k) gp[k] = T(0);
         if (hp) for (int k = 0; k < n; ++k) hp[k] = T(0);
         for (int r = 0; r < K; ++r) {
