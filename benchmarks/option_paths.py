@@ -1,11 +1,11 @@
 """Loss + gradient through the paths the main benchmark does not time: layouts other than
-C-contiguous rows, per-label, per-sample and repeating (scalar, per-row) sample weights, weights
-and labels in another dtype than y_pred (read as they are), the few-class loops alone,
-categorical focal from logits on both sides of gamma 4 (above it rows correct Q^gamma), focal
-losses with a non-integer gamma against an integer one, and rows of few classes (10, 100 and
-200) from logits and from probabilities with each kind of label. Times in ms, median of --repeat
-calls after a warm-up, float32 unless named; xentc writes into a preallocated gradient (out=),
-PyTorch (when installed) allocates.
+C-contiguous rows (channels first, Fortran order, columns of a matrix), per-label, per-sample and
+repeating (scalar, per-row) sample weights, weights and labels in another dtype than y_pred (read
+as they are), the few-class loops alone, categorical focal from logits on both sides of gamma 4
+(above it rows correct Q^gamma), focal losses with a non-integer gamma against an integer one, and
+rows of few classes (10, 100 and 200) from logits and from probabilities with each kind of label.
+Times in ms, median of --repeat calls after a warm-up, float32 unless named; xentc writes into a
+preallocated gradient (out=), PyTorch (when installed) allocates.
 
     python benchmarks/option_paths.py [--repeat 7]
 """
@@ -116,6 +116,15 @@ def main():
         print(f"  float16 sample_weight per element   {median_ms(bce(sample_weight=sw.astype(np.float16)), rep):8.1f}")
         print(f"  bool labels                         {median_ms(bce(labels=y.astype(bool)), rep):8.1f}")
         print(f"  int64 labels                        {median_ms(bce(labels=y.astype(np.int64)), rep):8.1f}")
+        # columns of (n, 2) arrays: gathered a piece at a time, labels of any dtype read in place
+        z2, y2 = np.stack([z.reshape(-1)] * 2, axis=1), np.stack([y.reshape(-1)] * 2, axis=1)
+        yi2, g1 = y2.astype(np.int64), np.empty(n, dt)
+        def col(labels, pred):
+            return median_ms(lambda: xentc.binary_cross_entropy(labels, pred, out=(None, g1, None), **ce), rep)
+        print(f"  column of (n, 2) y_pred             {col(y.reshape(-1), z2[:, 0]):8.1f}")
+        print(f"  columns of (n, 2) y_pred and labels {col(y2[:, 1], z2[:, 0]):8.1f}")
+        print(f"  int64 label column, y_pred column   {col(yi2[:, 1], z2[:, 0]):8.1f}")
+        del z2, y2, yi2
 
     # float16 y_pred: computed in float32 a chunk at a time (xentc/_half_cpu.py), weights read as given
     z = rng.standard_normal((n // 10, 10)).astype(np.float16)

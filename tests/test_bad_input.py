@@ -323,7 +323,8 @@ def test_binary_first_bad_element_of_a_long_array(name, dtype, n_threads):
 def test_binary_first_bad_label_of_another_dtype(dtype, ldtype, bad, worse):
     """Labels of another dtype than y_pred, read as they are: the first bad label of a long array
     is named with its own value (1 + 1e-10 in float64 must not pass as the 1.0 it rounds to in
-    float32), before a bad probability at the same element, after one at an earlier element."""
+    float32), before a bad probability at the same element, after one at an earlier element;
+    likewise labels and probabilities whose elements lie apart (every other element of an array)."""
     if np.dtype(ldtype) == np.dtype(dtype):
         pytest.skip("labels of y_pred's dtype: test_binary_first_bad_element_of_a_long_array")
     n = 200_003
@@ -340,6 +341,13 @@ def test_binary_first_bad_label_of_another_dtype(dtype, ldtype, bad, worse):
         pp[90_000] = -0.5
         check_raises(ValueError, "y_pred", call("binary_cross_entropy", y, pp, n_threads=n_threads), value=-0.5,
                      index=90_000)
+        ys, ps, pps = np.repeat(y, 2)[::2], np.repeat(p, 2)[::2], np.repeat(pp, 2)[::2]
+        check_raises(ValueError, "y_true", call("binary_cross_entropy", ys, ps, n_threads=n_threads), value=bad,
+                     index=150_001)
+        check_raises(ValueError, "y_true", call("binary_focal_loss", ys, p, n_threads=n_threads), value=bad,
+                     index=150_001)
+        check_raises(ValueError, "y_pred", call("binary_cross_entropy", ys, pps, n_threads=n_threads),
+                     value=-0.5, index=90_000)
 
 
 @pytest.mark.parametrize("name", CATEGORICAL)

@@ -888,6 +888,22 @@ def test_binary_labels_of_another_dtype(dtype, label_dtype):
             if g is not None:
                 assert host(g).tobytes() == host(v).tobytes(), ("strided", reduction, what)
                 assert_close(g, c, rt, f"strided {what}")
+    # and labels of one stride in two dimensions (every other column of a matrix: a view once flat)
+    m = n // 3 * 3
+    y2, x2 = y[:m].reshape(-1, 3), x[:m].reshape(-1, 3)
+    ys2, xg2 = cupy.asarray(np.repeat(y2, 2, axis=1))[:, ::2], cupy.asarray(x2)
+    cpu = xentc.binary_cross_entropy(y2, x2, from_logits=True, reduction="none", grad=True)
+    _cuda.config["log"] = []
+    with _Allocations() as hook:
+        gpu = xentc.binary_cross_entropy(ys2, xg2, from_logits=True, reduction="none", grad=True)
+    assert _binary_kernels_used() == ["general"]
+    big = [s for s in hook.sizes if s >= min(x2.nbytes, y2.nbytes) // 2]
+    assert sorted(big) == sorted([x2.nbytes, m * cdt.itemsize]), hook.sizes
+    conv = xentc.binary_cross_entropy(cupy.asarray(y2.astype(conv_dtype)), xg2, from_logits=True,
+                                      reduction="none", grad=True)
+    for what, g, c, v in zip(("loss", "grad"), _results(gpu), _results(cpu), _results(conv)):
+        assert host(g).tobytes() == host(v).tobytes(), ("strided 2-D", what)
+        assert_close(g, c, rt, f"strided 2-D {what}")
 
 
 @pytest.mark.parametrize("dtype,label_dtype", list(_binary_label_dtypes()))

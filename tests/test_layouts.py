@@ -451,20 +451,48 @@ def test_binary_labels_read_in_their_dtype(dtype, ldtype, from_logits, n_threads
             assert_same(got, call(name, yc, x, kw, from_logits=from_logits, reduction=reduction,
                                   n_threads=n_threads))
             assert_unchanged(before, [yl])
-        # the strided loop (labels cast there) agrees
+        # labels, predictions or both with their elements apart (gathered a piece at a time, the
+        # labels read in their dtype): the same bits
         ys, xs = np.repeat(yl, 2, axis=1)[:, ::2], np.repeat(x, 2, axis=1)[:, ::2]
-        assert_same(call(name, ys, xs, kw, from_logits=from_logits, n_threads=n_threads),
-                    call(name, yl, x, kw, from_logits=from_logits, n_threads=n_threads))
+        want = call(name, yl, x, kw, from_logits=from_logits, reduction="none", n_threads=n_threads)
+        for yy, xx in ((ys, xs), (ys, x), (yl, xs), (yl[::-1][::-1], x[::-1][::-1])):
+            assert_same(call(name, yy, xx, kw, from_logits=from_logits, reduction="none", n_threads=n_threads),
+                        want)
+
+
+@pytest.mark.parametrize("ldtype", [np.bool_, np.int8, np.int64, np.float64, np.float32],
+                         ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_binary_strided_labels_are_not_copied(dtype, ldtype):
+    """A column of a label matrix of any dtype (and of y_pred's) beside a column of y_pred is read
+    at its stride: no array of the elements' size is made for either, and the results are the bits
+    of the columns copied out and converted first."""
+    import tracemalloc
+    rng = np.random.default_rng(19)
+    n = 400_000
+    Y = (rng.random((n, 2)) < 0.4).astype(ldtype)
+    X = rng.normal(0, 2, (n, 2)).astype(dtype)
+    y, x = Y[:, 1], X[:, 0]
+    want = call("binary_cross_entropy", np.ascontiguousarray(y).astype(dtype), np.ascontiguousarray(x), {},
+                from_logits=True)
+    assert_same(call("binary_cross_entropy", y, x, {}, from_logits=True), want)
+    tracemalloc.start()
+    try:
+        xentc.binary_cross_entropy(y, x, from_logits=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < n * np.dtype(dtype).itemsize // 8, peak
 
 
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_binary_strided_1d_sums_equal_contiguous(dtype, from_logits):
-    """A 1-D strided y_pred is read in place by the element-wise loop, which sums the loss as the
-    contiguous loop does (chunks into vector lanes, the same compensation): the reduced loss has
-    the bits of the contiguous call. ((n, 3) arrays do not test this: reshape(-1) copies them.)
-    It differed in 1 ulp of float64 sums in 2% of random cases when the strided loop added each
-    element with its own compensated step."""
+    """A 1-D strided y_pred (and labels) are gathered a piece at a time into the contiguous loop,
+    which sums the loss in the same chunks from the block's start: the reduced loss has the bits of
+    the contiguous call. ((n, 3) arrays do not test this: reshape(-1) copies them.) It differed in
+    1 ulp of float64 sums in 2% of random cases when a scalar strided loop added each element with
+    its own compensated step."""
     rng = np.random.default_rng(17)
     sizes = list(rng.integers(1, 300, 60)) + [4095, 4097, 200_003]
     for n in sizes:

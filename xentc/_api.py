@@ -687,15 +687,21 @@ def _native_binary_labels(backend, yt, x, ydt) -> bool:
     """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
     that can (BINARY_LABEL_DTYPES: the CPU kernels, the 16-bit backend, which hands them on a
     chunk at a time, and the CUDA kernels), a dtype it reads, and labels and y_pred both laid out
-    with unit stride once flattened (the CPU's strided loops read labels of the compute dtype
-    only); for STRIDED_BINARY_LABELS (the CUDA kernels) also labels of one stride, which flatten
-    to a view (a column of a matrix, y[::2])."""
+    with unit stride once flattened; for STRIDED_BINARY_LABELS (the CPU and CUDA kernels) also
+    labels of one stride, which flatten to a view (a column of a matrix, y[::2])."""
     kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
     if all(a.flags.c_contiguous for a in (yt, x)):
         return True
-    return getattr(backend, "STRIDED_BINARY_LABELS", False) and sum(d > 1 for d in yt.shape) <= 1
+    return getattr(backend, "STRIDED_BINARY_LABELS", False) and _flattens_to_view(yt)
+
+
+def _flattens_to_view(a) -> bool:
+    """Whether a's elements lie one stride apart in C order (a column of a matrix, y[::2], the
+    even columns of a matrix): then a.reshape(-1) is a view, not a copy."""
+    dims = [(n, s) for n, s in zip(a.shape, a.strides) if n > 1]
+    return all(s == s1 * n1 for (_, s), (n1, s1) in zip(dims, dims[1:]))
 
 
 def _binary(y_true, y_pred, **kw):
@@ -797,9 +803,10 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     ----------
     y_true : array_like
         Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool;
-        contiguous bool, integer, float32 or float64 labels beside a contiguous ``y_pred`` are
-        read in their own dtype, without a converted copy (on the GPU beside float32 and
-        float64 ``y_pred``; on the CPU beside float16 and bfloat16 too).
+        bool, integer, float32 and float64 labels are read in their own dtype, without a
+        converted copy, contiguous or strided in one dimension (a column of a matrix), beside
+        float32 and float64 ``y_pred`` (on the CPU beside float16 and bfloat16 too, both
+        contiguous).
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
         computed natively, float16 and bfloat16 (``ml_dtypes.bfloat16``) in float32, anything

@@ -5,6 +5,7 @@ import numpy as np
 
 SERIAL_WORK: int
 BINARY_LABEL_DTYPES: Dict[np.dtype, int]
+STRIDED_BINARY_LABELS: bool
 SAMPLE_WEIGHT_PATTERNS: bool
 BINARY_SAMPLE_WEIGHT_DTYPES: FrozenSet[str]
 BLOCK_WORK: int

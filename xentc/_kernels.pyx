@@ -246,10 +246,11 @@ def weight_sum(labels, sw, cw, int64_t C, int64_t ignore_index, bint has_ignore,
 
 
 # Binary labels the kernels read in their own dtype (LabelKind of _xent_rows.h), beside y_pred
-# of the other float type too: the API passes them uncast where both arrays are contiguous.
+# of the other float type too, with any stride (STRIDED_BINARY_LABELS): the API passes them uncast.
 BINARY_LABEL_DTYPES = {np.dtype(t): k for k, t in enumerate(
     (np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
      np.float32, np.float64), start=1)}
+STRIDED_BINARY_LABELS = True
 
 
 cdef tuple _weight_pattern(sw, int64_t rep, int64_t length, int64_t n, int64_t off=0):
@@ -265,7 +266,7 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
            loss, grad, hess, bint double_, n_threads, int64_t sw_rep=1, int64_t sw_len=-1,
            int64_t sw_off=0):
     """Binary CE / focal over 1-D y (labels) and x (probabilities or logits). y is of x's dtype,
-    or of one of BINARY_LABEL_DTYPES (native byte order) where y and x are both contiguous.
+    or of one of BINARY_LABEL_DTYPES (native byte order); either may have any stride.
     Element i takes the sample weight sw[((i + sw_off) // sw_rep) % sw_len] (by default sw[i]):
     sw_off places x, a part of a larger array, in the weights' pattern."""
     cdef BinaryArgs a
@@ -275,8 +276,8 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     a.x = <const void*>_addr(x)
     a.sx = _stride(x, 0) if x.shape[0] > 1 else 1
     a.ykind = 0 if y.dtype == x.dtype else BINARY_LABEL_DTYPES[y.dtype]
-    if a.ykind and (a.sy != 1 or a.sx != 1 or not y.dtype.isnative):
-        raise ValueError("binary: labels of another dtype than y_pred must be contiguous, as y_pred")
+    if a.ykind and not y.dtype.isnative:
+        raise ValueError("binary: labels of another dtype than y_pred must be in native byte order")
     a.sw = <const void*>_addr(sw)
     a.swkind = _weight_kind(sw, double_)
     a.sw_rep, a.sw_len = _weight_pattern(sw, sw_rep, sw_len, x.shape[0], sw_off)
