@@ -152,14 +152,19 @@ def test_binary_labels_of_any_dtype_in_chunks(small_chunks, dtype, ldtype):
             ref = fn(yl.astype(np.float32), _f32(x), from_logits=True, reduction=reduction, grad=True, hess=True,
                      **kw)
             _same(got, ref, dtype, reduction)
+            # every other column of a label matrix: read at its stride, the same bits
+            ys = np.repeat(yl, 2, axis=1)[:, ::2]
+            _same(fn(ys, x, from_logits=True, reduction=reduction, grad=True, hess=True, **kw), ref, dtype,
+                  reduction)
     bad = yl.copy()
     if np.dtype(ldtype) == np.bool_:
         return
     bad.flat[200] = 1 + 1e-10 if ldtype == np.float64 else 2
     bad.flat[250] = 3
-    msg = _error(xentc.binary_cross_entropy, bad, x, from_logits=True, grad=True)
     value = "1.0000000001" if ldtype == np.float64 else "2.0" if ldtype == np.float32 else "2"
-    assert msg == f"y_true: label {value} at index 200 is outside [0, 1]", msg
+    for yb in (bad, np.repeat(bad, 2, axis=1)[:, ::2]):
+        msg = _error(xentc.binary_cross_entropy, yb, x, from_logits=True, grad=True)
+        assert msg == f"y_true: label {value} at index 200 is outside [0, 1]", msg
 
 
 ALLOC_SCRIPT = """
@@ -170,6 +175,8 @@ dtype = np.float16 if sys.argv[1] == "float16" else np.dtype(__import__("ml_dtyp
 n = 1 << 23
 x = np.zeros(n, dtype=dtype)
 y = np.zeros(n, dtype=np.dtype(sys.argv[2]))
+if sys.argv[3] == "column":
+    y = np.zeros((n, 2), dtype=y.dtype)[:, 1]
 xentc.binary_cross_entropy(y[:64], x[:64], from_logits=True)   # kernels, thread pool, small buffers
 xentc.buffer_cache(0)
 tracemalloc.start()
@@ -178,16 +185,18 @@ print(tracemalloc.get_traced_memory()[1])
 """
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "column"])
 @pytest.mark.parametrize("ldtype", ["bool", "int64", "float64"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
-def test_binary_labels_are_not_cast_whole(dtype, ldtype):
-    """No array of y_pred's size is made for labels of another dtype (2^23 elements: a float16 copy
-    of the labels is 16 MiB, a float32 one 32 MiB): the peak of traced allocations stays at the
-    chunk's scratch (CHUNK_ELEMS float32, 4 MiB) and small buffers."""
+def test_binary_labels_are_not_cast_whole(dtype, ldtype, layout):
+    """No array of y_pred's size is made for labels of another dtype, contiguous or a column of a
+    matrix (2^23 elements: a float16 copy of the labels is 16 MiB, a float32 one 32 MiB): the peak
+    of traced allocations stays at the chunk's scratch (CHUNK_ELEMS float32, 4 MiB) and small
+    buffers."""
     import subprocess
     import sys
 
-    peak = int(subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, dtype.name, ldtype], check=True,
+    peak = int(subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, dtype.name, ldtype, layout], check=True,
                               capture_output=True, text=True).stdout)
     assert peak <= _half_cpu.CHUNK_ELEMS * 4 + (2 << 20), peak
 

@@ -804,9 +804,8 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     y_true : array_like
         Labels in [0, 1] (hard or soft), the shape of ``y_pred``. Float, int or bool;
         bool, integer, float32 and float64 labels are read in their own dtype, without a
-        converted copy, contiguous or strided in one dimension (a column of a matrix), beside
-        float32 and float64 ``y_pred`` (on the CPU beside float16 and bfloat16 too, both
-        contiguous).
+        converted copy, contiguous or strided in one dimension (a column of a matrix) (on the GPU
+        beside float32 and float64 ``y_pred``; on the CPU beside float16 and bfloat16 too).
     y_pred : array_like
         Probabilities in [0, 1], or logits with ``from_logits=True``. float32 and float64 are
         computed natively, float16 and bfloat16 (``ml_dtypes.bfloat16``) in float32, anything

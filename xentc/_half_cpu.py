@@ -35,6 +35,8 @@ BINARY_SAMPLE_WEIGHT_DTYPES = _kernels.BINARY_SAMPLE_WEIGHT_DTYPES
 # at a time as they are: the kernels read them in their dtype (and check float64 ones as given), so
 # nothing of y_pred's size is cast first (_api._native_binary_labels)
 BINARY_LABEL_DTYPES = _kernels.BINARY_LABEL_DTYPES
+# and at any stride, as the float32 kernels read them (a column of a label matrix)
+STRIDED_BINARY_LABELS = _kernels.STRIDED_BINARY_LABELS
 
 
 class _Sum:
