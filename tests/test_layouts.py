@@ -252,7 +252,7 @@ def untiled(a, kind):
 @pytest.mark.parametrize("name, kw", [("cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.1}),
                                       ("focal_loss", {"gamma": 2.0}), ("focal_loss", {"gamma": 6.0})])
 def test_row_tiles_give_contiguous_bits(name, kw, C, from_logits, dtype, monkeypatch):
-    """Rows whose classes lie apart go through tiles of neighbouring rows (up to 16, fewer where
+    """Rows whose classes lie apart go through tiles of neighbouring rows (up to 64, fewer where
     the scratch or the thread count asks): Fortran order, (C, N) with axis 0, (N, C, H, W) with
     axis 1 (111 pixels an image: tiles end at every image's edge), reversed classes. Every
     reduction; labels integer (ignored and weighted rows) or soft, in the same layout or

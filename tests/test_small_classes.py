@@ -411,7 +411,7 @@ def test_probability_rows_against_reference(C, loss, label_form, dtype):
 @pytest.mark.parametrize("C", [1, 2, 3, 10, 16, 17, 33, 64])
 def test_probability_rows_in_pieces_give_the_row_bits(C, loss, label_form, dtype, monkeypatch):
     """Rows of at most 64 classes from probabilities are computed pieces of rows at a time
-    (``softmax_prob_piece``: 1024 elements' worth, or a tile's 16 rows where the classes lie
+    (``softmax_prob_piece``: 1024 elements' worth, or a tile's 64 rows where the classes lie
     apart, as in Fortran order); with ``_kernels.PROB_PIECES`` off they go one at a time through
     ``softmax_row_from_probs``. All three must give the same bits: every output, the sum, with
     sample and class weights, ignored rows, NaN rows (which send their piece to the per-row path

@@ -2392,7 +2392,7 @@ static void softmax_prob_rows(const SoftmaxArgs* a, int64_t r0, int64_t r1, Bloc
  * and their derivatives moved back the same way when the output rows lie apart too (inner > 1).
  * The contiguous code, so the bits of the contiguous call. */
 constexpr int64_t TILE_BYTES = int64_t(8) << 20;   /* the tile's scratch at most (per thread) */
-constexpr int64_t TILE_MAX = 16;                   /* rows: 64 bytes of float32 per class, 128 of float64 */
+constexpr int64_t TILE_MAX = 64;                   /* rows: 256 bytes of float32 per class, 512 of float64 */
 
 static inline int64_t softmax_tile_arrays(const SoftmaxArgs* a) {
     return 1 + (a->ysoft != 0) + (a->inner > 1 ? (a->grad != 0) + (a->hess != 0) : 0);
