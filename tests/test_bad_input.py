@@ -426,6 +426,37 @@ def test_sample_weight_values_in_long_arrays(dtype, bad):
                  value=bad, index=20_000)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, "snan", -1.0, -2.0**-24, np.inf])
+def test_float16_sample_weights_in_long_arrays(dtype, bad):
+    """float16 weights beside float32 or float64 y_pred, converted 16 at a time in the AVX-512
+    kernels: a bad one (a signalling NaN too, whose bits that conversion changes) anywhere, on
+    either side of a stretch of 1024 and in the tail, is named with its index, and valid ones give
+    the bits of the weights converted first (-0.0 among them)."""
+    n = 40_007
+    y, x = (np.arange(n) % 3 == 0).astype(dtype), np.linspace(-4, 4, n).astype(dtype)
+    value = np.nan if bad == "snan" else bad
+    for where in (0, 1023, 1024, 16_384, 39_999, n - 1):
+        sw = np.ones(n, dtype=np.float16)
+        if bad == "snan":
+            sw.view(np.uint16)[where] = 0x7C01
+        else:
+            sw[where] = bad
+        for name in BINARY:
+            check_raises(ValueError, "sample_weight",
+                         call(name, y, x, from_logits=True, sample_weight=sw), value=value, index=where)
+    sw = np.linspace(0, 3, n).astype(np.float16)
+    sw[::7] = -0.0
+    sw[5] = 2.0**-24   # the smallest subnormal
+    for name in BINARY:
+        for reduction in ("mean", "none"):
+            got = getattr(xentc, name)(y, x, from_logits=True, sample_weight=sw, reduction=reduction, grad=True)
+            want = getattr(xentc, name)(y, x, from_logits=True, sample_weight=sw.astype(dtype), reduction=reduction,
+                                        grad=True)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
 @pytest.mark.parametrize("name", BINARY)
 def test_sample_weight_index_after_broadcasting(name):
     y = np.zeros((4, 3))

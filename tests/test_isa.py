@@ -29,6 +29,8 @@ SCRIPT = textwrap.dedent("""
         # own transposes, edges included (211 classes, 97 rows, images of 37 pixels)
         pt = np.ascontiguousarray(rng.dirichlet(np.ones(211), 111).astype(dt).reshape(3, 37, 211).transpose(0, 2, 1))
         labt = rng.integers(0, 211, (3, 37))
+        w16 = (rng.random(5003) * 3).astype(np.float16)
+        w16[::11], w16[7] = -0.0, 2.0**-24
         cases = {
             "bce": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none"),
             "bfocal": xentc.binary_focal_loss(y, z, from_logits=True, gamma=1.5, grad=True, hess=True),
@@ -44,6 +46,11 @@ SCRIPT = textwrap.dedent("""
             "ceF": xentc.cross_entropy(np.asfortranarray(soft), np.asfortranarray(x), from_logits=True, grad=True,
                                        hess=True, reduction="none"),
             "probs_nchw": xentc.cross_entropy(labt, pt, axis=1, grad=True, hess=True, reduction="none"),
+            # float16 weights (converted 16 at a time by the AVX-512 variant), a subnormal and -0.0
+            "bce_w16": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True,
+                                                  sample_weight=w16),
+            "bce_w16n": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none",
+                                                   sample_weight=w16),
         }
         for k, r in cases.items():
             for f in ("loss", "grad", "hess"):
