@@ -460,6 +460,26 @@ def test_binary_labels_read_in_their_dtype(dtype, ldtype, from_logits, n_threads
                         want)
 
 
+@pytest.mark.parametrize("ldtype", [np.bool_, np.int32, np.int64, np.float32, np.float64],
+                         ids=lambda d: np.dtype(d).str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_binary_labels_off_their_element_grid(dtype, ldtype):
+    """Labels that are a field of a record array lie a stride apart that is no multiple of their
+    size (9 bytes for int64 after an int8): they are converted, not read by element index, and give
+    the bits of the contiguous labels (a stride of 1 element read them as the wrong bytes)."""
+    n = 5000
+    rec = np.zeros(n, dtype=[("pad", np.int8), ("y", ldtype)])
+    rec["y"] = (np.arange(n) % 3 == 0).astype(ldtype)
+    y = rec["y"]
+    x = np.linspace(-4, 4, n).astype(dtype)
+    want = call("binary_cross_entropy", np.ascontiguousarray(y), x, {}, from_logits=True, reduction="none")
+    for yy in (y, y[::2]):
+        xx = x if yy is y else x[::2]
+        ref = want if yy is y else call("binary_cross_entropy", np.ascontiguousarray(yy), xx, {}, from_logits=True,
+                                        reduction="none")
+        assert_same(call("binary_cross_entropy", yy, xx, {}, from_logits=True, reduction="none"), ref)
+
+
 @pytest.mark.parametrize("ldtype", [np.bool_, np.int8, np.int64, np.float64, np.float32],
                          ids=lambda d: np.dtype(d).str)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])

@@ -692,6 +692,8 @@ def _native_binary_labels(backend, yt, x, ydt) -> bool:
     kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
+    if any(s % yt.itemsize for s in yt.strides) or _misaligned(yt):
+        return False   # off their own elements' grid (a field of a record array): the kernels index by element
     if all(a.flags.c_contiguous for a in (yt, x)):
         return True
     return getattr(backend, "STRIDED_BINARY_LABELS", False) and _flattens_to_view(yt)
