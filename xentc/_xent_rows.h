@@ -215,12 +215,14 @@ static inline float weight_value(BHalf16 v) { return from_bfloat16(v.bits); }
 static inline float weight_value(float v) { return v; }
 static inline double weight_value(double v) { return v; }
 
+/* The rule for a weight of another type, by its value: kept if non-negative, else NaN. */
+template <typename T, typename V> static XENT_ALWAYS_INLINE T weight_checked(V v) {
+    return v >= 0 ? T(v) : T(NAN);
+}
+
 template <typename T, typename W> static inline T weight_cast(W w) {
     if constexpr (std::is_same<T, W>::value) return w;
-    else {
-        const auto v = weight_value(w);
-        return v >= 0 ? T(v) : T(NAN);
-    }
+    else return weight_checked<T>(weight_value(w));
 }
 
 /* n float16 weights as float32, exactly. The AVX-512 variant converts 16 at a time (vcvtph2ps, part
@@ -267,12 +269,12 @@ static void stage_weights(const void* swv, int64_t rep, int64_t len, int64_t i, 
         if (rep == 1) {
             const int m = int((len - j) < (n - k) ? len - j : n - k);
             if constexpr (std::is_same<W, Half16>::value) {
-                /* through float32 (exact), then weight_cast's rule: negative (and NaN) -> NaN */
+                /* through float32 (exact), then weight_cast's rule */
                 float f[WEIGHT_RUN * 4];
                 for (int u0 = 0; u0 < m; u0 += WEIGHT_RUN * 4) {
                     const int mu = (m - u0) < WEIGHT_RUN * 4 ? m - u0 : WEIGHT_RUN * 4;
                     halves_to_float(sw + j + u0, mu, f);
-                    for (int u = 0; u < mu; ++u) out[k + u0 + u] = f[u] >= 0.0f ? T(f[u]) : T(NAN);
+                    for (int u = 0; u < mu; ++u) out[k + u0 + u] = weight_checked<T>(f[u]);
                 }
             } else {
                 for (int u = 0; u < m; ++u) out[k + u] = weight_cast<T>(sw[j + u]);
