@@ -201,6 +201,52 @@ def test_row_alone_gives_the_same_bits(C, loss, dtype):
         assert_array_equal(big.grad, np.tile(full.grad, (40, 1)))
 
 
+@pytest.mark.parametrize("from_logits", [True, False], ids=["logits", "probs"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1], ids=["hard", "smoothed"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("loss", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("C", [2, 10, SMALL_C])
+def test_ignored_rows_among_kept_ones(C, loss, dtype, smoothing, from_logits):
+    """Ignored rows scattered at random (the group and piece paths take them without a branch on
+    the label): each is +0.0 in the loss, gradient and Hessian, also where it holds NaN (or, from
+    logits, +-inf); the kept rows have the bits of the call without the ignored ones. An
+    ignore_index outside [0, C) and one inside; with and without class weights."""
+    name, gamma = loss
+    rng = np.random.default_rng(_seed("ignored", C, name, gamma, smoothing, from_logits))
+    y, x = make_categorical(rng, (N, C), dtype, from_logits, "int")
+    gone = rng.random(N) < 0.3
+    special = rng.choice(np.flatnonzero(gone), 5, replace=False)
+    x[special[0], 0] = NAN
+    x[special[1]] = NAN
+    if from_logits:
+        x[special[2], C - 1] = INF
+        x[special[3]] = -INF
+        x[special[4], 0] = -INF
+    else:
+        x[special[2], C - 1] = 0.0
+        x[special[3]] = 1.0
+        x[special[4], 0] = 1.0
+    sw = weights(rng, (N,))
+    fn = getattr(xentc, name)
+    common = {"from_logits": from_logits, "label_smoothing": smoothing, **({} if gamma is None else {"gamma": gamma})}
+    for ign, cw in ((-100, None), (C - 1, weights(rng, (C,), lo=1))):
+        y = np.where(y == ign, 0, y)
+        y[gone] = ign
+        kw = dict(common, class_weight=cw)
+        for nt in (1, 2):
+            a = fn(y, x, ignore_index=ign, reduction="none", grad=True, hess=True, sample_weight=sw,
+                   n_threads=nt, **kw)
+            b = fn(y[~gone], x[~gone], reduction="none", grad=True, hess=True, sample_weight=sw[~gone],
+                   n_threads=nt, **kw)
+            for got, kept in ((a.loss, b.loss), (a.grad, b.grad), (a.hess, b.hess)):
+                assert_array_equal(got[~gone], kept)
+                assert_array_equal(got[gone], 0.0)
+                assert not np.signbit(got[gone]).any()
+            mean = fn(y, x, ignore_index=ign, sample_weight=sw, n_threads=nt, **kw)
+            want = fn(y[~gone], x[~gone], sample_weight=sw[~gone], n_threads=nt, **kw)
+            np.testing.assert_allclose(mean, want, rtol=4 * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
 @pytest.mark.parametrize("loss", LOSSES[:2], ids=LOSS_IDS[:2])
 @pytest.mark.parametrize("C", [3, SMALL_C])
