@@ -386,6 +386,45 @@ template <typename T> static inline void weight_lanes_finish(double* sa, double*
         if (!(sa[k] - sa[k] == 0.0) || !(sc[k] - sc[k] == 0.0)) { sa[k] = INFINITY; sc[k] = 0.0; }
 }
 
+/* Integer labels lab[0 .. n) with sample weights w (SW; else 1) and class weights cw (CW; else 1):
+ * w_i cw[y_i] over the labels kept (in [0, C), not ignore_index) added into lanes<T>() lane sums as
+ * weight_lanes adds weights, the check in a loop of its own; bad is set if a label is outside
+ * [0, C) and not ignored, or a sample weight is negative, NaN or infinite (ignored rows' weights
+ * are checked too, as the element loop of weight_block checks them). Branch-free, so GCC
+ * vectorises it (the class weight a gather): the element loop took 4 ns a label, a quarter of a
+ * 1e6 x 4 float32 CE call with class weights. */
+template <typename T, bool SW, bool CW>
+static XENT_ALWAYS_INLINE void label_weight_lanes(const WeightArgs* a, const int64_t* __restrict lab, const T* __restrict w,
+                                                  int64_t n, double* sa, double* sc, int& bad) {
+    constexpr int NL = lanes<T>();
+    const T* __restrict cw = (const T*)a->cw;
+    const uint64_t C = uint64_t(a->C);
+    const int64_t ign = a->has_ignore ? a->ignore_index : -1;
+    const bool has_ign = a->has_ignore != 0;
+    auto term = [&](int64_t q) -> T {
+        const int64_t y = lab[q];
+        const bool keep = (uint64_t(y) < C) & !(has_ign & (y == ign));
+        const int64_t yc = y & -int64_t(keep);   /* a class to read: the label, or 0 */
+        T v = SW ? w[q] : T(1);
+        if (CW) v = v * cw[yc];
+        return keep ? v : T(0);
+    };
+    const int64_t nfull = n - n % NL;
+    for (int64_t q = 0; q < nfull; q += NL) {
+#pragma GCC unroll 16
+        for (int k = 0; k < NL; ++k) weight_add<T>(sa[k], sc[k], double(term(q + k)));
+    }
+    for (int64_t q = nfull; q < n; ++q) weight_add<T>(sa[q - nfull], sc[q - nfull], double(term(q)));
+    int b = 0;
+    for (int64_t q = 0; q < n; ++q) {
+        const int64_t y = lab[q];
+        const bool ok_label = (uint64_t(y) < C) | (has_ign & (y == ign));
+        const T v = SW ? w[q] : T(1);
+        b |= (ok_label & (v >= T(0)) & (v < T(INFINITY))) ? 0 : 1;
+    }
+    bad |= b;
+}
+
 template <typename T>
 static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult* res) {
     const WeightArgs* a = (const WeightArgs*)vargs;
@@ -408,6 +447,23 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
             bad |= (in_range | skip) ^ 1;
         }
         if (!bad) { kahan_add(res, double(kept)); return; }
+    }
+    if (a->labels && (sw || cw) && !weights_repeat(sw, a->sw_rep, a->sw_len, i1) && a->swkind == WK_SAME) {
+        /* labels with sample and/or class weights (categorical losses): lanes, as below */
+        constexpr int NL = lanes<T>();
+        double sa[NL], sc[NL];
+        int bad = 0;
+        for (int k = 0; k < NL; ++k) { sa[k] = 0.0; sc[k] = 0.0; }
+        const int64_t* lab = a->labels + i0;
+        const T* w = sw ? sw + i0 : (const T*)0;
+        if (sw && cw) label_weight_lanes<T, true, true>(a, lab, w, i1 - i0, sa, sc, bad);
+        else if (sw) label_weight_lanes<T, true, false>(a, lab, w, i1 - i0, sa, sc, bad);
+        else label_weight_lanes<T, false, true>(a, lab, w, i1 - i0, sa, sc, bad);
+        if (!bad) {
+            weight_lanes_finish<T>(sa, sc);
+            for (int k = 0; k < NL; ++k) { kahan_add(res, sa[k]); kahan_add(res, -sc[k]); }
+            return;
+        }
     }
     if (!a->labels && sw) {
         /* sample weights alone (binary losses): checked and summed in lanes<T>() accumulators, lanes
