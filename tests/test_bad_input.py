@@ -2,6 +2,7 @@
 data errors the first offending value and its flat (C-order) index. Odd but valid input
 must not crash."""
 
+import math
 import pathlib
 import re
 import sys
@@ -424,6 +425,49 @@ def test_sample_weight_values_in_long_arrays(dtype, bad):
     sw[[30_000, 20_000]] = bad
     check_raises(ValueError, "sample_weight", call("binary_focal_loss", y, x, sample_weight=sw, n_threads=2),
                  value=bad, index=20_000)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["sample", "class", "both"])
+def test_categorical_weights_and_labels_in_long_arrays(dtype, kind):
+    """Integer labels with sample and/or class weights are checked and summed in lanes (the weight
+    pass of _xent_rows.h): a bad weight, also on an ignored row, and a label outside [0, C) are
+    named at their index wherever they lie (in the lanes, the tail, a later block), the first of
+    two named; the mean's denominator is the exactly rounded sum within a few ulp."""
+    n, C = 40_007, 3
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, C, n)
+    y[rng.random(n) < 0.2] = -100
+    x = rng.standard_normal((n, C)).astype(dtype)
+    sw = rng.random(n).astype(dtype) + dtype(0.5) if kind != "class" else None
+    cw = np.array([0.5, 2.0, 3.25]) if kind != "sample" else None
+    kw = {"from_logits": True, "ignore_index": -100, "class_weight": cw}
+    ign = np.flatnonzero(y == -100)
+    for where in (0, 15, 16_383, 16_384, int(ign[-1]), n - 1):
+        yy = y.copy()
+        yy[where] = C
+        check_raises(ValueError, "y_true", call("cross_entropy", yy, x, sample_weight=sw, **kw),
+                     value=C, index=where)
+        if sw is not None:
+            ww = sw.copy()
+            ww[where] = np.nan
+            check_raises(ValueError, "sample_weight", call("focal_loss", y, x, sample_weight=ww, **kw),
+                         value=np.nan, index=where)
+    if sw is not None:   # a bad weight before a bad label: the weight is named, on 2 threads too
+        yy, ww = y.copy(), sw.copy()
+        yy[30_000], ww[20_000] = -1, -1.0
+        check_raises(ValueError, "sample_weight", call("cross_entropy", yy, x, sample_weight=ww, n_threads=2, **kw),
+                     value=-1.0, index=20_000)
+    # the denominator: sum of sample weight x class weight over the kept rows, exactly rounded
+    keep = y != -100
+    w = (np.ones(n) if sw is None else sw.astype(np.float64)) * (1.0 if cw is None else cw[np.where(keep, y, 0)])
+    if dtype == np.float32 and sw is not None and cw is not None:
+        w = (sw * cw.astype(dtype)[np.where(keep, y, 0)]).astype(np.float64)   # the product in float32
+    want = math.fsum(w[keep])
+    for nt in (1, 2):
+        total = xentc.cross_entropy(y, x, sample_weight=sw, reduction="sum", n_threads=nt, **kw)
+        mean = xentc.cross_entropy(y, x, sample_weight=sw, n_threads=nt, **kw)
+        np.testing.assert_allclose(float(total) / float(mean), want, rtol=8 * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
