@@ -3,7 +3,8 @@ C-contiguous rows (channels first, Fortran order, columns of a matrix), per-labe
 repeating (scalar, per-row) sample weights, weights and labels in another dtype than y_pred (read
 as they are), the few-class loops alone, categorical focal from logits on both sides of gamma 4
 (above it rows correct Q^gamma), focal losses with a non-integer gamma against an integer one, and
-rows of few classes (10, 100 and 200) from logits and from probabilities with each kind of label.
+rows of few classes (10, 100 and 200) from logits and from probabilities with each kind of label,
+and integer labels at random with ignore_index, class and sample weights.
 Times in ms, median of --repeat calls after a warm-up, float32 unless named; xentc writes into a
 preallocated gradient (out=), PyTorch (when installed) allocates.
 
@@ -200,6 +201,23 @@ def main():
                                   rep)
                     row += f"  {what} {t:5.2f}"
                 print(row)
+
+    # integer labels at random with the categorical options: ignore_index (a quarter of the rows),
+    # class and sample weights; one thread, as the branches on labels they cost show there best
+    for dt in (np.float32, np.float64):
+        x = rng.standard_normal((10**6, 4)).astype(dt)
+        pr = np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)
+        yi = rng.integers(0, 4, 10**6)
+        cw, sw, g = np.array([1.0, 2.0, 3.0, 4.0]), rng.random(10**6).astype(dt), np.empty_like(x)
+        for source, pred, logits in (("logits", x, True), ("probs", pr, False)):
+            row = f"1e6x4 {source:6} {np.dtype(dt).name:7} 1 thread"
+            for what, kw in (("plain", {}), ("ignore", {"ignore_index": 0}), ("class_w", {"class_weight": cw}),
+                             ("sample_w", {"sample_weight": sw}),
+                             ("both+ignore", {"class_weight": cw, "sample_weight": sw, "ignore_index": 0})):
+                t = median_ms(lambda: xentc.cross_entropy(yi, pred, out=(None, g, None), n_threads=1,
+                                                          **{**ce, "from_logits": logits}, **kw), rep)
+                row += f"  {what} {t:5.2f}"
+            print(row)
 
 
 if __name__ == "__main__":
