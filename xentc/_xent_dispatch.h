@@ -36,7 +36,7 @@ static inline int variants(Variant* out) {
                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")};
 #endif
 #if defined(XENT_HAVE_AVX2)
-    out[n++] = Variant{"avx2", xent_table_avx2, __builtin_cpu_supports("avx2")};
+    out[n++] = Variant{"avx2", xent_table_avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")};
 #endif
     out[n++] = Variant{"baseline", xent_table_base, 1};
     return n;
