@@ -368,6 +368,22 @@ struct WeightArgs {
     int has_ignore;
 };
 
+/* The class a row reads: its label if keep, else 0 (a class that exists, whose value the caller
+ * zeroes), by a mask: GCC made `keep ? y : 0` a branch on keep, as random as the labels. */
+static XENT_ALWAYS_INLINE int64_t class_or_zero(int64_t y, bool keep) { return y & -int64_t(keep); }
+
+/* An integer label in the weight pass: counted if in [0, C) and not ignore_index, an error if
+ * neither. Branch-free, for the loops of weight_block that vectorise. */
+struct LabelRule {
+    uint64_t C;
+    int64_t ign;
+    bool has_ign;
+    explicit LabelRule(const WeightArgs* a) : C(uint64_t(a->C)), ign(a->ignore_index), has_ign(a->has_ignore != 0) {}
+    XENT_ALWAYS_INLINE bool ignored(int64_t y) const { return has_ign & (y == ign); }
+    XENT_ALWAYS_INLINE bool kept(int64_t y) const { return (uint64_t(y) < C) & !ignored(y); }
+    XENT_ALWAYS_INLINE bool bad(int64_t y) const { return !((uint64_t(y) < C) | ignored(y)); }
+};
+
 /* A weight added into its lane: float weights plainly, double ones by a Kahan step without the
  * select of lane_add, which GCC compiled into two branches per weight here (float64 weights,
  * 10^7, one thread: 8.6 ms); weight_lanes_finish then gives each lane lane_add's result. */
@@ -432,15 +448,12 @@ static XENT_ALWAYS_INLINE void label_weight_lanes(const WeightArgs* a, const int
                                                   int64_t n, double* sa, double* sc, int& bad) {
     constexpr int NL = lanes<T>();
     const T* __restrict cw = (const T*)a->cw;
-    const uint64_t C = uint64_t(a->C);
-    const int64_t ign = a->has_ignore ? a->ignore_index : -1;
-    const bool has_ign = a->has_ignore != 0;
+    const LabelRule rule(a);
     auto term = [&](int64_t q) -> T {
         const int64_t y = lab[q];
-        const bool keep = (uint64_t(y) < C) & !(has_ign & (y == ign));
-        const int64_t yc = y & -int64_t(keep);   /* a class to read: the label, or 0 */
+        const bool keep = rule.kept(y);
         T v = SW ? w[q] : T(1);
-        if (CW) v = v * cw[yc];
+        if (CW) v = v * cw[class_or_zero(y, keep)];
         return keep ? v : T(0);
     };
     const int64_t nfull = n - n % NL;
@@ -451,10 +464,8 @@ static XENT_ALWAYS_INLINE void label_weight_lanes(const WeightArgs* a, const int
     for (int64_t q = nfull; q < n; ++q) weight_add<T>(sa[q - nfull], sc[q - nfull], double(term(q)));
     int b = 0;
     for (int64_t q = 0; q < n; ++q) {
-        const int64_t y = lab[q];
-        const bool ok_label = (uint64_t(y) < C) | (has_ign & (y == ign));
         const T v = SW ? w[q] : T(1);
-        b |= (ok_label & (v >= T(0)) & (v < T(INFINITY))) ? 0 : 1;
+        b |= (!rule.bad(lab[q]) & (v >= T(0)) & (v < T(INFINITY))) ? 0 : 1;
     }
     bad |= b;
 }
@@ -469,16 +480,11 @@ static void weight_block(const void* vargs, int64_t i0, int64_t i1, BlockResult*
          * below would give exactly; counted in a loop that vectorises (AVX-512, one thread:
          * 0.47 -> 0.12 ns per label). Bad labels: the loop below finds the first. */
         const int64_t* lab = a->labels;
-        const uint64_t C = uint64_t(a->C);
-        const int64_t ign = a->ignore_index;
-        const bool has_ign = a->has_ignore != 0;
+        const LabelRule rule(a);
         int64_t kept = 0, bad = 0;
         for (int64_t i = i0; i < i1; ++i) {
-            const int64_t y = lab[i];
-            const int64_t skip = (has_ign && y == ign) ? 1 : 0;
-            const int64_t in_range = uint64_t(y) < C ? 1 : 0;
-            kept += in_range & (skip ^ 1);
-            bad |= (in_range | skip) ^ 1;
+            kept += int64_t(rule.kept(lab[i]));
+            bad |= int64_t(rule.bad(lab[i]));
         }
         if (!bad) { kahan_add(res, double(kept)); return; }
     }
@@ -1968,7 +1974,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         for (int r = 0; r < R; ++r) {
             /* an ignored row (yl = -1) reads class 0 and takes c = 0, by a product (the coefficient
              * is finite): a select of class_coef's value was a branch on the label */
-            const int64_t yc = yl[r] & ~(yl[r] >> 63);
+            const int64_t yc = class_or_zero(yl[r], yl[r] >= 0);
             cy[r] = class_coef(a, cwa, yc, (const T*)0, yc) * T(yl[r] >= 0);
             ylT[r] = yl[r] < 0 ? T(-1) : T(yl[r]);
         }
@@ -2389,11 +2395,10 @@ static void softmax_prob_piece(const SoftmaxArgs* a, int64_t r0, int64_t p0, int
     for (int r = 0; r < K; ++r) {
         yl[r] = a->labels ? a->labels[p0 + r] : -1;
         ignored[r] = a->labels && a->has_ignore && yl[r] == a->ignore_index;
-        /* the class a row reads and writes: its label, 0 for an ignored row, by a mask (GCC made
-         * `ignored ? 0 : label` a branch on ignored[r], which is as random as the labels: 1e6 x 4
-         * float32 probabilities, a quarter of the rows ignored, one thread, 11.2 ms against 7.2
-         * with the same labels sorted) */
-        yc[r] = yl[r] & (int64_t(ignored[r]) - 1);
+        /* the class a row reads and writes: its label, 0 for an ignored row (with a branch, 1e6 x 4
+         * float32 probabilities, a quarter of the rows ignored, one thread, took 11.2 ms against
+         * 7.2 with the same labels sorted) */
+        yc[r] = class_or_zero(yl[r], !ignored[r]);
     }
     /* rows side by side (sx_o == C) are read in place; others staged, a row at a time */
     const T* __restrict xb = xs;
