@@ -5,8 +5,8 @@
  *       -mavx512f -mavx512dq -mavx512vl -mavx512bw -I xentc tools/drivers/binary.cpp -o /tmp/binary
  *   /tmp/binary [REPS]
  *
- * Drop the -mavx512* flags (or use -mavx2) for the other variants. For instruction counts, build
- * with -mavx2 -g (valgrind does not know AVX-512) and run under valgrind --tool=callgrind.
+ * Drop the -mavx512* flags (or use -mavx2 -mf16c) for the other variants. For instruction counts, build
+ * with -mavx2 -mf16c -g (valgrind does not know AVX-512) and run under valgrind --tool=callgrind.
  */
 #include "_xent_rows.h"
 #include <chrono>
