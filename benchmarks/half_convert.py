@@ -6,22 +6,12 @@ loads and stores alone (xentc._kernels.load16 / store16, 1e7 values). Times in m
     python benchmarks/half_convert.py [--repeat 15]
 """
 import argparse
-import time
 
 import numpy as np
 
 import xentc
+from option_paths import median_ms   # (this folder is on the path when the script runs)
 from xentc import _kernels
-
-
-def median_ms(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3
 
 
 def main():
