@@ -191,10 +191,10 @@ static inline float from_bfloat16(uint16_t h) { return float_of(uint32_t(h) << 1
  * part of convert16_block below), NaN too: vcvtph2ps quiets a signalling NaN, whose quiet bit is
  * cleared again; vcvtps2ph keeps a NaN's sign and top payload bits, where to_float16 gives 0x7e00
  * with the sign. Finite values and infinities: both round to nearest even, overflow to inf
- * included, and F16C ignores the MXCSR's flush-to-zero and denormals-are-zero modes, as the
- * integer steps of to_float16 do. With GCC's vectorisation of the scalar loops the float16
- * y_pred of a binary CE from logits cost 1.6x float32 y_pred on Zen 3 (conversions took a
- * quarter of the call). */
+ * included; vcvtps2ph ignores the MXCSR's flush-to-zero mode, and a float32 subnormal (which the
+ * denormals-are-zero mode reads as 0 in both) rounds to a zero float16 anyway. With GCC's
+ * vectorisation of the scalar loops the float16 y_pred of a binary CE from logits cost 1.6x
+ * float32 y_pred on Zen 3 (conversions took a quarter of the call). */
 static XENT_ALWAYS_INLINE void halves8_to_float(const uint16_t* __restrict h, float* __restrict out) {
     const __m128i hv = _mm_loadu_si128((const __m128i*)h);
     const __m256i f = _mm256_castps_si256(_mm256_cvtph_ps(hv));
