@@ -123,7 +123,7 @@ def _bad_cases():
     ro.flags.writeable = False
     cases = {
         "list": ([None, good, None], TypeError, "expected a tuple"),
-        "pair": ((good, None), TypeError, "expected a tuple"),
+        "pair": ((good, None), TypeError, "3 entries .*got 2 entries"),
         "not an array": ((None, good.tolist(), None), TypeError, "must be a NumPy array"),
         "shape": ((None, np.empty((4, 8)), None), ValueError, r"shape \(4, 8\)"),
         "dtype": ((None, np.empty((8, 4), np.float32), None), ValueError, "dtype float32"),

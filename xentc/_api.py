@@ -543,8 +543,11 @@ def _output_buffers(out: Any, xp, *, reduction: str, grad: bool, hess: bool, los
     sharing no memory with an input or another entry)."""
     if out is None:
         return _NO_OUT
-    if not isinstance(out, tuple) or len(out) != 3:
+    if not isinstance(out, tuple):
         raise TypeError(f"out: expected a tuple (loss, grad, hess) such as a LossResult, got {type(out).__name__}")
+    if len(out) != 3:
+        raise TypeError(f"out: expected a tuple of 3 entries (loss, grad, hess), each an array or None, "
+                        f"got {len(out)} entries")
     loss_buf, grad_buf, hess_buf = out
     if loss_buf is not None and reduction != "none":
         if getattr(loss_buf, "ndim", 0) != 0:
