@@ -76,6 +76,23 @@ static inline void kahan_step(double& sum, double& comp, double v) {
 
 static inline void kahan_add(BlockResult* r, double v) { kahan_step(r->sum, r->comp, v); }
 
+/* The losses l[0, n) of one group of R (16) rows into a compensated sum. float losses: their total
+ * in double first, by a fixed tree (its roundings at most 4 x 2^-53 of the group's magnitude, far
+ * below float32's 2^-24), then one compensated step; a step per row was a chain of dependent
+ * additions, 5-7% of a 10-class float32 CE call (Zen 3; perf). double losses: a step per row. */
+template <typename T, int R>
+static inline void add_group_losses(double& sum, double& comp, const T* l, int n) {
+    if (sizeof(T) == sizeof(double)) {
+        for (int r = 0; r < n; ++r) kahan_step(sum, comp, double(l[r]));
+        return;
+    }
+    double v[R];
+    for (int r = 0; r < R; ++r) v[r] = r < n ? double(l[r]) : 0.0;
+    for (int w = R / 2; w >= 1; w /= 2)
+        for (int r = 0; r < w; ++r) v[r] += v[r + w];
+    kahan_step(sum, comp, v[0]);
+}
+
 static inline void set_error(BlockResult* r, int code, int64_t i, int64_t j) {
     if (r->err == ERR_NONE) { r->err = code; r->err_i = i; r->err_j = j; }
 }
@@ -1713,10 +1730,33 @@ static XENT_ALWAYS_INLINE void transpose_block(const double* src, int64_t sa, do
 #endif
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
-/* The AVX2 variant's square blocks: 8x8 floats, 4x4 doubles (full blocks only). */
-static XENT_ALWAYS_INLINE void transpose_block_avx2(const float* src, int64_t sa, float* dst, int64_t db) {
+/* The first n lanes of v to p (0 < n < lanes): whole halves, then pairs, then one. AVX2's masked
+ * store (vmaskmovps) is slow on AMD processors, and the edge's n is the same for a whole block,
+ * so the branches below are predicted. */
+static XENT_ALWAYS_INLINE void store_first(float* p, __m256 v, int n) {
+    __m128 h = _mm256_castps256_ps128(v);
+    if (n >= 4) { _mm_storeu_ps(p, h); h = _mm256_extractf128_ps(v, 1); p += 4; n -= 4; }
+    if (n >= 2) { _mm_storel_pi((__m64*)p, h); h = _mm_movehl_ps(h, h); p += 2; n -= 2; }
+    if (n) _mm_store_ss(p, h);
+}
+
+static XENT_ALWAYS_INLINE void store_first(double* p, __m256d v, int n) {
+    __m128d h = _mm256_castpd256_pd128(v);
+    if (n >= 2) { _mm_storeu_pd(p, h); h = _mm256_extractf128_pd(v, 1); p += 2; n -= 2; }
+    if (n) _mm_store_sd(p, h);
+}
+
+/* The AVX2 variant's square blocks: 8x8 floats, 4x4 doubles; an edge block (na or nb below the
+ * width) loads its rows' first nb elements masked (vmaskmovps loads are fast, and read nothing
+ * past the mask), zeros for rows past na, and stores the first na lanes of its first nb rows. */
+template <bool FULL>
+static XENT_ALWAYS_INLINE void transpose_block_avx2(const float* src, int64_t sa, float* dst, int64_t db, int na,
+                                                    int nb) {
+    const __m256i mb = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * sa);
+    for (int i = 0; i < 8; ++i)
+        r[i] = FULL ? _mm256_loadu_ps(src + i * sa)
+                    : (i < na ? _mm256_maskload_ps(src + i * sa, mb) : _mm256_setzero_ps());
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -1727,21 +1767,39 @@ static XENT_ALWAYS_INLINE void transpose_block_avx2(const float* src, int64_t sa
         u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
     }
+    __m256 o[8];
     for (int c = 0; c < 4; ++c) {
-        _mm256_storeu_ps(dst + c * db, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
-        _mm256_storeu_ps(dst + (c + 4) * db, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+        o[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+        o[c + 4] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+    }
+    for (int c = 0; c < 8; ++c) {
+        if (FULL) _mm256_storeu_ps(dst + c * db, o[c]);
+        else if (c < nb) {
+            if (na == 8) _mm256_storeu_ps(dst + c * db, o[c]);
+            else store_first(dst + c * db, o[c], na);
+        }
     }
 }
 
-static XENT_ALWAYS_INLINE void transpose_block_avx2(const double* src, int64_t sa, double* dst, int64_t db) {
+template <bool FULL>
+static XENT_ALWAYS_INLINE void transpose_block_avx2(const double* src, int64_t sa, double* dst, int64_t db, int na,
+                                                    int nb) {
+    const __m256i mb = _mm256_cmpgt_epi64(_mm256_set1_epi64x(nb), _mm256_setr_epi64x(0, 1, 2, 3));
     __m256d r[4];
-    for (int i = 0; i < 4; ++i) r[i] = _mm256_loadu_pd(src + i * sa);
+    for (int i = 0; i < 4; ++i)
+        r[i] = FULL ? _mm256_loadu_pd(src + i * sa)
+                    : (i < na ? _mm256_maskload_pd(src + i * sa, mb) : _mm256_setzero_pd());
     const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
     const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
-    _mm256_storeu_pd(dst, _mm256_permute2f128_pd(t0, t2, 0x20));
-    _mm256_storeu_pd(dst + db, _mm256_permute2f128_pd(t1, t3, 0x20));
-    _mm256_storeu_pd(dst + 2 * db, _mm256_permute2f128_pd(t0, t2, 0x31));
-    _mm256_storeu_pd(dst + 3 * db, _mm256_permute2f128_pd(t1, t3, 0x31));
+    const __m256d o[4] = {_mm256_permute2f128_pd(t0, t2, 0x20), _mm256_permute2f128_pd(t1, t3, 0x20),
+                          _mm256_permute2f128_pd(t0, t2, 0x31), _mm256_permute2f128_pd(t1, t3, 0x31)};
+    for (int c = 0; c < 4; ++c) {
+        if (FULL) _mm256_storeu_pd(dst + c * db, o[c]);
+        else if (c < nb) {
+            if (na == 4) _mm256_storeu_pd(dst + c * db, o[c]);
+            else store_first(dst + c * db, o[c], na);
+        }
+    }
 }
 #endif
 
@@ -1749,9 +1807,10 @@ static XENT_ALWAYS_INLINE void transpose_block_avx2(const double* src, int64_t s
  * and class-major forms (the group path's staging, the row tiles of softmax_tiled_rows). Square
  * blocks at a time, so both sides stay within a few cache lines; where src is contiguous along b
  * and dst along a, the vector variants move a block through a transpose in registers (AVX-512:
- * 16x16 floats or 8x8 doubles, edges masked; AVX2: 8x8 floats or 4x4 doubles, edges element by
- * element). The scalar copies took 14% of a 10-class float32 CE call and 20% of a float64 one
- * (AVX-512), and GCC does not vectorise them. Pure data movement: every variant gives the same bits. */
+ * 16x16 floats or 8x8 doubles; AVX2: 8x8 floats or 4x4 doubles; edges masked in both). The scalar
+ * copies took 14% of a 10-class float32 CE call and 20% of a float64 one (AVX-512), and GCC does
+ * not vectorise them; the AVX2 edges alone, element by element, 8% of the float32 call (Zen 3).
+ * Pure data movement: every variant gives the same bits. */
 template <typename T>
 static inline void transpose_copy(const T* __restrict src, int64_t sa, int64_t sb, T* __restrict dst, int64_t da,
                                   int64_t db, int64_t NA, int64_t NB) {
@@ -1774,8 +1833,9 @@ static inline void transpose_copy(const T* __restrict src, int64_t sa, int64_t s
                 continue;
             }
 #elif defined(__AVX2__)
-            if (vec && na == K && nb == K) {
-                transpose_block_avx2(src + a0 * sa + b0, sa, dst + a0 + b0 * db, db);
+            if (vec) {
+                if (na == K && nb == K) transpose_block_avx2<true>(src + a0 * sa + b0, sa, dst + a0 + b0 * db, db, K, K);
+                else transpose_block_avx2<false>(src + a0 * sa + b0, sa, dst + a0 + b0 * db, db, na, nb);
                 continue;
             }
 #endif
@@ -2259,12 +2319,11 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
     }
     /* the sum in locals, not through res: with the stores to lo (which may alias it, as far as
      * the compiler knows) in between, each row's step waited for the last one's store (9% of a
-     * 10-class float64 CE call, AVX-512; perf). Same steps, same order: same bits. */
+     * 10-class float64 CE call, AVX-512; perf) */
+    if (lo)
+        for (int r = 0; r < n; ++r) lo[r0 + r] = lossb[r];
     double sum = res->sum, comp = res->comp;
-    for (int r = 0; r < n; ++r) {
-        if (lo) lo[r0 + r] = lossb[r];
-        kahan_step(sum, comp, double(lossb[r]));
-    }
+    add_group_losses<T, R>(sum, comp, lossb, n);
     res->sum = sum;
     res->comp = comp;
 }
