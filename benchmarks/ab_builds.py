@@ -1,0 +1,76 @@
+"""Two or more builds of xentc timed against each other on a noisy machine: the same calls in fresh
+processes, the builds taking turns for --rounds rounds, each call's time the CPU time of the
+calling thread (time.thread_time, so time the virtual machine gives to others does not count),
+the best of --repeat calls a round and of all rounds. One thread, loss and gradient into a
+preallocated gradient (out=), 65536 rows of 10 classes from logits (the few-class group path)
+unless --rows / --classes say otherwise.
+
+A build is `current` (the xentc this Python imports) or a directory holding a copy of the xentc
+package with its compiled modules, for instance a copy made before a rebuild:
+
+    mkdir -p /tmp/before && cp -r xentc /tmp/before/ && cp build/cp311/*.so /tmp/before/xentc/
+    python benchmarks/ab_builds.py /tmp/before current [--rounds 4] [--repeat 150]
+"""
+import argparse
+import ast
+import subprocess
+import sys
+
+_CHILD = r'''
+import sys, time
+build, rows, classes, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+if build != "current":
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+    sys.path.insert(0, build)
+import numpy as np
+import xentc
+rng = np.random.default_rng(0)
+out = {}
+for dt in (np.float32, np.float64):
+    x = rng.standard_normal((rows, classes)).astype(dt)
+    y = rng.integers(0, classes, rows)
+    g = np.empty_like(x)
+    calls = {
+        "CE": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=1, out=(None, g, None)),
+        "focal g=2": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, grad=True, n_threads=1,
+                                              out=(None, g, None)),
+    }
+    for name, fn in calls.items():
+        fn()
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.thread_time()
+            fn()
+            best = min(best, time.thread_time() - t0)
+        out[f"{name} {np.dtype(dt).name}"] = best * 1e3
+assert xentc.__file__.startswith(build) or build == "current", xentc.__file__
+print(repr(out))
+'''
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("builds", nargs="+", help="'current' or a directory holding a copy of the xentc package")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=150)
+    ap.add_argument("--rows", type=int, default=65536)
+    ap.add_argument("--classes", type=int, default=10)
+    args = ap.parse_args()
+    runs = {b: [] for b in args.builds}
+    for r in range(args.rounds):
+        for b in args.builds:
+            p = subprocess.run([sys.executable, "-c", _CHILD, b, str(args.rows), str(args.classes), str(args.repeat)],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.exit(f"build {b}: the timing process failed:\n{p.stderr}")
+            runs[b].append(ast.literal_eval(p.stdout.strip().splitlines()[-1]))
+        print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
+    cases = list(runs[args.builds[0]][0])
+    print(f"ms a call, best of {args.rounds} rounds x {args.repeat} calls; {args.rows}x{args.classes}, one thread")
+    print(f"{'case':18s}" + "".join(f"{b[-24:]:>26s}" for b in args.builds))
+    for c in cases:
+        print(f"{c:18s}" + "".join(f"{min(r[c] for r in runs[b]):26.3f}" for b in args.builds))
+
+
+if __name__ == "__main__":
+    main()
