@@ -3,7 +3,9 @@ processes, the builds taking turns for --rounds rounds, each call's time the CPU
 calling thread (time.thread_time, so time the virtual machine gives to others does not count),
 the best of --repeat calls a round and of all rounds. One thread, loss and gradient into a
 preallocated gradient (out=), 65536 rows of 10 classes from logits (the few-class group path)
-unless --rows / --classes say otherwise.
+unless --rows / --classes say otherwise. With --threads N > 1 a call's time is wall-clock time
+(time.perf_counter; the calling thread's CPU time would miss the other threads' work), which the
+machine's other load does move.
 
 A build is `current` (the xentc this Python imports) or a directory holding a copy of the xentc
 package with its compiled modules, for instance a copy made before a rebuild:
@@ -18,7 +20,8 @@ import sys
 
 _CHILD = r'''
 import sys, time
-build, rows, classes, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+build, rows, classes, repeat, nt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+clock = time.thread_time if nt == 1 else time.perf_counter
 if build != "current":
     sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__]
     sys.path.insert(0, build)
@@ -31,17 +34,17 @@ for dt in (np.float32, np.float64):
     y = rng.integers(0, classes, rows)
     g = np.empty_like(x)
     calls = {
-        "CE": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=1, out=(None, g, None)),
-        "focal g=2": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, grad=True, n_threads=1,
+        "CE": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=nt, out=(None, g, None)),
+        "focal g=2": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, grad=True, n_threads=nt,
                                               out=(None, g, None)),
     }
     for name, fn in calls.items():
         fn()
         best = float("inf")
         for _ in range(repeat):
-            t0 = time.thread_time()
+            t0 = clock()
             fn()
-            best = min(best, time.thread_time() - t0)
+            best = min(best, clock() - t0)
         out[f"{name} {np.dtype(dt).name}"] = best * 1e3
 assert xentc.__file__.startswith(build) or build == "current", xentc.__file__
 print(repr(out))
@@ -55,18 +58,21 @@ def main():
     ap.add_argument("--repeat", type=int, default=150)
     ap.add_argument("--rows", type=int, default=65536)
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1, help="n_threads of the calls (default 1)")
     args = ap.parse_args()
     runs = {b: [] for b in args.builds}
     for r in range(args.rounds):
         for b in args.builds:
-            p = subprocess.run([sys.executable, "-c", _CHILD, b, str(args.rows), str(args.classes), str(args.repeat)],
+            p = subprocess.run([sys.executable, "-c", _CHILD, b, str(args.rows), str(args.classes), str(args.repeat),
+                                str(args.threads)],
                                capture_output=True, text=True)
             if p.returncode != 0:
                 sys.exit(f"build {b}: the timing process failed:\n{p.stderr}")
             runs[b].append(ast.literal_eval(p.stdout.strip().splitlines()[-1]))
         print(f"round {r + 1} of {args.rounds} done", file=sys.stderr)
     cases = list(runs[args.builds[0]][0])
-    print(f"ms a call, best of {args.rounds} rounds x {args.repeat} calls; {args.rows}x{args.classes}, one thread")
+    how = "one thread, thread CPU time" if args.threads == 1 else f"{args.threads} threads, wall-clock time"
+    print(f"ms a call, best of {args.rounds} rounds x {args.repeat} calls; {args.rows}x{args.classes}, {how}")
     print(f"{'case':18s}" + "".join(f"{b[-24:]:>26s}" for b in args.builds))
     for c in cases:
         print(f"{c:18s}" + "".join(f"{min(r[c] for r in runs[b]):26.3f}" for b in args.builds))
