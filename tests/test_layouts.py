@@ -140,6 +140,31 @@ def test_layout_gives_same_bits(name, layout, dtype, from_logits, reduction, tmp
     assert_same(got, ref)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "negative", "unaligned"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_long_rows_each_as_if_alone(name, dtype, layout, n_threads):
+    """Rows of the per-row path (more classes than the group path takes) that span several blocks
+    (a block is 16384 // (3 C) rows: 18 here) come out as each row's call on its own, in any row
+    stride: the kernel asks for the next row's cache lines ahead of time, also across the ends of
+    blocks, and that must never change what a row computes."""
+    C = 300
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 3, (50, C)).astype(dtype)
+    x[10, 5] = x[10, 9] = x[10].max() + 1   # a tie at the maximum
+    x[17, :] = -1e30                         # the last row of a block: every class far below 0
+    y = rng.integers(0, C, 50)
+    x2 = relayout(x, layout)
+    got = call(name, y, x2, {}, from_logits=True, reduction="none", n_threads=n_threads)
+    for i in range(50):
+        one = call(name, y[i:i + 1], np.ascontiguousarray(x[i:i + 1]), {}, from_logits=True, reduction="none",
+                   n_threads=1)
+        assert_array_equal(got.loss[i:i + 1], one.loss)
+        assert_array_equal(got.grad[i:i + 1], one.grad)
+        assert_array_equal(got.hess[i:i + 1], one.hess)
+
+
 @pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
 @pytest.mark.parametrize("layout", ["strided", "negative", "fortran", "bigendian", "unaligned"])
 @pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])

@@ -65,6 +65,7 @@ cdef extern from "_xent_rows.h" namespace "xent" nogil:
         int64_t sx_i
         int64_t C
         int64_t inner
+        int64_t rows
         const int64_t* labels
         const void* ysoft
         int64_t sy_o
@@ -341,6 +342,7 @@ def softmax(x, labels, ysoft, sw, cwa, int64_t ignore_index, bint has_ignore,
     a.grad = <void*>_addr(grad)
     a.hess = <void*>_addr(hess)
     cdef int64_t rows = x.shape[0] * x.shape[2]
+    a.rows = rows
     cdef int64_t per_row = max(1, x.shape[1]) * 3
     # rows whose classes lie apart go through tiles of neighbouring rows (softmax_tiled_rows); a
     # call then covers whole blocks enough for a tile, and a tile is cut to leave no thread idle
