@@ -943,7 +943,8 @@ struct SoftmaxArgs {
  * 1 of that row reads them from cache instead of waiting on memory; only the timing changes.
  * AVX2 (Zen 3), 1024 x 32000 from logits, loss and gradient, benchmarks/ab_builds.py, ms, one
  * thread | two: CE float32 52.4 -> 41.4 | 31.5 -> 25.7, float64 97.9 -> 85.7 | 61.4 -> 44.2;
- * focal float32 78.3 -> 60.7 | 40.6 -> 31.3 (rows of 1000 to 128256 classes gain 5-25%). */
+ * focal float32 78.3 -> 60.7 | 40.6 -> 31.3; rows of 1000 and 128256 classes gained 4-28% in all but
+ * two runs, whose reruns gained (benchmarks/RESULTS.md). */
 template <typename T> struct RowSummary { T m; int64_t jm; bool nan; double s_rest; };
 
 template <typename T, bool UNIT, bool STORE>
