@@ -6,6 +6,7 @@ Work is cut into blocks whose size depends only on the shape, each block keeps i
 compensated sum and first error, and blocks are combined in order: the same bits for any
 thread count.
 """
+from cpython.buffer cimport PyBUF_STRIDES, PyBuffer_Release, PyObject_GetBuffer
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -129,9 +130,16 @@ def kernel_variant():
 
 
 cdef size_t _addr(a) except? 0:
+    """The address of a NumPy array's first element (0 for None), through the buffer protocol:
+    __array_interface__ builds a dictionary each time, 2 us an array of a call's 10 us for 16
+    elements (Zen 3). No format is asked for, so any dtype (bfloat16 too) and byte order will do."""
+    cdef Py_buffer view
     if a is None:
         return 0
-    return <size_t>a.__array_interface__["data"][0]
+    PyObject_GetBuffer(a, &view, PyBUF_STRIDES)
+    cdef size_t p = <size_t>view.buf
+    PyBuffer_Release(&view)
+    return p
 
 
 cdef inline int64_t _stride(a, int axis):
