@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import numbers
 import operator
@@ -17,7 +18,7 @@ from typing import Any, Literal, NamedTuple, Optional, overload
 import numpy as np
 import numpy.typing as npt
 
-from . import _memory
+from . import _kernels, _memory
 
 __all__ = [
     "LossResult",
@@ -126,6 +127,8 @@ def _is_cupy(a: Any) -> bool:
 
 def _namespace(**arrays: Any):
     """numpy or cupy, from the array arguments; mixing the two is a TypeError."""
+    if all(a is None or type(a) is np.ndarray for a in arrays.values()):
+        return np   # the common case, without _is_cupy's string tests (small calls: a few us each)
     cupy_names = [n for n, a in arrays.items() if _is_cupy(a)]
     if not cupy_names:
         return np
@@ -171,11 +174,14 @@ def _is_half(dt: np.dtype) -> bool:
     return (dt.kind == "f" and dt.itemsize == 2) or _is_bfloat16(dt)
 
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
 def _compute_dtype(y_pred) -> np.dtype:
     dt = y_pred.dtype
     if (dt.kind == "f" and dt.itemsize in (2, 4)) or _is_bfloat16(dt):  # float16/32 (any byte order), bfloat16
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+        return _F32
+    return _F64
 
 
 def _storage_dtype(backend, pred, cdt) -> np.dtype:
@@ -349,9 +355,7 @@ def _backend(xp, pred):
             from . import _half_cpu
 
             return _half_cpu
-        from . import _kernels
-
-        return _kernels
+        return _kernels   # imported at the top: an import statement a call cost about 1 us
     from . import _cuda
 
     return _cuda
@@ -471,9 +475,16 @@ def _mean_weight_exponent(denom: float, cdt) -> int:
         return 0
     if math.isinf(denom):   # float64 weights whose sum overflows: bring them down, then look again
         return 64
-    fi = np.finfo(cdt)
-    lo, hi = math.ldexp(1.0, int(fi.minexp) + int(fi.nmant) + 8), math.ldexp(1.0, int(fi.maxexp) - 16)
+    lo, hi = _mean_denom_range(np.dtype(cdt))
     return 0 if lo <= denom <= hi else math.frexp(denom)[1] - 1
+
+
+@functools.lru_cache(maxsize=None)
+def _mean_denom_range(cdt: np.dtype) -> tuple:
+    """The sums of weights _mean_weight_exponent leaves as they are in compute dtype cdt (np.finfo
+    looked up once, not on every call)."""
+    fi = np.finfo(cdt)
+    return math.ldexp(1.0, int(fi.minexp) + int(fi.nmant) + 8), math.ldexp(1.0, int(fi.maxexp) - 16)
 
 
 def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount):
@@ -680,10 +691,13 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # --------------------------------------------------------------------------------------------
 # Binary losses
 # --------------------------------------------------------------------------------------------
+_NO_DEVICE = contextlib.nullcontext()   # reusable: it holds nothing
+
+
 def _on_device(y_pred):
     """The device context a call on CuPy arrays runs in: that of y_pred's data, so that its results
     and scratch arrays are made there, whichever device is current (nothing for other input)."""
-    return y_pred.device if _is_cupy(y_pred) else contextlib.nullcontext()
+    return y_pred.device if _is_cupy(y_pred) else _NO_DEVICE
 
 
 def _native_binary_labels(backend, yt, x, ydt) -> bool:
