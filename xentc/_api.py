@@ -70,6 +70,8 @@ def _check_flag(name: str, value: Any) -> bool:
 
 def _check_real(name: str, value: Any) -> float:
     """A real scalar: a Python or NumPy number, or a 0-d real array (not a bool)."""
+    if type(value) is float or type(value) is int:   # the usual case, without the getattr misses below (~1 us each)
+        return float(value)
     if getattr(value, "ndim", None) == 0 and getattr(getattr(value, "dtype", None), "kind", "") in "fiu":
         return float(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -184,11 +186,18 @@ def _compute_dtype(y_pred) -> np.dtype:
     return _F64
 
 
+def _capability(backend, name: str, default: Any) -> Any:
+    """What a backend module's kernels can do: its attribute `name`, `default` where it has none.
+    A dictionary lookup: getattr with a default raises and catches an AttributeError for each flag
+    a backend lacks, about 1 us, several times a call."""
+    return backend.__dict__.get(name, default)
+
+
 def _storage_dtype(backend, pred, cdt) -> np.dtype:
     """The dtype y_pred is read in and the gradient and Hessian are written in: float16 or bfloat16
     as it is where the backend's kernels read and write them themselves (CUDA: computed in float32,
     with no float32 copy of y_pred and no float32 gradient to convert), else the compute dtype."""
-    if getattr(backend, "HALF_STORAGE", False) and _is_half(pred.dtype):
+    if _capability(backend, "HALF_STORAGE", False) and _is_half(pred.dtype):
         return _result_dtype(pred.dtype, cdt)
     return cdt
 
@@ -201,12 +210,12 @@ def _soft_label_dtypes(backend, ydt, sdt, cdt):
     bits: beside 16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the
     compute dtype where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the
     compute dtype; labels of another dtype beside y_pred of its compute dtype are converted to it."""
-    if ydt.isnative and ydt.name in getattr(backend, "SOFT_LABEL_DTYPES", ()):
+    if ydt.isnative and ydt.name in _capability(backend, "SOFT_LABEL_DTYPES", ()):
         return ydt, sdt
     if sdt != cdt:
         if ydt == sdt:
             return sdt, sdt
-        if getattr(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
+        if _capability(backend, "SOFT_LABELS_IN_COMPUTE_DTYPE", False):
             return cdt, sdt
         return cdt, cdt
     return cdt, sdt
@@ -298,8 +307,8 @@ def _weight_dtypes(backend, binary: bool) -> frozenset:
     """The sample-weight dtypes (by name) a backend's kernels read as they are beside y_pred of any
     dtype: SAMPLE_WEIGHT_DTYPES for all of them (the CUDA kernels), BINARY_SAMPLE_WEIGHT_DTYPES
     for the binary ones only (the CPU kernels)."""
-    kinds = getattr(backend, "SAMPLE_WEIGHT_DTYPES", frozenset())
-    return kinds | getattr(backend, "BINARY_SAMPLE_WEIGHT_DTYPES", frozenset()) if binary else kinds
+    kinds = _capability(backend, "SAMPLE_WEIGHT_DTYPES", frozenset())
+    return kinds | _capability(backend, "BINARY_SAMPLE_WEIGHT_DTYPES", frozenset()) if binary else kinds
 
 
 def _narrowed(name: str, a, dtype, xp, n_threads):
@@ -678,7 +687,7 @@ def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool) -> b
     kernels can reject, so the first error reported is the same as with the pre-pass. The CUDA
     backend saves a launch and a host synchronisation this way."""
     return (cw is None and ignore_index is None and from_logits
-            and getattr(backend, "LABELS_CHECKED_IN_KERNEL", False))
+            and _capability(backend, "LABELS_CHECKED_IN_KERNEL", False))
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
@@ -706,14 +715,14 @@ def _native_binary_labels(backend, yt, x, ydt) -> bool:
     chunk at a time, and the CUDA kernels), a dtype it reads, and labels and y_pred both laid out
     with unit stride once flattened; for STRIDED_BINARY_LABELS (the CPU and CUDA kernels) also
     labels of one stride, which flatten to a view (a column of a matrix, y[::2])."""
-    kinds = getattr(backend, "BINARY_LABEL_DTYPES", None)
+    kinds = _capability(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
     if any(s % yt.itemsize for s in yt.strides) or _misaligned(yt):
         return False   # off their own elements' grid (a field of a record array): the kernels index by element
     if all(a.flags.c_contiguous for a in (yt, x)):
         return True
-    return getattr(backend, "STRIDED_BINARY_LABELS", False) and _flattens_to_view(yt)
+    return _capability(backend, "STRIDED_BINARY_LABELS", False) and _flattens_to_view(yt)
 
 
 def _flattens_to_view(a) -> bool:
@@ -749,7 +758,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     shape = pred.shape
     n = math.prod(shape)
     sw, swkw = _sample_weight(sample_weight, shape, cdt, xp, _weight_dtypes(backend, binary=True),
-                              compact=getattr(backend, "SAMPLE_WEIGHT_PATTERNS", False), n_threads=n_threads)
+                              compact=_capability(backend, "SAMPLE_WEIGHT_PATTERNS", False), n_threads=n_threads)
     bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
                            cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
                            inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
