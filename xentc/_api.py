@@ -320,8 +320,6 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     is _check_narrowed's."""
     if (xp is np and a.dtype == np.float64 and dtype == np.float32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size and not _misaligned(a)):
-        from . import _kernels
-
         out = np.empty(a.shape, np.float32)
         top = 1.0 if name == "y_true" else float(np.finfo(np.float32).max)
         if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0:
