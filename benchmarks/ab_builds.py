@@ -1,9 +1,9 @@
 """Two or more builds of xentc timed against each other on a noisy machine: the same calls in fresh
 processes, the builds taking turns for --rounds rounds, each call's time the CPU time of the
 calling thread (time.thread_time, so time the virtual machine gives to others does not count),
-the best of --repeat calls a round and of all rounds. One thread, loss and gradient into a
-preallocated gradient (out=), 65536 rows of 10 classes from logits (the few-class group path)
-unless --rows / --classes say otherwise. With --threads N > 1 a call's time is wall-clock time
+the best of --repeat calls a round and of all rounds. One thread, cross entropy's mean loss alone
+("CE loss"), then loss and gradient into a preallocated gradient (out=), 65536 rows of 10 classes
+from logits (the few-class group path) unless --rows / --classes say otherwise. With --threads N > 1 a call's time is wall-clock time
 (time.perf_counter; the calling thread's CPU time would miss the other threads' work), which the
 machine's other load does move.
 
@@ -34,6 +34,7 @@ for dt in (np.float32, np.float64):
     y = rng.integers(0, classes, rows)
     g = np.empty_like(x)
     calls = {
+        "CE loss": lambda: xentc.cross_entropy(y, x, from_logits=True, n_threads=nt),
         "CE": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=nt, out=(None, g, None)),
         "focal g=2": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, grad=True, n_threads=nt,
                                               out=(None, g, None)),
