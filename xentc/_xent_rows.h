@@ -932,9 +932,9 @@ struct SoftmaxArgs {
 };
 
 /* The summary of a logit row: maximum m, its first index jm, whether the row has a NaN, and
- * s_rest = sum_{j != jm} exp(x_j - m). Pass 1 finds m alone (NaN entries lose every comparison;
- * a NaN shows up in the sum instead) and, lane by lane, the first class where its lane saw its
- * maximum; jm is the least of those among the lanes whose maximum is m, the first class at m.
+ * s_rest = sum_{j != jm} exp(x_j - m). Pass 1 finds m (NaN entries lose every comparison; a NaN
+ * shows up in the sum instead) and, lane by lane, the first class where its lane saw its maximum;
+ * jm is the least of those among the lanes whose maximum is m, the first class at m.
  * Pass 2 sums e_j over the classes below m and counts the classes at m (each further tie adds
  * exactly 1), with no index. (jm was found by a scan for m after pass 2, which stopped at a
  * branch as random as the data: 20% of the summary's time at 128 classes; the index costs pass 1
