@@ -3,9 +3,9 @@ processes, the builds taking turns for --rounds rounds, each call's time the CPU
 calling thread (time.thread_time, so time the virtual machine gives to others does not count),
 the best of --repeat calls a round and of all rounds. One thread, cross entropy's mean loss alone
 ("CE loss"), then loss and gradient into a preallocated gradient (out=), 65536 rows of 10 classes
-from logits (the few-class group path) unless --rows / --classes say otherwise. With --threads N > 1 a call's time is wall-clock time
-(time.perf_counter; the calling thread's CPU time would miss the other threads' work), which the
-machine's other load does move.
+from logits (the few-class group path) unless --rows / --classes say otherwise. With --threads
+N > 1 a call's time is wall-clock time (time.perf_counter; the calling thread's CPU time would
+miss the other threads' work), which the machine's other load does move.
 
 A build is `current` (the xentc this Python imports) or a directory holding a copy of the xentc
 package with its compiled modules, for instance a copy made before a rebuild:
