@@ -63,7 +63,9 @@ _ERR_LABEL_RANGE, _ERR_LABEL_NAN, _ERR_LABEL_UNIT, _ERR_PROB, _ERR_WEIGHT = 1, 2
 # Scalar arguments
 # --------------------------------------------------------------------------------------------
 def _check_flag(name: str, value: Any) -> bool:
-    if isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
         return bool(value)
     raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
 
@@ -123,14 +125,19 @@ def _check_ignore_index(ignore_index: Any) -> Optional[int]:
 # Arrays: namespace, dtype and layout
 # --------------------------------------------------------------------------------------------
 def _is_cupy(a: Any) -> bool:
+    if type(a) is np.ndarray:   # the usual case, without the string tests (small calls: ~0.5 us each)
+        return False
     m = type(a).__module__
     return m.startswith("cupy.") or m == "cupy"
 
 
 def _namespace(**arrays: Any):
     """numpy or cupy, from the array arguments; mixing the two is a TypeError."""
-    if all(a is None or type(a) is np.ndarray for a in arrays.values()):
-        return np   # the common case, without _is_cupy's string tests (small calls: a few us each)
+    for a in arrays.values():   # the common case, without _is_cupy's string tests (small calls: a few us each)
+        if a is not None and type(a) is not np.ndarray:
+            break
+    else:
+        return np
     cupy_names = [n for n, a in arrays.items() if _is_cupy(a)]
     if not cupy_names:
         return np
@@ -176,7 +183,7 @@ def _is_half(dt: np.dtype) -> bool:
     return (dt.kind == "f" and dt.itemsize == 2) or _is_bfloat16(dt)
 
 
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_F32, _F64, _I64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64)
 
 
 def _compute_dtype(y_pred) -> np.dtype:
@@ -234,7 +241,7 @@ def _as_compute(a, dtype, xp):
     (copy only if needed)."""
     if a.dtype != dtype or not a.dtype.isnative:
         a = a.astype(dtype)
-    if any(s % a.itemsize for s in a.strides):
+    if not a.flags.c_contiguous and any(s % a.itemsize for s in a.strides):
         a = xp.ascontiguousarray(a)
     if _misaligned(a):
         a = a.copy()
@@ -266,17 +273,19 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     return arr
 
 
-def _sample_weight(sw: Any, shape: tuple, dtype, xp, kinds=frozenset(), compact: bool = False, n_threads=None):
+def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_threads=None):
     """sample_weight broadcast to the per-sample shape, flat and contiguous (values are checked
-    by the kernels), and {}; with ``compact``, weights that repeat (a scalar, a weight per row or
-    per label, any broadcast that repeats one block of the shape) are returned once, with the
-    kernels' keywords that say how element i finds its weight: {"sw_rep": R, "sw_len": M}, element
+    by the kernels), and {}; for the binary kernels of a backend that reads weights that repeat
+    (SAMPLE_WEIGHT_PATTERNS), such weights (a scalar, a weight per row or per label, any broadcast
+    that repeats one block of the shape) are returned once, with the kernels' keywords that say how element i finds its weight: {"sw_rep": R, "sw_len": M}, element
     i taking weight (i // R) % M (the kernels read them a piece at a time: no array of the
-    per-sample size). Weights of a dtype the kernels read beside any y_pred (``kinds``, by name:
+    per-sample size). Weights of a dtype the kernels read beside any y_pred (by name:
     _weight_dtypes) keep their dtype, contiguous or repeating, and are checked by the kernels in
     that dtype; the rest are converted to the compute dtype."""
     if sw is None:
         return None, {}
+    kinds = _weight_dtypes(backend, binary)
+    compact = binary and _capability(backend, "SAMPLE_WEIGHT_PATTERNS", False)
     arr = _real_array("sample_weight", sw, xp)
     try:
         arr = xp.broadcast_to(arr, shape)
@@ -318,7 +327,7 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     converted in one pass of the kernels (binary CE of 10^7 float32 logits with float64 weights,
     when they took this path: 17.3 -> 11.5 ms, benchmarks/RESULTS.md); the message of a bad value
     is _check_narrowed's."""
-    if (xp is np and a.dtype == np.float64 and dtype == np.float32 and a.flags.c_contiguous
+    if (xp is np and a.dtype == _F64 and dtype == _F32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size and not _misaligned(a)):
         out = np.empty(a.shape, np.float32)
         top = 1.0 if name == "y_true" else float(np.finfo(np.float32).max)
@@ -505,10 +514,12 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
     given = _MEAN_DENOM.get()
     if given is not None:
         denom = given
+    if not weights:
+        return denom, weights, 0
     wexp = 0
     for _ in range(4):
         k = _mean_weight_exponent(denom, cdt)
-        if not k or not weights or (given is not None and math.isinf(denom)):
+        if not k or (given is not None and math.isinf(denom)):
             break
         with np.errstate(over="ignore"):   # (weights of another dtype than cdt: in cdt first, as the kernels read them)
             new = tuple(xp.ldexp(w.astype(cdt, copy=False), -k) for w in weights)
@@ -692,7 +703,7 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
     """Run the weight pre-pass (checks labels and sample weights): (mean's denominator, err, i, j).
     swkw: how repeating sample weights are laid out (_sample_weight)."""
     return backend.weight_sum(labels, sw, cw, C, -1 if ignore_index is None else ignore_index,
-                              ignore_index is not None, n, cdt == np.float64, n_threads, **swkw)
+                              ignore_index is not None, n, cdt == _F64, n_threads, **swkw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -755,12 +766,11 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         y = _narrowed("y_true", yt, ydt, xp, n_threads)
     shape = pred.shape
     n = math.prod(shape)
-    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp, _weight_dtypes(backend, binary=True),
-                              compact=_capability(backend, "SAMPLE_WEIGHT_PATTERNS", False), n_threads=n_threads)
-    bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape,
-                           cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
-                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
-                                   ("sample_weight", _caller_array(sample_weight))))
+    sw, swkw = _sample_weight(sample_weight, shape, cdt, xp, backend, binary=True, n_threads=n_threads)
+    bufs = _NO_OUT if out is None else _output_buffers(
+        out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=shape, shape=shape, cdt=cdt,
+        res_dtype=_result_dtype(pred.dtype, cdt), inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
+                                                          ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     if sw is not None:
         denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads, **swkw)
@@ -782,7 +792,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
                                       dscale, from_logits, loss_arr, grad_arr, hess_arr,
-                                      cdt == np.float64, n_threads, **scalar, **swkw)
+                                      cdt == _F64, n_threads, **scalar, **swkw)
     if err:
         _raise_binary(err, i, yt, pred, None)
     return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
@@ -907,9 +917,11 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
     reduction = _check_reduction(reduction)
     n_threads = _check_n_threads(n_threads)
     eps = _check_smoothing(label_smoothing)
-    xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
-    last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
-    pw = _small_weights("pos_weight", pos_weight, last[0], xp)
+    pw = None
+    if pos_weight is not None:   # (y_pred's own checks are _binary's)
+        xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
+        last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
+        pw = _small_weights("pos_weight", pos_weight, last[0], xp)
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
                    sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad, hess=hess,
                    n_threads=n_threads, out=out)
@@ -1043,7 +1055,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
             if bool(big.any()):
                 i = int(big.argmax())
                 raise ValueError(f"y_true: label {int(yt.reshape(-1)[i])} at index {i} is outside [0, {C})")
-        labels = xp.ascontiguousarray(yt.astype(np.int64) if yt.dtype != np.int64 or not yt.dtype.isnative
+        labels = xp.ascontiguousarray(yt.astype(np.int64) if yt.dtype != _I64 or not yt.dtype.isnative
                                       else yt).reshape(-1)
         if _misaligned(labels):
             labels = labels.copy()
@@ -1073,12 +1085,11 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
     cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
     n = outer * inner
-    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, _weight_dtypes(backend, binary=False),
-                           n_threads=n_threads)
-    bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape,
-                           shape=shape, cdt=cdt, res_dtype=_result_dtype(pred.dtype, cdt),
-                           inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
-                                   ("sample_weight", _caller_array(sample_weight))))
+    sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
+    bufs = _NO_OUT if out is None else _output_buffers(
+        out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=sample_shape, shape=shape, cdt=cdt,
+        res_dtype=_result_dtype(pred.dtype, cdt), inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
+                                                          ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     if sw is not None or (labels is not None and not _labels_checked_in_kernel(backend, cwd, ignore_index,
                                                                                from_logits)):
@@ -1107,7 +1118,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, j = backend.softmax(x3, labels, ysoft, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, label_smoothing, gamma, dscale, from_logits,
-                                       loss_arr, grad_arr, hess_arr, cdt == np.float64, n_threads, **scalar)
+                                       loss_arr, grad_arr, hess_arr, cdt == _F64, n_threads, **scalar)
     if err:
         _raise_categorical(err, i, j, yt, pred, ax, None)
     return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
