@@ -234,6 +234,53 @@ def test_first_offending_label_many_threads(n_threads):
                  value=1.5, index=123_457)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("C,K", [(3, 0), (40, 0), (300, 0), (5, 8), (300, 8)])
+@pytest.mark.parametrize("name", CATEGORICAL)
+def test_labels_from_logits_checked_by_the_softmax_kernels(name, C, K, dtype, n_threads):
+    """From logits, with no weights and no ignore_index, no weight pass checks the labels: the
+    softmax kernels do, block by block (LABELS_CHECKED_IN_KERNEL). Every path of rows (few classes
+    16 rows at a time, long rows, (N, C, K) input through tiles, float16 a chunk at a time, several
+    blocks and threads) reports the first bad label in C order, not a later one in another block,
+    and the calls that do take the weight pass (class weights, ignore_index) report the same."""
+    rows = 1_200_000 // C   # float16: more than one chunk of _half_cpu
+    shape = (rows,) if K == 0 else (rows // K, K)
+    y = np.zeros(shape, dtype=np.int64)
+    flat = y.reshape(-1)
+    n = flat.size
+    first, later, last = n * 11 // 20, n * 4 // 5, n - 1
+    flat[later] = -1
+    flat[last] = C
+    flat[first] = C + 7
+    x = np.zeros((n, C) if K == 0 else (n // K, C, K), dtype=dtype)
+    axis = -1 if K == 0 else 1
+    for kw in ({}, {"grad": True}, {"class_weight": np.ones(C)}, {"ignore_index": -100}):
+        check_raises(ValueError, "y_true",
+                     call(name, y, x, from_logits=True, axis=axis, n_threads=n_threads, **kw),
+                     value=C + 7, index=first)
+    flat[first] = 0
+    check_raises(ValueError, "y_true", call(name, y, x, from_logits=True, axis=axis, n_threads=n_threads),
+                 value=-1, index=later)
+    flat[later] = 0
+    check_raises(ValueError, "y_true", call(name, y, x, from_logits=True, axis=axis, n_threads=n_threads),
+                 value=C, index=last)
+
+
+def test_softmax_kernel_reports_labels_it_cannot_read():
+    """The compiled softmax kernel checks integer labels itself (it would read outside the row),
+    whoever calls it: the first outside [0, C) that is not the ignored label, as (code, row,
+    label)."""
+    from xentc import _api, _kernels
+
+    x = np.zeros((6, 3, 1), dtype=np.float32)
+    lab = np.array([0, 2, -100, 3, -1, 1])
+    for has_ignore, first in ((False, (2, -100)), (True, (3, 3))):
+        total, err, i, j = _kernels.softmax(x, lab, None, None, None, -100, has_ignore, 0.0, 0.0, 1.0, True,
+                                            None, None, None, False, None)
+        assert (err, i, j) == (_api._ERR_LABEL_RANGE,) + first
+
+
 @pytest.mark.parametrize("name", BINARY)
 @pytest.mark.parametrize("bad", [2.0, -0.5, 1.25, np.inf, -np.inf])
 def test_binary_label_outside_unit_interval(name, bad):

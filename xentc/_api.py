@@ -694,7 +694,8 @@ def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool) -> b
     the sample count (no class weights, nothing ignored) and the backend's softmax kernels report
     labels outside [0, C) themselves. Only from logits, where a label is the only input those
     kernels can reject, so the first error reported is the same as with the pre-pass. The CUDA
-    backend saves a launch and a host synchronisation this way."""
+    backend saves a launch and a host synchronisation this way, the CPU ones a pass over the labels
+    and a kernel call."""
     return (cw is None and ignore_index is None and from_logits
             and _capability(backend, "LABELS_CHECKED_IN_KERNEL", False))
 

@@ -37,6 +37,9 @@ BINARY_SAMPLE_WEIGHT_DTYPES = _kernels.BINARY_SAMPLE_WEIGHT_DTYPES
 BINARY_LABEL_DTYPES = _kernels.BINARY_LABEL_DTYPES
 # and at any stride, as the float32 kernels read them (a column of a label matrix)
 STRIDED_BINARY_LABELS = _kernels.STRIDED_BINARY_LABELS
+# integer labels are checked by the float32 kernels a chunk at a time (the first bad one of the
+# first chunk that has one: the first of all, chunks going in row order)
+LABELS_CHECKED_IN_KERNEL = _kernels.LABELS_CHECKED_IN_KERNEL
 
 
 class _Sum:

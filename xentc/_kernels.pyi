@@ -9,6 +9,7 @@ STRIDED_BINARY_LABELS: bool
 SAMPLE_WEIGHT_PATTERNS: bool
 BINARY_SAMPLE_WEIGHT_DTYPES: FrozenSet[str]
 BLOCK_WORK: int
+LABELS_CHECKED_IN_KERNEL: bool
 
 KernelResult = Tuple[float, int, int, int]  # (sum, error code, first bad row/index, class or value)
 

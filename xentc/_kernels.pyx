@@ -333,6 +333,11 @@ def binary(y, x, sw, w1, double w0, double eps, double gamma, double dscale, bin
     return _run(_TABLE[K_BINARY + double_], &a, xv.n[0], cost, n_threads)
 
 
+# The softmax kernels check integer labels themselves (softmax_labels_ok): the API leaves out the
+# weight pass where that pass would only check them (_labels_checked_in_kernel).
+LABELS_CHECKED_IN_KERNEL = True
+
+
 # Softmax rows from logits with at most this many classes (by dtype name) are computed 16 rows at a
 # time (softmax_small_group); the tests read it to cover both sides.
 SMALL_CLASSES = {"float32": SMALL_C_FLOAT, "float64": SMALL_C_DOUBLE}

@@ -2767,9 +2767,35 @@ static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockRes
     }
 }
 
+/* Whether the integer labels of rows [r0, r1) are all in [0, C) or ignore_index; if not, the first
+ * that is neither is reported in its row's result. The labels reach the softmax kernels unchecked
+ * from logits when nothing else needs the weight pass (the API's LABELS_CHECKED_IN_KERNEL: no
+ * sample or class weights, no ignore_index, where that pass only checked them and counted rows);
+ * a block checks its own before it reads any through them, in a loop that vectorises. */
+static inline bool softmax_labels_ok(const SoftmaxArgs* a, int64_t r0, int64_t r1, BlockResult* res) {
+    const int64_t* lab = a->labels;
+    const uint64_t C = uint64_t(a->C);
+    const int64_t ign = a->ignore_index;
+    const bool has_ign = a->has_ignore != 0;
+    int64_t bad = 0;
+    for (int64_t r = r0; r < r1; ++r)
+        bad |= int64_t((uint64_t(lab[r]) >= C) & !(has_ign & (lab[r] == ign)));
+    if (!bad) return true;
+    for (int64_t r = r0; r < r1; ++r)
+        if (uint64_t(lab[r]) >= C && !(has_ign && lab[r] == ign)) {
+            set_error(res + (r - r0) / a->res_rows, ERR_LABEL_RANGE, r, lab[r]);
+            break;
+        }
+    return false;
+}
+
+/* A block of rows; one with a label outside [0, C) computes nothing (its outputs are unspecified:
+ * the call fails with the first such label). */
 template <typename T>
 static void softmax_block(const void* vargs, int64_t r0, int64_t r1, BlockResult* res) {
-    XENT_POW_DISPATCH(softmax_with_pow, T, ((const SoftmaxArgs*)vargs)->gamma, vargs, r0, r1, res);
+    const SoftmaxArgs* a = (const SoftmaxArgs*)vargs;
+    if (a->labels && !softmax_labels_ok(a, r0, r1, res)) return;
+    XENT_POW_DISPATCH(softmax_with_pow, T, a->gamma, vargs, r0, r1, res);
 }
 
 /* ------------------------------------------------------------------------------------------ */
