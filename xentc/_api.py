@@ -277,11 +277,12 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_th
     """sample_weight broadcast to the per-sample shape, flat and contiguous (values are checked
     by the kernels), and {}; for the binary kernels of a backend that reads weights that repeat
     (SAMPLE_WEIGHT_PATTERNS), such weights (a scalar, a weight per row or per label, any broadcast
-    that repeats one block of the shape) are returned once, with the kernels' keywords that say how element i finds its weight: {"sw_rep": R, "sw_len": M}, element
-    i taking weight (i // R) % M (the kernels read them a piece at a time: no array of the
-    per-sample size). Weights of a dtype the kernels read beside any y_pred (by name:
-    _weight_dtypes) keep their dtype, contiguous or repeating, and are checked by the kernels in
-    that dtype; the rest are converted to the compute dtype."""
+    that repeats one block of the shape) are returned once, with the kernels' keywords that say
+    how element i finds its weight: {"sw_rep": R, "sw_len": M}, element i taking weight
+    (i // R) % M (the kernels read them a piece at a time: no array of the per-sample size).
+    Weights of a dtype the kernels read beside any y_pred (by name: _weight_dtypes) keep their
+    dtype, contiguous or repeating, and are checked by the kernels in that dtype; the rest are
+    converted to the compute dtype."""
     if sw is None:
         return None, {}
     kinds = _weight_dtypes(backend, binary)
