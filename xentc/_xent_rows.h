@@ -395,7 +395,8 @@ struct LabelRule {
     uint64_t C;
     int64_t ign;
     bool has_ign;
-    explicit LabelRule(const WeightArgs* a) : C(uint64_t(a->C)), ign(a->ignore_index), has_ign(a->has_ignore != 0) {}
+    LabelRule(int64_t C_, int64_t ign_, int has_ign_) : C(uint64_t(C_)), ign(ign_), has_ign(has_ign_ != 0) {}
+    explicit LabelRule(const WeightArgs* a) : LabelRule(a->C, a->ignore_index, a->has_ignore) {}
     XENT_ALWAYS_INLINE bool ignored(int64_t y) const { return has_ign & (y == ign); }
     XENT_ALWAYS_INLINE bool kept(int64_t y) const { return (uint64_t(y) < C) & !ignored(y); }
     XENT_ALWAYS_INLINE bool bad(int64_t y) const { return !((uint64_t(y) < C) | ignored(y)); }
@@ -2774,15 +2775,13 @@ static void softmax_with_pow(const void* vargs, int64_t r0, int64_t r1, BlockRes
  * a block checks its own before it reads any through them, in a loop that vectorises. */
 static inline bool softmax_labels_ok(const SoftmaxArgs* a, int64_t r0, int64_t r1, BlockResult* res) {
     const int64_t* lab = a->labels;
-    const uint64_t C = uint64_t(a->C);
-    const int64_t ign = a->ignore_index;
-    const bool has_ign = a->has_ignore != 0;
+    const LabelRule rule(a->C, a->ignore_index, a->has_ignore);   /* the weight pass's rule */
     int64_t bad = 0;
     for (int64_t r = r0; r < r1; ++r)
-        bad |= int64_t((uint64_t(lab[r]) >= C) & !(has_ign & (lab[r] == ign)));
+        bad |= int64_t(rule.bad(lab[r]));
     if (!bad) return true;
     for (int64_t r = r0; r < r1; ++r)
-        if (uint64_t(lab[r]) >= C && !(has_ign && lab[r] == ign)) {
+        if (rule.bad(lab[r])) {
             set_error(res + (r - r0) / a->res_rows, ERR_LABEL_RANGE, r, lab[r]);
             break;
         }
