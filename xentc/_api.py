@@ -709,6 +709,92 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 
 
 # --------------------------------------------------------------------------------------------
+# Plain calls
+# --------------------------------------------------------------------------------------------
+# A call on C-contiguous float32 or float64 NumPy arrays, with integer labels as int64 or binary
+# labels of y_pred's dtype, and none of the weights, ignore_index, out= or xentc.dask's context,
+# needs none of the general path's conversions: its kernel call, the mean's denominator (the
+# element or row count) and the result are those of _binary_here and _categorical_here with every
+# conversion a no-op. _binary_plain and _categorical_plain recognise such calls and make them
+# directly (4x16 cross entropy, Zen 3: 14 -> 5 us); they decide nothing of their own: anything
+# else, and any error a kernel reports, goes to the general path, which makes the call again and
+# raises its error. tests/test_plain_calls.py holds both to the general path's bits.
+def _plain_context() -> bool:
+    """No xentc.dask context: no denominator-only call, no given mean denominator, no sums sink."""
+    return not _DENOM_ONLY.get() and _MEAN_DENOM.get() is None and _SUMS_SINK.get() is None
+
+
+def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sample_shape, grad_arr, hess_arr,
+                  shape: tuple):
+    """_finish's result for a plain call (no sink, no out=, results in the compute dtype)."""
+    if reduction == "none":
+        loss = loss_arr.reshape(sample_shape)
+    else:
+        loss = cdt.type(total if reduction == "sum" else _mean_value(total, denom))
+    if grad_arr is None and hess_arr is None:
+        return loss
+    return LossResult(loss, None if grad_arr is None else grad_arr.reshape(shape),
+                      None if hess_arr is None else hess_arr.reshape(shape))
+
+
+def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
+                  hess: bool, n_threads):
+    """_binary_here's result for a plain call (y_pred a NumPy array; no pos_weight, sample
+    weights or out=, checked by the caller), None for any other call or a call that fails."""
+    cdt = y_pred.dtype
+    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is np.ndarray and y_true.dtype is cdt
+            and y_true.shape == y_pred.shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
+            and _plain_context()):
+        return None
+    shape = y_pred.shape
+    n = y_pred.size
+    denom = float(n)
+    loss_arr = _memory.empty((n,), cdt) if reduction == "none" else None
+    grad_arr = _memory.empty((n,), cdt) if grad else None
+    hess_arr = _memory.empty((n,), cdt) if hess else None
+    total, err, _, _ = _kernels.binary(y_true.reshape(-1), y_pred.reshape(-1), None, None, 1.0, eps, gamma,
+                                       _mean_scale(denom) if reduction == "mean" else 1.0, from_logits,
+                                       loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads)
+    if err:
+        return None
+    return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape)
+
+
+def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
+    """_categorical_here's result for a plain call (y_pred a NumPy array; no class weights,
+    alpha, sample weights or out=, checked by the caller; kw: _categorical_args), None for any
+    other call or a call that fails."""
+    cdt = y_pred.dtype
+    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is np.ndarray and y_true.dtype is _I64
+            and type(axis) is int and kw["ignore_index"] is None and y_pred.size
+            and y_pred.flags.c_contiguous and y_true.flags.c_contiguous and _plain_context()):
+        return None
+    shape = y_pred.shape
+    nd = len(shape)
+    if not -nd <= axis < nd:
+        return None
+    ax = axis % nd
+    C = shape[ax]
+    sample_shape = shape[:ax] + shape[ax + 1:]
+    if y_true.shape != sample_shape:
+        return None
+    n = y_pred.size // C
+    inner = 1 if ax == nd - 1 else math.prod(shape[ax + 1:])
+    reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
+    denom = float(n)
+    loss_arr = _memory.empty((n,), cdt) if reduction == "none" else None
+    grad_arr = _memory.empty((n // inner, C, inner), cdt) if grad else None
+    hess_arr = _memory.empty((n // inner, C, inner), cdt) if hess else None
+    total, err, _, _ = _kernels.softmax(y_pred.reshape(n // inner, C, inner), y_true, None, None, None, -1, False,
+                                        kw["label_smoothing"], gamma,
+                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
+                                        loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"])
+    if err:
+        return None
+    return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape)
+
+
+# --------------------------------------------------------------------------------------------
 # Binary losses
 # --------------------------------------------------------------------------------------------
 _NO_DEVICE = contextlib.nullcontext()   # reusable: it holds nothing
@@ -924,6 +1010,10 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
         last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
         pw = _small_weights("pos_weight", pos_weight, last[0], xp)
+    elif type(y_pred) is np.ndarray and sample_weight is None and out is None:
+        r = _binary_plain(y_true, y_pred, from_logits, 0.0, eps, reduction, grad, hess, n_threads)
+        if r is not None:
+            return r
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
                    sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad, hess=hess,
                    n_threads=n_threads, out=out)
@@ -1004,6 +1094,10 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
     eps = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
     if alpha is None:
+        if type(y_pred) is np.ndarray and sample_weight is None and out is None:
+            r = _binary_plain(y_true, y_pred, from_logits, g, eps, reduction, grad, hess, n_threads)
+            if r is not None:
+                return r
         w1, w0 = None, 1.0
     else:
         a = _check_real("alpha", alpha)
@@ -1228,6 +1322,10 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
+    if type(y_pred) is np.ndarray and class_weight is None and sample_weight is None and out is None:
+        r = _categorical_plain(y_true, y_pred, axis, 0.0, kw)
+        if r is not None:
+            return r
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
                         sample_weight=sample_weight, out=out, **kw)
 
@@ -1303,6 +1401,11 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     g = _check_gamma(gamma)
+    if (type(y_pred) is np.ndarray and alpha is None and class_weight is None and sample_weight is None
+            and out is None):
+        r = _categorical_plain(y_true, y_pred, axis, g, kw)
+        if r is not None:
+            return r
     xp = _namespace(y_true=y_true, y_pred=y_pred, alpha=alpha)
     a = None
     if alpha is not None:

@@ -1,0 +1,218 @@
+"""The plain-call shortcut of xentc._api (_binary_plain, _categorical_plain) gives the general
+path's results bit for bit, takes the calls it is meant for and hands every other call, and every
+failing one, to the general path (which then raises its own error).
+
+Each case is called twice through the public function: as it is, and with the shortcut switched
+off (it then declines every call); the two results must be identical in type, dtype, shape and
+bits. The shortcut is watched, so a case meant for it fails if it was not taken and a case meant
+for the general path fails if the shortcut answered it."""
+import itertools
+
+import numpy as np
+import pytest
+
+import xentc
+from xentc import _api
+
+SHORTCUTS = ("_binary_plain", "_categorical_plain")
+
+
+@pytest.fixture
+def watch(monkeypatch):
+    """watch(f, *args, **kw) -> (result or exception, taken): the call with the shortcuts on, and
+    whether one of them answered it; it also checks the call against the general path."""
+
+    def run(f, *args, **kw):
+        taken = []
+
+        def call():
+            try:
+                return f(*args, **kw)
+            except (TypeError, ValueError) as exc:
+                return exc
+
+        originals = {name: getattr(_api, name) for name in SHORTCUTS}
+        for name, orig in originals.items():
+            def spy(*a, _orig=orig, **k):
+                r = _orig(*a, **k)
+                taken.append(r is not None)
+                return r
+            monkeypatch.setattr(_api, name, spy)
+        got = call()
+        for name in SHORTCUTS:
+            monkeypatch.setattr(_api, name, lambda *a, **k: None)
+        want = call()
+        for name, orig in originals.items():
+            monkeypatch.setattr(_api, name, orig)
+        assert_same(got, want)
+        return got, any(taken)
+
+    return run
+
+
+def assert_same(got, want):
+    if isinstance(want, Exception):
+        assert type(got) is type(want) and str(got) == str(want)
+        return
+    assert type(got) is type(want)
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            assert_same(g, w)
+        return
+    if want is None:
+        assert got is None
+        return
+    g, w = np.asarray(got), np.asarray(want)
+    assert g.dtype == w.dtype and g.shape == w.shape
+    assert g.tobytes() == w.tobytes()   # the same bits, NaN payloads and zero signs included
+
+
+def binary_inputs(rng, shape, dtype, from_logits):
+    y = np.asarray(rng.random(shape))
+    y.reshape(-1)[::3] = np.round(y.reshape(-1)[::3])   # hard labels among the soft ones
+    if from_logits:
+        x = np.asarray(rng.standard_normal(shape) * 20)
+        special = [np.inf, -np.inf, 0.0, -0.0, 700.0, -700.0]
+    else:
+        x = np.asarray(rng.random(shape))
+        special = [0.0, 1.0, 1e-300, 1 - 1e-12]
+    flat = x.reshape(-1)
+    flat[:len(special)] = special[:flat.size]
+    return np.asarray(y, dtype), np.asarray(x, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("shape", [(), (0,), (1,), (37,), (3, 5), (2, 3, 4)])
+def test_binary_plain_calls_match_the_general_path(watch, dtype, from_logits, shape):
+    rng = np.random.default_rng(len(shape) + 7 * from_logits)
+    y, x = binary_inputs(rng, shape, dtype, from_logits)
+    for reduction, grad, hess, eps in itertools.product(("mean", "sum", "none"), (False, True), (False, True),
+                                                        (0.0, 0.1)):
+        opts = dict(from_logits=from_logits, reduction=reduction, grad=grad, hess=hess, label_smoothing=eps)
+        _, taken = watch(xentc.binary_cross_entropy, y, x, **opts)
+        assert taken
+        for gamma in (0.0, 0.5, 2.0):
+            _, taken = watch(xentc.binary_focal_loss, y, x, gamma=gamma, **opts)
+            assert taken
+
+
+def softmax_inputs(rng, shape, axis, dtype, from_logits):
+    C = shape[axis]
+    sample_shape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
+    y = rng.integers(0, C, sample_shape)
+    if from_logits:
+        x = rng.standard_normal(shape) * 10
+        flat = x.reshape(-1)
+        flat[:4] = [np.inf, -np.inf, 600.0, -600.0][:flat.size]
+    else:
+        x = rng.random(shape)
+        x /= x.sum(axis=axis, keepdims=True)
+        flat = x.reshape(-1)
+        flat[:2] = [0.0, 1.0][:flat.size]
+    return np.asarray(y, dtype=np.int64), x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("shape,axis", [((5,), -1), ((1, 1), -1), ((4, 16), -1), ((4, 16), 1), ((3, 200), -1),
+                                        ((2, 5, 3), 1), ((2, 3, 4, 5), 1), ((6, 2, 7), 0), ((40, 130), -1)])
+def test_categorical_plain_calls_match_the_general_path(watch, dtype, from_logits, shape, axis):
+    rng = np.random.default_rng(len(shape) * 5 + axis + from_logits)
+    y, x = softmax_inputs(rng, shape, axis, dtype, from_logits)
+    for reduction, grad, hess, eps in itertools.product(("mean", "sum", "none"), (False, True), (False, True),
+                                                        (0.0, 0.2)):
+        opts = dict(from_logits=from_logits, axis=axis, reduction=reduction, grad=grad, hess=hess,
+                    label_smoothing=eps)
+        _, taken = watch(xentc.cross_entropy, y, x, **opts)
+        assert taken
+        for gamma in (0.0, 2.0):
+            _, taken = watch(xentc.focal_loss, y, x, gamma=gamma, **opts)
+            assert taken
+
+
+@pytest.mark.parametrize("n_threads", [None, 1, 2])
+def test_plain_calls_on_threads(watch, n_threads):
+    """Calls large enough to run on several threads (the kernels' serial limit is 32768 elements)."""
+    rng = np.random.default_rng(3)
+    y, x = binary_inputs(rng, (70001,), np.float32, True)
+    _, taken = watch(xentc.binary_cross_entropy, y, x, from_logits=True, grad=True, n_threads=n_threads)
+    assert taken
+    y, x = softmax_inputs(rng, (9001, 11), -1, np.float64, True)
+    _, taken = watch(xentc.cross_entropy, y, x, from_logits=True, grad=True, hess=True, n_threads=n_threads)
+    assert taken
+
+
+def test_calls_the_shortcut_leaves_to_the_general_path(watch):
+    rng = np.random.default_rng(5)
+    y, x = binary_inputs(rng, (6, 8), np.float64, True)
+    declined = [
+        (xentc.binary_cross_entropy, (y[:, ::2], x[:, ::2]), {}),            # strided
+        (xentc.binary_cross_entropy, (y.repeat(2, axis=1)[:, ::2], x), {}),   # strided labels
+        (xentc.binary_cross_entropy, (y, np.asfortranarray(x)), {}),         # Fortran order
+        (xentc.binary_cross_entropy, (y.astype(np.float32), x), {}),         # labels of another dtype
+        (xentc.binary_cross_entropy, (y > 0.5, x), {}),                      # bool labels
+        (xentc.binary_cross_entropy, (y, x.astype(np.float16)), {}),         # 16-bit y_pred
+        (xentc.binary_cross_entropy, (y, x.astype(">f8")), {}),              # big-endian
+        (xentc.binary_cross_entropy, (y.tolist(), x), {}),                   # a list
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones(8)}),
+        (xentc.binary_cross_entropy, (y, x), {"pos_weight": 2.0}),
+        (xentc.binary_focal_loss, (y, x), {"alpha": 0.25}),
+        (xentc.binary_cross_entropy, (y[:3], x), {}),                        # shapes differ: an error
+    ]
+    yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
+    declined += [
+        (xentc.cross_entropy, (yc.astype(np.int32), xc), {}),                # labels not int64
+        (xentc.cross_entropy, (yc, xc[:, ::2]), {}),
+        (xentc.cross_entropy, (yc.repeat(2)[::2], xc), {}),                 # strided labels
+        (xentc.cross_entropy, (yc, xc), {"axis": np.int64(-1)}),
+        (xentc.cross_entropy, (yc, xc), {"axis": 2}),                        # out of range: an error
+        (xentc.cross_entropy, (yc, xc), {"axis": 0}),                        # labels of another shape
+        (xentc.cross_entropy, (yc, xc), {"ignore_index": 3}),
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.ones(9)}),
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6)}),
+        (xentc.cross_entropy, (np.eye(9, dtype=np.float32)[yc], xc), {}),    # soft labels
+        (xentc.cross_entropy, (yc, xc[:0]), {}),                             # no rows
+        (xentc.focal_loss, (yc, xc), {"alpha": np.full(9, 0.5)}),
+    ]
+    for f, args, kw in declined:
+        _, taken = watch(f, *args, from_logits=True, **kw)
+        assert not taken, (f.__name__, kw)
+
+
+def test_calls_under_xentc_dask_take_the_general_path():
+    """The sums sink of xentc.dask (and its denominator contexts) are the general path's."""
+    rng = np.random.default_rng(6)
+    y, x = softmax_inputs(rng, (5, 4), -1, np.float64, True)
+    seen = []
+    real = _api._categorical_plain
+    try:
+        _api._categorical_plain = lambda *a, **k: seen.append(real(*a, **k))
+        result, total, denom = _api._call_with_sums(xentc.cross_entropy, y, x, from_logits=True, reduction="sum")
+    finally:
+        _api._categorical_plain = real
+    assert seen == [None]
+    assert denom == 5.0 and result == xentc.cross_entropy(y, x, from_logits=True, reduction="sum")
+
+
+@pytest.mark.parametrize("case", ["label above C", "negative label", "binary label", "probability", "NaN label"])
+def test_errors_a_kernel_reports_come_from_the_general_path(watch, case):
+    """The shortcut makes the kernel call, sees its error and hands the call on; the message is the
+    general path's (the same with the shortcut switched off, checked by watch)."""
+    rng = np.random.default_rng(7)
+    if case in ("label above C", "negative label"):
+        y, x = softmax_inputs(rng, (40, 6), -1, np.float32, True)
+        y[33] = 6 if case == "label above C" else -1
+        for from_logits in (True, False):
+            got, taken = watch(xentc.cross_entropy, y, np.abs(x) / 100, from_logits=from_logits, grad=True)
+            assert isinstance(got, ValueError) and "index 33" in str(got) and not taken
+        return
+    y, x = binary_inputs(rng, (50,), np.float64, False)
+    if case == "binary label":
+        y[20] = 1.5
+    elif case == "probability":
+        x[30] = 1.25
+    else:
+        y[10] = np.nan
+    got, taken = watch(xentc.binary_cross_entropy, y, x, grad=True)
+    assert isinstance(got, ValueError) and not taken
