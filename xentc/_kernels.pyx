@@ -114,9 +114,13 @@ cdef const block_fn* _TABLE = kernel_table()
 
 # Below this many elements of work a call runs on the calling thread: starting a parallel region
 # costs more than it saves.
-SERIAL_WORK = 32768
+cdef int64_t _SERIAL_WORK = 32768
 # Elements per block: big enough to amortise scheduling, small enough to balance two..many threads.
-BLOCK_WORK = 16384
+cdef int64_t _BLOCK_WORK = 16384
+# (C constants: as module globals each use was a dictionary lookup and a Python division, 0.1 us
+# of a small call's kernel wrapper; these copies are for Python readers)
+SERIAL_WORK = _SERIAL_WORK
+BLOCK_WORK = _BLOCK_WORK
 
 
 def openmp_info():
@@ -171,12 +175,12 @@ cdef int _strided(a, int ndim, Strided* v) except -1:
 
 cdef inline int64_t _block_rows(int64_t per_item):
     """Items per block (and per BlockResult: the unit of the sum's order)."""
-    return BLOCK_WORK // per_item if 1 <= per_item < BLOCK_WORK else 1
+    return _BLOCK_WORK // per_item if 1 <= per_item < _BLOCK_WORK else 1
 
 
 cdef int _threads(int64_t n, int64_t per_item, object n_threads):
     """Threads for n items of per_item work each, before the cap at the number of block calls."""
-    if n * per_item < SERIAL_WORK:
+    if n * per_item < _SERIAL_WORK:
         return 1
     return max_threads() if n_threads is None else <int>n_threads
 
