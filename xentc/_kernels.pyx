@@ -117,8 +117,8 @@ cdef const block_fn* _TABLE = kernel_table()
 cdef int64_t _SERIAL_WORK = 32768
 # Elements per block: big enough to amortise scheduling, small enough to balance two..many threads.
 cdef int64_t _BLOCK_WORK = 16384
-# (C constants: as module globals each use was a dictionary lookup and a Python division, 0.1 us
-# of a small call's kernel wrapper; these copies are for Python readers)
+# (C constants: as module globals each use in _block_rows and _threads was a dictionary lookup
+# and a Python division; these copies are for Python readers)
 SERIAL_WORK = _SERIAL_WORK
 BLOCK_WORK = _BLOCK_WORK
 
