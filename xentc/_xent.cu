@@ -607,13 +607,14 @@ __device__ __forceinline__ T row_from_logits(const RowArgs<T>& a, Team& tm, xi64
     sums.G_jm = tm.bcast(sums.G_jm, owner);
     sums.Kt_jm = tm.bcast(sums.Kt_jm, owner);
     if (want_g || want_h) {
+        const RestRecip rr = rest_recip(fh);
         for (xi64 j = ln; j < C; j += ns) {
             T c = class_coef(a, y, ys, syc, j);
             const T x = T(xr[j * sc]), e = softmax_exp(x, m);
             const T erel = (c == T(0) || !exact) ? T(0) : softmax_exp_rel(x, m, e);
             SoftmaxElem<T> el = softmax_elem(softmax_gap(x, m), e, j == jm, fs, fh, fL, erel, re);
             FocalSoftmax<T> f = focal_softmax_elem(c, el, g, want_g, want_h);
-            const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, fh);
+            const FocalDerivs d2 = focal_softmax_derivs(el, f, e, j == jm, sums, rr);
             if (want_g) gr[j * so] = mul0(ds, T(d2.g));
             if (want_h) hr[j * so] = mul0(ds, T(d2.h));
         }

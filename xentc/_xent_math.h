@@ -802,6 +802,19 @@ XENT_HD void focal_row_add(FocalRowSums<T>& r, const FocalSoftmax<T>& f, const S
     else { r.T_rest += double(f.G); r.U_rest += double(f.Kt) / (double(el.Q) * double(el.Q)); }
 }
 
+/* 1 / s_rest of a row, for focal_softmax_derivs' P_j / Q_jm = e / s_rest: both scaled by 2^200
+ * when s_rest is so small that 1 / s_rest would overflow (exact: powers of two). Made once per row
+ * by the caller: in the group kernel, whose vector lanes are rows, the compiler did not take the
+ * division out of the class loop, and it was one double division per element. */
+struct RestRecip { double sc, inv; };
+
+XENT_HD RestRecip rest_recip(double s_rest) {
+    RestRecip o;
+    o.sc = s_rest < 0x1p-900 ? 0x1p200 : 1.0;
+    o.inv = 1.0 / (s_rest * o.sc);
+    return o;
+}
+
 /* Gradient and Hessian diagonal of the focal loss at one class of a softmax row, from the row sums:
  *     grad = P T - G        (at jm: P T_rest - Q G_jm, which keeps the small difference exact)
  *     hess = P Q T - Kt - P^2 (U - K)      with P^2 K_jm = (e / s_rest)^2 Kt_jm away from jm. */
@@ -809,7 +822,7 @@ struct FocalDerivs { double g, h; };
 
 template <typename T>
 XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSoftmax<T>& f, T e, bool is_jm,
-                                         const FocalRowSums<T>& r, double s_rest) {
+                                         const FocalRowSums<T>& r, const RestRecip& rr) {
     const double P = double(el.P), Q = double(el.Q);
     FocalDerivs o;
     if (is_jm) {
@@ -817,10 +830,7 @@ XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSo
         o.h = P * Q * r.Tt - double(r.Kt_jm) - P * P * r.U_rest;
     } else {
         const double Kj = f.Kt == T(0) ? 0.0 : double(f.Kt) / (Q * Q);   /* as the row sums take it */
-        /* P_j / Q_jm = e / s_rest, as e times a reciprocal computed once per row; both scaled by
-         * 2^200 when s_rest is so small that 1 / s_rest would overflow (exact: powers of two) */
-        const double sc = s_rest < 0x1p-900 ? 0x1p200 : 1.0;
-        const double ratio = (e == T(0)) ? 0.0 : (double(e) * sc) * (1.0 / (s_rest * sc));
+        const double ratio = (e == T(0)) ? 0.0 : (double(e) * rr.sc) * rr.inv;
         o.g = P * r.Tt - double(f.G);
         o.h = P * Q * r.Tt - double(f.Kt) - P * P * (r.U_rest - Kj) - ratio * ratio * double(r.Kt_jm);
     }

@@ -1415,6 +1415,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
     sums.Kt_jm = fjm.Kt;
     *loss_out = mul0(wi, T(sums.loss));
     if (!want_d) return;
+    const RestRecip rr = rest_recip(s_rest);
     /* pass 4. The weight ds read from an array: as a loop-invariant operand of mul0 GCC left the
      * gradient-only float64 loop scalar (see binary_span) */
     T dsb[CHUNK];
@@ -1433,7 +1434,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
                         softmax_gap(xb[k], m), ebuf[k], false, s, s_rest, L,
                         (SPARSE || !decltype(corr)::value) ? T(0) : rb[k], re);
                     const FocalSoftmax<T> f = SPARSE ? f0 : focal_softmax_elem<T, Pow>(cb[k], el, g, want_d, want_h);
-                    const FocalDerivs dv = focal_softmax_derivs(el, f, ebuf[k], false, sums, s_rest);
+                    const FocalDerivs dv = focal_softmax_derivs(el, f, ebuf[k], false, sums, rr);
                     gb[k] = mul0(dsb[k], T(dv.g));
                     if (decltype(with_h)::value) hb[k] = mul0(dsb[k], T(dv.h));
                 }
@@ -1451,11 +1452,11 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
         if (want_h) for (int k = 0; k < n; ++k) hr[(j0 + k) * inner] = hb[k];
     }
     if (SPARSE && y != jm) {
-        const FocalDerivs dv = focal_softmax_derivs(ely, fy, ey, false, sums, s_rest);
+        const FocalDerivs dv = focal_softmax_derivs(ely, fy, ey, false, sums, rr);
         if (want_g) gr[y * inner] = mul0(ds, T(dv.g));
         if (want_h) hr[y * inner] = mul0(ds, T(dv.h));
     }
-    const FocalDerivs dv = focal_softmax_derivs(eljm, fjm, T(1), true, sums, s_rest);
+    const FocalDerivs dv = focal_softmax_derivs(eljm, fjm, T(1), true, sums, rr);
     if (want_g) gr[jm * inner] = mul0(ds, T(dv.g));
     if (want_h) hr[jm * inner] = mul0(ds, T(dv.h));
 }
@@ -2280,35 +2281,52 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         else jm_terms(std::integral_constant<int, 0>());
         for (int r = 0; r < R; ++r) lossb[r] = mul0(wl[r], T(FL[r]));
         if (want_d) {
-            FocalRowSums<T> sums[R];
+            /* a row's sums and 1 / s_rest by field, lanes of rows, put together where they are
+             * read: an array of FocalRowSums (40-byte steps) left the loops below scalar */
+            double rsc[R], rinv[R];
             for (int r = 0; r < R; ++r) {
-                sums[r].loss = FL[r]; sums[r].Tt = Tt[r]; sums[r].T_rest = T_rest[r]; sums[r].U_rest = U_rest[r];
-                sums[r].G_jm = G_jm[r]; sums[r].Kt_jm = Kt_jm[r];
+                const RestRecip rr = H ? rest_recip(s_rest[r]) : RestRecip{1.0, 0.0};   /* only the Hessian reads it */
+                rsc[r] = rr.sc; rinv[r] = rr.inv;
+            }
+            auto row_sums = [&](int r) {
+                FocalRowSums<T> o;
+                o.loss = FL[r]; o.Tt = Tt[r]; o.T_rest = T_rest[r]; o.U_rest = U_rest[r];
+                o.G_jm = G_jm[r]; o.Kt_jm = Kt_jm[r];
+                return o;
+            };
+            auto rest_of = [&](int r) { RestRecip o; o.sc = rsc[r]; o.inv = rinv[r]; return o; };
+            for (int r = 0; r < R; ++r) {
                 SoftmaxElem<T> el; el.P = P_jm[r]; el.Q = Q_jm[r]; el.nlogP = el.Qrel = T(0);
                 FocalSoftmax<T> f; f.loss = T(0); f.G = G_jm[r]; f.Kt = Kt_jm[r];
-                const FocalDerivs dv = focal_softmax_derivs(el, f, T(1), true, sums[r], s_rest[r]);
+                const FocalDerivs dv = focal_softmax_derivs(el, f, T(1), true, row_sums(r), rest_of(r));
                 gjm[r] = mul0(wd[r], T(dv.g));
                 hjm[r] = mul0(wd[r], T(dv.h));
             }
             const FocalSoftmax<T> f0 = {T(0), T(0), T(0)};   /* the terms of a class with c = 0 */
-            for (int j = 0; j < C; ++j) {
-                for (int r = 0; r < R; ++r) {
-                    const int q = j * R + r;
-                    SoftmaxElem<T> el;
-                    FocalSoftmax<T> f = f0;
-                    if (label_only) {
-                        el = softmax_elem_inv<T, 0>(T(0), eb[q], false, s[r], inv_s[r], s_rest[r], L[r], T(0),
-                                                    row_err(r));
-                    } else {
-                        el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = el.Qrel = T(0);
-                        f.G = Gb[q]; f.Kt = Kb[q];
+            /* written twice: with label_only known at compile time, f = f0 folds (the Hessian's
+             * Kt / Q^2 is a double division per element otherwise) */
+            auto derivs = [&](auto only_label) {
+                for (int j = 0; j < C; ++j) {
+                    for (int r = 0; r < R; ++r) {
+                        const int q = j * R + r;
+                        SoftmaxElem<T> el;
+                        FocalSoftmax<T> f = f0;
+                        if (decltype(only_label)::value) {
+                            el = softmax_elem_inv<T, 0>(T(0), eb[q], false, s[r], inv_s[r], s_rest[r], L[r], T(0),
+                                                        row_err(r));
+                        } else {
+                            el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = el.Qrel = T(0);
+                            f.G = Gb[q]; f.Kt = Kb[q];
+                        }
+                        const FocalDerivs dv = focal_softmax_derivs(el, f, eb[q], false, row_sums(r), rest_of(r));
+                        const bool is_jm = T(j) == jm[r];
+                        gb[q] = is_jm ? gjm[r] : mul0(wd[r], T(dv.g));
+                        if (H) hb[q] = is_jm ? hjm[r] : mul0(wd[r], T(dv.h));
                     }
-                    const FocalDerivs dv = focal_softmax_derivs(el, f, eb[q], false, sums[r], s_rest[r]);
-                    const bool is_jm = T(j) == jm[r];
-                    gb[q] = is_jm ? gjm[r] : mul0(wd[r], T(dv.g));
-                    if (H) hb[q] = is_jm ? hjm[r] : mul0(wd[r], T(dv.h));
                 }
-            }
+            };
+            if (label_only) derivs(std::true_type());
+            else derivs(std::false_type());
             if (label_only) {
                 /* the label's own terms over the c = 0 form written above */
                 for (int r = 0; r < R; ++r) {
@@ -2316,7 +2334,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                     const int q = int(yl[r]) * R + r;
                     SoftmaxElem<T> el; el.P = P_y[r]; el.Q = Q_y[r]; el.nlogP = el.Qrel = T(0);
                     FocalSoftmax<T> f; f.loss = T(0); f.G = G_y[r]; f.Kt = Kt_y[r];
-                    const FocalDerivs dv = focal_softmax_derivs(el, f, e_y[r], false, sums[r], s_rest[r]);
+                    const FocalDerivs dv = focal_softmax_derivs(el, f, e_y[r], false, row_sums(r), rest_of(r));
                     gb[q] = mul0(wd[r], T(dv.g));
                     if (H) hb[q] = mul0(wd[r], T(dv.h));
                 }
