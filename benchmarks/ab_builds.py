@@ -2,10 +2,12 @@
 processes, the builds taking turns for --rounds rounds, each call's time the CPU time of the
 calling thread (time.thread_time, so time the virtual machine gives to others does not count),
 the best of --repeat calls a round and of all rounds. One thread, cross entropy's mean loss alone
-("CE loss"), then loss and gradient into a preallocated gradient (out=), 65536 rows of 10 classes
-from logits (the few-class group path) unless --rows / --classes say otherwise. With --threads
-N > 1 a call's time is wall-clock time (time.perf_counter; the calling thread's CPU time would
-miss the other threads' work), which the machine's other load does move.
+("CE loss"), then loss and gradient into a preallocated gradient (out=) of cross entropy and focal
+loss (gamma 2), then the same with label_smoothing 0.1, focal loss also with gamma 0.5 and with the
+Hessian (gamma 2), 65536 rows of 10 classes from logits (the few-class group path) unless --rows /
+--classes say otherwise. With --threads N > 1 a call's time is wall-clock time (time.perf_counter;
+the calling thread's CPU time would miss the other threads' work), which the machine's other load
+does move.
 
 A build is `current` (the xentc this Python imports) or a directory holding a copy of the xentc
 package with its compiled modules, for instance a copy made before a rebuild:
@@ -33,11 +35,20 @@ for dt in (np.float32, np.float64):
     x = rng.standard_normal((rows, classes)).astype(dt)
     y = rng.integers(0, classes, rows)
     g = np.empty_like(x)
+    h = np.empty_like(x)
     calls = {
         "CE loss": lambda: xentc.cross_entropy(y, x, from_logits=True, n_threads=nt),
         "CE": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, n_threads=nt, out=(None, g, None)),
         "focal g=2": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, grad=True, n_threads=nt,
                                               out=(None, g, None)),
+        "smoothed CE": lambda: xentc.cross_entropy(y, x, from_logits=True, label_smoothing=0.1, grad=True,
+                                                   n_threads=nt, out=(None, g, None)),
+        "smoothed focal": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, label_smoothing=0.1,
+                                                   grad=True, n_threads=nt, out=(None, g, None)),
+        "smoothed focal g=0.5": lambda: xentc.focal_loss(y, x, gamma=0.5, from_logits=True, label_smoothing=0.1,
+                                                         grad=True, n_threads=nt, out=(None, g, None)),
+        "smoothed focal g+h": lambda: xentc.focal_loss(y, x, gamma=2.0, from_logits=True, label_smoothing=0.1,
+                                                       grad=True, hess=True, n_threads=nt, out=(None, g, h)),
     }
     for name, fn in calls.items():
         fn()

@@ -10,8 +10,9 @@
  *
  * CASES picks among lf (float32 loss alone), cf (CE gradient), chf (CE gradient + Hessian),
  * ff (focal gamma 2 gradient), hf (focal + Hessian), shf (hf with label_smoothing 0.1),
- * g3f (focal gamma 3 + Hessian), hd (focal + Hessian float64); all by default. ELEMENTS below
- * 131072 keeps the data in L2, which moves less with the neighbours' load than a larger call.
+ * g3f (focal gamma 3 + Hessian), cd (CE gradient float64), hd (focal + Hessian float64); all by
+ * default. ELEMENTS below 131072 keeps the data in L2, which moves less with the neighbours' load
+ * than a larger call.
  */
 #include "A/_xent_rows.h"
 #include "B/_xent_rows.h"
@@ -104,6 +105,7 @@ int main(int argc, char** argv) {
     if (want("hf")) compare<float, xa::PowSquare, xb::PowSquare>("focal g+h f32", C, 2, 0, true, true, rounds, reps);
     if (want("shf")) compare<float, xa::PowSquare, xb::PowSquare>("smooth g+h", C, 2, 0.1, true, true, rounds, reps);
     if (want("g3f")) compare<float, xa::PowInt, xb::PowInt>("g3 g+h f32", C, 3, 0, true, true, rounds, reps);
+    if (want("cd")) compare<double, xa::PowNone, xb::PowNone>("CE g f64", C, 0, 0, true, false, rounds, reps);
     if (want("hd")) compare<double, xa::PowSquare, xb::PowSquare>("focal g+h f64", C, 2, 0, true, true, rounds, reps);
     return 0;
 }
