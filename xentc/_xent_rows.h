@@ -1091,7 +1091,14 @@ template <typename T>
 static inline void stage_coefs(const SoftmaxArgs* a, int64_t y, const T* ys, int64_t j0, int n, T* __restrict cb) {
     const T* cwa = (const T*)a->cwa;
     if (!ys) {
-        for (int k = 0; k < n; ++k) cb[k] = class_coef(a, cwa, y, ys, j0 + k);
+        /* class_coef's values with its constants out of the loop: called per class, it read a->eps
+         * and divided eps / C again for each, a scalar loop of 13% of a smoothed focal row (float32,
+         * 32000 classes, AVX2; perf); a select on j == y per class was 13% again. mul0(1, Y) is Y,
+         * so without weights Y is taken as it is. */
+        const LabelCoefs<T> lc = label_coefs<T>(a);
+        for (int k = 0; k < n; ++k) cb[k] = lc.off;
+        if (y >= j0 && y < j0 + n) cb[y - j0] = lc.on;
+        if (cwa) for (int k = 0; k < n; ++k) cb[k] = mul0(cwa[j0 + k], cb[k]);
         return;
     }
     /* soft labels: class_coef's steps, one plain loop each */
@@ -1369,8 +1376,11 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
              * then say whether the total is finite, and if not, are it (lane_total_free). This
              * cost 5% more (float64, 1024 x 32000, smoothing); partial sums of each chunk added
              * with lane_add, as coef_gap_lanes does, cost 13% here. */
-            /* written twice, with and without the corrections of Q (softmax_elem_inv's CORR) */
-            auto pass3 = [&](auto corr) {
+            /* written four times: with and without the corrections of Q (softmax_elem_inv's CORR),
+             * and with and without the Hessian's sum U (Kt is 0 without it, but its Kt / Q^2, a
+             * double division, was computed for each class all the same: a quarter of a smoothed
+             * focal row's gradient, float32, AVX2; perf) */
+            auto pass3 = [&](auto with_h, auto corr) {
                 for (int k = 0; k < NL; ++k) {
                     double sl = accL[k], st = accT[k], su = accU[k];
                     double kl = kL[k], kt = kT[k], ku = kU[k], cl = cmpL[k], ct = cmpT[k], cu = cmpU[k];
@@ -1381,7 +1391,8 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
                             decltype(corr)::value ? rb[i] : T(0), re);
                         const FocalSoftmax<T> f = focal_softmax_elem<T, Pow>(cb[i], el, g, want_d, want_h);
                         const double vl = double(f.loss), vg = double(f.G);
-                        const double vu = f.Kt == T(0) ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                        const double vu = !decltype(with_h)::value || f.Kt == T(0)
+                                              ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
                         sl += vl;
                         st += vg;
                         su += vu;
@@ -1396,8 +1407,13 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
                     cmpL[k] = cl; cmpT[k] = ct; cmpU[k] = cu;
                 }
             };
-            if (exact) pass3(std::integral_constant<int, 1>());
-            else pass3(std::integral_constant<int, 0>());
+            const std::integral_constant<int, 1> on;
+            const std::integral_constant<int, 0> off;
+            if (want_h) {
+                if (exact) pass3(std::true_type(), on); else pass3(std::true_type(), off);
+            } else {
+                if (exact) pass3(std::false_type(), on); else pass3(std::false_type(), off);
+            }
         }
     }
     /* the maximum's own terms (Q_jm = s_rest / s exactly) */
