@@ -1,18 +1,21 @@
-/* Two versions of the kernel headers in one process: the few-class group kernel
- * (softmax_small_rows, 655360 logits from 10 to 127 classes) of version A and of version B, called
- * in turns, each call timed by the thread's CPU clock; prints the best ns per element of each and
- * whether B's loss total, gradient and Hessian have A's bits. On a shared machine whose speed
- * drifts by tens of percent from one minute to the next, turns within one process compare what
- * separate runs cannot. A development tool: not built by meson, not run by CI.
+/* Two versions of the kernel headers in one process: the softmax kernel as the module calls it
+ * (softmax_with_pow: the few-class group kernel up to small_c classes, the row path above), of
+ * version A and of version B, on 655360 logits, called in turns, each call timed by the thread's
+ * CPU clock; prints the best ns per element of each and whether B's loss total, gradient and
+ * Hessian have A's bits. On a shared machine whose speed drifts by tens of percent from one minute
+ * to the next, turns within one process compare what separate runs cannot. A development tool:
+ * not built by meson, not run by CI.
  *
  *   bash tools/drivers/group_ab.sh OLD_XENTC_DIR NEW_XENTC_DIR     (renames, builds, runs)
  *   /tmp/group_ab [C] [ROUNDS] [REPS] [CASES] [ELEMENTS]            e.g. /tmp/group_ab 10 12 20 "hf hd"
  *
  * CASES picks among lf (float32 loss alone), cf (CE gradient), chf (CE gradient + Hessian),
  * ff (focal gamma 2 gradient), hf (focal + Hessian), shf (hf with label_smoothing 0.1),
- * g3f (focal gamma 3 + Hessian), cd (CE gradient float64), hd (focal + Hessian float64); all by
- * default. ELEMENTS below 131072 keeps the data in L2, which moves less with the neighbours' load
- * than a larger call.
+ * g3f (focal gamma 3 + Hessian), cd (CE gradient float64), hd (focal + Hessian float64), and
+ * focal gradients with label_smoothing 0.1: sf (gamma 2), s3f (gamma 3), s5f (gamma 0.5), sd and
+ * s5d (gamma 2 and 0.5, float64); all by default. The rows are ELEMENTS / C (20 of 32000 classes
+ * by default). ELEMENTS below 131072 keeps the data in L2, which moves less with the neighbours'
+ * load than a larger call.
  */
 #include "A/_xent_rows.h"
 #include "B/_xent_rows.h"
@@ -47,7 +50,7 @@ template <typename Args, typename T> void fill(Args& a, Data<T>& d, double gamma
     a.x = d.x.data(); a.sx_o = d.C; a.sx_c = 1; a.sx_i = 0; a.C = d.C; a.inner = 1; a.labels = d.lab.data();
     a.gamma = gamma; a.eps = eps; a.dscale = 1.0 / d.n; a.from_logits = 1;
     a.grad = G ? d.g.data() : nullptr; a.hess = H ? d.h.data() : nullptr;
-    a.res_rows = d.n; a.prob_pieces = 1;
+    a.rows = d.n; a.res_rows = d.n; a.prob_pieces = 1;
 }
 
 /* best ns per element of reps calls of one version; its loss total in *sum */
@@ -61,7 +64,7 @@ template <typename Args, typename T> void fill(Args& a, Data<T>& d, double gamma
             NS::BlockResult res;                                                                        \
             memset(&res, 0, sizeof res);                                                                \
             const double t0 = thread_ns();                                                              \
-            NS::softmax_small_rows<T, Pow>(&a, 0, d.n, &res);                                           \
+            NS::softmax_with_pow<T, Pow>(&a, 0, d.n, &res);                                              \
             const double t1 = thread_ns();                                                              \
             *sum = res.sum;                                                                             \
             best = std::min(best, (t1 - t0) / (double(d.n) * d.C));                                     \
@@ -107,5 +110,11 @@ int main(int argc, char** argv) {
     if (want("g3f")) compare<float, xa::PowInt, xb::PowInt>("g3 g+h f32", C, 3, 0, true, true, rounds, reps);
     if (want("cd")) compare<double, xa::PowNone, xb::PowNone>("CE g f64", C, 0, 0, true, false, rounds, reps);
     if (want("hd")) compare<double, xa::PowSquare, xb::PowSquare>("focal g+h f64", C, 2, 0, true, true, rounds, reps);
+    if (want("sf")) compare<float, xa::PowSquare, xb::PowSquare>("smooth g f32", C, 2, 0.1, true, false, rounds, reps);
+    if (want("s3f")) compare<float, xa::PowInt, xb::PowInt>("smooth g3 f32", C, 3, 0.1, true, false, rounds, reps);
+    if (want("s5f")) compare<float, xa::PowViaDouble, xb::PowViaDouble>("smooth g.5 f32", C, 0.5, 0.1, true, false,
+                                                                         rounds, reps);
+    if (want("s5d")) compare<double, xa::PowDD, xb::PowDD>("smooth g.5 f64", C, 0.5, 0.1, true, false, rounds, reps);
+    if (want("sd")) compare<double, xa::PowSquare, xb::PowSquare>("smooth g f64", C, 2, 0.1, true, false, rounds, reps);
     return 0;
 }
