@@ -1333,7 +1333,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
      * a third or more (tools/drivers/group_ab, 32000 classes, smoothing 0.1, AVX2, gradient, ns an
      * element): float32 gamma 0.5 19.5 -> 11.8, gamma 3 9.4 -> 7.2; float64 gamma 0.5 23.5 -> 15.9.
      * The rows then no longer hold e_j, which pass 4 computes again: for gamma 2 (one product)
-     * that cost more than the terms it saved, 4.1 -> 4.3 (float32) and 6.0 -> 7.3 (float64), so
+     * that cost more than the terms it saved, 3.9 -> 4.0 (float32) and 5.7 -> 6.9 (float64), so
      * there pass 4 redoes the terms. Stored as T, the kept terms come back with the bits pass 4
      * would have computed. */
     constexpr bool KEEP = !SPARSE && !std::is_same<Pow, PowSquare>::value && !std::is_same<Pow, PowNone>::value;
