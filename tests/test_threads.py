@@ -2,6 +2,8 @@
 threads get exactly the bits of a lone call."""
 
 import concurrent.futures
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -218,6 +220,44 @@ def test_concurrent_errors_do_not_leak():
                 _assert_bits(r, lone)
 
 
+_SMALL_STACK_SCRIPT = """
+import sys, threading
+import numpy as np
+import xentc
+
+rng = np.random.default_rng(8)
+cases = []
+for C, dt in [(127, np.float32), (64, np.float64), (1000, np.float32), (1000, np.float64)]:
+    z = rng.normal(0, 2, (40, C)).astype(dt)
+    y = rng.dirichlet(np.ones(C), 40).astype(dt)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p = (p / p.sum(1, keepdims=True)).astype(dt)
+    for x, logits in [(z, True), (p, False)]:
+        cases.append((y, x, dict(from_logits=logits, gamma=2.0, grad=True, hess=True, n_threads=1,
+                                 reduction="none")))
+lone = [xentc.focal_loss(y, x, **kw) for y, x, kw in cases]
+out = []
+threading.stack_size(int(sys.argv[1]) * 1024)
+t = threading.Thread(target=lambda: out.extend(xentc.focal_loss(y, x, **kw) for y, x, kw in cases))
+t.start()
+t.join()
+assert len(out) == len(cases), "the thread raised"
+for a, b in zip(out, lone):
+    for f in ("loss", "grad", "hess"):
+        assert getattr(a, f).tobytes() == getattr(b, f).tobytes(), f
+print("ok", len(out))
+"""
+
+
+def test_calls_fit_a_small_thread_stack():
+    """A call keeps its scratch small enough for a thread with a 128 KiB stack (musl's default):
+    the few-class group kernel stages 16 rows on the stack (71-80 KiB), the row code a chunk.
+    In a child process, so that an overflow is a failure and not a crash of the test run."""
+    proc = subprocess.run([sys.executable, "-c", _SMALL_STACK_SCRIPT, "128"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("ok 8"), (proc.returncode, proc.stderr[-2000:])
+
+
 def test_more_threads_than_work():
     rng = np.random.default_rng(7)
     y, x, kw = _categorical_case(rng, np.float64, True, 5, 3, False)
@@ -236,8 +276,6 @@ def test_kernels_release_the_gil(name):
     kernel released the GIL. Held, the main thread would resume only after the call returned.
     No timing is measured; a few tries allow for the main thread being descheduled by the OS.
     """
-    import sys
-
     rng = np.random.default_rng(8)
     if name == "binary_focal_loss":
         x = rng.normal(0, 3, 1_000_000)

@@ -815,26 +815,38 @@ XENT_HD RestRecip rest_recip(double s_rest) {
     return o;
 }
 
+/* K_j = Kt_j / Q_j^2 of a class away from jm, as the row sums take it; 0 where Kt is 0. */
+template <typename T> XENT_HD double focal_k(T Kt, T Q) {
+    return Kt == T(0) ? 0.0 : double(Kt) / (double(Q) * double(Q));
+}
+
 /* Gradient and Hessian diagonal of the focal loss at one class of a softmax row, from the row sums:
  *     grad = P T - G        (at jm: P T_rest - Q G_jm, which keeps the small difference exact)
  *     hess = P Q T - Kt - P^2 (U - K)      with P^2 K_jm = (e / s_rest)^2 Kt_jm away from jm. */
 struct FocalDerivs { double g, h; };
 
+/* with K_j given (focal_k's, kept from the row sums' pass by a caller that has room for it) */
 template <typename T>
-XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSoftmax<T>& f, T e, bool is_jm,
-                                         const FocalRowSums<T>& r, const RestRecip& rr) {
+XENT_HD FocalDerivs focal_softmax_derivs_k(const SoftmaxElem<T>& el, const FocalSoftmax<T>& f, double Kj, T e,
+                                           bool is_jm, const FocalRowSums<T>& r, const RestRecip& rr) {
     const double P = double(el.P), Q = double(el.Q);
     FocalDerivs o;
     if (is_jm) {
         o.g = P * r.T_rest - Q * double(r.G_jm);
         o.h = P * Q * r.Tt - double(r.Kt_jm) - P * P * r.U_rest;
     } else {
-        const double Kj = f.Kt == T(0) ? 0.0 : double(f.Kt) / (Q * Q);   /* as the row sums take it */
         const double ratio = (e == T(0)) ? 0.0 : (double(e) * rr.sc) * rr.inv;
         o.g = P * r.Tt - double(f.G);
         o.h = P * Q * r.Tt - double(f.Kt) - P * P * (r.U_rest - Kj) - ratio * ratio * double(r.Kt_jm);
     }
     return o;
+}
+
+/* with K_j computed here */
+template <typename T>
+XENT_HD FocalDerivs focal_softmax_derivs(const SoftmaxElem<T>& el, const FocalSoftmax<T>& f, T e, bool is_jm,
+                                         const FocalRowSums<T>& r, const RestRecip& rr) {
+    return focal_softmax_derivs_k(el, f, is_jm ? 0.0 : focal_k(f.Kt, el.Q), e, is_jm, r, rr);
 }
 
 }  // namespace xent

@@ -1333,9 +1333,9 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
      * a third or more (tools/drivers/group_ab, 32000 classes, smoothing 0.1, AVX2, gradient, ns an
      * element): float32 gamma 0.5 19.5 -> 11.8, gamma 3 9.4 -> 7.2; float64 gamma 0.5 23.5 -> 15.9.
      * The rows then no longer hold e_j, which pass 4 computes again: for gamma 2 (one product)
-     * that cost more than the terms it saved, 3.9 -> 4.0 (float32) and 5.7 -> 6.9 (float64), so
-     * there pass 4 redoes the terms. Stored as T, the kept terms come back with the bits pass 4
-     * would have computed. */
+     * that cost more than the terms it saved, 3.9 -> 4.0 (float32) and 5.7 -> 6.9 (float64), and
+     * with the Hessian too (6.6 -> 6.9, 8.9 -> 9.6), so there pass 4 redoes the terms. Stored as
+     * T, the kept terms come back with the bits pass 4 would have computed. */
     constexpr bool KEEP = !SPARSE && !std::is_same<Pow, PowSquare>::value && !std::is_same<Pow, PowNone>::value;
     constexpr int NL = lanes<T>();
     T cb[CHUNK], xb[CHUNK], ebuf[CHUNK], rb[CHUNK], gb[CHUNK], hb[CHUNK];
@@ -1721,8 +1721,9 @@ static inline void softmax_row_from_probs(const SoftmaxArgs* a, int64_t r, const
 /* ------------------------------------------------------------------------------------------ */
 /* Measured (AVX-512, one thread, ns per element, float32 grad): at C = 24..64 the group path took
  * 3.5-5 ns for CE and 6-8 for focal, the per-row path 9-10 and 40-50. 16 rows per group matched 32
- * in speed and halves the stack scratch (SmallGroup<double> is 72 KiB at C = 64, SmallGroup<float>
- * 71 KiB at 127). */
+ * in speed and halves the stack scratch (SmallGroup<double> is 80 KiB at C = 64, SmallGroup<float>
+ * 71 KiB at 127: a call from a thread with a 96 KiB stack works, 80 KiB does not; the test
+ * test_calls_fit_a_small_thread_stack holds 128 KiB, musl's default for a thread). */
 #if defined(__AVX512F__)
 /* Moves of a float group between row-major rows and the class-major staging, 16 classes at a
  * time through a 16x16 transpose in registers (pure data movement: the bits are those of the
@@ -1937,6 +1938,10 @@ constexpr int GROUP = 16;     /* rows per group */
 template <typename T> struct SmallGroup {
     static constexpr int N = small_c<T>() * GROUP;
     T x[N], e[N], c[N], gd[N], hd[N], P[N], Q[N], G[N], Kt[N];
+    /* float64 focal with the Hessian: Kt / Q^2 of each class, from pass 3 to the derivatives
+     * (KEEP_K); a single element for float32, where it saved 1-3% for 16 KiB more stack */
+    static constexpr bool KEEP_K = sizeof(T) == sizeof(double);
+    double K[KEEP_K ? N : 1];
 };
 
 /* The staged derivatives of a planar group's n rows (class-major, R a class) to its output rows,
@@ -2223,6 +2228,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
         T* __restrict Qb = b.Q;
         T* __restrict Gb = b.G;
         T* __restrict Kb = b.Kt;
+        double* __restrict Kjb = b.K;
         double FL[R], Tt[R], T_rest[R], U_rest[R], inv_s[R];
         T G_jm[R], Kt_jm[R], P_jm[R], Q_jm[R];
         /* where it pays (focal_row_exact), s_rest again in double-double (softmax_rest_dd, row by
@@ -2310,7 +2316,11 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                                                                              want_h);
                         FL[r] += double(f.loss);
                         T_rest[r] += double(f.G);
-                        if (H) U_rest[r] += is_jm ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                        if (H) {
+                            const double k = double(f.Kt) / (double(el.Q) * double(el.Q));
+                            U_rest[r] += is_jm ? 0.0 : k;
+                            if (SmallGroup<T>::KEEP_K) Kjb[q] = f.Kt == T(0) ? 0.0 : k;   /* focal_k */
+                        }
                         Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
                     }
                 }
@@ -2356,21 +2366,25 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
             }
             const FocalSoftmax<T> f0 = {T(0), T(0), T(0)};   /* the terms of a class with c = 0 */
             /* written twice: with label_only known at compile time, f = f0 folds (the Hessian's
-             * Kt / Q^2 is a double division per element otherwise) */
+             * Kt / Q^2 is a double division per element otherwise); with soft or smoothed labels
+             * float64 reads it back from pass 3 (KEEP_K; tools/drivers/group_ab shd, ns an element,
+             * AVX2: 10.4 -> 9.3 at 10 classes, 8.6 -> 7.4 at 64) */
             auto derivs = [&](auto only_label) {
                 for (int j = 0; j < C; ++j) {
                     for (int r = 0; r < R; ++r) {
                         const int q = j * R + r;
                         SoftmaxElem<T> el;
                         FocalSoftmax<T> f = f0;
+                        double kj = 0.0;
                         if (decltype(only_label)::value) {
                             el = softmax_elem_inv<T, 0>(T(0), eb[q], false, s[r], inv_s[r], s_rest[r], L[r], T(0),
                                                         row_err(r));
                         } else {
                             el.P = Pb[q]; el.Q = Qb[q]; el.nlogP = el.Qrel = T(0);
                             f.G = Gb[q]; f.Kt = Kb[q];
+                            if (H) kj = SmallGroup<T>::KEEP_K ? Kjb[q] : focal_k(f.Kt, el.Q);
                         }
-                        const FocalDerivs dv = focal_softmax_derivs(el, f, eb[q], false, row_sums(r), rest_of(r));
+                        const FocalDerivs dv = focal_softmax_derivs_k(el, f, kj, eb[q], false, row_sums(r), rest_of(r));
                         const bool is_jm = T(j) == jm[r];
                         gb[q] = is_jm ? gjm[r] : mul0(wd[r], T(dv.g));
                         if (H) hb[q] = is_jm ? hjm[r] : mul0(wd[r], T(dv.h));

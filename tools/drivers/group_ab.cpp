@@ -10,7 +10,7 @@
  *   /tmp/group_ab [C] [ROUNDS] [REPS] [CASES] [ELEMENTS]            e.g. /tmp/group_ab 10 12 20 "hf hd"
  *
  * CASES picks among lf (float32 loss alone), cf (CE gradient), chf (CE gradient + Hessian),
- * ff (focal gamma 2 gradient), hf (focal + Hessian), shf (hf with label_smoothing 0.1),
+ * ff (focal gamma 2 gradient), hf (focal + Hessian), shf and shd (hf and hd with label_smoothing 0.1),
  * g3f (focal gamma 3 + Hessian), cd (CE gradient float64), hd (focal + Hessian float64), and
  * focal gradients with label_smoothing 0.1: sf (gamma 2), s3f (gamma 3), s5f (gamma 0.5), sd and
  * s5d (gamma 2 and 0.5, float64); all by default. The rows are ELEMENTS / C (20 of 32000 classes
@@ -107,6 +107,8 @@ int main(int argc, char** argv) {
     if (want("ff")) compare<float, xa::PowSquare, xb::PowSquare>("focal g f32", C, 2, 0, true, false, rounds, reps);
     if (want("hf")) compare<float, xa::PowSquare, xb::PowSquare>("focal g+h f32", C, 2, 0, true, true, rounds, reps);
     if (want("shf")) compare<float, xa::PowSquare, xb::PowSquare>("smooth g+h", C, 2, 0.1, true, true, rounds, reps);
+    if (want("shd")) compare<double, xa::PowSquare, xb::PowSquare>("smooth g+h f64", C, 2, 0.1, true, true, rounds,
+                                                                    reps);
     if (want("g3f")) compare<float, xa::PowInt, xb::PowInt>("g3 g+h f32", C, 3, 0, true, true, rounds, reps);
     if (want("cd")) compare<double, xa::PowNone, xb::PowNone>("CE g f64", C, 0, 0, true, false, rounds, reps);
     if (want("hd")) compare<double, xa::PowSquare, xb::PowSquare>("focal g+h f64", C, 2, 0, true, true, rounds, reps);
