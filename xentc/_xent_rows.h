@@ -1372,7 +1372,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
             fy = focal_softmax_elem<T, Pow>(cy, ely, g, want_d, want_h);
             kL[0] = accL[0] = double(fy.loss);
             kT[0] = accT[0] = double(fy.G);
-            kU[0] = accU[0] = fy.Kt == T(0) ? 0.0 : double(fy.Kt) / (double(ely.Q) * double(ely.Q));
+            kU[0] = accU[0] = focal_k(fy.Kt, ely.Q);
         }
     } else {
         for (int64_t j0 = 0; j0 < C; j0 += CHUNK) {
@@ -1404,8 +1404,7 @@ static inline void softmax_focal_finish(const SoftmaxArgs* a, const T* __restric
                             if (decltype(with_h)::value) hb[i] = f.Kt;
                         }
                         const double vl = double(f.loss), vg = double(f.G);
-                        const double vu = !decltype(with_h)::value || f.Kt == T(0)
-                                              ? 0.0 : double(f.Kt) / (double(el.Q) * double(el.Q));
+                        const double vu = decltype(with_h)::value ? focal_k(f.Kt, el.Q) : 0.0;
                         sl += vl;
                         st += vg;
                         su += vu;
@@ -2319,7 +2318,7 @@ static inline void softmax_small_group(const SoftmaxArgs* a, int64_t r0, int n, 
                         if (H) {
                             const double k = double(f.Kt) / (double(el.Q) * double(el.Q));
                             U_rest[r] += is_jm ? 0.0 : k;
-                            if (SmallGroup<T>::KEEP_K) Kjb[q] = f.Kt == T(0) ? 0.0 : k;   /* focal_k */
+                            if (SmallGroup<T>::KEEP_K) Kjb[q] = focal_k(f.Kt, el.Q);   /* the same division */
                         }
                         Pb[q] = el.P; Qb[q] = el.Q; Gb[q] = f.G; Kb[q] = f.Kt;
                     }
