@@ -9,7 +9,8 @@
  *   bash tools/drivers/group_ab.sh OLD_XENTC_DIR NEW_XENTC_DIR     (renames, builds, runs)
  *   /tmp/group_ab [C] [ROUNDS] [REPS] [CASES] [ELEMENTS]            e.g. /tmp/group_ab 10 12 20 "hf hd"
  *
- * CASES picks among lf (float32 loss alone), cf (CE gradient), chf (CE gradient + Hessian),
+ * CASES picks among lf and ld (CE loss alone, float32 and float64), flf and fld (focal gamma 2 loss
+ * alone), cf (CE gradient), chf (CE gradient + Hessian),
  * ff (focal gamma 2 gradient), hf (focal + Hessian), shf and shd (hf and hd with label_smoothing 0.1),
  * g3f (focal gamma 3 + Hessian), cd (CE gradient float64), hd (focal + Hessian float64), and
  * focal gradients with label_smoothing 0.1: sf (gamma 2), s3f (gamma 3), s5f (gamma 0.5), sd and
@@ -102,6 +103,10 @@ int main(int argc, char** argv) {
         return padded.find(" " + std::string(k) + " ") != std::string::npos;
     };
     if (want("lf")) compare<float, xa::PowNone, xb::PowNone>("CE loss f32", C, 0, 0, false, false, rounds, reps);
+    if (want("ld")) compare<double, xa::PowNone, xb::PowNone>("CE loss f64", C, 0, 0, false, false, rounds, reps);
+    if (want("flf")) compare<float, xa::PowSquare, xb::PowSquare>("focal loss f32", C, 2, 0, false, false, rounds, reps);
+    if (want("fld")) compare<double, xa::PowSquare, xb::PowSquare>("focal loss f64", C, 2, 0, false, false, rounds,
+                                                                    reps);
     if (want("cf")) compare<float, xa::PowNone, xb::PowNone>("CE g f32", C, 0, 0, true, false, rounds, reps);
     if (want("chf")) compare<float, xa::PowNone, xb::PowNone>("CE g+h f32", C, 0, 0, true, true, rounds, reps);
     if (want("ff")) compare<float, xa::PowSquare, xb::PowSquare>("focal g f32", C, 2, 0, true, false, rounds, reps);
