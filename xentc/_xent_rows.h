@@ -651,13 +651,12 @@ template <typename T> constexpr int vector_chains() {
  * 2.55 -> 1.80 / 2.06 / 2.26, double 5.39 / 5.59 / 5.85 -> 4.55 / 4.85 / 5.22. 8 chains: no better
  * for the loss, worse with derivatives (double Hessian 7.0). Focal from logits and either loss
  * from probabilities: 4 chains no better or worse (focal loss float 4.1 -> 6.5; CE float from
- * probabilities, Hessian 3.3 -> 3.7). With sample weights (SW) the span keeps its earlier form
- * and 2 chains (see the compute loop). AVX-512 (32 registers) keeps its chains, not measured. */
-template <typename T, typename Pow, bool LOGITS, bool SW> constexpr int binary_chains() {
+ * probabilities, Hessian 3.3 -> 3.7). AVX-512 (32 registers) keeps its chains, not measured. */
+template <typename T, typename Pow, bool LOGITS> constexpr int binary_chains() {
 #if defined(__AVX512F__)
     return vector_chains<T>();
 #else
-    return (Pow::zero && LOGITS && !SW) ? 4 : vector_chains<T>();
+    return (Pow::zero && LOGITS) ? 4 : vector_chains<T>();
 #endif
 }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -671,7 +670,7 @@ XENT_SCHEDULE
 static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1, int64_t L, int64_t phase, T w1s,
                                         T w0, T eps, T g, T dscale, T* lo, T* go, T* ho, int64_t n,
                                         double* acc, double* cmp, int* bad) {
-    constexpr int NC = binary_chains<T, Pow, LOGITS, SW>(), CH = CHUNK / NC;
+    constexpr int NC = binary_chains<T, Pow, LOGITS>(), CH = CHUNK / NC;
     static_assert(CHUNK % NC == 0, "chains must split a chunk evenly");
     T xb[CHUNK], c1b[CHUNK], c0b[CHUNK], wlb[CHUNK], wdb[CHUNK], lb[CHUNK], gb[CHUNK], hb[CHUNK];
     /* the lane sums live in locals for the span: through the caller's pointers GCC assumed they
@@ -716,24 +715,14 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
         T* __restrict gd = (G && m == CHUNK) ? go + i0 : gb;
         T* __restrict hd = (H && m == CHUNK) ? ho + i0 : hb;
         for (int k0 = 0; k0 < CH; ++k0) {
-            /* Without sample weights, every chain's loads and arithmetic, then every chain's
-             * stores: with a chain's stores between them, GCC kept the next chain's loads from the
-             * staged arrays after them (it could not tell the arrays apart there) and so never
-             * interleaved the chains of a loss-only call, which took longer than loss and
-             * gradient. Same operations, same bits. tools/drivers/binary.cpp, AVX2 (Zen 3), 2
-             * chains, loss alone, ns per element: CE float 2.80 -> 2.15, double 6.44 -> 5.39, focal
-             * (gamma 2) 5.49 -> 4.13 and 11.8 -> 8.75; with derivatives or from probabilities
-             * within the noise (3%). With sample weights each chain stores as it ends, as before
-             * (the same instructions): there the split gained nothing and 1 chain timed as 2,
-             * split or not, within the noise (20%: float CE gradient 2.7-3.5 ns either way). */
-            constexpr bool SPLIT = !SW;
+            /* every chain's loads and arithmetic, then every chain's stores: with a chain's stores
+             * between them, GCC kept the next chain's loads from the staged arrays after them (it
+             * could not tell the arrays apart there) and so never interleaved the chains of a
+             * loss-only call, which took longer than loss and gradient. Same operations, same
+             * bits. tools/drivers/binary.cpp, AVX2 (Zen 3), 2 chains, loss alone, ns per element:
+             * CE float 2.80 -> 2.15, double 6.44 -> 5.39, focal (gamma 2) 5.49 -> 4.13 and
+             * 11.8 -> 8.75; with derivatives or from probabilities within the noise (3%) */
             LGH<T> o[NC];
-            auto store = [&](int u) {
-                const int k = k0 + u * CH;
-                lb[k] = o[u].l;
-                if (G) gd[k] = o[u].g;
-                if (H) hd[k] = o[u].h;
-            };
 #pragma GCC unroll 8
             for (int u = 0; u < NC; ++u) {
                 const int k = k0 + u * CH;
@@ -741,11 +730,13 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
                 const T wl = SW ? wlb[k] : T(1), wd = wdb[k];
                 o[u] = LOGITS ? binary_from_logit<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd)
                               : binary_from_prob<T, Pow>(xb[k], c1b[k], c0b[k], g, G, H, wl, wd);
-                if (!SPLIT) store(u);
             }
-            if (SPLIT) {
 #pragma GCC unroll 8
-                for (int u = 0; u < NC; ++u) store(u);
+            for (int u = 0; u < NC; ++u) {
+                const int k = k0 + u * CH;
+                lb[k] = o[u].l;
+                if (G) gd[k] = o[u].g;
+                if (H) hd[k] = o[u].h;
             }
         }
         chunk_into_lanes<T>(lb, sa, sc);
