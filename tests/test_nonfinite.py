@@ -187,3 +187,68 @@ def test_zero_losses_are_positive_zero(dtype):
     for call in calls:
         loss = call()
         assert (loss == 0).all() and not np.signbit(loss).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("gamma", [None, 0.5, 2.0, 3.0])
+@pytest.mark.parametrize("kind", ["binary", "categorical"])
+def test_negative_zero_probability_is_zero(kind, gamma, dtype):
+    """-0.0 equals 0, so it is a valid probability, and it gives what +0.0 gives: the gradient of
+    -log p at p = 0 is -inf (it was +inf, and NaN for focal losses, from the sign of 1 / -0).
+    Vector paths too: 4099 binary elements, categorical rows of 3 (the few-class groups) and 300
+    classes (the row path)."""
+    if kind == "binary":
+        fn = xentc.binary_cross_entropy if gamma is None else xentc.binary_focal_loss
+        n = 4099
+        x = np.zeros(n, dtype)
+        x[1::2] = 0.5
+        y = np.tile(np.array([1.0, 0.0, 0.3, 1.0], dtype), n)[:n]
+        cases = [(y, x)]
+    else:
+        fn = xentc.cross_entropy if gamma is None else xentc.focal_loss
+        cases = []
+        for C in (3, 300):
+            rows = 40
+            x = np.zeros((rows, C), dtype)
+            x[:, 1] = 1.0
+            x[1::2, 1] = 0.5
+            x[1::2, 2] = 0.5
+            labels = np.arange(rows) % 3
+            soft = np.zeros((rows, C), dtype)
+            soft[:, 0] = 0.5
+            soft[:, 1] = 0.5
+            cases += [(labels, x), (soft, x)]
+    kw = {"reduction": "none", "grad": True, "hess": True}
+    if gamma is not None:
+        kw["gamma"] = gamma
+    for y, x in cases:
+        neg = np.where(x == 0, -np.zeros_like(x), x)
+        assert np.signbit(neg).any()
+        a = fn(y, neg, **kw)
+        b = fn(y, x, **kw)
+        for got, want in zip(a, b):
+            assert_array_equal(got, want)
+        assert np.isneginf(b.grad).any()   # the case tested: a label on p = 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=IDS)
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("name", ["cross_entropy", "focal_loss"])
+def test_ignored_sample_adds_nothing_even_nan(name, from_logits, dtype):
+    """An ignored sample (ignore_index) adds nothing at all, NaN in its row included: loss,
+    gradient and Hessian 0, and the mean is that of the other samples (a sample weight of 0, by
+    contrast, leaves NaN as NaN: test_options' zero-weight tests)."""
+    fn = getattr(xentc, name)
+    x = np.array([[NAN, 0.5, 0.5], [0.2, 0.3, 0.5], [0.1, 0.6, 0.3]], dtype)
+    if from_logits:
+        x[1:] = np.log(x[1:])
+    y = np.array([-1, 2, 1])
+    kw = {"from_logits": from_logits, "ignore_index": -1, "grad": True, "hess": True}
+    r = fn(y, x, reduction="none", **kw)
+    assert r.loss[0] == 0 and not np.signbit(r.loss[0])
+    assert (r.grad[0] == 0).all() and (r.hess[0] == 0).all()
+    m = fn(y, x, reduction="mean", **kw)
+    alone = fn(y[1:], x[1:], reduction="mean", **kw)
+    assert m.loss == alone.loss
+    assert_array_equal(m.grad[1:], alone.grad)
+    assert_array_equal(m.hess[1:], alone.hess)

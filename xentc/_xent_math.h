@@ -429,6 +429,7 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
      * in c^g (0.5 ulp of c is 10 ulp of c^20). */
     Terms<T> t;
     t.v = t.d1 = t.d2 = T(0);
+    x = x + T(0);   /* a probability of -0 (accepted: it equals 0) is +0 here, so 1 / x is +inf, not -inf */
     if (pow_is_ce<Pow>(g)) {
         t.v = mul0(kv, logx);
         if (kd != T(0)) {
