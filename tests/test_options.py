@@ -465,6 +465,30 @@ def test_binary_focal_gamma0_is_bce_bitwise(label_form, dtype, from_logits, redu
         assert_array_equal(a.hess, b.hess)
 
 
+@pytest.mark.parametrize("from_logits", [False, True], ids=["probs", "logits"])
+@pytest.mark.parametrize("name", ["binary_focal_loss", "focal_loss"])
+def test_float32_gamma_is_the_rounded_gamma(name, from_logits):
+    """A float32 computation uses gamma rounded to float32 (docs/semantics.md): a gamma that
+    rounds to 0 is cross entropy, bit for bit, at the end points too (p = 0 and 1, infinite
+    logits: the general power with a zero float exponent gave NaN there), and one that rounds to
+    2 is gamma 2."""
+    fn = getattr(xentc, name)
+    ends = [-np.inf, np.inf] if from_logits else [0.0, 1.0]
+    if name == "binary_focal_loss":
+        y = np.array([0.0, 1.0, 0.0, 1.0, 0.3, 1.0], np.float32)
+        x = np.array(ends + ends[::-1] + [0.25, 0.75], np.float32)
+    else:
+        y = np.array([0, 1, 2, 1])
+        x = np.array([ends + [0.5], ends[::-1] + [0.5], [0.25, 0.5, 0.25], [0.5, 0.25, 0.25]], np.float32)
+    kw = {"from_logits": from_logits, "reduction": "none", "grad": True, "hess": True}
+    for tiny, plain in ((1e-46, 0.0), (5e-324, 0.0), (2.0 + 1e-12, 2.0)):
+        a = fn(y, x, gamma=tiny, **kw)
+        b = fn(y, x, gamma=plain, **kw)
+        for got, want in zip(a, b):
+            assert_array_equal(got, want)
+        assert not np.isnan(a.loss).any() and not np.isnan(a.grad).any()
+
+
 # --------------------------------------------------------------------------------------
 # zero weights, infinities, limits, NaN
 # --------------------------------------------------------------------------------------

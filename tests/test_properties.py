@@ -500,3 +500,38 @@ def test_mean_is_unchanged_by_a_power_of_two_in_the_weights(dtype, which, shift)
     assert_array_equal(got.loss, want.loss)
     assert_array_equal(got.grad, want.grad)
     assert_array_equal(got.hess, want.hess)
+
+
+@pytest.mark.parametrize("gamma", [None, 2.0])
+@pytest.mark.parametrize("which", ["binary", "categorical", "categorical_class_weight"])
+@pytest.mark.parametrize("e", [-166, -140, -110])
+def test_float64_weights_below_float32_range(which, gamma, e):
+    """float64 sample weights beside float32 y_pred are taken in float32 by the kernels; weights
+    of 2**-166 (all of them zeros in float32) gave a mean of 0.0 and zero derivatives, and weights
+    of 2**-140 (float32 subnormals) lost bits. The mean only sees their ratios, so such weights
+    are brought into range first: the result has the bits of the same call with weights of
+    moderate size, as in test_mean_is_unchanged_by_a_power_of_two_in_the_weights."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(0, 9, 12) / 4 + np.array([1.0] + [0.0] * 11)   # not all zero
+    x = rng.normal(0, 2, (12, 4)).astype(np.float32)
+    kw = {"grad": True, "hess": True, "from_logits": True}
+    if which == "binary":
+        fn = xentc.binary_cross_entropy if gamma is None else xentc.binary_focal_loss
+        y = (rng.random(12) < 0.5).astype(np.float32)
+        x = x[:, 0]
+    else:
+        fn = xentc.cross_entropy if gamma is None else xentc.focal_loss
+        y = rng.integers(0, 4, 12)
+        kw["label_smoothing"] = 0.1
+        if which == "categorical_class_weight":
+            kw["class_weight"] = np.array([0.25, 1.5, 2.0, 1.0])
+    if gamma is not None:
+        kw["gamma"] = gamma
+    got = fn(y, x, sample_weight=np.ldexp(w, e), **kw)
+    want = fn(y, x, sample_weight=w, **kw)
+    assert np.isfinite(want.loss) and want.loss > 0
+    assert_array_equal(got.loss, want.loss)
+    assert_array_equal(got.grad, want.grad)
+    assert_array_equal(got.hess, want.hess)
+    # the sum of such terms is below float32's range: 0, as float32 holds it
+    assert fn(y, x, sample_weight=np.ldexp(w, -166), reduction="sum", **kw).loss == 0

@@ -111,6 +111,18 @@ def _check_gamma(gamma: Any) -> float:
     return g
 
 
+def _gamma_in(g: float, cdt) -> float:
+    """gamma as a computation in dtype cdt uses it: rounded to float32 for float32 (and 16-bit)
+    y_pred, as docs/semantics.md says, decided once here for every backend, so that the kernels'
+    choices follow the value they compute with: a gamma that rounds to 0 takes the cross-entropy
+    path (the general power with a zero float exponent gave NaN at p = 0 and 1), one that rounds
+    to 2 the square."""
+    if not g or cdt != _F32:
+        return g
+    with np.errstate(over="ignore"):   # past float32's range: inf, as the kernels' float(gamma) was
+        return float(np.float32(g))
+
+
 def _check_ignore_index(ignore_index: Any) -> Optional[int]:
     if ignore_index is None:
         return None
@@ -504,20 +516,45 @@ def _mean_denom_range(cdt: np.dtype) -> tuple:
     return math.ldexp(1.0, int(fi.minexp) + int(fi.nmant) + 8), math.ldexp(1.0, int(fi.maxexp) - 16)
 
 
-def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount):
+def _weight_lift(sample_weight, denom: float, cdt, xp, reduction: str, derivs: bool):
+    """(k, weights): float64 (or wider) sample weights so small that the float32 kernels, which
+    take each weight in float32, would see zeros or subnormals (all of them 1e-50, say: a mean of
+    0.0, the 0/0 of no weight at all) are multiplied by 2**-k first (k < 0, exact in float64), where
+    only their ratios count: the mean, and for xentc.dask the denominator-only pass and the chunk
+    sums of a loss without derivatives (the sums sink takes them back by 2**k); else (0, None).
+    Looked for only where the weight pre-pass found a sum below the range _mean_weight_exponent
+    leaves as it is (so calls with ordinary weights pay nothing), and taken where the largest
+    weight is below 2**-100, under which float32 drops bits of it."""
+    if cdt != _F32 or not denom < _mean_denom_range(cdt)[0]:
+        return 0, None
+    if not (reduction == "mean" or _DENOM_ONLY.get() or (_SUMS_SINK.get() is not None and not derivs)):
+        return 0, None
+    arr = _real_array("sample_weight", sample_weight, xp)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4 or not arr.size:
+        return 0, None
+    top = float(arr.max())
+    if not 0.0 < top < 2.0 ** -100:
+        return 0, None
+    k = math.frexp(top)[1] - 1
+    return k, xp.ldexp(arr.astype(np.float64), -k)
+
+
+def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount, lift: int = 0):
     """(denominator, weights, wexp) the kernels use for the mean: the call's own denominator, or
     _MEAN_DENOM's; where _mean_weight_exponent finds it too small or too large for the compute
     dtype, the weights (sample weights, or class weights) divided by 2**wexp, unless one of them
     would then overflow, with the denominator likewise (recount(*weights): the weight pre-pass
-    again, where the sum itself had overflowed)."""
+    again, where the sum itself had overflowed). lift: the sample weights (and denom with them)
+    were divided by 2**lift already (_weight_lift); it counts into wexp, and a given denominator
+    is divided by it too."""
     if reduction != "mean":
-        return denom, weights, 0
+        return denom, weights, lift
     given = _MEAN_DENOM.get()
     if given is not None:
-        denom = given
+        denom = math.ldexp(given, -lift)
     if not weights:
-        return denom, weights, 0
-    wexp = 0
+        return denom, weights, lift
+    wexp = lift
     for _ in range(4):
         k = _mean_weight_exponent(denom, cdt)
         if not k or (given is not None and math.isinf(denom)):
@@ -663,7 +700,7 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
     elif scalar:
         loss = scalar["scalar"][0]   # written on the device from the same sum (_device_scalar)
     else:
-        value = total if reduction == "sum" else _mean_value(total, denom)
+        value = math.ldexp(total, wexp) if reduction == "sum" else _mean_value(total, denom)
         loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
     if not (want_grad or want_hess):
         return loss
@@ -752,8 +789,9 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
     loss_arr = _memory.empty((n,), cdt) if reduction == "none" else None
     grad_arr = _memory.empty((n,), cdt) if grad else None
     hess_arr = _memory.empty((n,), cdt) if hess else None
-    total, err, _, _ = _kernels.binary(y_true.reshape(-1), y_pred.reshape(-1), None, None, 1.0, eps, gamma,
-                                       _mean_scale(denom) if reduction == "mean" else 1.0, from_logits,
+    total, err, _, _ = _kernels.binary(y_true.reshape(-1), y_pred.reshape(-1), None, None, 1.0, eps,
+                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
+                                       from_logits,
                                        loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads)
     if err:
         return None
@@ -786,7 +824,7 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     grad_arr = _memory.empty((n // inner, C, inner), cdt) if grad else None
     hess_arr = _memory.empty((n // inner, C, inner), cdt) if hess else None
     total, err, _, _ = _kernels.softmax(y_pred.reshape(n // inner, C, inner), y_true, None, None, None, -1, False,
-                                        kw["label_smoothing"], gamma,
+                                        kw["label_smoothing"], _gamma_in(gamma, cdt),
                                         _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
                                         loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"])
     if err:
@@ -839,6 +877,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     cdt = _compute_dtype(pred)
+    gamma = _gamma_in(gamma, cdt)
     backend = _backend(xp, pred)
     sdt = _storage_dtype(backend, pred, cdt)
     x = _as_compute(pred, sdt, xp)
@@ -860,17 +899,22 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         res_dtype=_result_dtype(pred.dtype, cdt), inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
                                                           ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
+    lift = 0
     if sw is not None:
         denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads, **swkw)
         if err:
             _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
+        lift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
+        if lift:
+            sw, swkw = _sample_weight(lifted, shape, cdt, xp, backend, binary=True, n_threads=n_threads)
+            denom = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads, **swkw)[0]
     _check_fits("pos_weight", w1, cdt)
     if _DENOM_ONLY.get():
-        return _finish_denom(denom)
-    own = denom
+        return _finish_denom(math.ldexp(denom, lift))
+    own = math.ldexp(denom, lift)
     denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if sw is None else (sw,),
                                     lambda w: _weight_total(backend, None, w, None, 0, None, n, cdt, n_threads,
-                                                            **swkw)[0])
+                                                            **swkw)[0], lift)
     sw = ws[0] if ws else sw
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
@@ -1139,6 +1183,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     outer = math.prod(shape[:ax])
     inner = math.prod(shape[ax + 1:])
     cdt = _compute_dtype(pred)
+    gamma = _gamma_in(gamma, cdt)
     backend = _backend(xp, pred)
     sdt = _storage_dtype(backend, pred, cdt)
     yt = _real_array("y_true", y_true, xp)
@@ -1193,14 +1238,20 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         if err:
             full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
             _raise_categorical(err, i, j, yt, pred, ax, full_sw)
+    lift = 0
+    if sw is not None:
+        lift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
+        if lift:
+            sw, _ = _sample_weight(lifted, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
+            denom = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)[0]
     if _DENOM_ONLY.get():
-        return _finish_denom(denom)
-    own = denom
+        return _finish_denom(math.ldexp(denom, lift))
+    own = math.ldexp(denom, lift)
     # extreme weights: a power of two out of the sample weights, else out of the class weights (both
     # sides of the mean have them)
     if sw is not None:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (sw,), lambda w: _weight_total(
-            backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0])
+            backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0], lift)
         sw = ws[0]
     else:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if cwd is None else (cwd, cwa),
