@@ -6,11 +6,13 @@ import doctest
 import errno
 import hashlib
 import importlib.util
+import io
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import zipfile
 from collections import namedtuple
 
 import numpy as np
@@ -120,7 +122,8 @@ def test_unknown_command(capsys):
 
 @pytest.mark.parametrize("argv", [["bench", "--repeat", "0"], ["bench", "--threads", "-1"],
                                   ["bench", "--dtype", "int8"], ["bench", "--no-such-option"],
-                                  ["verify", "--bogus"], ["bench", "--case", "no such case"]])
+                                  ["verify", "--bogus"], ["bench", "--case", "no such case"],
+                                  ["bench", "--json", "/no-such-folder/b.json"]])
 def test_bad_options(argv, capsys):
     assert main(argv) == 2
     assert "error:" in capsys.readouterr().err
@@ -452,6 +455,34 @@ def test_score_truncated_and_corrupt_files(tmp_path, capsys, fmt):
             corrupt[k] ^= 0x5A
         path.write_bytes(bytes(corrupt))
         _bad(capsys, argv + ["--loss", "ce", "--from-logits", "--chunk-rows", "50"], "PRED: cannot read", path.name)
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_score_damaged_headers(tmp_path, capsys, fmt):
+    """Header damage that NumPy's own readers let through or report with an exception of their
+    parser (tokenize.TokenError: brackets that do not close; a negative dimension, which the
+    streaming .npz reader took for an empty array: a mean of -0.0, exit status 0) is one line
+    and exit status 2."""
+    labels, pred = _score_inputs("ce", True, np.float64, n=50)
+    argv = _save(tmp_path, fmt, pred, labels)
+    path = pathlib.Path(argv[0])
+    data = path.read_bytes()
+    for old, new in ((b"(50, 6)", b"(-50,6)"), (b"'shape': (50, 6)", b"'shape': ((50, 6")):
+        if fmt == "npy" and b"-50" in new:
+            continue   # np.load refuses a negative shape itself (test_score_truncated_and_corrupt_files' kind)
+        if fmt == "npy":
+            path.write_bytes(data.replace(old, new))
+        else:
+            bufs = {"p": io.BytesIO(), "y": io.BytesIO()}
+            np.save(bufs["p"], pred)
+            np.save(bufs["y"], labels)
+            with zipfile.ZipFile(path, "w") as z:
+                z.writestr("p.npy", bufs["p"].getvalue().replace(old, new))
+                z.writestr("y.npy", bufs["y"].getvalue())
+        _bad(capsys, argv + ["--loss", "ce", "--from-logits"], "PRED: cannot read", path.name)
+        if fmt == "npz":
+            _bad(capsys, argv + ["--loss", "ce", "--from-logits", "--reduction", "none", "--out",
+                                 str(tmp_path / "o.npy")], "PRED: cannot read", path.name)
 
 
 def test_score_mismatched_files(tmp_path, capsys):

@@ -340,7 +340,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from xentc import _bench
 
     try:
-        return _bench.main(args.bench_args)
+        return _bench.main(args.bench_args, prog=f"{args.prog} bench")
     except SystemExit as exc:  # its --help and usage errors
         return exc.code if isinstance(exc.code, int) else 0
 
@@ -418,7 +418,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="The CPU benchmark (xentc/_bench.py, also benchmarks/bench_cpu.py); "
                                    "`bench --help` lists its options.")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, prog=parser.prog)
 
     p = sub.add_parser("score", help="a loss over arrays in .npy/.npz files, in chunks",
                        description="Compute a loss over predictions and labels stored in .npy or .npz "

@@ -369,8 +369,8 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="xentc bench", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog: str = "xentc bench") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes only (seconds)")
     ap.add_argument("--dtype", choices=["float32", "float64", "both", "float16", "bfloat16"], default="both",
                     help="both: float32 and float64; the 16-bit ones (bfloat16 needs ml_dtypes) time xentc alone")
@@ -383,6 +383,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="PATH", default=None,
                     help="also write the rows (times in ms) and the machine description to PATH as JSON")
     args = ap.parse_args(argv)
+    if args.json:   # before the timing, not after it
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if os.path.isdir(args.json) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            ap.error(f"--json: cannot write {args.json!r}")
     cases = QUICK_CASES if args.quick else CASES
     if args.case:
         cases = [c for c in cases if any(s.lower() in c[0].lower() for s in args.case)]

@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 import time
+import tokenize
 import zipfile
 import zlib
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Tuple
@@ -37,7 +38,8 @@ CHUNK_BYTES = 32 << 20
 
 
 # What reading a damaged .npy/.npz can raise (zlib.error: a corrupt compressed member).
-_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+# tokenize.TokenError: NumPy's parser of a header dictionary whose brackets do not close.
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError)
 
 
 class ScoreError(Exception):
@@ -114,6 +116,9 @@ class ArraySource:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
+        if any(d < 0 for d in self.shape):   # read_array_header_* let it through; np.load does not
+            raise ScoreError(f"{self.role}: cannot read {self.path!r} as a NumPy array file (member {key!r}: "
+                             f"its header gives the shape {self.shape})")
         if fortran and len(self.shape) > 1:
             # Column-major data cannot be cut into rows while streaming: read it whole.
             data = self._read_exact(int(np.prod(self.shape)) * self.dtype.itemsize)
