@@ -497,6 +497,13 @@ def test_score_mismatched_files(tmp_path, capsys):
     _bad(capsys, [str(tmp_path / "two.npz"), y, "--loss", "ce"], "PRED:", "holds 2 arrays (a, b)", "--pred-key")
     _bad(capsys, [str(tmp_path / "two.npz"), y, "--loss", "ce", "--pred-key", "c"], "PRED:", "has no array 'c'")
     _bad(capsys, [p, y, "--loss", "ce", "--labels-key", "y"], "LABELS:", "only for .npz files")
+    # the label form's errors give the files' shapes, not a chunk's
+    np.save(tmp_path / "float.npy", labels.astype(np.float64))
+    _bad(capsys, [p, str(tmp_path / "float.npy"), "--loss", "ce", "--chunk-rows", "10"],
+         "LABELS: class labels of shape (50,) must have an integer dtype, got float64")
+    np.save(tmp_path / "onehot.npy", np.eye(6, dtype=np.int64)[labels])
+    _bad(capsys, [p, str(tmp_path / "onehot.npy"), "--loss", "ce", "--chunk-rows", "10"],
+         "LABELS: integer labels must have shape (50,)", "got (50, 6)")
 
 
 def test_score_bad_values_name_the_file_and_the_index_in_it(tmp_path, capsys):
@@ -509,9 +516,15 @@ def test_score_bad_values_name_the_file_and_the_index_in_it(tmp_path, capsys):
     np.save(y, labels)
     _bad(capsys, [p, y, "--loss", "ce", "--chunk-rows", "100"],
          f"PRED: probability 1.5 at index {257 * 6 + 4} is outside [0, 1]")
-    _bad(capsys, [p, y, "--loss", "focal", "--gamma", "-1"], "gamma:")
+    # option errors name the option, as typed
+    _bad(capsys, [p, y, "--loss", "focal", "--gamma", "-1"], "error: --gamma: expected a finite value >= 0")
+    _bad(capsys, [p, y, "--loss", "focal", "--alpha", "3"], "error: --alpha: value 3.0")
+    _bad(capsys, [p, y, "--loss", "ce", "--label-smoothing", "1.5"], "error: --label-smoothing: expected")
+    _bad(capsys, [p, y, "--loss", "ce", "--threads", "3000000000"], "error: --threads: expected")
     _bad(capsys, [p, y, "--loss", "ce", "--gamma", "1"], "--gamma and --alpha: only for the focal losses")
     _bad(capsys, [p, y, "--loss", "ce", "--reduction", "none"], "--out: required")
+    _bad(capsys, [p, y, "--loss", "ce", "--out", str(tmp_path / "o.npy")], "--out: only with --reduction none")
+    assert not (tmp_path / "o.npy").exists()
 
 
 def test_score_memory_stays_bounded(tmp_path):

@@ -219,6 +219,13 @@ def _check_shapes(pred: ArraySource, labels: ArraySource, categorical: bool) -> 
     if categorical:
         ok = labels.shape in (pred.shape, pred.shape[:-1])
         want = f"{pred.shape[:-1]} (integer labels) or {pred.shape} (soft labels)"
+        # the label form's rules of cross_entropy, said here with the files' shapes (the call sees a chunk's)
+        if ok and (labels.dtype.kind in "iu") != (labels.shape == pred.shape[:-1]):
+            if labels.dtype.kind in "iu":
+                raise ScoreError(f"LABELS: integer labels must have shape {pred.shape[:-1]} (PRED's shape "
+                                 f"without its last axis), got {labels.shape}")
+            raise ScoreError(f"LABELS: class labels of shape {labels.shape} must have an integer dtype, "
+                             f"got {labels.dtype}")
     else:
         ok = labels.shape == pred.shape
         want = str(pred.shape)
@@ -226,11 +233,17 @@ def _check_shapes(pred: ArraySource, labels: ArraySource, categorical: bool) -> 
         raise ScoreError(f"LABELS: shape {labels.shape} does not match PRED: expected {want}")
 
 
+# The loss functions' keyword arguments that score passes from options: the options' names.
+_OPTIONS = {"gamma": "--gamma", "alpha": "--alpha", "label_smoothing": "--label-smoothing", "n_threads": "--threads"}
+
+
 def _global_message(msg: str, start: int, pred: ArraySource, labels: ArraySource) -> str:
     """A loss function's error for one chunk, with the argument named as on the command line and
     the flat index counted from the start of the file instead of the chunk."""
     name, sep, rest = msg.partition(": ")
     sources = {"y_pred": pred, "y_true": labels}
+    if sep and name in _OPTIONS:
+        return f"{_OPTIONS[name]}: {rest}"
     if not sep or name not in sources:
         return msg
     src = sources[name]
@@ -255,6 +268,8 @@ def score(pred_path: str, labels_path: str, loss: str, *, from_logits: bool = Fa
         raise ScoreError(f"--gamma and --alpha: only for the focal losses (focal, binary-focal), not {loss}")
     if reduction == "none" and out is None:
         raise ScoreError("--out: required with --reduction none (the per-sample losses go to a .npy file)")
+    if reduction != "none" and out is not None:
+        raise ScoreError(f"--out: only with --reduction none (the {reduction} is printed, not written)")
     if reduction == "none":
         assert out is not None
         # before anything is opened: writing onto an input would destroy it (and, memory-mapped, crash)
