@@ -3,6 +3,7 @@ models against the libraries' built-in objectives, and against the longdouble re
 
 import pathlib
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -129,6 +130,11 @@ def test_bad_arguments():
             Obj().init_score(np.array([0, 1, 2]), num_class=2)
         with pytest.raises(ValueError, match=r"y_true: label -1"):
             Obj().init_score(np.array([0, -1, 1]), num_class=2)
+    for obj in (BinaryCrossEntropy(), BinaryFocal(), Softmax(), MulticlassFocal()):   # no labels: said, no warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match="^y_true: no labels"):
+                obj.init_score(np.array([], dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------------------

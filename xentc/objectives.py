@@ -145,6 +145,8 @@ class _Objective:
         common shift, returned with mean 0)
         """
         y = self._labels(y_true)
+        if not len(y):
+            raise ValueError("y_true: no labels, so there is no best constant score")
         w = _weight_or_none(sample_weight)
         c = self._start(y, w, num_class)
         if not np.all(np.isfinite(c)):
