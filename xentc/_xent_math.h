@@ -429,7 +429,6 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
      * in c^g (0.5 ulp of c is 10 ulp of c^20). */
     Terms<T> t;
     t.v = t.d1 = t.d2 = T(0);
-    x = x + T(0);   /* a probability of -0 (accepted: it equals 0) is +0 here, so 1 / x is +inf, not -inf */
     if (pow_is_ce<Pow>(g)) {
         t.v = mul0(kv, logx);
         if (kd != T(0)) {
@@ -498,6 +497,7 @@ template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
+    p = p + T(0);   /* -0 (a valid probability: it equals 0) as +0, so 1 / p is +inf, not -inf */
     T q = T(1) - p;                 /* exact for p >= 1/2 */
     Terms<T> pos, neg;
     pos.v = pos.d1 = pos.d2 = T(0);
@@ -568,6 +568,7 @@ XENT_HD LGH<T> categorical_from_prob(T p, T c, T g, bool want_g, bool want_h, T 
     o.l = o.g = o.h = T(0);
     if (is_nan(p)) { o.l = p; o.g = p; o.h = p; return o; }
     if (c == T(0)) return o;
+    p = p + T(0);   /* -0 as +0 (binary_from_prob) */
     const T q = T(1) - p;
     Terms<T> t = focal_prob_term<T, Pow>(c * wl, c * wd, p, q, complement_error(p, q), x_log(p), g, want_g, want_h);
     o.l = T(0) - t.v;   /* +0, not -0, for a zero loss */
