@@ -607,3 +607,66 @@ def test_binary_logits_dense_sweep(dt, y):
     print(f"{dt} y={y}: worst loss {worst_loss:.2f} ulp, worst grad {worst_grad:.2f} ulp")
     assert worst_loss <= BAR, (worst_loss, float(z[np.argmax(_ulps(res.loss, loss, npdt))]))
     assert worst_grad <= BAR, (worst_grad, float(z[np.argmax(gerr)]))
+
+
+def _near_label_points(y, eps, dt):
+    """Probabilities at and around the smoothed label y_s = y (1 - eps) + eps/2: its rounding and
+    neighbours 1, 2, 5 and 1000 ulps away on both sides, and y_s (1 +- 1e-3)."""
+    npdt = _npdt(dt)
+    with mpmath.workdps(60):
+        ys = mpmath.mpf(float(y)) * (1 - mpmath.mpf(float(eps))) + mpmath.mpf(float(eps)) / 2
+        out = {float(npdt(float(ys * (1 + d)))) for d in (mpmath.mpf("-1e-3"), 0, mpmath.mpf("1e-3"))}
+    base = npdt(float(ys))
+    for k in (1, 2, 5, 1000):
+        for toward in (0.0, 2.0):
+            p = base
+            for _ in range(k):
+                p = np.nextafter(p, npdt(toward))
+            out.add(float(p))
+    return sorted(v for v in out if 0.0 < v < 1.0)
+
+
+def _near_label_labels(dt):
+    npdt = _npdt(dt)
+    tiny = [1e-300, 3e-310] if dt == "float64" else [1e-35, 3e-40]   # below 2^-960 / 2^-100 too
+    return [float(npdt(v)) for v in [0.0, 1.0, 0.3, 0.1, 0.7, 1e-3, 0.25, 0.5, 1 / 3, 0.9999] + tiny]
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.05])
+@pytest.mark.parametrize("option", ["plain", "pos_weight_1", "pos_weight_array_1", "focal_g0", "focal_g0_alpha_half"])
+def test_binary_gradient_from_probabilities_near_the_label(dt, eps, option):
+    """Cross entropy from probabilities with both sides weighted alike: the gradient
+    (1 - y_s)/(1 - p) - y_s/p is within the bar of its own magnitude (not only of its terms'),
+    also as p nears the (smoothed, soft) label and the two terms cancel."""
+    npdt = _npdt(dt)
+    eps = float(npdt(eps))
+    ys, ps = [], []
+    for y in _near_label_labels(dt):
+        pts = _near_label_points(y, eps, dt)
+        ys += [y] * len(pts)
+        ps += pts
+    n = len(ps)
+    y = np.array(ys, dtype=npdt).reshape(n, 1).repeat(2, axis=1)   # two labels a row: a per-label weight
+    x = np.array(ps, dtype=npdt).reshape(n, 1).repeat(2, axis=1)
+    sw = np.resize(np.array([1.0, 0.375, 3.0], dtype=npdt), (n, 2))
+    if option.startswith("focal"):
+        alpha = 0.5 if option.endswith("half") else None
+        res = xentc.binary_focal_loss(y, x, gamma=0.0, alpha=alpha, label_smoothing=eps, sample_weight=sw,
+                                      reduction="none", grad=True)
+        formula, a = S.binary_formula("focal", False, alpha is not None), alpha or 0.0
+    else:
+        pw = {"plain": None, "pos_weight_1": 1.0, "pos_weight_array_1": np.ones(2, dtype=npdt)}[option]
+        res = xentc.binary_cross_entropy(y, x, pos_weight=pw, label_smoothing=eps, sample_weight=sw,
+                                         reduction="none", grad=True)
+        formula, a = S.binary_formula("ce", False), 0.0
+    worst = _Worst()
+    for i in range(n):
+        for j in range(2):
+            vals = {"y": float(y[i, j]), "eps": eps, "pw": 1.0, "sw": float(sw[i, j]), "a": a}
+            r = formula.evaluate([float(x[i, j])], [vals[s.name] for s in formula.params], 0.0)
+            # the bar at |exact|; where p equals y_s the exact 0 comes back from mpmath as a residual
+            # far below the terms' size (1e-100 of it), which stands for 0
+            worst.add("grad", res.grad[i, j], r.grad[0], max(abs(r.grad[0]), r.gscale[0] * mpmath.mpf("1e-60")), dt,
+                      f"{option} eps={eps} y={float(y[i, j])!r} p={float(x[i, j])!r} sw={float(sw[i, j])} {dt}")
+    worst.check()

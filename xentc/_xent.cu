@@ -807,11 +807,15 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
             } else if (!LOGITS && (xi < T(0) || xi > T(1))) {
                 err = umin64(err, err_key(i, ERR_PROB));
             } else {
-                const T c1 = (w1 ? w1[nw1 == 1 ? 0 : i % nw1] : T(1)) * smoothed_pair(yi, eps_, true);
+                const T w1i = w1 ? w1[nw1 == 1 ? 0 : i % nw1] : T(1);
+                const T c1 = w1i * smoothed_pair(yi, eps_, true);
                 const T c0 = w0_ * smoothed_pair(yi, eps_, false);
                 const T wi = sw ? weight_at<T>(sw, sw_kind, widx(i)) : T(1), ds = wi * dsc;
                 LGH<T> o = LOGITS ? binary_from_logit(xi, c1, c0, g, want_g, want_h, wi, ds)
                                   : binary_from_prob(xi, c1, c0, g, want_g, want_h, wi, ds);
+                /* cross entropy's gradient from probabilities, both sides weighing alike (binary_span) */
+                if (!LOGITS && CE && want_g && w1i == w0_)
+                    o.g = balanced_prob_gradient(xi, label_gap(xi, yi, eps_), ds, w0_, o.g);
                 if (loss) loss[i] = o.l;
                 s += double(o.l);
                 if (want_g) grad[i] = o.g;
