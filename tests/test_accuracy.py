@@ -610,13 +610,20 @@ def test_binary_logits_dense_sweep(dt, y):
 
 
 def _near_label_points(y, eps, dt):
-    """Probabilities at and around the smoothed label y_s = y (1 - eps) + eps/2: its rounding and
-    neighbours 1, 2, 5 and 1000 ulps away on both sides, and y_s (1 +- 1e-3)."""
-    npdt = _npdt(dt)
+    """Probabilities at and around the smoothed label y_s = y (1 - eps) + eps/2 (_points_around)."""
     with mpmath.workdps(60):
         ys = mpmath.mpf(float(y)) * (1 - mpmath.mpf(float(eps))) + mpmath.mpf(float(eps)) / 2
-        out = {float(npdt(float(ys * (1 + d)))) for d in (mpmath.mpf("-1e-3"), 0, mpmath.mpf("1e-3"))}
-    base = npdt(float(ys))
+    return _points_around(ys, dt)
+
+
+def _points_around(c, dt, factors=()):
+    """Probabilities at and around c (an mpf in (0, 1)): its rounding and neighbours 1, 2, 5 and
+    1000 ulps away on both sides, c (1 +- 1e-3), and c times each of `factors`."""
+    npdt = _npdt(dt)
+    with mpmath.workdps(60):
+        ds = [mpmath.mpf("-1e-3"), 0, mpmath.mpf("1e-3")] + [mpmath.mpf(f) - 1 for f in factors]
+        out = {float(npdt(float(c * (1 + d)))) for d in ds}
+    base = npdt(float(c))
     for k in (1, 2, 5, 1000):
         for toward in (0.0, 2.0):
             p = base
@@ -668,5 +675,62 @@ def test_binary_gradient_from_probabilities_near_the_label(dt, eps, option):
             # the bar at |exact|; where p equals y_s the exact 0 comes back from mpmath as a residual
             # far below the terms' size (1e-100 of it), which stands for 0
             worst.add("grad", res.grad[i, j], r.grad[0], max(abs(r.grad[0]), r.gscale[0] * mpmath.mpf("1e-60")), dt,
+                      f"{option} eps={eps} y={float(y[i, j])!r} p={float(x[i, j])!r} sw={float(sw[i, j])} {dt}")
+    worst.check()
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("option", ["pos_weight_2", "pos_weight_0.3", "pos_weight_array", "pos_weight_1e-3",
+                                    "focal_g0_alpha_0.25", "focal_g0_alpha_0.8125"])
+def test_binary_gradient_from_probabilities_near_the_minimum(dt, eps, option):
+    """Cross entropy from probabilities with the sides weighted differently (pos_weight, focal
+    gamma 0 with alpha other than 0.5): the gradient c0/(1 - p) - c1/p vanishes at
+    p* = c1/(c0 + c1), and around p*, where its terms cancel, it is within the bar of
+    max(|exact|, the terms' size times the dtype's epsilon), and far from p* too. The floor is
+    what a sum of two floats can hold: the exact value can lie closer to 0 than an ulp of the
+    terms, where p is within a fraction of an ulp of p* (float32, y = 0.1, eps = 0.1, alpha 0.25,
+    p = 0.05147059: the gradient is 1/25 of that ulp, and the result 30 ulp of it off)."""
+    npdt = _npdt(dt)
+    eps = float(npdt(eps))
+    if option.startswith("focal"):
+        a = float(option.rsplit("_", 1)[1])
+        w1, w0 = [a, a], 1.0 - a
+    elif option == "pos_weight_array":
+        w1, w0 = [float(npdt(2.0)), float(npdt(0.7))], 1.0
+    else:
+        w1, w0 = [float(npdt(float(option.rsplit("_", 1)[1])))] * 2, 1.0
+    ys, ps = [[], []], [[], []]
+    for j in range(2):
+        for y in _near_label_labels(dt):
+            with mpmath.workdps(60):
+                s = mpmath.mpf(y) * (1 - mpmath.mpf(eps)) + mpmath.mpf(eps) / 2
+                c1, c0 = w1[j] * s, w0 * (1 - s)
+                if c1 == 0 or c0 == 0:
+                    continue
+                pstar = c1 / (c0 + c1)
+            pts = _points_around(pstar, dt, factors=(0.1, 0.5, 0.9, 1.5, 3.0))
+            ys[j] += [y] * len(pts)
+            ps[j] += pts
+    n = min(len(ps[0]), len(ps[1]))
+    y = np.array([ys[0][:n], ys[1][:n]], dtype=npdt).T.copy()   # two labels a row: a per-label weight
+    x = np.array([ps[0][:n], ps[1][:n]], dtype=npdt).T.copy()
+    sw = np.resize(np.array([1.0, 0.375, 3.0], dtype=npdt), (n, 2))
+    if option.startswith("focal"):
+        res = xentc.binary_focal_loss(y, x, gamma=0.0, alpha=w1[0], label_smoothing=eps, sample_weight=sw,
+                                      reduction="none", grad=True)
+        formula = S.binary_formula("focal", False, True)
+    else:
+        pw = np.array(w1, dtype=npdt) if option == "pos_weight_array" else w1[0]
+        res = xentc.binary_cross_entropy(y, x, pos_weight=pw, label_smoothing=eps, sample_weight=sw,
+                                         reduction="none", grad=True)
+        formula = S.binary_formula("ce", False)
+    worst = _Worst()
+    tiny = mpmath.mpf(float(np.finfo(npdt).eps))
+    for i in range(n):
+        for j in range(2):
+            vals = {"y": float(y[i, j]), "eps": eps, "pw": w1[j], "sw": float(sw[i, j]), "a": w1[j]}
+            r = formula.evaluate([float(x[i, j])], [vals[s.name] for s in formula.params], 0.0)
+            worst.add("grad", res.grad[i, j], r.grad[0], max(abs(r.grad[0]), r.gscale[0] * tiny), dt,
                       f"{option} eps={eps} y={float(y[i, j])!r} p={float(x[i, j])!r} sw={float(sw[i, j])} {dt}")
     worst.check()

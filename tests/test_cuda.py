@@ -615,39 +615,47 @@ def test_binary_many_blocks(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_binary_gradient_near_the_label(dtype, eps):
-    """From probabilities near a soft (or smoothed) label the gradient's two terms cancel; the CPU
-    computes their difference to full relative accuracy (test_accuracy.py checks it against
-    mpmath), and so must the GPU: each element within 16 ulp of the CPU's own value, not of the
-    terms' size (the two-term form is thousands of ulp off there). pos_weight 1 per label and
-    sample weights take the same formula; pos_weight 2 keeps the two terms."""
+    """From probabilities near the minimum (a soft or smoothed label y_s where the sides weigh
+    alike, c1/(c0 + c1) where not) the gradient's two terms cancel; the CPU computes their
+    difference to full relative accuracy (test_accuracy.py checks it against mpmath), and so must
+    the GPU: each element within 16 ulp of the CPU's own value, not of the terms' size (the
+    two-term form is thousands of ulp off there). Points around y_s and around the minimum for
+    the positive-side weights 2 and 0.5, each through pos_weight absent, 1, 2 (scalar), per label
+    (2, 0.5) with sample weights, and focal gamma 0 with alpha 0.25."""
     ys, ps = [], []
+    e = float(dtype(eps))
     for y in [0.3, 0.1, 0.7, 1e-3, 1 / 3, 0.0, 1.0]:
         y = float(dtype(y))
-        base = dtype(y * (1 - float(dtype(eps))) + float(dtype(eps)) / 2)
-        for toward in (0.0, 2.0):
-            p = base
-            for _ in range(6):
-                p = np.nextafter(p, dtype(toward))
-                if 0 < p < 1:
-                    ys.append(y)
-                    ps.append(float(p))
+        s = y * (1 - e) + e / 2
+        for w in (1.0, 2.0, 0.5, 1 / 3):   # 1/3: alpha 0.25's weights, 0.25 against 0.75
+            if s in (0.0, 1.0) and w != 1.0:
+                continue
+            base = dtype(w * s / ((1 - s) + w * s))
+            for toward in (0.0, 2.0):
+                p = base
+                for _ in range(6):
+                    p = np.nextafter(p, dtype(toward))
+                    if 0 < p < 1:
+                        ys.append(y)
+                        ps.append(float(p))
     n = len(ps)
     y = np.array(ys, dtype).reshape(n, 1).repeat(2, axis=1)
     x = np.array(ps, dtype).reshape(n, 1).repeat(2, axis=1)
     sw = np.resize(np.array([1.0, 0.375, 3.0], dtype), (n, 2))
-    for kw in ({}, {"pos_weight": np.ones(2, dtype), "sample_weight": sw}):
-        cpu = xentc.binary_cross_entropy(y, x, label_smoothing=eps, reduction="none", grad=True, **kw)
-        gkw = {k: cupy.asarray(v) for k, v in kw.items()}
-        gpu = xentc.binary_cross_entropy(cupy.asarray(y), cupy.asarray(x), label_smoothing=eps,
-                                         reduction="none", grad=True, **gkw)
+    cases = [("binary_cross_entropy", {}), ("binary_cross_entropy", {"pos_weight": np.ones(2, dtype), "sample_weight": sw}),
+             ("binary_cross_entropy", {"pos_weight": 2.0}),
+             ("binary_cross_entropy", {"pos_weight": np.array([2.0, 0.5], dtype), "sample_weight": sw}),
+             ("binary_focal_loss", {"gamma": 0.0, "alpha": 0.25})]
+    for func, kw in cases:
+        cpu = getattr(xentc, func)(y, x, label_smoothing=eps, reduction="none", grad=True, **kw)
+        gkw = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        gpu = getattr(xentc, func)(cupy.asarray(y), cupy.asarray(x), label_smoothing=eps, reduction="none",
+                                   grad=True, **gkw)
         c = cpu.grad.astype(np.float64)
         g = host(gpu.grad).astype(np.float64)
         ulp = np.spacing(np.maximum(np.abs(cpu.grad), np.finfo(dtype).tiny)).astype(np.float64)
         err = np.abs(g - c) / ulp
-        assert err.max() <= 16, (kw.keys(), float(err.max()), float(x.flat[err.argmax()]), float(y.flat[err.argmax()]))
-    # unbalanced sides: the GPU agrees with the CPU's two-term form to its usual tolerance
-    compare("binary_cross_entropy", y, x, {"pos_weight": 2.0, "label_smoothing": eps}, reduction="none",
-            grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
+        assert err.max() <= 16, (func, list(kw), float(err.max()), float(x.flat[err.argmax()]), float(y.flat[err.argmax()]))
 
 
 # --------------------------------------------------------------------------------------

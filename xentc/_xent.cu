@@ -813,9 +813,9 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
                 const T wi = sw ? weight_at<T>(sw, sw_kind, widx(i)) : T(1), ds = wi * dsc;
                 LGH<T> o = LOGITS ? binary_from_logit(xi, c1, c0, g, want_g, want_h, wi, ds)
                                   : binary_from_prob(xi, c1, c0, g, want_g, want_h, wi, ds);
-                /* cross entropy's gradient from probabilities, both sides weighing alike (binary_span) */
-                if (!LOGITS && CE && want_g && w1i == w0_)
-                    o.g = balanced_prob_gradient(xi, label_gap(xi, yi, eps_), ds, w0_, o.g);
+                /* cross entropy's gradient from probabilities where its sides cancel (binary_span) */
+                if (!LOGITS && CE && want_g)
+                    o.g = prob_gradient_near_label(xi, yi, eps_, w1i, w0_, ds, o.g);
                 if (loss) loss[i] = o.l;
                 s += double(o.l);
                 if (want_g) grad[i] = o.g;

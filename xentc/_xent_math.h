@@ -131,7 +131,8 @@ XENT_HD double x_abs(double x)  { return fabs(x); }
 
 template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
 
-/* a b - fl(a b) exactly, p = fl(a b), for |a|, |b| <= 2 and a b normal: a fused multiply-add where
+/* a b - fl(a b) exactly, p = fl(a b), where that error is normal (and, for the split below,
+ * |a|, |b| < 2^995): a fused multiply-add where
  * the hardware has one; else, float: the product in double (exact); double: Dekker's product of
  * 26-bit halves (Veltkamp's split), for the CPU's baseline and AVX2 variants. */
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(__FMA__) || defined(__AVX512F__)
@@ -497,24 +498,41 @@ template <typename T> struct LGH { T l, g, h; };
  * number is normal, so scaled probabilities and their differences keep full precision. */
 template <typename T> XENT_HD T gap_scale() { return sizeof(T) == sizeof(float) ? T(0x1p26f) : T(0x1p56); }
 
-/* (p - y_s) * gap_scale for the smoothed label y_s = y + eps (1/2 - y) (y itself where eps = 0),
- * within an ulp or so of its exact value, also where p nears y_s and the difference is far below
- * p: y_s is formed as hi + lo (1/2 - y exactly by Fast2Sum, which holds for y in [0, 1], eps times
- * it by prod_err, the sum with y by TwoSum), p - hi is then exact (Sterbenz). A rounded y_s would
- * be off by up to half an ulp of y_s: thousands of ulp of a difference near p's own ulp. The
- * scaling (exact: a power of two, all values <= 1) keeps the parts out of the subnormal range,
- * where the difference of a float label of 3e-40 and a smoothed 0.025 lost 20 ulp. */
-template <typename T> XENT_HD T label_gap(T p, T y, T eps) {
-    const T ps = p * gap_scale<T>(), ys = y * gap_scale<T>(), half = T(0.5) * gap_scale<T>();
-    if (eps == T(0)) return ps - ys;
+/* The smoothed label y_s = y + eps (1/2 - y), times a power of two `scale` (y, eps in [0, 1]), as
+ * hi + lo within an ulp or so of hi's ulp squared: 1/2 - y exactly by Fast2Sum (which holds for y
+ * in [0, 1]), eps times it by prod_err, the sum with y by TwoSum. y itself (lo = 0) where eps = 0.
+ * A rounded y_s would be off by up to half an ulp of y_s: thousands of ulp of a difference
+ * p - y_s that is near p's own ulp. */
+template <typename T> XENT_HD Split<T> smoothed_label(T y, T eps, T scale) {
+    Split<T> r;
+    const T ys = y * scale, half = T(0.5) * scale;
+    r.hi = ys;
+    r.lo = T(0);
+    if (eps == T(0)) return r;
     const T t = half - ys;
     const T te = (half - t) - ys;
     const T uh = eps * t;
     const T ue = prod_err(eps, t, uh) + eps * te;
-    const T hi = ys + uh;
-    const T bb = hi - ys;
-    const T lo = ((ys - (hi - bb)) + (uh - bb)) + ue;
-    return (ps - hi) - lo;
+    r.hi = ys + uh;
+    const T bb = r.hi - ys;
+    r.lo = ((ys - (r.hi - bb)) + (uh - bb)) + ue;
+    return r;
+}
+
+/* Whether the binary gradient from probabilities has two sides that can cancel: a soft label, or
+ * any label smoothed. A hard label without smoothing leaves one term (nothing cancels), and the
+ * gradient stays binary_from_prob's. The CPU's chunks and the GPU's elements both ask this. */
+template <typename T> XENT_HD bool two_sided(T y, T eps) { return (eps != T(0)) | ((y != T(0)) & (y != T(1))); }
+
+/* (p - y_s) * gap_scale, within an ulp or so of its exact value also where p nears y_s and the
+ * difference is far below p: with y_s as hi + lo (smoothed_label), p - hi is exact (Sterbenz).
+ * The scaling (exact: a power of two, all values <= 1) keeps the parts out of the subnormal range,
+ * where the difference of a float label of 3e-40 and a smoothed 0.025 lost 20 ulp. */
+template <typename T> XENT_HD T label_gap(T p, T y, T eps) {
+    const Split<T> l = smoothed_label(y, eps, gap_scale<T>());
+    const T ps = p * gap_scale<T>();
+    if (eps == T(0)) return ps - l.hi;
+    return (ps - l.hi) - l.lo;
 }
 
 /* The binary cross-entropy gradient from a probability where both sides carry the same weight
@@ -524,15 +542,66 @@ template <typename T> XENT_HD T label_gap(T p, T y, T eps) {
  * Taken where |p - y_s| <= min(p, 1 - p): there the quotient is at most 2 in magnitude (the weight
  * comes last, so nothing overflows that the two-term form would not) and p (1 - p), scaled as the
  * gap is, stays normal. Elsewhere the larger term is more than twice the smaller, so `two_term`
- * (binary_from_prob's gradient) is accurate, and it is returned, as it is for wb = 0 (unequal
- * weights), p = 0 or 1 (its limits) and NaN p. A zero weight gives +0. A pass of its own after
- * binary_from_prob: inside it, GCC stopped vectorising the gradient-only loop (3 -> 20 ns). */
+ * (binary_from_prob's gradient) is accurate, and it is returned, as it is for wb = 0 (a hard
+ * label without smoothing), p = 0 or 1 (its limits) and NaN p. A zero weight gives +0. A pass of
+ * its own after binary_from_prob: inside it, GCC stopped vectorising the gradient-only loop
+ * (3 -> 20 ns). */
 template <typename T> XENT_HD T balanced_prob_gradient(T p, T gs, T wd, T wb, T two_term) {
     p = p + T(0);
     const T q = T(1) - p;
     const T s = gap_scale<T>();
     const bool near = wb != T(0) && p > T(0) && q > T(0) && x_abs(gs) <= (p < q ? p : q) * s;
     return near ? (gs / ((p * s) * q)) * (wd * wb) + T(0) : two_term;
+}
+
+/* The scale of weighted_prob_gradient: gap_scale squared, 2^52 (float) or 2^112 (double).
+ * Products of a weight and a scaled label then stay so far above the subnormal range that their
+ * rounding errors, carried as low parts, keep their bits (for weights up to about 2^70, float, or
+ * 2^900, double; beyond, the two-term gradient stays). */
+template <typename T> XENT_HD T weighted_gap_scale() { return gap_scale<T>() * gap_scale<T>(); }
+
+/* The cross-entropy gradient from a probability where the sides weigh differently (pos_weight
+ * w1 != 1 = w0; focal gamma 0 with alpha = w1 != 1/2, w0 = 1 - alpha), times wd:
+ *     wd (c0/(1 - p) - c1/p),    c1 = w1 y_s, c0 = w0 (1 - y_s).
+ * It vanishes at p* = c1/(c0 + c1), not at y_s, so label_gap does not serve. With S =
+ * weighted_gap_scale it is wd e / ((1 - p) S) for
+ *     e = c0 S - (c1 S / p) (1 - p),
+ * with c0, c1, 1 - p, the quotient (by its remainder) and the product each a sum of two floats
+ * (prod_err, Fast2Sum, TwoSum) and the two parts subtracted last, so e is within an ulp or so of
+ * exact also where they cancel (near p*). The parts are the terms' own size: forms through
+ * w0 p - w1 y_s have parts up to 1/(1 - y_s) times larger (10^4 at y = 0.9999, which cost 1200
+ * ulp), and a numerator c0 p - c1 (1 - p) can underflow where the gradient does not (p = 2 y,
+ * y = 1e-35, pos_weight 2: the gradient is y, 1e-35 of its terms).
+ * Taken wherever both parts are positive and finite, near p* or not: it is as accurate away from
+ * p*, and more so where c1 = w1 y_s is subnormal (a label of 3e-40: binary_from_prob's rounded c1
+ * was 8000 ulp off at p = 1e-43). A hard label (c1 or c0 zero), p = 0 or 1, NaN p and a part that
+ * overflows the scaling keep `two_term` (binary_from_prob's gradient). */
+template <typename T> XENT_HD T weighted_prob_gradient(T p, T y, T eps, T w1, T w0, T wd, T two_term) {
+    p = p + T(0);
+    const T s = weighted_gap_scale<T>();
+    const Split<T> l = smoothed_label(y, eps, s);                  /* y_s S */
+    const T zh = s - l.hi, zl = ((s - zh) - l.hi) - l.lo;         /* (1 - y_s) S */
+    const T ah = w0 * zh, al = prod_err(w0, zh, ah) + w0 * zl;    /* c0 S */
+    const T bh = w1 * l.hi, bl = prod_err(w1, l.hi, bh) + w1 * l.lo;   /* c1 S */
+    const T rh = bh / p, rp = rh * p;
+    const T rl = (((bh - rp) - prod_err(rh, p, rp)) + bl) / p;    /* c1 S / p */
+    const T qh = T(1) - p, ql = (T(1) - qh) - p;                  /* 1 - p */
+    const T mh = rh * qh, ml = prod_err(rh, qh, mh) + (rh * ql + rl * qh);
+    const T eh = ah - mh, eb = eh - ah, ee = (ah - (eh - eb)) + (-mh - eb);
+    const T e = eh + (ee + (al - ml));
+    const T both = ah + mh;
+    const bool ok = (ah > T(0)) & (mh > T(0)) & (both - both == T(0));
+    return ok ? (e / (qh * s)) * wd + T(0) : two_term;
+}
+
+/* Cross entropy's gradient from a probability p where its two sides can cancel (two_sided):
+ * balanced_prob_gradient where they weigh alike, weighted_prob_gradient where not; two_term,
+ * binary_from_prob's gradient, elsewhere. The GPU's one call per element, the CPU's pass over a
+ * chunk where the weights differ (its chunks that weigh alike stage label_gap instead). */
+template <typename T> XENT_HD T prob_gradient_near_label(T p, T y, T eps, T w1, T w0, T wd, T two_term) {
+    if (!two_sided(y, eps)) return two_term;
+    if (w1 == w0) return balanced_prob_gradient(p, label_gap(p, y, eps), wd, w0, two_term);
+    return weighted_prob_gradient(p, y, eps, w1, w0, wd, two_term);
 }
 
 template <typename T, typename Pow = PowLibm>

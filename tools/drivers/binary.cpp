@@ -4,10 +4,11 @@
  *
  *   g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=off -mavx2 -mf16c \
  *       -I xentc tools/drivers/binary.cpp -o /tmp/binary
- *   /tmp/binary [REPS] [EPS] [soft]
+ *   /tmp/binary [REPS] [EPS] [soft|hard] [POS_WEIGHT]
  *
  * (-mavx512f -mavx512dq -mavx512vl -mavx512bw for the AVX-512 variant, nothing for the baseline.)
- * EPS (default 0) is the label smoothing; `soft` draws soft labels, uniform in [0, 1]. Each line is one loss (CE, focal gamma 2), from logits or probabilities, and one dtype; the columns are the outputs asked for:
+ * EPS (default 0) is the label smoothing; `soft` draws soft labels, uniform in [0, 1]; POS_WEIGHT
+ * (default: none) a scalar positive-side weight (pos_weight; for focal, alpha's place). Each line is one loss (CE, focal gamma 2), from logits or probabilities, and one dtype; the columns are the outputs asked for:
  * the loss alone (its mean), loss + gradient, loss + gradient + Hessian. For instruction counts,
  * build with -g and run under valgrind --tool=callgrind (which does not know AVX-512).
  */
@@ -26,6 +27,7 @@ static double thread_ns() {
 }
 double sink = 0;
 static bool soft_labels = false;
+static double pos_weight = 0;   /* 0: none */
 template <typename T>
 double run(double gamma, bool logits, bool G, bool H, int reps, int n, double eps) {
     std::vector<T> y(n), x(n), g(n), h(n);
@@ -37,6 +39,8 @@ double run(double gamma, bool logits, bool G, bool H, int reps, int n, double ep
     }
     BinaryArgs a; memset(&a, 0, sizeof a);
     a.y = y.data(); a.sy = 1; a.ykind = YK_SAME; a.x = x.data(); a.sx = 1; a.w0 = 1; a.eps = eps;
+    const T w1 = T(pos_weight);
+    if (pos_weight != 0) { a.w1 = &w1; a.nw1 = 1; }
     a.gamma = gamma; a.dscale = 1.0 / n; a.from_logits = logits;
     a.grad = G ? g.data() : nullptr; a.hess = H ? h.data() : nullptr;
     double best = 1e9;
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
     const int n = 1 << 20, reps = argc > 1 ? atoi(argv[1]) : 15;
     const double eps = argc > 2 ? atof(argv[2]) : 0.0;
     soft_labels = argc > 3 && !strcmp(argv[3], "soft");
+    pos_weight = argc > 4 ? atof(argv[4]) : 0.0;
     for (int logits = 1; logits >= 0; --logits) {
         line<float>("CE", 0, logits, reps, n, eps);
         line<double>("CE", 0, logits, reps, n, eps);
