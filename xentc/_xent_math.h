@@ -574,8 +574,9 @@ template <typename T> XENT_HD T weighted_gap_scale() { return gap_scale<T>() * g
  * y = 1e-35, pos_weight 2: the gradient is y, 1e-35 of its terms).
  * Taken wherever both parts are positive and finite, near p* or not: it is as accurate away from
  * p*, and more so where c1 = w1 y_s is subnormal (a label of 3e-40: binary_from_prob's rounded c1
- * was 8000 ulp off at p = 1e-43). A hard label (c1 or c0 zero), p = 0 or 1, NaN p and a part that
- * overflows the scaling keep `two_term` (binary_from_prob's gradient). */
+ * was 8000 ulp off at p = 1e-43). A hard label (c1 or c0 zero), p = 0 or 1, NaN p and a part or
+ * w1 beyond 2^120 (float) or 2^960 (double) keep `two_term` (binary_from_prob's gradient): c1/p
+ * dominates there, and the two-term form is accurate. */
 template <typename T> XENT_HD T weighted_prob_gradient(T p, T y, T eps, T w1, T w0, T wd, T two_term) {
     p = p + T(0);
     const T s = weighted_gap_scale<T>();
@@ -589,8 +590,10 @@ template <typename T> XENT_HD T weighted_prob_gradient(T p, T y, T eps, T w1, T 
     const T mh = rh * qh, ml = prod_err(rh, qh, mh) + (rh * ql + rl * qh);
     const T eh = ah - mh, eb = eh - ah, ee = (ah - (eh - eb)) + (-mh - eb);
     const T e = eh + (ee + (al - ml));
-    const T both = ah + mh;
-    const bool ok = (ah > T(0)) & (mh > T(0)) & (both - both == T(0));
+    /* below `big` Veltkamp's split in prod_err cannot overflow (it did at p = 1.9e-271, double,
+     * pos_weight 2.75: NaN), so every CPU variant takes the same choice */
+    const T big = sizeof(T) == sizeof(float) ? T(0x1p120f) : T(0x1p960);
+    const bool ok = (ah > T(0)) & (mh > T(0)) & (ah < big) & (rh < big) & (w1 < big);
     return ok ? (e / (qh * s)) * wd + T(0) : two_term;
 }
 
