@@ -656,6 +656,9 @@ def test_binary_gradient_near_the_label(dtype, eps):
         ulp = np.spacing(np.maximum(np.abs(cpu.grad), np.finfo(dtype).tiny)).astype(np.float64)
         err = np.abs(g - c) / ulp
         assert err.max() <= 16, (func, list(kw), float(err.max()), float(x.flat[err.argmax()]), float(y.flat[err.argmax()]))
+    # the loss and Hessian with unbalanced sides, as everywhere, to the usual tolerance
+    compare("binary_cross_entropy", y, x, {"pos_weight": 2.0, "label_smoothing": eps}, reduction="none",
+            grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
 
 
 # --------------------------------------------------------------------------------------
