@@ -31,6 +31,18 @@ SCRIPT = textwrap.dedent("""
         labt = rng.integers(0, 211, (3, 37))
         w16 = (rng.random(5003) * 3).astype(np.float16)
         w16[::11], w16[7] = -0.0, 2.0**-24
+        # where products' errors are taken exactly (prod_err: a fused multiply-add in the AVX2 and
+        # AVX-512 variants, Veltkamp's split in the baseline): smoothed labels, unequal weights near
+        # the gradient's zero p* and at tiny labels and probabilities, focal powers of any gamma,
+        # softmax rows of gamma > 4 whose probabilities underflow (logits up to +-1e4)
+        yt = y.copy()
+        yt[::7] = np.resize(np.array([1e-300, 3e-310, 1e-35, 3e-40, 0.5, 0.9999, 1e-3]), yt[::7].size).astype(dt)
+        pt2 = (1 / (1 + np.exp(-z.astype(np.float64)))).astype(dt)
+        pt2[1::3] = (2.75 * yt / (2.75 * yt + (1 - yt)))[1::3].astype(dt)
+        pt2[::11] = np.resize(np.array([1e-300, 5e-324, 1e-40, 2.2e-308, 1e-38, 0.999999]), pt2[::11].size).astype(dt)
+        zw = (rng.standard_normal(5003) * 3000).clip(-1e4, 1e4).astype(dt)
+        xw = (rng.standard_normal((97, 211)) * 300).clip(-1e4, 1e4).astype(dt)
+        pr = rng.dirichlet(np.full(211, 0.05), 97).astype(dt)
         cases = {
             "bce": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none"),
             "bfocal": xentc.binary_focal_loss(y, z, from_logits=True, gamma=1.5, grad=True, hess=True),
@@ -51,10 +63,24 @@ SCRIPT = textwrap.dedent("""
                                                   sample_weight=w16),
             "bce_w16n": xentc.binary_cross_entropy(y, z, from_logits=True, grad=True, hess=True, reduction="none",
                                                    sample_weight=w16),
+            "bprob_pw": xentc.binary_cross_entropy(yt, pt2, pos_weight=2.75, label_smoothing=0.1, grad=True,
+                                                   hess=True, reduction="none"),
+            "bprob_pw0": xentc.binary_cross_entropy(yt, pt2, pos_weight=2.75, grad=True, reduction="none"),
+            "bprob_ls": xentc.binary_cross_entropy(yt, pt2, label_smoothing=0.05, grad=True, reduction="none"),
+            "bfocal_p": xentc.binary_focal_loss(yt, pt2, gamma=2.5, alpha=0.25, label_smoothing=0.1, grad=True,
+                                                hess=True, reduction="none"),
+            "bfocal_z": xentc.binary_focal_loss(yt, zw, from_logits=True, gamma=2.5, alpha=0.25, label_smoothing=0.1,
+                                                grad=True, hess=True, reduction="none"),
+            "focal_g6": xentc.focal_loss(lab, xw, from_logits=True, gamma=6.0, grad=True, hess=True, reduction="none"),
+            "focal_g6s": xentc.focal_loss(soft, xw, from_logits=True, gamma=6.0, grad=True, hess=True,
+                                          reduction="none"),
+            "focal_pr": xentc.focal_loss(lab, pr, gamma=2.5, label_smoothing=0.1, grad=True, hess=True,
+                                         reduction="none"),
         }
         for k, r in cases.items():
             for f in ("loss", "grad", "hess"):
-                out[f"{k}_{np.dtype(dt).name}_{f}"] = np.asarray(getattr(r, f))
+                if getattr(r, f) is not None:
+                    out[f"{k}_{np.dtype(dt).name}_{f}"] = np.asarray(getattr(r, f))
     # 16-bit y_pred (float32 a chunk at a time), and the 16-bit loads and stores themselves on
     # float32 patterns of every exponent
     x16 = (rng.standard_normal((97, 211)) * 20).astype(np.float16)

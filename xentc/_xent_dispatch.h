@@ -1,6 +1,7 @@
 /* Run-time choice of the CPU kernel variant (the one place that decides it). Wheels are built for
- * the baseline instruction set; on x86-64 the AVX-512 or AVX2 variant is used where the processor
- * (and the operating system, which must save the wider registers) supports it. The environment
+ * the baseline instruction set; on x86-64 the AVX-512 or AVX2 variant (AVX2 with FMA and F16C) is
+ * used where the processor (and the operating system, which must save the wider registers) supports
+ * it. The environment
  * variable XENTC_ISA=baseline|avx2|avx512 asks for one variant (the tests use it to check that all
  * give the same bits); a variant the machine cannot run is never chosen. */
 #ifndef XENTC_XENT_DISPATCH_H
@@ -36,7 +37,9 @@ static inline int variants(Variant* out) {
                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")};
 #endif
 #if defined(XENT_HAVE_AVX2)
-    out[n++] = Variant{"avx2", xent_table_avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")};
+    out[n++] = Variant{"avx2", xent_table_avx2,
+                       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                       __builtin_cpu_supports("fma")};
 #endif
     out[n++] = Variant{"baseline", xent_table_base, 1};
     return n;

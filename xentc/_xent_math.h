@@ -133,8 +133,9 @@ template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
 
 /* a b - fl(a b) exactly, p = fl(a b), where that error is normal (and, for the split below,
  * |a|, |b| < 2^995): a fused multiply-add where
- * the hardware has one; else, float: the product in double (exact); double: Dekker's product of
- * 26-bit halves (Veltkamp's split), for the CPU's baseline and AVX2 variants. */
+ * the hardware has one (CUDA, the CPU's AVX2 and AVX-512 variants); else, float: the product in
+ * double (exact); double: Dekker's product of 26-bit halves (Veltkamp's split), for the CPU's
+ * baseline variant. */
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__) || defined(__FMA__) || defined(__AVX512F__)
 template <typename T> XENT_HD T prod_err(T a, T b, T p) { return x_fma(a, b, -p); }
 #else

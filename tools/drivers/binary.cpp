@@ -2,7 +2,7 @@
  * of REPS calls over 2^20 elements, thread CPU time, labels 0/1, no weights). A development tool: not
  * built by meson, not run by CI.
  *
- *   g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=off -mavx2 -mf16c \
+ *   g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=off -mavx2 -mf16c -mfma \
  *       -I xentc tools/drivers/binary.cpp -o /tmp/binary
  *   /tmp/binary [REPS] [EPS] [soft|hard] [POS_WEIGHT]
  *

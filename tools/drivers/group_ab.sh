@@ -19,6 +19,6 @@ for pair in "A:xa:$old" "B:xb:$new"; do
     done
 done
 cp "$here/group_ab.cpp" "$work/"
-g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=off -mavx2 -mf16c \
+g++ -O3 -std=c++17 -fno-math-errno -fno-trapping-math -ffp-contract=off -mavx2 -mf16c -mfma \
     '-mmemset-strategy=vector_loop:8192:noalign,libcall:-1:noalign' -I "$work" "$work/group_ab.cpp" -o /tmp/group_ab
 /tmp/group_ab "$@"

@@ -6,7 +6,7 @@
  *       -mavx512f -mavx512dq -mavx512vl -mavx512bw -I xentc tools/drivers/softmax.cpp -o /tmp/softmax
  *   /tmp/softmax [FILTER] [REPS]      e.g. /tmp/softmax fo10 9   (cases: ce10, fo10, ce32k, fo32k; _f / _d)
  *
- * For instruction counts, build with -mavx2 -mf16c -g (the AVX2 variant's flags) and run under valgrind --tool=callgrind.
+ * For instruction counts, build with -mavx2 -mf16c -mfma -g (the AVX2 variant's flags) and run under valgrind --tool=callgrind.
  */
 #include "_xent_rows.h"
 #include <chrono>
