@@ -32,3 +32,19 @@ def make_categorical(rng, shape, dtype, from_logits, label_form, axis=-1):
 def weights(rng, shape, lo=0, hi=8):
     """Weights that are multiples of 1/4 (exact in every dtype); lo=0 includes zeros."""
     return rng.integers(lo, hi + 1, shape) / 4
+
+
+def focal_prob_minimum(ys, a1, a0, gamma):
+    """The zero p* of the binary focal gradient from probabilities for a smoothed label ys (an
+    array), positive weight a1 and negative a0: bisection in float64 on
+    c0 (p^g/q + g p^(g-1) (-log q)) - c1 (q^g/p + g q^(g-1) (-log p)), which rises through 0."""
+    ys = np.asarray(ys, dtype=np.float64)
+    c1, c0 = a1 * ys, a0 * (1 - ys)
+    lo, hi = np.full(ys.shape, 1e-300), np.full(ys.shape, 1 - 2.0**-53)
+    for _ in range(1100):
+        mid = 0.5 * (lo + hi)
+        q = 1 - mid
+        g = c0 * (mid**gamma / q - gamma * mid**(gamma - 1) * np.log1p(-mid)) \
+            - c1 * (q**gamma / mid - gamma * q**(gamma - 1) * np.log(mid))
+        lo, hi = np.where(g < 0, mid, lo), np.where(g < 0, hi, mid)
+    return 0.5 * (lo + hi)

@@ -816,6 +816,11 @@ xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx,
                 /* cross entropy's gradient from probabilities where its sides cancel (binary_span) */
                 if (!LOGITS && CE && want_g)
                     o.g = prob_gradient_near_label(xi, yi, eps_, w1i, w0_, ds, o.g);
+                /* focal loss's float gradient from probabilities there, in double (binary_span's
+                 * focal_wide_pass) */
+                if constexpr (!LOGITS && !CE && sizeof(T) == sizeof(float))
+                    if (want_g && two_sided(yi, eps_))
+                        o.g = focal_prob_gradient_wide<PowLibm>(xi, yi, eps_, w1i, w0_, g, ds);
                 if (loss) loss[i] = o.l;
                 s += double(o.l);
                 if (want_g) grad[i] = o.g;

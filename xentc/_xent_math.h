@@ -627,6 +627,27 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
     return o;
 }
 
+/* Focal loss's gradient (gamma != 0) from a float probability p where its sides can cancel
+ * (two_sided), times wd, evaluated in double from the label, the smoothing and the weights and
+ * rounded once:
+ *     wd (c0 A'(1 - p) - c1 A'(p)),    c1 = w1 y_s, c0 = w0 (1 - y_s),    A: focal_prob_term.
+ * It vanishes at a p* of no closed form, where the two terms cancel: in float they left the
+ * gradient up to 2.6e8 ulp of itself off around p* (gamma 0.5, 2, 2.5, soft or smoothed labels;
+ * benchmarks/RESULTS.md). In double the cancellation costs some 2^-52 of the terms, below a float
+ * ulp of the result wherever p is more than a relative 2^-27 or so from p* (an ulp of float p is
+ * 2^-23 of it). c1 and c0 are formed in double too (a few roundings, some 2^-52 of them), since
+ * a float c1 would move p* by its own rounding. Pow: a double policy. NaN p gives NaN,
+ * p = 0 or 1 the infinities of binary_from_prob. float64 keeps binary_from_prob's two terms: its
+ * fix needs the focal terms in double-double. */
+template <typename Pow>
+XENT_HD float focal_prob_gradient_wide(float p, float y, float eps, float w1, float w0, float g, float wd) {
+    const double yd = y, ed = eps;
+    const double c1 = double(w1) * (yd * (1.0 - ed) + ed * 0.5);
+    const double c0 = double(w0) * ((1.0 - yd) * (1.0 - ed) + ed * 0.5);
+    const LGH<double> o = binary_from_prob<double, Pow>(double(p), c1, c0, double(g), true, false, 1.0, double(wd));
+    return float(o.g);
+}
+
 template <typename T, typename Pow = PowLibm>
 XENT_HD LGH<T> binary_from_logit(T z, T c1, T c0, T g, bool want_g, bool want_h, T wl, T wd) {
     LGH<T> o;  /* NaN z propagates through every term below (mul0 keeps NaN) */

@@ -681,6 +681,24 @@ static XENT_ALWAYS_INLINE void uneven_gradient_pass(int m, const T* y, const T* 
     }
 }
 
+/* The double policy for focal_prob_gradient_wide of a float loop's policy: the same powers, with
+ * PowDD for PowViaDouble (float only). PowInt's double products round up to 9 times, some 2^-50 of
+ * the terms: far below a float ulp. */
+template <typename Pow> struct WidePow { typedef Pow type; };
+template <> struct WidePow<PowViaDouble> { typedef PowDD type; };
+
+/* binary_span's pass over a float chunk of focal loss (gamma != 0) from probabilities that holds a
+ * two-sided label: focal_prob_gradient_wide where two_sided, as selects, so the loop can vectorise.
+ * Always inlined, as uneven_gradient_pass. */
+template <typename Pow>
+static XENT_ALWAYS_INLINE void focal_wide_pass(int m, const float* y, const float* xb, const float* w1b, float w0,
+                                               float eps, float g, const float* wdb, float* gd) {
+    for (int k = 0; k < m; ++k) {
+        const float gw = focal_prob_gradient_wide<typename WidePow<Pow>::type>(xb[k], y[k], eps, w1b[k], w0, g, wdb[k]);
+        gd[k] = two_sided(y[k], eps) ? gw : gd[k];
+    }
+}
+
 template <typename T, bool G, bool H, typename Pow, bool SW, bool LOGITS>
 XENT_SCHEDULE
 static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1, int64_t L, int64_t phase, T w1s,
@@ -694,7 +712,10 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
      * side's weight, for prob_gradient_near_label where they do not */
     constexpr bool GAP = G && !LOGITS && !Pow::nonzero;
     const bool gap = GAP && pow_is_ce<Pow>(g);
-    T wbb[GAP ? CHUNK : 1], gpb[GAP ? CHUNK : 1], w1b[GAP ? CHUNK : 1];
+    /* float focal loss's gradient from probabilities (focal_wide_pass), which reads w1b too */
+    constexpr bool WIDE = G && !LOGITS && !Pow::zero && std::is_same<T, float>::value;
+    const bool wide = WIDE && !pow_is_ce<Pow>(g);   /* gamma != 0 */
+    T wbb[GAP ? CHUNK : 1], gpb[GAP ? CHUNK : 1], w1b[(GAP || WIDE) ? CHUNK : 1];
     /* the lane sums live in locals for the span: through the caller's pointers GCC assumed they
      * might alias the staged arrays and kept the Kahan loop scalar */
     constexpr int NL = lanes<T>();
@@ -727,13 +748,15 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
              * `phase`, and the index wraps as it goes (one span per block, not one per stretch of
              * L labels: with L = 10 each span filled 10 of a chunk's 64 places) */
             for (int k = 0; k < m; ++k) {
-                if (GAP) { wbb[k] = w1[phase] == w0 ? w0 : T(0); w1b[k] = w1[phase]; }
+                if (GAP) wbb[k] = w1[phase] == w0 ? w0 : T(0);
+                if (GAP || WIDE) w1b[k] = w1[phase];
                 c1b[k] *= w1[phase];
                 phase = phase + 1 == L ? 0 : phase + 1;
             }
         }
         else {
-            if (GAP) for (int k = 0; k < m; ++k) { wbb[k] = w1s == w0 ? w0 : T(0); w1b[k] = w1s; }
+            if (GAP) for (int k = 0; k < m; ++k) wbb[k] = w1s == w0 ? w0 : T(0);
+            if (GAP || WIDE) for (int k = 0; k < m; ++k) w1b[k] = w1s;
             if (w1s != T(1)) for (int k = 0; k < m; ++k) c1b[k] *= w1s;
         }
         /* a chunk of hard labels without smoothing has one term an element: nothing cancels, and
@@ -809,6 +832,13 @@ static inline void binary_span(const T* y, const T* x, const T* sw, const T* w1,
         }
         else if (GAP && soft)
             for (int k = 0; k < CHUNK; ++k) gd[k] = balanced_prob_gradient(xb[k], gpb[k], wdb[k], wbb[k], gd[k]);
+        if constexpr (WIDE) {
+            /* a chunk of hard labels without smoothing has one term an element: nothing to redo */
+            int two = wide & (eps != T(0));
+            if (wide && !two)
+                for (int k = 0; k < m; ++k) two |= int(two_sided(y[i0 + k], T(0)));
+            if (two) focal_wide_pass<Pow>(m, y + i0, xb, w1b, w0, eps, g, wdb, gd);
+        }
         chunk_into_lanes<T>(lb, sa, sc);
         if (lo) for (int k = 0; k < m; ++k) lo[i0 + k] = lb[k];
         if (m < CHUNK) {
