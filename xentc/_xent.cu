@@ -55,9 +55,9 @@
  *                          worked on. Used where two slices fit a block's shared memory.
  *   xent_finalize          adds the per-block partials in order and finds the first error.
  *
- * Everything compiles under NVRTC: no standard headers, own integer typedefs. Three small
+ * Everything compiles under NVRTC: no standard headers, own integer typedefs. Two small
  * helpers of _xent_rows.h are repeated here because that file is CPU-only (it includes libc and
- * OpenMP headers): unit_label_error, smoothed_pair and class_coef; keep them in step.
+ * OpenMP headers): unit_label_error and class_coef; keep them in step.
  * XENT_SHARED / XENT_DYN_SHARED / XENT_EMU only let a host emulator (development, not shipped)
  * give each emulated block its own shared memory and model cp.async.
  */
@@ -217,13 +217,6 @@ template <typename T> __device__ __forceinline__ T weight_checked(const void* sw
     const T w = T(wide);
     bad = !(wide >= 0.0) || w == Lim<T>::inf();   /* negative or NaN in its own type, or infinite in T */
     return w;
-}
-
-/* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
- * (1 - y)(1 - eps) + eps/2, each from the raw label (as smoothed_pair in _xent_rows.h). */
-template <typename T> __device__ __forceinline__ T smoothed_pair(T y, T eps, bool positive) {
-    const T v = positive ? y : T(1) - y;
-    return v * (T(1) - eps) + eps * T(0.5);
 }
 
 /* Compensated (Neumaier) accumulation. Once the sum is infinite or NaN the compensation is left

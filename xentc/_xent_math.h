@@ -495,6 +495,15 @@ XENT_HD Terms<T> focal_logit_term(T p, T q, T logp, T g, T qg, bool want_d1, boo
  * ------------------------------------------------------------------------------------------- */
 template <typename T> struct LGH { T l, g, h; };
 
+/* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
+ * (1 - y)(1 - eps) + eps/2, each from the raw label: 1 - y is exact for hard labels, whereas 1 minus
+ * the smoothed y would cancel (relative error 1e-10 at eps = 2e-6). The CPU's and GPU's binary
+ * coefficients both. */
+template <typename T> XENT_HD T smoothed_pair(T y, T eps, bool positive) {
+    const T v = positive ? y : T(1) - y;
+    return v * (T(1) - eps) + eps * T(0.5);
+}
+
 /* The scale of label_gap's result: 2^26 (float) or 2^56 (double) times the smallest subnormal
  * number is normal, so scaled probabilities and their differences keep full precision. */
 template <typename T> XENT_HD T gap_scale() { return sizeof(T) == sizeof(float) ? T(0x1p26f) : T(0x1p56); }
@@ -641,9 +650,8 @@ XENT_HD LGH<T> binary_from_prob(T p, T c1, T c0, T g, bool want_g, bool want_h, 
  * fix needs the focal terms in double-double. */
 template <typename Pow>
 XENT_HD float focal_prob_gradient_wide(float p, float y, float eps, float w1, float w0, float g, float wd) {
-    const double yd = y, ed = eps;
-    const double c1 = double(w1) * (yd * (1.0 - ed) + ed * 0.5);
-    const double c0 = double(w0) * ((1.0 - yd) * (1.0 - ed) + ed * 0.5);
+    const double c1 = double(w1) * smoothed_pair(double(y), double(eps), true);
+    const double c0 = double(w0) * smoothed_pair(double(y), double(eps), false);
     const LGH<double> o = binary_from_prob<double, Pow>(double(p), c1, c0, double(g), true, false, 1.0, double(wd));
     return float(o.g);
 }

@@ -169,14 +169,6 @@ template <typename T, int NL> static inline double lane_total_free(const double*
  * them less. */
 template <typename T> constexpr bool chunk_partials() { return sizeof(T) == sizeof(double); }
 
-/* The smoothed weight of the positive side, y (1 - eps) + eps/2, or of the negative side,
- * (1 - y)(1 - eps) + eps/2, each from the raw label: 1 - y is exact for hard labels, whereas 1 minus
- * the smoothed y would cancel (relative error 1e-10 at eps = 2e-6). */
-template <typename T> static inline T smoothed_pair(T y, T eps, bool positive) {
-    const T v = positive ? y : T(1) - y;
-    return v * (T(1) - eps) + eps * T(0.5);
-}
-
 /* Check of a label that must lie in [0, 1]. */
 template <typename T> static inline int unit_label_error(T y) {
     if (y != y) return ERR_LABEL_NAN;
