@@ -2,7 +2,8 @@
 # GPU check of xentc, for a GPU machine without network (CUDA 13, CuPy 14, PyTorch, Triton):
 #   1. install carried wheels from .whl/ (meson-python, pyproject-metadata, liger-kernel, and
 #      ml_dtypes if one fits: made by tools/gpu_wheels.sh here, carried along by the device call)
-#      and xentc itself from this source tree;
+#      and xentc itself, from its wheel in .whl/xentc where one fits this Python, else from this
+#      source tree; seed the kernel disk cache from .whl/kernels (tools/kernel_cache.py);
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
 #   3. benchmarks/bench_gpu.py: the design section 4 cases, the kernel variants and a host
@@ -61,6 +62,11 @@ run() {
 }
 
 log "repo $REPO, python $PY, logs in $OUT"
+# OpenMP's runtime carried along (tools/gpu_wheels.sh), for an image without it
+if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1' && [ -f "$REPO/.whl/lib/libgomp.so.1" ]; then
+    export LD_LIBRARY_PATH="$REPO/.whl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    log "no libgomp.so.1 on this machine: using the one in .whl/lib"
+fi
 if [ ! -x "$PY" ]; then
     log "python interpreter $PY not found; set PYTHON=/path/to/python3"
     exit 2
@@ -103,11 +109,35 @@ if ls "$REPO"/.whl/optional/*.whl >/dev/null 2>&1; then   # best effort: bfloat1
         log "ml_dtypes not installed (see $OUT/install_optional.log): the bfloat16 CUDA tests skip"
     fi
 fi
-if ! run install_xentc 180 "$PY" -m pip install --no-index --no-deps --no-build-isolation \
-        --disable-pip-version-check -v "$REPO"; then
+# a wheel of this source tree built ahead for the machine's Python (tools/gpu_wheels.sh: the C++
+# kernels take minutes of a core each to compile), else a build from the source tree
+XWHEEL=$("$PY" - "$REPO/.whl/xentc" <<'EOF'
+import glob, sys
+from packaging.tags import sys_tags
+from packaging.utils import parse_wheel_filename
+tags = set(sys_tags())
+for w in sorted(glob.glob(sys.argv[1] + "/xentc-*.whl")):
+    if tags & set(parse_wheel_filename(w.rsplit("/", 1)[1])[3]):
+        print(w)
+        break
+EOF
+)
+if [ -n "$XWHEEL" ]; then
+    log "xentc from the wheel $XWHEEL"
+    INSTALL_XENTC=("$PY" -m pip install --no-index --no-deps --disable-pip-version-check --force-reinstall "$XWHEEL")
+else
+    INSTALL_XENTC=("$PY" -m pip install --no-index --no-deps --no-build-isolation --disable-pip-version-check -v "$REPO")
+fi
+if ! run install_xentc 180 "${INSTALL_XENTC[@]}"; then
     log "xentc did not install; see $OUT/install_xentc.log (needs meson, meson-python, ninja, Cython, numpy)"
     echo -e "summary:$SUMMARY" | tee -a "$OUT/gpu_check.log"
     exit 1
+fi
+
+# kernels built ahead by NVRTC for this machine (tools/kernel_cache.py build): into the disk cache,
+# where source, architecture and NVRTC version match; the rest compiles on first use
+if [ -f "$REPO/.whl/kernels/manifest.json" ]; then
+    run seed_kernels 60 "$PY" "$REPO/tools/kernel_cache.py" seed "$REPO/.whl/kernels"
 fi
 
 # ---- 2. compile the CUDA kernels (and fill the disk cache) ------------------------------------

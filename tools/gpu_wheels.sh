@@ -2,6 +2,8 @@
 # Wheels that benchmarks/gpu_check.sh needs on the GPU machine and that its image lacks (it has
 # CuPy, PyTorch, Triton, Cython, meson, ninja, pytest, hypothesis, NumPy; no network): the build
 # backend meson-python with pyproject-metadata, and Liger-Kernel for the benchmark's comparison.
+# It also builds what would take the GPU machine minutes: a wheel of xentc for its Python and
+# the CUDA kernels for its architecture (a 10-20 minute job on two cores).
 # Run here, where PyPI is reachable, from the repository root; .whl/ is ignored by git and travels
 # to the GPU machine when a device call names it in `carry`:
 #
@@ -22,4 +24,24 @@ for v in 3.10 3.11 3.12 3.13 3.14; do
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl/optional "ml_dtypes>=0.4" ||
         echo "gpu_wheels: no ml_dtypes wheel for Python $v"
 done
-ls -l .whl .whl/optional
+# xentc itself, as a wheel for the GPU machine's Python (3.12 there): building its C++ kernels takes
+# minutes of one core each, which a short GPU lease cannot spare. PY312 names a Python 3.12 here.
+PY312="${PY312:-python3.12}"
+if command -v "$PY312" >/dev/null; then
+    rm -rf .whl/xentc
+    (cd /tmp && "$PY312" -m pip wheel --no-deps -w "$OLDPWD/.whl/xentc" "$OLDPWD")
+else
+    echo "gpu_wheels: no $PY312 here: gpu_check.sh will build xentc from the source tree (slow)"
+fi
+# OpenMP's runtime, for a GPU machine whose image lacks it (the wheel links libgomp.so.1)
+mkdir -p .whl/lib
+cp -L "$(g++ -print-file-name=libgomp.so.1)" .whl/lib/ || echo "gpu_wheels: libgomp.so.1 not found"
+# The CUDA kernels for the H200's sm_90, by NVRTC 13.0 as the GPU machine's CuPy has it (the
+# binaries are seeded into its kernel disk cache only where source, architecture and NVRTC
+# version match: tools/kernel_cache.py)
+if python3 -c "import nvidia.cu13" 2>/dev/null || python3 -m pip install -q "nvidia-cuda-nvrtc==13.0.*"; then
+    rm -rf .whl/kernels
+    python3 tools/kernel_cache.py build --arch 90 --out .whl/kernels
+fi
+ls -l .whl .whl/optional .whl/xentc .whl/lib
+du -sh .whl   # a device call carries at most 64 MiB with the working tree

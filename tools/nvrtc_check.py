@@ -25,6 +25,24 @@ import sys
 import time
 
 
+def source_cuda():
+    """xentc._cuda of this source tree, imported without running xentc/__init__.py (which needs the
+    compiled extension); the package spec is real, so importlib.resources finds the .cu source."""
+    import importlib.util
+
+    if "xentc._cuda" in sys.modules:
+        return sys.modules["xentc._cuda"]
+    d = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "xentc"))
+    pspec = importlib.util.spec_from_file_location("xentc", os.path.join(d, "__init__.py"),
+                                                   submodule_search_locations=[d])
+    sys.modules["xentc"] = importlib.util.module_from_spec(pspec)   # not executed
+    spec = importlib.util.spec_from_file_location("xentc._cuda", os.path.join(d, "_cuda.py"))
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["xentc._cuda"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def find_libnvrtc(explicit: str | None) -> str:
     if explicit:
         return explicit
@@ -42,6 +60,11 @@ def find_libnvrtc(explicit: str | None) -> str:
 
 class NVRTC:
     def __init__(self, path: str):
+        # NVRTC opens its builtins library by name at the first compile: load it from beside
+        # libnvrtc first (a pip-installed NVRTC is not on the loader's path)
+        for b in sorted(glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so.*"))):
+            if ".alt." not in b:
+                ctypes.CDLL(b, mode=ctypes.RTLD_GLOBAL)
         self.lib = ctypes.CDLL(path)
         L = self.lib
         L.nvrtcGetErrorString.restype = ctypes.c_char_p
@@ -87,6 +110,14 @@ class NVRTC:
             L.nvrtcDestroyProgram(ctypes.byref(prog))
 
 
+def nvrtc_options(_cuda, nv: "NVRTC", cc: int, cluster: bool) -> list:
+    """What _cuda._Module passes (route "noftz") and what CuPy's compile_using_nvrtc adds."""
+    opts = list(_cuda._module_options(cluster)) + ["-ftz=false", f"--gpu-architecture=sm_{cc}"]
+    if nv.version[0] >= 12:   # CuPy adds this for NVRTC 12 and later
+        opts.append("--device-as-default-execution-space")
+    return opts
+
+
 def split_ptxas_info(log: str, lowered: dict):
     """({name: (registers, stack bytes, spill store bytes, spill load bytes)}, the rest of the log):
     the lines of --ptxas-options=-v taken out, so that what remains are warnings and errors."""
@@ -125,8 +156,7 @@ def main() -> int:
                          "with labels of one dtype beside y_pred of another, e.g. soft-y:float64:float32)")
     args = ap.parse_args()
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from xentc import _cuda   # importing _cuda needs neither CuPy nor a GPU
+    _cuda = source_cuda()   # needs neither CuPy nor a GPU nor the compiled extension
 
     nv = NVRTC(find_libnvrtc(args.lib))
     print(f"NVRTC {nv.version[0]}.{nv.version[1]}")
@@ -136,10 +166,7 @@ def main() -> int:
         cluster = cc >= 90
         names = _cuda.name_expressions(cluster, args.part)
         # what _Module passes (route "noftz"), and what CuPy's compile_using_nvrtc adds
-        opts = ["-std=c++17", f"-I{_cuda._package_dir()}"] + (["-DXENT_WANT_CLUSTER=1"] if cluster else [])
-        opts += ["-ftz=false", f"--gpu-architecture=sm_{cc}"]
-        if nv.version[0] >= 12:   # CuPy adds this for NVRTC 12 and later
-            opts.append("--device-as-default-execution-space")
+        opts = nvrtc_options(_cuda, nv, cc, cluster)
         if args.resources:
             opts.append("--ptxas-options=-v")
         t = time.perf_counter()

@@ -366,6 +366,23 @@ def _cache_store(key: str, data: bytes, mapping: dict) -> None:
         pass
 
 
+def _module_options(cluster: bool) -> tuple:
+    """The NVRTC options of a module (route "noftz" adds -ftz=false; CuPy adds the architecture)."""
+    return ("-std=c++17", f"-I{_package_dir()}") + (("-DXENT_WANT_CLUSTER=1",) if cluster else ())
+
+
+def _cache_key(cupy, code: str, options: tuple, names: list, cc: str) -> str:
+    """The disk-cache name of a compiled part: everything that shapes the binary (source, options,
+    kernel names, NVRTC and CuPy versions, compute capability). tools/kernel_cache.py seeds the
+    cache under this name with binaries NVRTC built elsewhere for the same inputs."""
+    try:
+        nvrtc_ver = tuple(cupy.cuda.nvrtc.getVersion())
+    except Exception:  # noqa: BLE001
+        nvrtc_ver = ()
+    return hashlib.sha256(repr((code, options, names, nvrtc_ver, cc, getattr(cupy, "__version__", ""),
+                                "v1")).encode()).hexdigest()[:32]
+
+
 def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str):
     """NVRTC with -ftz=false (CuPy's compile_using_nvrtc, which adds the architecture and, from NVRTC
     12 on, --device-as-default-execution-space: tools/nvrtc_check.py builds the same way without a
@@ -373,12 +390,7 @@ def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str):
     from cupy.cuda import compiler, function
 
     options = options + ("-ftz=false",)
-    try:
-        nvrtc_ver = tuple(cupy.cuda.nvrtc.getVersion())
-    except Exception:  # noqa: BLE001
-        nvrtc_ver = ()
-    key = hashlib.sha256(repr((code, options, names, nvrtc_ver, cc, getattr(cupy, "__version__", ""),
-                               "v1")).encode()).hexdigest()[:32]
+    key = _cache_key(cupy, code, options, names, cc)
     cached = _cache_load(key)
     hit = cached is not None
     if cached is None:
@@ -444,7 +456,6 @@ class _Module:
         self.cc = str(dev.compute_capability)
         want_cluster = int(self.cc) >= 90 and not os.environ.get("XENTC_CUDA_NO_CLUSTER")
         code = kernel_source()
-        base = ("-std=c++17", f"-I{_package_dir()}")
         errors = []
         self.funcs = None
         routes = [] if os.environ.get("XENTC_CUDA_RAWMODULE") else ["noftz"]
@@ -452,7 +463,7 @@ class _Module:
         for route in routes:
             for cluster in ((True, False) if want_cluster else (False,)):
                 names = name_expressions(cluster, "base")
-                opts = base + (("-DXENT_WANT_CLUSTER=1",) if cluster else ())
+                opts = _module_options(cluster)
                 try:
                     if route == "noftz":
                         funcs, how, keep = _compile_noftz(cupy, code, opts, names, self.cc)
