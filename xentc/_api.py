@@ -175,6 +175,8 @@ def _real_array(name: str, a: Any, xp) -> Any:
         raise TypeError(f"{name}: complex input is not supported (dtype {arr.dtype})")
     if kind not in "fiub" and not _is_bfloat16(arr.dtype) and not _is_ml_float(arr.dtype):
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    if _misaligned(arr):
+        arr = _aligned_copy(arr)
     return arr
 
 
@@ -241,22 +243,33 @@ def _soft_label_dtypes(backend, ydt, sdt, cdt):
 
 
 def _misaligned(a) -> bool:
-    """A CuPy array whose first element is not at a multiple of its element size (a view of a byte
-    buffer at an odd offset, say): GPU loads of such elements fault and spoil the CUDA context, so
-    inputs are copied and out= arrays refused. The CPU kernels read unaligned NumPy arrays as they
-    are."""
-    return _is_cupy(a) and a.size > 0 and a.data.ptr % a.itemsize != 0
+    """A CuPy array with elements off its element size's grid: a first element not at a multiple
+    of the size (a view of a byte buffer at an odd offset, say) or a stride that is not (a field of
+    a record array). GPU loads of such elements fault and spoil the CUDA context, CuPy's own
+    kernels' too: _real_array copies such inputs as bytes (_aligned_copy), out= arrays are
+    refused. The CPU kernels read unaligned NumPy arrays as they are."""
+    return _is_cupy(a) and a.size > 0 and (a.data.ptr % a.itemsize != 0
+                                           or any(s % a.itemsize for s in a.strides))
+
+
+def _aligned_copy(a):
+    """A C-contiguous copy of a misaligned CuPy array, moved as bytes (a one-byte load is never
+    misaligned, and any element-wise CuPy operation on `a` would fault)."""
+    import cupy
+
+    flip = tuple(slice(None, None, -1 if s < 0 else None) for s in a.strides)
+    a = a[flip]   # positive strides for the byte view (reversed axes are restored below)
+    raw = cupy.ndarray(a.shape + (a.itemsize,), dtype=np.uint8, memptr=a.data, strides=a.strides + (1,))
+    return cupy.ascontiguousarray(raw.copy().view(a.dtype).reshape(a.shape)[flip])
 
 
 def _as_compute(a, dtype, xp):
-    """a in the compute dtype, native byte order, element-aligned strides and (CuPy) start
-    (copy only if needed)."""
+    """a in the compute dtype, native byte order and element-aligned strides (copy only if needed;
+    misaligned CuPy arrays were copied by _real_array)."""
     if a.dtype != dtype or not a.dtype.isnative:
         a = a.astype(dtype)
     if not a.flags.c_contiguous and any(s % a.itemsize for s in a.strides):
         a = xp.ascontiguousarray(a)
-    if _misaligned(a):
-        a = a.copy()
     return a
 
 
@@ -308,8 +321,7 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_th
     pattern = _repeating_block(arr) if compact else None
     block = arr if pattern is None else pattern[0]
     own = (arr.dtype.isnative and arr.dtype.name in kinds
-           and (pattern is not None or arr.flags.c_contiguous)   # (a copy either way: the narrower one)
-           and not _misaligned(block))
+           and (pattern is not None or arr.flags.c_contiguous))   # (a copy either way: the narrower one)
     if own:
         return xp.ascontiguousarray(block).reshape(-1), ({} if pattern is None else
                                                          {"sw_rep": pattern[1], "sw_len": block.size})
@@ -341,7 +353,7 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     when they took this path: 17.3 -> 11.5 ms, benchmarks/RESULTS.md); the message of a bad value
     is _check_narrowed's."""
     if (xp is np and a.dtype == _F64 and dtype == _F32 and a.flags.c_contiguous
-            and a.dtype.isnative and a.size and not _misaligned(a)):
+            and a.dtype.isnative and a.size):
         out = np.empty(a.shape, np.float32)
         top = 1.0 if name == "y_true" else float(np.finfo(np.float32).max)
         if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0:
@@ -560,12 +572,26 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
         if not k or (given is not None and math.isinf(denom)):
             break
         with np.errstate(over="ignore"):   # (weights of another dtype than cdt: in cdt first, as the kernels read them)
-            new = tuple(xp.ldexp(w.astype(cdt, copy=False), -k) for w in weights)
+            new = tuple(_ldexp_weights(w.astype(cdt, copy=False), -k, xp) for w in weights)
         if not all(bool(xp.isfinite(w).all()) for w in new):
             break
         weights, wexp = new, wexp + k
         denom = math.ldexp(denom, -k) if math.isfinite(denom) else recount(*weights)
     return denom, weights, wexp
+
+
+def _ldexp_weights(w, k: int, xp):
+    """w * 2**k, for _mean_weights. CuPy compiles its own kernels with flush-to-zero, so float32
+    weights that are subnormal (the ones that need scaling up) would read as 0 there, and the mean
+    with them (an H200 gave 0.0 for 3.65): on CuPy a float32 w is rebuilt from its bits in float64
+    (significand and exponent fields: integer work, no float32 arithmetic) and scaled there. Weights
+    are finite and non-negative (the weight pre-pass checked them)."""
+    if xp is np or w.dtype != _F32:
+        return xp.ldexp(w, k)
+    bits = w.view(np.uint32)
+    field = (bits >> 23) & 0xFF
+    sig = xp.where(field > 0, (bits & 0x7FFFFF) | 0x800000, bits & 0x7FFFFF).astype(np.float64)
+    return xp.ldexp(sig, xp.maximum(field, 1).astype(np.int32) + (k - 150)).astype(_F32)
 
 
 def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
@@ -853,7 +879,7 @@ def _native_binary_labels(backend, yt, x, ydt) -> bool:
     kinds = _capability(backend, "BINARY_LABEL_DTYPES", None)
     if not kinds or yt.dtype == ydt or yt.dtype not in kinds or not yt.dtype.isnative:
         return False
-    if any(s % yt.itemsize for s in yt.strides) or _misaligned(yt):
+    if any(s % yt.itemsize for s in yt.strides):
         return False   # off their own elements' grid (a field of a record array): the kernels index by element
     if all(a.flags.c_contiguous for a in (yt, x)):
         return True
@@ -1198,8 +1224,6 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
                 raise ValueError(f"y_true: label {int(yt.reshape(-1)[i])} at index {i} is outside [0, {C})")
         labels = xp.ascontiguousarray(yt.astype(np.int64) if yt.dtype != _I64 or not yt.dtype.isnative
                                       else yt).reshape(-1)
-        if _misaligned(labels):
-            labels = labels.copy()
         ysoft = None
     else:
         if yt.shape != shape:

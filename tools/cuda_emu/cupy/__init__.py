@@ -158,9 +158,20 @@ class ndarray:
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
-        if memptr is not None or strides is not None:
-            raise NotImplementedError("cupy emulator: ndarray(memptr=..., strides=...) is not supported")
-        self._a = _alloc(shape, dtype, order)
+        if memptr is None:
+            if strides is not None:
+                raise NotImplementedError("cupy emulator: ndarray(strides=...) without memptr is not supported")
+            self._a = _alloc(shape, dtype, order)
+            return
+        # a view of the memory memptr points into (the array behind it: MemoryPointer.mem)
+        owner = memptr.mem
+        if not isinstance(owner, numpy.ndarray):
+            raise NotImplementedError("cupy emulator: ndarray(memptr=...) needs a pointer from an array's .data")
+        while isinstance(owner.base, numpy.ndarray):
+            owner = owner.base
+        start = owner.__array_interface__["data"][0]
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        self._a = numpy.ndarray(shape, dtype=dtype, buffer=owner, offset=memptr.ptr - start, strides=strides)
 
     @classmethod
     def _from_numpy(cls, a: numpy.ndarray) -> "ndarray":
