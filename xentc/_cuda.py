@@ -92,16 +92,22 @@ _NO_ERR = 0xFFFFFFFFFFFFFFFF
 
 # Work per block of the elementwise kernels (NT * IT in _xent.cu)
 _BINARY_PER_BLOCK = 2048
-# xent_binary_vec: 16-byte packs per round of a block (NT * U), at most this many rounds per block
+# xent_binary_vec: 16-byte packs per round of a block (NT * U), at most this many rounds per block:
+# one, as on one H200 a block a round took 4-5% less time than 4 rounds a block for 2^27 float32
+# logits in each of three runs (0.373-0.381 vs 0.391-0.398 ms, bench_gpu.py --variants); more
+# rounds stay for experiments (config["binary_vec_rounds"]) and other GPUs
 _BINARY_VEC_PACKS = 1024
-_BINARY_VEC_MAX_ROUNDS = 4
+_BINARY_VEC_MAX_ROUNDS = 1
 _WEIGHT_PER_BLOCK = 2048
 # Rows per block of the categorical kernels
 _THREAD_ROWS, _TILE_ROWS, _WARP_ROWS = 128, 128, 8
 _TILE_MAX_BYTES = 44 * 1024      # dynamic shared memory; the kernel also has static scratch, and 48 KiB is the total limit
 # Contiguous cross entropy from logits uses the on-chip kernel from this many classes on
 _ONCHIP_MIN_C = 512
-_ONCHIP_MAX_BYTES = 64 * 1024      # shared memory per block holding a row slice
+# shared memory per block holding a row slice: on one H200, 64 KiB (three blocks a multiprocessor)
+# took 17-27% less time than 32-48 KiB or 160-220 KiB on rows of 32000 and 128256 classes
+# (benchmarks/gpu_onchip_sweep.py, RESULTS.md)
+_ONCHIP_MAX_BYTES = 64 * 1024
 _PIPE_THREADS = 1024                # the pipelined on-chip kernels: one block per SM, two slice buffers
 _CLUSTER_SIZES = (2, 4, 8)
 # Cross entropy from logits on contiguous rows of at most 32 classes uses the few-classes kernel,
@@ -114,12 +120,14 @@ _SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
 _SMALL_ROWS = 256
 _MAX_GRID = 2**31 - 1
 
-# Kernel choice, for tests and experiments: "onchip"/"pipeline"/"small"/"tile"/"cluster" can be
-# switched off ("pipeline": the on-chip kernels without the persistent double-buffered variant),
+# Kernel choice, for tests and experiments: "onchip"/"small"/"tile"/"cluster" can be switched off,
+# "pipeline" on (the persistent double-buffered on-chip kernels: off by default, as on one H200
+# they took 1.8-2.4x the time of one row a block, 10.67 vs 5.88 ms for 65536 x 32000 and 8.54 vs
+# 3.59 ms for 8192 x 128256 float32, benchmarks/bench_gpu.py --variants, RESULTS.md),
 # "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip", "small"),
 # "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
 # take the cluster path, and "log" (a list) records each launch's choice.
-config: Dict[str, Any] = {"onchip": True, "pipeline": True, "small": True, "tile": True, "cluster": True,
+config: Dict[str, Any] = {"onchip": True, "pipeline": False, "small": True, "tile": True, "cluster": True,
                           "force": None,
                           "onchip_cap": None, "log": None}
 
@@ -867,7 +875,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
         v = vec if aligned else 1
         sizes = (1,) + (_CLUSTER_SIZES if (mod.cluster and config.get("cluster", True)) else ())
         # the pipelined kernels (two slices a block) where they fit, else a slice a block
-        for pipe, cap_bytes in ((True, mod.pipe_cap // 2 if config.get("pipeline", True) else 0),
+        for pipe, cap_bytes in ((True, mod.pipe_cap // 2 if config.get("pipeline", False) else 0),
                                 (False, mod.onchip_cap)):
             if config.get("onchip_cap"):
                 cap_bytes = min(cap_bytes, int(config["onchip_cap"]))
