@@ -96,6 +96,15 @@ def _to_tensor(a: Any, device: torch.device) -> torch.Tensor:
     return torch.from_dlpack(a).to(device)
 
 
+def _cupy_stream(cupy, stream, index: int):
+    """PyTorch's CUDA stream as a CuPy stream: through the CUDA stream protocol where both sides
+    have it (CuPy 14 deprecates ExternalStream for it), else as a raw handle."""
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    if from_external is not None and hasattr(stream, "__cuda_stream__"):
+        return from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream, index)
+
+
 class _LossFunction(torch.autograd.Function):
     """loss = func(y_true, y_pred, **options), differentiable in y_pred."""
 
@@ -108,7 +117,7 @@ class _LossFunction(torch.autograd.Function):
 
             # CuPy works on PyTorch's current stream, so no synchronisation is needed either way
             stream = torch.cuda.current_stream(device)
-            with cupy.cuda.Device(device.index), cupy.cuda.ExternalStream(stream.cuda_stream, device.index):
+            with cupy.cuda.Device(device.index), _cupy_stream(cupy, stream, device.index):
                 loss, grad = _call(func, y_true, y_pred, options, want_grad, device)
         else:
             loss, grad = _call(func, y_true, y_pred, options, want_grad, device)
