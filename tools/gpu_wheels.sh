@@ -26,12 +26,17 @@ for v in 3.10 3.11 3.12 3.13 3.14; do
 done
 # xentc itself, as a wheel for the GPU machine's Python (3.12 there): building its C++ kernels takes
 # minutes of one core each, which a short GPU lease cannot spare. PY312 names a Python 3.12 here.
-PY312="${PY312:-python3.12}"
-if command -v "$PY312" >/dev/null; then
+PY312="${PY312:-}"
+if [ -z "$PY312" ]; then   # python3.12 on the PATH, else pyenv's (its shim fails when 3.12 is not selected)
+    for c in python3.12 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12; do
+        if "$c" -c "import sys; assert sys.version_info[:2] == (3, 12)" 2>/dev/null; then PY312="$c"; break; fi
+    done
+fi
+if [ -n "$PY312" ]; then
     rm -rf .whl/xentc
     (cd /tmp && "$PY312" -m pip wheel --no-deps -w "$OLDPWD/.whl/xentc" "$OLDPWD")
 else
-    echo "gpu_wheels: no $PY312 here: gpu_check.sh will build xentc from the source tree (slow)"
+    echo "gpu_wheels: no Python 3.12 here (PY312=...): gpu_check.sh will build xentc from the source tree (slow)"
 fi
 # OpenMP's runtime, for a GPU machine whose image lacks it (the wheel links libgomp.so.1)
 mkdir -p .whl/lib
