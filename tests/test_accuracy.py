@@ -165,6 +165,24 @@ def test_binary_extreme_probabilities(func, gamma, alpha, dt):
 
 
 @pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("gamma", [2.0**-8, 0.01, 0.03])
+def test_focal_from_probabilities_gamma_near_zero(gamma, dt):
+    """gamma just above 0: the Hessian's p^(gamma - 1) passes the largest double at subnormal p
+    (p < 1.2e-309 for gamma 2^-8), where the exact Hessian overflows too; it must come out as
+    inf, not as the NaN of inf + inf * (negative) in the power's correction (hypothesis found
+    p = 2.2e-313, gamma 2^-8: a Hessian of NaN). Subnormal p and their mirror images 1 - p."""
+    worst = _Worst()
+    npdt = _npdt(dt)
+    p = _extreme_probabilities(dt) + [float(npdt(v)) for v in (1e-320, 2.22507386e-313, 1e-310, 1e-300)]
+    p = [v for v in p if v > 0]
+    for y in (0.0, 1.0, 0.3):
+        _binary_check(worst, "focal", False, p, [y] * len(p), dt, gamma)
+        q = [w for w in (float(npdt(1) - npdt(v)) for v in p) if 0 < w < 1]
+        _binary_check(worst, "focal", False, q, [y] * len(q), dt, gamma)
+    worst.check()
+
+
+@pytest.mark.parametrize("dt", DTYPES)
 @pytest.mark.parametrize("gamma", [10.0, 20.5, 31.0, 50.0])
 def test_focal_from_probabilities_large_gamma(gamma, dt):
     """From probabilities the focal factor (1 - p)^gamma is corrected for the rounding of 1 - p

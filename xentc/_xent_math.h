@@ -130,6 +130,8 @@ XENT_HD float  x_abs(float x)   { return fabsf(x); }
 XENT_HD double x_abs(double x)  { return fabs(x); }
 
 template <typename T> XENT_HD bool is_nan(T x) { return x != x; }
+/* x = +-inf or NaN (x - x is NaN then, 0 for every finite x) */
+template <typename T> XENT_HD bool not_finite(T x) { return !(x - x == T(0)); }
 
 /* a b - fl(a b) exactly, p = fl(a b), where that error is normal (and, for the split below,
  * |a|, |b| < 2^995): a fused multiply-add where
@@ -191,8 +193,9 @@ struct PowLibm {
     template <typename T> static XENT_HD_MEMBER T pw_below(T x, T g) {
         const Split<T> e = below_one(g);
         const T r = x_pow(x, e.hi);
-        /* x^lo = 1 + lo log x to first order (|lo log x| < 2^-40) */
-        return (e.lo == T(0) || x == T(0)) ? r : r + r * (e.lo * x_log(x));
+        /* x^lo = 1 + lo log x to first order (|lo log x| < 2^-40); r as it is where it overflowed
+         * (a tiny x: inf + inf * (negative) would be NaN) */
+        return (e.lo == T(0) || x == T(0) || not_finite(r)) ? r : r + r * (e.lo * x_log(x));
     }
 };
 struct PowNone {
@@ -297,7 +300,10 @@ struct PowDD {
         const double yh = gh * l.hi;
         const double yl = prod_err(gh, l.hi, yh) + (gh * l.lo + gl * l.hi);
         const double e = vexp(yh);
-        const double r = e + e * yl;
+        /* e as it is where it overflowed: x^(g - 1) past the largest double for a subnormal x
+         * and g just above 0 (inf + inf * yl is NaN for yl < 0: a focal Hessian of NaN at
+         * p = 2.2e-313, gamma 2^-8, that hypothesis found) */
+        const double r = not_finite(e) ? e : e + e * yl;
         const double at_zero = gh > 0.0 ? 0.0 : INFINITY;
         return x != x ? x : (x == 0.0 ? at_zero : r);   /* x in [0, 1] (a probability or its complement) */
     }
@@ -451,8 +457,12 @@ XENT_HD Terms<T> focal_prob_term(T kv, T kd, T x, T c, T clo, T logx, T g, bool 
             const T cgm0 = Pow::pw_below(c, g);
             const T cgm1 = power_corrected(cgm0, g - T(1), rel);   /* cgm0 may be inf (c = 0, g < 1) */
             const T inner = g * (g - T(1)) * r - T(2) * g / x;
+            /* c^(g-1) passes the largest number for a tiny c and g just above 0 (c = 1e-310 with
+             * g = 2^-8 in double, 1e-41 in float) where c^(g-1) inner need not: c^g inner / c there
+             * (the exact Hessian 2.4e306 came out as inf) */
+            const T below = (not_finite(cgm1) && c > T(0)) ? (kcg * inner) / c : kd * mul0(cgm1, inner);
             /* at x = 0 the -1/x^2 term dominates: the limit is -inf (g(g-1) r - 2g/x is inf - inf there) */
-            t.d2 = (x == T(0)) ? -((kd / x) / x) : kd * mul0(cgm1, inner) - (kcg / x) / x;
+            t.d2 = (x == T(0)) ? -((kd / x) / x) : below - (kcg / x) / x;
         }
     }
     return t;
