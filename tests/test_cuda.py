@@ -668,6 +668,19 @@ def test_binary_gradient_near_the_label(dtype, eps):
             grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_focal_hessian_gamma_near_zero(dtype):
+    """Subnormal probabilities with gamma just above 0, where p^(gamma - 1) overflows: the
+    Hessian is finite or inf as on the CPU, never NaN (the power's correction made NaN there)."""
+    fi = np.finfo(dtype)
+    p = np.array([fi.smallest_subnormal * 3, fi.tiny / 1000, fi.tiny / 7, fi.tiny, 1e-30, 0.5], dtype)
+    for y in (0.0, 1.0, 0.3):
+        for gamma in (2.0**-8, 0.01, 0.03):
+            gpu, _ = compare("binary_focal_loss", np.full(p.shape, y, dtype), p, {"gamma": gamma},
+                             reduction="none", grad=True, hess=True, rtol=RTOL[np.dtype(dtype)])
+            assert not np.isnan(host(gpu.hess)).any() and not np.isnan(host(gpu.grad)).any()
+
+
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_binary_focal_gradient_near_the_minimum(eps):
     """float32 binary focal loss (gamma != 0) from probabilities with soft or smoothed labels: the
