@@ -1752,21 +1752,29 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
     if (nr > 0) {   /* uniform across the warp */
         const int cnt = nr * C;
         const xi64 base = r0 * C;
-        {   /* the warp's logits, coalesced, every load issued before the first store */
+        const bool active = lane < nr;
+        const xi64 r = r0 + lane;
+        /* the label and weight loads go out with the logits' (none depends on another) */
+        const xi64 y = active ? labels[r] : xi64(0);
+        const T wi = (sw && active) ? weight_at<T>(sw, sw_kind, r) : T(1);
+        {   /* the warp's logits, coalesced, every load issued before the first store; the loops
+             * stop at C (a uniform branch), not at CMAX */
             const S* xw = x + base + lane;
             T v[CMAX];
 #pragma unroll
-            for (int k = 0; k < CMAX; ++k) v[k] = (k < C && k * 32 + lane < cnt) ? T(xw[k * 32]) : T(0);
+            for (int k = 0; k < CMAX; ++k) {
+                if (k >= C) break;
+                v[k] = (k * 32 + lane < cnt) ? T(xw[k * 32]) : T(0);
+            }
             SmallWalk w(lane, C, P);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
-                if (k < C && k * 32 + lane < cnt) buf[w.slot()] = v[k];
+                if (k >= C) break;
+                if (k * 32 + lane < cnt) buf[w.slot()] = v[k];
                 w.next();
             }
         }
         __syncwarp();
-        const bool active = lane < nr;
-        const xi64 r = r0 + lane;
         T* row = buf + lane * P;
         T e[CMAX];
         T m = -Lim<T>::inf();
@@ -1774,22 +1782,19 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         bool nan = false;
 #pragma unroll
         for (int k = 0; k < CMAX; ++k) {
-            e[k] = (k < C && active) ? row[k] : T(0);
-            if (k < C) {
-                const T t = e[k];
-                if (t != t) nan = true;
-                else if (jm < 0 || t > m) { m = t; jm = k; }
-            }
+            if (k >= C) break;
+            const T t = active ? row[k] : T(0);
+            e[k] = t;
+            if (t != t) nan = true;
+            else if (jm < 0 || t > m) { m = t; jm = k; }
         }
-        const xi64 y = active ? labels[r] : xi64(0);
         const bool ignored = has_ignore && y == ignore_index;
         const bool bad = active && !ignored && !(y >= 0 && y < C);
         if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
         const bool live = active && !ignored && !bad && !nan;
-        const T wi = (sw && active) ? weight_at<T>(sw, sw_kind, r) : T(1);
         const T ds = wi * T(dscale);
         const T eps_ = T(eps), epsC = eps_ / T(C);
-        const bool dense = eps_ != T(0);
+        const bool dense = eps_ != T(0);   /* uniform */
         CeRowEnd<T> fin;
         fin.loss = T(0);
         if (live) {
@@ -1798,17 +1803,20 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
             T gap_y = T(0);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
-                if (k < C) {
-                    const T t = e[k];
-                    if (k == y) gap_y = softmax_gap(t, m);
-                    if (dense) {
-                        const T c = epsC * (cwa ? cwa[k] : T(1));
-                        if (k != jm) S_rest += double(c);
-                        LD += double(mul0(c, softmax_gap(t, m)));
-                    }
-                    const T ek = softmax_exp(t, m);
-                    if (k != jm) s_rest += double(ek);
-                    e[k] = (k != jm) ? ek : T(1);
+                if (k >= C) break;
+                const T t = e[k];
+                if (k == y) gap_y = softmax_gap(t, m);
+                const T ek = softmax_exp(t, m);
+                if (k != jm) s_rest += double(ek);
+                e[k] = (k != jm) ? ek : T(1);
+            }
+            if (dense) {
+#pragma unroll
+                for (int k = 0; k < CMAX; ++k) {
+                    if (k >= C) break;
+                    const T c = epsC * (cwa ? cwa[k] : T(1));
+                    if (k != jm) S_rest += double(c);
+                    LD += double(mul0(c, softmax_gap(row[k], m)));
                 }
             }
             fin = ce_int_end(s_rest, S_rest, LD, dense, eps_, epsC, cwa, y, jm, gap_y, wi);
@@ -1819,18 +1827,23 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         for (int pass = 0; pass < 2; ++pass) {
             S* out = pass == 0 ? grad : hess;
             if (!out) continue;   /* uniform */
-            if (active) {
-                const T fill = (live || !nan || ignored || bad) ? T(0) : Lim<T>::nan();
+            __syncwarp();   /* every lane has read its row (the smoothing sums read the logits) */
+            if (live) {   /* the general element (any eps, weight 0 allowed): a second, leaner
+                           * variant of this loop made the compiler spill */
 #pragma unroll
                 for (int k = 0; k < CMAX; ++k) {
-                    if (k < C) {
-                        T g = fill, h = fill;
-                        if (live) {   /* the general element (any eps, weight 0 allowed): C is small */
-                            if (pass == 0) ce_int_elem<true, false, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
-                            else ce_int_elem<false, true, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
-                        }
-                        row[k] = pass == 0 ? g : h;
-                    }
+                    if (k >= C) break;
+                    T g = T(0), h = T(0);
+                    if (pass == 0) ce_int_elem<true, false, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
+                    else ce_int_elem<false, true, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
+                    row[k] = pass == 0 ? g : h;
+                }
+            } else if (active) {   /* ignored, bad label: zeros; NaN logits: NaN */
+                const T fill = (!nan || ignored || bad) ? T(0) : Lim<T>::nan();
+#pragma unroll
+                for (int k = 0; k < CMAX; ++k) {
+                    if (k >= C) break;
+                    row[k] = fill;
                 }
             }
             __syncwarp();
@@ -1838,10 +1851,10 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
             SmallWalk w(lane, C, P);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
-                if (k < C && k * 32 + lane < cnt) ow[k * 32] = buf[w.slot()];
+                if (k >= C) break;
+                if (k * 32 + lane < cnt) ow[k * 32] = buf[w.slot()];
                 w.next();
             }
-            __syncwarp();
         }
         if (active && !bad) {
             if (loss) loss[r] = fin.loss;
@@ -1864,7 +1877,22 @@ xent_finalize(const double* __restrict__ part_sum, const xu64* __restrict__ part
     XENT_SHARED(ReduceScratch, rs);
     double s = 0.0, c = 0.0;
     xu64 e = XENT_NO_ERR;
-    for (xi64 i = threadIdx.x; i < n; i += NT) {
+    /* each thread adds its entries in index order, FIN_BATCH loads in flight at a time (one load
+     * waited for an entry made a thread's walk over 32768 partial sums some 20 us long) */
+    constexpr int FIN_BATCH = 8;
+    xi64 i = threadIdx.x;
+    for (; i + (FIN_BATCH - 1) * NT < n; i += FIN_BATCH * NT) {
+        double v[FIN_BATCH];
+#pragma unroll
+        for (int k = 0; k < FIN_BATCH; ++k) v[k] = part_sum[i + k * NT];
+        if (part_err) {
+#pragma unroll
+            for (int k = 0; k < FIN_BATCH; ++k) e = umin64(e, part_err[i + k * NT]);
+        }
+#pragma unroll
+        for (int k = 0; k < FIN_BATCH; ++k) acc_add(s, c, v[k]);
+    }
+    for (; i < n; i += NT) {
         acc_add(s, c, part_sum[i]);
         if (part_err) e = umin64(e, part_err[i]);
     }
