@@ -659,31 +659,45 @@ _tls = threading.local()
 
 def _host_words() -> Tuple[np.ndarray, int]:
     """This thread's two-word host buffer for a call's result, and its address (each call reads
-    it after its own synchronisation, before returning)."""
+    it after its own synchronisation, before returning). Page-locked where CuPy can allocate such
+    memory: a copy into pageable memory is staged by the driver and blocks the host until the
+    stream has run up to it."""
     words = getattr(_tls, "words", None)
     if words is None:
-        buf = np.zeros(2, dtype=np.uint64)
+        try:
+            mem = _cupy().cuda.alloc_pinned_memory(16)
+            buf = np.frombuffer(mem, dtype=np.uint64, count=2)
+            _tls.pinned = mem   # keeps the page-locked block alive with the view
+        except Exception:  # noqa: BLE001 - no page-locked memory (the emulator's stand-in CuPy)
+            buf = np.zeros(2, dtype=np.uint64)
         words = _tls.words = (buf, buf.ctypes.data)
     return words
 
 
+# A scratch of up to this many partial sums is kept for the next call of the same thread on the
+# same device (16 MiB); larger ones are allocated per call.
+_SCRATCH_KEEP_PARTS = 1 << 20
+
+
 class _Scratch:
     """Per-block partial sums (double) and first-error keys, the 2-word result, and a row counter
-    (for the pipelined kernels, which zero it)."""
+    (for the pipelined kernels, which zero it). `n` of the `cap` slots are in use."""
 
-    def __init__(self, cupy, nparts: int):
+    def __init__(self, cupy, cap: int, dev_id: int):
         self.cupy = cupy
-        self.n = nparts
-        self.buf = cupy.empty(2 * nparts + 3, dtype=np.uint64)
+        self.cap = self.n = cap
+        self.dev_id = dev_id
+        self.buf = cupy.empty(2 * cap + 3, dtype=np.uint64)
         base = self.buf.data.ptr
         self.sums = np.uint64(base)
-        self.errs = np.uint64(base + 8 * nparts)
-        self.out = np.uint64(base + 16 * nparts)
-        self.counter = np.uint64(base + 16 * nparts + 16)
+        self.errs = np.uint64(base + 8 * cap)
+        self.out = np.uint64(base + 16 * cap)
+        self.counter = np.uint64(base + 16 * cap + 16)
 
     def finish(self, mod: _Module, has_err: bool, scalar=None) -> Tuple[float, int]:
         """The sum and the first error key (one host synchronisation); `scalar` (see
-        _fill_scalar) also gets the reduced loss, on the device."""
+        _fill_scalar) also gets the reduced loss, on the device. Then the scratch goes back to
+        this thread's cache (_scratch): no kernel uses it any more."""
         loss, kind, denom = np.uint64(0), 0, 0.0
         if scalar is not None:
             arr, mean, denom = scalar
@@ -699,7 +713,21 @@ class _Scratch:
         stream.synchronize()
         total = float(res[0:1].view(np.float64)[0])
         key = int(res[1]) if has_err else _NO_ERR
+        if self.cap <= _SCRATCH_KEEP_PARTS:
+            _tls.__dict__.setdefault("scratch", {})[self.dev_id] = self
         return total, key
+
+
+def _scratch(cupy, nparts: int, dev_id: int) -> _Scratch:
+    """A scratch for nparts partial sums on device dev_id: this thread's kept one where it is large
+    enough (taken out of the cache until its call's finish() hands it back, so a call that never
+    gets there leaves it to no one), else a new one."""
+    cache = _tls.__dict__.get("scratch")
+    sc = cache.pop(dev_id, None) if cache else None
+    if sc is None or sc.cap < nparts:
+        sc = _Scratch(cupy, nparts, dev_id)
+    sc.n = nparts
+    return sc
 
 
 def _log(kind: str, **kw) -> None:
@@ -757,7 +785,7 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     with cupy.cuda.Device(dev_id):
         mod = _module(dev_id)
         nblocks = -(-n // _WEIGHT_PER_BLOCK)
-        sc = _Scratch(cupy, nblocks)
+        sc = _scratch(cupy, nblocks, dev_id)
         f = mod.funcs[f"xent_weight<{_tname(double_)}>"]
         _log("weight", blocks=nblocks)
         _launch_blocks(f, nblocks, 256, (labels, *swa, np.int64(sw_rep), np.int64(sw_len), cw, np.int64(C),
@@ -838,7 +866,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         rounds = (config.get("binary_vec_rounds")   # tests: force the rounds per block
                   or max(1, min(_BINARY_VEC_MAX_ROUNDS, n // (per_round * 2048))))
         nblocks = -(-n // (per_round * rounds))
-        sc = _Scratch(cupy, nblocks)
+        sc = _scratch(cupy, nblocks, dev_id)
         f = mod.funcs[_binary_vec_name(double_, sw is not None, store, same_y, label)]
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
@@ -846,7 +874,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
             np.float64(dscale), loss, grad, hess, sc.sums, sc.errs, np.int32(rounds)))
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
-    sc = _Scratch(cupy, nblocks)
+    sc = _scratch(cupy, nblocks, dev_id)
     f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, store, same_y, label)]
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
@@ -929,7 +957,7 @@ def _is_launch_config_error(exc: Exception) -> bool:
 def _launch_onchip(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss,
                    grad, hess, double_):
     K, v, chunk, pipe = extra
-    sc = _Scratch(cupy, rows)
+    sc = _scratch(cupy, rows, x.data.device_id)
     f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x))]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
     head = (x, np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), labels, *swa, cwa,
@@ -953,7 +981,7 @@ def _launch_onchip(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index,
 def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss, grad,
                   hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
-    sc = _Scratch(cupy, nblocks)
+    sc = _scratch(cupy, nblocks, x.data.device_id)
     f = mod.funcs[_small_name(double_, cmax, _storage(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (
@@ -1023,7 +1051,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     per, threads, smem = {"thread": (_THREAD_ROWS, 128, 0), "tile": (_TILE_ROWS, 128, extra or 0),
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)
-    sc = _Scratch(cupy, nblocks)
+    sc = _scratch(cupy, nblocks, dev_id)
     label_store = None if ysoft is None else _SOFT_LABEL_TYPES[ysoft.dtype.name]
     f = mod.funcs[_generic_name(kind, double_, _storage(x), label_store)]
     _log("softmax", kernel=kind, blocks=nblocks)
