@@ -1790,3 +1790,93 @@ def test_16bit_kernels_built_on_first_use(store):
         got = (f.max_dynamic_shared_size_bytes if hasattr(f, "max_dynamic_shared_size_bytes")
                else cupy.cuda.driver.funcGetAttribute(8, f.ptr))
         assert got == mod.onchip_cap
+
+
+def _same_bits(got, want):
+    """Results of one call, two ways: the same types, dtypes, shapes and bits (on the host)."""
+    assert type(got) is type(want)
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            _same_bits(g, w)
+        return
+    if want is None:
+        assert got is None
+        return
+    assert isinstance(got, cupy.ndarray) and got.dtype == want.dtype and got.shape == want.shape
+    assert host(got).tobytes() == host(want).tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", FUNCS)
+def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
+    """The plain-call shortcut (_api._binary_plain, _categorical_plain) on CuPy arrays: taken for
+    contiguous float32 / float64 arrays on the current device without weights or out=, with the
+    general path's bits (the shortcut switched off); left to the general path for what it does not
+    cover, and for a call whose kernel reports an error (the general path raises it)."""
+    from xentc import _api
+
+    rng = np.random.default_rng(_seed("plain", name, np.dtype(dtype).name))
+    f = getattr(xentc, name)
+    binary = name in BINARY
+    taken = []
+    shortcuts = {n: getattr(_api, n) for n in ("_binary_plain", "_categorical_plain")}
+
+    def spy(*a, _orig, **k):
+        r = _orig(*a, **k)
+        taken.append(r is not None)
+        return r
+
+    def both(*args, **kw):
+        for n, orig in shortcuts.items():
+            monkeypatch.setattr(_api, n, lambda *a, _orig=orig, **k: spy(*a, _orig=_orig, **k))
+        del taken[:]
+        try:
+            got = f(*args, **kw)
+        except (TypeError, ValueError) as exc:
+            got = exc
+        for n in shortcuts:
+            monkeypatch.setattr(_api, n, lambda *a, **k: None)
+        try:
+            want = f(*args, **kw)
+        except (TypeError, ValueError) as exc:
+            want = exc
+        if isinstance(want, Exception):
+            assert type(got) is type(want) and str(got) == str(want)
+        else:
+            _same_bits(got, want)
+        return any(taken)
+
+    for shape, from_logits in (((37,) if binary else (37, 5), True), ((6, 40), True), ((3, 2000), True),
+                               ((9, 7), False)):
+        if binary:
+            y, x = make_binary(rng, shape, dtype, from_logits, "soft")
+            y = y.astype(dtype)
+        else:
+            y, x = make_categorical(rng, shape, dtype, from_logits, "int")
+        yg, xg = cupy.asarray(y), cupy.asarray(x)
+        for reduction, grad, hess in ((r, g, h) for r in REDUCTIONS for g, h in FLAGS):
+            for eps in (0.0, 0.1):
+                kw = dict(from_logits=from_logits, reduction=reduction, grad=grad, hess=hess, label_smoothing=eps)
+                if name in ("binary_focal_loss", "focal_loss"):
+                    kw["gamma"] = 2.0
+                # on the GPU categorical calls from probabilities go the general way (labels checked first)
+                assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
+    # declined: strided, labels of another dtype, weights, and an error the kernel reports
+    if binary:
+        y, x = make_binary(rng, (8, 6), dtype, True, "soft")
+        yg, xg = cupy.asarray(y.astype(dtype)), cupy.asarray(x)
+        bad = yg.copy()
+        bad[3, 2] = 1.5
+        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(np.float16), xg), {}),
+                    ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False})]
+    else:
+        y, x = make_categorical(rng, (8, 6), dtype, True, "int")
+        yg, xg = cupy.asarray(y), cupy.asarray(x)
+        bad = yg.copy()
+        bad[5] = 6
+        declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}),
+                    ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((yg, xg), {"ignore_index": 2}),
+                    ((bad, xg), {})]
+    for args, kw in declined:
+        kw = {"from_logits": True, "grad": True, **kw}
+        assert not both(*args, **kw), kw

@@ -13,6 +13,7 @@ import functools
 import math
 import numbers
 import operator
+import sys
 from typing import Any, Literal, NamedTuple, Optional, overload
 
 import numpy as np
@@ -781,17 +782,47 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # conversion a no-op. _binary_plain and _categorical_plain recognise such calls and make them
 # directly (4x16 cross entropy, Zen 3: 14 -> 5 us); they decide nothing of their own: anything
 # else, and any error a kernel reports, goes to the general path, which makes the call again and
-# raises its error. tests/test_plain_calls.py holds both to the general path's bits.
+# raises its error. The same holds for such CuPy arrays on the current device with aligned
+# elements (categorical: from logits only, where the kernels check the labels themselves), whose
+# whole-call time on a GPU is mostly this host work. tests/test_plain_calls.py holds both to the
+# general path's bits.
+def _plain_type(a) -> bool:
+    """Whether y_pred may make a plain call: a NumPy array, or a CuPy array where CuPy is already
+    imported (so a call never imports it)."""
+    t = type(a)
+    if t is np.ndarray:
+        return True
+    cp = sys.modules.get("cupy")
+    return cp is not None and t is getattr(cp, "ndarray", None)
+
+
+def _plain_device(*arrays):
+    """For CuPy arrays of a plain call: (the CUDA backend, its allocator) where every array lies on
+    the current device with its first element aligned, else None (the general path's case)."""
+    import cupy
+
+    dev = cupy.cuda.runtime.getDevice()
+    for a in arrays:
+        d = a.data
+        if d.device_id != dev or d.ptr % a.itemsize:
+            return None
+    from . import _cuda
+
+    return _cuda, cupy.empty
+
+
 def _plain_context() -> bool:
     """No xentc.dask context: no denominator-only call, no given mean denominator, no sums sink."""
     return not _DENOM_ONLY.get() and _MEAN_DENOM.get() is None and _SUMS_SINK.get() is None
 
 
 def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sample_shape, grad_arr, hess_arr,
-                  shape: tuple):
+                  shape: tuple, scalar: dict):
     """_finish's result for a plain call (no sink, no out=, results in the compute dtype)."""
     if reduction == "none":
         loss = loss_arr.reshape(sample_shape)
+    elif scalar:
+        loss = scalar["scalar"][0]   # written on the device (_device_scalar)
     else:
         loss = cdt.type(total if reduction == "sum" else _mean_value(total, denom))
     if grad_arr is None and hess_arr is None:
@@ -800,36 +831,49 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
                       None if hess_arr is None else hess_arr.reshape(shape))
 
 
+def _plain_backend(y_true, y_pred):
+    """(backend, allocator, array module) of a plain call on these arrays of one type, or None."""
+    if type(y_pred) is np.ndarray:
+        return _kernels, _memory.empty, np
+    found = _plain_device(y_true, y_pred)
+    return None if found is None else found + (sys.modules["cupy"],)
+
+
 def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
                   hess: bool, n_threads):
-    """_binary_here's result for a plain call (y_pred a NumPy array; no pos_weight, sample
+    """_binary_here's result for a plain call (y_pred of _plain_type; no pos_weight, sample
     weights or out=, checked by the caller), None for any other call or a call that fails."""
     cdt = y_pred.dtype
-    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is np.ndarray and y_true.dtype is cdt
+    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is type(y_pred) and y_true.dtype is cdt
             and y_true.shape == y_pred.shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
             and _plain_context()):
         return None
+    found = _plain_backend(y_true, y_pred)
+    if found is None:
+        return None
+    backend, empty, xp = found
     shape = y_pred.shape
     n = y_pred.size
     denom = float(n)
-    loss_arr = _memory.empty((n,), cdt) if reduction == "none" else None
-    grad_arr = _memory.empty((n,), cdt) if grad else None
-    hess_arr = _memory.empty((n,), cdt) if hess else None
-    total, err, _, _ = _kernels.binary(y_true.reshape(-1), y_pred.reshape(-1), None, None, 1.0, eps,
-                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
-                                       from_logits,
-                                       loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads)
+    loss_arr = empty((n,), cdt) if reduction == "none" else None
+    grad_arr = empty((n,), cdt) if grad else None
+    hess_arr = empty((n,), cdt) if hess else None
+    scalar = _device_scalar(xp, reduction, cdt, denom)
+    total, err, _, _ = backend.binary(y_true.reshape(-1), y_pred.reshape(-1), None, None, 1.0, eps,
+                                      _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
+                                      from_logits,
+                                      loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads, **scalar)
     if err:
         return None
-    return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape)
+    return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar)
 
 
 def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
-    """_categorical_here's result for a plain call (y_pred a NumPy array; no class weights,
+    """_categorical_here's result for a plain call (y_pred of _plain_type; no class weights,
     alpha, sample weights or out=, checked by the caller; kw: _categorical_args), None for any
     other call or a call that fails."""
     cdt = y_pred.dtype
-    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is np.ndarray and y_true.dtype is _I64
+    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is type(y_pred) and y_true.dtype is _I64
             and type(axis) is int and kw["ignore_index"] is None and y_pred.size
             and y_pred.flags.c_contiguous and y_true.flags.c_contiguous and _plain_context()):
         return None
@@ -842,20 +886,25 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     sample_shape = shape[:ax] + shape[ax + 1:]
     if y_true.shape != sample_shape:
         return None
+    found = _plain_backend(y_true, y_pred)
+    if found is None or (found[2] is not np and not kw["from_logits"]):
+        return None   # on the GPU from probabilities the general path checks the labels first
+    backend, empty, xp = found
     n = y_pred.size // C
     inner = 1 if ax == nd - 1 else math.prod(shape[ax + 1:])
     reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
     denom = float(n)
-    loss_arr = _memory.empty((n,), cdt) if reduction == "none" else None
-    grad_arr = _memory.empty((n // inner, C, inner), cdt) if grad else None
-    hess_arr = _memory.empty((n // inner, C, inner), cdt) if hess else None
-    total, err, _, _ = _kernels.softmax(y_pred.reshape(n // inner, C, inner), y_true, None, None, None, -1, False,
-                                        kw["label_smoothing"], _gamma_in(gamma, cdt),
-                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
-                                        loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"])
+    loss_arr = empty((n,), cdt) if reduction == "none" else None
+    grad_arr = empty((n // inner, C, inner), cdt) if grad else None
+    hess_arr = empty((n // inner, C, inner), cdt) if hess else None
+    scalar = _device_scalar(xp, reduction, cdt, denom)
+    total, err, _, _ = backend.softmax(y_pred.reshape(n // inner, C, inner), y_true, None, None, None, -1, False,
+                                       kw["label_smoothing"], _gamma_in(gamma, cdt),
+                                       _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
+                                       loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar)
     if err:
         return None
-    return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape)
+    return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1080,7 +1129,7 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
         last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
         pw = _small_weights("pos_weight", pos_weight, last[0], xp)
-    elif type(y_pred) is np.ndarray and sample_weight is None and out is None:
+    elif _plain_type(y_pred) and sample_weight is None and out is None:
         r = _binary_plain(y_true, y_pred, from_logits, 0.0, eps, reduction, grad, hess, n_threads)
         if r is not None:
             return r
@@ -1164,7 +1213,7 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
     eps = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
     if alpha is None:
-        if type(y_pred) is np.ndarray and sample_weight is None and out is None:
+        if _plain_type(y_pred) and sample_weight is None and out is None:
             r = _binary_plain(y_true, y_pred, from_logits, g, eps, reduction, grad, hess, n_threads)
             if r is not None:
                 return r
@@ -1397,7 +1446,7 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
-    if type(y_pred) is np.ndarray and class_weight is None and sample_weight is None and out is None:
+    if _plain_type(y_pred) and class_weight is None and sample_weight is None and out is None:
         r = _categorical_plain(y_true, y_pred, axis, 0.0, kw)
         if r is not None:
             return r
@@ -1476,7 +1525,7 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     g = _check_gamma(gamma)
-    if (type(y_pred) is np.ndarray and alpha is None and class_weight is None and sample_weight is None
+    if (_plain_type(y_pred) and alpha is None and class_weight is None and sample_weight is None
             and out is None):
         r = _categorical_plain(y_true, y_pred, axis, g, kw)
         if r is not None:
