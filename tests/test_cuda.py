@@ -1880,3 +1880,52 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
     for args, kw in declined:
         kw = {"from_logits": True, "grad": True, **kw}
         assert not both(*args, **kw), kw
+
+
+def test_scratch_kept_per_thread():
+    """A call's scratch (partial sums, error keys) is kept for the same thread's next call on the
+    device once the call has synchronised; a larger need gets a new one; a call that raises from
+    a kernel's error still hands its scratch back; threads never share one (concurrent calls in
+    several threads give each its own result)."""
+    import threading
+
+    rng = np.random.default_rng(_seed("scratch"))
+    y, x = make_categorical(rng, (300, 7), np.float32, True, "int")
+    yg, xg = cupy.asarray(y), cupy.asarray(x)
+    want = float(xentc.cross_entropy(y, x, from_logits=True))
+    dev = xg.data.device_id
+    xentc.cross_entropy(yg, xg, from_logits=True)
+    kept = _cuda._tls.scratch[dev]
+    assert abs(float(xentc.cross_entropy(yg, xg, from_logits=True)) - want) <= 1e-6 * abs(want)
+    assert _cuda._tls.scratch[dev] is kept
+    big_y, big_x = make_categorical(rng, (70000, 3), np.float32, True, "int")   # more partial sums
+    xentc.cross_entropy(cupy.asarray(big_y), cupy.asarray(big_x), from_logits=True)
+    bigger = _cuda._tls.scratch[dev]
+    assert bigger is not kept and bigger.cap > kept.cap
+    bad = yg.copy()
+    bad[5] = 7
+    with pytest.raises(ValueError, match="index 5"):
+        xentc.cross_entropy(bad, xg, from_logits=True)
+    assert _cuda._tls.scratch[dev] is bigger
+
+    results, seen, errors = {}, {}, []
+
+    def work(i):
+        try:
+            xi = xg * (1 + i / 8)
+            for _ in range(20):
+                results[i] = float(xentc.cross_entropy(yg, xi, from_logits=True))
+            seen[i] = _cuda._tls.scratch[dev]   # kept alive here, so the ids below differ
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({id(s) for s in seen.values()}) == 4
+    for i, got in results.items():
+        ref = float(xentc.cross_entropy(y, x * np.float32(1 + i / 8), from_logits=True))
+        assert abs(got - ref) <= 1e-6 * abs(ref)
