@@ -7,7 +7,8 @@
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
 #   3. benchmarks/bench_gpu.py: the design section 4 cases, the kernel variants and a host
-#      profile of one call; benchmarks/host_overhead.py: host time of a small call;
+#      profile of one call; benchmarks/host_overhead.py: host time of a small call, and the
+#      phases of the whole calls;
 #   4. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then
 #      a quick CPU sanity subset.
 # Every step has its own time limit; the whole script stays under 5 minutes. Logs go to $OUT
@@ -188,7 +189,9 @@ RESERVE=100   # keep time for the tests
 run bench 150 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --json "$OUT/bench.json" \
     ${XENTC_GPU_CHECK_BENCH_ARGS:-}
 # host time of a small call and xentc's share of it (issue 4's 0.1 ms whole-call target)
-run host_overhead 30 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000
+run host_overhead 30 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --top 12
+# where the whole-call time of the issue-4 cases goes: host before the launch, the wait, host after
+run host_phases 60 "$PY" "$REPO/benchmarks/host_overhead.py" --phases
 
 # ---- 4. tests -----------------------------------------------------------------------------------
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")

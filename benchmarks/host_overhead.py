@@ -26,12 +26,19 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--stub-kernels", action="store_true",
                     help="replace kernel launches by no-ops (for the emulator's cupy)")
+    ap.add_argument("--phases", action="store_true",
+                    help="for issue 4's large cases: where a whole call's time goes (host before the "
+                         "launches, waiting for the device, host after it), instead of the small calls")
+    ap.add_argument("--top", type=int, default=0, help="also print the N functions of most own time a call")
     args = ap.parse_args()
 
     import cupy
 
     import xentc
 
+    if args.phases:
+        phases(cupy, xentc)
+        return
     rng = np.random.default_rng(0)
     x = cupy.asarray(rng.normal(size=(4096, 10)).astype(np.float32))
     y = cupy.asarray(rng.integers(0, 10, 4096))
@@ -76,6 +83,63 @@ def main() -> None:
         print(f"{name}: {us:.1f} us a call{' (kernels stubbed)' if args.stub_kernels else ''}; "
               f"profiled time: {shares}; xentc's own: {split['xentc'] / args.calls * 1e6:.1f} us a call "
               f"profiled, {own_calls / args.calls:.0f} Python function calls; {hook.n} device allocations")
+        if args.top:
+            rows = sorted(pstats.Stats(pr).stats.items(), key=lambda kv: -kv[1][2])[:args.top]
+            for (fn, ln, f), (_cc, nc, tt, ct, _callers) in rows:
+                print(f"    {tt / args.calls * 1e6:7.2f} us own {ct / args.calls * 1e6:7.2f} us with callees "
+                      f"{nc / args.calls:5.1f} calls  {fn.rsplit('/', 2)[-1] if '/' in fn else fn}:{ln}({f})")
+
+
+def phases(cupy, xentc, repeat: int = 20) -> None:
+    """Whole calls of issue 4's cases split into: host time up to the end of the main kernel's
+    launch (_Scratch.finish entered), the wait in finish (the device's work not yet done, the
+    finalize kernel and the result's copy), and host time after it; beside the whole call timed with
+    CUDA events, as benchmarks/bench_gpu.py times it."""
+    from xentc import _cuda
+
+    stamps = {}
+    real_finish = _cuda._Scratch.finish
+
+    def finish(self, *a, **k):
+        stamps["launched"] = time.perf_counter()
+        r = real_finish(self, *a, **k)
+        stamps["synced"] = time.perf_counter()
+        return r
+
+    _cuda._Scratch.finish = finish
+    rng = cupy.random.default_rng(1)
+    cases = {
+        "softmax 1048576x10": (lambda: rng.integers(0, 10, 1048576), lambda: rng.standard_normal((1048576, 10), dtype=cupy.float32), xentc.cross_entropy),
+        "binary 2^27": (lambda: (rng.random(2**27, dtype=cupy.float32) < 0.5).astype(cupy.float32),
+                        lambda: rng.standard_normal(2**27, dtype=cupy.float32), xentc.binary_cross_entropy),
+        "softmax 65536x32000": (lambda: rng.integers(0, 32000, 65536), lambda: rng.standard_normal((65536, 32000), dtype=cupy.float32), xentc.cross_entropy),
+        "softmax 8192x128256": (lambda: rng.integers(0, 128256, 8192), lambda: rng.standard_normal((8192, 128256), dtype=cupy.float32), xentc.cross_entropy),
+    }
+    for name, (make_y, make_x, f) in cases.items():
+        y, x = make_y(), make_x()
+        call = lambda: f(y, x, from_logits=True, grad=True)   # noqa: E731
+        for _ in range(3):
+            call()
+        cupy.cuda.Device().synchronize()
+        pre, wait, post, ev = [], [], [], []
+        a, b = cupy.cuda.Event(), cupy.cuda.Event()
+        for _ in range(repeat):
+            a.record()
+            t0 = time.perf_counter()
+            r = call()
+            t1 = time.perf_counter()
+            b.record()
+            b.synchronize()
+            ev.append(cupy.cuda.get_elapsed_time(a, b) * 1e3)
+            pre.append((stamps["launched"] - t0) * 1e6)
+            wait.append((stamps["synced"] - stamps["launched"]) * 1e6)
+            post.append((t1 - stamps["synced"]) * 1e6)
+            del r
+        med = lambda v: float(np.median(v))   # noqa: E731
+        print(f"{name}: whole call {med(ev):.1f} us (CUDA events); host before the launch ended {med(pre):.1f} us, "
+              f"waiting in finish {med(wait):.1f} us, host after {med(post):.1f} us", flush=True)
+        del y, x
+    _cuda._Scratch.finish = real_finish
 
 
 def _allocation_counter():

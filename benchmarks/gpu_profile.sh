@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Profile xentc's main GPU kernels on a GPU machine (after gpu_check.sh's install steps have run
+# once there, or with XENTC installed): Nsight Compute on one launch of each issue-4 kernel, the
+# host time of a small call function by function, and stand-alone kernels for 2^20 x 10.
+#   OUT=/some/dir bash benchmarks/gpu_profile.sh
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-/opt/torch/.venv/bin/python3}"
+OUT="${OUT:-$(mktemp -d /tmp/xentc_gpu_profile.XXXXXX)}"
+mkdir -p "$OUT"
+cd /tmp
+timeout 120 "$PY" "$REPO/benchmarks/gpu_profile.py" --micro > "$OUT/micro.txt" 2>&1; echo "micro rc $?"
+timeout 40 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --top 25 > "$OUT/host.txt" 2>&1; echo "host rc $?"
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+echo "ncu: $NCU"
+timeout "${XENTC_NCU_LIMIT_S:-150}" "$NCU" --clock-control none --set full \
+    -k regex:'xent_(softmax_small|onchip|binary_vec)' \
+    "$PY" "$REPO/benchmarks/gpu_profile.py" --cases "${XENTC_PROFILE_CASES:-small,binary,c32000,c128256}" \
+    > "$OUT/ncu.txt" 2>&1
+echo "ncu rc $?"
