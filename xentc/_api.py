@@ -898,7 +898,8 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     grad_arr = empty((n // inner, C, inner), cdt) if grad else None
     hess_arr = empty((n // inner, C, inner), cdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    total, err, _, _ = backend.softmax(y_pred.reshape(n // inner, C, inner), y_true, None, None, None, -1, False,
+    total, err, _, _ = backend.softmax(y_pred.reshape(n // inner, C, inner), y_true.reshape(-1), None, None, None,
+                                       -1, False,
                                        kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
                                        loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar)
