@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--phases", action="store_true",
                     help="for issue 4's large cases: where a whole call's time goes (host before the "
                          "launches, waiting for the device, host after it), instead of the small calls")
+    ap.add_argument("--tiny", action="store_true", help="--phases on small shapes (a dry run on the emulator)")
     ap.add_argument("--top", type=int, default=0, help="also print the N functions of most own time a call")
     args = ap.parse_args()
 
@@ -37,7 +38,7 @@ def main() -> None:
     import xentc
 
     if args.phases:
-        phases(cupy, xentc)
+        phases(cupy, xentc, tiny=args.tiny)
         return
     rng = np.random.default_rng(0)
     x = cupy.asarray(rng.normal(size=(4096, 10)).astype(np.float32))
@@ -90,7 +91,7 @@ def main() -> None:
                       f"{nc / args.calls:5.1f} calls  {fn.rsplit('/', 2)[-1] if '/' in fn else fn}:{ln}({f})")
 
 
-def phases(cupy, xentc, repeat: int = 20) -> None:
+def phases(cupy, xentc, repeat: int = 20, tiny: bool = False) -> None:
     """Whole calls of issue 4's cases split into: host time up to the end of the main kernel's
     launch (_Scratch.finish entered), the wait in finish (the device's work not yet done, the
     finalize kernel and the result's copy), and host time after it; beside the whole call timed with
@@ -108,12 +109,13 @@ def phases(cupy, xentc, repeat: int = 20) -> None:
 
     _cuda._Scratch.finish = finish
     rng = cupy.random.default_rng(1)
+    n10, nb, n32, n128 = (1000, 5000, 16, 4) if tiny else (1048576, 2**27, 65536, 8192)
     cases = {
-        "softmax 1048576x10": (lambda: rng.integers(0, 10, 1048576), lambda: rng.standard_normal((1048576, 10), dtype=cupy.float32), xentc.cross_entropy),
-        "binary 2^27": (lambda: (rng.random(2**27, dtype=cupy.float32) < 0.5).astype(cupy.float32),
-                        lambda: rng.standard_normal(2**27, dtype=cupy.float32), xentc.binary_cross_entropy),
-        "softmax 65536x32000": (lambda: rng.integers(0, 32000, 65536), lambda: rng.standard_normal((65536, 32000), dtype=cupy.float32), xentc.cross_entropy),
-        "softmax 8192x128256": (lambda: rng.integers(0, 128256, 8192), lambda: rng.standard_normal((8192, 128256), dtype=cupy.float32), xentc.cross_entropy),
+        "softmax 1048576x10": (lambda: rng.integers(0, 10, n10), lambda: rng.standard_normal((n10, 10), dtype=cupy.float32), xentc.cross_entropy),
+        "binary 2^27": (lambda: (rng.random(nb, dtype=cupy.float32) < 0.5).astype(cupy.float32),
+                        lambda: rng.standard_normal(nb, dtype=cupy.float32), xentc.binary_cross_entropy),
+        "softmax 65536x32000": (lambda: rng.integers(0, 32000, n32), lambda: rng.standard_normal((n32, 32000), dtype=cupy.float32), xentc.cross_entropy),
+        "softmax 8192x128256": (lambda: rng.integers(0, 128256, n128), lambda: rng.standard_normal((n128, 128256), dtype=cupy.float32), xentc.cross_entropy),
     }
     for name, (make_y, make_x, f) in cases.items():
         y, x = make_y(), make_x()
@@ -136,8 +138,28 @@ def phases(cupy, xentc, repeat: int = 20) -> None:
             post.append((t1 - stamps["synced"]) * 1e6)
             del r
         med = lambda v: float(np.median(v))   # noqa: E731
+        # the launches alone, queued back to back (no synchronisation): host time of each
+        N = y.shape[0] if x.ndim == 1 else x.shape[0]
+        if x.ndim == 1:
+            g = cupy.empty_like(x)
+            enqueue = lambda: _cuda._binary_enqueue(y, x, None, None, 1.0, 0.0, 0.0, 1.0 / N, True, None, g,  # noqa: E731
+                                                    None, False)
+        else:
+            x3, g = x.reshape(N, x.shape[1], 1), cupy.empty((N, x.shape[1], 1), dtype=x.dtype)
+            enqueue = lambda: _cuda._softmax_enqueue(x3, y, None, None, None, -1, False, 0.0, 0.0, 1.0 / N,  # noqa: E731
+                                                     True, None, g, None, False)
+        enqueue()
+        cupy.cuda.Device().synchronize()
+        launch = []
+        for _ in range(5):
+            t = time.perf_counter()
+            enqueue()
+            launch.append((time.perf_counter() - t) * 1e6)
+        cupy.cuda.Device().synchronize()
+        del g
         print(f"{name}: whole call {med(ev):.1f} us (CUDA events); host before the launch ended {med(pre):.1f} us, "
-              f"waiting in finish {med(wait):.1f} us, host after {med(post):.1f} us", flush=True)
+              f"waiting in finish {med(wait):.1f} us, host after {med(post):.1f} us; the launch alone "
+              f"(_*_enqueue, queued) {med(launch):.1f} us of host time", flush=True)
         del y, x
     _cuda._Scratch.finish = real_finish
 
