@@ -1401,7 +1401,9 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     const T ds = wi * T(pa.dscale);
     const bool dense = eps != T(0);   /* label smoothing: every class has a coefficient */
 
-    /* 1. the slice's maximum and first index */
+    /* 1. the slice's maximum and first index: strictly greater replaces (NaN never does), so a
+     *    thread keeps its first maximum; a thread that saw only -inf keeps no index (0x7fffffff,
+     *    which loses every comparison below), and a row of -inf alone gets index 0 at the end */
     T m = -Lim<T>::inf();
     int jm = 0x7fffffff;
     bool nan = false;
@@ -1410,8 +1412,10 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
             const T t = T(v.v[l]);
-            if (t != t) nan = true;
-            else if (jm == 0x7fffffff || t > m) { m = t; jm = j0 + q * VEC + l; }
+            nan = nan || t != t;
+            const bool gt = t > m;
+            m = gt ? t : m;
+            jm = gt ? j0 + q * VEC + l : jm;
         }
     }
 #pragma unroll
@@ -1454,6 +1458,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
         }
 #endif
     }
+    if (jm == 0x7fffffff) jm = 0;   /* every class -inf (or NaN: then jm is not used) */
 
     /* 2. s_rest = sum_{j != jm} exp(x_j - m); with label smoothing also the sums of
      *    c_j = eps/C cw_j over the classes (S_rest) and of c_j d_j (LD). Each exponential
@@ -1785,9 +1790,12 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
             if (k >= C) break;
             const T t = active ? row[k] : T(0);
             e[k] = t;
-            if (t != t) nan = true;
-            else if (jm < 0 || t > m) { m = t; jm = k; }
+            nan = nan || t != t;
+            const bool gt = t > m;   /* the first maximum (NaN never replaces one) */
+            m = gt ? t : m;
+            jm = gt ? k : jm;
         }
+        if (jm < 0) jm = 0;   /* every class -inf (or NaN: then the row is not live) */
         const bool ignored = has_ignore && y == ignore_index;
         const bool bad = active && !ignored && !(y >= 0 && y < C);
         if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
