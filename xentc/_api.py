@@ -699,10 +699,11 @@ def _buffer(xp, buf, shape: tuple, dtype):
 def _device_scalar(xp, reduction: str, cdt, denom: float) -> dict:
     """On the GPU, the backend's keyword argument that has its last kernel write the reduced loss
     into a new 0-d device array (the value _finish would form on the host, so no copy to the
-    device is needed): {"scalar": (array, mean?, denom)}; nothing on the CPU or for 'none'."""
+    device is needed): {"scalar": [dtype, mean?, denom]}, the backend putting the array in place of
+    the dtype (after its main launch); nothing on the CPU or for 'none'."""
     if xp is np or reduction == "none":
         return {}
-    return {"scalar": (xp.empty((), dtype=cdt), reduction == "mean", float(denom))}
+    return {"scalar": [cdt, reduction == "mean", float(denom)]}
 
 
 def _finish_denom(denom: float) -> None:
@@ -827,8 +828,8 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
         loss = cdt.type(total if reduction == "sum" else _mean_value(total, denom))
     if grad_arr is None and hess_arr is None:
         return loss
-    return LossResult(loss, None if grad_arr is None else grad_arr.reshape(shape),
-                      None if hess_arr is None else hess_arr.reshape(shape))
+    return LossResult(loss, grad_arr if grad_arr is None or grad_arr.shape == shape else grad_arr.reshape(shape),
+                      hess_arr if hess_arr is None or hess_arr.shape == shape else hess_arr.reshape(shape))
 
 
 def _plain_backend(y_true, y_pred):
@@ -859,7 +860,9 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
     grad_arr = empty((n,), cdt) if grad else None
     hess_arr = empty((n,), cdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    total, err, _, _ = backend.binary(y_true.reshape(-1), y_pred.reshape(-1), None, None, 1.0, eps,
+    flat = len(shape) == 1   # (a reshape that changes nothing still costs CuPy a microsecond or two)
+    total, err, _, _ = backend.binary(y_true if flat else y_true.reshape(-1), y_pred if flat else y_pred.reshape(-1),
+                                      None, None, 1.0, eps,
                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
                                       from_logits,
                                       loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads, **scalar)
@@ -898,7 +901,8 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     grad_arr = empty((n // inner, C, inner), cdt) if grad else None
     hess_arr = empty((n // inner, C, inner), cdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    total, err, _, _ = backend.softmax(y_pred.reshape(n // inner, C, inner), y_true.reshape(-1), None, None, None,
+    labels = y_true if y_true.ndim == 1 else y_true.reshape(-1)
+    total, err, _, _ = backend.softmax(y_pred.reshape(n // inner, C, inner), labels, None, None, None,
                                        -1, False,
                                        kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],

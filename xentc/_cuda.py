@@ -23,6 +23,7 @@ CuPy is imported lazily, so that this module (and its name lists) can be importe
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -191,17 +192,20 @@ def _label_sname(double_: bool, store: str, same_y: bool, label: str) -> str:
     return _sname(store, same_y)
 
 
+@functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
 def _binary_name(double_: bool, from_logits: bool, ce: bool, store: str = "", same_y: bool = False,
                  label: str = "") -> str:
     b = lambda v: "true" if v else "false"  # noqa: E731
     return f"xent_binary<{_tname(double_)}, {b(from_logits)}, {b(ce)}{_label_sname(double_, store, same_y, label)}>"
 
 
+@functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
 def _binary_vec_name(double_: bool, with_sw: bool, store: str = "", same_y: bool = False, label: str = "") -> str:
     return (f"xent_binary_vec<{_tname(double_)}, {'true' if with_sw else 'false'}"
             f"{_label_sname(double_, store, same_y, label)}>")
 
 
+@functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
 def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, store: str = "") -> str:
     base = "xent_onchip_pipe" if pipe else "xent_onchip"
     if K == 1:
@@ -209,10 +213,12 @@ def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, store: str
     return f"{base}_cl<{_tname(double_)}, {K}, {vec}{_sname(store)}>"
 
 
+@functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
 def _small_name(double_: bool, cmax: int, store: str = "") -> str:
     return f"xent_softmax_small<{_tname(double_)}, {cmax}{_sname(store)}>"
 
 
+@functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
 def _generic_name(kind: str, double_: bool, store: str = "", label_store: Optional[str] = None) -> str:
     """label_store: the soft labels' storage type where it is not y_pred's (a value of
     _SOFT_LABEL_TYPES)."""
@@ -700,8 +706,8 @@ class _Scratch:
         this thread's cache (_scratch): no kernel uses it any more."""
         loss, kind, denom = np.uint64(0), 0, 0.0
         if scalar is not None:
-            arr, mean, denom = scalar
-            loss, kind = arr, (1 if arr.dtype == np.float64 else 0) | (2 if mean else 0)
+            arr = _scalar_array(self.cupy, scalar)
+            loss, kind, denom = arr, (1 if arr.dtype == np.float64 else 0) | (2 if scalar[1] else 0), scalar[2]
         mod.funcs["xent_finalize"]((1,), (1024,), (self.sums, self.errs if has_err else np.uint64(0),
                                                    np.int64(self.n), self.out, loss, np.int32(kind),
                                                    np.float64(denom)))
@@ -799,10 +805,19 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     return total, code, i, j
 
 
+def _scalar_array(cupy, scalar):
+    """The 0-d device array of `scalar` ([array or its dtype, mean?, denominator], from _api's
+    _device_scalar), made here where _api passed the dtype: after the main kernel's launch, so
+    that its allocation is not host time before the device starts."""
+    if isinstance(scalar[0], np.dtype):
+        scalar[0] = cupy.empty((), dtype=scalar[0])
+    return scalar[0]
+
+
 def _fill_scalar(scalar) -> None:
     """The reduced loss of a call with nothing to add up: 0 (as _api's _finish gives)."""
     if scalar is not None:
-        scalar[0].fill(0)
+        _scalar_array(_cupy(), scalar).fill(0)
 
 
 def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None,
