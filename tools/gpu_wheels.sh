@@ -10,9 +10,35 @@
 #     bash tools/gpu_wheels.sh
 #     # device call: carry [".whl"], command: OUT=$OUT bash benchmarks/gpu_check.sh
 #
+#     bash tools/gpu_wheels.sh --repack
+#     # after changes to xentc's Python files or to _xent.cu only: the xentc wheel of an earlier
+#     # run takes this tree's package files (the compiled CPU extension stays: it refuses if a
+#     # source of that extension changed since, by the checksums the full run wrote), then the kernels are
+#     # rebuilt (XENTC_REPACK_KEEP_KERNELS=1: not); minutes instead of the wheel's C++ build
+#
 # Those three are pure Python (py3-none-any), so the GPU machine's Python version does not matter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--repack" ]; then
+    WHL=$(ls .whl/xentc/xentc-*.whl 2>/dev/null | head -1)
+    [ -n "$WHL" ] || { echo "gpu_wheels --repack: no wheel in .whl/xentc; run without --repack first"; exit 1; }
+    TMP=$(mktemp -d)
+    python3 -m wheel unpack -d "$TMP" "$WHL"
+    PKG=$(ls -d "$TMP"/xentc-*/xentc)
+    # the sources of the compiled CPU extension must be those the wheel was built from
+    sha256sum --quiet -c .whl/xentc/ext_sources.sha256 ||
+        { echo "gpu_wheels --repack: the CPU extension's sources changed since the wheel was built: run without --repack"; exit 1; }
+    for f in "$PKG"/*.py "$PKG"/*.pyi "$PKG"/*.cu; do cp "xentc/$(basename "$f")" "$f"; done
+    rm "$WHL"
+    python3 -m wheel pack -d .whl/xentc "$(dirname "$PKG")"
+    rm -rf "$TMP"
+    if [ -z "${XENTC_REPACK_KEEP_KERNELS:-}" ]; then   # set it after Python changes alone
+        rm -rf .whl/kernels
+        python3 tools/kernel_cache.py build --arch 90 --out .whl/kernels
+    fi
+    ls -l .whl/xentc; du -sh .whl
+    exit 0
+fi
 mkdir -p .whl
 python3 -m pip download --no-deps --only-binary=:all: -d .whl \
     "meson-python>=0.15" "pyproject-metadata>=0.7" "liger-kernel"
@@ -35,6 +61,7 @@ fi
 if [ -n "$PY312" ]; then
     rm -rf .whl/xentc
     (cd /tmp && "$PY312" -m pip wheel --no-deps -w "$OLDPWD/.whl/xentc" "$OLDPWD")
+    sha256sum xentc/*.h xentc/*.cpp xentc/*.pyx meson.build > .whl/xentc/ext_sources.sha256   # for --repack
 else
     echo "gpu_wheels: no Python 3.12 here (PY312=...): gpu_check.sh will build xentc from the source tree (slow)"
 fi
