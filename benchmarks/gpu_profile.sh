@@ -18,3 +18,16 @@ timeout "${XENTC_NCU_LIMIT_S:-150}" "$NCU" --clock-control none --set full \
     "$PY" "$REPO/benchmarks/gpu_profile.py" --cases "${XENTC_PROFILE_CASES:-small,binary,c32000,c128256}" \
     > "$OUT/ncu.txt" 2>&1
 echo "ncu rc $?"
+# with XENTC_PROFILE_SASS=1: per-instruction counts (SASS, with the CUDA source lines) of the
+# few-classes kernel (2^20 x 10) and the on-chip kernel (8192 x 128256), as CSV
+if [ -n "${XENTC_PROFILE_SASS:-}" ]; then
+    for k in small:small onchip:c128256; do
+        name=${k%%:*}; case_=${k##*:}
+        timeout "${XENTC_NCU_LIMIT_S:-150}" "$NCU" --clock-control none --set full --import-source yes \
+            -k regex:"xent_(softmax_)?$name" -c 1 -f -o "$OUT/$name" \
+            "$PY" "$REPO/benchmarks/gpu_profile.py" --cases "$case_" > "$OUT/${name}_ncu.log" 2>&1
+        "$NCU" -i "$OUT/$name.ncu-rep" --page source --csv --print-source sass > "$OUT/${name}_sass.csv" 2>&1
+        echo "sass $name rc $? ($(wc -l < "$OUT/${name}_sass.csv") lines)"
+        rm -f "$OUT/$name.ncu-rep"
+    done
+fi
