@@ -1139,9 +1139,10 @@ __device__ __forceinline__ CeRowEnd<T> ce_int_end(double s_rest, double S_rest, 
 
 /* Gradient and Hessian of class j from e = exp(x_j - m): with P = e / s, S P - c_j and
  * S P (1 - P), the exact forms at jm, the label's coefficient at y (`special`: j may be either);
- * times ds, through mul0 when ds may be 0 (DS0: a zero weight, or a mean over nothing). */
+ * times ds, through mul0 when ds may be 0 (DS0: a zero weight, or a mean over nothing). The label
+ * y is in [0, C) here: an int, so that the compare a class is a 32-bit one. */
 template <bool WG, bool WH, bool DENSE, bool DS0, typename T>
-__device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, xi64 y, const CeRowEnd<T>& fin, T ds,
+__device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, int y, const CeRowEnd<T>& fin, T ds,
                                             T epsC, const T* cwa, T& go, T& ho) {
     const T p = e * fin.inv_s;
     const T c = DENSE ? epsC * (cwa ? cwa[j] : T(1)) : T(0);
@@ -1270,7 +1271,7 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
  * A vector holding neither jm nor y takes the short path. */
 template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, typename S, int VEC>
 __device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VEC>* gs, Pack<S, VEC>* hs, int nv,
-                                             int j0, T m, int jm, xi64 y, const CeRowEnd<T>& fin, T ds, T epsC,
+                                             int j0, T m, int jm, int y, const CeRowEnd<T>& fin, T ds, T epsC,
                                              const T* cwa) {
     constexpr bool KEEP = SameType<S, T>::value;
     for (int q = threadIdx.x; q < nv; q += NT) {
@@ -1554,7 +1555,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
         }
         if (gs || hs) {
 #define XENT_OC_WRITE(WG, WH, DN, D0) \
-    onchip_write<WG, WH, DN, D0, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, y, fin, ds, epsC, cwa)
+    onchip_write<WG, WH, DN, D0, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC, cwa)
             if (ds == T(0)) {   /* rare (zero weight, mean over nothing): the general loop */
                 if (gs && hs) XENT_OC_WRITE(true, true, true, true);
                 else if (gs) XENT_OC_WRITE(true, false, true, true);
@@ -1800,6 +1801,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         const bool bad = active && !ignored && !(y >= 0 && y < C);
         if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
         const bool live = active && !ignored && !bad && !nan;
+        const int yi = int(y);   /* the label where it counts (live rows: in [0, C)), compared in 32 bits */
         const T ds = wi * T(dscale);
         const T eps_ = T(eps), epsC = eps_ / T(C);
         const bool dense = eps_ != T(0);   /* uniform */
@@ -1813,7 +1815,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
             for (int k = 0; k < CMAX; ++k) {
                 if (k >= C) break;
                 const T t = e[k];
-                if (k == y) gap_y = softmax_gap(t, m);
+                if (k == yi) gap_y = softmax_gap(t, m);
                 const T ek = softmax_exp(t, m);
                 if (k != jm) s_rest += double(ek);
                 e[k] = (k != jm) ? ek : T(1);
@@ -1842,8 +1844,8 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
                 for (int k = 0; k < CMAX; ++k) {
                     if (k >= C) break;
                     T g = T(0), h = T(0);
-                    if (pass == 0) ce_int_elem<true, false, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
-                    else ce_int_elem<false, true, true, true>(e[k], k, true, jm, y, fin, ds, epsC, cwa, g, h);
+                    if (pass == 0) ce_int_elem<true, false, true, true>(e[k], k, true, jm, yi, fin, ds, epsC, cwa, g, h);
+                    else ce_int_elem<false, true, true, true>(e[k], k, true, jm, yi, fin, ds, epsC, cwa, g, h);
                     row[k] = pass == 0 ? g : h;
                 }
             } else if (active) {   /* ignored, bad label: zeros; NaN logits: NaN */
