@@ -1,4 +1,5 @@
-"""Random test inputs shared by the CPU and CUDA option tests (exact weights, hard/soft labels)."""
+"""Random test inputs shared by the CPU and CUDA option tests (exact weights, hard/soft labels),
+and the bitwise comparison of two ways of making one call."""
 import numpy as np
 
 
@@ -48,3 +49,23 @@ def focal_prob_minimum(ys, a1, a0, gamma):
             - c1 * (q**gamma / mid - gamma * q**(gamma - 1) * np.log(mid))
         lo, hi = np.where(g < 0, mid, lo), np.where(g < 0, hi, mid)
     return 0.5 * (lo + hi)
+
+
+def assert_same_bits(got, want, to_host=np.asarray):
+    """One call made two ways: exceptions of the same type and message, or results of the same
+    types, dtypes and shapes with the same bits (NaN payloads and zero signs included); to_host
+    brings an array to NumPy (CuPy arrays: their .get())."""
+    if isinstance(want, Exception):
+        assert type(got) is type(want) and str(got) == str(want)
+        return
+    assert type(got) is type(want)
+    if isinstance(want, tuple):
+        for g, w in zip(got, want):
+            assert_same_bits(g, w, to_host)
+        return
+    if want is None:
+        assert got is None
+        return
+    g, w = to_host(got), to_host(want)
+    assert g.dtype == w.dtype and g.shape == w.shape
+    assert g.tobytes() == w.tobytes()
