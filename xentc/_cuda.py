@@ -823,9 +823,10 @@ def _fill_scalar(scalar) -> None:
 def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None,
            sw_rep=1, sw_len=-1):
     """Binary CE / focal over 1-D y (labels) and x (probabilities or logits); element i takes
-    sample weight sw[(i // sw_rep) % sw_len] (by default sw[i]). `scalar`, CUDA only: (0-d array
-    of the compute dtype, mean?, the mean's denominator) to receive the reduced loss on the
-    device, so that _api needs no host-to-device copy for it."""
+    sample weight sw[(i // sw_rep) % sw_len] (by default sw[i]). `scalar`, CUDA only: a list
+    [the compute dtype (replaced by the 0-d array made for it, see _scalar_array) or that array,
+    mean?, the mean's denominator] to receive the reduced loss on the device, so that _api needs
+    no host-to-device copy for it."""
     if int(x.shape[0]) == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
