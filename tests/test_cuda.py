@@ -1847,20 +1847,20 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     kw["gamma"] = 2.0
                 # on the GPU categorical calls from probabilities go the general way (labels checked first)
                 assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
-    # declined: strided, labels of another dtype, weights, and an error the kernel reports
+    # declined: strided, labels of another dtype, misaligned, weights, and an error the kernel reports
     if binary:
         y, x = make_binary(rng, (8, 6), dtype, True, "soft")
         yg, xg = cupy.asarray(y.astype(dtype)), cupy.asarray(x)
         bad = yg.copy()
         bad[3, 2] = 1.5
-        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(np.float16), xg), {}),
+        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(np.float16), xg), {}), ((yg, _misaligned_like(x)), {}),
                     ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False})]
     else:
         y, x = make_categorical(rng, (8, 6), dtype, True, "int")
         yg, xg = cupy.asarray(y), cupy.asarray(x)
         bad = yg.copy()
         bad[5] = 6
-        declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}),
+        declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}), ((yg, _misaligned_like(x)), {}),
                     ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((yg, xg), {"ignore_index": 2}),
                     ((bad, xg), {})]
     for args, kw in declined:

@@ -797,21 +797,6 @@ def _plain_type(a) -> bool:
     return cp is not None and t is getattr(cp, "ndarray", None)
 
 
-def _plain_device(*arrays):
-    """For CuPy arrays of a plain call: (the CUDA backend, its allocator) where every array lies on
-    the current device with its first element aligned, else None (the general path's case)."""
-    import cupy
-
-    dev = cupy.cuda.runtime.getDevice()
-    for a in arrays:
-        d = a.data
-        if d.device_id != dev or d.ptr % a.itemsize:
-            return None
-    from . import _cuda
-
-    return _cuda, cupy.empty
-
-
 def _plain_context() -> bool:
     """No xentc.dask context: no denominator-only call, no given mean denominator, no sums sink."""
     return not _DENOM_ONLY.get() and _MEAN_DENOM.get() is None and _SUMS_SINK.get() is None
@@ -833,11 +818,19 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
 
 
 def _plain_backend(y_true, y_pred):
-    """(backend, allocator, array module) of a plain call on these arrays of one type, or None."""
+    """(backend, allocator, array module) of a plain call on these arrays of one type: the CPU
+    kernels for NumPy arrays; for CuPy arrays the CUDA kernels where both lie on the current device
+    and neither is misaligned; else None (the general path's case)."""
     if type(y_pred) is np.ndarray:
         return _kernels, _memory.empty, np
-    found = _plain_device(y_true, y_pred)
-    return None if found is None else found + (sys.modules["cupy"],)
+    import cupy
+
+    dev = cupy.cuda.runtime.getDevice()
+    if any(a.data.device_id != dev or _misaligned(a) for a in (y_true, y_pred)):
+        return None
+    from . import _cuda
+
+    return _cuda, cupy.empty, cupy
 
 
 def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
