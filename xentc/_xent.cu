@@ -1722,17 +1722,16 @@ xent_onchip_pipe_cl(XENT_ONCHIP_PARAMS, xi64 rows, xu64* counter) {
 namespace xentk {
 
 /* Shared-memory slot of element q = k * 32 + lane of a warp's 32 x C block (row q / C, class
- * q % C, P = C | 1 slots a row): q + (q / C) (P - C), the quotient as (q M) >> 16 with
- * M = ceil(2^16 / C), exact for every q < 1024 and C <= 32 (checked exhaustively). Computed for
- * each k on its own: a walk from k to k + 1 (the earlier form) was a chain the compiler ran for
- * all CMAX steps up front and kept in local memory (29% of the kernel's instructions, H200 SASS). */
+ * q % C, P slots a row): q + (q / C) (P - C), the quotient as (q M) >> 16 with M = ceil(2^16 / C),
+ * exact for every q < 1024 and C <= 32 (checked exhaustively). Each k's slot is computed on its
+ * own, not stepped from the previous one: a chain of steps the compiler runs for all CMAX k up
+ * front and keeps in local memory. */
 struct SmallSlots {
-    int lane, M, odd_pad;
-    __device__ __forceinline__ SmallSlots(int lane_, int C)
-        : lane(lane_), M((65536 + C - 1) / C), odd_pad(C % 2 == 0 ? 1 : 0) {}
+    int lane, M, pad;
+    __device__ __forceinline__ SmallSlots(int lane_, int C, int P) : lane(lane_), M((65536 + C - 1) / C), pad(P - C) {}
     __device__ __forceinline__ int slot(int k) const {
         const int q = k * 32 + lane;
-        return q + odd_pad * ((q * M) >> 16);
+        return q + pad * ((q * M) >> 16);
     }
 };
 
@@ -1773,7 +1772,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
                 if (k >= C) break;
                 v[k] = (k * 32 + lane < cnt) ? T(xw[k * 32]) : T(0);
             }
-            const SmallSlots sl(lane, C);
+            const SmallSlots sl(lane, C, P);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
                 if (k >= C) break;
@@ -1838,8 +1837,8 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
             S* out = pass == 0 ? grad : hess;
             if (!out) continue;   /* uniform */
             __syncwarp();   /* every lane has read its row (the smoothing sums read the logits) */
-            if (live) {   /* the general element (any eps, weight 0 allowed): a second, leaner
-                           * variant of this loop made the compiler spill */
+            if (live) {   /* the general element (any eps, weight 0 allowed): one loop for every
+                           * option (a second, leaner variant made ptxas spill) */
 #pragma unroll
                 for (int k = 0; k < CMAX; ++k) {
                     if (k >= C) break;
@@ -1858,7 +1857,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
             }
             __syncwarp();
             S* ow = out + base + lane;
-            const SmallSlots sl(lane, C);
+            const SmallSlots sl(lane, C, P);
 #pragma unroll
             for (int k = 0; k < CMAX; ++k) {
                 if (k >= C) break;
