@@ -349,15 +349,16 @@ def test_every_kernel_sizes(C, dtype, kernel):
     compare("cross_entropy", y0, p, {}, reduction="none", grad=True, hess=True, rtol=rt)
 
 
-@pytest.mark.parametrize("kernel", ["thread", "tile", "warp", "block", None])
+@pytest.mark.parametrize("kernel", ["thread", "tile", "warp", "block", "onchip", "cluster", None])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_small_probabilities_elementwise(dtype, kernel):
     """Every element of the gradient and Hessian, not only the large ones, close to an exact
     (float64 / longdouble) reference: classes 20..70 below a maximum that is no round number,
     where an uncorrected exp(-(m - x)) loses about (m - x)/2 ulp (an audit found 64 ulp in the
-    generic kernels); focal against the CPU, element by element (within the 16-ulp bar)."""
+    generic kernels; the on-chip kernels fold the correction into expf's argument); focal against
+    the CPU, element by element (within the 16-ulp bar)."""
     rng = np.random.default_rng(5)
-    N, C = 8, 100
+    N, C = 8, 600 if kernel in ("onchip", "cluster") else 100
     x = rng.uniform(-70, -20, (N, C)).astype(dtype)
     x[:, 0] = rng.uniform(3, 4, N).astype(dtype)
     y = np.zeros(N, np.int64)
@@ -369,13 +370,19 @@ def test_small_probabilities_elementwise(dtype, kernel):
     ref_g[:, 0], ref_h[:, 0] = -rest, P[:, 0] * rest
     ref_g, ref_h = ref_g.astype(np.float64), ref_h.astype(np.float64)
     if kernel is not None:
-        assert _force(kernel, C, dtype)
+        if not _force(kernel, C, dtype):
+            pytest.skip(f"no {kernel} kernels on this device")
     else:
         _cuda.config["log"] = []
     gpu = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="sum", grad=True,
                               hess=True)
     if kernel in ("thread", "warp", "block"):   # (the tile kernel where its tiles fit)
         assert _used_kernel()["kernel"] == kernel
+    if kernel in ("onchip", "cluster"):
+        assert _used_kernel()["kernel"] == "onchip"
+        got = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="sum", grad=True)
+        spacing = np.spacing(np.abs(ref_g).astype(dtype)).astype(np.float64)   # the gradient alone: one product
+        assert np.max(np.abs(host(got.grad) - ref_g) / spacing) <= 4
     spacing = np.spacing(np.abs(ref_g).astype(dtype)).astype(np.float64)
     assert np.max(np.abs(host(gpu.grad) - ref_g) / spacing) <= 4
     spacing = np.spacing(np.abs(ref_h).astype(dtype)).astype(np.float64)
@@ -571,6 +578,49 @@ def test_onchip_many_rows_per_block(kernel, dtype):
             compare("cross_entropy", y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
             used = _used_kernel()
             assert used["kernel"] == "onchip" and used["pipe"] == kernel.startswith("pipe"), used
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
+@pytest.mark.parametrize("kernel", ["onchip", "cluster", "pipe", "pipe_cluster"])
+def test_onchip_label_at_maximum_and_wide_rows(kernel, dtype):
+    """The on-chip kernels write every class's gradient in the common form, then the label y's and
+    the maximum jm's again (the thread that wrote their vector): labels at the maximum, at the
+    second of two tied maxima and at the first, at either end of the row and at a cluster block's
+    first class. Rows whose logits all lie below 2^(emax - 1) take softmax_exp_safe, the others
+    softmax_exp's tested form: huge logits whose gaps overflow, -inf and +inf among finite ones,
+    and the largest magnitude just inside the safe range."""
+    C = 1200
+    if not _force(kernel, C, dtype):
+        pytest.skip(f"no {kernel} kernels on this device")
+    rng = np.random.default_rng(_seed("label_at_max", kernel, np.dtype(dtype).name))
+    cdt = _cdt(dtype)
+    x = rng.normal(0, 3, (14, C))
+    y = rng.integers(0, C, 14)
+    y[0] = np.argmax(x[0])                                  # y = jm
+    x[1, [5, 900]] = x[1].max() + 1.0; y[1] = 900           # tied maxima: jm = 5, y the second
+    x[2, [5, 900]] = x[2].max() + 1.0; y[2] = 5             # y = jm, the first of the ties
+    x[3, C - 1] = 40.0; y[3] = 0                            # ends of the row
+    x[4, 0] = 40.0; y[4] = C - 1
+    x[5, C - 1] = 40.0; y[5] = C - 1                        # confident and right: a tiny loss
+    x[6, C // 3] = 25.0; y[6] = C // 3 + 1                  # about where a cluster block starts
+    x[7, C // 2] = 25.0; y[7] = C // 2
+    safe_max = float(np.ldexp(1.0, np.finfo(cdt).maxexp - 2))   # 2^(emax - 1)
+    huge = float(np.finfo(dtype).max) * 0.75
+    x[8, 10], x[8, 11] = huge, -huge                        # not safe in T's range; the gap overflows
+    x[9, [3, 700]] = -np.inf                                # -inf among finite logits
+    x[10, 4] = np.inf                                       # +inf: a NaN row
+    x[11, 0] = np.nextafter(safe_max, 0, dtype=cdt) if huge >= safe_max else huge
+    x[11, 1] = -x[11, 0]                                    # safe, with the largest gap it allows
+    y[11] = 1
+    x[12, 0] = safe_max if huge >= safe_max else huge       # the first unsafe magnitude (16-bit: safe)
+    x = x.astype(dtype)
+    rt = RTOL[np.dtype(dtype)]
+    cw = weights(rng, (C,), lo=1)
+    for kw in ({"from_logits": True}, {"from_logits": True, "label_smoothing": 0.1, "class_weight": cw}):
+        for reduction, grad, hess in (("none", True, True), ("mean", True, False), ("sum", False, True)):
+            _cuda.config["log"] = []
+            compare("cross_entropy", y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+            assert _used_kernel()["kernel"] == "onchip"
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)

@@ -442,7 +442,7 @@ __device__ __forceinline__ T class_coef(const RowArgs<T>& a, xi64 y, const S* ys
  * S P_j - c_j and S P_j (1 - P_j), with P_j = e_j / s and at j = jm the forms of
  * ce_grad_at_max (c_jm: jm's own coefficient) and S P Q_jm. c_y is the label's coefficient, for
  * integer labels. */
-template <typename T> struct CeRowEnd { T loss, ST, inv_s, g_jm, h_jm, c_y; };
+template <typename T> struct CeRowEnd { T loss, ST, inv_s, g_jm, h_jm, c_y; double S_s; };   /* S_s: S / s */
 
 template <typename T>
 __device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, double S_rest, double c_jm, double LD, T L,
@@ -452,6 +452,7 @@ __device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, doubl
     o.loss = mul0(wi, T(LD + S * double(L)));
     o.ST = T(S);
     o.inv_s = T(1.0 / s);
+    o.S_s = S / s;
     const T Qjm = T(s_rest / s);
     o.g_jm = ce_grad_at_max<T>(S_rest, c_jm, s_rest, s);
     o.h_jm = o.ST * o.inv_s * Qjm;
@@ -1156,6 +1157,13 @@ __device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, in
     if (WH) ho = DS0 ? mul0(ds, hj) : ds * hj;
 }
 
+/* ce_int_elem's gradient of a class other than y and jm without smoothing, ds (S P - 0) with
+ * P = e / s, as e times this scale, ds S / s rounded once from double: one product a class instead
+ * of three, two roundings instead of three. */
+template <typename T> __device__ __forceinline__ T ce_plain_scale(const CeRowEnd<T>& fin, T ds) {
+    return T(fin.S_s * double(ds));
+}
+
 /* On-chip kernels (C >= 512): a row, or with clusters a slice of C / K classes per block, is
  * read once from global memory into shared memory; the maximum, the exponentials (kept in place
  * of the logits) and the gradient then come from there. The per-element gradient
@@ -1267,28 +1275,95 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
 
 /* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory
  * in place of the logits (S = T), or, for 16-bit storage, where an exponential does not fit the
- * logit's two bytes, computed again from the logit (the same softmax_exp, so the same bits).
- * A vector holding neither jm nor y takes the short path. */
-template <bool WG, bool WH, bool DENSE, bool DS0, int NT, typename T, typename S, int VEC>
+ * logit's two bytes, computed again from the logit (the same softmax_exp, so the same bits; SAFE:
+ * softmax_exp_safe, for a row whose logits are all gap_safe). Every class takes the common form;
+ * then the two whose gradient has its own, the label y and the maximum jm (in that order: jm's
+ * wins where y = jm), are written again by the thread that wrote their vector, which orders its
+ * two stores to one address. */
+template <bool WG, bool WH, bool DENSE, bool DS0, bool SAFE, int NT, typename T, typename S, int VEC>
 __device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VEC>* gs, Pack<S, VEC>* hs, int nv,
                                              int j0, T m, int jm, int y, const CeRowEnd<T>& fin, T ds, T epsC,
                                              const T* cwa) {
     constexpr bool KEEP = SameType<S, T>::value;
+    constexpr bool PLAIN = WG && !WH && !DENSE && !DS0;   /* the gradient alone, without smoothing */
+    const T scale = PLAIN ? ce_plain_scale(fin, ds) : T(0);
     for (int q = threadIdx.x; q < nv; q += NT) {
         const Pack<S, VEC> ev = buf[q];
         Pack<S, VEC> go, ho;
         const int jb = j0 + q * VEC;
-        const bool special = (unsigned)(jm - jb) < (unsigned)VEC || (y >= jb && y < jb + VEC);
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
-            const T e = KEEP ? T(ev.v[l]) : (jb + l == jm ? T(1) : softmax_exp(T(ev.v[l]), m));
+            const T x = T(ev.v[l]);
+            const T e = KEEP ? x : SAFE ? softmax_exp_safe(x, m) : (jb + l == jm ? T(1) : softmax_exp(x, m));
             T g = T(0), h = T(0);
-            ce_int_elem<WG, WH, DENSE, DS0>(e, jb + l, special, jm, y, fin, ds, epsC, cwa, g, h);
+            if (PLAIN) g = e * scale;
+            else ce_int_elem<WG, WH, DENSE, DS0>(e, jb + l, false, jm, y, fin, ds, epsC, cwa, g, h);
             if (WG) go.v[l] = g;
             if (WH) ho.v[l] = h;
         }
         if (WG) gs[q] = go;
         if (WH) hs[q] = ho;
+    }
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+        const int j = k == 0 ? y : jm;
+        const int q = (j - j0) / VEC;
+        if ((k == 0 && y == jm) || j < j0 || q >= nv || q % NT != int(threadIdx.x)) continue;
+        const int l = (j - j0) - q * VEC;
+        const T x = T(buf[q].v[l]);
+        const T e = KEEP ? x : (j == jm ? T(1) : softmax_exp(x, m));
+        T g = T(0), h = T(0);
+        ce_int_elem<WG, WH, DENSE, DS0>(e, j, true, jm, y, fin, ds, epsC, cwa, g, h);
+        if (WG) reinterpret_cast<S*>(gs + q)[l] = g;
+        if (WH) reinterpret_cast<S*>(hs + q)[l] = h;
+    }
+}
+
+/* Pass 2 of an on-chip row over the block's slice: s_rest's part (ls), and with label smoothing
+ * (DENSE) the parts of S_rest (lsr) and LD (lld); with KEEP each exponential replaces its logit
+ * in buf (1 at jm). SAFE: every logit of the row is gap_safe (softmax_exp_safe, the same bits,
+ * e = 1 at jm already); then only the vector that holds jm takes its 1 out of the sum. */
+template <bool SAFE, bool DENSE, bool KEEP, int NT, typename T, typename S, int VEC>
+__device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T m, int jm, T epsC,
+                                            const T* cwa, double& ls, double& lsr, double& lld) {
+    for (int q = threadIdx.x; q < nv; q += NT) {
+        const Pack<S, VEC> v = buf[q];
+        const int jb = j0 + q * VEC;
+        T ex[VEC];
+#pragma unroll
+        for (int l = 0; l < VEC; ++l) {
+            const int j = jb + l;
+            const T x = T(v.v[l]);
+            if (SAFE) {
+                ex[l] = softmax_exp_safe(x, m);
+            } else {
+                const T e = softmax_exp(x, m);
+                ex[l] = (j != jm) ? e : T(0);
+            }
+            if (DENSE) {
+                const T c = epsC * (cwa ? cwa[j] : T(1));
+                if (j != jm) lsr += double(c);
+                lld += double(mul0(c, softmax_gap(x, m)));
+            }
+        }
+        if constexpr (KEEP) {
+            Pack<S, VEC> ev;
+#pragma unroll
+            for (int l = 0; l < VEC; ++l) ev.v[l] = (SAFE || jb + l != jm) ? ex[l] : T(1);
+            buf[q] = ev;
+        }
+        if (SAFE && unsigned(jm - jb) < unsigned(VEC)) {
+#pragma unroll
+            for (int l = 0; l < VEC; ++l) ex[l] = (jb + l != jm) ? ex[l] : T(0);
+        }
+        /* a vector's exponentials are added in T first (at most log2(VEC) roundings of 2^-24 for
+         * float), then into the double row sum */
+        if (VEC == 8)
+            ls += double(((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]))
+                         + ((ex[4 % VEC] + ex[5 % VEC]) + (ex[6 % VEC] + ex[7 % VEC])));
+        else if (VEC == 4) ls += double((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]));
+        else if (VEC == 2) ls += double(ex[0] + ex[1 % VEC]);
+        else ls += double(ex[0]);
     }
 }
 
@@ -1404,19 +1479,30 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
 
     /* 1. the slice's maximum and first index: strictly greater replaces (NaN never does), so a
      *    thread keeps its first maximum; a thread that saw only -inf keeps no index (0x7fffffff,
-     *    which loses every comparison below), and a row of -inf alone gets index 0 at the end */
+     *    which loses every comparison below), and a row of -inf alone gets index 0 at the end.
+     *    Each thread notes whether it saw a logit outside gap_safe (NaN, an infinity, a huge
+     *    one), and only then looks for a NaN among its logits again: the flags are bit 0 (NaN)
+     *    and bit 1 (not gap_safe) of the row's code. */
     T m = -Lim<T>::inf();
     int jm = 0x7fffffff;
-    bool nan = false;
+    bool odd = false;
     for (int q = tid; q < nv; q += NT) {
         const P v = buf[q];
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
             const T t = T(v.v[l]);
-            nan = nan || t != t;
+            odd = odd || !gap_safe(t);
             const bool gt = t > m;
             m = gt ? t : m;
             jm = gt ? j0 + q * VEC + l : jm;
+        }
+    }
+    bool nan = false;
+    if (odd) {
+        for (int q = tid; q < nv; q += NT) {
+            const P v = buf[q];
+#pragma unroll
+            for (int l = 0; l < VEC; ++l) nan = nan || T(v.v[l]) != T(v.v[l]);
         }
     }
 #pragma unroll
@@ -1425,8 +1511,8 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
         int oj = __shfl_xor_sync(XENT_FULL_MASK, jm, o);
         if (argmax_better(om, xi64(oj), m, xi64(jm))) { m = om; jm = oj; }
     }
-    nan = __any_sync(XENT_FULL_MASK, nan) != 0;
-    if (lane == 0) { sc.wm[warp] = double(m); sc.wj[warp] = jm; sc.wn[warp] = nan ? 1 : 0; }
+    const int code = (__any_sync(XENT_FULL_MASK, nan) ? 1 : 0) | (__any_sync(XENT_FULL_MASK, odd) ? 2 : 0);
+    if (lane == 0) { sc.wm[warp] = double(m); sc.wj[warp] = jm; sc.wn[warp] = code; }
     __syncthreads();
     if (tid == 0) {
         T bm = T(sc.wm[0]);
@@ -1440,25 +1526,28 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
         sc.slot_max[0] = double(bm); sc.slot_max[1] = double(bj); sc.slot_max[2] = double(bn);
     }
     /* the row's maximum: this block's, or the cluster's blocks combined in rank order */
+    int row_code = 0;
     if constexpr (K == 1) {
         __syncthreads();
-        m = T(sc.slot_max[0]); jm = int(sc.slot_max[1]); nan = sc.slot_max[2] != 0.0;
+        m = T(sc.slot_max[0]); jm = int(sc.slot_max[1]); row_code = int(sc.slot_max[2]);
     } else {
 #if XENT_CLUSTER
         cluster_arrive();
         cluster_wait();
         m = T(cluster_load(&sc.slot_max[0], 0));
         jm = int(cluster_load(&sc.slot_max[1], 0));
-        nan = cluster_load(&sc.slot_max[2], 0) != 0.0;
+        row_code = int(cluster_load(&sc.slot_max[2], 0));
 #pragma unroll
         for (int k = 1; k < K; ++k) {
             const T om = T(cluster_load(&sc.slot_max[0], k));
             const int oj = int(cluster_load(&sc.slot_max[1], k));
             if (argmax_better(om, xi64(oj), m, xi64(jm))) { m = om; jm = oj; }
-            nan = nan || cluster_load(&sc.slot_max[2], k) != 0.0;
+            row_code |= int(cluster_load(&sc.slot_max[2], k));
         }
 #endif
     }
+    nan = (row_code & 1) != 0;
+    const bool safe = row_code == 0;   /* every logit of the row gap_safe: softmax_exp_safe */
     if (jm == 0x7fffffff) jm = 0;   /* every class -inf (or NaN: then jm is not used) */
 
     /* 2. s_rest = sum_{j != jm} exp(x_j - m); with label smoothing also the sums of
@@ -1470,35 +1559,15 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
         double ls = 0.0, lsr = 0.0, lld = 0.0;
-        for (int q = tid; q < nv; q += NT) {
-            const P v = buf[q];
-            T ex[VEC];
-#pragma unroll
-            for (int l = 0; l < VEC; ++l) {
-                const int j = j0 + q * VEC + l;
-                const T e = softmax_exp(T(v.v[l]), m);
-                ex[l] = (j != jm) ? e : T(0);
-                if (dense) {
-                    const T c = epsC * (cwa ? cwa[j] : T(1));
-                    if (j != jm) lsr += double(c);
-                    lld += double(mul0(c, softmax_gap(T(v.v[l]), m)));
-                }
-            }
-            if constexpr (KEEP) {
-                P ev;
-#pragma unroll
-                for (int l = 0; l < VEC; ++l) ev.v[l] = (j0 + q * VEC + l != jm) ? ex[l] : T(1);
-                buf[q] = ev;
-            }
-            /* a vector's exponentials are added in T first (at most log2(VEC) roundings of 2^-24 for
-             * float), then into the double row sum */
-            if (VEC == 8)
-                ls += double(((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]))
-                             + ((ex[4 % VEC] + ex[5 % VEC]) + (ex[6 % VEC] + ex[7 % VEC])));
-            else if (VEC == 4) ls += double((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]));
-            else if (VEC == 2) ls += double(ex[0] + ex[1 % VEC]);
-            else ls += double(ex[0]);
+#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, KEEP, NT>(buf, nv, j0, m, jm, epsC, cwa, ls, lsr, lld)
+        if (safe) {
+            if (dense) XENT_OC_EXPS(true, true);
+            else XENT_OC_EXPS(true, false);
+        } else {
+            if (dense) XENT_OC_EXPS(false, true);
+            else XENT_OC_EXPS(false, false);
         }
+#undef XENT_OC_EXPS
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
             ls += __shfl_xor_sync(XENT_FULL_MASK, ls, o);
@@ -1554,8 +1623,15 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
             part_sum[row] = double(fin.loss);
         }
         if (gs || hs) {
-#define XENT_OC_WRITE(WG, WH, DN, D0) \
-    onchip_write<WG, WH, DN, D0, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC, cwa)
+#define XENT_OC_WRITE(WG, WH, DN, D0)                                                                      \
+    do {                                                                                                      \
+        if (KEEP || !safe)                                                                                    \
+            onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC, \
+                                                               cwa);                                          \
+        else                                                                                                  \
+            onchip_write<WG, WH, DN, D0, true, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC,  \
+                                                              cwa);                                           \
+    } while (0)
             if (ds == T(0)) {   /* rare (zero weight, mean over nothing): the general loop */
                 if (gs && hs) XENT_OC_WRITE(true, true, true, true);
                 else if (gs) XENT_OC_WRITE(true, false, true, true);

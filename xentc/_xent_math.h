@@ -74,6 +74,33 @@ XENT_HD float x_recip_1to2(float d) {
 #endif
 }
 XENT_HD double x_recip_1to2(double d) { return 1.0 / d; }
+/* exp(-(d + err)) for d >= 0 (or +inf, then err = 0) and err the rounding of d = m - x
+ * (gap_rounding), float on the GPU: the instruction sequence nvcc emits for expf (2^n from a
+ * clamped, rounded-down n, times 2^r of the reduced argument r = -d log2(e) - n, written with
+ * log2(e) in two parts, by the hardware's ex2.approx), with -err log2(e) added to r. That one FFMA
+ * replaces the CPU form's 1 - err and product (two roundings, two instructions): expf's accuracy
+ * (|err| < 2^-18 wherever the result is not 0, so r keeps its size), exactly 1 at d = err = 0,
+ * 0 at d = +inf. The host emulator (XENT_EMU) takes exp2f for ex2.approx and forms the
+ * rounded-down FMA in double (t 252 + 12582913 is exact there, and floats near 1.5 2^23 are
+ * integers). */
+XENT_HD float x_exp_gap(float d, float err) {
+    const float t = __saturatef(fmaf(-d, 0.00572498f, 0.5f));   /* (-d log2(e) + 126) / 252, clamped */
+#if defined(__CUDA_ARCH__) && !defined(XENT_EMU)
+    const float k = __fmaf_rd(t, 252.0f, 12582913.0f);           /* 1.5 2^23 + 1 + (n + 126) */
+#else
+    const float k = float(floor(double(t) * 252.0 + 12582913.0));
+#endif
+    float r = fmaf(-d, 1.44269502f, -(k - 12583039.0f));
+    r = fmaf(-d, 1.92596303e-8f, r);
+    r = fmaf(-err, 1.44269502f, r);
+    float e;
+#if defined(__CUDA_ARCH__) && !defined(XENT_EMU)
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(r));
+#else
+    e = exp2f(r);
+#endif
+    return __uint_as_float(__float_as_uint(k) << 23) * e;         /* 2^n: n + 127 in the exponent field */
+}
 XENT_HD float  x_exp_nonpos(float x)  { return expf(x); }
 XENT_HD double x_exp_nonpos(double x) { return exp(x); }
 XENT_HD float  x_fma(float a, float b, float c)    { return fmaf(a, b, c); }
@@ -116,7 +143,10 @@ XENT_HD float x_times_pow2(float v, float t) {
 XENT_HD double x_times_pow2(double v, double t) {
     return (v * bits_to_double((double_to_bits(t) + 1623u) << 52)) * 0x1p-600;
 }
+/* exp(-(d + err)) as written: float rounds twice (the GPU's version folds err into expf's argument) */
+XENT_HD float x_exp_gap(float d, float err) { return x_exp_nonpos(-d) * (1.0f - err); }
 #endif
+XENT_HD double x_exp_gap(double d, double err) { return x_exp_nonpos(-d) * (1.0 - err); }
 /* bfloat16 from the bits b of a float: the upper half, the lower half rounded to nearest, ties
  * to even (as ml_dtypes and PyTorch round); a NaN stays a quiet NaN of the same sign. Integer
  * operations only, for the CPU's 16-bit stores and the CUDA kernels' bfloat16 storage alike. */
@@ -746,17 +776,28 @@ template <typename T> XENT_HD T softmax_gap(T x, T m) { return x == m ? T(0) : m
  * d ulp/2 from the rounded d, 15 ulp at d = 30: too much for the tiny losses of confident rows. */
 /* d = m - x rounded, and its rounding: d + gap_rounding(x, m, d) = m - x exactly (0 where d is
  * infinite) */
-template <typename T> XENT_HD T gap_rounding(T x, T m, T d) {
+template <typename T> XENT_HD T gap_rounding_finite(T x, T m, T d) {   /* d finite */
     const T bb = d - m;
-    const T err = (m - (d - bb)) + (-x - bb);
+    return (m - (d - bb)) + (-x - bb);
+}
+template <typename T> XENT_HD T gap_rounding(T x, T m, T d) {
+    const T err = gap_rounding_finite(x, m, d);
     return (d - d == T(0)) ? err : T(0);
 }
 
 template <typename T> XENT_HD T softmax_exp(T x, T m) {
-    T d = m - x;
-    T err = gap_rounding(x, m, d);
-    T e = x_exp_nonpos(-d) * (T(1) - err);
+    const T d = m - x;
+    const T e = x_exp_gap(d, gap_rounding(x, m, d));
     return x == m ? T(1) : e;
+}
+
+/* softmax_exp of a row whose every x has |x| < 2^(emax - 1) (gap_safe; m is one of them): d = m - x
+ * cannot overflow, so gap_rounding's test is not needed, and at x == m, d = err = 0 gives exactly
+ * 1 (x_exp_gap), so neither is the tie's. The same bits as softmax_exp, in fewer instructions. */
+template <typename T> XENT_HD bool gap_safe(T x) { return x_abs(x) < T(sizeof(T) == 4 ? 0x1p126 : 0x1p1022); }
+template <typename T> XENT_HD T softmax_exp_safe(T x, T m) {
+    const T d = m - x;
+    return x_exp_gap(d, gap_rounding_finite(x, m, d));
 }
 
 /* Cross-entropy gradient at the row's maximum jm, S P_jm - c_jm with P_jm = 1 / s, s = 1 + s_rest:
