@@ -16,7 +16,8 @@ float32 slice, say) is its cost an element. ptxas's register and spill report co
 Loops of fewer than 6 instructions are left out unless --all. The names are those of
 xentc._cuda.name_expressions (python -c "import sys; sys.path.insert(0, 'tools'); import
 nvrtc_check; print(nvrtc_check.source_cuda().name_expressions(True, 'base'))"). To compare two
-versions, run this in two checkouts (git worktree add).
+versions, run each checkout's own copy (git worktree add): the source compiled is always that
+of the tree this file lies in.
 """
 from __future__ import annotations
 
