@@ -23,12 +23,12 @@ def _floats(lo, hi, width=64):
 _weights = st.just(0.0) | _floats(1 / 64, 4)
 
 
-def _close(a, b, rtol, what="", scale=0.0):
+def _close(a, b, rtol, what="", scale=0.0, units=4):
     """a == b within rtol of the largest |b| (or of `scale`, the size of the terms b is made of,
-    where those can cancel to about 0)."""
+    where those can cancel to about 0), or within `units` of the smallest subnormal step."""
     a = np.asarray(a)
     # results that are subnormal carry no relative accuracy: allow a few of the smallest steps
-    floor = 4 * np.finfo(a.dtype if a.dtype.kind == "f" else np.float64).smallest_subnormal
+    floor = units * np.finfo(a.dtype if a.dtype.kind == "f" else np.float64).smallest_subnormal
     a = a.astype(np.float64)
     b = np.asarray(b, dtype=np.float64)
     finite = b[np.isfinite(b)]
@@ -214,7 +214,9 @@ def test_sample_weight_scales_per_sample_losses(data, which):
         _close(a.hess, swg * b.hess, 1e-13, name, scale=hscale)
         # the sum is the weighted sum; the mean divides by the total weight
         s = fn(y, x, sample_weight=sw, reduction="sum", **kw)
-        _close(s, np.sum(sw * b.loss), 1e-12, name)
+        # each per-sample loss may be its 4 smallest steps off (above), so the sum that many times
+        # (Hypothesis found 2 rows of subnormal labels 6 steps apart: 3e-323 against 6e-323)
+        _close(s, np.sum(sw * b.loss), 1e-12, name, units=4 * max(b.loss.size, 1))
 
 
 def _term_scale(y, kw):
@@ -535,3 +537,18 @@ def test_float64_weights_below_float32_range(which, gamma, e):
     assert_array_equal(got.hess, want.hess)
     # the sum of such terms is below float32's range: 0, as float32 holds it
     assert fn(y, x, sample_weight=np.ldexp(w, -166), reduction="sum", **kw).loss == 0
+
+
+def test_weighted_sum_of_subnormal_losses():
+    """The case Hypothesis found: labels of 5e-324 against p = 1/2, weights 2. Each element's
+    product rounds to a subnormal step on its own, so the weighted sum and the sum of weighted
+    per-sample losses differ by up to a few steps a sample (cross entropy: 3e-323 against 6e-323),
+    no more."""
+    y = np.full((2, 3), 5e-324)
+    p = np.full((2, 3), 0.5)
+    sw = np.array([2.0, 2.0])
+    for name in ("cross_entropy", "focal_loss"):
+        fn = getattr(xentc, name)
+        per = fn(y, p, from_logits=False, reduction="none")
+        s = fn(y, p, from_logits=False, sample_weight=sw, reduction="sum")
+        _close(s, np.sum(sw * per), 1e-12, name, units=4 * per.size)
