@@ -1166,9 +1166,10 @@ template <typename T> __device__ __forceinline__ T ce_plain_scale(const CeRowEnd
 
 /* On-chip kernels (C >= 512): a row, or with clusters a slice of C / K classes per block, is
  * read once from global memory into shared memory; the maximum, the exponentials (kept in place
- * of the logits) and the gradient then come from there. The per-element gradient
- * P_j = e_j * (1/s) is computed in T (the CPU divides in double), within an ulp. Per-row partial
- * sums go to part_sum[row], the row's error key (label range) to part_err[row]. */
+ * of the logits) and the gradient then come from there. The per-element P_j = e_j * (1/s) is
+ * computed in T (the CPU divides in double), within an ulp; the gradient alone without smoothing
+ * takes e_j times ds S / s instead (ce_plain_scale). Per-row partial sums go to part_sum[row], the
+ * row's error key (label range) to part_err[row]. */
 constexpr int OC_NT = 256;   /* threads per block */
 
 template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]; };
