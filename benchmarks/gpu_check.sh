@@ -112,13 +112,22 @@ if ls "$REPO"/.whl/optional/*.whl >/dev/null 2>&1; then   # best effort: bfloat1
 fi
 # a wheel of this source tree built ahead for the machine's Python (tools/gpu_wheels.sh: the C++
 # kernels take minutes of a core each to compile), else a build from the source tree
-XWHEEL=$("$PY" - "$REPO/.whl/xentc" <<'EOF'
-import glob, sys
+# (only a wheel whose package sources are the tree's: one left from an older tree is passed over)
+XWHEEL=$("$PY" - "$REPO/.whl/xentc" "$REPO" <<'EOF'
+import glob, os, sys, zipfile
 from packaging.tags import sys_tags
 from packaging.utils import parse_wheel_filename
 tags = set(sys_tags())
 for w in sorted(glob.glob(sys.argv[1] + "/xentc-*.whl")):
     if tags & set(parse_wheel_filename(w.rsplit("/", 1)[1])[3]):
+        with zipfile.ZipFile(w) as z:
+            stale = [n for n in z.namelist()
+                     if n.startswith("xentc/") and n.endswith((".py", ".pyi", ".pyx", ".cu", ".h", ".cpp"))
+                     and os.path.isfile(os.path.join(sys.argv[2], n))
+                     and z.read(n) != open(os.path.join(sys.argv[2], n), "rb").read()]
+        if stale:
+            print(f"{w}: not used, its {', '.join(stale[:5])} differ from the tree's", file=sys.stderr)
+            continue
         print(w)
         break
 EOF
