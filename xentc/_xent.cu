@@ -1138,6 +1138,13 @@ __device__ __forceinline__ CeRowEnd<T> ce_int_end(double s_rest, double S_rest, 
     return o;
 }
 
+/* ds S / s rounded once from double: the gradient alone of a class other than y and jm without
+ * smoothing, ds (S P - 0) with P = e / s, is e times it (one product a class instead of three, two
+ * roundings instead of three). Loop-invariant: hoisted out of a caller's loop. */
+template <typename T> __device__ __forceinline__ T ce_plain_scale(const CeRowEnd<T>& fin, T ds) {
+    return T(fin.S_s * double(ds));
+}
+
 /* Gradient and Hessian of class j from e = exp(x_j - m): with P = e / s, S P - c_j and
  * S P (1 - P), the exact forms at jm, the label's coefficient at y (`special`: j may be either);
  * times ds, through mul0 when ds may be 0 (DS0: a zero weight, or a mean over nothing). The label
@@ -1145,6 +1152,10 @@ __device__ __forceinline__ CeRowEnd<T> ce_int_end(double s_rest, double S_rest, 
 template <bool WG, bool WH, bool DENSE, bool DS0, typename T>
 __device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, int y, const CeRowEnd<T>& fin, T ds,
                                             T epsC, const T* cwa, T& go, T& ho) {
+    if (WG && !WH && !DENSE && !DS0 && !special) {   /* the gradient alone, without smoothing */
+        go = e * ce_plain_scale(fin, ds);
+        return;
+    }
     const T p = e * fin.inv_s;
     const T c = DENSE ? epsC * (cwa ? cwa[j] : T(1)) : T(0);
     T gj = WG ? fin.ST * p - c : T(0);
@@ -1157,18 +1168,11 @@ __device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, in
     if (WH) ho = DS0 ? mul0(ds, hj) : ds * hj;
 }
 
-/* ce_int_elem's gradient of a class other than y and jm without smoothing, ds (S P - 0) with
- * P = e / s, as e times this scale, ds S / s rounded once from double: one product a class instead
- * of three, two roundings instead of three. */
-template <typename T> __device__ __forceinline__ T ce_plain_scale(const CeRowEnd<T>& fin, T ds) {
-    return T(fin.S_s * double(ds));
-}
-
 /* On-chip kernels (C >= 512): a row, or with clusters a slice of C / K classes per block, is
  * read once from global memory into shared memory; the maximum, the exponentials (kept in place
  * of the logits) and the gradient then come from there. The per-element P_j = e_j * (1/s) is
  * computed in T (the CPU divides in double), within an ulp; the gradient alone without smoothing
- * takes e_j times ds S / s instead (ce_plain_scale). Per-row partial sums go to part_sum[row], the
+ * takes e_j times ds S / s instead (ce_plain_scale, in ce_int_elem). Per-row partial sums go to part_sum[row], the
  * row's error key (label range) to part_err[row]. */
 constexpr int OC_NT = 256;   /* threads per block */
 
@@ -1286,19 +1290,18 @@ __device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VE
                                              int j0, T m, int jm, int y, const CeRowEnd<T>& fin, T ds, T epsC,
                                              const T* cwa) {
     constexpr bool KEEP = SameType<S, T>::value;
-    constexpr bool PLAIN = WG && !WH && !DENSE && !DS0;   /* the gradient alone, without smoothing */
-    const T scale = PLAIN ? ce_plain_scale(fin, ds) : T(0);
+    /* e_j: kept in buf, or computed again from the logit x_j */
+    auto exp_of = [&](T x, int j) {
+        return KEEP ? x : SAFE ? softmax_exp_safe(x, m) : (j == jm ? T(1) : softmax_exp(x, m));
+    };
     for (int q = threadIdx.x; q < nv; q += NT) {
         const Pack<S, VEC> ev = buf[q];
         Pack<S, VEC> go, ho;
         const int jb = j0 + q * VEC;
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
-            const T x = T(ev.v[l]);
-            const T e = KEEP ? x : SAFE ? softmax_exp_safe(x, m) : (jb + l == jm ? T(1) : softmax_exp(x, m));
             T g = T(0), h = T(0);
-            if (PLAIN) g = e * scale;
-            else ce_int_elem<WG, WH, DENSE, DS0>(e, jb + l, false, jm, y, fin, ds, epsC, cwa, g, h);
+            ce_int_elem<WG, WH, DENSE, DS0>(exp_of(T(ev.v[l]), jb + l), jb + l, false, jm, y, fin, ds, epsC, cwa, g, h);
             if (WG) go.v[l] = g;
             if (WH) ho.v[l] = h;
         }
@@ -1311,10 +1314,8 @@ __device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VE
         const int q = (j - j0) / VEC;
         if ((k == 0 && y == jm) || j < j0 || q >= nv || q % NT != int(threadIdx.x)) continue;
         const int l = (j - j0) - q * VEC;
-        const T x = T(buf[q].v[l]);
-        const T e = KEEP ? x : (j == jm ? T(1) : softmax_exp(x, m));
         T g = T(0), h = T(0);
-        ce_int_elem<WG, WH, DENSE, DS0>(e, j, true, jm, y, fin, ds, epsC, cwa, g, h);
+        ce_int_elem<WG, WH, DENSE, DS0>(exp_of(T(buf[q].v[l]), j), j, true, jm, y, fin, ds, epsC, cwa, g, h);
         if (WG) reinterpret_cast<S*>(gs + q)[l] = g;
         if (WH) reinterpret_cast<S*>(hs + q)[l] = h;
     }
