@@ -48,7 +48,9 @@ QUICK = {"softmax_1048576x10": ("softmax", 65536, 10), "binary_2^27": ("binary",
 # Kernel variants timed (kernel only) beside the default choice, as _cuda.config settings: which
 # one is fastest on a given GPU is what the defaults of _cuda.py should follow.
 VARIANTS = {
-    "softmax_small": [("few-classes kernel", {"small": True}), ("tile kernel", {"small": False})],
+    "softmax_small": [("few-classes kernel, exact C", {"small": True, "few": True}),
+                      ("few-classes kernel, CMAX", {"small": True, "few": False}),
+                      ("tile kernel", {"small": False})],
     "softmax_large": [("pipelined", {"pipeline": True}), ("one row a block", {"pipeline": False}),
                       ("pipelined, 32 KiB slices", {"pipeline": True, "onchip_cap": 32768}),
                       ("one row a block, 32 KiB slices", {"pipeline": False, "onchip_cap": 32768})],

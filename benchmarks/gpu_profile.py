@@ -1,6 +1,6 @@
 """One call of each issue-4 case, for a profiler (ncu) to catch the main kernels:
 
-    ncu --clock-control none --set full -k regex:'xent_(softmax_small|onchip|binary_vec)' \
+    ncu --clock-control none --set full -k regex:'xent_(softmax_small|softmax_few|onchip|binary_vec)' \
         python benchmarks/gpu_profile.py [--cases small,binary,c32000,c128256]
 
 and, with --micro, timings of stand-alone kernels for 1048576 rows of 10 classes (what a row a

@@ -14,7 +14,7 @@ timeout 40 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --top 25 > "$O
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
 echo "ncu: $NCU"
 timeout "${XENTC_NCU_LIMIT_S:-150}" "$NCU" --clock-control none --set full \
-    -k regex:'xent_(softmax_small|onchip|binary_vec)' \
+    -k regex:'xent_(softmax_small|softmax_few|onchip|binary_vec)' \
     "$PY" "$REPO/benchmarks/gpu_profile.py" --cases "${XENTC_PROFILE_CASES:-small,binary,c32000,c128256}" \
     > "$OUT/ncu.txt" 2>&1
 echo "ncu rc $?"

@@ -649,7 +649,107 @@ def test_small_classes_kernel(C, dtype):
                                           ("mean", False, False)):
                 _cuda.config["log"] = []
                 compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
-                assert (_used_kernel()["kernel"] == "small") == takes, _used_kernel()
+                plain = len(kw) == 1 and not hess and C >= 2   # the exact-C kernel's calls
+                want = ("few" if plain else "small") if takes else None
+                assert (_used_kernel()["kernel"] if takes else None) == want, _used_kernel()
+
+
+def _few_rows(rng, N, C, dtype):
+    """Rows for the exact-C kernel: random logits, then rows that each test one case: a NaN, all
+    -inf, +inf (once, twice: ties), huge logits (whose gaps overflow), the largest gap_safe
+    magnitude and the first that is not, -inf beside finite logits, ties at the maximum, the label
+    at the maximum and at the row's ends, classes far below the maximum (tiny gradients)."""
+    big = np.finfo(dtype).max
+    x = rng.normal(0, 4, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    safe_max = np.float32(2.0 ** 126) if np.dtype(dtype) != np.float64 else 2.0 ** 1022
+    special = [
+        lambda r: (r.__setitem__(1, np.nan), 0),
+        lambda r: (r.fill(-np.inf), C - 1),
+        lambda r: (r.__setitem__(C - 1, np.inf), C - 1),
+        lambda r: (r.__setitem__(slice(0, 2), np.inf), 1),
+        lambda r: (r.__setitem__(0, big), 1),
+        lambda r: (r.__setitem__(slice(0, 2), [big, -big]), 0),
+        lambda r: (r.__setitem__(C - 1, np.nextafter(safe_max, 0, dtype=dtype) if np.dtype(dtype).itemsize >= 4
+                                 else big), 0),
+        lambda r: (r.__setitem__(C - 1, safe_max if np.dtype(dtype).itemsize >= 4 else big), C - 1),
+        lambda r: (r.__setitem__(0, -np.inf), 0),
+        lambda r: (r.__setitem__(slice(None), 1.5), C // 2),
+        lambda r: (r.__setitem__(slice(0, C, 2), 7.0), 2 % C),
+        lambda r: (r.__setitem__(slice(None), -60.0 - np.arange(C)) or r.__setitem__(0, 3.25), 0),
+        lambda r: (r.__setitem__(slice(None), -60.0 - np.arange(C)) or r.__setitem__(0, 3.25), C - 1),
+    ]
+    for i, f in enumerate(special):
+        if 4 + i < N:
+            row = x[4 + i].copy()
+            _, label = f(row)
+            x[4 + i], y[4 + i] = row, label
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
+def test_few_classes_exact_kernel(dtype):
+    """The exact-C kernel of plain calls (no smoothing, class weights or Hessian), for every C it
+    is built for: row counts around the warp and block sizes, the rows of _few_rows, sample
+    weights with zeros, ignore_index, loss alone and with the gradient, each reduction; against
+    the CPU (the 16-ulp bar), and that it ran."""
+    top = _cuda._SMALL_CMAX[np.dtype(dtype) == np.float64][-1]
+    sizes = range(2, top + 1) if np.dtype(dtype) == np.float32 else (2, 3, 5, 10, 16, 17, 31, 32)
+    rt = RTOL[np.dtype(dtype)]
+    for C in (c for c in sizes if c <= top):
+        rng = np.random.default_rng(_seed("few", C, np.dtype(dtype).name))
+        for N in ((1, 33, 300) if C % 4 else (32, 257)):
+            x, y = _few_rows(rng, N, C, dtype)
+            sw = weights(rng, (N,))
+            sw[::7] = 0.0
+            y_ign = np.where(np.arange(N) % 5 == 3, -100, y)
+            for yy, kw in ((y, {"from_logits": True}),
+                           (y_ign, {"from_logits": True, "ignore_index": -100, "sample_weight": sw})):
+                for reduction, grad in (("none", True), ("mean", True), ("sum", False), ("none", False)):
+                    _cuda.config["log"] = []
+                    compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=False, rtol=rt)
+                    assert _used_kernel()["kernel"] == "few", (C, _used_kernel())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [2, 10, 16])
+def test_few_classes_exact_kernel_elementwise(C, dtype):
+    """Every element of the exact-C kernel's gradient within 4 ulp of a longdouble reference (its
+    gradient is e_j (ds S / s), ds S / s rounded once: two roundings and the exponential's), also
+    tiny ones far below the maximum, and loss within 4 ulp; the general kernel (few off) is held to
+    the same."""
+    rng = np.random.default_rng(_seed("few-ulp", C, np.dtype(dtype).name))
+    N = 300
+    x = rng.uniform(-70, 5, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    xl = x.astype(np.longdouble)
+    m = xl.max(1, keepdims=True)
+    P = np.exp(xl - m)
+    P /= P.sum(1, keepdims=True)
+    ref_g = P.copy()
+    rows = np.arange(N)
+    jm = x.argmax(1)
+    ref_g[rows, y] -= 1
+    # at the label, 1 - P_y without the cancellation where it is the maximum
+    at_max = y == jm
+    others = P.copy()
+    others[rows, jm] = 0
+    rest = others.sum(1)
+    ref_g[rows[at_max], y[at_max]] = -rest[at_max]
+    e_rest = np.exp(xl - m)
+    e_rest[rows, jm] = 0   # log1p of the rest: no cancellation for the tiny losses of confident rows
+    ref_l = (np.log1p(e_rest.sum(1)) + (m[:, 0] - xl[rows, y])).astype(np.float64)
+    ref_g = (ref_g / N).astype(np.float64)
+    for few in (True, False):
+        _cuda.config["few"] = few
+        _cuda.config["log"] = []
+        got = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="mean", grad=True)
+        assert _used_kernel()["kernel"] == ("few" if few else "small")
+        spacing = np.spacing(np.abs(ref_g).astype(dtype)).astype(np.float64)
+        assert np.max(np.abs(host(got.grad) - ref_g) / spacing) <= 4, few
+        loss = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="none")
+        spacing = np.spacing(np.abs(ref_l).astype(dtype)).astype(np.float64)
+        assert np.max(np.abs(host(loss) - ref_l) / spacing) <= 4, few
 
 
 # --------------------------------------------------------------------------------------

@@ -119,16 +119,24 @@ _CLUSTER_SIZES = (2, 4, 8)
 # gets without opting in
 _SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
 _SMALL_ROWS = 256
+# The plain call among those (no label smoothing, no class weights, no Hessian) takes the
+# few-classes kernel compiled for its exact C instead (xent_softmax_few: straight code, no spill;
+# its SASS executes about 800 instructions a warp of 32 rows of 10 classes against about 1900 for
+# xent_softmax_small<float, 16>, RESULTS.md), from 2 classes to the bound above. These instances
+# are built per dtype on the first call that needs one (the part "few:<dtype>").
+_FEW_PART = "few:"
 _MAX_GRID = 2**31 - 1
 
 # Kernel choice, for tests and experiments: "onchip"/"small"/"tile"/"cluster" can be switched off,
 # "pipeline" on (the persistent double-buffered on-chip kernels: off by default, as on one H200
 # they took 1.8-2.4x the time of one row a block, 10.67 vs 5.88 ms for 65536 x 32000 and 8.54 vs
 # 3.59 ms for 8192 x 128256 float32, benchmarks/bench_gpu.py --variants, RESULTS.md),
-# "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip", "small"),
+# "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip", "small": the
+# general few-classes kernel, also for plain calls; "few": the few-classes kernels, exact-C for
+# plain calls), "few" can be switched off (plain calls then take the general few-classes kernel),
 # "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
 # take the cluster path, and "log" (a list) records each launch's choice.
-config: Dict[str, Any] = {"onchip": True, "pipeline": False, "small": True, "tile": True, "cluster": True,
+config: Dict[str, Any] = {"onchip": True, "pipeline": False, "small": True, "few": True, "tile": True, "cluster": True,
                           "force": None,
                           "onchip_cap": None, "log": None}
 
@@ -219,6 +227,11 @@ def _small_name(double_: bool, cmax: int, store: str = "") -> str:
 
 
 @functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
+def _few_name(double_: bool, C: int, store: str = "") -> str:
+    return f"xent_softmax_few<{_tname(double_)}, {C}{_sname(store)}>"
+
+
+@functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
 def _generic_name(kind: str, double_: bool, store: str = "", label_store: Optional[str] = None) -> str:
     """label_store: the soft labels' storage type where it is not y_pred's (a value of
     _SOFT_LABEL_TYPES)."""
@@ -259,25 +272,31 @@ def _label_pairs(names, binary: bool) -> list:
 
 
 def _parts() -> tuple:
-    """The sets of kernel instances built together: "base", each 16-bit storage type, and for each
-    pair of (labels, y_pred) dtypes of _label_pairs the generic kernels of such soft labels and the
-    binary kernels of such labels."""
+    """The sets of kernel instances built together: "base", each 16-bit storage type, the exact-C
+    few-classes kernels of each y_pred dtype, and for each pair of (labels, y_pred) dtypes of
+    _label_pairs the generic kernels of such soft labels and the binary kernels of such labels."""
     soft = tuple(_labels_part(_SOFT_LABELS_PART, k, p) for k, p in _label_pairs(_SOFT_LABEL_TYPES, False))
     binary = tuple(_labels_part(_BINARY_LABELS_PART, k, p) for k, p in _label_pairs(_LABEL_TYPES, True))
-    return ("base",) + tuple(_STORAGE.values()) + soft + binary
+    few = tuple(_FEW_PART + p for p in _PRED_DTYPES)
+    return ("base",) + tuple(_STORAGE.values()) + few + soft + binary
 
 
 def name_expressions(cluster: bool, part: str = "all") -> list:
     """Every kernel instance the loader asks NVRTC for (cluster kernels need sm_90), by part:
     "base" (float and double, built on a device's first use); a storage type of _STORAGE (the
     kernels for float16 or bfloat16 arrays, built on the first call that needs them, so that other
-    calls do not wait for them); "soft-y:<labels>:<y_pred>" (the generic kernels for soft labels
-    of one dtype beside y_pred of another) and "binary-y:<labels>:<y_pred>" (the binary kernels
-    for such labels), each built on the first call that needs one; or "all"."""
+    calls do not wait for them); "few:<y_pred>" (xent_softmax_few for each C of a y_pred dtype,
+    built on the first plain call of so few classes); "soft-y:<labels>:<y_pred>" (the generic
+    kernels for soft labels of one dtype beside y_pred of another) and "binary-y:<labels>:<y_pred>"
+    (the binary kernels for such labels), each built on the first call that needs one; or "all"."""
     if part != "all" and part not in _parts():
         raise ValueError(f"name_expressions: unknown part {part!r}")
     if part == "all":
         return [n for p in _parts() for n in name_expressions(cluster, p)]
+    if part.startswith(_FEW_PART):
+        pdt = part[len(_FEW_PART):]
+        d = pdt == "float64"
+        return [_few_name(d, C, _STORAGE.get(pdt, "")) for C in range(2, _SMALL_CMAX[d][-1] + 1)]
     if part.startswith((_BINARY_LABELS_PART, _SOFT_LABELS_PART)):
         _, ydt, pdt = part.split(":")
         d, store = pdt == "float64", _STORAGE.get(pdt, "")
@@ -937,7 +956,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
     cmax = next((cm for cm in _SMALL_CMAX[bool(double_)] if C <= cm), None)
     small = (from_logits and labels is not None and ysoft is None and float(gamma) == 0.0 and inner == 1
              and sx_c == 1 and sx_o == C and cmax is not None)
-    if small and (force == "small" or (force is None and config.get("small", True))):
+    if small and (force in ("small", "few") or (force is None and config.get("small", True))):
         return "small", cmax
     if force in ("thread", "warp", "block"):
         return force, None
@@ -998,6 +1017,14 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, h
                   hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
     sc = _scratch(cupy, nblocks, x.data.device_id)
+    if (eps == 0.0 and cwa is None and hess is None and C >= 2 and config.get("few", True)
+            and config.get("force") != "small"):
+        f = mod.funcs[_few_name(double_, C, _storage(x))]
+        _log("softmax", kernel="few", blocks=nblocks)
+        _launch_blocks(f, nblocks, 256, (
+            x, np.int64(rows), labels, *swa, np.int64(ignore_index), np.int32(1 if has_ignore else 0),
+            np.float64(dscale), loss, grad, sc.sums, sc.errs), smem=_small_smem(C, 8 if double_ else 4))
+        return sc
     f = mod.funcs[_small_name(double_, cmax, _storage(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (

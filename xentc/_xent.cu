@@ -1813,6 +1813,38 @@ struct SmallSlots {
     }
 };
 
+/* The warp's cnt = nr C elements from xw[lane + 32 k] into its shared block (row-major, P slots a
+ * row), every load in flight before the first store. The loops stop at C (a uniform branch, none
+ * where C is a constant); FULL: a warp of 32 rows (cnt = 32 C), whose first C k are all its
+ * elements, so that no element needs a test. */
+template <int CMAX, bool FULL = false, typename T, typename S>
+__device__ __forceinline__ void small_load(const S* xw, int lane, int C, int P, int cnt, T* buf) {
+    T v[CMAX];
+#pragma unroll
+    for (int k = 0; k < CMAX; ++k) {
+        if (k >= C) break;
+        v[k] = (FULL || k * 32 + lane < cnt) ? T(xw[k * 32]) : T(0);
+    }
+    const SmallSlots sl(lane, C, P);
+#pragma unroll
+    for (int k = 0; k < CMAX; ++k) {
+        if (k >= C) break;
+        if (FULL || k * 32 + lane < cnt) buf[sl.slot(k)] = v[k];
+    }
+}
+
+/* The reverse: the warp's shared block out to ow[lane + 32 k], coalesced (16-bit storage rounded
+ * as it is stored). */
+template <int CMAX, bool FULL = false, typename T, typename S>
+__device__ __forceinline__ void small_store(S* ow, int lane, int C, int P, int cnt, const T* buf) {
+    const SmallSlots sl(lane, C, P);
+#pragma unroll
+    for (int k = 0; k < CMAX; ++k) {
+        if (k >= C) break;
+        if (FULL || k * 32 + lane < cnt) ow[k * 32] = buf[sl.slot(k)];
+    }
+}
+
 }  // namespace xentk
 
 template <typename T, int CMAX, typename S = T>
@@ -1841,22 +1873,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         /* the label and weight loads go out with the logits' (none depends on another) */
         const xi64 y = active ? labels[r] : xi64(0);
         const T wi = (sw && active) ? weight_at<T>(sw, sw_kind, r) : T(1);
-        {   /* the warp's logits, coalesced, every load issued before the first store; the loops
-             * stop at C (a uniform branch), not at CMAX */
-            const S* xw = x + base + lane;
-            T v[CMAX];
-#pragma unroll
-            for (int k = 0; k < CMAX; ++k) {
-                if (k >= C) break;
-                v[k] = (k * 32 + lane < cnt) ? T(xw[k * 32]) : T(0);
-            }
-            const SmallSlots sl(lane, C, P);
-#pragma unroll
-            for (int k = 0; k < CMAX; ++k) {
-                if (k >= C) break;
-                if (k * 32 + lane < cnt) buf[sl.slot(k)] = v[k];
-            }
-        }
+        small_load<CMAX>(x + base + lane, lane, C, P, cnt, buf);   /* the warp's logits */
         __syncwarp();
         T* row = buf + lane * P;
         T e[CMAX];
@@ -1934,13 +1951,122 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
                 }
             }
             __syncwarp();
-            S* ow = out + base + lane;
-            const SmallSlots sl(lane, C, P);
+            small_store<CMAX>(out + base + lane, lane, C, P, cnt, buf);
+        }
+        if (active && !bad) {
+            if (loss) loss[r] = fin.loss;
+            acc = double(fin.loss);
+        }
+    }
+    block_partial<NT>(rs, acc, err, part_sum, part_err, b);
+}
+
+/* The few-classes kernel of the plain call, one instance per C (2 <= C <= 32): no label
+ * smoothing, no class weights, no Hessian (the gradient alone, or the loss alone where grad is
+ * null); rows, labels, sample weights, ignore_index and errors as in xent_softmax_small. With C
+ * known to the compiler every loop is straight code, and a warp of 32 rows (all but the last)
+ * moves its block without a test an element. A row whose logits are all gap_safe (all but rows
+ * with an infinite or huge logit, or NaN) takes softmax_exp_safe (the same bits); the label's gap
+ * and exponential come once from its logit in shared memory; every class's gradient is
+ * e_j (ds S / s) (ce_plain_scale), then the label's and the maximum's are written again in their
+ * own forms (ce_int_elem), jm's last, so that it wins where y = jm. */
+template <typename T, int C, typename S = T>
+__global__ void __launch_bounds__(256, (C * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_few(
+        const S* __restrict__ x, xi64 rows, const xi64* __restrict__ labels, const void* __restrict__ sw, int sw_kind,
+        xi64 ignore_index, int has_ignore, double dscale, T* __restrict__ loss, S* __restrict__ grad,
+        double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset) {
+    using namespace xentk;
+    static_assert(C >= 2 && C <= 32, "xent_softmax_few: 2 <= C <= 32");
+    constexpr int NT = 256, NW = NT / 32, P = C | 1;
+    XENT_SHARED(ReduceScratch, rs);
+    XENT_DYN_SHARED(dyn);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    T* buf = reinterpret_cast<T*>(dyn) + warp * 32 * P;
+    const xi64 b = xi64(blockIdx.x) + block_offset;
+    const xi64 r0 = (b * NW + warp) * 32;   /* the warp's first row */
+    const int nr = int(rows - r0 < 32 ? (rows - r0 > 0 ? rows - r0 : 0) : 32);
+    double acc = 0.0;
+    xu64 err = XENT_NO_ERR;
+    if (nr > 0) {   /* uniform across the warp */
+        const int cnt = nr * C;
+        const xi64 base = r0 * C;
+        const bool active = lane < nr;
+        const xi64 r = r0 + lane;
+        const xi64 y = active ? labels[r] : xi64(0);
+        const T wi = (sw && active) ? weight_at<T>(sw, sw_kind, r) : T(1);
+        if (nr == 32) small_load<C, true>(x + base + lane, lane, C, P, cnt, buf);
+        else small_load<C, false>(x + base + lane, lane, C, P, cnt, buf);
+        __syncwarp();
+        T* row = buf + lane * P;
+        /* the maximum, its first index, and whether every logit is gap_safe (NaN is not: such a
+         * row looks for NaN again) */
+        T e[C];
+        T m = -Lim<T>::inf();
+        int jm = 0;   /* stays 0 where every class is -inf (or NaN: then the row is not live) */
+        bool safe = true;
 #pragma unroll
-            for (int k = 0; k < CMAX; ++k) {
-                if (k >= C) break;
-                if (k * 32 + lane < cnt) ow[k * 32] = buf[sl.slot(k)];
+        for (int k = 0; k < C; ++k) {
+            const T t = row[k];
+            e[k] = t;
+            safe = safe && gap_safe(t);
+            const bool gt = t > m;
+            m = gt ? t : m;
+            jm = gt ? k : jm;
+        }
+        bool nan = false;
+        if (!safe) {
+#pragma unroll
+            for (int k = 0; k < C; ++k) nan = nan || e[k] != e[k];
+        }
+        const bool ignored = has_ignore && y == ignore_index;
+        const bool bad = active && !ignored && !(y >= 0 && y < C);
+        if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
+        const bool live = active && !ignored && !bad && !nan;
+        const int yi = int(y);
+        const T ds = wi * T(dscale);
+        CeRowEnd<T> fin;
+        fin.loss = T(0);
+        T e_y = T(1);
+        if (live) {
+            /* s_rest = sum_{j != jm} exp(x_j - m), in class order as the CPU */
+            double s_rest = 0.0;
+            if (safe) {
+#pragma unroll
+                for (int k = 0; k < C; ++k) {
+                    e[k] = softmax_exp_safe(e[k], m);   /* 1 at jm */
+                    if (k != jm) s_rest += double(e[k]);
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < C; ++k) {
+                    e[k] = softmax_exp(e[k], m);   /* 1 at jm (and at every x == m) */
+                    if (k != jm) s_rest += double(e[k]);
+                }
             }
+            const T xy = row[yi];   /* the label's logit, still in shared memory */
+            if (yi != jm) e_y = safe ? softmax_exp_safe(xy, m) : softmax_exp(xy, m);
+            fin = ce_int_end(s_rest, 0.0, 0.0, false, T(0), T(0), (const T*)nullptr, y, jm, softmax_gap(xy, m), wi);
+        } else if (active && nan && !ignored && !bad) {
+            fin.loss = Lim<T>::nan();
+        }
+        if (grad) {   /* uniform */
+            if (live) {
+                const T sc = ce_plain_scale(fin, ds);
+#pragma unroll
+                for (int k = 0; k < C; ++k) row[k] = e[k] * sc;
+                T g = T(0), h = T(0);
+                ce_int_elem<true, false, false, true>(e_y, yi, true, jm, yi, fin, ds, T(0), (const T*)nullptr, g, h);
+                row[yi] = g;
+                ce_int_elem<true, false, false, true>(T(1), jm, true, jm, yi, fin, ds, T(0), (const T*)nullptr, g, h);
+                row[jm] = g;
+            } else if (active) {   /* ignored, bad label: zeros; NaN logits: NaN */
+                const T fill = (!nan || ignored || bad) ? T(0) : Lim<T>::nan();
+#pragma unroll
+                for (int k = 0; k < C; ++k) row[k] = fill;
+            }
+            __syncwarp();
+            if (nr == 32) small_store<C, true>(grad + base + lane, lane, C, P, cnt, buf);
+            else small_store<C, false>(grad + base + lane, lane, C, P, cnt, buf);
         }
         if (active && !bad) {
             if (loss) loss[r] = fin.loss;
