@@ -647,54 +647,51 @@ def test_small_classes_kernel(C, dtype):
                        (y, {"from_logits": True, "sample_weight": sw, "label_smoothing": 0.05})):
             for reduction, grad, hess in (("none", True, True), ("mean", True, False), ("sum", False, True),
                                           ("mean", False, False)):
-                _cuda.config["log"] = []
-                compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
-                plain = len(kw) == 1 and not hess and C >= 2   # the exact-C kernel's calls
-                want = ("few" if plain else "small") if takes else None
-                assert (_used_kernel()["kernel"] if takes else None) == want, _used_kernel()
+                for few in (True, False):   # the exact-C kernel (the default), the one for a bound
+                    _cuda.config["few"] = few
+                    _cuda.config["log"] = []
+                    compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+                    want = ("few" if few else "small") if takes else None
+                    assert (_used_kernel()["kernel"] if takes else None) == want, _used_kernel()
 
 
 def _few_rows(rng, N, C, dtype):
-    """Rows for the exact-C kernel: random logits, then rows that each test one case: a NaN, all
-    -inf, +inf (once, twice: ties), huge logits (whose gaps overflow), the largest gap_safe
-    magnitude and the first that is not, -inf beside finite logits, ties at the maximum, the label
-    at the maximum and at the row's ends, classes far below the maximum (tiny gradients)."""
+    """Rows for the few-classes kernels: random logits, then rows that each test one case: a NaN,
+    all -inf, +inf (once, twice: ties), huge logits (whose gaps overflow), the largest gap_safe
+    magnitude and the first that is not, -inf beside finite logits, equal logits, ties at the
+    maximum, the label at the maximum and at the row's ends, classes far below the maximum."""
     big = np.finfo(dtype).max
     x = rng.normal(0, 4, (N, C)).astype(dtype)
     y = rng.integers(0, C, N)
-    safe_max = np.float32(2.0 ** 126) if np.dtype(dtype) != np.float64 else 2.0 ** 1022
-    special = [
-        lambda r: (r.__setitem__(1, np.nan), 0),
-        lambda r: (r.fill(-np.inf), C - 1),
-        lambda r: (r.__setitem__(C - 1, np.inf), C - 1),
-        lambda r: (r.__setitem__(slice(0, 2), np.inf), 1),
-        lambda r: (r.__setitem__(0, big), 1),
-        lambda r: (r.__setitem__(slice(0, 2), [big, -big]), 0),
-        lambda r: (r.__setitem__(C - 1, np.nextafter(safe_max, 0, dtype=dtype) if np.dtype(dtype).itemsize >= 4
-                                 else big), 0),
-        lambda r: (r.__setitem__(C - 1, safe_max if np.dtype(dtype).itemsize >= 4 else big), C - 1),
-        lambda r: (r.__setitem__(0, -np.inf), 0),
-        lambda r: (r.__setitem__(slice(None), 1.5), C // 2),
-        lambda r: (r.__setitem__(slice(0, C, 2), 7.0), 2 % C),
-        lambda r: (r.__setitem__(slice(None), -60.0 - np.arange(C)) or r.__setitem__(0, 3.25), 0),
-        lambda r: (r.__setitem__(slice(None), -60.0 - np.arange(C)) or r.__setitem__(0, 3.25), C - 1),
+    wide = np.dtype(dtype).itemsize >= 4   # (16-bit logits: the largest is gap_safe in float32)
+    safe = (np.float64(2.0 ** 1022) if np.dtype(dtype) == np.float64 else np.float32(2.0 ** 126)) if wide else big
+    below = np.nextafter(safe, 0) if wide else big
+    one, last = min(1, C - 1), C - 1
+    far = -60.0 - np.arange(C)
+    far[0] = 3.25
+    every = slice(None)
+    rows = [  # ((index, value) assignments, label)
+        (((one, np.nan),), 0), (((every, -np.inf),), last), (((last, np.inf),), last),
+        (((slice(0, 2), np.inf),), one), (((0, big),), one), (((0, big), (one, -big)), 0), (((last, below),), 0),
+        (((last, safe),), last), (((0, -np.inf),), 0), (((every, 1.5),), C // 2), (((slice(0, C, 2), 7.0),), 2 % C),
+        (((every, far),), 0), (((every, far),), last),
     ]
-    for i, f in enumerate(special):
+    for i, (sets, label) in enumerate(rows):
         if 4 + i < N:
-            row = x[4 + i].copy()
-            _, label = f(row)
-            x[4 + i], y[4 + i] = row, label
+            for where, v in sets:
+                x[4 + i, where] = v
+            y[4 + i] = label
     return x, y
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_few_classes_exact_kernel(dtype):
-    """The exact-C kernel of plain calls (no smoothing, class weights or Hessian), for every C it
-    is built for: row counts around the warp and block sizes, the rows of _few_rows, sample
-    weights with zeros, ignore_index, loss alone and with the gradient, each reduction; against
-    the CPU (the 16-ulp bar), and that it ran."""
+    """The kernel compiled for the exact C, for every C it is built for (float32; a choice in the
+    other dtypes): row counts around the warp and block sizes, the rows of _few_rows, sample
+    weights with zeros, ignore_index, class weights with and without label smoothing, each output
+    combination and reduction; against the CPU (the 16-ulp bar), and that it ran."""
     top = _cuda._SMALL_CMAX[np.dtype(dtype) == np.float64][-1]
-    sizes = range(2, top + 1) if np.dtype(dtype) == np.float32 else (2, 3, 5, 10, 16, 17, 31, 32)
+    sizes = range(1, top + 1) if np.dtype(dtype) == np.float32 else (1, 2, 3, 5, 10, 16, 17, 31, 32)
     rt = RTOL[np.dtype(dtype)]
     for C in (c for c in sizes if c <= top):
         rng = np.random.default_rng(_seed("few", C, np.dtype(dtype).name))
@@ -702,12 +699,17 @@ def test_few_classes_exact_kernel(dtype):
             x, y = _few_rows(rng, N, C, dtype)
             sw = weights(rng, (N,))
             sw[::7] = 0.0
+            cw = weights(rng, (C,), lo=1)
             y_ign = np.where(np.arange(N) % 5 == 3, -100, y)
             for yy, kw in ((y, {"from_logits": True}),
-                           (y_ign, {"from_logits": True, "ignore_index": -100, "sample_weight": sw})):
-                for reduction, grad in (("none", True), ("mean", True), ("sum", False), ("none", False)):
+                           (y_ign, {"from_logits": True, "ignore_index": -100, "sample_weight": sw}),
+                           (y, {"from_logits": True, "class_weight": cw}),
+                           (y_ign, {"from_logits": True, "ignore_index": -100, "label_smoothing": 0.1,
+                                    "class_weight": cw, "sample_weight": sw})):
+                for reduction, grad, hess in (("none", True, False), ("mean", True, False), ("sum", False, False),
+                                              ("none", True, True), ("mean", False, True)):
                     _cuda.config["log"] = []
-                    compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=False, rtol=rt)
+                    compare("cross_entropy", yy, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
                     assert _used_kernel()["kernel"] == "few", (C, _used_kernel())
 
 

@@ -119,11 +119,12 @@ _CLUSTER_SIZES = (2, 4, 8)
 # gets without opting in
 _SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
 _SMALL_ROWS = 256
-# The plain call among those (no label smoothing, no class weights, no Hessian) takes the
-# few-classes kernel compiled for its exact C instead (xent_softmax_few: straight code, no spill;
-# its SASS executes about 800 instructions a warp of 32 rows of 10 classes against about 1900 for
-# xent_softmax_small<float, 16>, RESULTS.md), from 2 classes to the bound above. These instances
-# are built per dtype on the first call that needs one (the part "few:<dtype>").
+# These calls take the few-classes kernel compiled for their exact C (xent_softmax_few: straight
+# code, no spill; for 10 classes, gradient alone, its SASS runs about 800 instructions a warp of 32
+# rows against about 1900 for xent_softmax_small<float, 16>, RESULTS.md); the instances are built
+# per dtype on the first call that needs one (the part "few:<dtype>"). xent_softmax_small, the
+# kernel compiled for these bounds, stays as the variant (config "few" off) until a GPU has timed
+# both on every option.
 _FEW_PART = "few:"
 _MAX_GRID = 2**31 - 1
 
@@ -132,8 +133,8 @@ _MAX_GRID = 2**31 - 1
 # they took 1.8-2.4x the time of one row a block, 10.67 vs 5.88 ms for 65536 x 32000 and 8.54 vs
 # 3.59 ms for 8192 x 128256 float32, benchmarks/bench_gpu.py --variants, RESULTS.md),
 # "force" names one categorical kernel ("thread", "tile", "warp", "block", "onchip", "small": the
-# general few-classes kernel, also for plain calls; "few": the few-classes kernels, exact-C for
-# plain calls), "few" can be switched off (plain calls then take the general few-classes kernel),
+# few-classes kernel compiled for a bound on C, "few": the one compiled for the exact C), "few"
+# can be switched off (the calls of at most 32 classes then take the "small" kernel),
 # "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
 # take the cluster path, and "log" (a list) records each launch's choice.
 config: Dict[str, Any] = {"onchip": True, "pipeline": False, "small": True, "few": True, "tile": True, "cluster": True,
@@ -286,7 +287,7 @@ def name_expressions(cluster: bool, part: str = "all") -> list:
     "base" (float and double, built on a device's first use); a storage type of _STORAGE (the
     kernels for float16 or bfloat16 arrays, built on the first call that needs them, so that other
     calls do not wait for them); "few:<y_pred>" (xent_softmax_few for each C of a y_pred dtype,
-    built on the first plain call of so few classes); "soft-y:<labels>:<y_pred>" (the generic
+    built on the first call of so few classes); "soft-y:<labels>:<y_pred>" (the generic
     kernels for soft labels of one dtype beside y_pred of another) and "binary-y:<labels>:<y_pred>"
     (the binary kernels for such labels), each built on the first call that needs one; or "all"."""
     if part != "all" and part not in _parts():
@@ -296,7 +297,7 @@ def name_expressions(cluster: bool, part: str = "all") -> list:
     if part.startswith(_FEW_PART):
         pdt = part[len(_FEW_PART):]
         d = pdt == "float64"
-        return [_few_name(d, C, _STORAGE.get(pdt, "")) for C in range(2, _SMALL_CMAX[d][-1] + 1)]
+        return [_few_name(d, C, _STORAGE.get(pdt, "")) for C in range(1, _SMALL_CMAX[d][-1] + 1)]
     if part.startswith((_BINARY_LABELS_PART, _SOFT_LABELS_PART)):
         _, ydt, pdt = part.split(":")
         d, store = pdt == "float64", _STORAGE.get(pdt, "")
@@ -1017,13 +1018,13 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, h
                   hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
     sc = _scratch(cupy, nblocks, x.data.device_id)
-    if (eps == 0.0 and cwa is None and hess is None and C >= 2 and config.get("few", True)
-            and config.get("force") != "small"):
+    if config.get("few", True) and config.get("force") != "small":
         f = mod.funcs[_few_name(double_, C, _storage(x))]
         _log("softmax", kernel="few", blocks=nblocks)
         _launch_blocks(f, nblocks, 256, (
-            x, np.int64(rows), labels, *swa, np.int64(ignore_index), np.int32(1 if has_ignore else 0),
-            np.float64(dscale), loss, grad, sc.sums, sc.errs), smem=_small_smem(C, 8 if double_ else 4))
+            x, np.int64(rows), labels, *swa, cwa, np.int64(ignore_index), np.int32(1 if has_ignore else 0),
+            np.float64(eps), np.float64(dscale), loss, grad, hess, sc.sums, sc.errs),
+            smem=_small_smem(C, 8 if double_ else 4))
         return sc
     f = mod.funcs[_small_name(double_, cmax, _storage(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)

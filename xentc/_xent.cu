@@ -1961,22 +1961,24 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
     block_partial<NT>(rs, acc, err, part_sum, part_err, b);
 }
 
-/* The few-classes kernel of the plain call, one instance per C (2 <= C <= 32): no label
- * smoothing, no class weights, no Hessian (the gradient alone, or the loss alone where grad is
- * null); rows, labels, sample weights, ignore_index and errors as in xent_softmax_small. With C
- * known to the compiler every loop is straight code, and a warp of 32 rows (all but the last)
- * moves its block without a test an element. A row whose logits are all gap_safe (all but rows
- * with an infinite or huge logit, or NaN) takes softmax_exp_safe (the same bits); the label's gap
- * and exponential come once from its logit in shared memory; every class's gradient is
- * e_j (ds S / s) (ce_plain_scale), then the label's and the maximum's are written again in their
- * own forms (ce_int_elem), jm's last, so that it wins where y = jm. */
+/* The few-classes kernel compiled for its exact C (1 <= C <= 32): every call of
+ * xent_softmax_small's, with its arguments but C. With C known to the compiler every loop is
+ * straight code (no test of a bound at each class, no spill), and a warp of 32 rows (all but the
+ * last) moves its block without a test an element. A row whose logits are all gap_safe (all but
+ * rows with an infinite or huge logit, or NaN) takes softmax_exp_safe (the same bits); the
+ * label's gap and exponential come once from its logit in shared memory. Every class takes the
+ * common form, then the label and the maximum are written again in their own forms (ce_int_elem,
+ * which gives the maximum's where y = jm): without label smoothing the gradient's common form is
+ * e_j (ds S / s) (ce_plain_scale: one product a class); with it, as xent_softmax_small's, the
+ * same bits. */
 template <typename T, int C, typename S = T>
 __global__ void __launch_bounds__(256, (C * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_few(
         const S* __restrict__ x, xi64 rows, const xi64* __restrict__ labels, const void* __restrict__ sw, int sw_kind,
-        xi64 ignore_index, int has_ignore, double dscale, T* __restrict__ loss, S* __restrict__ grad,
-        double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset) {
+        const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
+        T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
+        xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
-    static_assert(C >= 2 && C <= 32, "xent_softmax_few: 2 <= C <= 32");
+    static_assert(C >= 1 && C <= 32, "xent_softmax_few: 1 <= C <= 32");
     constexpr int NT = 256, NW = NT / 32, P = C | 1;
     XENT_SHARED(ReduceScratch, rs);
     XENT_DYN_SHARED(dyn);
@@ -2024,12 +2026,15 @@ __global__ void __launch_bounds__(256, (C * sizeof(T) <= 64 ? 3 : 2)) xent_softm
         const bool live = active && !ignored && !bad && !nan;
         const int yi = int(y);
         const T ds = wi * T(dscale);
+        const T eps_ = T(eps), epsC = eps_ / T(C);
+        const bool dense = eps_ != T(0);   /* uniform */
         CeRowEnd<T> fin;
         fin.loss = T(0);
         T e_y = T(1);
         if (live) {
-            /* s_rest = sum_{j != jm} exp(x_j - m), in class order as the CPU */
-            double s_rest = 0.0;
+            /* s_rest = sum_{j != jm} exp(x_j - m), in class order as the CPU; with smoothing also
+             * S_rest and LD as xent_softmax_small sums them */
+            double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
             if (safe) {
 #pragma unroll
                 for (int k = 0; k < C; ++k) {
@@ -2043,30 +2048,66 @@ __global__ void __launch_bounds__(256, (C * sizeof(T) <= 64 ? 3 : 2)) xent_softm
                     if (k != jm) s_rest += double(e[k]);
                 }
             }
+            if (dense) {
+#pragma unroll
+                for (int k = 0; k < C; ++k) {
+                    const T c = epsC * (cwa ? cwa[k] : T(1));
+                    if (k != jm) S_rest += double(c);
+                    LD += double(mul0(c, softmax_gap(row[k], m)));
+                }
+            }
             const T xy = row[yi];   /* the label's logit, still in shared memory */
             if (yi != jm) e_y = safe ? softmax_exp_safe(xy, m) : softmax_exp(xy, m);
-            fin = ce_int_end(s_rest, 0.0, 0.0, false, T(0), T(0), (const T*)nullptr, y, jm, softmax_gap(xy, m), wi);
+            fin = ce_int_end(s_rest, S_rest, LD, dense, eps_, epsC, cwa, y, jm, softmax_gap(xy, m), wi);
         } else if (active && nan && !ignored && !bad) {
             fin.loss = Lim<T>::nan();
         }
+        /* ignored rows and bad labels: zeros; NaN logits: NaN */
+        const T fill = (!nan || ignored || bad) ? T(0) : Lim<T>::nan();
         if (grad) {   /* uniform */
             if (live) {
-                const T sc = ce_plain_scale(fin, ds);
-#pragma unroll
-                for (int k = 0; k < C; ++k) row[k] = e[k] * sc;
                 T g = T(0), h = T(0);
-                ce_int_elem<true, false, false, true>(e_y, yi, true, jm, yi, fin, ds, T(0), (const T*)nullptr, g, h);
+                if (!dense) {
+                    const T sc = ce_plain_scale(fin, ds);
+#pragma unroll
+                    for (int k = 0; k < C; ++k) row[k] = e[k] * sc;
+                } else {
+#pragma unroll
+                    for (int k = 0; k < C; ++k) {
+                        ce_int_elem<true, false, true, true>(e[k], k, false, jm, yi, fin, ds, epsC, cwa, g, h);
+                        row[k] = g;
+                    }
+                }
+                ce_int_elem<true, false, true, true>(e_y, yi, true, jm, yi, fin, ds, epsC, cwa, g, h);
                 row[yi] = g;
-                ce_int_elem<true, false, false, true>(T(1), jm, true, jm, yi, fin, ds, T(0), (const T*)nullptr, g, h);
+                ce_int_elem<true, false, true, true>(T(1), jm, true, jm, yi, fin, ds, epsC, cwa, g, h);
                 row[jm] = g;
-            } else if (active) {   /* ignored, bad label: zeros; NaN logits: NaN */
-                const T fill = (!nan || ignored || bad) ? T(0) : Lim<T>::nan();
+            } else if (active) {
 #pragma unroll
                 for (int k = 0; k < C; ++k) row[k] = fill;
             }
             __syncwarp();
             if (nr == 32) small_store<C, true>(grad + base + lane, lane, C, P, cnt, buf);
             else small_store<C, false>(grad + base + lane, lane, C, P, cnt, buf);
+        }
+        if (hess) {   /* uniform; the label's Hessian is the common form */
+            if (grad) __syncwarp();   /* every lane has stored the gradient from the block */
+            if (live) {
+                T g = T(0), h = T(0);
+#pragma unroll
+                for (int k = 0; k < C; ++k) {
+                    ce_int_elem<false, true, true, true>(e[k], k, false, jm, yi, fin, ds, epsC, cwa, g, h);
+                    row[k] = h;
+                }
+                ce_int_elem<false, true, true, true>(T(1), jm, true, jm, yi, fin, ds, epsC, cwa, g, h);
+                row[jm] = h;
+            } else if (active) {
+#pragma unroll
+                for (int k = 0; k < C; ++k) row[k] = fill;
+            }
+            __syncwarp();
+            if (nr == 32) small_store<C, true>(hess + base + lane, lane, C, P, cnt, buf);
+            else small_store<C, false>(hess + base + lane, lane, C, P, cnt, buf);
         }
         if (active && !bad) {
             if (loss) loss[r] = fin.loss;
