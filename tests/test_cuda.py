@@ -716,10 +716,10 @@ def test_few_classes_exact_kernel(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("C", [2, 10, 16])
 def test_few_classes_exact_kernel_elementwise(C, dtype):
-    """Every element of the exact-C kernel's gradient within 4 ulp of a longdouble reference (its
-    gradient is e_j (ds S / s), ds S / s rounded once: two roundings and the exponential's), also
-    tiny ones far below the maximum, and loss within 4 ulp; the general kernel (few off) is held to
-    the same."""
+    """Every element of the exact-C kernel's gradient (4 ulp) and Hessian (8 ulp) close to a
+    longdouble reference (its gradient is e_j (ds S / s), ds S / s rounded once: two roundings and
+    the exponential's), also tiny ones far below the maximum and the maximum's of confident rows,
+    and the loss within 4 ulp; the kernel for a bound on C (few off) is held to the same."""
     rng = np.random.default_rng(_seed("few-ulp", C, np.dtype(dtype).name))
     N = 300
     x = rng.uniform(-70, 5, (N, C)).astype(dtype)
@@ -741,7 +741,9 @@ def test_few_classes_exact_kernel_elementwise(C, dtype):
     e_rest = np.exp(xl - m)
     e_rest[rows, jm] = 0   # log1p of the rest: no cancellation for the tiny losses of confident rows
     ref_l = (np.log1p(e_rest.sum(1)) + (m[:, 0] - xl[rows, y])).astype(np.float64)
-    ref_g = (ref_g / N).astype(np.float64)
+    ref_h = P * (1 - P)
+    ref_h[rows, jm] = P[rows, jm] * rest   # 1 - P at the maximum, without the cancellation
+    ref_g, ref_h = (ref_g / N).astype(np.float64), (ref_h / N).astype(np.float64)
     for few in (True, False):
         _cuda.config["few"] = few
         _cuda.config["log"] = []
@@ -749,6 +751,13 @@ def test_few_classes_exact_kernel_elementwise(C, dtype):
         assert _used_kernel()["kernel"] == ("few" if few else "small")
         spacing = np.spacing(np.abs(ref_g).astype(dtype)).astype(np.float64)
         assert np.max(np.abs(host(got.grad) - ref_g) / spacing) <= 4, few
+        both = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="mean", grad=True,
+                                   hess=True)
+        assert np.max(np.abs(host(both.grad) - ref_g) / spacing) <= 4, few
+        # S P (1 - P) ds: the exponential's rounding and five more (1/s, P, 1 - P, two products),
+        # as on the CPU (which is 5-7 ulp off in float64 on such rows too)
+        spacing_h = np.spacing(np.abs(ref_h).astype(dtype)).astype(np.float64)
+        assert np.max(np.abs(host(both.hess) - ref_h) / spacing_h) <= 8, few
         loss = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, reduction="none")
         spacing = np.spacing(np.abs(ref_l).astype(dtype)).astype(np.float64)
         assert np.max(np.abs(host(loss) - ref_l) / spacing) <= 4, few
