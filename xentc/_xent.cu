@@ -1971,8 +1971,16 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
  * which gives the maximum's where y = jm): without label smoothing the gradient's common form is
  * e_j (ds S / s) (ce_plain_scale: one product a class); with it, as xent_softmax_small's, the
  * same bits. */
+namespace xentk {
+/* Blocks of 256 a multiprocessor that xent_softmax_few asks ptxas to fit (3: at most 85 registers a
+ * thread, 2: 128): float32 rows of up to 16 classes fit 85 without spilling; float64 rows of more
+ * than 3 classes spill at 85 (ptxas -v), and at 128 only those of 15 and 16 classes do (64 and 328
+ * bytes). */
+template <typename T> constexpr int few_min_blocks(int C) { return (sizeof(T) == 8 ? C <= 3 : C <= 16) ? 3 : 2; }
+}  // namespace xentk
+
 template <typename T, int C, typename S = T>
-__global__ void __launch_bounds__(256, (C * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_few(
+__global__ void __launch_bounds__(256, xentk::few_min_blocks<T>(C)) xent_softmax_few(
         const S* __restrict__ x, xi64 rows, const xi64* __restrict__ labels, const void* __restrict__ sw, int sw_kind,
         const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
         T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
