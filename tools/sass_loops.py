@@ -11,9 +11,12 @@ float32 slice, say) is its cost an element. ptxas's register and spill report co
 
     pip install nvidia-cuda-nvrtc nvidia-cuda-cuobjdump   # libnvrtc and cuobjdump
     python tools/sass_loops.py "xent_onchip<float, 4>" ["xent_onchip<float, 8, xentk::xhalf>" ...]
-        [--arch 90] [--cuobjdump PATH] [--sass-out FILE] [--all]
+        [--arch 90] [--cuobjdump PATH] [--sass-out FILE] [--all] [--blocks]
 
-Loops of fewer than 6 instructions are left out unless --all. The names are those of
+Loops of fewer than 6 instructions are left out unless --all. With --blocks the basic blocks are
+listed too (address, length, the last instruction, the commonest opcodes): kernels without loops
+(xent_softmax_few, compiled for its exact C) are straight code, and the instructions a warp
+executes are the sum over the blocks on its path, read off this list. The names are those of
 xentc._cuda.name_expressions (python -c "import sys; sys.path.insert(0, 'tools'); import
 nvrtc_check; print(nvrtc_check.source_cuda().name_expressions(True, 'base'))"). To compare two
 versions, run each checkout's own copy (git worktree add): the source compiled is always that
@@ -50,14 +53,15 @@ def find_cuobjdump(explicit: str | None) -> str:
     raise SystemExit("cuobjdump not found: pip install nvidia-cuda-cuobjdump, or --cuobjdump PATH")
 
 
-def functions(sass: str) -> dict:
-    """{mangled name: [(address, instruction text without predicate)]} of a cuobjdump -sass listing"""
+def functions(sass: str, predicates: bool = False) -> dict:
+    """{mangled name: [(address, instruction text without predicate)]} of a cuobjdump -sass listing
+    (with predicates: the text with its guard, "@!P0 BRA ...")"""
     out = {}
     for part in re.split(r"\n\s*Function : ", sass)[1:]:
         name = part.split("\n", 1)[0].strip()
         ins = []
         for m in re.finditer(r"/\*([0-9a-f]{4,6})\*/\s+(@!?U?P\w+\s+)?([^;]*);", part):
-            ins.append((int(m.group(1), 16), m.group(3).strip()))
+            ins.append((int(m.group(1), 16), ((m.group(2) or "") if predicates else "") + m.group(3).strip()))
         out[name] = ins
     return out
 
@@ -75,6 +79,24 @@ def loops(ins: list) -> list:
     return found
 
 
+def blocks(ins: list) -> list:
+    """[(address, [instruction texts])] of the basic blocks: a block starts at a branch target, after
+    a branch, an exit, a call or a convergence barrier (BSYNC, WARPSYNC); ins with predicates"""
+    lead = {ins[0][0]} if ins else set()
+    for k, (a, text) in enumerate(ins):
+        m = re.search(r"(?:BRA|CALL)\S* (?:\S+, )?(0x[0-9a-f]+)", text)
+        if m:
+            lead.add(int(m.group(1), 16))
+        if (m or re.search(r"(^|\s)(EXIT|RET|BSYNC|WARPSYNC)", text)) and k + 1 < len(ins):
+            lead.add(ins[k + 1][0])
+    out = []
+    for a, text in ins:
+        if a in lead or not out:
+            out.append((a, []))
+        out[-1][1].append(text)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("names", nargs="+", help="kernel instances, as xentc._cuda.name_expressions spells them")
@@ -83,6 +105,7 @@ def main() -> int:
     ap.add_argument("--cuobjdump", default=None)
     ap.add_argument("--sass-out", default=None, help="also write the whole listing here")
     ap.add_argument("--all", action="store_true", help="list short loops too")
+    ap.add_argument("--blocks", action="store_true", help="list the basic blocks too")
     args = ap.parse_args()
 
     _cuda = nvrtc_check.source_cuda()
@@ -117,6 +140,14 @@ def main() -> int:
             counts = ", ".join(f"{k} {sum(bool(re.match(p, t)) for t in body)}" for k, p in KINDS
                                if any(re.match(p, t) for t in body))
             print(f"    loop {start:#07x}-{end:#07x}: {len(body):4d} instructions ({counts})")
+        if args.blocks:
+            for a, body in blocks(functions(sass, predicates=True).get(low, [])):
+                ops: dict = {}
+                for t in body:
+                    op = t.split()[1 if t.startswith("@") else 0].split(".")[0]
+                    ops[op] = ops.get(op, 0) + 1
+                top = ", ".join(f"{o} {n}" for o, n in sorted(ops.items(), key=lambda kv: -kv[1])[:5])
+                print(f"    block {a:#07x}: {len(body):4d}  last: {body[-1][:44]:44s}  {top}")
     return 0
 
 
