@@ -11,6 +11,7 @@ vector math), so results agree to a few ulp, not bit for bit: rtol 1e-6 (float32
 (float64), relative to the largest value of the array compared.
 """
 
+import io
 import pathlib
 import re
 import sys
@@ -1916,11 +1917,41 @@ def test_info():
     assert set(_cuda.name_expressions(inf["cluster_kernels"], "base")) <= set(funcs)
     for dt in ALL_DTYPES:
         if np.dtype(dt).itemsize == 2:   # build the 16-bit storage kernels this CuPy can be asked for
-            xentc.cross_entropy(cupy.asarray([1]), cupy.asarray(np.array([[0.5, 1.5]]).astype(dt)), from_logits=True)
+            # (40 classes: rows of at most 32 take the few-classes part of their dtype)
+            xentc.cross_entropy(cupy.asarray([1]), cupy.asarray(np.linspace(0, 1, 40)[None].astype(dt)),
+                                from_logits=True)
     built = _cuda.info()["storage_compile_seconds"]
     assert "xentk::xhalf" in built and ("xentk::xbf16" in built) == (BF16 is not None)
     for store in built:
         assert set(_cuda.name_expressions(inf["cluster_kernels"], store)) <= set(funcs)
+
+
+def test_kernel_build_note_on_a_terminal(monkeypatch, tmp_path):
+    """A build that misses the disk cache (NVRTC: seconds to a minute) says so on stderr where that
+    is a terminal, with the part and its time; a build read from the cache, or with stderr not a
+    terminal, writes nothing."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    dev = cupy.cuda.Device().id
+
+    def build(stream, cache):
+        monkeypatch.setenv("XENTC_CACHE_DIR", str(cache))
+        monkeypatch.setattr(sys, "stderr", stream)
+        mod = _cuda._Module(dev)   # a device's first call: the base part
+        if not mod.route.startswith("nvrtc"):
+            pytest.skip("this CuPy builds through RawModule, which caches on its own")
+        mod.funcs[_cuda._few_name(True, 3)]   # the float64 few-classes part
+        return stream.getvalue()
+
+    text = build(Terminal(), tmp_path / "a")
+    assert text.count("xentc: building the CUDA kernels (") == 2, text
+    assert "(base, " in text and "(few:float64, 16 instances)" in text and str(tmp_path / "a") in text, text
+    assert re.search(r"xentc: built the CUDA kernels \(base\) in \d+\.\d s", text), text
+    assert re.search(r"xentc: built the CUDA kernels \(few:float64\) in \d+\.\d s", text), text
+    assert build(Terminal(), tmp_path / "a") == ""   # read back from the cache
+    assert build(io.StringIO(), tmp_path / "b") == ""   # not a terminal
 
 
 @pytest.mark.parametrize("store", ["xentk::xhalf", "xentk::xbf16"])

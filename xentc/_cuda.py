@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -417,10 +418,22 @@ def _cache_key(cupy, code: str, options: tuple, names: list, cc: str) -> str:
                                 "v1")).encode()).hexdigest()[:32]
 
 
-def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str):
+def _compile_note(text: str) -> None:
+    """A line on stderr about a kernel build that takes a while (seconds to a minute of NVRTC, once
+    per machine and part), where stderr is a terminal: a first call does not look hung."""
+    stream = sys.stderr
+    try:
+        if stream is not None and stream.isatty():
+            stream.write(f"xentc: {text}\n")
+            stream.flush()
+    except (AttributeError, ValueError, OSError):   # a closed or unusual stream: no note
+        pass
+
+
+def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str, what: str = "base"):
     """NVRTC with -ftz=false (CuPy's compile_using_nvrtc, which adds the architecture and, from NVRTC
     12 on, --device-as-default-execution-space: tools/nvrtc_check.py builds the same way without a
-    GPU); the binary is cached on disk."""
+    GPU); the binary is cached on disk. what: the part's name, for the note on stderr."""
     from cupy.cuda import compiler, function
 
     options = options + ("-ftz=false",)
@@ -428,8 +441,13 @@ def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str):
     cached = _cache_load(key)
     hit = cached is not None
     if cached is None:
+        t0 = time.perf_counter()
+        where = _cache_dir()
+        _compile_note(f"building the CUDA kernels ({what}, {len(names)} instances) for sm_{cc} with NVRTC"
+                      + (f"; once, then read from {where}" if where else " (the disk cache is off)"))
         data, mapping = compiler.compile_using_nvrtc(code, options, None, "xentc_kernels.cu",
                                                      name_expressions=tuple(names))
+        _compile_note(f"built the CUDA kernels ({what}) in {time.perf_counter() - t0:.1f} s")
         if isinstance(data, str):
             data = data.encode()
         mapping = {str(k): (v.decode() if isinstance(v, bytes) else str(v)) for k, v in mapping.items()}
@@ -583,7 +601,7 @@ class _Module:
             names = name_expressions(cluster, store)
             with cupy.cuda.Device(self.dev_id):
                 if route == "noftz":
-                    funcs, _, keep = _compile_noftz(cupy, code, opts, names, self.cc)
+                    funcs, _, keep = _compile_noftz(cupy, code, opts, names, self.cc, store)
                 else:
                     funcs, _, keep = _compile_rawmodule(cupy, code, opts, names)
                 self._keep.append(keep)
