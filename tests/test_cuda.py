@@ -1929,29 +1929,32 @@ def test_info():
 def test_kernel_build_note_on_a_terminal(monkeypatch, tmp_path):
     """A build that misses the disk cache (NVRTC: seconds to a minute) says so on stderr where that
     is a terminal, with the part and its time; a build read from the cache, or with stderr not a
-    terminal, writes nothing."""
+    terminal, writes nothing. (One small kernel built the module's way: a second or two.)"""
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    dev = cupy.cuda.Device().id
+    mod = _cuda._module(cupy.cuda.Device().id)
+    route, code, opts, _ = mod._build
+    if route != "noftz":
+        pytest.skip("this CuPy builds through RawModule, which caches on its own")
 
     def build(stream, cache):
         monkeypatch.setenv("XENTC_CACHE_DIR", str(cache))
         monkeypatch.setattr(sys, "stderr", stream)
-        mod = _cuda._Module(dev)   # a device's first call: the base part
-        if not mod.route.startswith("nvrtc"):
-            pytest.skip("this CuPy builds through RawModule, which caches on its own")
-        mod.funcs[_cuda._few_name(True, 3)]   # the float64 few-classes part
+        funcs, _, _ = _cuda._compile_noftz(cupy, code, opts, ["xent_probe"], mod.cc, "probe")
+        assert "xent_probe" in funcs
         return stream.getvalue()
 
     text = build(Terminal(), tmp_path / "a")
-    assert text.count("xentc: building the CUDA kernels (") == 2, text
-    assert "(base, " in text and "(few:float64, 16 instances)" in text and str(tmp_path / "a") in text, text
-    assert re.search(r"xentc: built the CUDA kernels \(base\) in \d+\.\d s", text), text
-    assert re.search(r"xentc: built the CUDA kernels \(few:float64\) in \d+\.\d s", text), text
+    assert text.startswith(f"xentc: building the CUDA kernels (probe, 1 instance) for sm_{mod.cc} with NVRTC; "
+                           f"once, then read from {tmp_path / 'a'}\n"), text
+    assert re.search(r"\nxentc: built the CUDA kernels \(probe\) in \d+\.\d s\n$", text), text
     assert build(Terminal(), tmp_path / "a") == ""   # read back from the cache
     assert build(io.StringIO(), tmp_path / "b") == ""   # not a terminal
+    text = build(Terminal(), "none")   # no disk cache: every build is one
+    assert text.startswith(f"xentc: building the CUDA kernels (probe, 1 instance) for sm_{mod.cc} with NVRTC "
+                           "(the disk cache is off)\n"), text
 
 
 @pytest.mark.parametrize("store", ["xentk::xhalf", "xentk::xbf16"])

@@ -443,7 +443,8 @@ def _compile_noftz(cupy, code: str, options: tuple, names: list, cc: str, what: 
     if cached is None:
         t0 = time.perf_counter()
         where = _cache_dir()
-        _compile_note(f"building the CUDA kernels ({what}, {len(names)} instances) for sm_{cc} with NVRTC"
+        count = f"{len(names)} instance{'' if len(names) == 1 else 's'}"
+        _compile_note(f"building the CUDA kernels ({what}, {count}) for sm_{cc} with NVRTC"
                       + (f"; once, then read from {where}" if where else " (the disk cache is off)"))
         data, mapping = compiler.compile_using_nvrtc(code, options, None, "xentc_kernels.cu",
                                                      name_expressions=tuple(names))
