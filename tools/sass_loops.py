@@ -127,6 +127,7 @@ def main() -> int:
         with open(args.sass_out, "w") as f:
             f.write(sass)
     funcs = functions(sass)
+    guarded = functions(sass, predicates=True) if args.blocks else {}
     for name in args.names:
         low = lowered[name]
         print(f"{name}  ({low})")
@@ -141,7 +142,7 @@ def main() -> int:
                                if any(re.match(p, t) for t in body))
             print(f"    loop {start:#07x}-{end:#07x}: {len(body):4d} instructions ({counts})")
         if args.blocks:
-            for a, body in blocks(functions(sass, predicates=True).get(low, [])):
+            for a, body in blocks(guarded.get(low, [])):
                 ops: dict = {}
                 for t in body:
                     op = t.split()[1 if t.startswith("@") else 0].split(".")[0]

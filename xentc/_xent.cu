@@ -1172,8 +1172,8 @@ __device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, in
  * read once from global memory into shared memory; the maximum, the exponentials (kept in place
  * of the logits) and the gradient then come from there. The per-element P_j = e_j * (1/s) is
  * computed in T (the CPU divides in double), within an ulp; the gradient alone without smoothing
- * takes e_j times ds S / s instead (ce_plain_scale, in ce_int_elem). Per-row partial sums go to part_sum[row], the
- * row's error key (label range) to part_err[row]. */
+ * takes e_j times ds S / s instead (ce_plain_scale, in ce_int_elem). Per-row partial sums go to
+ * part_sum[row], the row's error key (label range) to part_err[row]. */
 constexpr int OC_NT = 256;   /* threads per block */
 
 template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]; };
@@ -2075,10 +2075,12 @@ __global__ void __launch_bounds__(256, xentk::few_min_blocks<T>(C)) xent_softmax
         if (grad) {   /* uniform */
             if (live) {
                 T g = T(0), h = T(0);
-                if (!dense) {
-                    const T sc = ce_plain_scale(fin, ds);
+                if (!dense) {   /* the gradient alone without smoothing: one product a class */
 #pragma unroll
-                    for (int k = 0; k < C; ++k) row[k] = e[k] * sc;
+                    for (int k = 0; k < C; ++k) {
+                        ce_int_elem<true, false, false, false>(e[k], k, false, jm, yi, fin, ds, epsC, cwa, g, h);
+                        row[k] = g;
+                    }
                 } else {
 #pragma unroll
                     for (int k = 0; k < C; ++k) {
