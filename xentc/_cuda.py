@@ -121,11 +121,11 @@ _CLUSTER_SIZES = (2, 4, 8)
 _SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
 _SMALL_ROWS = 256
 # These calls take the few-classes kernel compiled for their exact C (xent_softmax_few: straight
-# code, no spill; for 10 classes, gradient alone, its SASS runs about 800 instructions a warp of 32
-# rows against about 1900 for xent_softmax_small<float, 16>, RESULTS.md); the instances are built
-# per dtype on the first call that needs one (the part "few:<dtype>"). xent_softmax_small, the
-# kernel compiled for these bounds, stays as the variant (config "few" off) until a GPU has timed
-# both on every option.
+# code, no spill but float64 C = 15, 16; for 10 classes, gradient alone, a warp of 32 rows runs
+# about 900 SASS instructions, against 1861 that ncu counted for xent_softmax_small<float, 16>,
+# RESULTS.md); the instances are built per dtype on the first call that needs one (the part
+# "few:<dtype>", 4-12 s of NVRTC). xent_softmax_small, the kernel compiled for these bounds,
+# stays as the variant (config "few" off) until a GPU has timed both on every option.
 _FEW_PART = "few:"
 _MAX_GRID = 2**31 - 1
 
