@@ -51,10 +51,11 @@ def main() -> None:
     }
     for call in cases.values():   # build the kernels, warm the memory pool
         call()
+    launches: list = []
     if args.stub_kernels:
         from cupy.cuda import function
 
-        function.Function.__call__ = lambda self, *a, **k: None
+        function.Function.__call__ = lambda self, *a, **k: launches.append(time.perf_counter())
     for name, call in cases.items():
         for _ in range(100):
             call()
@@ -64,6 +65,15 @@ def main() -> None:
             call()
         cupy.cuda.Device().synchronize()
         us = (time.perf_counter() - t) / args.calls * 1e6
+        before = ""
+        if args.stub_kernels:   # host time up to the main kernel's launch, the part a GPU waits for
+            pre = []
+            for _ in range(args.calls):
+                del launches[:]
+                t = time.perf_counter()
+                call()
+                pre.append(launches[0] - t)
+            before = f" ({np.median(pre) * 1e6:.1f} us before the launch, median)"
         pr = cProfile.Profile()
         pr.enable()
         for _ in range(args.calls):
@@ -81,7 +91,7 @@ def main() -> None:
         hook = _allocation_counter()
         with hook:
             call()
-        print(f"{name}: {us:.1f} us a call{' (kernels stubbed)' if args.stub_kernels else ''}; "
+        print(f"{name}: {us:.1f} us a call{before}{' (kernels stubbed)' if args.stub_kernels else ''}; "
               f"profiled time: {shares}; xentc's own: {split['xentc'] / args.calls * 1e6:.1f} us a call "
               f"profiled, {own_calls / args.calls:.0f} Python function calls; {hook.n} device allocations")
         if args.top:

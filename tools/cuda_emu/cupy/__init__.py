@@ -153,7 +153,7 @@ class _Flags:
 class ndarray:
     """An array on the emulated device (host memory)."""
 
-    __slots__ = ("_a", "__weakref__")
+    __slots__ = ("_a", "_mp", "__weakref__")   # _mp: the MemoryPointer of .data, made once
     __array_priority__ = 100.0
     __hash__ = None  # type: ignore[assignment]
 
@@ -201,7 +201,13 @@ class ndarray:
 
     @property
     def data(self) -> MemoryPointer:
-        return MemoryPointer(self._a.__array_interface__["data"][0], self._a)
+        # made once an array, as CuPy keeps its own (a new one each time made the emulator's
+        # attribute 20x CuPy's, which skewed benchmarks/host_overhead.py's --stub-kernels times)
+        try:
+            return self._mp
+        except AttributeError:
+            self._mp = MemoryPointer(self._a.__array_interface__["data"][0], self._a)
+            return self._mp
 
     @property
     def device(self):
