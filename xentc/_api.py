@@ -398,9 +398,21 @@ def _backend(xp, pred):
 
             return _half_cpu
         return _kernels   # imported at the top: an import statement a call cost about 1 us
-    from . import _cuda
+    return _cuda_backend()
 
-    return _cuda
+
+_CUDA: Any = None   # xentc._cuda, once a call on CuPy arrays has imported it (`import xentc` does not)
+
+
+def _cuda_backend():
+    """The CUDA backend module, imported on the first call that needs it and kept (an import
+    statement costs a call about a microsecond even when the module is loaded)."""
+    global _CUDA
+    if _CUDA is None:
+        from . import _cuda
+
+        _CUDA = _cuda
+    return _CUDA
 
 
 # --------------------------------------------------------------------------------------------
@@ -817,20 +829,27 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
                       hess_arr if hess_arr is None or hess_arr.shape == shape else hess_arr.reshape(shape))
 
 
+_NO_KW: dict = {}
+_PLAIN_CUDA_KW = {"plain": True}   # _binary_plain's; _categorical_plain gives the view's dims instead
+
+
 def _plain_backend(y_true, y_pred):
-    """(backend, allocator, array module) of a plain call on these arrays of one type: the CPU
-    kernels for NumPy arrays; for CuPy arrays the CUDA kernels where both lie on the current device
-    and neither is misaligned; else None (the general path's case)."""
+    """(backend, allocator, array module, the backend's extra keyword arguments) of a plain call on
+    these C-contiguous arrays of one type: the CPU kernels for NumPy arrays; for CuPy arrays the
+    CUDA kernels where both lie on the current device and neither is misaligned (told so with
+    `plain`: they skip the device switch and the checks of what the caller has checked); else None
+    (the general path's case)."""
     if type(y_pred) is np.ndarray:
-        return _kernels, _memory.empty, np
-    import cupy
-
+        return _kernels, _memory.empty, np, _NO_KW
+    cupy = sys.modules["cupy"]   # imported: _plain_type found its ndarray there
     dev = cupy.cuda.runtime.getDevice()
-    if any(a.data.device_id != dev or _misaligned(a) for a in (y_true, y_pred)):
-        return None
-    from . import _cuda
-
-    return _cuda, cupy.empty, cupy
+    for a in (y_true, y_pred):
+        mp = a.data
+        # C-contiguous (the callers' test): every stride is whole elements, so the first
+        # element's address alone says whether the array is misaligned (_misaligned)
+        if mp.device_id != dev or mp.ptr % a.itemsize:
+            return None
+    return _cuda_backend(), cupy.empty, cupy, _PLAIN_CUDA_KW
 
 
 def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
@@ -845,7 +864,7 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
     found = _plain_backend(y_true, y_pred)
     if found is None:
         return None
-    backend, empty, xp = found
+    backend, empty, xp, bkw = found
     shape = y_pred.shape
     n = y_pred.size
     denom = float(n)
@@ -858,7 +877,7 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
                                       None, None, 1.0, eps,
                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
                                       from_logits,
-                                      loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads, **scalar)
+                                      loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads, **scalar, **bkw)
     if err:
         return None
     return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar)
@@ -885,21 +904,26 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     found = _plain_backend(y_true, y_pred)
     if found is None or (found[2] is not np and not kw["from_logits"]):
         return None   # on the GPU from probabilities the general path checks the labels first
-    backend, empty, xp = found
+    backend, empty, xp, bkw = found
     n = y_pred.size // C
     inner = 1 if ax == nd - 1 else math.prod(shape[ax + 1:])
+    dims = (n // inner, C, inner)
+    if bkw:   # CUDA: y_pred and the derivatives as they are, with the view's dims (no reshape before or after)
+        x3, gshape, bkw = y_pred, shape, {"plain": dims}
+    else:
+        x3, gshape = y_pred.reshape(dims), dims
     reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
     denom = float(n)
     loss_arr = empty((n,), cdt) if reduction == "none" else None
-    grad_arr = empty((n // inner, C, inner), cdt) if grad else None
-    hess_arr = empty((n // inner, C, inner), cdt) if hess else None
+    grad_arr = empty(gshape, cdt) if grad else None
+    hess_arr = empty(gshape, cdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     labels = y_true if y_true.ndim == 1 else y_true.reshape(-1)
-    total, err, _, _ = backend.softmax(y_pred.reshape(n // inner, C, inner), labels, None, None, None,
-                                       -1, False,
+    total, err, _, _ = backend.softmax(x3, labels, None, None, None, -1, False,
                                        kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
-                                       loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar)
+                                       loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar,
+                                       **bkw)
     if err:
         return None
     return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)

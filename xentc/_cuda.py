@@ -120,6 +120,8 @@ _CLUSTER_SIZES = (2, 4, 8)
 # gets without opting in
 _SMALL_CMAX = {False: (8, 16, 32), True: (8, 16)}
 _SMALL_ROWS = 256
+# the bound of each C (0..32), None past the largest
+_SMALL_CMAX_OF = {d: tuple(next((cm for cm in b if c <= cm), None) for c in range(33)) for d, b in _SMALL_CMAX.items()}
 # These calls take the few-classes kernel compiled for their exact C (xent_softmax_few: straight
 # code, no spill but float64 C = 15, 16; for 10 classes, gradient alone, a warp of 32 rows runs
 # about 900 SASS instructions, against 1861 that ncu counted for xent_softmax_small<float, 16>,
@@ -349,13 +351,21 @@ def nvcc_check_source(cluster: bool = True) -> str:
 # ----------------------------------------------------------------------------------------------
 # Compilation and the per-device module
 # ----------------------------------------------------------------------------------------------
+_CUPY: Any = None
+
+
 def _cupy():
-    try:
-        import cupy
-    except ImportError as exc:  # pragma: no cover - only reached without CuPy
-        raise ImportError("xentc: CuPy arrays need the cupy package (pip install cupy-cuda12x or "
-                          "cupy-cuda13x)") from exc
-    return cupy
+    """The cupy module, imported on first use and kept (an import statement costs a call about a
+    microsecond even when the module is loaded)."""
+    global _CUPY
+    if _CUPY is None:
+        try:
+            import cupy
+        except ImportError as exc:  # pragma: no cover - only reached without CuPy
+            raise ImportError("xentc: CuPy arrays need the cupy package (pip install cupy-cuda12x or "
+                              "cupy-cuda13x)") from exc
+        _CUPY = cupy
+    return _CUPY
 
 
 def _cache_dir() -> Optional[str]:
@@ -702,8 +712,9 @@ def _check_failed(name: str, a, dtype, dev_id: int, contiguous: bool, ndim: Opti
 _tls = threading.local()
 
 
-def _host_words() -> Tuple[np.ndarray, int]:
-    """This thread's two-word host buffer for a call's result, and its address (each call reads
+def _host_words() -> Tuple[np.ndarray, np.ndarray, int]:
+    """This thread's two-word host buffer for a call's result, the same viewed as float64 (made
+    once), and its address (each call reads
     it after its own synchronisation, before returning). Page-locked where CuPy can allocate such
     memory: a copy into pageable memory is staged by the driver and blocks the host until the
     stream has run up to it."""
@@ -715,7 +726,7 @@ def _host_words() -> Tuple[np.ndarray, int]:
             _tls.pinned = mem   # keeps the page-locked block alive with the view
         except Exception:  # noqa: BLE001 - no page-locked memory (the emulator's stand-in CuPy)
             buf = np.zeros(2, dtype=np.uint64)
-        words = _tls.words = (buf, buf.ctypes.data)
+        words = _tls.words = (buf, buf.view(np.float64), buf.ctypes.data)
     return words
 
 
@@ -752,11 +763,11 @@ class _Scratch:
                                                    np.float64(denom)))
         # the two result words, copied on the current stream (where the kernels ran) into this
         # thread's host buffer: no device slice and no new host array a call
-        res, addr = _host_words()
+        res, res_f64, addr = _host_words()
         stream = self.cupy.cuda.get_current_stream()
         self.cupy.cuda.runtime.memcpyAsync(addr, int(self.out), 16, 2, stream.ptr)   # 2: device to host
         stream.synchronize()
-        total = float(res[0:1].view(np.float64)[0])
+        total = float(res_f64[0])
         key = int(res[1]) if has_err else _NO_ERR
         if self.cap <= _SCRATCH_KEEP_PARTS:
             _tls.__dict__.setdefault("scratch", {})[self.dev_id] = self
@@ -801,11 +812,15 @@ def _weight_pattern(sw, rep: int, length: int, n: int) -> Tuple[int, int]:
     return rep, length
 
 
+_COMPUTE = {False: np.dtype(np.float32), True: np.dtype(np.float64)}   # the compute dtype, by double_
+_NO_WEIGHTS = (None, np.int32(0))   # _weights of no sample weights
+
+
 def _weights(sw, dt, dev_id: int) -> tuple:
     """(sw, sw_kind): sample weights as the kernels take them (any dtype of _WEIGHT_KINDS in native
     byte order as it is; anything else must be in the compute dtype dt)."""
     if sw is None:
-        return None, np.int32(0)
+        return _NO_WEIGHTS
     kind = _WEIGHT_KINDS.get(sw.dtype.name) if sw.dtype.isnative else None
     _check("sample_weight", sw, dt if kind is None else sw.dtype, dev_id, contiguous=True, ndim=1)
     return sw, np.int32(_WEIGHT_KINDS[dt.name] if kind is None else kind)
@@ -860,64 +875,70 @@ def _fill_scalar(scalar) -> None:
 
 
 def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None,
-           sw_rep=1, sw_len=-1):
+           sw_rep=1, sw_len=-1, plain=False):
     """Binary CE / focal over 1-D y (labels) and x (probabilities or logits); element i takes
     sample weight sw[(i // sw_rep) % sw_len] (by default sw[i]). `scalar`, CUDA only: a list
     [the compute dtype (replaced by the 0-d array made for it, see _scalar_array) or that array,
     mean?, the mean's denominator] to receive the reduced loss on the device, so that _api needs
-    no host-to-device copy for it."""
-    if int(x.shape[0]) == 0:
+    no host-to-device copy for it. `plain`: a plain call of _api (_binary_plain), whose arrays are
+    on the current device, contiguous and aligned, in the compute dtype, the outputs new: no
+    device switch and no _check of them."""
+    if x.shape[0] == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
-    cupy = _cupy()
-    with cupy.cuda.Device(x.data.device_id):
+    if plain:
         mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-                                  sw_rep, sw_len)
+                                  checked=True)
         total, key = sc.finish(mod, True, scalar)
+    else:
+        with _cupy().cuda.Device(x.data.device_id):
+            mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
+                                      sw_rep, sw_len)
+            total, key = sc.finish(mod, True, scalar)
     if key == _NO_ERR:
         return total, 0, 0, 0
     return total, key & 15, key >> 4, 0
 
 
-def _pack_align(a, x, double_: bool, store: str) -> int:
-    """The alignment xent_binary_vec needs of array a beside y_pred x: that of a pack of its
-    elements (one per element of x's 16-byte vector; BinPack of _xent.cu), at most 16 bytes."""
-    return min(16, a.itemsize * _vec(double_, store))
-
-
 def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-                    sw_rep=1, sw_len=-1):
-    """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish()."""
+                    sw_rep=1, sw_len=-1, checked=False):
+    """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish().
+    checked: the arrays are known to be what _check would pass (binary's `plain`)."""
     cupy = _cupy()
-    n = int(x.shape[0])
-    sw_rep, sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
+    n = x.shape[0]
     dev_id = x.data.device_id
-    dt = np.dtype(np.float64 if double_ else np.float32)
+    dt = _COMPUTE[double_]
     store = _storage(x)
     same_y = bool(store) and y.dtype == x.dtype   # else the labels are in the compute dtype, or their own
     st = x.dtype if store else dt   # y_pred, grad and hess
     # labels of another dtype than y_pred's (and than float32 beside 16-bit y_pred): read as they
     # are, at any stride (the fast kernel takes unit strides only)
     label = "" if y.dtype in (st, dt) else BINARY_LABEL_DTYPES.get(y.dtype, "")
-    _check("y_pred", x, st, dev_id, ndim=1)
-    _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, ndim=1)
-    if y.shape[0] != n:
-        raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
+    sw_rep, sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
+    if not checked:
+        _check("y_pred", x, st, dev_id, ndim=1)
+        _check("y_true", y, y.dtype if label else st if same_y else dt, dev_id, ndim=1)
+        if y.shape[0] != n:
+            raise RuntimeError("xentc (CUDA): y_true and y_pred lengths differ")
+        _check("pos_weight", w1, dt, dev_id, contiguous=True, ndim=1)
+        for name, out, t in (("loss", loss, dt), ("grad", grad, st), ("hess", hess, st)):
+            _check(name, out, t, dev_id, contiguous=True, ndim=1)
     swa = _weights(sw, dt, dev_id)
-    _check("pos_weight", w1, dt, dev_id, contiguous=True, ndim=1)
-    for name, out, t in (("loss", loss, dt), ("grad", grad, st), ("hess", hess, st)):
-        _check(name, out, t, dev_id, contiguous=True, ndim=1)
     nw1 = 1 if w1 is None else int(w1.shape[0])
     mod = _module(dev_id)
-    # arrays the fast kernel reads or writes in 16-byte packs (weights of another dtype: one by one)
-    packed = [a for a in (y, x, sw if sw is not None and sw.dtype == dt else None, loss, grad, hess) if a is not None]
+    vec = _vec(double_, store)
     if (config.get("binary_vec", True) and from_logits and float(gamma) == 0.0 and nw1 == 1
             and (sw is None or sw_len == 1 or (sw_rep == 1 and sw_len == n))   # else the general kernel
             and _stride(y, 0) == 1 and _stride(x, 0) == 1
-            and all(int(a.data.ptr) % _pack_align(a, x, double_, store) == 0 for a in packed)):
+            # arrays the fast kernel reads or writes in packs (weights of another dtype: one by
+            # one), each at a multiple of its pack's size: an element for each of y_pred's
+            # 16-byte vector, at most 16 bytes (BinPack of _xent.cu)
+            and all(a.data.ptr % min(16, a.itemsize * vec) == 0
+                    for a in (y, x, sw if sw is not None and sw.dtype == dt else None, loss, grad, hess)
+                    if a is not None)):
         # fast path: 16-byte packs, a block covers `rounds` rounds (chosen from n alone, so that
         # the partial sums, and so the result, depend on n only)
-        per_round = _BINARY_VEC_PACKS * _vec(double_, store)
+        per_round = _BINARY_VEC_PACKS * vec
         rounds = (config.get("binary_vec_rounds")   # tests: force the rounds per block
                   or max(1, min(_BINARY_VEC_MAX_ROUNDS, n // (per_round * 2048))))
         nblocks = -(-n // (per_round * rounds))
@@ -939,20 +960,21 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     return mod, sc
 
 
-def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, grad, hess, double_):
-    """(kind, extra) for a categorical call; kind in onchip/small/tile/thread/warp/block. extra: (K, vec,
-    chunk, pipelined) for onchip, the class bound CMAX for small, the shared memory for tile."""
-    outer, C, inner = (int(v) for v in x.shape)
-    store = _storage(x)
+def _softmax_kernel_choice(mod: _Module, x, dims: tuple, sx: tuple, ysoft, labels, gamma, from_logits, grad, hess,
+                           double_):
+    """(kind, extra) for a categorical call on x viewed as dims (outer, C, inner) with strides sx (in
+    elements); kind in onchip/small/tile/thread/warp/block. extra: (K, vec, chunk, pipelined) for
+    onchip, the class bound CMAX for small, the shared memory for tile."""
+    outer, C, inner = dims
     isz = x.itemsize             # the on-chip kernels hold the row as stored
     csz = 8 if double_ else 4    # the tile and few-classes kernels stage it in the compute type
-    sx_o, sx_c = _stride(x, 0), _stride(x, 1)
+    sx_o, sx_c = sx[0], sx[1]
     force = config.get("force")
     onchip = None
-    if ((config.get("onchip", True) or force == "onchip") and from_logits and labels is not None
-            and ysoft is None and float(gamma) == 0.0 and inner == 1 and sx_c == 1 and C < 2**31
-            and mod.onchip_cap > 0 and (C >= _ONCHIP_MIN_C or force == "onchip")):
-        vec = _vec(double_, store)
+    if ((C >= _ONCHIP_MIN_C or force == "onchip") and (config.get("onchip", True) or force == "onchip")
+            and from_logits and labels is not None and ysoft is None and float(gamma) == 0.0 and inner == 1
+            and sx_c == 1 and C < 2**31 and mod.onchip_cap > 0):
+        vec = _vec(double_, _storage(x))
         aligned = (x.data.ptr % 16 == 0 and sx_o % vec == 0 and C % vec == 0
                    and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
         v = vec if aligned else 1
@@ -973,7 +995,7 @@ def _softmax_kernel_choice(mod: _Module, x, ysoft, labels, gamma, from_logits, g
                 break
     if force == "onchip" and onchip is not None:
         return "onchip", onchip
-    cmax = next((cm for cm in _SMALL_CMAX[bool(double_)] if C <= cm), None)
+    cmax = _SMALL_CMAX_OF[bool(double_)][C] if C <= 32 else None
     small = (from_logits and labels is not None and ysoft is None and float(gamma) == 0.0 and inner == 1
              and sx_c == 1 and sx_o == C and cmax is not None)
     if small and (force in ("small", "few") or (force is None and config.get("small", True))):
@@ -1009,13 +1031,13 @@ def _is_launch_config_error(exc: Exception) -> bool:
                                    "INVALID_CONFIGURATION", "invalid configuration"))
 
 
-def _launch_onchip(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss,
-                   grad, hess, double_):
+def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale,
+                   loss, grad, hess, double_):
     K, v, chunk, pipe = extra
     sc = _scratch(cupy, rows, x.data.device_id)
     f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x))]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
-    head = (x, np.int64(_stride(x, 0)), np.int32(C), np.int32(chunk), labels, *swa, cwa,
+    head = (x, np.int64(sx_o), np.int32(C), np.int32(chunk), labels, *swa, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
             loss, grad, hess, sc.sums, sc.errs)
     if pipe:
@@ -1055,17 +1077,24 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, h
 
 
 def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss, grad,
-            hess, double_, n_threads, scalar=None):
-    """Categorical CE / focal over x viewed as (outer, C, inner); `scalar` as for binary."""
-    outer, C, inner = (int(v) for v in x.shape)
+            hess, double_, n_threads, scalar=None, plain=None):
+    """Categorical CE / focal over x viewed as (outer, C, inner); `scalar` as for binary. `plain`:
+    _categorical_plain's call (integer labels, no weights; its arrays as binary's `plain` says),
+    with (outer, C, inner): x, grad and hess are then C-contiguous arrays of any shape, taken as
+    that view without a reshape."""
+    outer, C, inner = plain or x.shape
     if outer * inner == 0 or C == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
-    cupy = _cupy()
-    with cupy.cuda.Device(x.data.device_id):
+    if plain:
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
-                                            dscale, from_logits, loss, grad, hess, double_)
+                                            dscale, from_logits, loss, grad, hess, double_, checked=plain)
         total, key = sc.finish(mod, has_err, scalar)
+    else:
+        with _cupy().cuda.Device(x.data.device_id):
+            mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
+                                                dscale, from_logits, loss, grad, hess, double_)
+            total, key = sc.finish(mod, has_err, scalar)
     if key == _NO_ERR:
         return total, 0, 0, 0
     flat, code = key >> 4, key & 15
@@ -1075,38 +1104,46 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
 
 
 def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss,
-                     grad, hess, double_):
-    """Launch the categorical kernel (no synchronisation); returns (module, scratch, has_err)."""
+                     grad, hess, double_, checked=None):
+    """Launch the categorical kernel (no synchronisation); returns (module, scratch, has_err).
+    checked: softmax's `plain` (outer, C, inner), the arrays known to be what _check would pass."""
     cupy = _cupy()
-    outer, C, inner = (int(v) for v in x.shape)
+    if checked:
+        dims = outer, C, inner = checked
+        sx = (C * inner, inner, 1)   # C-contiguous
+    else:
+        dims = outer, C, inner = x.shape
+        sx = (_stride(x, 0), _stride(x, 1), _stride(x, 2))
     rows = outer * inner
     dev_id = x.data.device_id
-    dt = np.dtype(np.float64 if double_ else np.float32)
-    st = x.dtype if _storage(x) else dt   # y_pred, soft labels, grad and hess
-    _check("y_pred", x, st, dev_id, ndim=3)
-    _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
-    if ysoft is not None:   # soft labels: any dtype of _SOFT_LABEL_TYPES
-        own = ysoft.dtype.name in _SOFT_LABEL_TYPES and ysoft.dtype.isnative
-        _check("y_true", ysoft, ysoft.dtype if own else dt, dev_id, ndim=3)
-    if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
-        raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
+    dt = _COMPUTE[double_]
+    if not checked:
+        st = x.dtype if _storage(x) else dt   # y_pred, soft labels, grad and hess
+        _check("y_pred", x, st, dev_id, ndim=3)
+        _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
+        if ysoft is not None:   # soft labels: any dtype of _SOFT_LABEL_TYPES
+            own = ysoft.dtype.name in _SOFT_LABEL_TYPES and ysoft.dtype.isnative
+            _check("y_true", ysoft, ysoft.dtype if own else dt, dev_id, ndim=3)
+        if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
+            raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
+        _check("class_weight", cwa, dt, dev_id, contiguous=True, ndim=1)
+        _check("loss", loss, dt, dev_id, contiguous=True)
+        _check("grad", grad, st, dev_id, contiguous=True)
+        _check("hess", hess, st, dev_id, contiguous=True)
     swa = _weights(sw, dt, dev_id)
-    _check("class_weight", cwa, dt, dev_id, contiguous=True, ndim=1)
-    _check("loss", loss, dt, dev_id, contiguous=True)
-    _check("grad", grad, st, dev_id, contiguous=True)
-    _check("hess", hess, st, dev_id, contiguous=True)
     mod = _module(dev_id)
-    kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
+    kind, extra = _softmax_kernel_choice(mod, x, dims, sx, ysoft, labels, gamma, from_logits, grad, hess, double_)
     while kind == "onchip":   # a refused launch turns that family off; the next choice may be on-chip again
         try:
-            sc = _launch_onchip(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps,
-                                dscale, loss, grad, hess, double_)
+            sc = _launch_onchip(cupy, mod, extra, x, sx[0], C, rows, labels, swa, cwa, ignore_index, has_ignore,
+                                eps, dscale, loss, grad, hess, double_)
             return mod, sc, True
         except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use other kernels
             if not _is_launch_config_error(exc):
                 raise
             mod.disable_onchip(extra[0], exc, pipe=extra[3])
-            kind, extra = _softmax_kernel_choice(mod, x, ysoft, labels, gamma, from_logits, grad, hess, double_)
+            kind, extra = _softmax_kernel_choice(mod, x, dims, sx, ysoft, labels, gamma, from_logits, grad, hess,
+                                                 double_)
     if kind == "small":
         sc = _launch_small(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss,
                            grad, hess, double_)
@@ -1120,7 +1157,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)
     _launch_blocks(f, nblocks, threads, (
-        x, np.int64(_stride(x, 0)), np.int64(_stride(x, 1)), np.int64(_stride(x, 2)),
+        x, np.int64(sx[0]), np.int64(sx[1]), np.int64(sx[2]),
         np.int64(C), np.int64(inner), np.int64(rows), labels, ysoft,
         np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), *swa, cwa,
         np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(gamma),
