@@ -9,7 +9,7 @@ ex2, rcp, ...), LDS / STS (shared memory), LDG / STG (global memory), FSETP (flo
 A loop's length divided by the elements one trip handles (a vector of VEC per LDS.128 of a
 float32 slice, say) is its cost an element. ptxas's register and spill report comes first.
 
-    pip install nvidia-cuda-nvrtc nvidia-cuda-cuobjdump   # libnvrtc and cuobjdump
+    pip install nvidia-cuda-nvrtc nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm   # libnvrtc, cuobjdump (13.5 needs nvdisasm)
     python tools/sass_loops.py "xent_onchip<float, 4>" ["xent_onchip<float, 8, xentk::xhalf>" ...]
         [--arch 90] [--cuobjdump PATH] [--sass-out FILE] [--all] [--blocks]
 
@@ -50,7 +50,7 @@ def find_cuobjdump(explicit: str | None) -> str:
     for site in sys.path:
         for p in glob.glob(os.path.join(site, "nvidia", "cu*", "bin", "cuobjdump")):
             return p
-    raise SystemExit("cuobjdump not found: pip install nvidia-cuda-cuobjdump, or --cuobjdump PATH")
+    raise SystemExit("cuobjdump not found: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm, or --cuobjdump PATH")
 
 
 def functions(sass: str, predicates: bool = False) -> dict:
@@ -121,8 +121,10 @@ def main() -> int:
         path = os.path.join(tmp, "k.cubin")
         with open(path, "wb") as f:
             f.write(cubin)
-        sass = subprocess.run([find_cuobjdump(args.cuobjdump), "-sass", path], check=True,
-                              capture_output=True, text=True).stdout
+        run = subprocess.run([find_cuobjdump(args.cuobjdump), "-sass", path], capture_output=True, text=True)
+        if run.returncode:   # cuobjdump 13.5 without nvdisasm beside it, say
+            raise SystemExit(f"cuobjdump failed: {run.stderr.strip()} (pip install nvidia-cuda-nvdisasm)")
+        sass = run.stdout
     if args.sass_out:
         with open(args.sass_out, "w") as f:
             f.write(sass)
