@@ -805,8 +805,9 @@ template <typename T> XENT_HD T softmax_exp_safe(T x, T m) {
  * each summed apart. S_rest - S Q_jm (Q_jm = s_rest / s) held the same small difference exactly
  * only while S was about 1: soft labels that sum to 1000 lost up to 100 ulp in the cancellation
  * of S_rest and S Q_jm; here no large terms cancel. */
+XENT_HD double ce_grad_at_max_num(double S_rest, double c_jm, double s_rest) { return S_rest - c_jm * s_rest; }
 template <typename T> XENT_HD T ce_grad_at_max(double S_rest, double c_jm, double s_rest, double s) {
-    return T((S_rest - c_jm * s_rest) / s);
+    return T(ce_grad_at_max_num(S_rest, c_jm, s_rest) / s);
 }
 
 /* ---------------------------------------------------------------------------------------------
