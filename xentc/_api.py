@@ -818,7 +818,7 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
                   shape: tuple, scalar: dict):
     """_finish's result for a plain call (no sink, no out=, results in the compute dtype)."""
     if reduction == "none":
-        loss = loss_arr.reshape(sample_shape)
+        loss = loss_arr if loss_arr.shape == sample_shape else loss_arr.reshape(sample_shape)
     elif scalar:
         loss = scalar["scalar"][0]   # written on the device (_device_scalar)
     else:
@@ -868,11 +868,14 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
     shape = y_pred.shape
     n = y_pred.size
     denom = float(n)
-    loss_arr = empty((n,), cdt) if reduction == "none" else None
-    grad_arr = empty((n,), cdt) if grad else None
-    hess_arr = empty((n,), cdt) if hess else None
+    # the CUDA kernels take the arrays in any shape (`plain`); the CPU ones 1-D, and a reshape that
+    # changes nothing still costs CuPy a microsecond or two
+    flat = len(shape) == 1 or bool(bkw)
+    oshape = shape if flat else (n,)
+    loss_arr = empty(oshape, cdt) if reduction == "none" else None
+    grad_arr = empty(oshape, cdt) if grad else None
+    hess_arr = empty(oshape, cdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    flat = len(shape) == 1   # (a reshape that changes nothing still costs CuPy a microsecond or two)
     total, err, _, _ = backend.binary(y_true if flat else y_true.reshape(-1), y_pred if flat else y_pred.reshape(-1),
                                       None, None, 1.0, eps,
                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,

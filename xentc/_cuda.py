@@ -881,9 +881,9 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
     [the compute dtype (replaced by the 0-d array made for it, see _scalar_array) or that array,
     mean?, the mean's denominator] to receive the reduced loss on the device, so that _api needs
     no host-to-device copy for it. `plain`: a plain call of _api (_binary_plain), whose arrays are
-    on the current device, contiguous and aligned, in the compute dtype, the outputs new: no
-    device switch and no _check of them."""
-    if x.shape[0] == 0:
+    on the current device, C-contiguous and aligned, in the compute dtype, of one shape (any: the
+    elements in C order), the outputs new: no device switch, no _check of them and no reshape."""
+    if x.size == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
     if plain:
@@ -905,7 +905,8 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish().
     checked: the arrays are known to be what _check would pass (binary's `plain`)."""
     cupy = _cupy()
-    n = x.shape[0]
+    n = x.size   # 1-D, or any shape where checked (C-contiguous: unit strides in C order)
+    sy, sx = (1, 1) if checked else (_stride(y, 0), _stride(x, 0))
     dev_id = x.data.device_id
     dt = _COMPUTE[double_]
     store = _storage(x)
@@ -929,7 +930,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     vec = _vec(double_, store)
     if (config.get("binary_vec", True) and from_logits and float(gamma) == 0.0 and nw1 == 1
             and (sw is None or sw_len == 1 or (sw_rep == 1 and sw_len == n))   # else the general kernel
-            and _stride(y, 0) == 1 and _stride(x, 0) == 1
+            and sy == 1 and sx == 1
             # arrays the fast kernel reads or writes in packs (weights of another dtype: one by
             # one), each at a multiple of its pack's size: an element for each of y_pred's
             # 16-byte vector, at most 16 bytes (BinPack of _xent.cu)
@@ -954,7 +955,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     f = mod.funcs[_binary_name(double_, bool(from_logits), float(gamma) == 0.0, store, same_y, label)]
     _log("binary", blocks=nblocks, kernel="general")
     _launch_blocks(f, nblocks, 256, (
-        y, np.int64(_stride(y, 0)), x, np.int64(_stride(x, 0)), np.int64(n),
+        y, np.int64(sy), x, np.int64(sx), np.int64(n),
         *swa, np.int64(sw_rep), np.int64(sw_len), w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
         np.float64(dscale), loss, grad, hess, sc.sums, sc.errs))
     return mod, sc
