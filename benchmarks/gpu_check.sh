@@ -199,6 +199,8 @@ run bench 150 "$PY" "$REPO/benchmarks/bench_gpu.py" --repeat 20 --variants --jso
     ${XENTC_GPU_CHECK_BENCH_ARGS:-}
 # host time of a small call and xentc's share of it (issue 4's 0.1 ms whole-call target)
 run host_overhead 30 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --top 12
+# the same calls step by step (entries and exits of xentc's functions, cupy.empty, the launches)
+run host_stamps 20 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --stamps
 # where the whole-call time of the issue-4 cases goes: host before the launch, the wait, host after
 run host_phases 60 "$PY" "$REPO/benchmarks/host_overhead.py" --phases
 

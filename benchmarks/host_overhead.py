@@ -6,6 +6,7 @@ for 1048576x10 leaves little room for. This times many calls of tiny problems ba
 profiles them and splits the profiled time by where it is spent (xentc, CuPy, the rest).
 
     python benchmarks/host_overhead.py                       # on a GPU with CuPy
+    python benchmarks/host_overhead.py --stamps              # the same calls step by step
     PYTHONPATH=tools/cuda_emu python benchmarks/host_overhead.py --stub-kernels
         # anywhere: the CUDA emulator's cupy with the kernel launches replaced by no-ops, so the
         # time is xentc's Python plus the stand-in CuPy's (the xentc part is what carries over)
@@ -31,6 +32,9 @@ def main() -> None:
                          "launches, waiting for the device, host after it), instead of the small calls")
     ap.add_argument("--tiny", action="store_true", help="--phases on small shapes (a dry run on the emulator)")
     ap.add_argument("--top", type=int, default=0, help="also print the N functions of most own time a call")
+    ap.add_argument("--stamps", action="store_true",
+                    help="instead: the median time between the steps of a small call (entries and exits of "
+                         "xentc's functions on its path, cupy.empty), step by step")
     args = ap.parse_args()
 
     import cupy
@@ -56,6 +60,9 @@ def main() -> None:
         from cupy.cuda import function
 
         function.Function.__call__ = lambda self, *a, **k: launches.append(time.perf_counter())
+    if args.stamps:
+        stamps(cupy, cases, args.calls, args.stub_kernels)
+        return
     for name, call in cases.items():
         for _ in range(100):
             call()
@@ -172,6 +179,63 @@ def phases(cupy, xentc, repeat: int = 20, tiny: bool = False) -> None:
               f"(_*_enqueue, queued) {med(launch):.1f} us of host time", flush=True)
         del y, x
     _cuda._Scratch.finish = real_finish
+
+
+# The steps stamped by --stamps: xentc's functions on a small call's path (module, name)
+_STAMPED = (("_api", "_categorical_args"), ("_api", "_categorical_plain"), ("_api", "_binary_plain"),
+            ("_api", "_plain_backend"), ("_cuda", "softmax"), ("_cuda", "binary"), ("_cuda", "_softmax_enqueue"),
+            ("_cuda", "_binary_enqueue"), ("_cuda", "_softmax_kernel_choice"), ("_cuda", "_launch_small"),
+            ("_cuda", "_scratch"), ("_cuda", "_launch_blocks"), ("_api", "_plain_result"))
+
+
+def stamps(cupy, cases: dict, calls: int, stubbed: bool) -> None:
+    """Each case's call with a time stamp at the entry and the exit of the functions of _STAMPED,
+    of cupy.empty, of _Scratch.finish and (stubbed) of each kernel launch: the median time from one
+    stamp to the next over `calls` calls. A stamp costs its wrapper some 0.3 us, which the
+    interval after it includes; the main kernel's launch is inside _launch_blocks."""
+    from xentc import _api, _cuda
+
+    mods = {"_api": _api, "_cuda": _cuda}
+    events: list = []
+    clock = time.perf_counter
+
+    def wrap(owner, name):
+        f = getattr(owner, name)
+
+        def w(*a, **k):
+            events.append((name + " >", clock()))
+            r = f(*a, **k)
+            events.append(("< " + name, clock()))
+            return r
+
+        setattr(owner, name, w)
+        return owner, name, f
+
+    saved = [wrap(mods[m], n) for m, n in _STAMPED if hasattr(mods[m], n)]
+    saved += [wrap(cupy, "empty"), wrap(_cuda._Scratch, "finish")]
+    try:
+        for label, call in cases.items():
+            steps: dict = collections.defaultdict(list)
+            whole = []
+            for _ in range(calls):
+                del events[:]
+                t0 = clock()
+                call()
+                t1 = clock()
+                prev = t0
+                for i, (what, t) in enumerate(events):
+                    steps[(i, what)].append(t - prev)
+                    prev = t
+                steps[(len(events), "return")].append(t1 - prev)
+                whole.append(t1 - t0)
+            print(f"{label}: {np.median(whole) * 1e6:.1f} us a call with the stamps"
+                  f"{' (kernels stubbed)' if stubbed else ''}; median us from the stamp before:")
+            for (i, what), v in sorted(steps.items()):
+                if len(v) == calls:   # steps every call took
+                    print(f"    {i:3d} {what:28s} {np.median(v) * 1e6:7.2f}")
+    finally:
+        for owner, name, f in saved:
+            setattr(owner, name, f)
 
 
 def _allocation_counter():
