@@ -2026,7 +2026,8 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         return any(taken)
 
     for shape, axis, from_logits in (((37,) if binary else (37, 5), -1, True), ((6, 40), -1, True),
-                                     ((3, 2000), -1, True), ((4, 5, 3), 1, True), ((9, 7), -1, False)):
+                                     ((3, 2000), -1, True), ((4, 5, 3), 1, True), ((2, 3, 4, 5), 1, True),
+                                     ((9, 7), -1, False)):
         if binary:
             y, x = make_binary(rng, shape, dtype, from_logits, "soft")
             y = y.astype(dtype)
