@@ -2056,9 +2056,13 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         yg, xg = cupy.asarray(y), cupy.asarray(x)
         bad = yg.copy()
         bad[5] = 6
+        # and a bad label among labels of more than one dimension (the kernels take them as they are)
+        y3, x3 = make_categorical(rng, (2, 6, 4), dtype, True, "int", axis=1)
+        bad3 = cupy.asarray(y3)
+        bad3[1, 2] = -1
         declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}), ((yg, _misaligned_like(x)), {}),
                     ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((yg, xg), {"ignore_index": 2}),
-                    ((bad, xg), {})]
+                    ((bad, xg), {}), ((bad3, cupy.asarray(x3)), {"axis": 1})]
     for args, kw in declined:
         kw = {"from_logits": True, "grad": True, **kw}
         assert not both(*args, **kw), kw

@@ -921,7 +921,7 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     grad_arr = empty(gshape, cdt) if grad else None
     hess_arr = empty(gshape, cdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    labels = y_true if y_true.ndim == 1 else y_true.reshape(-1)
+    labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     total, err, _, _ = backend.softmax(x3, labels, None, None, None, -1, False,
                                        kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],

@@ -1082,7 +1082,7 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
     """Categorical CE / focal over x viewed as (outer, C, inner); `scalar` as for binary. `plain`:
     _categorical_plain's call (integer labels, no weights; its arrays as binary's `plain` says),
     with (outer, C, inner): x, grad and hess are then C-contiguous arrays of any shape, taken as
-    that view without a reshape."""
+    that view without a reshape, and the labels of any shape, their outer * inner in C order."""
     outer, C, inner = plain or x.shape
     if outer * inner == 0 or C == 0:
         _fill_scalar(scalar)
@@ -1100,7 +1100,7 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
         return total, 0, 0, 0
     flat, code = key >> 4, key & 15
     if code == _ERR_LABEL_RANGE:   # reported at the row's first class: the message wants the label
-        return total, code, flat // C, int(labels[flat // C])
+        return total, code, flat // C, int(labels.reshape(-1)[flat // C])   # (a plain call's: any shape)
     return total, code, flat // C, flat % C
 
 
