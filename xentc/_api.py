@@ -889,9 +889,15 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
 def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     """_categorical_here's result for a plain call (y_pred of _plain_type; no class weights,
     alpha, sample weights or out=, checked by the caller; kw: _categorical_args), None for any
-    other call or a call that fails."""
-    cdt = y_pred.dtype
-    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is type(y_pred) and y_true.dtype is _I64
+    other call or a call that fails. On the GPU y_pred may also be float16 or bfloat16: computed in
+    float32, the kernels read it and write the derivatives in its dtype, as _categorical_here has
+    them do (its _finish then keeps them as they are)."""
+    sdt = cdt = y_pred.dtype
+    if not (cdt is _F64 or cdt is _F32):
+        if type(y_pred) is np.ndarray or not (_is_half(cdt) and cdt.isnative):
+            return None
+        cdt = _F32
+    if not (type(y_true) is type(y_pred) and y_true.dtype is _I64
             and type(axis) is int and kw["ignore_index"] is None and y_pred.size
             and y_pred.flags.c_contiguous and y_true.flags.c_contiguous and _plain_context()):
         return None
@@ -918,8 +924,8 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
     denom = float(n)
     loss_arr = empty((n,), cdt) if reduction == "none" else None
-    grad_arr = empty(gshape, cdt) if grad else None
-    hess_arr = empty(gshape, cdt) if hess else None
+    grad_arr = empty(gshape, sdt) if grad else None
+    hess_arr = empty(gshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     total, err, _, _ = backend.softmax(x3, labels, None, None, None, -1, False,
