@@ -1992,10 +1992,10 @@ def test_16bit_kernels_built_on_first_use(store):
 @pytest.mark.parametrize("name", FUNCS)
 def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
     """The plain-call shortcut (_api._binary_plain, _categorical_plain) on CuPy arrays: taken for
-    contiguous float32 / float64 arrays (categorical: float16 / bfloat16 too) on the current device
-    without weights or out=, with the general path's bits (the shortcut switched off); left to the
-    general path for what it does not cover, and for a call whose kernel reports an error (the
-    general path raises it)."""
+    contiguous float32 / float64 / float16 / bfloat16 arrays (binary: labels of y_pred's dtype) on
+    the current device without weights or out=, with the general path's bits (the shortcut switched
+    off); left to the general path for what it does not cover, and for a call whose kernel reports
+    an error (the general path raises it)."""
     from xentc import _api
 
     rng = np.random.default_rng(_seed("plain", name, np.dtype(dtype).name))
@@ -2042,17 +2042,16 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     kw["axis"] = axis
                 if name in ("binary_focal_loss", "focal_loss"):
                     kw["gamma"] = 2.0
-                # on the GPU categorical calls from probabilities go the general way (labels checked
-                # first), and binary calls on 16-bit arrays
-                want = (dtype in DTYPES) if binary else from_logits
-                assert both(yg, xg, **kw) == want, (shape, kw)
+                # on the GPU categorical calls from probabilities go the general way (labels checked first)
+                assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
     # declined: strided, labels of another dtype, misaligned, weights, and an error the kernel reports
     if binary:
         y, x = make_binary(rng, (8, 6), dtype, True, "soft")
         yg, xg = cupy.asarray(y.astype(dtype)), cupy.asarray(x)
         bad = yg.copy()
         bad[3, 2] = 1.5
-        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(np.float16), xg), {}), ((yg, _misaligned_like(x)), {}),
+        other = np.float32 if np.dtype(dtype).itemsize == 2 else np.float16   # labels of another dtype
+        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(other), xg), {}), ((yg, _misaligned_like(x)), {}),
                     ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False})]
     else:
         y, x = make_categorical(rng, (8, 6), dtype, True, "int")

@@ -855,9 +855,15 @@ def _plain_backend(y_true, y_pred):
 def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
                   hess: bool, n_threads):
     """_binary_here's result for a plain call (y_pred of _plain_type; no pos_weight, sample
-    weights or out=, checked by the caller), None for any other call or a call that fails."""
-    cdt = y_pred.dtype
-    if not ((cdt is _F64 or cdt is _F32) and type(y_true) is type(y_pred) and y_true.dtype is cdt
+    weights or out=, checked by the caller), None for any other call or a call that fails. On the
+    GPU y_pred and the labels may also both be float16 or both bfloat16: computed in float32, read
+    and written in their dtype, as _binary_here has the kernels do."""
+    sdt = cdt = y_pred.dtype
+    if not (cdt is _F64 or cdt is _F32):
+        if type(y_pred) is np.ndarray or not (_is_half(cdt) and cdt.isnative):
+            return None
+        cdt = _F32
+    if not (type(y_true) is type(y_pred) and (y_true.dtype is sdt or (cdt is not sdt and y_true.dtype == sdt))
             and y_true.shape == y_pred.shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
             and _plain_context()):
         return None
@@ -873,8 +879,8 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
     flat = len(shape) == 1 or bool(bkw)
     oshape = shape if flat else (n,)
     loss_arr = empty(oshape, cdt) if reduction == "none" else None
-    grad_arr = empty(oshape, cdt) if grad else None
-    hess_arr = empty(oshape, cdt) if hess else None
+    grad_arr = empty(oshape, sdt) if grad else None
+    hess_arr = empty(oshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, _, _ = backend.binary(y_true if flat else y_true.reshape(-1), y_pred if flat else y_pred.reshape(-1),
                                       None, None, 1.0, eps,
