@@ -451,22 +451,16 @@ __device__ __forceinline__ CeRowEnd<T> ce_row_end(double s_rest, double S, doubl
     const double s = 1.0 + s_rest;
     o.loss = mul0(wi, T(LD + S * double(L)));
     o.ST = T(S);
-    T Qjm;
-    if (sizeof(T) == 4) {
-        /* float results: one double division (a thread's reciprocal, Newton steps and range test,
-         * 15-20 instructions) and products by it, each within about an ulp of double of the quotient,
-         * which rounds to the float of the quotient but where that lies so close to a midpoint */
-        const double r = 1.0 / s;
-        o.inv_s = T(r);
-        o.S_s = S * r;
-        Qjm = T(s_rest * r);
-        o.g_jm = T(ce_grad_at_max_num(S_rest, c_jm, s_rest) * r);
-    } else {   /* double results: quotients, as the CPU */
-        o.inv_s = T(1.0 / s);
-        o.S_s = S / s;
-        Qjm = T(s_rest / s);
-        o.g_jm = ce_grad_at_max<T>(S_rest, c_jm, s_rest, s);
-    }
+    /* a / s: for float results the product by 1/s, one double division a row instead of four (each
+     * 15-20 instructions: reciprocal, Newton steps, range test), within about an ulp of double of
+     * the quotient, so the same float but where the quotient lies that close to a midpoint; double
+     * results divide, as the CPU */
+    const double r = 1.0 / s;
+    const auto over_s = [&](double a) { return sizeof(T) == 4 ? a * r : a / s; };
+    o.inv_s = T(r);
+    o.S_s = over_s(S);
+    const T Qjm = T(over_s(s_rest));
+    o.g_jm = T(over_s(ce_grad_at_max_num(S_rest, c_jm, s_rest)));   /* ce_grad_at_max */
     o.h_jm = o.ST * o.inv_s * Qjm;
     o.c_y = T(0);
     return o;
