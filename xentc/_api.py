@@ -852,18 +852,29 @@ def _plain_backend(y_true, y_pred):
     return _cuda_backend(), cupy.empty, cupy, _PLAIN_CUDA_KW
 
 
+def _plain_dtypes(y_pred):
+    """(compute dtype, storage dtype) of a plain call's y_pred: float32 or float64, both its own; on
+    the GPU also float16 or bfloat16, computed in float32 and read, with the derivatives written,
+    in its own dtype, as the general path has the CUDA kernels do (_storage_dtype; its _finish then
+    keeps them as they are); None for any other dtype."""
+    dt = y_pred.dtype
+    if dt is _F64 or dt is _F32:
+        return dt, dt
+    if type(y_pred) is not np.ndarray and _is_half(dt) and dt.isnative:
+        return _F32, dt
+    return None
+
+
 def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
                   hess: bool, n_threads):
     """_binary_here's result for a plain call (y_pred of _plain_type; no pos_weight, sample
-    weights or out=, checked by the caller), None for any other call or a call that fails. On the
-    GPU y_pred and the labels may also both be float16 or both bfloat16: computed in float32, read
-    and written in their dtype, as _binary_here has the kernels do."""
-    sdt = cdt = y_pred.dtype
-    if not (cdt is _F64 or cdt is _F32):
-        if type(y_pred) is np.ndarray or not (_is_half(cdt) and cdt.isnative):
-            return None
-        cdt = _F32
-    if not (type(y_true) is type(y_pred) and (y_true.dtype is sdt or (cdt is not sdt and y_true.dtype == sdt))
+    weights or out=, checked by the caller), None for any other call or a call that fails. The
+    labels have y_pred's dtype (_plain_dtypes: on the GPU also float16 or bfloat16)."""
+    dts = _plain_dtypes(y_pred)
+    if dts is None:
+        return None
+    cdt, sdt = dts
+    if not (type(y_true) is type(y_pred) and (y_true.dtype is sdt or y_true.dtype == sdt)
             and y_true.shape == y_pred.shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
             and _plain_context()):
         return None
@@ -895,14 +906,11 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
 def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     """_categorical_here's result for a plain call (y_pred of _plain_type; no class weights,
     alpha, sample weights or out=, checked by the caller; kw: _categorical_args), None for any
-    other call or a call that fails. On the GPU y_pred may also be float16 or bfloat16: computed in
-    float32, the kernels read it and write the derivatives in its dtype, as _categorical_here has
-    them do (its _finish then keeps them as they are)."""
-    sdt = cdt = y_pred.dtype
-    if not (cdt is _F64 or cdt is _F32):
-        if type(y_pred) is np.ndarray or not (_is_half(cdt) and cdt.isnative):
-            return None
-        cdt = _F32
+    other call or a call that fails (dtypes: _plain_dtypes)."""
+    dts = _plain_dtypes(y_pred)
+    if dts is None:
+        return None
+    cdt, sdt = dts
     if not (type(y_true) is type(y_pred) and y_true.dtype is _I64
             and type(axis) is int and kw["ignore_index"] is None and y_pred.size
             and y_pred.flags.c_contiguous and y_true.flags.c_contiguous and _plain_context()):

@@ -881,14 +881,15 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
     [the compute dtype (replaced by the 0-d array made for it, see _scalar_array) or that array,
     mean?, the mean's denominator] to receive the reduced loss on the device, so that _api needs
     no host-to-device copy for it. `plain`: a plain call of _api (_binary_plain), whose arrays are
-    on the current device, C-contiguous and aligned, in the compute dtype, of one shape (any: the
-    elements in C order), the outputs new: no device switch, no _check of them and no reshape."""
+    on the current device, C-contiguous and aligned, labels in y_pred's dtype, all of one shape
+    (any: the elements in C order), the outputs new: no device switch, no _check of them and no
+    reshape."""
     if x.size == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
-    if plain:
+    if plain:   # (no `with nullcontext()` for both: its two Python calls are half a microsecond)
         mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-                                  checked=True)
+                                  sw_rep, sw_len, checked=True)
         total, key = sc.finish(mod, True, scalar)
     else:
         with _cupy().cuda.Device(x.data.device_id):
@@ -1087,7 +1088,7 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
     if outer * inner == 0 or C == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
-    if plain:
+    if plain:   # (as in binary)
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
                                             dscale, from_logits, loss, grad, hess, double_, checked=plain)
         total, key = sc.finish(mod, has_err, scalar)
