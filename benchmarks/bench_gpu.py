@@ -54,6 +54,9 @@ VARIANTS = {
     "softmax_large": [("pipelined", {"pipeline": True}), ("one row a block", {"pipeline": False}),
                       ("pipelined, 32 KiB slices", {"pipeline": True, "onchip_cap": 32768}),
                       ("one row a block, 32 KiB slices", {"pipeline": False, "onchip_cap": 32768})],
+    # 16-bit rows: wide slices (exponentials kept in float, clusters twice the size) or narrow ones
+    # (the logits alone, each exponential computed again for the gradient)
+    "softmax_16bit": [("wide 16-bit slices", {"wide16": True}), ("narrow 16-bit slices", {"wide16": False})],
     "binary": [("16-byte packs, rounds from n", {}), ("16-byte packs, 1 round a block", {"binary_vec_rounds": 1}),
                ("16-byte packs, 2 rounds a block", {"binary_vec_rounds": 2}),
                ("16-byte packs, 4 rounds a block", {"binary_vec_rounds": 4}),
@@ -152,7 +155,8 @@ def time_variants(kind, x, y, repeat, C):
     from xentc import _cuda
 
     out = {}
-    group = "binary" if kind == "binary" else "softmax_small" if C <= 32 else "softmax_large"
+    group = ("binary" if kind == "binary" else "softmax_small" if C <= 32
+             else "softmax_16bit" if x.itemsize == 2 else "softmax_large")
     for label, settings in VARIANTS[group]:
         saved = dict(_cuda.config)
         try:
@@ -193,7 +197,6 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
     rng = cupy.random.default_rng(1234)
     row = {"case": name, "shape": f"{N}x{C}" if C else f"{N}"}
     half = name.rsplit("_", 1)[-1] if name.endswith(("_f16", "_bf16")) else None
-    variants = variants and not half
     if kind == "softmax":
         x = rng.standard_normal((N, C), dtype=cupy.float32) * 2
         if half == "f16":
@@ -235,7 +238,7 @@ def run_case(name, kind, N, C, repeat, bw, torch, liger, xentc, variants=False):
         _cuda.config["log"] = None
     except Exception:  # noqa: BLE001
         pass
-    if variants:
+    if variants and not half:
         log("   host profile of 20 whole calls (tottime):\n" + host_profile(call))
 
     # ---- correctness against PyTorch float64 ------------------------------------------------

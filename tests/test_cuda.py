@@ -624,6 +624,60 @@ def test_onchip_label_at_maximum_and_wide_rows(kernel, dtype):
             assert _used_kernel()["kernel"] == "onchip"
 
 
+HALF_DTYPES = [np.float16] + ([BF16] if BF16 is not None else [])
+HALF_IDS = ["f16"] + (["bf16"] if BF16 is not None else [])
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("C,K", [(520, 1), (8200, 1), (8200, 2), (2056, 4), (4168, 8)])
+def test_onchip_wide_16bit_slices(C, K, dtype):
+    """16-bit rows in 16-byte vectors take wide slices (each exponential kept in float over the
+    logits, in segments of 32 vectors a warp reads before it writes): the bits of narrow slices
+    (the logits alone, each exponential computed again for the gradient) with the same cluster
+    size, and the CPU's results. Slices of 65 vectors (two segments and one vector), of 1025 and
+    513 (more than a block's 256 threads, the last segment one vector) and cluster blocks whose
+    slices end inside a segment; rows with a NaN, -inf, a huge logit, a label at the maximum, an
+    ignored row, zero and other sample weights, label smoothing with class weights."""
+    mod = _cuda._module(cupy.cuda.Device().id)
+    if K > 1 and not mod.cluster:
+        pytest.skip("no cluster kernels on this device")
+    chunk = -(-(-(-C // K)) // 8) * 8
+    caps = {True: _cuda._onchip_smem(chunk, 8, 2, True), False: _cuda._onchip_smem(chunk, 8, 2, False)}
+    if max(caps.values()) > mod.onchip_cap:
+        pytest.skip("the slice does not fit a block's shared memory on this device")
+    rng = np.random.default_rng(_seed("wide16", C, K, np.dtype(dtype).name))
+    N = 9
+    x = rng.normal(0, 3, (N, C))
+    y = rng.integers(0, C, N)
+    x[1, 7] = np.nan
+    x[2, [0, C // 2, C - 1]] = -np.inf
+    x[3, C - 5] = float(np.finfo(dtype).max) * 0.75     # not gap-safe in float16; its gap overflows
+    y[4] = np.argmax(x[4])                               # the label at the maximum
+    y[5] = -100                                          # ignored
+    x = x.astype(dtype)
+    sw = rng.uniform(0.5, 2, N)
+    sw[6] = 0.0
+    cw = rng.uniform(0.5, 2, C)
+    rt = RTOL[np.dtype(dtype)]
+    xg, yg = cupy.asarray(x), cupy.asarray(y)
+    for kw in ({"from_logits": True, "ignore_index": -100},
+               {"from_logits": True, "ignore_index": -100, "label_smoothing": 0.1, "class_weight": cw,
+                "sample_weight": sw}):
+        for reduction, grad, hess in (("none", True, True), ("mean", True, False), ("sum", False, True)):
+            got = {}
+            for wide in (True, False):
+                _cuda.config.update(force="onchip", wide16=wide, onchip_cap=caps[wide], log=[])
+                if wide:
+                    compare("cross_entropy", y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+                    _cuda.config["log"] = []
+                got[wide] = xentc.cross_entropy(yg, xg, reduction=reduction, grad=grad, hess=hess,
+                                                **to_gpu_kwargs(kw))
+                used = _used_kernel()
+                assert used["kernel"] == "onchip" and used["wide"] == wide and used["K"] == K, used
+                assert used["vec"] == 8 and used["chunk"] == chunk, used
+            _same_results(got[True], got[False], (C, K, kw, reduction))
+
+
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("C", [1, 2, 7, 8, 9, 10, 16, 17, 31, 32, 33])
 def test_small_classes_kernel(C, dtype):
@@ -1983,11 +2037,12 @@ def test_16bit_kernels_built_on_first_use(store):
     assert list(mod.info()["storage_compile_seconds"]) == [store, part]
     assert not set(_cuda.name_expressions(mod.cluster, f"soft-y:float32:{h}")) & set(dict(mod.funcs))
     if mod.onchip_cap > 48 * 1024:   # the 16-bit on-chip kernels got the same shared-memory settings
-        name = _cuda._onchip_name(False, 1, 8, False, store)
-        f = mod.funcs[name]   # (CuPy 14's Function has no such attribute: ask the driver, 8 = max dynamic smem)
-        got = (f.max_dynamic_shared_size_bytes if hasattr(f, "max_dynamic_shared_size_bytes")
-               else cupy.cuda.driver.funcGetAttribute(8, f.ptr))
-        assert got == mod.onchip_cap
+        for wide in (False, True):
+            f = mod.funcs[_cuda._onchip_name(False, 1, 8, False, store, wide)]
+            # (CuPy 14's Function has no such attribute: ask the driver, 8 = max dynamic smem)
+            got = (f.max_dynamic_shared_size_bytes if hasattr(f, "max_dynamic_shared_size_bytes")
+                   else cupy.cuda.driver.funcGetAttribute(8, f.ptr))
+            assert got == mod.onchip_cap, wide
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)

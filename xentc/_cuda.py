@@ -139,9 +139,11 @@ _MAX_GRID = 2**31 - 1
 # few-classes kernel compiled for a bound on C, "few": the one compiled for the exact C), "few"
 # can be switched off (the calls of at most 32 classes then take the "small" kernel),
 # "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
-# take the cluster path, and "log" (a list) records each launch's choice.
+# take the cluster path, "wide16" can be switched off (16-bit rows then take narrow slices, which
+# hold the logits alone and compute each exponential again for the gradient: half the shared
+# memory, so clusters half the size), and "log" (a list) records each launch's choice.
 config: Dict[str, Any] = {"onchip": True, "pipeline": False, "small": True, "few": True, "tile": True, "cluster": True,
-                          "force": None,
+                          "wide16": True, "force": None,
                           "onchip_cap": None, "log": None}
 
 _modules: Dict[int, "_Module"] = {}
@@ -218,11 +220,13 @@ def _binary_vec_name(double_: bool, with_sw: bool, store: str = "", same_y: bool
 
 
 @functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
-def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, store: str = "") -> str:
+def _onchip_name(double_: bool, K: int, vec: int, pipe: bool = False, store: str = "", wide: bool = False) -> str:
+    """wide: a wide 16-bit slice (its exponentials kept in float, _onchip_smem)."""
     base = "xent_onchip_pipe" if pipe else "xent_onchip"
+    tail = _sname(store) + (", true" if wide else "")
     if K == 1:
-        return f"{base}<{_tname(double_)}, {vec}{_sname(store)}>"
-    return f"{base}_cl<{_tname(double_)}, {K}, {vec}{_sname(store)}>"
+        return f"{base}<{_tname(double_)}, {vec}{tail}>"
+    return f"{base}_cl<{_tname(double_)}, {K}, {vec}{tail}>"
 
 
 @functools.lru_cache(maxsize=None)   # a call's kernel name: no string formatting a call
@@ -245,11 +249,15 @@ def _generic_name(kind: str, double_: bool, store: str = "", label_store: Option
     return f"xent_softmax_{kind}<{t}, {store or t}, {label_store}>"
 
 
-def _onchip_stage(chunk: int, vec: int, itemsize: int) -> int:
-    """Elements of shared memory an on-chip block holds a slice of `chunk` classes in (a stage of
-    the pipelined kernels): 16-bit slices taken an element at a time are copied as 4-byte words, at
-    their offset within a word, so they take two more, an even number (onchip_stage of _xent.cu)."""
-    return (chunk + 2) & ~1 if itemsize == 2 and vec == 1 else chunk
+def _onchip_smem(chunk: int, vec: int, itemsize: int, wide: bool = False) -> int:
+    """Bytes of shared memory an on-chip block holds its slice of `chunk` classes in (a stage of the
+    pipelined kernels): the slice as stored, but 16-bit slices taken an element at a time, which are
+    copied as 4-byte words at their offset within a word, so take two more elements, an even number
+    (onchip_stage of _xent.cu). A wide 16-bit slice holds a float for each class, in segments of
+    32 vectors (1 KiB for 8 classes a vector: wide_at of _xent.cu)."""
+    if wide:
+        return -(-chunk // (32 * vec)) * 32 * vec * 4
+    return ((chunk + 2) & ~1 if itemsize == 2 and vec == 1 else chunk) * itemsize
 
 
 def _small_smem(C: int, itemsize: int) -> int:
@@ -319,6 +327,9 @@ def name_expressions(cluster: bool, part: str = "all") -> list:
             out += [_binary_vec_name(d, w, h, hy) for w in (False, True)]
         out += [_generic_name(k, d, h) for k in _GENERIC_KINDS]
         out += [_onchip_name(d, 1, v, pipe, h) for v in (1, _vec(d, h)) for pipe in (False, True)]
+        if h:   # wide 16-bit slices: one row a block (or cluster), 16-byte vectors
+            out += [_onchip_name(d, K, _vec(d, h), False, h, True)
+                    for K in (1,) + (_CLUSTER_SIZES if cluster else ())]
         out += [_small_name(d, cm, h) for cm in _SMALL_CMAX[d]]
         if cluster:
             out += [_onchip_name(d, K, v, pipe, h) for K in _CLUSTER_SIZES for v in (1, _vec(d, h))
@@ -965,8 +976,8 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
 def _softmax_kernel_choice(mod: _Module, x, dims: tuple, sx: tuple, ysoft, labels, gamma, from_logits, grad, hess,
                            double_):
     """(kind, extra) for a categorical call on x viewed as dims (outer, C, inner) with strides sx (in
-    elements); kind in onchip/small/tile/thread/warp/block. extra: (K, vec, chunk, pipelined) for
-    onchip, the class bound CMAX for small, the shared memory for tile."""
+    elements); kind in onchip/small/tile/thread/warp/block. extra: (K, vec, chunk, pipelined, wide)
+    for onchip, the class bound CMAX for small, the shared memory for tile."""
     outer, C, inner = dims
     isz = x.itemsize             # the on-chip kernels hold the row as stored
     csz = 8 if double_ else 4    # the tile and few-classes kernels stage it in the compute type
@@ -981,17 +992,21 @@ def _softmax_kernel_choice(mod: _Module, x, dims: tuple, sx: tuple, ysoft, label
                    and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
         v = vec if aligned else 1
         sizes = (1,) + (_CLUSTER_SIZES if (mod.cluster and config.get("cluster", True)) else ())
-        # the pipelined kernels (two slices a block) where they fit, else a slice a block
-        for pipe, cap_bytes in ((True, mod.pipe_cap // 2 if config.get("pipeline", False) else 0),
-                                (False, mod.onchip_cap)):
+        # the pipelined kernels (two slices a block) where they fit, else a slice a block: for
+        # 16-bit rows in 16-byte vectors a wide slice (exponentials kept in float, twice the
+        # shared memory) where one fits, else the narrow one (logits only)
+        wide = isz == 2 and v > 1 and config.get("wide16", True)
+        for pipe, wd, cap_bytes in ((True, False, mod.pipe_cap // 2 if config.get("pipeline", False) else 0),
+                                    (False, True, mod.onchip_cap if wide else 0), (False, False, mod.onchip_cap)):
             if config.get("onchip_cap"):
                 cap_bytes = min(cap_bytes, int(config["onchip_cap"]))
-            cap = cap_bytes // isz
+            if cap_bytes <= 0:
+                continue
             for K in sizes:
                 chunk = -(-C // K)
                 chunk = -(-chunk // v) * v
-                if _onchip_stage(chunk, v, isz) <= cap:
-                    onchip = (K, v, chunk, pipe)
+                if _onchip_smem(chunk, v, isz, wd) <= cap_bytes:
+                    onchip = (K, v, chunk, pipe, wd)
                     break
             if onchip is not None:
                 break
@@ -1035,10 +1050,10 @@ def _is_launch_config_error(exc: Exception) -> bool:
 
 def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale,
                    loss, grad, hess, double_):
-    K, v, chunk, pipe = extra
+    K, v, chunk, pipe, wide = extra
     sc = _scratch(cupy, rows, x.data.device_id)
-    f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x))]
-    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe)
+    f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x), wide)]
+    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe, wide=wide)
     head = (x, np.int64(sx_o), np.int32(C), np.int32(chunk), labels, *swa, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
             loss, grad, hess, sc.sums, sc.errs)
@@ -1046,13 +1061,14 @@ def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_
         # persistent: a block (cluster) per K multiprocessors takes rows from a counter, zeroed here
         cupy.cuda.runtime.memsetAsync(int(sc.counter), 0, 8, cupy.cuda.get_current_stream().ptr)
         clusters = max(1, min(rows, mod.sm_count // K))
-        f((clusters * K,), (_PIPE_THREADS,), head + (np.int64(rows), sc.counter), shared_mem=2 * _onchip_stage(chunk, v, x.itemsize) * x.itemsize)
+        f((clusters * K,), (_PIPE_THREADS,), head + (np.int64(rows), sc.counter),
+          shared_mem=2 * _onchip_smem(chunk, v, x.itemsize))
         return sc
     max_rows = _MAX_GRID // K
     off = 0
     while off < rows:
         nr = min(max_rows, rows - off)
-        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=_onchip_stage(chunk, v, x.itemsize) * x.itemsize)
+        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=_onchip_smem(chunk, v, x.itemsize, wide))
         off += nr
     return sc
 

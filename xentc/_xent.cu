@@ -49,6 +49,9 @@
  *   xent_onchip_cl<T,K,VEC> the same for rows that do not fit one block: a thread-block cluster
  *                          of K blocks (sm_90) shares the row max and sums through distributed
  *                          shared memory, each block keeping its slice of the row on chip.
+ *                          Both take a last template argument WIDE (16-bit storage, VEC 8): the
+ *                          slice's exponentials kept in float over its logits (wide_at), so the
+ *                          gradient pass does not compute them again; twice the shared memory.
  *   xent_onchip_pipe<T,VEC>, xent_onchip_pipe_cl<T,K,VEC> the same, pipelined: persistent
  *                          blocks of 1024 threads (one per SM) take rows from a counter and hold
  *                          two slices, the next row's arriving (cp.async) while this one is
@@ -1292,23 +1295,24 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
 #endif
 
 /* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory
- * in place of the logits (S = T), or, for 16-bit storage, where an exponential does not fit the
- * logit's two bytes, computed again from the logit (the same softmax_exp, so the same bits; SAFE:
- * softmax_exp_safe, for a row whose logits are all gap_safe). Every class takes the common form;
+ * (B = T: in place of the logits, or over them in a wide 16-bit slice), or, for a narrow 16-bit
+ * slice (B = S), where an exponential does not fit the logit's two bytes, computed again from the
+ * logit (the same softmax_exp, so the same bits; SAFE: softmax_exp_safe, for a row whose logits
+ * are all gap_safe). Every class takes the common form;
  * then the two whose gradient has its own, the label y and the maximum jm (in that order: jm's
  * wins where y = jm), are written again by the thread that wrote their vector, which orders its
  * two stores to one address. */
-template <bool WG, bool WH, bool DENSE, bool DS0, bool SAFE, int NT, typename T, typename S, int VEC>
-__device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VEC>* gs, Pack<S, VEC>* hs, int nv,
+template <bool WG, bool WH, bool DENSE, bool DS0, bool SAFE, int NT, typename T, typename S, int VEC, typename B>
+__device__ __forceinline__ void onchip_write(const Pack<B, VEC>* buf, Pack<S, VEC>* gs, Pack<S, VEC>* hs, int nv,
                                              int j0, T m, int jm, int y, const CeRowEnd<T>& fin, T ds, T epsC,
                                              const T* cwa) {
-    constexpr bool KEEP = SameType<S, T>::value;
+    constexpr bool KEEP = SameType<B, T>::value;
     /* e_j: kept in buf, or computed again from the logit x_j */
     auto exp_of = [&](T x, int j) {
         return KEEP ? x : SAFE ? softmax_exp_safe(x, m) : (j == jm ? T(1) : softmax_exp(x, m));
     };
     for (int q = threadIdx.x; q < nv; q += NT) {
-        const Pack<S, VEC> ev = buf[q];
+        const Pack<B, VEC> ev = buf[q];
         Pack<S, VEC> go, ho;
         const int jb = j0 + q * VEC;
 #pragma unroll
@@ -1334,15 +1338,29 @@ __device__ __forceinline__ void onchip_write(const Pack<S, VEC>* buf, Pack<S, VE
     }
 }
 
+/* Wide 16-bit slices (WIDE: S of two bytes, VEC > 1, so 16-byte Packs of 8 logits): the block's
+ * shared memory keeps the exponentials in float as for float32 rows, so the gradient pass needs no
+ * second exponential. Each segment of 32 Packs (the Packs a warp's lanes take in one trip of the
+ * loops below, q = 32 s + lane) has 1 KiB: its 32 Packs of 8 floats (Pack<T, VEC> index q),
+ * whose upper half holds the segment's 32 logit Packs until they are replaced (Pack<S, VEC> index
+ * wide_at(q)). The exponential of lane l lands on the logits of lanes 2 l - 32 and 2 l - 31 of its
+ * own segment, so a warp reads all its logits before any lane writes (__syncwarp), and no other
+ * warp ever touches the segment: no block-wide barrier. */
+__device__ __forceinline__ int wide_at(int q) { return q + (q & ~31) + 32; }
+template <bool WIDE> __device__ __forceinline__ int logit_at(int q) { return WIDE ? wide_at(q) : q; }
+
 /* Pass 2 of an on-chip row over the block's slice: s_rest's part (ls), and with label smoothing
  * (DENSE) the parts of S_rest (lsr) and LD (lld); with KEEP each exponential replaces its logit
- * in buf (1 at jm). SAFE: every logit of the row is gap_safe (softmax_exp_safe, the same bits,
- * e = 1 at jm already); then only the vector that holds jm takes its 1 out of the sum. */
-template <bool SAFE, bool DENSE, bool KEEP, int NT, typename T, typename S, int VEC>
+ * in buf (1 at jm), in T (WIDE: buf is a wide slice). SAFE: every logit of the row is gap_safe
+ * (softmax_exp_safe, the same bits, e = 1 at jm already); then only the vector that holds jm takes
+ * its 1 out of the sum. */
+template <bool SAFE, bool DENSE, bool KEEP, bool WIDE, int NT, typename T, typename S, int VEC>
 __device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T m, int jm, T epsC,
                                             const T* cwa, double& ls, double& lsr, double& lld) {
-    for (int q = threadIdx.x; q < nv; q += NT) {
-        const Pack<S, VEC> v = buf[q];
+    static_assert(!WIDE || KEEP, "a wide slice keeps its exponentials");
+    static_assert(KEEP == (WIDE || SameType<S, T>::value), "only S = T or a wide slice keeps them");
+    Pack<T, VEC>* const ebuf = reinterpret_cast<Pack<T, VEC>*>(buf);   /* KEEP: where they go */
+    auto vector = [&](const Pack<S, VEC> v, int q) {   /* v by value: one 16-byte load, not one per element */
         const int jb = j0 + q * VEC;
         T ex[VEC];
 #pragma unroll
@@ -1362,10 +1380,10 @@ __device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T
             }
         }
         if constexpr (KEEP) {
-            Pack<S, VEC> ev;
+            Pack<T, VEC> ev;
 #pragma unroll
             for (int l = 0; l < VEC; ++l) ev.v[l] = (SAFE || jb + l != jm) ? ex[l] : T(1);
-            buf[q] = ev;
+            ebuf[q] = ev;
         }
         if (SAFE && unsigned(jm - jb) < unsigned(VEC)) {
 #pragma unroll
@@ -1379,6 +1397,19 @@ __device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T
         else if (VEC == 4) ls += double((ex[0] + ex[1 % VEC]) + (ex[2 % VEC] + ex[3 % VEC]));
         else if (VEC == 2) ls += double(ex[0] + ex[1 % VEC]);
         else ls += double(ex[0]);
+    };
+    if constexpr (WIDE) {
+        static_assert(NT % 32 == 0, "a trip takes whole segments");
+        const int lane = threadIdx.x & 31;
+        const Pack<S, VEC>* src = buf + wide_at(threadIdx.x);   /* wide_at(q + NT) = wide_at(q) + 2 NT */
+        for (int q = threadIdx.x; q - lane < nv; q += NT, src += 2 * NT) {   /* the whole warp takes each trip */
+            Pack<S, VEC> v;
+            if (q < nv) v = *src;
+            __syncwarp();   /* the segment's logits all read before its exponentials replace them */
+            if (q < nv) vector(v, q);
+        }
+    } else {
+        for (int q = threadIdx.x; q < nv; q += NT) vector(buf[q], q);
     }
 }
 
@@ -1448,8 +1479,9 @@ __device__ __forceinline__ int onchip_shift(const OnchipParams<T, S>& p, xi64 ro
     return 0;
 }
 
-/* The copies of the block's slice of a row into buf (shifted by onchip_shift), not waited for. */
-template <typename T, typename S, int VEC, int NT>
+/* The copies of the block's slice of a row into buf (shifted by onchip_shift; WIDE: a wide slice),
+ * not waited for. */
+template <typename T, typename S, int VEC, int NT, bool WIDE = false>
 __device__ __forceinline__ void onchip_issue(const OnchipParams<T, S>& p, xi64 row, int rank, Pack<S, VEC>* buf) {
     const OnchipSlice<T, S, VEC> sl(p, row, rank);
     if constexpr (OnchipWords<S, VEC>::value) {
@@ -1465,16 +1497,19 @@ __device__ __forceinline__ void onchip_issue(const OnchipParams<T, S>& p, xi64 r
             if ((n - head) & 1) dst[n - 1] = src[n - 1];
         }
     } else {
-        for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + q, sl.xs + q);
+        for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + logit_at<WIDE>(q), sl.xs + q);
     }
 }
 
-/* A row (label y in [0, C)) from its slice in buf, filled and visible to every thread. */
-template <typename T, typename S, int K, int VEC, int NT>
+/* A row (label y in [0, C)) from its slice in buf (WIDE: a wide slice), filled and visible to
+ * every thread. */
+template <typename T, typename S, int K, int VEC, int NT, bool WIDE = false>
 __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi64 row, int rank, xi64 y,
                                                 Pack<S, VEC>* buf, OnchipScratch<NT>& sc) {
     typedef Pack<S, VEC> P;
-    constexpr bool KEEP = SameType<S, T>::value;   /* exponentials kept in place of the logits */
+    static_assert(!WIDE || (sizeof(S) == 2 && VEC > 1 && SameType<T, float>::value), "wide: 16-bit Packs");
+    /* the exponentials kept in shared memory (in place of the logits, or over them in a wide slice) */
+    constexpr bool KEEP = SameType<S, T>::value || WIDE;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     constexpr int NW = NT / 32;
     const OnchipSlice<T, S, VEC> sl(pa, row, rank);
@@ -1502,7 +1537,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     int jm = 0x7fffffff;
     bool odd = false;
     for (int q = tid; q < nv; q += NT) {
-        const P v = buf[q];
+        const P v = buf[logit_at<WIDE>(q)];
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
             const T t = T(v.v[l]);
@@ -1515,7 +1550,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     bool nan = false;
     if (odd) {
         for (int q = tid; q < nv; q += NT) {
-            const P v = buf[q];
+            const P v = buf[logit_at<WIDE>(q)];
 #pragma unroll
             for (int l = 0; l < VEC; ++l) nan = nan || T(v.v[l]) != T(v.v[l]);
         }
@@ -1569,12 +1604,13 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
      *    c_j = eps/C cw_j over the classes (S_rest) and of c_j d_j (LD). Each exponential
      *    replaces its logit in shared memory (1 at jm), for the gradient pass: one exp per
      *    element, the corrected one of softmax_exp (as the CPU, which keeps them in the row).
-     *    16-bit storage keeps the logits (onchip_write computes the exponentials again). */
+     *    A narrow 16-bit slice keeps the logits (onchip_write computes the exponentials again);
+     *    a wide one takes the exponentials in float over them. */
     const T epsC = eps / T(C);
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
         double ls = 0.0, lsr = 0.0, lld = 0.0;
-#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, KEEP, NT>(buf, nv, j0, m, jm, epsC, cwa, ls, lsr, lld)
+#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, KEEP, WIDE, NT>(buf, nv, j0, m, jm, epsC, cwa, ls, lsr, lld)
         if (safe) {
             if (dense) XENT_OC_EXPS(true, true);
             else XENT_OC_EXPS(true, false);
@@ -1640,7 +1676,10 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
         if (gs || hs) {
 #define XENT_OC_WRITE(WG, WH, DN, D0)                                                                      \
     do {                                                                                                      \
-        if (KEEP || !safe)                                                                                    \
+        if constexpr (KEEP)                                                                                   \
+            onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(reinterpret_cast<const Pack<T, VEC>*>(buf), gs, hs, \
+                                                               nv, j0, m, jm, int(y), fin, ds, epsC, cwa);    \
+        else if (!safe)                                                                                       \
             onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC, \
                                                                cwa);                                          \
         else                                                                                                  \
@@ -1668,18 +1707,19 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
 #endif
 }
 
-/* One row per block (or per cluster of K blocks): the slice is copied in, then processed. */
-template <typename T, typename S, int K, int VEC>
+/* One row per block (or per cluster of K blocks): the slice is copied in, then processed (WIDE: a
+ * wide 16-bit slice). */
+template <typename T, typename S, int K, int VEC, bool WIDE>
 __device__ __forceinline__ void onchip_one_row(const OnchipParams<T, S>& p, xi64 row, int rank) {
     XENT_DYN_SHARED(dyn);
     XENT_SHARED(OnchipScratch<OC_NT>, sc);
     Pack<S, VEC>* buf = reinterpret_cast<Pack<S, VEC>*>(dyn) + onchip_shift<T, S, VEC>(p, row, rank);
     const xi64 y = p.labels[row];
     if (!onchip_row_start<T, S, VEC, OC_NT>(p, row, rank, y)) return;
-    onchip_issue<T, S, VEC, OC_NT>(p, row, rank, buf);   /* every copy of the slice in flight at once */
+    onchip_issue<T, S, VEC, OC_NT, WIDE>(p, row, rank, buf);   /* every copy of the slice in flight at once */
     copy_to_shared_wait();
     __syncthreads();
-    onchip_row_body<T, S, K, VEC, OC_NT>(p, row, rank, y, buf, sc);
+    onchip_row_body<T, S, K, VEC, OC_NT, WIDE>(p, row, rank, y, buf, sc);
 }
 
 /* The next row for this block (or cluster): taken from the launch's row counter by rank 0 and
@@ -1773,10 +1813,10 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
 #define XENT_CLUSTER_RANK(K) int(xentk::cluster_rank())
 #endif
 
-template <typename T, int VEC, typename S = T>
+template <typename T, int VEC, typename S = T, bool WIDE = false>
 __global__ void __launch_bounds__(xentk::OC_NT) xent_onchip(XENT_ONCHIP_PARAMS, xi64 row_offset) {
     XENT_ONCHIP_STRUCT
-    xentk::onchip_one_row<T, S, 1, VEC>(p, xi64(blockIdx.x) + row_offset, 0);
+    xentk::onchip_one_row<T, S, 1, VEC, WIDE>(p, xi64(blockIdx.x) + row_offset, 0);
 }
 
 template <typename T, int VEC, typename S = T>
@@ -1786,11 +1826,11 @@ __global__ void __launch_bounds__(xentk::PIPE_NT, 1) xent_onchip_pipe(XENT_ONCHI
 }
 
 #if XENT_CLUSTER
-template <typename T, int K, int VEC, typename S = T>
+template <typename T, int K, int VEC, typename S = T, bool WIDE = false>
 __global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::OC_NT)
 xent_onchip_cl(XENT_ONCHIP_PARAMS, xi64 row_offset) {
     XENT_ONCHIP_STRUCT
-    xentk::onchip_one_row<T, S, K, VEC>(p, xi64(blockIdx.x / K) + row_offset, XENT_CLUSTER_RANK(K));
+    xentk::onchip_one_row<T, S, K, VEC, WIDE>(p, xi64(blockIdx.x / K) + row_offset, XENT_CLUSTER_RANK(K));
 }
 
 template <typename T, int K, int VEC, typename S = T>
