@@ -28,7 +28,9 @@
  *     to a destination that a pending copy of the thread targets or that is written while its
  *     copy is pending, and a thread exiting with copies not waited for.
  * Shared memory starts filled with 0xff bytes (NaN for float and double, -1 for integers), so a
- * read of shared memory nobody wrote shows up in the results. cp.async copies are asynchronous
+ * read of shared memory nobody wrote shows up in the results; XENTC_EMU_SMEM_FILL picks another
+ * byte (0x4b: finite values, such as a GPU's earlier block leaves, which NaN-blind code such as a
+ * maximum would take in). cp.async copies are asynchronous
  * per thread as in PTX: the destination holds 0xff bytes from the issue until the issuing thread's
  * wait_all, or wait_group N for all committed groups but the newest N, lands the copy; so a read
  * before the wait shows up in the results too.
@@ -216,6 +218,7 @@ struct LaunchArgs {
     unsigned long long seed;
     char* err;
     unsigned long long errcap;
+    unsigned fill;                   /* the byte shared memory starts as (0xff: NaN) */
 };
 
 struct State {
@@ -238,6 +241,7 @@ struct State {
     size_t dyn = 0, smem_limit = SMEM_DEFAULT;
     bool strict = true;
     int order = 0;
+    unsigned char fill = 0xff;
     unsigned long long rng = 1;
     Barrier cl_bar;
     std::vector<Thread> threads;
@@ -571,7 +575,7 @@ inline void* alloc_shared(Block* b, const void* key, size_t size, size_t align, 
 #if EMU_ASAN
     ASAN_UNPOISON_MEMORY_REGION(b->arena + off, size);
 #endif
-    memset(b->arena + off, 0xff, size);
+    memset(b->arena + off, G.fill, size);
 #if !EMU_ASAN
     memset(b->arena + off + size, CANARY_BYTE, CANARY);
 #endif
@@ -822,6 +826,7 @@ inline int launch(const LaunchArgs* a, Body body, const char* name, long cx, lon
     G.params = a->params;
     G.strict = a->strict != 0;
     G.order = a->order;
+    G.fill = static_cast<unsigned char>(a->fill);
     G.rng = a->seed ? a->seed : 0x9e3779b97f4a7c15ull;
     const unsigned bx = a->block[0], by = a->block[1], bz = a->block[2];
     const unsigned gx = a->grid[0], gy = a->grid[1], gz = a->grid[2];
@@ -891,10 +896,10 @@ inline int launch(const LaunchArgs* a, Body body, const char* name, long cx, lon
             b.static_bytes = 0;
 #if EMU_ASAN
             ASAN_UNPOISON_MEMORY_REGION(b.arena, b.cap);
-            memset(b.arena, 0xff, G.dyn);
+            memset(b.arena, G.fill, G.dyn);
             ASAN_POISON_MEMORY_REGION(b.arena + G.dyn, b.cap - G.dyn);
 #else
-            memset(b.arena, 0xff, G.dyn);
+            memset(b.arena, G.fill, G.dyn);
             memset(b.arena + G.dyn, CANARY_BYTE, CANARY);
 #endif
             b.used = G.dyn + CANARY;

@@ -50,6 +50,8 @@
 #   XENTC_EMU_ASAN=1     AddressSanitizer build (libasan preloaded here, leak checks off)
 #   XENTC_EMU_STRICT=0   allow divergent __syncthreads sites and shuffles from exited lanes
 #   XENTC_EMU_OPT=-O2    g++ optimisation (default -O1)
+#   XENTC_EMU_SMEM_FILL=0x4b  the byte shared memory starts as (default 0xff, NaN): finite stale
+#                        values, as a GPU's earlier blocks leave, for code that must mask them
 #   XENTC_EMU_SOURCE=HEAD|path.cu    compile this kernel source instead (e.g. while _xent.cu is
 #                        mid-edit); _xent_math.h comes from beside it (or from HEAD)
 #   XENTC_EMU_CACHE      folder of built kernel libraries (default ~/.cache/xentc-emu);

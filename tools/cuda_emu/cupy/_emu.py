@@ -18,6 +18,8 @@ Environment (see run.sh):
                       and of blocks in the grid
   XENTC_EMU_SOURCE    a .cu file (or "HEAD" for git HEAD's xentc/_xent.cu) compiled instead of
                       the source the caller passes; _xent_math.h is pasted from beside it
+  XENTC_EMU_SMEM_FILL the byte shared memory starts as (default 0xff: NaN); 0x4b gives finite
+                      stale values, for code that must mask what it did not write
   XENTC_EMU_VERBOSE   1: say on stderr when a library is built
 """
 from __future__ import annotations
@@ -392,7 +394,7 @@ class _LaunchArgs(ctypes.Structure):
     _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3), ("dyn_smem", ctypes.c_ulonglong),
                 ("max_dyn", ctypes.c_ulonglong), ("params", ctypes.POINTER(ctypes.c_void_p)), ("strict", ctypes.c_int),
                 ("order", ctypes.c_int), ("seed", ctypes.c_ulonglong), ("err", ctypes.c_char_p),
-                ("errcap", ctypes.c_ulonglong)]
+                ("errcap", ctypes.c_ulonglong), ("fill", ctypes.c_uint)]
 
 
 _libs: Dict[str, ctypes.CDLL] = {}
@@ -523,6 +525,7 @@ class Kernel:
         la.seed = (int(os.environ.get("XENTC_EMU_SEED", "12345")) * 1000003 + _seed_counter[0]) & (2**64 - 1)
         la.err = ctypes.cast(err, ctypes.c_char_p)
         la.errcap = len(err)
+        la.fill = int(os.environ.get("XENTC_EMU_SMEM_FILL", "0xff"), 0) & 0xFF
         with _launch_lock:
             rc = self._fn(ctypes.byref(la))
         if rc == 0:
