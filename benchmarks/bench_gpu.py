@@ -55,8 +55,10 @@ VARIANTS = {
                       ("pipelined, 32 KiB slices", {"pipeline": True, "onchip_cap": 32768}),
                       ("one row a block, 32 KiB slices", {"pipeline": False, "onchip_cap": 32768})],
     # 16-bit rows: wide slices (exponentials kept in float, clusters twice the size) or narrow ones
-    # (the logits alone, each exponential computed again for the gradient)
-    "softmax_16bit": [("wide 16-bit slices", {"wide16": True}), ("narrow 16-bit slices", {"wide16": False})],
+    # (the logits alone, each exponential computed again for the gradient); rows that are not whole
+    # 16-byte vectors (50257 classes) in vectors with their edges class by class, or a class at a time
+    "softmax_16bit": [("wide 16-bit slices", {"wide16": True}), ("narrow 16-bit slices", {"wide16": False}),
+                      ("odd rows a class at a time", {"ragged": False})],
     "binary": [("16-byte packs, rounds from n", {}), ("16-byte packs, 1 round a block", {"binary_vec_rounds": 1}),
                ("16-byte packs, 2 rounds a block", {"binary_vec_rounds": 2}),
                ("16-byte packs, 4 rounds a block", {"binary_vec_rounds": 4}),

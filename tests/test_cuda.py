@@ -678,6 +678,75 @@ def test_onchip_wide_16bit_slices(C, K, dtype):
             _same_results(got[True], got[False], (C, K, kw, reduction))
 
 
+@pytest.mark.parametrize("stale", [False, True], ids=["nan", "stale"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
+@pytest.mark.parametrize("C,K", [(1203, 1), (1203, 2), (1203, 4), (2401, 8), (2058, 2)])
+def test_onchip_ragged_rows(C, K, dtype, stale, monkeypatch):
+    """Rows that are not whole 16-byte vectors (an odd C; a view that starts inside a vector, loss
+    alone) keep the on-chip kernels' vectors: a slice's first and last vectors, which also hold
+    classes of the neighbouring slice or row, are copied, read and written class by class. Rows of
+    every place within a vector (2058 classes: float64 rows are whole vectors), the extreme classes, NaN, -inf and the maximum in those edge
+    vectors, labels there and at a cluster block's edges, an ignored row, smoothing with class
+    weights; the CPU's results, and for 16-bit rows the bits of narrow slices. stale: on the CUDA
+    emulator, shared memory starts as finite values (as a GPU's earlier blocks leave it) instead of
+    NaN, which a maximum would not take in."""
+    if stale:
+        monkeypatch.setenv("XENTC_EMU_SMEM_FILL", "0x4b")
+    mod = _cuda._module(cupy.cuda.Device().id)
+    if K > 1 and not mod.cluster:
+        pytest.skip("no cluster kernels on this device")
+    vec = _cuda._vec(np.dtype(dtype) == np.float64, _cuda._storage(np.empty(0, dtype)))
+    rng = np.random.default_rng(_seed("ragged", C, K, np.dtype(dtype).name))
+    N = 2 * vec + 5                                      # rows at every place within a vector
+    x = rng.normal(0, 3, (N, C))
+    y = rng.integers(0, C, N)
+    chunk = -(-(-(-C // K)) // vec) * vec
+    x[0, 0] = 30.0; y[0] = 0                             # the maximum and the label at class 0
+    x[1, C - 1] = 30.0; y[1] = C - 1                     # ... at the last class
+    x[2, 1] = np.nan                                     # NaN in a row's first vector
+    x[3, [0, C - 1]] = -np.inf                           # -inf at both ends
+    b = min(chunk, C - 1)
+    y[4] = b; x[4, b - 1] = 20.0                         # a cluster block's first and last classes
+    y[5] = -100                                          # ignored
+    x[6, C - 2] = float(np.finfo(dtype).max) * 0.75      # not gap-safe in 16-bit
+    x = x.astype(dtype)
+    cw = rng.uniform(0.5, 2, C)
+    sw = rng.uniform(0.5, 2, N)
+    rt = RTOL[np.dtype(dtype)]
+    wides = (True, False) if np.dtype(dtype).itemsize == 2 else (True,)
+    for kw in ({"from_logits": True, "ignore_index": -100},
+               {"from_logits": True, "ignore_index": -100, "label_smoothing": 0.1, "class_weight": cw,
+                "sample_weight": sw}):
+        for reduction, grad, hess in (("none", True, True), ("mean", True, False), ("sum", False, False)):
+            got = {}
+            for wide in wides:
+                cap = _cuda._onchip_smem(chunk, vec, np.dtype(dtype).itemsize, wide and len(wides) > 1, True)
+                if cap > mod.onchip_cap:
+                    pytest.skip("the slice does not fit a block's shared memory on this device")
+                _cuda.config.update(force="onchip", wide16=wide, onchip_cap=cap, log=[])
+                compare("cross_entropy", y, x, kw, reduction=reduction, grad=grad, hess=hess, rtol=rt)
+                used = _used_kernel()
+                assert used["vec"] == vec and used["ragged"] == (C % vec != 0) and used["K"] == K, used
+                got[wide] = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), reduction=reduction, grad=grad,
+                                                hess=hess, **to_gpu_kwargs(kw))
+            if len(wides) > 1:
+                _same_results(got[True], got[False], (C, K, kw, reduction))
+    # a view starting inside a vector: its loss alone takes the vectors; with a gradient (a new
+    # array, whose rows start elsewhere within a vector) a class at a time
+    _cuda.config.update(force="onchip", wide16=True, onchip_cap=None, log=[])
+    base = cupy.asarray(rng.normal(0, 3, (N, C + vec)).astype(dtype))
+    xv = base[:, 1:C + 1]
+    yv = rng.integers(0, C, N)
+    for grad in (False, True):
+        gpu = xentc.cross_entropy(cupy.asarray(yv), xv, from_logits=True, grad=grad)
+        cpu = xentc.cross_entropy(yv, cupy.asnumpy(xv), from_logits=True, grad=grad)
+        for g, c in zip(_results(gpu), _results(cpu)):
+            if g is not None:
+                assert_close(g, c, rt, f"view, grad={grad}")
+        used = _used_kernel()
+        assert used["vec"] == (1 if grad else vec) and used["ragged"] == (not grad), used
+
+
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 @pytest.mark.parametrize("C", [1, 2, 7, 8, 9, 10, 16, 17, 31, 32, 33])
 def test_small_classes_kernel(C, dtype):

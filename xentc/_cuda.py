@@ -141,9 +141,11 @@ _MAX_GRID = 2**31 - 1
 # "onchip_cap" lowers the shared memory (bytes) an on-chip block may hold, so that small rows
 # take the cluster path, "wide16" can be switched off (16-bit rows then take narrow slices, which
 # hold the logits alone and compute each exponential again for the gradient: half the shared
-# memory, so clusters half the size), and "log" (a list) records each launch's choice.
+# memory, so clusters half the size), "ragged" can be switched off (rows that are not whole aligned
+# vectors, an odd C say, are then taken a class at a time by the on-chip kernels, as before), and
+# "log" (a list) records each launch's choice.
 config: Dict[str, Any] = {"onchip": True, "pipeline": False, "small": True, "few": True, "tile": True, "cluster": True,
-                          "wide16": True, "force": None,
+                          "wide16": True, "ragged": True, "force": None,
                           "onchip_cap": None, "log": None}
 
 _modules: Dict[int, "_Module"] = {}
@@ -249,15 +251,17 @@ def _generic_name(kind: str, double_: bool, store: str = "", label_store: Option
     return f"xent_softmax_{kind}<{t}, {store or t}, {label_store}>"
 
 
-def _onchip_smem(chunk: int, vec: int, itemsize: int, wide: bool = False) -> int:
+def _onchip_smem(chunk: int, vec: int, itemsize: int, wide: bool = False, ragged: bool = False) -> int:
     """Bytes of shared memory an on-chip block holds its slice of `chunk` classes in (a stage of the
-    pipelined kernels): the slice as stored, but 16-bit slices taken an element at a time, which are
-    copied as 4-byte words at their offset within a word, so take two more elements, an even number
-    (onchip_stage of _xent.cu). A wide 16-bit slice holds a float for each class, in segments of
-    32 vectors (1 KiB for 8 classes a vector: wide_at of _xent.cu)."""
+    pipelined kernels, which are always sized as ragged): the slice as stored, in vectors of `vec`,
+    one more where slices may start inside a vector (ragged: OnchipSlice of _xent.cu), but 16-bit
+    slices taken an element at a time, which are copied as 4-byte words at their offset within a
+    word, so take two more elements, an even number (onchip_stage). A wide 16-bit slice holds a
+    float for each class, in segments of 32 vectors (1 KiB for 8 classes a vector: wide_at)."""
+    packs = chunk // vec + (1 if ragged and vec > 1 else 0)
     if wide:
-        return -(-chunk // (32 * vec)) * 32 * vec * 4
-    return ((chunk + 2) & ~1 if itemsize == 2 and vec == 1 else chunk) * itemsize
+        return -(-packs // 32) * 32 * vec * 4
+    return ((chunk + 2) & ~1 if itemsize == 2 and vec == 1 else packs * vec) * itemsize
 
 
 def _small_smem(C: int, itemsize: int) -> int:
@@ -976,8 +980,8 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
 def _softmax_kernel_choice(mod: _Module, x, dims: tuple, sx: tuple, ysoft, labels, gamma, from_logits, grad, hess,
                            double_):
     """(kind, extra) for a categorical call on x viewed as dims (outer, C, inner) with strides sx (in
-    elements); kind in onchip/small/tile/thread/warp/block. extra: (K, vec, chunk, pipelined, wide)
-    for onchip, the class bound CMAX for small, the shared memory for tile."""
+    elements); kind in onchip/small/tile/thread/warp/block. extra: (K, vec, chunk, pipelined, wide,
+    ragged) for onchip, the class bound CMAX for small, the shared memory for tile."""
     outer, C, inner = dims
     isz = x.itemsize             # the on-chip kernels hold the row as stored
     csz = 8 if double_ else 4    # the tile and few-classes kernels stage it in the compute type
@@ -988,9 +992,15 @@ def _softmax_kernel_choice(mod: _Module, x, dims: tuple, sx: tuple, ysoft, label
             and from_logits and labels is not None and ysoft is None and float(gamma) == 0.0 and inner == 1
             and sx_c == 1 and C < 2**31 and mod.onchip_cap > 0):
         vec = _vec(double_, _storage(x))
-        aligned = (x.data.ptr % 16 == 0 and sx_o % vec == 0 and C % vec == 0
-                   and all(o.data.ptr % 16 == 0 for o in (grad, hess) if o is not None))
-        v = vec if aligned else 1
+        # 16-byte vectors: rows of whole aligned vectors, or (ragged) rows whose gradient and Hessian
+        # rows have x's places within a vector (their slices' first and last vectors taken class by
+        # class); else a class at a time
+        xp = x.data.ptr
+        outs = [o.data.ptr for o in (grad, hess) if o is not None]
+        ragged = not (xp % 16 == 0 and sx_o % vec == 0 and C % vec == 0 and all(o % 16 == 0 for o in outs))
+        v = vec if not ragged or (config.get("ragged", True) and (sx_o - C) % vec == 0
+                                  and all((o - xp) % 16 == 0 for o in outs)) else 1
+        ragged = ragged and v > 1
         sizes = (1,) + (_CLUSTER_SIZES if (mod.cluster and config.get("cluster", True)) else ())
         # the pipelined kernels (two slices a block) where they fit, else a slice a block: for
         # 16-bit rows in 16-byte vectors a wide slice (exponentials kept in float, twice the
@@ -1005,8 +1015,8 @@ def _softmax_kernel_choice(mod: _Module, x, dims: tuple, sx: tuple, ysoft, label
             for K in sizes:
                 chunk = -(-C // K)
                 chunk = -(-chunk // v) * v
-                if _onchip_smem(chunk, v, isz, wd) <= cap_bytes:
-                    onchip = (K, v, chunk, pipe, wd)
+                if _onchip_smem(chunk, v, isz, wd, ragged or pipe) <= cap_bytes:
+                    onchip = (K, v, chunk, pipe, wd, ragged)
                     break
             if onchip is not None:
                 break
@@ -1050,10 +1060,10 @@ def _is_launch_config_error(exc: Exception) -> bool:
 
 def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale,
                    loss, grad, hess, double_):
-    K, v, chunk, pipe, wide = extra
+    K, v, chunk, pipe, wide, ragged = extra
     sc = _scratch(cupy, rows, x.data.device_id)
     f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x), wide)]
-    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe, wide=wide)
+    _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe, wide=wide, ragged=ragged)
     head = (x, np.int64(sx_o), np.int32(C), np.int32(chunk), labels, *swa, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
             loss, grad, hess, sc.sums, sc.errs)
@@ -1062,13 +1072,13 @@ def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_
         cupy.cuda.runtime.memsetAsync(int(sc.counter), 0, 8, cupy.cuda.get_current_stream().ptr)
         clusters = max(1, min(rows, mod.sm_count // K))
         f((clusters * K,), (_PIPE_THREADS,), head + (np.int64(rows), sc.counter),
-          shared_mem=2 * _onchip_smem(chunk, v, x.itemsize))
+          shared_mem=2 * _onchip_smem(chunk, v, x.itemsize, ragged=True))
         return sc
     max_rows = _MAX_GRID // K
     off = 0
     while off < rows:
         nr = min(max_rows, rows - off)
-        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=_onchip_smem(chunk, v, x.itemsize, wide))
+        f((nr * K,), (256,), head + (np.int64(off),), shared_mem=_onchip_smem(chunk, v, x.itemsize, wide, ragged))
         off += nr
     return sc
 

@@ -1190,7 +1190,9 @@ __device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, in
  * computed in T (the CPU divides in double), within an ulp; the gradient alone without smoothing
  * takes e_j times ds S / s instead (ce_plain_scale, in ce_int_elem). Per-row partial sums go to
  * part_sum[row], the row's error key (label range) to part_err[row]. */
-constexpr int OC_NT = 256;   /* threads per block */
+/* threads per block; the one-row kernels ask for at most 85 registers a thread
+ * (__launch_bounds__(OC_NT, 3)), so that three blocks of 64 KiB slices share a multiprocessor */
+constexpr int OC_NT = 256;
 
 template <typename T, int VEC> struct __align__(sizeof(T) * VEC) Pack { T v[VEC]; };
 
@@ -1294,6 +1296,70 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
 }
 #endif
 
+/* The block's slice of a row: classes j0 .. j1 - 1, held in nv Packs from class ja = j0 - s, where
+ * s is the place of the slice's first class in its 16-byte Pack (0 in rows of whole, aligned Packs;
+ * _cuda.py takes VEC > 1 for other rows only where the gradient and Hessian rows have x's places).
+ * Where s > 0 the first Pack, and where the slice ends inside a Pack the last one, is an edge Pack:
+ * it also holds classes of the neighbouring slice or row, so it is copied, read and written class by
+ * class (valid); the interior Packs qa .. qb - 1 whole. */
+template <typename T, typename S, int VEC> struct OnchipSlice {
+    int j0, j1, ja, nv, qa, qb;
+    const Pack<S, VEC>* xs;
+    Pack<S, VEC>* gs;
+    Pack<S, VEC>* hs;
+    __device__ __forceinline__ OnchipSlice(const OnchipParams<T, S>& p, xi64 row, int rank) {
+        j0 = rank * p.chunk;
+        j1 = (p.C - j0) < p.chunk ? p.C : j0 + p.chunk;
+        if (j1 < j0) j1 = j0;   /* a cluster block past the row's end (chunk rounded up): no classes */
+        const S* xr = p.x + row * p.sx_o + j0;
+        const int sh = VEC > 1 ? int((reinterpret_cast<xu64>(xr) / sizeof(S)) % VEC) : 0;
+        ja = j0 - sh;
+        const int n = j1 > j0 ? j1 - ja : 0;
+        nv = (n + VEC - 1) / VEC;
+        qa = (sh > 0 && nv > 0) ? 1 : 0;
+        qb = (n % VEC) ? nv - 1 : nv;
+        xs = reinterpret_cast<const Pack<S, VEC>*>(xr - sh);
+        gs = p.grad ? reinterpret_cast<Pack<S, VEC>*>(p.grad + row * xi64(p.C) + ja) : (Pack<S, VEC>*)0;
+        hs = p.hess ? reinterpret_cast<Pack<S, VEC>*>(p.hess + row * xi64(p.C) + ja) : (Pack<S, VEC>*)0;
+    }
+    __device__ __forceinline__ bool valid(int j) const { return unsigned(j - j0) < unsigned(j1 - j0); }
+};
+
+template <bool B> struct BoolC { static constexpr bool value = B; };
+
+/* f(q, edge) for this thread's Packs of slice sl, in index order: the head edge Pack (thread 0),
+ * the interior ones (q = this thread's index mod NT, as for every Pack), the tail edge Pack (its
+ * thread). edge: BoolC<true> for an edge Pack (where only the classes sl.valid count), else
+ * BoolC<false>. In rows of whole Packs every Pack is interior: the loop of old. */
+template <int NT, class SL, class F>
+__device__ __forceinline__ void for_packs(const SL& sl, F&& f) {
+    const int tid = threadIdx.x;
+    if (sl.qa && tid == 0) f(0, BoolC<true>());
+    for (int q = tid + (tid < sl.qa ? NT : 0); q < sl.qb; q += NT) f(q, BoolC<false>());
+    if (sl.qb < sl.nv && sl.qb >= sl.qa && sl.qb % NT == tid) f(sl.qb, BoolC<true>());
+}
+
+/* Every class of the slice's gradient and Hessian set to v (ignored rows: 0; NaN rows: NaN). */
+template <int NT, typename T, typename S, int VEC>
+__device__ __forceinline__ void onchip_fill(const OnchipSlice<T, S, VEC>& sl, T v) {
+    Pack<S, VEC> z;
+#pragma unroll
+    for (int l = 0; l < VEC; ++l) z.v[l] = v;
+    for_packs<NT>(sl, [&](int q, auto edge) {
+        if constexpr (decltype(edge)::value) {
+#pragma unroll
+            for (int l = 0; l < VEC; ++l) {
+                if (!sl.valid(sl.ja + q * VEC + l)) continue;
+                if (sl.gs) reinterpret_cast<S*>(sl.gs + q)[l] = v;
+                if (sl.hs) reinterpret_cast<S*>(sl.hs + q)[l] = v;
+            }
+        } else {
+            if (sl.gs) sl.gs[q] = z;
+            if (sl.hs) sl.hs[q] = z;
+        }
+    });
+}
+
 /* Gradient / Hessian of a slice from the exponentials e_j = exp(x_j - m) kept in shared memory
  * (B = T: in place of the logits, or over them in a wide 16-bit slice), or, for a narrow 16-bit
  * slice (B = S), where an exponential does not fit the logit's two bytes, computed again from the
@@ -1303,34 +1369,45 @@ __device__ __forceinline__ double cluster_load(const double* p, unsigned rank) {
  * wins where y = jm), are written again by the thread that wrote their vector, which orders its
  * two stores to one address. */
 template <bool WG, bool WH, bool DENSE, bool DS0, bool SAFE, int NT, typename T, typename S, int VEC, typename B>
-__device__ __forceinline__ void onchip_write(const Pack<B, VEC>* buf, Pack<S, VEC>* gs, Pack<S, VEC>* hs, int nv,
-                                             int j0, T m, int jm, int y, const CeRowEnd<T>& fin, T ds, T epsC,
-                                             const T* cwa) {
+__device__ __forceinline__ void onchip_write(const Pack<B, VEC>* buf, const OnchipSlice<T, S, VEC>& sl, T m, int jm,
+                                             int y, const CeRowEnd<T>& fin, T ds, T epsC, const T* cwa) {
     constexpr bool KEEP = SameType<B, T>::value;
+    Pack<S, VEC>* const gs = sl.gs;
+    Pack<S, VEC>* const hs = sl.hs;
     /* e_j: kept in buf, or computed again from the logit x_j */
     auto exp_of = [&](T x, int j) {
         return KEEP ? x : SAFE ? softmax_exp_safe(x, m) : (j == jm ? T(1) : softmax_exp(x, m));
     };
-    for (int q = threadIdx.x; q < nv; q += NT) {
+    for_packs<NT>(sl, [&](int q, auto edge) {
+        constexpr bool E = decltype(edge)::value;   /* an edge Pack: its classes stored one by one */
         const Pack<B, VEC> ev = buf[q];
         Pack<S, VEC> go, ho;
-        const int jb = j0 + q * VEC;
+        const int jb = sl.ja + q * VEC;
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
+            if (E && !sl.valid(jb + l)) continue;
             T g = T(0), h = T(0);
             ce_int_elem<WG, WH, DENSE, DS0>(exp_of(T(ev.v[l]), jb + l), jb + l, false, jm, y, fin, ds, epsC, cwa, g, h);
-            if (WG) go.v[l] = g;
-            if (WH) ho.v[l] = h;
+            if (E) {
+                if (WG) reinterpret_cast<S*>(gs + q)[l] = g;
+                if (WH) reinterpret_cast<S*>(hs + q)[l] = h;
+            } else {
+                if (WG) go.v[l] = g;
+                if (WH) ho.v[l] = h;
+            }
         }
-        if (WG) gs[q] = go;
-        if (WH) hs[q] = ho;
-    }
+        if (!E) {
+            if (WG) gs[q] = go;
+            if (WH) hs[q] = ho;
+        }
+    });
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
         const int j = k == 0 ? y : jm;
-        const int q = (j - j0) / VEC;
-        if ((k == 0 && y == jm) || j < j0 || q >= nv || q % NT != int(threadIdx.x)) continue;
-        const int l = (j - j0) - q * VEC;
+        if ((k == 0 && y == jm) || !sl.valid(j)) continue;
+        const int q = (j - sl.ja) / VEC;
+        if (q % NT != int(threadIdx.x)) continue;
+        const int l = (j - sl.ja) - q * VEC;
         T g = T(0), h = T(0);
         ce_int_elem<WG, WH, DENSE, DS0>(exp_of(T(buf[q].v[l]), j), j, true, jm, y, fin, ds, epsC, cwa, g, h);
         if (WG) reinterpret_cast<S*>(gs + q)[l] = g;
@@ -1355,13 +1432,15 @@ template <bool WIDE> __device__ __forceinline__ int logit_at(int q) { return WID
  * (softmax_exp_safe, the same bits, e = 1 at jm already); then only the vector that holds jm takes
  * its 1 out of the sum. */
 template <bool SAFE, bool DENSE, bool KEEP, bool WIDE, int NT, typename T, typename S, int VEC>
-__device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T m, int jm, T epsC,
+__device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, const OnchipSlice<T, S, VEC>& sl, T m, int jm, T epsC,
                                             const T* cwa, double& ls, double& lsr, double& lld) {
     static_assert(!WIDE || KEEP, "a wide slice keeps its exponentials");
     static_assert(KEEP == (WIDE || SameType<S, T>::value), "only S = T or a wide slice keeps them");
     Pack<T, VEC>* const ebuf = reinterpret_cast<Pack<T, VEC>*>(buf);   /* KEEP: where they go */
-    auto vector = [&](const Pack<S, VEC> v, int q) {   /* v by value: one 16-byte load, not one per element */
-        const int jb = j0 + q * VEC;
+    /* v by value: one 16-byte load, not one per element; edge: only the classes sl.valid count */
+    auto vector = [&](const Pack<S, VEC> v, int q, auto edge) {
+        constexpr bool E = decltype(edge)::value;
+        const int jb = sl.ja + q * VEC;
         T ex[VEC];
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
@@ -1372,6 +1451,10 @@ __device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T
             } else {
                 const T e = softmax_exp(x, m);
                 ex[l] = (j != jm) ? e : T(0);
+            }
+            if (E && !sl.valid(j)) {
+                ex[l] = T(0);
+                continue;
             }
             if (DENSE) {
                 const T c = epsC * (cwa ? cwa[j] : T(1));
@@ -1402,32 +1485,20 @@ __device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, int nv, int j0, T
         static_assert(NT % 32 == 0, "a trip takes whole segments");
         const int lane = threadIdx.x & 31;
         const Pack<S, VEC>* src = buf + wide_at(threadIdx.x);   /* wide_at(q + NT) = wide_at(q) + 2 NT */
+        const int nv = sl.nv;
         for (int q = threadIdx.x; q - lane < nv; q += NT, src += 2 * NT) {   /* the whole warp takes each trip */
             Pack<S, VEC> v;
             if (q < nv) v = *src;
             __syncwarp();   /* the segment's logits all read before its exponentials replace them */
-            if (q < nv) vector(v, q);
+            if (q < nv) {   /* (each thread's Packs in index order, as for_packs takes them) */
+                if (q < sl.qa || q >= sl.qb) vector(v, q, BoolC<true>());
+                else vector(v, q, BoolC<false>());
+            }
         }
     } else {
-        for (int q = threadIdx.x; q < nv; q += NT) vector(buf[q], q);
+        for_packs<NT>(sl, [&](int q, auto edge) { vector(buf[q], q, edge); });
     }
 }
-
-/* The block's slice of a row: classes j0 .. j0 + nv VEC - 1, and where they are. */
-template <typename T, typename S, int VEC> struct OnchipSlice {
-    int j0, nv;
-    const Pack<S, VEC>* xs;
-    Pack<S, VEC>* gs;
-    Pack<S, VEC>* hs;
-    __device__ __forceinline__ OnchipSlice(const OnchipParams<T, S>& p, xi64 row, int rank) {
-        j0 = rank * p.chunk;
-        const int j1 = (p.C - j0) < p.chunk ? p.C : j0 + p.chunk;
-        nv = j1 > j0 ? (j1 - j0) / VEC : 0;
-        xs = reinterpret_cast<const Pack<S, VEC>*>(p.x + row * p.sx_o + j0);
-        gs = p.grad ? reinterpret_cast<Pack<S, VEC>*>(p.grad + row * xi64(p.C) + j0) : (Pack<S, VEC>*)0;
-        hs = p.hess ? reinterpret_cast<Pack<S, VEC>*>(p.hess + row * xi64(p.C) + j0) : (Pack<S, VEC>*)0;
-    }
-};
 
 /* A row's label y: false, with everything the row gets written, when the row is ignored or its
  * label lies outside [0, C) (reported with the row's first flat index; _cuda.py reads the label
@@ -1443,14 +1514,7 @@ __device__ __forceinline__ bool onchip_row_start(const OnchipParams<T, S>& p, xi
         return false;
     }
     if (ignored) {
-        const OnchipSlice<T, S, VEC> sl(p, row, rank);
-        Pack<S, VEC> z;
-#pragma unroll
-        for (int l = 0; l < VEC; ++l) z.v[l] = T(0);
-        for (int q = threadIdx.x; q < sl.nv; q += NT) {
-            if (sl.gs) sl.gs[q] = z;
-            if (sl.hs) sl.hs[q] = z;
-        }
+        onchip_fill<NT>(OnchipSlice<T, S, VEC>(p, row, rank), T(0));
         if (first) {
             if (p.loss) p.loss[row] = T(0);
             p.part_sum[row] = 0.0;
@@ -1465,12 +1529,13 @@ __device__ __forceinline__ bool onchip_row_start(const OnchipParams<T, S>& p, xi
  * slice starts or ends inside a word. In shared memory the slice then sits at the same place
  * within a word as in global memory: one element into its stage where it starts two bytes into a
  * word (onchip_shift), so a stage holds chunk + 2 elements, an even number (onchip_stage, in
- * Packs; _cuda.py sizes the shared memory alike). */
+ * Packs; _cuda.py sizes the shared memory alike). A stage of 16-byte Packs holds one more than
+ * chunk / VEC, for a slice that starts inside a Pack (OnchipSlice). */
 template <typename S, int VEC> struct OnchipWords {
     static constexpr bool value = sizeof(S) == 2 && VEC == 1;
 };
 template <typename S, int VEC> __device__ __forceinline__ int onchip_stage(int chunk) {
-    return OnchipWords<S, VEC>::value ? ((chunk + 2) & ~1) : chunk / VEC;
+    return OnchipWords<S, VEC>::value ? ((chunk + 2) & ~1) : VEC > 1 ? chunk / VEC + 1 : chunk;
 }
 template <typename T, typename S, int VEC>
 __device__ __forceinline__ int onchip_shift(const OnchipParams<T, S>& p, xi64 row, int rank) {
@@ -1496,8 +1561,18 @@ __device__ __forceinline__ void onchip_issue(const OnchipParams<T, S>& p, xi64 r
             if (head) dst[0] = src[0];
             if ((n - head) & 1) dst[n - 1] = src[n - 1];
         }
-    } else {
-        for (int q = threadIdx.x; q < sl.nv; q += NT) copy_to_shared(buf + logit_at<WIDE>(q), sl.xs + q);
+    } else {   /* whole Packs by cp.async; an edge Pack's classes of the slice one by one */
+        for_packs<NT>(sl, [&](int q, auto edge) {
+            if constexpr (decltype(edge)::value) {
+                S* d = reinterpret_cast<S*>(buf + logit_at<WIDE>(q));
+                const S* x = reinterpret_cast<const S*>(sl.xs + q);
+#pragma unroll
+                for (int l = 0; l < VEC; ++l)
+                    if (sl.valid(sl.ja + q * VEC + l)) d[l] = x[l];
+            } else {
+                copy_to_shared(buf + logit_at<WIDE>(q), sl.xs + q);
+            }
+        });
     }
 }
 
@@ -1513,9 +1588,6 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     constexpr int NW = NT / 32;
     const OnchipSlice<T, S, VEC> sl(pa, row, rank);
-    const int j0 = sl.j0, nv = sl.nv;
-    P* gs = sl.gs;
-    P* hs = sl.hs;
     const int C = pa.C;
     const T* cwa = pa.cwa;
     const S* xrow = pa.x + row * pa.sx_o;
@@ -1536,24 +1608,29 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     T m = -Lim<T>::inf();
     int jm = 0x7fffffff;
     bool odd = false;
-    for (int q = tid; q < nv; q += NT) {
+    for_packs<NT>(sl, [&](int q, auto edge) {   /* (an edge Pack's classes of other slices: -inf) */
+        constexpr bool E = decltype(edge)::value;
         const P v = buf[logit_at<WIDE>(q)];
 #pragma unroll
         for (int l = 0; l < VEC; ++l) {
-            const T t = T(v.v[l]);
-            odd = odd || !gap_safe(t);
+            const int j = sl.ja + q * VEC + l;
+            const bool ok = !E || sl.valid(j);
+            const T t = ok ? T(v.v[l]) : -Lim<T>::inf();
+            odd = odd || (ok && !gap_safe(t));
             const bool gt = t > m;
             m = gt ? t : m;
-            jm = gt ? j0 + q * VEC + l : jm;
+            jm = gt ? j : jm;
         }
-    }
+    });
     bool nan = false;
     if (odd) {
-        for (int q = tid; q < nv; q += NT) {
+        for_packs<NT>(sl, [&](int q, auto edge) {
+            constexpr bool E = decltype(edge)::value;
             const P v = buf[logit_at<WIDE>(q)];
 #pragma unroll
-            for (int l = 0; l < VEC; ++l) nan = nan || T(v.v[l]) != T(v.v[l]);
-        }
+            for (int l = 0; l < VEC; ++l)
+                nan = nan || ((!E || sl.valid(sl.ja + q * VEC + l)) && T(v.v[l]) != T(v.v[l]));
+        });
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
@@ -1610,7 +1687,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
         double ls = 0.0, lsr = 0.0, lld = 0.0;
-#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, KEEP, WIDE, NT>(buf, nv, j0, m, jm, epsC, cwa, ls, lsr, lld)
+#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, KEEP, WIDE, NT>(buf, sl, m, jm, epsC, cwa, ls, lsr, lld)
         if (safe) {
             if (dense) XENT_OC_EXPS(true, true);
             else XENT_OC_EXPS(true, false);
@@ -1653,15 +1730,11 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     }
 
     /* 3. the loss and the gradient / Hessian */
+    P* const gs = sl.gs;
+    P* const hs = sl.hs;
     if (nan) {
         const T q = Lim<T>::nan();
-        P z;
-#pragma unroll
-        for (int l = 0; l < VEC; ++l) z.v[l] = q;
-        for (int qq = tid; qq < nv; qq += NT) {
-            if (gs) gs[qq] = z;
-            if (hs) hs[qq] = z;
-        }
+        onchip_fill<NT>(sl, q);
         if (first) {
             if (loss) loss[row] = q;
             part_sum[row] = double(q);
@@ -1677,14 +1750,12 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
 #define XENT_OC_WRITE(WG, WH, DN, D0)                                                                      \
     do {                                                                                                      \
         if constexpr (KEEP)                                                                                   \
-            onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(reinterpret_cast<const Pack<T, VEC>*>(buf), gs, hs, \
-                                                               nv, j0, m, jm, int(y), fin, ds, epsC, cwa);    \
+            onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(reinterpret_cast<const Pack<T, VEC>*>(buf), sl, m, jm, \
+                                                               int(y), fin, ds, epsC, cwa);                   \
         else if (!safe)                                                                                       \
-            onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC, \
-                                                               cwa);                                          \
+            onchip_write<WG, WH, DN, D0, false, NT, T, S, VEC>(buf, sl, m, jm, int(y), fin, ds, epsC, cwa);    \
         else                                                                                                  \
-            onchip_write<WG, WH, DN, D0, true, NT, T, S, VEC>(buf, gs, hs, nv, j0, m, jm, int(y), fin, ds, epsC,  \
-                                                              cwa);                                           \
+            onchip_write<WG, WH, DN, D0, true, NT, T, S, VEC>(buf, sl, m, jm, int(y), fin, ds, epsC, cwa);     \
     } while (0)
             if (ds == T(0)) {   /* rare (zero weight, mean over nothing): the general loop */
                 if (gs && hs) XENT_OC_WRITE(true, true, true, true);
@@ -1814,7 +1885,7 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
 #endif
 
 template <typename T, int VEC, typename S = T, bool WIDE = false>
-__global__ void __launch_bounds__(xentk::OC_NT) xent_onchip(XENT_ONCHIP_PARAMS, xi64 row_offset) {
+__global__ void __launch_bounds__(xentk::OC_NT, 3) xent_onchip(XENT_ONCHIP_PARAMS, xi64 row_offset) {
     XENT_ONCHIP_STRUCT
     xentk::onchip_one_row<T, S, 1, VEC, WIDE>(p, xi64(blockIdx.x) + row_offset, 0);
 }
@@ -1827,7 +1898,7 @@ __global__ void __launch_bounds__(xentk::PIPE_NT, 1) xent_onchip_pipe(XENT_ONCHI
 
 #if XENT_CLUSTER
 template <typename T, int K, int VEC, typename S = T, bool WIDE = false>
-__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::OC_NT)
+__global__ void __cluster_dims__(K, 1, 1) __launch_bounds__(xentk::OC_NT, 3)
 xent_onchip_cl(XENT_ONCHIP_PARAMS, xi64 row_offset) {
     XENT_ONCHIP_STRUCT
     xentk::onchip_one_row<T, S, K, VEC, WIDE>(p, xi64(blockIdx.x / K) + row_offset, XENT_CLUSTER_RANK(K));
