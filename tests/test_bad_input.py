@@ -243,7 +243,8 @@ def test_labels_from_logits_checked_by_the_softmax_kernels(name, C, K, dtype, n_
     softmax kernels do, block by block (LABELS_CHECKED_IN_KERNEL). Every path of rows (few classes
     16 rows at a time, long rows, (N, C, K) input through tiles, float16 a chunk at a time, several
     blocks and threads) reports the first bad label in C order, not a later one in another block,
-    and the calls that do take the weight pass (class weights, ignore_index) report the same."""
+    and the calls that do take the weight pass (class weights, ignore_index, with a mean) report
+    the same, as do those that need no sum from it (no mean)."""
     rows = 1_200_000 // C   # float16: more than one chunk of _half_cpu
     shape = (rows,) if K == 0 else (rows // K, K)
     y = np.zeros(shape, dtype=np.int64)
@@ -255,7 +256,8 @@ def test_labels_from_logits_checked_by_the_softmax_kernels(name, C, K, dtype, n_
     flat[first] = C + 7
     x = np.zeros((n, C) if K == 0 else (n // K, C, K), dtype=dtype)
     axis = -1 if K == 0 else 1
-    for kw in ({}, {"grad": True}, {"class_weight": np.ones(C)}, {"ignore_index": -100}):
+    for kw in ({}, {"grad": True}, {"class_weight": np.ones(C)}, {"ignore_index": -100},
+               {"ignore_index": -100, "reduction": "sum"}, {"class_weight": np.ones(C), "reduction": "none"}):
         check_raises(ValueError, "y_true",
                      call(name, y, x, from_logits=True, axis=axis, n_threads=n_threads, **kw),
                      value=C + 7, index=first)
@@ -265,6 +267,41 @@ def test_labels_from_logits_checked_by_the_softmax_kernels(name, C, K, dtype, n_
     flat[later] = 0
     check_raises(ValueError, "y_true", call(name, y, x, from_logits=True, axis=axis, n_threads=n_threads),
                  value=C, index=last)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kw", [{}, {"ignore_index": 1}, {"class_weight": [0.5, 2.0, 1.0]},
+                                {"ignore_index": 1, "class_weight": [0.5, 2.0, 1.0]},
+                                {"sample_weight": [1.0, 2.0, 0.5, 1.0]}])
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_weight_pass_runs_only_where_its_sum_is_needed(monkeypatch, from_logits, kw, reduction):
+    """The weight pre-pass over integer labels runs for sample weights, for a mean with class
+    weights or ignore_index (its denominator), and from probabilities (whose kernels could report
+    a probability before an earlier label); otherwise the softmax kernels check the labels alone.
+    The results are those of a call that takes the pre-pass anyway (the backend without
+    LABELS_CHECKED_IN_KERNEL), and the first bad label is reported either way."""
+    from xentc import _api, _kernels
+
+    runs = []
+    real = _api._weight_total
+    monkeypatch.setattr(_api, "_weight_total", lambda *a, **k: runs.append(1) or real(*a, **k))
+    y = np.array([0, 1, 2, 1])
+    x = np.array([[0.2, 0.3, 0.5], [0.6, 0.1, 0.3], [0.25, 0.25, 0.5], [0.1, 0.8, 0.1]])
+    weighted = bool(kw)   # else a plain call, which never takes the pre-pass
+    need = weighted and ("sample_weight" in kw or not from_logits or reduction == "mean")
+    kw = dict(kw, reduction=reduction, from_logits=from_logits, grad=True, hess=True)
+    got = xentc.cross_entropy(y, x, **kw)
+    assert len(runs) == int(need)
+    # the same call with the pre-pass forced: the same bits
+    monkeypatch.setattr(_kernels, "LABELS_CHECKED_IN_KERNEL", False)
+    runs.clear()
+    want = xentc.cross_entropy(y, x, **kw)
+    assert len(runs) == int(weighted)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(_kernels, "LABELS_CHECKED_IN_KERNEL", True)
+    y[2] = 3
+    check_raises(ValueError, "y_true", call("cross_entropy", y, x, **kw), value=3, index=2)
 
 
 def test_softmax_kernel_reports_labels_it_cannot_read():

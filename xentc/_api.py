@@ -767,15 +767,20 @@ def _result_dtype(pred_dtype, cdt):
     return np.dtype(np.float16) if pred_dtype.kind == "f" and pred_dtype.itemsize == 2 else cdt
 
 
-def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool) -> bool:
-    """Whether the weight pre-pass over integer labels can be left out: the mean's denominator is
-    the sample count (no class weights, nothing ignored) and the backend's softmax kernels report
-    labels outside [0, C) themselves. Only from logits, where a label is the only input those
-    kernels can reject, so the first error reported is the same as with the pre-pass. The CUDA
-    backend saves a launch and a host synchronisation this way, the CPU ones a pass over the labels
-    and a kernel call."""
-    return (cw is None and ignore_index is None and from_logits
-            and _capability(backend, "LABELS_CHECKED_IN_KERNEL", False))
+def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool, reduction: str) -> bool:
+    """Whether the weight pre-pass over integer labels can be left out: nothing needs its sum (the
+    mean's denominator is the sample count, with no class weights and nothing ignored, or the
+    reduction is no mean and no one asked for the denominator: xentc.dask's sums sink or
+    denominator-only pass) and the backend's softmax kernels report labels outside [0, C)
+    themselves (every kernel skips an ignored row and checks the others' labels by the pre-pass's
+    rule). Only from logits, where a label is the only input those kernels can reject, so the
+    first error reported is the same as with the pre-pass. The CUDA backend saves a launch and a
+    host synchronisation this way, the CPU ones a pass over the labels and a kernel call."""
+    if not (from_logits and _capability(backend, "LABELS_CHECKED_IN_KERNEL", False)):
+        return False
+    if cw is None and ignore_index is None:
+        return True
+    return reduction != "mean" and not _DENOM_ONLY.get() and _SUMS_SINK.get() is None
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
@@ -1351,7 +1356,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
                                                           ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     if sw is not None or (labels is not None and not _labels_checked_in_kernel(backend, cwd, ignore_index,
-                                                                               from_logits)):
+                                                                               from_logits, reduction)):
         denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
         if err:
             full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
