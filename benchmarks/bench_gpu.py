@@ -113,8 +113,8 @@ def kernel_only_ms(kind, x, y, repeat):
         g = cupy.empty(x3.shape, dtype=x.dtype)
 
         def launch():
-            _cuda._softmax_enqueue(x3, y, None, None, None, -1, False, 0.0, 0.0, 1.0 / N, True, None, g, None,
-                                   False)
+            _cuda._softmax_enqueue(x3, y, None, None, None, -1, False, 0.0, 0.0, 1.0 / N, None, True, None, g,
+                                   None, False)
     else:
         g = cupy.empty(x.shape, dtype=x.dtype)
 

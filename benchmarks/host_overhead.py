@@ -164,7 +164,7 @@ def phases(cupy, xentc, repeat: int = 20, tiny: bool = False) -> None:
         else:
             x3, g = x.reshape(N, x.shape[1], 1), cupy.empty((N, x.shape[1], 1), dtype=x.dtype)
             enqueue = lambda: _cuda._softmax_enqueue(x3, y, None, None, None, -1, False, 0.0, 0.0, 1.0 / N,  # noqa: E731
-                                                     True, None, g, None, False)
+                                                     None, True, None, g, None, False)
         enqueue()
         cupy.cuda.Device().synchronize()
         launch = []

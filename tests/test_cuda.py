@@ -1849,6 +1849,97 @@ def test_zero_weight_zeroes_everything():
     assert host(gpu.loss)[0] == 0.0 and np.abs(host(gpu.grad)[0]).max() == 0.0
 
 
+def _calls_two_ways(monkeypatch, call):
+    """call() with the mean's denominator taken on the device and waited for first
+    (DEVICE_DENOMINATOR off): (result or exception, result words read) of each."""
+    reads = []
+    real = _cuda._Scratch.read
+    monkeypatch.setattr(_cuda._Scratch, "read", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+    out = []
+    for flag in (True, False):
+        monkeypatch.setattr(_cuda, "DEVICE_DENOMINATOR", flag)
+        reads.clear()
+        try:
+            r = call()
+        except (ValueError, TypeError) as exc:
+            r = exc
+        out.append((r, len(reads)))
+    return out
+
+
+@pytest.mark.parametrize("kernel", KERNELS + ["few"])
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
+def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
+    """A mean over integer labels with class weights or ignore_index, or from probabilities, sums
+    its denominator in the weight pre-pass and leaves it on the device, where every kernel and the
+    reduced loss take it: the call reads its result words once (one wait for the device) instead
+    of twice, with the bits of the call that waits for the denominator first, on every kernel,
+    ignored rows and label errors included."""
+    C = 10 if kernel in ("few", "small") else 37
+    rng = np.random.default_rng(_seed("device_denominator", kernel, np.dtype(dtype).name))
+    N = 23
+    if kernel == "few":
+        _cuda.config["log"] = []
+    elif not _force(kernel, C, dtype):
+        pytest.skip("no cluster kernels on this device")
+    x = rng.normal(0, 3, (N, C)).astype(dtype)
+    p = rng.random((N, C)) + 0.01
+    p = (p / p.sum(1, keepdims=True)).astype(dtype)
+    y = rng.integers(0, C, N)
+    y[[3, 11]] = -100
+    cw = weights(rng, (C,), lo=1).astype(_cdt(dtype))
+    cases = [(x, {"from_logits": True, "ignore_index": -100}),
+             (x, {"from_logits": True, "ignore_index": -100, "class_weight": cw, "label_smoothing": 0.1}),
+             (x, {"from_logits": True, "ignore_index": -100, "gamma": 2.0, "alpha": np.linspace(0.1, 0.9, C)}),
+             (p, {"ignore_index": -100, "class_weight": cw})]
+    for xx, kw in cases:
+        name = "focal_loss" if "gamma" in kw else "cross_entropy"
+        for yy in (y, np.full(N, -100)):   # some rows ignored; all of them (a mean of 0)
+            def call():
+                return getattr(xentc, name)(cupy.asarray(yy), cupy.asarray(xx), reduction="mean", grad=True,
+                                            hess=True, **to_gpu_kwargs(kw))
+            (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
+            assert (dev_reads, host_reads) == (1, 2), kw
+            assert_same_bits(dev, host_, to_host=host)
+            if (yy < 0).all():
+                assert float(dev.loss) == 0.0 and not host(dev.grad).any()
+        if kernel == "few" and xx is x and "gamma" not in kw:
+            assert _used_kernel()["kernel"] == "few", _used_kernel()
+        bad = y.copy()
+        bad[[7, 15]] = [C, -1]
+        (dev, dev_reads), (host_, _) = _calls_two_ways(
+            monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
+                                                      **to_gpu_kwargs(kw)))
+        assert isinstance(dev, ValueError) and dev_reads == 1
+        assert_same_bits(dev, host_)
+        assert re.search(rf"label {C} at index 7\b", str(dev)), str(dev)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_denominator_on_the_device_where_it_cannot_be(monkeypatch, dtype):
+    """Where the denominator must be known before the main kernels (class weights whose sum the
+    mean scales by a power of two, as on the CPU), the call is made again waiting for it first; into
+    out= arrays and with sample weights it waits for it first from the start. The bits of the call
+    that always waits."""
+    fi = np.finfo(dtype)
+    rng = np.random.default_rng(_seed("device_denominator_not", np.dtype(dtype).name))
+    N, C = 12, 5
+    x = rng.normal(0, 2, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    tiny = np.ldexp(np.arange(1, C + 1) / 4, fi.minexp - 3).astype(dtype)
+    g = cupy.empty((N, C), dtype=dtype)
+    for kw, reads in (({"class_weight": tiny}, 1 + 2), ({"class_weight": np.ones(C, dtype), "out": (None, g, None)}, 2),
+                      ({"sample_weight": rng.random(N).astype(dtype), "ignore_index": 1}, 2)):
+        def call():
+            r = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, grad=True,
+                                    **to_gpu_kwargs(kw))
+            return (r.loss, r.grad.copy())
+        (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
+        assert (dev_reads, host_reads) == (reads, 2), kw
+        assert_same_bits(dev, host_, to_host=host)
+        assert np.isfinite(host(dev[1])).all() and host(dev[1]).any()
+
+
 def test_all_ignored_mean_is_zero():
     x = np.array([[0.0, 1.0], [1.0, 0.0]])
     y = np.array([-1, -1])

@@ -783,6 +783,19 @@ def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool, redu
     return reduction != "mean" and not _DENOM_ONLY.get() and _SUMS_SINK.get() is None
 
 
+def _device_denominator(backend, sw, n: int, reduction: str, bufs) -> bool:
+    """Whether a categorical mean whose denominator the weight pre-pass must sum (class weights,
+    ignore_index, probabilities) can leave that sum on the device for the main kernels to divide
+    by (a backend with DEVICE_DENOMINATOR: the GPU's), so that the call waits for the device once,
+    not twice. Without sample weights (whose scaling for extreme sums, _weight_lift, is decided
+    before the main call), into new arrays only (the main kernels run before the pre-pass's error
+    is known, and must not write into the caller's `out=` then) and outside xentc.dask's context.
+    Class weights whose sum the mean must scale (_mean_weight_exponent) are found afterwards, and
+    the call is made again the other way."""
+    return (sw is None and n > 0 and reduction == "mean" and bufs is _NO_OUT and _plain_context()
+            and _capability(backend, "DEVICE_DENOMINATOR", False))
+
+
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
     """Run the weight pre-pass (checks labels and sample weights): (mean's denominator, err, i, j).
     swkw: how repeating sample weights are laid out (_sample_weight)."""
@@ -1286,7 +1299,11 @@ def _categorical(y_true, y_pred, **kw):
 
 
 def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamma, sample_weight,
-                      ignore_index, label_smoothing, reduction, grad, hess, n_threads, out=None):
+                      ignore_index, label_smoothing, reduction, grad, hess, n_threads, out=None,
+                      device_denominator=True):
+    """device_denominator: a mean over integer labels may take its denominator on the device
+    (_device_denominator); False for the call again where that denominator needs the weights
+    scaled."""
     xp = _namespace(y_true=y_true, y_pred=y_pred, class_weight=class_weight, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     if pred.ndim == 0:
@@ -1355,12 +1372,17 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         res_dtype=_result_dtype(pred.dtype, cdt), inputs=(("y_true", yt), ("y_pred", pred), ("sample_weight", sw),
                                                           ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
+    pre = None
     if sw is not None or (labels is not None and not _labels_checked_in_kernel(backend, cwd, ignore_index,
                                                                                from_logits, reduction)):
-        denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
-        if err:
-            full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
-            _raise_categorical(err, i, j, yt, pred, ax, full_sw)
+        if device_denominator and _device_denominator(backend, sw, n, reduction, bufs):
+            pre = backend.weight_sum_enqueue(labels, None, cwd, C, -1 if ignore_index is None else ignore_index,
+                                             ignore_index is not None, n, cdt == _F64)
+        else:
+            denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
+            if err:
+                full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
+                _raise_categorical(err, i, j, yt, pred, ax, full_sw)
     lift = 0
     if sw is not None:
         lift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
@@ -1376,11 +1398,13 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (sw,), lambda w: _weight_total(
             backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0], lift)
         sw = ws[0]
-    else:
+    elif pre is None:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if cwd is None else (cwd, cwa),
                                         lambda w, _: _weight_total(backend, labels, None, w, C, ignore_index, n,
                                                                    cdt, n_threads)[0])
         cwd, cwa = ws if ws else (cwd, cwa)
+    else:
+        wexp = 0   # (checked below, once the denominator is known)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
     grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), sdt) if grad else None
@@ -1388,9 +1412,18 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, j = backend.softmax(x3, labels, ysoft, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, label_smoothing, gamma, dscale, from_logits,
-                                       loss_arr, grad_arr, hess_arr, cdt == _F64, n_threads, **scalar)
+                                       loss_arr, grad_arr, hess_arr, cdt == _F64, n_threads, **scalar,
+                                       **({} if pre is None else {"pre": pre}))
     if err:
         _raise_categorical(err, i, j, yt, pred, ax, None)
+    if pre is not None:
+        denom = own = pre.denom
+        if cwd is not None and _mean_weight_exponent(denom, cdt):   # class weights the mean must scale
+            return _categorical_here(y_true, y_pred, from_logits=from_logits, axis=axis, class_weight=class_weight,
+                                     alpha=alpha, gamma=gamma, sample_weight=sample_weight,
+                                     ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                     reduction=reduction, grad=grad, hess=hess, n_threads=n_threads, out=out,
+                                     device_denominator=False)
     return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
                    cdt, grad, hess, bufs, scalar, wexp, own)
 

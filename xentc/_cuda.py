@@ -47,6 +47,9 @@ LABELS_CHECKED_IN_KERNEL = True
 # Hessians as they are, computing in float32 (the xhalf / xbf16 storage types of _xent.cu), so
 # _api converts nothing
 HALF_STORAGE = True
+# The weight pre-pass can leave the mean's denominator on the device for the kernels that follow it
+# (weight_sum_enqueue, softmax's `pre`), so that a call waits for the device once
+DEVICE_DENOMINATOR = True
 # The storage-type template argument of the kernels for 16-bit float arrays, by dtype name
 # (bfloat16: ml_dtypes.bfloat16, which CuPy 14 takes)
 _STORAGE = {"float16": "xentk::xhalf", "bfloat16": "xentk::xbf16"}
@@ -728,19 +731,19 @@ _tls = threading.local()
 
 
 def _host_words() -> Tuple[np.ndarray, np.ndarray, int]:
-    """This thread's two-word host buffer for a call's result, the same viewed as float64 (made
-    once), and its address (each call reads
+    """This thread's four-word host buffer for a call's result (see _Scratch.out), the same viewed
+    as float64 (made once), and its address (each call reads
     it after its own synchronisation, before returning). Page-locked where CuPy can allocate such
     memory: a copy into pageable memory is staged by the driver and blocks the host until the
     stream has run up to it."""
     words = getattr(_tls, "words", None)
     if words is None:
         try:
-            mem = _cupy().cuda.alloc_pinned_memory(16)
-            buf = np.frombuffer(mem, dtype=np.uint64, count=2)
+            mem = _cupy().cuda.alloc_pinned_memory(32)
+            buf = np.frombuffer(mem, dtype=np.uint64, count=4)
             _tls.pinned = mem   # keeps the page-locked block alive with the view
         except Exception:  # noqa: BLE001 - no page-locked memory (the emulator's stand-in CuPy)
-            buf = np.zeros(2, dtype=np.uint64)
+            buf = np.zeros(4, dtype=np.uint64)
         words = _tls.words = (buf, buf.view(np.float64), buf.ctypes.data)
     return words
 
@@ -751,54 +754,92 @@ _SCRATCH_KEEP_PARTS = 1 << 20
 
 
 class _Scratch:
-    """Per-block partial sums (double) and first-error keys, the 2-word result, and a row counter
-    (for the pipelined kernels, which zero it). `n` of the `cap` slots are in use."""
+    """Per-block partial sums (double) and first-error keys, the result words, and a row counter
+    (for the pipelined kernels, which zero it). `n` of the `cap` slots are in use. The result words
+    (out): the sum's bits and the first error key, then, where the call's kernels took the mean's
+    denominator from a weight pre-pass left on the device (`pre`), that pass's two words."""
 
     def __init__(self, cupy, cap: int, dev_id: int):
         self.cupy = cupy
         self.cap = self.n = cap
         self.dev_id = dev_id
-        self.buf = cupy.empty(2 * cap + 3, dtype=np.uint64)
+        self.slot = 0   # _scratch's
+        self.buf = cupy.empty(2 * cap + 5, dtype=np.uint64)
         base = self.buf.data.ptr
         self.sums = np.uint64(base)
         self.errs = np.uint64(base + 8 * cap)
         self.out = np.uint64(base + 16 * cap)
-        self.counter = np.uint64(base + 16 * cap + 16)
+        self.counter = np.uint64(base + 16 * cap + 32)
 
-    def finish(self, mod: _Module, has_err: bool, scalar=None) -> Tuple[float, int]:
-        """The sum and the first error key (one host synchronisation); `scalar` (see
-        _fill_scalar) also gets the reduced loss, on the device. Then the scratch goes back to
-        this thread's cache (_scratch): no kernel uses it any more."""
+    def reduce(self, mod: _Module, has_err: bool, scalar=None, pre: Optional["_Pre"] = None) -> None:
+        """Enqueue xent_finalize: the sum and first error key into out (with `pre`, also the
+        pre-pass's words, whose sum is then the mean's denominator); `scalar` (see _fill_scalar)
+        also gets the reduced loss, on the device."""
         loss, kind, denom = np.uint64(0), 0, 0.0
         if scalar is not None:
             arr = _scalar_array(self.cupy, scalar)
             loss, kind, denom = arr, (1 if arr.dtype == np.float64 else 0) | (2 if scalar[1] else 0), scalar[2]
         mod.funcs["xent_finalize"]((1,), (1024,), (self.sums, self.errs if has_err else np.uint64(0),
                                                    np.int64(self.n), self.out, loss, np.int32(kind),
-                                                   np.float64(denom)))
-        # the two result words, copied on the current stream (where the kernels ran) into this
+                                                   np.float64(denom), np.uint64(0) if pre is None else pre.sc.out))
+
+    def finish(self, mod: _Module, has_err: bool, scalar=None, pre: Optional["_Pre"] = None) -> Tuple[float, int]:
+        """reduce, then read."""
+        self.reduce(mod, has_err, scalar, pre)
+        return self.read(has_err, pre)
+
+    def read(self, has_err: bool, pre: Optional["_Pre"] = None) -> Tuple[float, int]:
+        """The sum and the first error key of the finalize enqueued (one host synchronisation;
+        with `pre`, its denominator and error key are set too). Then the scratch goes back to this
+        thread's cache (_scratch), and pre's too: no kernel uses them any more."""
+        # the result words, copied on the current stream (where the kernels ran) into this
         # thread's host buffer: no device slice and no new host array a call
         res, res_f64, addr = _host_words()
         stream = self.cupy.cuda.get_current_stream()
-        self.cupy.cuda.runtime.memcpyAsync(addr, int(self.out), 16, 2, stream.ptr)   # 2: device to host
+        self.cupy.cuda.runtime.memcpyAsync(addr, int(self.out), 32 if pre else 16, 2, stream.ptr)   # 2: device to host
         stream.synchronize()
         total = float(res_f64[0])
         key = int(res[1]) if has_err else _NO_ERR
-        if self.cap <= _SCRATCH_KEEP_PARTS:
-            _tls.__dict__.setdefault("scratch", {})[self.dev_id] = self
+        if pre is not None:
+            pre.denom, pre.key = float(res_f64[2]), int(res[3])
+            pre.sc.release()
+        self.release()
         return total, key
 
+    def release(self) -> None:
+        if self.cap <= _SCRATCH_KEEP_PARTS:
+            _tls.__dict__.setdefault("scratch", {})[(self.dev_id, self.slot)] = self
 
-def _scratch(cupy, nparts: int, dev_id: int) -> _Scratch:
-    """A scratch for nparts partial sums on device dev_id: this thread's kept one where it is large
-    enough (taken out of the cache until its call's finish() hands it back, so a call that never
-    gets there leaves it to no one), else a new one."""
+
+_PRE_SLOT = 1   # _scratch's slot for a weight pre-pass whose words a later kernel reads
+
+
+def _scratch(cupy, nparts: int, dev_id: int, slot: int = 0) -> _Scratch:
+    """A scratch for nparts partial sums on device dev_id: this thread's kept one of that slot (a
+    call may hold one of each at once) where it is large enough (taken out of the cache until its
+    call's read() hands it back, so a call that never gets there leaves it to no one), else a new
+    one."""
     cache = _tls.__dict__.get("scratch")
-    sc = cache.pop(dev_id, None) if cache else None
+    sc = cache.pop((dev_id, slot), None) if cache else None
     if sc is None or sc.cap < nparts:
         sc = _Scratch(cupy, nparts, dev_id)
+        sc.slot = slot
     sc.n = nparts
     return sc
+
+
+class _Pre:
+    """A weight pre-pass enqueued without a wait (weight_sum_enqueue): its scratch, whose result
+    words the main kernels and their finalize read on the device, and, once the main call's
+    finish() has synchronised, the mean's denominator and its first error key."""
+
+    def __init__(self, sc: _Scratch, labels):
+        self.sc, self.labels = sc, labels
+        self.denom, self.key = 0.0, _NO_ERR
+
+    def error(self) -> Tuple[int, int, int]:
+        """(code, index, label) of its first error, as weight_sum reports it; (0, 0, 0) if none."""
+        return _weight_error(self.key, self.labels)
 
 
 def _log(kind: str, **kw) -> None:
@@ -847,10 +888,20 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     n = int(n)
     if n == 0:
         return 0.0, 0, 0, 0
+    if labels is None and sw is None:
+        return float(n), 0, 0, 0
+    pre = weight_sum_enqueue(labels, sw, cw, C, ignore_index, has_ignore, n, double_, sw_rep, sw_len)
+    with _cupy().cuda.Device(pre.sc.dev_id):
+        total, key = pre.sc.read(True)
+    return (total,) + _weight_error(key, labels)
+
+
+def weight_sum_enqueue(labels, sw, cw, C, ignore_index, has_ignore, n, double_, sw_rep=1, sw_len=-1) -> _Pre:
+    """weight_sum's kernels, enqueued without waiting for them (n > 0, labels or sw given): the
+    _Pre to pass to softmax, whose kernels then take the mean's denominator from the device."""
+    n = int(n)
     sw_rep, sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
     ref = labels if labels is not None else sw
-    if ref is None:
-        return float(n), 0, 0, 0
     cupy = _cupy()
     dev_id = ref.data.device_id
     dt = np.dtype(np.float64 if double_ else np.float32)
@@ -860,18 +911,24 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     with cupy.cuda.Device(dev_id):
         mod = _module(dev_id)
         nblocks = -(-n // _WEIGHT_PER_BLOCK)
-        sc = _scratch(cupy, nblocks, dev_id)
+        sc = _scratch(cupy, nblocks, dev_id, _PRE_SLOT)
         f = mod.funcs[f"xent_weight<{_tname(double_)}>"]
         _log("weight", blocks=nblocks)
         _launch_blocks(f, nblocks, 256, (labels, *swa, np.int64(sw_rep), np.int64(sw_len), cw, np.int64(C),
                                          np.int64(ignore_index),
                                          np.int32(1 if has_ignore else 0), np.int64(n), sc.sums, sc.errs))
-        total, key = sc.finish(mod, True)
+        sc.reduce(mod, True)
+    return _Pre(sc, labels)
+
+
+def _weight_error(key: int, labels) -> Tuple[int, int, int]:
+    """(code, index, label) of the weight pass's first error key (the label only for a label
+    outside [0, C)); (0, 0, 0) for none."""
     if key == _NO_ERR:
-        return total, 0, 0, 0
+        return 0, 0, 0
     code, i = key & 15, key >> 4
     j = int(labels[i]) if (code == _ERR_LABEL_RANGE and labels is not None) else 0
-    return total, code, i, j
+    return code, i, j
 
 
 def _scalar_array(cupy, scalar):
@@ -1059,14 +1116,14 @@ def _is_launch_config_error(exc: Exception) -> bool:
 
 
 def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale,
-                   loss, grad, hess, double_):
+                   pre_at, loss, grad, hess, double_):
     K, v, chunk, pipe, wide, ragged = extra
     sc = _scratch(cupy, rows, x.data.device_id)
     f = mod.funcs[_onchip_name(double_, K, v, pipe, _storage(x), wide)]
     _log("softmax", kernel="onchip", K=K, vec=v, chunk=chunk, pipe=pipe, wide=wide, ragged=ragged)
     head = (x, np.int64(sx_o), np.int32(C), np.int32(chunk), labels, *swa, cwa,
             np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale),
-            loss, grad, hess, sc.sums, sc.errs)
+            pre_at, loss, grad, hess, sc.sums, sc.errs)
     if pipe:
         # persistent: a block (cluster) per K multiprocessors takes rows from a counter, zeroed here
         cupy.cuda.runtime.memsetAsync(int(sc.counter), 0, 8, cupy.cuda.get_current_stream().ptr)
@@ -1083,8 +1140,8 @@ def _launch_onchip(cupy, mod, extra, x, sx_o, C, rows, labels, swa, cwa, ignore_
     return sc
 
 
-def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss, grad,
-                  hess, double_):
+def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, pre_at, loss,
+                  grad, hess, double_):
     nblocks = -(-rows // _SMALL_ROWS)
     sc = _scratch(cupy, nblocks, x.data.device_id)
     if config.get("few", True) and config.get("force") != "small":
@@ -1092,37 +1149,44 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, h
         _log("softmax", kernel="few", blocks=nblocks)
         _launch_blocks(f, nblocks, 256, (
             x, np.int64(rows), labels, *swa, cwa, np.int64(ignore_index), np.int32(1 if has_ignore else 0),
-            np.float64(eps), np.float64(dscale), loss, grad, hess, sc.sums, sc.errs),
+            np.float64(eps), np.float64(dscale), pre_at, loss, grad, hess, sc.sums, sc.errs),
             smem=_small_smem(C, 8 if double_ else 4))
         return sc
     f = mod.funcs[_small_name(double_, cmax, _storage(x))]
     _log("softmax", kernel="small", cmax=cmax, blocks=nblocks)
     _launch_blocks(f, nblocks, 256, (
         x, np.int32(C), np.int64(rows), labels, *swa, cwa, np.int64(ignore_index),
-        np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), loss, grad, hess,
+        np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(dscale), pre_at, loss, grad, hess,
         sc.sums, sc.errs), smem=_small_smem(C, 8 if double_ else 4))
     return sc
 
 
 def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss, grad,
-            hess, double_, n_threads, scalar=None, plain=None):
+            hess, double_, n_threads, scalar=None, plain=None, pre=None):
     """Categorical CE / focal over x viewed as (outer, C, inner); `scalar` as for binary. `plain`:
     _categorical_plain's call (integer labels, no weights; its arrays as binary's `plain` says),
     with (outer, C, inner): x, grad and hess are then C-contiguous arrays of any shape, taken as
-    that view without a reshape, and the labels of any shape, their outer * inner in C order."""
+    that view without a reshape, and the labels of any shape, their outer * inner in C order.
+    `pre`: a weight pre-pass of these rows enqueued by weight_sum_enqueue (rows > 0), whose sum the
+    kernels take as the mean's denominator in place of dscale's; the error returned is its first
+    where it has one (as weight_sum would have reported it before this call), and pre.denom holds
+    the denominator afterwards."""
     outer, C, inner = plain or x.shape
     if outer * inner == 0 or C == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
+    pre_at = None if pre is None else pre.sc.out
     if plain:   # (as in binary)
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
-                                            dscale, from_logits, loss, grad, hess, double_, checked=plain)
+                                            dscale, pre_at, from_logits, loss, grad, hess, double_, checked=plain)
         total, key = sc.finish(mod, has_err, scalar)
     else:
         with _cupy().cuda.Device(x.data.device_id):
             mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
-                                                dscale, from_logits, loss, grad, hess, double_)
-            total, key = sc.finish(mod, has_err, scalar)
+                                                dscale, pre_at, from_logits, loss, grad, hess, double_)
+            total, key = sc.finish(mod, has_err, scalar, pre)
+    if pre is not None and pre.key != _NO_ERR:
+        return (total,) + pre.error()
     if key == _NO_ERR:
         return total, 0, 0, 0
     flat, code = key >> 4, key & 15
@@ -1131,8 +1195,8 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
     return total, code, flat // C, flat % C
 
 
-def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss,
-                     grad, hess, double_, checked=None):
+def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, pre_at, from_logits,
+                     loss, grad, hess, double_, checked=None):
     """Launch the categorical kernel (no synchronisation); returns (module, scratch, has_err).
     checked: softmax's `plain` (outer, C, inner), the arrays known to be what _check would pass."""
     cupy = _cupy()
@@ -1164,7 +1228,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
     while kind == "onchip":   # a refused launch turns that family off; the next choice may be on-chip again
         try:
             sc = _launch_onchip(cupy, mod, extra, x, sx[0], C, rows, labels, swa, cwa, ignore_index, has_ignore,
-                                eps, dscale, loss, grad, hess, double_)
+                                eps, dscale, pre_at, loss, grad, hess, double_)
             return mod, sc, True
         except Exception as exc:  # noqa: BLE001 - a launch the device refuses: use other kernels
             if not _is_launch_config_error(exc):
@@ -1173,8 +1237,8 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
             kind, extra = _softmax_kernel_choice(mod, x, dims, sx, ysoft, labels, gamma, from_logits, grad, hess,
                                                  double_)
     if kind == "small":
-        sc = _launch_small(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale, loss,
-                           grad, hess, double_)
+        sc = _launch_small(cupy, mod, extra, x, C, rows, labels, swa, cwa, ignore_index, has_ignore, eps, dscale,
+                           pre_at, loss, grad, hess, double_)
         return mod, sc, True
     per, threads, smem = {"thread": (_THREAD_ROWS, 128, 0), "tile": (_TILE_ROWS, 128, extra or 0),
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
@@ -1189,6 +1253,6 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
         np.int64(C), np.int64(inner), np.int64(rows), labels, ysoft,
         np.int64(sy[0]), np.int64(sy[1]), np.int64(sy[2]), *swa, cwa,
         np.int64(ignore_index), np.int32(1 if has_ignore else 0), np.float64(eps), np.float64(gamma),
-        np.float64(dscale), np.int32(1 if from_logits else 0), loss, grad, hess,
+        np.float64(dscale), pre_at, np.int32(1 if from_logits else 0), loss, grad, hess,
         sc.sums, sc.errs), smem=smem)
     return mod, sc, True

@@ -17,6 +17,12 @@
  * reported at row * C (every categorical kernel checks its labels: the weight pre-pass, which
  * checks them too, is skipped where nothing else needs it).
  *
+ * The mean's factor: each kernel takes dscale, and `pre`, null or the two result words of a
+ * weight pre-pass enqueued before it (its sum is then the denominator: mean_scale_at), so that a
+ * call with class weights or ignore_index waits for the device once. The categorical kernels
+ * check their labels whether or not the pre-pass found one bad, so they never index class weights
+ * with one (the host reports the pre-pass's error first, as when it waited for it).
+ *
  * Kernels:
  *   xent_weight<T>         the mean's denominator (sample_weight * class_weight[label]) and the
  *                          label range / sample-weight checks, 2048 samples per block.
@@ -240,6 +246,16 @@ __device__ __forceinline__ void acc_add(double& s, double& c, double v) {
     s = t;
 }
 __device__ __forceinline__ double acc_total(double s, double c) { return (s - s == 0.0) ? s + c : s; }
+
+/* The mean's factor: dscale as the host passed it, or, where the weight pre-pass left the mean's
+ * denominator on the device (pre: its two result words, the sum's bits first; _cuda.py's
+ * weight_sum_enqueue), 1/denominator as _api's _mean_scale forms it (0 where nothing counts; the
+ * quotient of IEEE double division, the same bits as on the host). */
+__device__ __forceinline__ double mean_scale_at(double dscale, const xu64* pre) {
+    if (!pre) return dscale;
+    const double d = __longlong_as_double((long long)pre[0]);
+    return d != 0.0 ? 1.0 / d : 0.0;
+}
 
 /* Shared scratch of the end-of-block reduction. */
 struct ReduceScratch {
@@ -695,13 +711,15 @@ __device__ __forceinline__ T softmax_row(const RowArgs<T>& a, Team& tm, xi64 r, 
     const S* __restrict__ x, xi64 sx_o, xi64 sx_c, xi64 sx_i, xi64 C, xi64 inner, xi64 rows,      \
     const xi64* __restrict__ labels, const SL* __restrict__ ysoft, xi64 sy_o, xi64 sy_c, xi64 sy_i, \
     const void* __restrict__ sw, int sw_kind, const T* __restrict__ cwa, xi64 ignore_index,        \
-    int has_ignore, double eps, double gamma, double dscale, int from_logits,                     \
+    int has_ignore, double eps, double gamma, double dscale, const xu64* __restrict__ pre,         \
+    int from_logits,                                                                               \
     T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,                              \
     double* __restrict__ part_sum, xu64* __restrict__ part_err, xi64 block_offset
 
 #define XENT_ROW_ARGS                                                                              \
     xentk::RowArgs<T> a;                                                                          \
-    a.C = C; a.cwa = cwa; a.eps = T(eps); a.gamma = T(gamma); a.dscale = T(dscale);               \
+    a.C = C; a.cwa = cwa; a.eps = T(eps); a.gamma = T(gamma);                                      \
+    a.dscale = T(xentk::mean_scale_at(dscale, pre));                                              \
     a.ignore_index = ignore_index; a.has_ignore = has_ignore; a.from_logits = from_logits;
 
 namespace xentk {
@@ -1870,13 +1888,13 @@ __device__ __forceinline__ void onchip_pipe(const OnchipParams<T, S>& p, xi64 ro
 #define XENT_ONCHIP_PARAMS                                                                         \
     const S* __restrict__ x, xi64 sx_o, int C, int chunk, const xi64* __restrict__ labels,          \
     const void* __restrict__ sw, int sw_kind, const T* __restrict__ cwa, xi64 ignore_index,          \
-    int has_ignore, double eps, double dscale, T* __restrict__ loss, S* __restrict__ grad,           \
-    S* __restrict__ hess,                                                                           \
+    int has_ignore, double eps, double dscale, const xu64* __restrict__ pre, T* __restrict__ loss,   \
+    S* __restrict__ grad, S* __restrict__ hess,                                                     \
     double* __restrict__ part_sum, xu64* __restrict__ part_err
 
 #define XENT_ONCHIP_STRUCT                                                                         \
     const xentk::OnchipParams<T, S> p{x, sx_o, C, chunk, labels, sw, sw_kind, cwa, ignore_index, has_ignore, eps, \
-                                   dscale, loss, grad, hess, part_sum, part_err};
+                                   xentk::mean_scale_at(dscale, pre), loss, grad, hess, part_sum, part_err};
 
 #ifdef XENT_EMU
 #define XENT_CLUSTER_RANK(K) int(blockIdx.x % (K))
@@ -1975,10 +1993,12 @@ template <typename T, int CMAX, typename S = T>
 __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_softmax_small(
         const S* __restrict__ x, int C, xi64 rows, const xi64* __restrict__ labels, const void* __restrict__ sw,
         int sw_kind, const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
+        const xu64* __restrict__ pre,
         T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
         xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
     constexpr int NT = 256, NW = NT / 32;
+    const double dsc = mean_scale_at(dscale, pre);
     XENT_SHARED(ReduceScratch, rs);
     XENT_DYN_SHARED(dyn);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -2020,7 +2040,7 @@ __global__ void __launch_bounds__(256, (CMAX * sizeof(T) <= 64 ? 3 : 2)) xent_so
         if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
         const bool live = active && !ignored && !bad && !nan;
         const int yi = int(y);   /* the label where it counts (live rows: in [0, C)), compared in 32 bits */
-        const T ds = wi * T(dscale);
+        const T ds = wi * T(dsc);
         const T eps_ = T(eps), epsC = eps_ / T(C);
         const bool dense = eps_ != T(0);   /* uniform */
         CeRowEnd<T> fin;
@@ -2107,11 +2127,13 @@ template <typename T, int C, typename S = T>
 __global__ void __launch_bounds__(256, xentk::few_min_blocks<T>(C)) xent_softmax_few(
         const S* __restrict__ x, xi64 rows, const xi64* __restrict__ labels, const void* __restrict__ sw, int sw_kind,
         const T* __restrict__ cwa, xi64 ignore_index, int has_ignore, double eps, double dscale,
+        const xu64* __restrict__ pre,
         T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
         xu64* __restrict__ part_err, xi64 block_offset) {
     using namespace xentk;
     static_assert(C >= 1 && C <= 32, "xent_softmax_few: 1 <= C <= 32");
     constexpr int NT = 256, NW = NT / 32, P = C | 1;
+    const double dsc = mean_scale_at(dscale, pre);
     XENT_SHARED(ReduceScratch, rs);
     XENT_DYN_SHARED(dyn);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -2157,7 +2179,7 @@ __global__ void __launch_bounds__(256, xentk::few_min_blocks<T>(C)) xent_softmax
         if (bad) err = err_key(r * xi64(C), ERR_LABEL_RANGE);
         const bool live = active && !ignored && !bad && !nan;
         const int yi = int(y);
-        const T ds = wi * T(dscale);
+        const T ds = wi * T(dsc);
         const T eps_ = T(eps), epsC = eps_ / T(C);
         const bool dense = eps_ != T(0);   /* uniform */
         CeRowEnd<T> fin;
@@ -2255,10 +2277,13 @@ __global__ void __launch_bounds__(256, xentk::few_min_blocks<T>(C)) xent_softmax
  * smallest error key; out[0] = the sum's bits, out[1] = the key (all ones: no error). With a
  * `loss` pointer also the reduced loss, as _api's _finish would form it from the sum on the host
  * (so it needs no copy to the device): the sum, or for a mean (kind & 2) sum / denom, and 0 where
- * denom is 0; rounded to float unless kind & 1 (double). */
+ * denom is 0; rounded to float unless kind & 1 (double). With `pre`, the two result words of the
+ * weight pre-pass (whose sum the kernels took as the mean's denominator, mean_scale_at): the
+ * denominator comes from there and both words go to out[2], out[3], so one copy brings back all
+ * four (out has room for them). */
 __global__ void __launch_bounds__(1024)
 xent_finalize(const double* __restrict__ part_sum, const xu64* __restrict__ part_err, xi64 n, xu64* __restrict__ out,
-              void* __restrict__ loss, int kind, double denom) {
+              void* __restrict__ loss, int kind, double denom, const xu64* __restrict__ pre) {
     using namespace xentk;
     constexpr int NT = 1024;
     XENT_SHARED(ReduceScratch, rs);
@@ -2300,6 +2325,11 @@ xent_finalize(const double* __restrict__ part_sum, const xu64* __restrict__ part
         const double total = acc_total(t, tc);
         out[0] = (xu64)__double_as_longlong(total);
         out[1] = m;
+        if (pre) {   /* the weight pre-pass's words: the denominator, and its first error */
+            out[2] = pre[0];
+            out[3] = pre[1];
+            denom = __longlong_as_double((long long)pre[0]);
+        }
         if (loss) {
             const double v = (kind & 2) ? (denom != 0.0 ? total / denom : 0.0) : total;
             if (kind & 1) *static_cast<double*>(loss) = v;
