@@ -119,7 +119,7 @@ def kernel_only_ms(kind, x, y, repeat):
         g = cupy.empty(x.shape, dtype=x.dtype)
 
         def launch():
-            _cuda._binary_enqueue(y, x, None, None, 1.0, 0.0, 0.0, 1.0 / N, True, None, g, None, False)
+            _cuda._binary_enqueue(y, x, None, None, 1.0, 0.0, 0.0, 1.0 / N, None, True, None, g, None, False)
     launch()
     cupy.cuda.Device().synchronize()
     start, end = cupy.cuda.Event(), cupy.cuda.Event()

@@ -7,6 +7,8 @@ profiles them and splits the profiled time by where it is spent (xentc, CuPy, th
 
     python benchmarks/host_overhead.py                       # on a GPU with CuPy
     python benchmarks/host_overhead.py --stamps              # the same calls step by step
+    python benchmarks/host_overhead.py --weighted            # calls with a weight pre-pass: one
+        # wait for the device against two (xentc._cuda.DEVICE_DENOMINATOR off)
     PYTHONPATH=tools/cuda_emu python benchmarks/host_overhead.py --stub-kernels
         # anywhere: the CUDA emulator's cupy with the kernel launches replaced by no-ops, so the
         # time is xentc's Python plus the stand-in CuPy's (the xentc part is what carries over)
@@ -32,6 +34,9 @@ def main() -> None:
                          "launches, waiting for the device, host after it), instead of the small calls")
     ap.add_argument("--tiny", action="store_true", help="--phases on small shapes (a dry run on the emulator)")
     ap.add_argument("--top", type=int, default=0, help="also print the N functions of most own time a call")
+    ap.add_argument("--weighted", action="store_true",
+                    help="instead: small calls that need the weight pre-pass (ignore_index, sample weights), "
+                         "its sum left on the device against waited for")
     ap.add_argument("--stamps", action="store_true",
                     help="instead: the median time between the steps of a small call (entries and exits of "
                          "xentc's functions on its path, cupy.empty), step by step")
@@ -53,8 +58,21 @@ def main() -> None:
         "cross_entropy 4096x10, grad": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True),
         "binary_cross_entropy 4096, grad": lambda: xentc.binary_cross_entropy(yb, xb, from_logits=True, grad=True),
     }
+    if args.weighted:
+        sw, swb = cupy.asarray(rng.random(4096)), cupy.asarray(rng.random(4096).astype(np.float32))
+        cases = {
+            "cross_entropy 4096x10, ignore_index, mean, grad":
+                lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, ignore_index=3),
+            "cross_entropy 4096x10, sample_weight, mean, grad":
+                lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, sample_weight=sw),
+            "binary_cross_entropy 4096, sample_weight, mean, grad":
+                lambda: xentc.binary_cross_entropy(yb, xb, from_logits=True, grad=True, sample_weight=swb),
+        }
     for call in cases.values():   # build the kernels, warm the memory pool
         call()
+    if args.weighted:
+        weighted(cupy, cases, args.calls, args.stub_kernels)
+        return
     launches: list = []
     if args.stub_kernels:
         from cupy.cuda import function
@@ -108,6 +126,36 @@ def main() -> None:
                       f"{nc / args.calls:5.1f} calls  {fn.rsplit('/', 2)[-1] if '/' in fn else fn}:{ln}({f})")
 
 
+def weighted(cupy, cases: dict, calls: int, stubbed: bool) -> None:
+    """Each case's whole call (host time to the return, which waits for the device), with the weight
+    pre-pass's sum left on the device (one wait) and waited for first (two: DEVICE_DENOMINATOR
+    off), in alternating rounds: the median over 5 rounds of each."""
+    from xentc import _cuda
+
+    if stubbed:
+        from cupy.cuda import function
+
+        function.Function.__call__ = lambda self, *a, **k: None
+    saved = _cuda.DEVICE_DENOMINATOR
+    try:
+        for name, call in cases.items():
+            times: dict = {True: [], False: []}
+            for _ in range(5):
+                for flag in (True, False):
+                    _cuda.DEVICE_DENOMINATOR = flag
+                    for _ in range(20):
+                        call()
+                    cupy.cuda.Device().synchronize()
+                    t = time.perf_counter()
+                    for _ in range(calls):
+                        call()
+                    times[flag].append((time.perf_counter() - t) / calls * 1e6)
+            print(f"{name}: {np.median(times[True]):.1f} us a call waiting once, {np.median(times[False]):.1f} us "
+                  f"waiting twice{' (kernels stubbed)' if stubbed else ''}")
+    finally:
+        _cuda.DEVICE_DENOMINATOR = saved
+
+
 def phases(cupy, xentc, repeat: int = 20, tiny: bool = False) -> None:
     """Whole calls of issue 4's cases split into: host time up to the end of the main kernel's
     launch (_Scratch.finish entered), the wait in finish (the device's work not yet done, the
@@ -159,7 +207,7 @@ def phases(cupy, xentc, repeat: int = 20, tiny: bool = False) -> None:
         N = y.shape[0] if x.ndim == 1 else x.shape[0]
         if x.ndim == 1:
             g = cupy.empty_like(x)
-            enqueue = lambda: _cuda._binary_enqueue(y, x, None, None, 1.0, 0.0, 0.0, 1.0 / N, True, None, g,  # noqa: E731
+            enqueue = lambda: _cuda._binary_enqueue(y, x, None, None, 1.0, 0.0, 0.0, 1.0 / N, None, True, None, g,  # noqa: E731
                                                     None, False)
         else:
             x3, g = x.reshape(N, x.shape[1], 1), cupy.empty((N, x.shape[1], 1), dtype=x.dtype)

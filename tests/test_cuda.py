@@ -1870,11 +1870,12 @@ def _calls_two_ways(monkeypatch, call):
 @pytest.mark.parametrize("kernel", KERNELS + ["few"])
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
 def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
-    """A mean over integer labels with class weights or ignore_index, or from probabilities, sums
-    its denominator in the weight pre-pass and leaves it on the device, where every kernel and the
-    reduced loss take it: the call reads its result words once (one wait for the device) instead
-    of twice, with the bits of the call that waits for the denominator first, on every kernel,
-    ignored rows and label errors included."""
+    """A call that needs the weight pre-pass (sample weights; a mean with class weights or
+    ignore_index, or from probabilities) leaves its sum on the device, where every kernel and the
+    reduced loss take it as the mean's denominator: the call reads its result words once (one
+    wait for the device) instead of twice, with the bits of the call that waits for the pre-pass
+    first, on every kernel, every reduction where sample weights make the pre-pass check them,
+    ignored rows and label and weight errors included."""
     C = 10 if kernel in ("few", "small") else 37
     rng = np.random.default_rng(_seed("device_denominator", kernel, np.dtype(dtype).name))
     N = 23
@@ -1888,24 +1889,30 @@ def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
     y = rng.integers(0, C, N)
     y[[3, 11]] = -100
     cw = weights(rng, (C,), lo=1).astype(_cdt(dtype))
+    sw = weights(rng, (N,)).astype(dtype)
     cases = [(x, {"from_logits": True, "ignore_index": -100}),
              (x, {"from_logits": True, "ignore_index": -100, "class_weight": cw, "label_smoothing": 0.1}),
              (x, {"from_logits": True, "ignore_index": -100, "gamma": 2.0, "alpha": np.linspace(0.1, 0.9, C)}),
-             (p, {"ignore_index": -100, "class_weight": cw})]
+             (p, {"ignore_index": -100, "class_weight": cw}),
+             (x, {"from_logits": True, "sample_weight": sw}),
+             (x, {"from_logits": True, "sample_weight": sw, "class_weight": cw, "ignore_index": -100})]
     for xx, kw in cases:
         name = "focal_loss" if "gamma" in kw else "cross_entropy"
         for yy in (y, np.full(N, -100)):   # some rows ignored; all of them (a mean of 0)
-            def call():
-                return getattr(xentc, name)(cupy.asarray(yy), cupy.asarray(xx), reduction="mean", grad=True,
-                                            hess=True, **to_gpu_kwargs(kw))
-            (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
-            assert (dev_reads, host_reads) == (1, 2), kw
-            assert_same_bits(dev, host_, to_host=host)
-            if (yy < 0).all():
-                assert float(dev.loss) == 0.0 and not host(dev.grad).any()
+            if "ignore_index" not in kw and (yy < 0).any():
+                yy = np.where(yy < 0, 1, yy)
+            for reduction in ("mean", "sum", "none") if "sample_weight" in kw else ("mean",):
+                def call():
+                    return getattr(xentc, name)(cupy.asarray(yy), cupy.asarray(xx), reduction=reduction, grad=True,
+                                                hess=True, **to_gpu_kwargs(kw))
+                (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
+                assert (dev_reads, host_reads) == (1, 2), (kw, reduction)
+                assert_same_bits(dev, host_, to_host=host)
+                if reduction == "mean" and (yy < 0).all():
+                    assert float(dev.loss) == 0.0 and not host(dev.grad).any()
         if kernel == "few" and xx is x and "gamma" not in kw:
             assert _used_kernel()["kernel"] == "few", _used_kernel()
-        bad = y.copy()
+        bad = (y if "ignore_index" in kw else np.where(y < 0, 1, y)).copy()
         bad[[7, 15]] = [C, -1]
         (dev, dev_reads), (host_, _) = _calls_two_ways(
             monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
@@ -1913,31 +1920,89 @@ def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
         assert isinstance(dev, ValueError) and dev_reads == 1
         assert_same_bits(dev, host_)
         assert re.search(rf"label {C} at index 7\b", str(dev)), str(dev)
+        if "sample_weight" in kw:   # a bad weight after the bad label, then before it
+            for at in (9, 5):
+                bad_sw = sw.copy()
+                bad_sw[at] = -1.0
+                (dev, dev_reads), (host_, _) = _calls_two_ways(
+                    monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
+                                                              **to_gpu_kwargs(dict(kw, sample_weight=bad_sw))))
+                assert isinstance(dev, ValueError) and dev_reads == 1
+                assert_same_bits(dev, host_)
+                assert (str(dev).startswith("sample_weight") and f"index {at}" in str(dev)) == (at == 5), str(dev)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_mean_denominator_on_the_device_where_it_cannot_be(monkeypatch, dtype):
-    """Where the denominator must be known before the main kernels (class weights whose sum the
-    mean scales by a power of two, as on the CPU), the call is made again waiting for it first; into
-    out= arrays and with sample weights it waits for it first from the start. The bits of the call
-    that always waits."""
+    """Where the denominator must be known before the main kernels (weights whose sum the mean
+    scales by a power of two, as on the CPU), the call is made again waiting for it first; into
+    out= arrays it waits for it first from the start. The bits of the call that always waits."""
     fi = np.finfo(dtype)
     rng = np.random.default_rng(_seed("device_denominator_not", np.dtype(dtype).name))
     N, C = 12, 5
     x = rng.normal(0, 2, (N, C)).astype(dtype)
     y = rng.integers(0, C, N)
     tiny = np.ldexp(np.arange(1, C + 1) / 4, fi.minexp - 3).astype(dtype)
+    tiny_sw = np.ldexp(weights(rng, (N,), lo=1), fi.minexp - 3).astype(dtype)
+    huge_sw = np.ldexp(weights(rng, (N,), lo=1), fi.maxexp - 4).astype(dtype)
     g = cupy.empty((N, C), dtype=dtype)
-    for kw, reads in (({"class_weight": tiny}, 1 + 2), ({"class_weight": np.ones(C, dtype), "out": (None, g, None)}, 2),
-                      ({"sample_weight": rng.random(N).astype(dtype), "ignore_index": 1}, 2)):
+    gb = cupy.empty(N, dtype=dtype)
+    # the device's first try, then the call that waits ("again"); or the call that waits alone
+    for name, kw, how in (
+            ("cross_entropy", {"class_weight": tiny}, "again"),
+            ("cross_entropy", {"sample_weight": tiny_sw, "ignore_index": 1}, "again"),
+            ("cross_entropy", {"sample_weight": huge_sw}, "again"),
+            ("cross_entropy", {"class_weight": np.ones(C, dtype), "out": (None, g, None)}, "waits"),
+            ("binary_cross_entropy", {"sample_weight": tiny_sw}, "again"),
+            ("binary_cross_entropy", {"sample_weight": huge_sw}, "again"),
+            ("binary_cross_entropy", {"sample_weight": tiny_sw, "out": (None, gb, None)}, "waits")):
+        binary = name.startswith("binary")
+        yy, xx = ((x[:, 0] > 0).astype(dtype), x[:, 0]) if binary else (y, x)
+
         def call():
-            r = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), from_logits=True, grad=True,
-                                    **to_gpu_kwargs(kw))
+            r = getattr(xentc, name)(cupy.asarray(yy), cupy.asarray(xx), from_logits=True, grad=True,
+                                     **to_gpu_kwargs(kw))
             return (r.loss, r.grad.copy())
         (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
-        assert (dev_reads, host_reads) == (reads, 2), kw
+        assert host_reads >= 2 and dev_reads == host_reads + (how == "again"), (kw, dev_reads, host_reads)
         assert_same_bits(dev, host_, to_host=host)
         assert np.isfinite(host(dev[1])).all() and host(dev[1]).any()
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=ALL_IDS)
+def test_binary_sample_weights_wait_once(monkeypatch, dtype):
+    """Binary calls with sample weights (of every repeating pattern, on both kernels, every
+    reduction) start their main kernels without waiting for the weights' pre-pass, which leaves its
+    sum on the device for a mean: one read of the result words instead of two, and the bits of the
+    call that waits. A weight error is reported before a label error, as when the call waited,
+    also with a pos_weight too large for the compute dtype (whose error comes after the weights')."""
+    rng = np.random.default_rng(_seed("bin-sw-once", np.dtype(dtype).name))
+    for shape, sw in _repeating_weight_cases(rng):
+        y, x = make_binary(rng, shape, dtype, True, "soft")
+        swc = np.asarray(sw, dtype=_cdt(dtype))
+        for name, kw in (("binary_cross_entropy", {"from_logits": True}),
+                         ("binary_focal_loss", {"from_logits": True, "gamma": 2.0, "alpha": 0.3}),
+                         ("binary_cross_entropy", {})):
+            xx = x if kw else 1.0 / (1.0 + np.exp(-x.astype(np.float64))).astype(dtype)
+            for reduction in REDUCTIONS:
+                def call():
+                    return getattr(xentc, name)(cupy.asarray(y), cupy.asarray(xx), reduction=reduction, grad=True,
+                                                hess=reduction == "none", sample_weight=cupy.asarray(swc), **kw)
+                (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
+                assert (dev_reads, host_reads) == (1, 2), (shape, np.shape(sw), name, kw, reduction)
+                assert_same_bits(dev, host_, to_host=host)
+    n = 3001
+    y, x = make_binary(rng, (n,), dtype, True, "hard")
+    sw = weights(rng, (n,)).astype(_cdt(dtype))
+    sw[40] = np.nan
+    y[20] = 2   # a label outside [0, 1] before the bad weight
+    for kw in ({"from_logits": True}, {"from_logits": True, "pos_weight": 1e300}):
+        (dev, dev_reads), (host_, _) = _calls_two_ways(
+            monkeypatch, lambda: xentc.binary_cross_entropy(cupy.asarray(y), cupy.asarray(x), grad=True,
+                                                            sample_weight=cupy.asarray(sw), **kw))
+        assert isinstance(dev, ValueError) and str(dev).startswith("sample_weight"), str(dev)
+        assert_same_bits(dev, host_)
+        assert dev_reads == 1, kw
 
 
 def test_all_ignored_mean_is_zero():
@@ -2289,7 +2354,7 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
 
 def test_scratch_kept_per_thread():
     """A call's scratch (partial sums, error keys) is kept for the same thread's next call on the
-    device once the call has synchronised; a larger need gets a new one; a call that raises from
+    device once the call has synchronised (a second one for a weight pre-pass read on the device); a larger need gets a new one; a call that raises from
     a kernel's error still hands its scratch back; threads never share one (concurrent calls in
     several threads give each its own result)."""
     import threading
@@ -2301,18 +2366,24 @@ def test_scratch_kept_per_thread():
     dev = xg.data.device_id
     _cuda._tls.__dict__.pop("scratch", None)   # what earlier tests left in this thread
     xentc.cross_entropy(yg, xg, from_logits=True)
-    kept = _cuda._tls.scratch[dev]
+    kept = _cuda._tls.scratch[dev, 0]
     assert abs(float(xentc.cross_entropy(yg, xg, from_logits=True)) - want) <= 1e-6 * abs(want)
-    assert _cuda._tls.scratch[dev] is kept
+    assert _cuda._tls.scratch[dev, 0] is kept
     big_y, big_x = make_categorical(rng, (70000, 3), np.float32, True, "int")   # more partial sums
     xentc.cross_entropy(cupy.asarray(big_y), cupy.asarray(big_x), from_logits=True)
-    bigger = _cuda._tls.scratch[dev]
+    bigger = _cuda._tls.scratch[dev, 0]
     assert bigger is not kept and bigger.cap > kept.cap
     bad = yg.copy()
     bad[5] = 7
     with pytest.raises(ValueError, match="index 5"):
         xentc.cross_entropy(bad, xg, from_logits=True)
-    assert _cuda._tls.scratch[dev] is bigger
+    assert _cuda._tls.scratch[dev, 0] is bigger
+    # a call whose weight pre-pass the main kernels read on the device holds a scratch of each slot
+    xentc.cross_entropy(yg, xg, from_logits=True, ignore_index=3)
+    pre_kept = _cuda._tls.scratch[dev, _cuda._PRE_SLOT]
+    assert pre_kept is not _cuda._tls.scratch[dev, 0]
+    xentc.cross_entropy(yg, xg, from_logits=True, ignore_index=3)
+    assert _cuda._tls.scratch[dev, _cuda._PRE_SLOT] is pre_kept and _cuda._tls.scratch[dev, 0] is bigger
 
     results, seen, errors = {}, {}, []
 
@@ -2321,7 +2392,7 @@ def test_scratch_kept_per_thread():
             xi = xg * (1 + i / 8)
             for _ in range(20):
                 results[i] = float(xentc.cross_entropy(yg, xi, from_logits=True))
-            seen[i] = _cuda._tls.scratch[dev]   # kept alive here, so the ids below differ
+            seen[i] = _cuda._tls.scratch[dev, 0]   # kept alive here, so the ids below differ
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 

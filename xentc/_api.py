@@ -474,6 +474,14 @@ def _raise_binary(err: int, i: int, y_true, y_pred, sw_full) -> None:
     raise RuntimeError(f"xentc: unknown kernel error code {err}")
 
 
+def _full_weights(xp, sample_weight, shape, err: int):
+    """The sample weights as broadcast to the samples' shape, for a weight error's message (the
+    only error that reads them); None otherwise."""
+    if err != _ERR_WEIGHT or sample_weight is None:
+        return None
+    return xp.broadcast_to(xp.asarray(sample_weight), shape)
+
+
 def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_full) -> None:
     # messages give flat C-order indices (docs/semantics.md): i is the row (sample), j the class
     sample_shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
@@ -607,9 +615,14 @@ def _ldexp_weights(w, k: int, xp):
     return xp.ldexp(sig, xp.maximum(field, 1).astype(np.int32) + (k - 150)).astype(_F32)
 
 
+def _fits(w: Optional[np.ndarray], cdt) -> bool:
+    """Whether _check_fits passes w."""
+    return w is None or not w.size or not float(np.max(w)) > float(np.finfo(cdt).max)
+
+
 def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
     """A weight checked in float64 must also be finite in the compute dtype it is used in."""
-    if w is not None and w.size and float(np.max(w)) > float(np.finfo(cdt).max):
+    if not _fits(w, cdt):
         i = int(np.argmax(w.reshape(-1)))
         where = f" at index {i}" if w.ndim else ""
         raise ValueError(f"{name}: value {float(w.reshape(-1)[i])!r}{where} overflows {np.dtype(cdt).name}, the "
@@ -783,17 +796,22 @@ def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool, redu
     return reduction != "mean" and not _DENOM_ONLY.get() and _SUMS_SINK.get() is None
 
 
-def _device_denominator(backend, sw, n: int, reduction: str, bufs) -> bool:
-    """Whether a categorical mean whose denominator the weight pre-pass must sum (class weights,
-    ignore_index, probabilities) can leave that sum on the device for the main kernels to divide
-    by (a backend with DEVICE_DENOMINATOR: the GPU's), so that the call waits for the device once,
-    not twice. Without sample weights (whose scaling for extreme sums, _weight_lift, is decided
-    before the main call), into new arrays only (the main kernels run before the pre-pass's error
-    is known, and must not write into the caller's `out=` then) and outside xentc.dask's context.
-    Class weights whose sum the mean must scale (_mean_weight_exponent) are found afterwards, and
-    the call is made again the other way."""
-    return (sw is None and n > 0 and reduction == "mean" and bufs is _NO_OUT and _plain_context()
-            and _capability(backend, "DEVICE_DENOMINATOR", False))
+def _device_denominator(backend, n: int, bufs) -> bool:
+    """Whether a call that needs the weight pre-pass (sample weights; class weights, ignore_index
+    or probabilities with a categorical mean) can start its main kernels without waiting for it (a
+    backend with DEVICE_DENOMINATOR: the GPU's), the pass's sum left on the device for them to
+    divide by where the reduction is a mean, its checks read back with the call's result: the call
+    waits for the device once, not twice. Into new arrays only (the main kernels run before the
+    pass's error is known, and must not write into the caller's `out=` then) and outside
+    xentc.dask's context. Weights whose sum the mean must scale first (_mean_weight_exponent,
+    _weight_lift) are found afterwards, and the call is made again the other way."""
+    return n > 0 and bufs is _NO_OUT and _plain_context() and _capability(backend, "DEVICE_DENOMINATOR", False)
+
+
+def _redo_for_scaled_weights(pre, reduction: str, cdt) -> bool:
+    """After a call whose pre-pass left its sum on the device (_device_denominator): whether that
+    sum is one the mean must scale the weights for, so the call must be made again waiting for it."""
+    return reduction == "mean" and bool(_mean_weight_exponent(pre.denom, cdt))
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
@@ -1011,7 +1029,8 @@ def _binary(y_true, y_pred, **kw):
 
 
 def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, label_smoothing, reduction,
-                 grad, hess, n_threads, out=None):
+                 grad, hess, n_threads, out=None, device_denominator=True):
+    """device_denominator: as for _categorical_here."""
     xp = _namespace(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     cdt = _compute_dtype(pred)
@@ -1038,10 +1057,15 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
                                                           ("sample_weight", _caller_array(sample_weight))))
     denom = float(n)
     lift = 0
-    if sw is not None:
+    pre = None
+    if (sw is not None and device_denominator and _device_denominator(backend, n, bufs)
+            and _fits(w1, cdt)):   # (else pos_weight's error, after the weights' own as below)
+        pre = backend.weight_sum_enqueue(None, sw, None, 0, -1, False, n, cdt == _F64, mean=reduction == "mean",
+                                         **swkw)
+    elif sw is not None:
         denom, err, i, _ = _weight_total(backend, None, sw, None, 0, None, n, cdt, n_threads, **swkw)
         if err:
-            _raise_binary(err, i, yt, pred, xp.broadcast_to(xp.asarray(sample_weight), shape))
+            _raise_binary(err, i, yt, pred, _full_weights(xp, sample_weight, shape, err))
         lift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
         if lift:
             sw, swkw = _sample_weight(lifted, shape, cdt, xp, backend, binary=True, n_threads=n_threads)
@@ -1050,10 +1074,13 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     if _DENOM_ONLY.get():
         return _finish_denom(math.ldexp(denom, lift))
     own = math.ldexp(denom, lift)
-    denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if sw is None else (sw,),
-                                    lambda w: _weight_total(backend, None, w, None, 0, None, n, cdt, n_threads,
-                                                            **swkw)[0], lift)
-    sw = ws[0] if ws else sw
+    if pre is None:
+        denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if sw is None else (sw,),
+                                        lambda w: _weight_total(backend, None, w, None, 0, None, n, cdt, n_threads,
+                                                                **swkw)[0], lift)
+        sw = ws[0] if ws else sw
+    else:
+        wexp = 0   # (checked below, once the denominator is known)
     w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
@@ -1062,9 +1089,15 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, i, _ = backend.binary(y.reshape(-1), x.reshape(-1), sw, w1c, w0, label_smoothing, gamma,
                                       dscale, from_logits, loss_arr, grad_arr, hess_arr,
-                                      cdt == _F64, n_threads, **scalar, **swkw)
+                                      cdt == _F64, n_threads, **scalar, **swkw, **({} if pre is None else {"pre": pre}))
     if err:
-        _raise_binary(err, i, yt, pred, None)
+        _raise_binary(err, i, yt, pred, _full_weights(xp, sample_weight, shape, err))
+    if pre is not None:
+        denom = own = pre.denom
+        if _redo_for_scaled_weights(pre, reduction, cdt):
+            return _binary_here(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=gamma,
+                                sample_weight=sample_weight, label_smoothing=label_smoothing, reduction=reduction,
+                                grad=grad, hess=hess, n_threads=n_threads, out=out, device_denominator=False)
     return _finish(xp, total, denom, reduction, loss_arr, shape, grad_arr, hess_arr, shape, pred.dtype, cdt,
                    grad, hess, bufs, scalar, wexp, own)
 
@@ -1301,9 +1334,8 @@ def _categorical(y_true, y_pred, **kw):
 def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha, gamma, sample_weight,
                       ignore_index, label_smoothing, reduction, grad, hess, n_threads, out=None,
                       device_denominator=True):
-    """device_denominator: a mean over integer labels may take its denominator on the device
-    (_device_denominator); False for the call again where that denominator needs the weights
-    scaled."""
+    """device_denominator: the weight pre-pass may leave its sum on the device (_device_denominator);
+    False for the call again where the mean needs the weights scaled."""
     xp = _namespace(y_true=y_true, y_pred=y_pred, class_weight=class_weight, sample_weight=sample_weight)
     pred = _real_array("y_pred", y_pred, xp)
     if pred.ndim == 0:
@@ -1375,16 +1407,15 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     pre = None
     if sw is not None or (labels is not None and not _labels_checked_in_kernel(backend, cwd, ignore_index,
                                                                                from_logits, reduction)):
-        if device_denominator and _device_denominator(backend, sw, n, reduction, bufs):
-            pre = backend.weight_sum_enqueue(labels, None, cwd, C, -1 if ignore_index is None else ignore_index,
-                                             ignore_index is not None, n, cdt == _F64)
+        if device_denominator and _device_denominator(backend, n, bufs):
+            pre = backend.weight_sum_enqueue(labels, sw, cwd, C, -1 if ignore_index is None else ignore_index,
+                                             ignore_index is not None, n, cdt == _F64, mean=reduction == "mean")
         else:
             denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
             if err:
-                full_sw = None if sample_weight is None else xp.broadcast_to(xp.asarray(sample_weight), sample_shape)
-                _raise_categorical(err, i, j, yt, pred, ax, full_sw)
+                _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
     lift = 0
-    if sw is not None:
+    if sw is not None and pre is None:
         lift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
         if lift:
             sw, _ = _sample_weight(lifted, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
@@ -1394,17 +1425,17 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     own = math.ldexp(denom, lift)
     # extreme weights: a power of two out of the sample weights, else out of the class weights (both
     # sides of the mean have them)
-    if sw is not None:
+    if pre is not None:
+        wexp = 0   # (checked below, once the denominator is known)
+    elif sw is not None:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (sw,), lambda w: _weight_total(
             backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0], lift)
         sw = ws[0]
-    elif pre is None:
+    else:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if cwd is None else (cwd, cwa),
                                         lambda w, _: _weight_total(backend, labels, None, w, C, ignore_index, n,
                                                                    cdt, n_threads)[0])
         cwd, cwa = ws if ws else (cwd, cwa)
-    else:
-        wexp = 0   # (checked below, once the denominator is known)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
     grad_arr = _buffer(xp, bufs.grad, (outer, C, inner), sdt) if grad else None
@@ -1415,10 +1446,10 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
                                        loss_arr, grad_arr, hess_arr, cdt == _F64, n_threads, **scalar,
                                        **({} if pre is None else {"pre": pre}))
     if err:
-        _raise_categorical(err, i, j, yt, pred, ax, None)
+        _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
     if pre is not None:
         denom = own = pre.denom
-        if cwd is not None and _mean_weight_exponent(denom, cdt):   # class weights the mean must scale
+        if _redo_for_scaled_weights(pre, reduction, cdt):
             return _categorical_here(y_true, y_pred, from_logits=from_logits, axis=axis, class_weight=class_weight,
                                      alpha=alpha, gamma=gamma, sample_weight=sample_weight,
                                      ignore_index=ignore_index, label_smoothing=label_smoothing,

@@ -830,11 +830,12 @@ def _scratch(cupy, nparts: int, dev_id: int, slot: int = 0) -> _Scratch:
 
 class _Pre:
     """A weight pre-pass enqueued without a wait (weight_sum_enqueue): its scratch, whose result
-    words the main kernels and their finalize read on the device, and, once the main call's
-    finish() has synchronised, the mean's denominator and its first error key."""
+    words the main call's finalize reads on the device (and its kernels, for a mean: `at`), and,
+    once the main call's finish() has synchronised, the denominator and its first error key."""
 
-    def __init__(self, sc: _Scratch, labels):
+    def __init__(self, sc: _Scratch, labels, mean: bool):
         self.sc, self.labels = sc, labels
+        self.at = sc.out if mean else None   # what the main kernels take as `pre`
         self.denom, self.key = 0.0, _NO_ERR
 
     def error(self) -> Tuple[int, int, int]:
@@ -896,9 +897,11 @@ def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_thread
     return (total,) + _weight_error(key, labels)
 
 
-def weight_sum_enqueue(labels, sw, cw, C, ignore_index, has_ignore, n, double_, sw_rep=1, sw_len=-1) -> _Pre:
+def weight_sum_enqueue(labels, sw, cw, C, ignore_index, has_ignore, n, double_, sw_rep=1, sw_len=-1,
+                       mean=True) -> _Pre:
     """weight_sum's kernels, enqueued without waiting for them (n > 0, labels or sw given): the
-    _Pre to pass to softmax, whose kernels then take the mean's denominator from the device."""
+    _Pre to pass to softmax or binary, whose kernels then take the mean's denominator from the
+    device (`mean`; else only its checks count, read back with the call's result)."""
     n = int(n)
     sw_rep, sw_len = _weight_pattern(sw, sw_rep, sw_len, n)
     ref = labels if labels is not None else sw
@@ -918,7 +921,7 @@ def weight_sum_enqueue(labels, sw, cw, C, ignore_index, has_ignore, n, double_, 
                                          np.int64(ignore_index),
                                          np.int32(1 if has_ignore else 0), np.int64(n), sc.sums, sc.errs))
         sc.reduce(mod, True)
-    return _Pre(sc, labels)
+    return _Pre(sc, labels, mean)
 
 
 def _weight_error(key: int, labels) -> Tuple[int, int, int]:
@@ -947,7 +950,7 @@ def _fill_scalar(scalar) -> None:
 
 
 def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_, n_threads, scalar=None,
-           sw_rep=1, sw_len=-1, plain=False):
+           sw_rep=1, sw_len=-1, plain=False, pre=None):
     """Binary CE / focal over 1-D y (labels) and x (probabilities or logits); element i takes
     sample weight sw[(i // sw_rep) % sw_len] (by default sw[i]). `scalar`, CUDA only: a list
     [the compute dtype (replaced by the 0-d array made for it, see _scalar_array) or that array,
@@ -955,25 +958,28 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
     no host-to-device copy for it. `plain`: a plain call of _api (_binary_plain), whose arrays are
     on the current device, C-contiguous and aligned, labels in y_pred's dtype, all of one shape
     (any: the elements in C order), the outputs new: no device switch, no _check of them and no
-    reshape."""
+    reshape. `pre`: as for softmax (its sample weights' pre-pass)."""
     if x.size == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
+    pre_at = None if pre is None else pre.at
     if plain:   # (no `with nullcontext()` for both: its two Python calls are half a microsecond)
-        mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-                                  sw_rep, sw_len, checked=True)
+        mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, pre_at, from_logits, loss, grad, hess,
+                                  double_, sw_rep, sw_len, checked=True)
         total, key = sc.finish(mod, True, scalar)
     else:
         with _cupy().cuda.Device(x.data.device_id):
-            mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
-                                      sw_rep, sw_len)
-            total, key = sc.finish(mod, True, scalar)
+            mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, pre_at, from_logits, loss, grad, hess,
+                                      double_, sw_rep, sw_len)
+            total, key = sc.finish(mod, True, scalar, pre)
+    if pre is not None and pre.key != _NO_ERR:
+        return (total,) + pre.error()
     if key == _NO_ERR:
         return total, 0, 0, 0
     return total, key & 15, key >> 4, 0
 
 
-def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, double_,
+def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, pre_at, from_logits, loss, grad, hess, double_,
                     sw_rep=1, sw_len=-1, checked=False):
     """Launch the binary kernel (no synchronisation); returns (module, scratch) for finish().
     checked: the arrays are known to be what _check would pass (binary's `plain`)."""
@@ -1021,7 +1027,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
         _log("binary", blocks=nblocks, kernel="vec", rounds=rounds)
         _launch_blocks(f, nblocks, 256, (
             y, x, np.int64(n), *swa, np.int32(sw is not None and sw_len == 1), w1, np.float64(w0), np.float64(eps),
-            np.float64(dscale), loss, grad, hess, sc.sums, sc.errs, np.int32(rounds)))
+            np.float64(dscale), pre_at, loss, grad, hess, sc.sums, sc.errs, np.int32(rounds)))
         return mod, sc
     nblocks = -(-n // _BINARY_PER_BLOCK)
     sc = _scratch(cupy, nblocks, dev_id)
@@ -1030,7 +1036,7 @@ def _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, gra
     _launch_blocks(f, nblocks, 256, (
         y, np.int64(sy), x, np.int64(sx), np.int64(n),
         *swa, np.int64(sw_rep), np.int64(sw_len), w1, np.int64(nw1), np.float64(w0), np.float64(eps), np.float64(gamma),
-        np.float64(dscale), loss, grad, hess, sc.sums, sc.errs))
+        np.float64(dscale), pre_at, loss, grad, hess, sc.sums, sc.errs))
     return mod, sc
 
 
@@ -1168,14 +1174,14 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
     with (outer, C, inner): x, grad and hess are then C-contiguous arrays of any shape, taken as
     that view without a reshape, and the labels of any shape, their outer * inner in C order.
     `pre`: a weight pre-pass of these rows enqueued by weight_sum_enqueue (rows > 0), whose sum the
-    kernels take as the mean's denominator in place of dscale's; the error returned is its first
-    where it has one (as weight_sum would have reported it before this call), and pre.denom holds
-    the denominator afterwards."""
+    kernels take as the mean's denominator in place of dscale's (for a mean); the error returned is
+    its first where it has one (as weight_sum would have reported it before this call), and
+    pre.denom holds the denominator afterwards."""
     outer, C, inner = plain or x.shape
     if outer * inner == 0 or C == 0:
         _fill_scalar(scalar)
         return 0.0, 0, 0, 0
-    pre_at = None if pre is None else pre.sc.out
+    pre_at = None if pre is None else pre.at
     if plain:   # (as in binary)
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
                                             dscale, pre_at, from_logits, loss, grad, hess, double_, checked=plain)

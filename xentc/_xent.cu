@@ -796,15 +796,15 @@ __global__ void __launch_bounds__(256)
 xent_binary(const SY* __restrict__ y, xi64 sy, const S* __restrict__ x, xi64 sx, xi64 n,
             const void* __restrict__ sw, int sw_kind, xi64 sw_rep, xi64 sw_len, const T* __restrict__ w1, xi64 nw1,
             double w0,
-            double eps, double gamma, double dscale, T* __restrict__ loss, S* __restrict__ grad,
-            S* __restrict__ hess, double* __restrict__ part_sum, xu64* __restrict__ part_err,
+            double eps, double gamma, double dscale, const xu64* __restrict__ pre, T* __restrict__ loss,
+            S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum, xu64* __restrict__ part_err,
             xi64 block_offset) {
     using namespace xentk;
     constexpr int NT = 256, IT = 8;
     XENT_SHARED(ReduceScratch, rs);
     const xi64 b = xi64(blockIdx.x) + block_offset;
     const xi64 base = b * (NT * IT) + threadIdx.x;
-    const T eps_ = T(eps), g = CE ? T(0) : T(gamma), w0_ = T(w0), dsc = T(dscale);
+    const T eps_ = T(eps), g = CE ? T(0) : T(gamma), w0_ = T(w0), dsc = T(mean_scale_at(dscale, pre));
     const bool want_g = grad != 0, want_h = hess != 0;
     const WeightIndex widx(sw_rep, sw_len);
     typedef decltype(label_widen(y[0])) YW;   /* the labels' values, exactly */
@@ -904,8 +904,8 @@ __device__ __forceinline__ LGH<T> bin_vec_elem(const BinVecArgs<T>& a, T yi, T z
 template <typename T, bool SW, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
 xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const void* __restrict__ sw,
-                int sw_kind, int sw_scalar, const T* __restrict__ w1, double w0, double eps, double dscale, T* __restrict__ loss,
-                S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
+                int sw_kind, int sw_scalar, const T* __restrict__ w1, double w0, double eps, double dscale,
+                const xu64* __restrict__ pre, T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
                 xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
     using namespace xentk;
     /* VEC elements a pack: 16 bytes of x (4 floats, 2 doubles, 8 16-bit floats), the labels (SY) and
@@ -919,7 +919,7 @@ xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const
     const xi64 b = xi64(blockIdx.x) + block_offset;
     const xi64 start = b * xi64(rounds) * ROUND;
     BinVecArgs<T> a;
-    a.eps = T(eps); a.w0 = T(w0); a.w1 = w1 ? w1[0] : T(1); a.dsc = T(dscale);
+    a.eps = T(eps); a.w0 = T(w0); a.w1 = w1 ? w1[0] : T(1); a.dsc = T(mean_scale_at(dscale, pre));
     a.want_g = grad != 0; a.want_h = hess != 0;
     const T w_one = (SW && sw_scalar) ? weight_at<T>(sw, sw_kind, 0) : T(1);   /* one sample weight for every element */
     const bool sw_own = sw_kind == OwnWeightKind<T>::value;   /* else weights of another dtype, read one by one */
@@ -1445,15 +1445,14 @@ __device__ __forceinline__ int wide_at(int q) { return q + (q & ~31) + 32; }
 template <bool WIDE> __device__ __forceinline__ int logit_at(int q) { return WIDE ? wide_at(q) : q; }
 
 /* Pass 2 of an on-chip row over the block's slice: s_rest's part (ls), and with label smoothing
- * (DENSE) the parts of S_rest (lsr) and LD (lld); with KEEP each exponential replaces its logit
- * in buf (1 at jm), in T (WIDE: buf is a wide slice). SAFE: every logit of the row is gap_safe
+ * (DENSE) the parts of S_rest (lsr) and LD (lld); where S = T or the slice is wide (KEEP), each
+ * exponential replaces its logit in buf (1 at jm), in T. SAFE: every logit of the row is gap_safe
  * (softmax_exp_safe, the same bits, e = 1 at jm already); then only the vector that holds jm takes
  * its 1 out of the sum. */
-template <bool SAFE, bool DENSE, bool KEEP, bool WIDE, int NT, typename T, typename S, int VEC>
+template <bool SAFE, bool DENSE, bool WIDE, int NT, typename T, typename S, int VEC>
 __device__ __forceinline__ void onchip_exps(Pack<S, VEC>* buf, const OnchipSlice<T, S, VEC>& sl, T m, int jm, T epsC,
                                             const T* cwa, double& ls, double& lsr, double& lld) {
-    static_assert(!WIDE || KEEP, "a wide slice keeps its exponentials");
-    static_assert(KEEP == (WIDE || SameType<S, T>::value), "only S = T or a wide slice keeps them");
+    constexpr bool KEEP = WIDE || SameType<S, T>::value;   /* only S = T or a wide slice keeps them */
     Pack<T, VEC>* const ebuf = reinterpret_cast<Pack<T, VEC>*>(buf);   /* KEEP: where they go */
     /* v by value: one 16-byte load, not one per element; edge: only the classes sl.valid count */
     auto vector = [&](const Pack<S, VEC> v, int q, auto edge) {
@@ -1705,7 +1704,7 @@ __device__ __forceinline__ void onchip_row_body(const OnchipParams<T, S>& pa, xi
     double s_rest = 0.0, S_rest = 0.0, LD = 0.0;
     if (!nan) {
         double ls = 0.0, lsr = 0.0, lld = 0.0;
-#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, KEEP, WIDE, NT>(buf, sl, m, jm, epsC, cwa, ls, lsr, lld)
+#define XENT_OC_EXPS(SAFE, DN) onchip_exps<SAFE, DN, WIDE, NT>(buf, sl, m, jm, epsC, cwa, ls, lsr, lld)
         if (safe) {
             if (dense) XENT_OC_EXPS(true, true);
             else XENT_OC_EXPS(true, false);
