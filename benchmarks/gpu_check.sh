@@ -7,8 +7,8 @@
 #   2. compile the CUDA kernels once (also fills the kernel disk cache for the later steps), then
 #      one call through each kernel family (benchmarks/gpu_smoke.py);
 #   3. benchmarks/bench_gpu.py: the design section 4 cases, the kernel variants and a host
-#      profile of one call; benchmarks/host_overhead.py: host time of a small call, and the
-#      phases of the whole calls;
+#      profile of one call; benchmarks/host_overhead.py: host time of a small call, the
+#      phases of the whole calls, and small calls with a weight pre-pass waiting once or twice;
 #   4. pytest tests/test_cuda.py, tests/test_torch.py (CUDA tensors through DLPack: issue 7), then
 #      a quick CPU sanity subset.
 # Every step has its own time limit; the whole script stays under 5 minutes. Logs go to $OUT
@@ -203,6 +203,8 @@ run host_overhead 30 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --to
 run host_stamps 20 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 1000 --stamps
 # where the whole-call time of the issue-4 cases goes: host before the launch, the wait, host after
 run host_phases 60 "$PY" "$REPO/benchmarks/host_overhead.py" --phases
+# calls that need the weight pre-pass: its sum left on the device (one wait) against waited for (two)
+run host_weighted 20 "$PY" "$REPO/benchmarks/host_overhead.py" --calls 300 --weighted
 
 # ---- 4. tests -----------------------------------------------------------------------------------
 PYTEST=("$PY" -m pytest -p no:cacheprovider -o addopts="--import-mode=importlib -ra")

@@ -1917,7 +1917,8 @@ def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
         (dev, dev_reads), (host_, _) = _calls_two_ways(
             monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
                                                       **to_gpu_kwargs(kw)))
-        assert isinstance(dev, ValueError) and dev_reads == 1
+        plain = set(kw) <= {"from_logits", "ignore_index"}   # tried by the plain-call shortcut first
+        assert isinstance(dev, ValueError) and dev_reads == 1 + plain
         assert_same_bits(dev, host_)
         assert re.search(rf"label {C} at index 7\b", str(dev)), str(dev)
         if "sample_weight" in kw:   # a bad weight after the bad label, then before it
@@ -2326,6 +2327,11 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     kw["gamma"] = 2.0
                 # on the GPU categorical calls from probabilities go the general way (labels checked first)
                 assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
+                if not binary:   # ignore_index: some rows, then all of them (a mean of nothing)
+                    yi = y.copy()
+                    yi.reshape(-1)[::3] = -100
+                    for labels in (yi, np.full_like(y, -100)):
+                        assert both(cupy.asarray(labels), xg, ignore_index=-100, **kw) == from_logits, (shape, kw)
     # declined: strided, labels of another dtype, misaligned, weights, and an error the kernel reports
     if binary:
         y, x = make_binary(rng, (8, 6), dtype, True, "soft")
@@ -2345,8 +2351,9 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         bad3 = cupy.asarray(y3)
         bad3[1, 2] = -1
         declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}), ((yg, _misaligned_like(x)), {}),
-                    ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((yg, xg), {"ignore_index": 2}),
-                    ((bad, xg), {}), ((bad3, cupy.asarray(x3)), {"axis": 1})]
+                    ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((bad, xg), {}),
+                    ((bad, xg), {"ignore_index": 2}), ((bad, xg), {"ignore_index": 2, "reduction": "sum"}),
+                    ((bad3, cupy.asarray(x3)), {"axis": 1})]
     for args, kw in declined:
         kw = {"from_logits": True, "grad": True, **kw}
         assert not both(*args, **kw), kw

@@ -117,6 +117,12 @@ def test_categorical_plain_calls_match_the_general_path(watch, dtype, from_logit
         for gamma in (0.0, 2.0):
             _, taken = watch(xentc.focal_loss, y, x, gamma=gamma, **opts)
             assert taken
+        # ignore_index: some rows ignored (a mean counts the others), then all of them
+        yi = y.copy()
+        yi.reshape(-1)[::3] = -100
+        for labels in (yi, np.full_like(y, -100)):
+            _, taken = watch(xentc.cross_entropy, labels, x, ignore_index=-100, **opts)
+            assert taken
 
 
 @pytest.mark.parametrize("n_threads", [None, 1, 2])
@@ -156,7 +162,6 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.cross_entropy, (yc, xc), {"axis": np.int64(-1)}),
         (xentc.cross_entropy, (yc, xc), {"axis": 2}),                        # out of range: an error
         (xentc.cross_entropy, (yc, xc), {"axis": 0}),                        # labels of another shape
-        (xentc.cross_entropy, (yc, xc), {"ignore_index": 3}),
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.ones(9)}),
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6)}),
         (xentc.cross_entropy, (np.eye(9, dtype=np.float32)[yc], xc), {}),    # soft labels

@@ -825,11 +825,12 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # Plain calls
 # --------------------------------------------------------------------------------------------
 # A call on C-contiguous float32 or float64 NumPy arrays, with integer labels as int64 or binary
-# labels of y_pred's dtype, and none of the weights, ignore_index, out= or xentc.dask's context,
-# needs none of the general path's conversions: its kernel call, the mean's denominator (the
-# element or row count) and the result are those of _binary_here and _categorical_here with every
-# conversion a no-op. _binary_plain and _categorical_plain recognise such calls and make them
-# directly (4x16 cross entropy, Zen 3: 14 -> 5 us); they decide nothing of their own: anything
+# labels of y_pred's dtype, and none of the weights, out= or xentc.dask's context (ignore_index
+# allowed), needs none of the general path's conversions: its kernel call, the mean's denominator
+# (the element or row count, or the weight pre-pass's count of the rows not ignored) and the
+# result are those of _binary_here and _categorical_here with every conversion a no-op.
+# _binary_plain and _categorical_plain recognise such calls and make them directly (4x16 cross
+# entropy, Zen 3: 14 -> 5 us; with ignore_index, Zen 5: 11.5 -> 5.8); they decide nothing of their own: anything
 # else, and any error a kernel reports, goes to the general path, which makes the call again and
 # raises its error. The same holds for such CuPy arrays on the current device with aligned
 # elements (categorical: from logits only, where the kernels check the labels themselves), whose
@@ -941,14 +942,16 @@ def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, r
 
 def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     """_categorical_here's result for a plain call (y_pred of _plain_type; no class weights,
-    alpha, sample weights or out=, checked by the caller; kw: _categorical_args), None for any
-    other call or a call that fails (dtypes: _plain_dtypes)."""
+    alpha, sample weights or out=, checked by the caller; kw: _categorical_args, any ignore_index),
+    None for any other call or a call that fails (dtypes: _plain_dtypes). A mean with ignore_index
+    counts its rows in the weight pre-pass, as the general path does (on the GPU without waiting
+    for it: _device_denominator)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
     cdt, sdt = dts
     if not (type(y_true) is type(y_pred) and y_true.dtype is _I64
-            and type(axis) is int and kw["ignore_index"] is None and y_pred.size
+            and type(axis) is int and y_pred.size
             and y_pred.flags.c_contiguous and y_true.flags.c_contiguous and _plain_context()):
         return None
     shape = y_pred.shape
@@ -972,19 +975,31 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     else:
         x3, gshape = y_pred.reshape(dims), dims
     reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
+    ignore_index = kw["ignore_index"]
+    labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     denom = float(n)
+    if ignore_index is not None and reduction == "mean":   # the rows that count
+        flat = labels if labels.ndim == 1 else labels.reshape(-1)
+        if _device_denominator(backend, n, _NO_OUT):
+            bkw = dict(bkw, pre=backend.weight_sum_enqueue(flat, None, None, C, ignore_index, True, n, cdt is _F64))
+        else:
+            denom, err, _, _ = backend.weight_sum(flat, None, None, C, ignore_index, True, n, cdt is _F64,
+                                                  kw["n_threads"])
+            if err:
+                return None
     loss_arr = empty((n,), cdt) if reduction == "none" else None
     grad_arr = empty(gshape, sdt) if grad else None
     hess_arr = empty(gshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
-    total, err, _, _ = backend.softmax(x3, labels, None, None, None, -1, False,
-                                       kw["label_smoothing"], _gamma_in(gamma, cdt),
+    total, err, _, _ = backend.softmax(x3, labels, None, None, None, -1 if ignore_index is None else ignore_index,
+                                       ignore_index is not None, kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
                                        loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar,
                                        **bkw)
     if err:
         return None
+    if "pre" in bkw:
+        denom = bkw["pre"].denom
     return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)
 
 

@@ -966,7 +966,7 @@ def binary(y, x, sw, w1, w0, eps, gamma, dscale, from_logits, loss, grad, hess, 
     if plain:   # (no `with nullcontext()` for both: its two Python calls are half a microsecond)
         mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, pre_at, from_logits, loss, grad, hess,
                                   double_, sw_rep, sw_len, checked=True)
-        total, key = sc.finish(mod, True, scalar)
+        total, key = sc.finish(mod, True, scalar, pre)
     else:
         with _cupy().cuda.Device(x.data.device_id):
             mod, sc = _binary_enqueue(y, x, sw, w1, w0, eps, gamma, dscale, pre_at, from_logits, loss, grad, hess,
@@ -1185,7 +1185,7 @@ def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dsc
     if plain:   # (as in binary)
         mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
                                             dscale, pre_at, from_logits, loss, grad, hess, double_, checked=plain)
-        total, key = sc.finish(mod, has_err, scalar)
+        total, key = sc.finish(mod, has_err, scalar, pre)
     else:
         with _cupy().cuda.Device(x.data.device_id):
             mod, sc, has_err = _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma,
