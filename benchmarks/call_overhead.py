@@ -44,6 +44,8 @@ def main():
     y = (rng.random(16) < 0.3).astype(np.float32)
     X = rng.standard_normal((4, 16)).astype(np.float32)
     lab = rng.integers(0, 16, 4)
+    lab_ig = lab.copy()
+    lab_ig[1] = -100
     cases = {
         "binary_cross_entropy loss": lambda: xentc.binary_cross_entropy(y, x, from_logits=True),
         "binary_cross_entropy grad": lambda: xentc.binary_cross_entropy(y, x, from_logits=True, grad=True),
@@ -51,6 +53,10 @@ def main():
         "cross_entropy loss": lambda: xentc.cross_entropy(lab, X, from_logits=True),
         "cross_entropy grad": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True),
         "focal_loss grad": lambda: xentc.focal_loss(lab, X, from_logits=True, grad=True),
+        "cross_entropy grad, ignore_index": lambda: xentc.cross_entropy(lab_ig, X, from_logits=True, grad=True,
+                                                                        ignore_index=-100),
+        "cross_entropy grad, ignore_index, sum": lambda: xentc.cross_entropy(lab_ig, X, from_logits=True, grad=True,
+                                                                             ignore_index=-100, reduction="sum"),
     }
     try:
         import torch
