@@ -622,7 +622,7 @@ def _fits(w: Optional[np.ndarray], cdt) -> bool:
 
 def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
     """A weight checked in float64 must also be finite in the compute dtype it is used in."""
-    if not _fits(w, cdt):
+    if w is not None and not _fits(w, cdt):
         i = int(np.argmax(w.reshape(-1)))
         where = f" at index {i}" if w.ndim else ""
         raise ValueError(f"{name}: value {float(w.reshape(-1)[i])!r}{where} overflows {np.dtype(cdt).name}, the "

@@ -36,7 +36,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["weight_sum", "binary", "softmax", "info", "name_expressions", "kernel_source", "nvcc_check_source"]
+__all__ = ["weight_sum", "weight_sum_enqueue", "binary", "softmax", "info", "name_expressions", "kernel_source", "nvcc_check_source"]
 
 # Error codes of _xent_rows.h
 _ERR_LABEL_RANGE = 1
