@@ -275,7 +275,9 @@ def test_labels_from_logits_checked_by_the_softmax_kernels(name, C, K, dtype, n_
                                 {"sample_weight": [1.0, 2.0, 0.5, 1.0]}])
 @pytest.mark.parametrize("from_logits", [True, False])
 def test_weight_pass_runs_only_where_its_sum_is_needed(monkeypatch, from_logits, kw, reduction):
-    """The weight pre-pass over integer labels runs for sample weights, for a mean with class
+    """On the general path (the plain-call shortcut switched off, which tests/test_plain_calls.py
+    holds to the general path's bits), the weight pre-pass over integer labels runs for sample
+    weights, for a mean with class
     weights or ignore_index (its denominator), and from probabilities (whose kernels could report
     a probability before an earlier label); otherwise the softmax kernels check the labels alone.
     The results are those of a call that takes the pre-pass anyway (the backend without
