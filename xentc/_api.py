@@ -793,7 +793,7 @@ def _labels_checked_in_kernel(backend, cw, ignore_index, from_logits: bool, redu
         return False
     if cw is None and ignore_index is None:
         return True
-    return reduction != "mean" and not _DENOM_ONLY.get() and _SUMS_SINK.get() is None
+    return reduction != "mean" and _plain_context()
 
 
 def _device_denominator(backend, n: int, bufs) -> bool:

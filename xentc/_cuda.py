@@ -759,11 +759,10 @@ class _Scratch:
     (out): the sum's bits and the first error key, then, where the call's kernels took the mean's
     denominator from a weight pre-pass left on the device (`pre`), that pass's two words."""
 
-    def __init__(self, cupy, cap: int, dev_id: int):
+    def __init__(self, cupy, cap: int, dev_id: int, slot: int = 0):
         self.cupy = cupy
         self.cap = self.n = cap
-        self.dev_id = dev_id
-        self.slot = 0   # _scratch's
+        self.dev_id, self.slot = dev_id, slot   # (slot: _scratch's cache key beside the device)
         self.buf = cupy.empty(2 * cap + 5, dtype=np.uint64)
         base = self.buf.data.ptr
         self.sums = np.uint64(base)
@@ -822,8 +821,7 @@ def _scratch(cupy, nparts: int, dev_id: int, slot: int = 0) -> _Scratch:
     cache = _tls.__dict__.get("scratch")
     sc = cache.pop((dev_id, slot), None) if cache else None
     if sc is None or sc.cap < nparts:
-        sc = _Scratch(cupy, nparts, dev_id)
-        sc.slot = slot
+        sc = _Scratch(cupy, nparts, dev_id, slot)
     sc.n = nparts
     return sc
 

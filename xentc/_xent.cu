@@ -17,11 +17,12 @@
  * reported at row * C (every categorical kernel checks its labels: the weight pre-pass, which
  * checks them too, is skipped where nothing else needs it).
  *
- * The mean's factor: each kernel takes dscale, and `pre`, null or the two result words of a
- * weight pre-pass enqueued before it (its sum is then the denominator: mean_scale_at), so that a
- * call with class weights or ignore_index waits for the device once. The categorical kernels
- * check their labels whether or not the pre-pass found one bad, so they never index class weights
- * with one (the host reports the pre-pass's error first, as when it waited for it).
+ * The mean's factor: each kernel but xent_weight takes dscale, and `pre`, null or the two
+ * result words of a weight pre-pass enqueued before it (its sum is then the denominator:
+ * mean_scale_at), so that a call with sample weights, class weights or ignore_index waits for the
+ * device once. The categorical kernels check their labels whether or not the pre-pass found one
+ * bad, so they never index class weights with one (the host reports the pre-pass's error first,
+ * as when it waited for it).
  *
  * Kernels:
  *   xent_weight<T>         the mean's denominator (sample_weight * class_weight[label]) and the
@@ -905,8 +906,8 @@ template <typename T, bool SW, typename S = T, typename SY = T>
 __global__ void __launch_bounds__(256)
 xent_binary_vec(const SY* __restrict__ y, const S* __restrict__ x, xi64 n, const void* __restrict__ sw,
                 int sw_kind, int sw_scalar, const T* __restrict__ w1, double w0, double eps, double dscale,
-                const xu64* __restrict__ pre, T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess, double* __restrict__ part_sum,
-                xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
+                const xu64* __restrict__ pre, T* __restrict__ loss, S* __restrict__ grad, S* __restrict__ hess,
+                double* __restrict__ part_sum, xu64* __restrict__ part_err, int rounds, xi64 block_offset) {
     using namespace xentk;
     /* VEC elements a pack: 16 bytes of x (4 floats, 2 doubles, 8 16-bit floats), the labels (SY) and
      * sample_weight (T, when of the compute type) beside them */
