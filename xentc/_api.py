@@ -830,12 +830,12 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # (the element or row count, or the weight pre-pass's count of the rows not ignored) and the
 # result are those of _binary_here and _categorical_here with every conversion a no-op.
 # _binary_plain and _categorical_plain recognise such calls and make them directly (4x16 cross
-# entropy, Zen 3: 14 -> 5 us; with ignore_index, benchmarks/call_overhead.py on a Xeon: 11-12.6 ->
-# 6.1-6.6 us); they decide nothing of their own: anything else, and any error a kernel reports, goes
-# to the general path, which makes the call again and raises its error. The same holds for such
-# CuPy arrays on the current device with aligned elements (categorical: from logits only, where
-# the kernels check the labels themselves), whose whole-call time on a GPU is mostly this host
-# work. tests/test_plain_calls.py holds both to the general path's bits.
+# entropy, Zen 3: 14 -> 5 us; with ignore_index, benchmarks/call_overhead.py on a Xeon:
+# 11-12.6 -> 6.1-6.6 us); they decide nothing of their own: anything else, and any error a kernel
+# reports, goes to the general path, which makes the call again and raises its error. The same
+# holds for such CuPy arrays on the current device with aligned elements (categorical: from
+# logits only, where the kernels check the labels themselves), whose whole-call time on a GPU is
+# mostly this host work. tests/test_plain_calls.py holds both to the general path's bits.
 def _plain_type(a) -> bool:
     """Whether y_pred may make a plain call: a NumPy array, or a CuPy array where CuPy is already
     imported (so a call never imports it)."""
