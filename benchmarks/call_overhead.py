@@ -44,6 +44,8 @@ def main():
     y = (rng.random(16) < 0.3).astype(np.float32)
     X = rng.standard_normal((4, 16)).astype(np.float32)
     lab = rng.integers(0, 16, 4)
+    w = rng.random(16).astype(np.float32)
+    wr = rng.random(4).astype(np.float32)
     lab_ig = lab.copy()
     lab_ig[1] = -100
     cases = {
@@ -57,6 +59,10 @@ def main():
                                                                         ignore_index=-100),
         "cross_entropy grad, ignore_index, sum": lambda: xentc.cross_entropy(lab_ig, X, from_logits=True, grad=True,
                                                                              ignore_index=-100, reduction="sum"),
+        "binary_cross_entropy grad, sample_weight": lambda: xentc.binary_cross_entropy(y, x, from_logits=True,
+                                                                                       grad=True, sample_weight=w),
+        "cross_entropy grad, sample_weight": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
+                                                                         sample_weight=wr),
     }
     try:
         import torch

@@ -1917,7 +1917,8 @@ def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
         (dev, dev_reads), (host_, _) = _calls_two_ways(
             monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
                                                       **to_gpu_kwargs(kw)))
-        plain = set(kw) <= {"from_logits", "ignore_index"}   # tried by the plain-call shortcut first
+        # tried by the plain-call shortcut first (its one read, then the general path's)
+        plain = set(kw) <= {"from_logits", "ignore_index", "sample_weight"}
         assert isinstance(dev, ValueError) and dev_reads == 1 + plain
         assert_same_bits(dev, host_)
         assert re.search(rf"label {C} at index 7\b", str(dev)), str(dev)
@@ -1928,7 +1929,7 @@ def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
                 (dev, dev_reads), (host_, _) = _calls_two_ways(
                     monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
                                                               **to_gpu_kwargs(dict(kw, sample_weight=bad_sw))))
-                assert isinstance(dev, ValueError) and dev_reads == 1
+                assert isinstance(dev, ValueError) and dev_reads == 1 + plain
                 assert_same_bits(dev, host_)
                 assert (str(dev).startswith("sample_weight") and f"index {at}" in str(dev)) == (at == 5), str(dev)
 
@@ -2003,7 +2004,7 @@ def test_binary_sample_weights_wait_once(monkeypatch, dtype):
                                                             sample_weight=cupy.asarray(sw), **kw))
         assert isinstance(dev, ValueError) and str(dev).startswith("sample_weight"), str(dev)
         assert_same_bits(dev, host_)
-        assert dev_reads == 1, kw
+        assert dev_reads == 1 + ("pos_weight" not in kw), kw   # (and the plain-call shortcut's try first)
 
 
 def test_all_ignored_mean_is_zero():
@@ -2332,6 +2333,16 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     yi.reshape(-1)[::3] = -100
                     for labels in (yi, np.full_like(y, -100)):
                         assert both(cupy.asarray(labels), xg, ignore_index=-100, **kw) == from_logits, (shape, kw)
+            # sample weights of the per-sample shape, in y_pred's dtype and in float64 (the kernels
+            # read both as they are); with ignore_index too
+            sw = weights(rng, y.shape)
+            for swg in (cupy.asarray(sw.astype(dtype)), cupy.asarray(sw)):
+                kw = dict(from_logits=from_logits, reduction=reduction, grad=grad, hess=hess, sample_weight=swg)
+                if not binary:
+                    kw["axis"] = axis
+                assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
+                if not binary:
+                    assert both(cupy.asarray(yi), xg, ignore_index=-100, **kw) == from_logits, (shape, kw)
     # declined: strided, labels of another dtype, misaligned, weights, and an error the kernel reports
     if binary:
         y, x = make_binary(rng, (8, 6), dtype, True, "soft")
@@ -2340,7 +2351,12 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         bad[3, 2] = 1.5
         other = np.float32 if np.dtype(dtype).itemsize == 2 else np.float16   # labels of another dtype
         declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(other), xg), {}), ((yg, _misaligned_like(x)), {}),
-                    ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False})]
+                    ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False}),
+                    ((yg, xg), {"sample_weight": _misaligned_like(np.ones((8, 6), dtype))}),
+                    ((yg, xg), {"sample_weight": cupy.ones((8, 12), dtype)[:, ::2]}),
+                    ((yg, xg), {"sample_weight": cupy.ones((8, 6), np.int32)}),
+                    ((yg, xg), {"sample_weight": np.ones((8, 6), dtype)}),   # NumPy: a TypeError
+                    ((yg, xg), {"sample_weight": cupy.ones((8, 6), dtype)}, "pos_weight")]
     else:
         y, x = make_categorical(rng, (8, 6), dtype, True, "int")
         yg, xg = cupy.asarray(y), cupy.asarray(x)
@@ -2353,9 +2369,15 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}), ((yg, _misaligned_like(x)), {}),
                     ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((bad, xg), {}),
                     ((bad, xg), {"ignore_index": 2}), ((bad, xg), {"ignore_index": 2, "reduction": "sum"}),
-                    ((bad3, cupy.asarray(x3)), {"axis": 1})]
-    for args, kw in declined:
+                    ((bad3, cupy.asarray(x3)), {"axis": 1}),
+                    ((yg, xg), {"sample_weight": cupy.ones(1, dtype)}),   # broadcast
+                    ((yg, xg), {"sample_weight": _misaligned_like(np.ones(8, dtype))}),
+                    ((yg, xg), {"sample_weight": cupy.ones(8, np.int64)}),
+                    ((bad, xg), {"sample_weight": cupy.ones(8, dtype)})]
+    for args, kw, *extra in declined:
         kw = {"from_logits": True, "grad": True, **kw}
+        if extra:
+            kw["pos_weight"] = 2.0
         assert not both(*args, **kw), kw
 
 

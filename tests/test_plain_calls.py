@@ -83,6 +83,17 @@ def test_binary_plain_calls_match_the_general_path(watch, dtype, from_logits, sh
         for gamma in (0.0, 0.5, 2.0):
             _, taken = watch(xentc.binary_focal_loss, y, x, gamma=gamma, **opts)
             assert taken
+    # sample weights of the whole shape, some of them 0: in the compute dtype, and in one the binary
+    # kernels read as it is beside any y_pred; a weight for each element, and all of them 0
+    sw = np.asarray(rng.random(shape) * 3, dtype)
+    sw.reshape(-1)[::4] = 0.0
+    for w in (sw, sw.astype(np.float16), np.zeros_like(sw)):
+        for reduction, grad in itertools.product(("mean", "sum", "none"), (False, True)):
+            opts = dict(from_logits=from_logits, reduction=reduction, grad=grad, hess=grad, sample_weight=w)
+            _, taken = watch(xentc.binary_cross_entropy, y, x, **opts)
+            assert taken
+            _, taken = watch(xentc.binary_focal_loss, y, x, gamma=2.0, label_smoothing=0.1, **opts)
+            assert taken
 
 
 def softmax_inputs(rng, shape, axis, dtype, from_logits):
@@ -123,6 +134,14 @@ def test_categorical_plain_calls_match_the_general_path(watch, dtype, from_logit
         for labels in (yi, np.full_like(y, -100)):
             _, taken = watch(xentc.cross_entropy, labels, x, ignore_index=-100, **opts)
             assert taken
+        # sample weights of the per-sample shape in the compute dtype, some of them 0, alone and with
+        # ignore_index (the pre-pass counts both)
+        sw = np.asarray(rng.random(y.shape) * 3, dtype)
+        sw.reshape(-1)[::4] = 0.0
+        _, taken = watch(xentc.cross_entropy, y, x, sample_weight=sw, **opts)
+        assert taken
+        _, taken = watch(xentc.focal_loss, yi, x, gamma=2.0, sample_weight=sw, ignore_index=-100, **opts)
+        assert taken
 
 
 @pytest.mark.parametrize("n_threads", [None, 1, 2])
@@ -149,7 +168,14 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.binary_cross_entropy, (y, x.astype(np.float16)), {}),         # 16-bit y_pred
         (xentc.binary_cross_entropy, (y, x.astype(">f8")), {}),              # big-endian
         (xentc.binary_cross_entropy, (y.tolist(), x), {}),                   # a list
-        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones(8)}),
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones(8)}),               # broadcast
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 8), np.int64)}),  # not a float
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 8)).tolist()}),
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((8, 6)).T}),          # Fortran order
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 16))[:, ::2]}),   # strided
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 8), ">f8")}),     # big-endian
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.full((6, 8), 1e-310)}),    # a mean that
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.full((6, 8), 1e303)}),     # scales them
         (xentc.binary_cross_entropy, (y, x), {"pos_weight": 2.0}),
         (xentc.binary_focal_loss, (y, x), {"alpha": 0.25}),
         (xentc.binary_cross_entropy, (y[:3], x), {}),                        # shapes differ: an error
@@ -163,7 +189,12 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.cross_entropy, (yc, xc), {"axis": 2}),                        # out of range: an error
         (xentc.cross_entropy, (yc, xc), {"axis": 0}),                        # labels of another shape
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.ones(9)}),
-        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6)}),
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6)}),            # float64 for float32
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, np.float16)}),
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(1, np.float32)}),   # broadcast
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(12, np.float32)[::2]}),
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.full(6, 1e-35, np.float32)}),   # a mean that
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.full(6, 1e36, np.float32)}),    # scales them
         (xentc.cross_entropy, (np.eye(9, dtype=np.float32)[yc], xc), {}),    # soft labels
         (xentc.cross_entropy, (yc, xc[:0]), {}),                             # no rows
         (xentc.focal_loss, (yc, xc), {"alpha": np.full(9, 0.5)}),
@@ -186,6 +217,40 @@ def test_calls_under_xentc_dask_take_the_general_path():
         _api._categorical_plain = real
     assert seen == [None]
     assert denom == 5.0 and result == xentc.cross_entropy(y, x, from_logits=True, reduction="sum")
+
+
+def test_weights_a_mean_scales_are_left_only_for_a_mean(watch):
+    """Sample weights whose sum the mean scales by a power of two (_mean_weight_exponent) send a
+    mean to the general path; a sum or per-sample losses with the same weights stay plain."""
+    rng = np.random.default_rng(8)
+    y, x = binary_inputs(rng, (6, 8), np.float64, True)
+    yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
+    for f, args, sw in ((xentc.binary_cross_entropy, (y, x), np.full((6, 8), 1e-310)),
+                        (xentc.cross_entropy, (yc, xc), np.full(6, 1e36, np.float32))):
+        for reduction in ("mean", "sum", "none"):
+            got, taken = watch(f, *args, from_logits=True, grad=True, sample_weight=sw, reduction=reduction)
+            assert taken == (reduction != "mean"), (f.__name__, reduction)
+
+
+@pytest.mark.parametrize("case", ["negative", "NaN", "infinite"])
+def test_weight_errors_come_from_the_general_path(watch, case):
+    """A bad sample weight found by the shortcut's pre-pass: the call goes to the general path,
+    which raises its own error, naming the weight (also behind a bad label, as the general path
+    checks the weights first: watch compares the messages)."""
+    rng = np.random.default_rng(9)
+    bad = {"negative": -1.0, "NaN": np.nan, "infinite": np.inf}[case]
+    y, x = binary_inputs(rng, (50,), np.float64, True)
+    sw = rng.random(50)
+    sw[30] = bad
+    got, taken = watch(xentc.binary_cross_entropy, y, x, from_logits=True, grad=True, sample_weight=sw)
+    assert isinstance(got, ValueError) and "sample_weight" in str(got) and not taken
+    yc, xc = softmax_inputs(rng, (40, 6), -1, np.float32, True)
+    swc = rng.random(40).astype(np.float32)
+    swc[33] = bad
+    yc[20] = 6   # a label outside [0, C) before the bad weight
+    for reduction in ("mean", "sum"):
+        got, taken = watch(xentc.cross_entropy, yc, xc, from_logits=True, sample_weight=swc, reduction=reduction)
+        assert isinstance(got, ValueError) and not taken
 
 
 @pytest.mark.parametrize("case", ["label above C", "negative label", "binary label", "probability", "NaN label"])

@@ -825,14 +825,16 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # Plain calls
 # --------------------------------------------------------------------------------------------
 # A call on C-contiguous float32 or float64 NumPy arrays, with integer labels as int64 or binary
-# labels of y_pred's dtype, and none of the weights, out= or xentc.dask's context (ignore_index
-# allowed), needs none of the general path's conversions: its kernel call, the mean's denominator
-# (the element or row count, or the weight pre-pass's count of the rows not ignored) and the
-# result are those of _binary_here and _categorical_here with every conversion a no-op.
-# _binary_plain and _categorical_plain recognise such calls and make them directly (4x16 cross
-# entropy, Zen 3: 14 -> 5 us; with ignore_index, benchmarks/call_overhead.py on a Xeon:
-# 11-12.6 -> 6.1-6.6 us); they decide nothing of their own: anything else, and any error a kernel
-# reports, goes to the general path, which makes the call again and raises its error. The same
+# labels of y_pred's dtype, sample weights (if any) of the per-sample shape that the kernels read
+# as they are (_plain_weights), and none of class weights, pos_weight, alpha, out= or xentc.dask's
+# context (ignore_index allowed), needs none of the general path's conversions: its kernel call,
+# the mean's denominator (the element or row count, or the weight pre-pass's sum) and the result
+# are those of _binary_here and _categorical_here with every conversion a no-op. _binary_plain and
+# _categorical_plain recognise such calls and make them directly (4x16 cross entropy, Zen 3: 14 ->
+# 5 us; benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
+# weights 20.5 -> 6.0-6.5 us); they decide nothing of their own: anything else, any error a kernel
+# or the pre-pass reports and weights whose sum a mean must scale go to the general path, which
+# makes the call again (and raises the error). The same
 # holds for such CuPy arrays on the current device with aligned elements (categorical: from
 # logits only, where the kernels check the labels themselves), whose whole-call time on a GPU is
 # mostly this host work. tests/test_plain_calls.py holds both to the general path's bits.
@@ -870,17 +872,17 @@ _NO_KW: dict = {}
 _PLAIN_CUDA_KW = {"plain": True}   # _binary_plain's; _categorical_plain gives the view's dims instead
 
 
-def _plain_backend(y_true, y_pred):
+def _plain_backend(y_true, y_pred, sw=None):
     """(backend, allocator, array module, the backend's extra keyword arguments) of a plain call on
-    these C-contiguous arrays of one type: the CPU kernels for NumPy arrays; for CuPy arrays the
-    CUDA kernels where both lie on the current device and neither is misaligned (told so with
-    `plain`: they skip the device switch and the checks of what the caller has checked); else None
-    (the general path's case)."""
+    these C-contiguous arrays of one type (sample weights sw: None or one more): the CPU kernels for
+    NumPy arrays; for CuPy arrays the CUDA kernels where all lie on the current device and none is
+    misaligned (told so with `plain`: they skip the device switch and the checks of what the caller
+    has checked); else None (the general path's case)."""
     if type(y_pred) is np.ndarray:
         return _kernels, _memory.empty, np, _NO_KW
     cupy = sys.modules["cupy"]   # imported: _plain_type found its ndarray there
     dev = cupy.cuda.runtime.getDevice()
-    for a in (y_true, y_pred):
+    for a in (y_true, y_pred) if sw is None else (y_true, y_pred, sw):
         mp = a.data
         # C-contiguous (the callers' test): every stride is whole elements, so the first
         # element's address alone says whether the array is misaligned (_misaligned)
@@ -902,50 +904,96 @@ def _plain_dtypes(y_pred):
     return None
 
 
-def _binary_plain(y_true, y_pred, from_logits: bool, gamma: float, eps: float, reduction: str, grad: bool,
-                  hess: bool, n_threads):
-    """_binary_here's result for a plain call (y_pred of _plain_type; no pos_weight, sample
-    weights or out=, checked by the caller), None for any other call or a call that fails. The
-    labels have y_pred's dtype (_plain_dtypes: on the GPU also float16 or bfloat16)."""
+def _plain_weights(sw, y_pred, shape: tuple) -> bool:
+    """Whether sample weights sw (None: none) may go to a plain call's kernels: an array of y_pred's
+    type, of the per-sample shape itself (no broadcast) and C-contiguous, which _sample_weight
+    would hand on as it is, flattened (its dtype: _plain_weight_dtype, once the backend is known)."""
+    return sw is None or (type(sw) is type(y_pred) and sw.shape == shape and sw.flags.c_contiguous)
+
+
+def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
+    """Whether _sample_weight would hand the kernels sample weights of sw's dtype as they are (the
+    compute dtype, or a dtype of _weight_dtypes in native byte order)."""
+    dt = sw.dtype
+    return dt == cdt or (dt.isnative and dt.name in _weight_dtypes(backend, binary))
+
+
+def _plain_weight_pass(backend, labels, sw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
+                       bkw: dict):
+    """The weight pre-pass of a plain call with sample weights sw (binary: labels None, C 0) or, for
+    a mean, ignore_index, as the general path runs it: (the mean's denominator, the backend's
+    keyword arguments), these with the pass as `pre` where it runs on the device without waiting
+    (_device_denominator: the caller takes pre.denom afterwards, and must hand the call on where
+    _redo_for_scaled_weights says so); None where the pass reports an error or the mean must scale
+    the weights (_mean_weight_exponent): the general path's cases."""
+    ii, has_ig = (-1, False) if ignore_index is None else (ignore_index, True)
+    if _device_denominator(backend, n, _NO_OUT):
+        return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, None, C, ii, has_ig, n, cdt is _F64,
+                                                                  mean=reduction == "mean"))
+    denom, err, _, _ = backend.weight_sum(labels, sw, None, C, ii, has_ig, n, cdt is _F64, n_threads)
+    if err or (reduction == "mean" and _mean_weight_exponent(denom, cdt)):
+        return None
+    return denom, bkw
+
+
+def _binary_plain(y_true, y_pred, sample_weight, from_logits: bool, gamma: float, eps: float, reduction: str,
+                  grad: bool, hess: bool, n_threads):
+    """_binary_here's result for a plain call (y_pred of _plain_type; no pos_weight or out=,
+    checked by the caller; sample weights as _plain_weights says), None for any other call or a
+    call that fails. The labels have y_pred's dtype (_plain_dtypes: on the GPU also float16 or
+    bfloat16)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
     cdt, sdt = dts
+    shape = y_pred.shape
     if not (type(y_true) is type(y_pred) and (y_true.dtype is sdt or y_true.dtype == sdt)
-            and y_true.shape == y_pred.shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
-            and _plain_context()):
+            and y_true.shape == shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
+            and _plain_weights(sample_weight, y_pred, shape) and _plain_context()):
         return None
-    found = _plain_backend(y_true, y_pred)
+    found = _plain_backend(y_true, y_pred, sample_weight)
     if found is None:
         return None
     backend, empty, xp, bkw = found
-    shape = y_pred.shape
     n = y_pred.size
     denom = float(n)
+    sw = None
+    if sample_weight is not None:
+        if not _plain_weight_dtype(sample_weight, cdt, backend, True):
+            return None
+        sw = sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
+        passed = _plain_weight_pass(backend, None, sw, 0, None, n, cdt, reduction, n_threads, bkw)
+        if passed is None:
+            return None
+        denom, bkw = passed
     # the CUDA kernels take the arrays in any shape (`plain`); the CPU ones 1-D, and a reshape that
     # changes nothing still costs CuPy a microsecond or two
-    flat = len(shape) == 1 or bool(bkw)
+    flat = len(shape) == 1 or "plain" in bkw
     oshape = shape if flat else (n,)
     loss_arr = empty(oshape, cdt) if reduction == "none" else None
     grad_arr = empty(oshape, sdt) if grad else None
     hess_arr = empty(oshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, _, _ = backend.binary(y_true if flat else y_true.reshape(-1), y_pred if flat else y_pred.reshape(-1),
-                                      None, None, 1.0, eps,
+                                      sw, None, 1.0, eps,
                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
                                       from_logits,
                                       loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads, **scalar, **bkw)
     if err:
         return None
+    if "pre" in bkw:
+        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):
+            return None
+        denom = bkw["pre"].denom
     return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar)
 
 
-def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
+def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: dict):
     """_categorical_here's result for a plain call (y_pred of _plain_type; no class weights,
-    alpha, sample weights or out=, checked by the caller; kw: _categorical_args, any ignore_index),
-    None for any other call or a call that fails (dtypes: _plain_dtypes). A mean with ignore_index
-    counts its rows in the weight pre-pass, as the general path does (on the GPU without waiting
-    for it: _device_denominator)."""
+    alpha or out=, checked by the caller; kw: _categorical_args, any ignore_index; sample weights
+    as _plain_weights says), None for any other call or a call that fails (dtypes: _plain_dtypes).
+    Sample weights, and a mean with ignore_index, take the general path's weight pre-pass
+    (_plain_weight_pass)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
@@ -961,12 +1009,14 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     ax = axis % nd
     C = shape[ax]
     sample_shape = shape[:ax] + shape[ax + 1:]
-    if y_true.shape != sample_shape:
+    if y_true.shape != sample_shape or not _plain_weights(sample_weight, y_pred, sample_shape):
         return None
-    found = _plain_backend(y_true, y_pred)
+    found = _plain_backend(y_true, y_pred, sample_weight)
     if found is None or (found[2] is not np and not kw["from_logits"]):
         return None   # on the GPU from probabilities the general path checks the labels first
     backend, empty, xp, bkw = found
+    if sample_weight is not None and not _plain_weight_dtype(sample_weight, cdt, backend, False):
+        return None
     n = y_pred.size // C
     inner = 1 if ax == nd - 1 else math.prod(shape[ax + 1:])
     dims = (n // inner, C, inner)
@@ -978,20 +1028,18 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     ignore_index = kw["ignore_index"]
     labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     denom = float(n)
-    if ignore_index is not None and reduction == "mean":   # the rows that count
-        flat = labels if labels.ndim == 1 else labels.reshape(-1)
-        if _device_denominator(backend, n, _NO_OUT):
-            bkw = dict(bkw, pre=backend.weight_sum_enqueue(flat, None, None, C, ignore_index, True, n, cdt is _F64))
-        else:
-            denom, err, _, _ = backend.weight_sum(flat, None, None, C, ignore_index, True, n, cdt is _F64,
-                                                  kw["n_threads"])
-            if err:
-                return None
+    sw = None if sample_weight is None else sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
+    if sw is not None or (ignore_index is not None and reduction == "mean"):   # the rows that count, and how much
+        passed = _plain_weight_pass(backend, labels if labels.ndim == 1 else labels.reshape(-1), sw, C,
+                                    ignore_index, n, cdt, reduction, kw["n_threads"], bkw)
+        if passed is None:
+            return None
+        denom, bkw = passed
     loss_arr = empty((n,), cdt) if reduction == "none" else None
     grad_arr = empty(gshape, sdt) if grad else None
     hess_arr = empty(gshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    total, err, _, _ = backend.softmax(x3, labels, None, None, None, -1 if ignore_index is None else ignore_index,
+    total, err, _, _ = backend.softmax(x3, labels, None, sw, None, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
                                        loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar,
@@ -999,6 +1047,8 @@ def _categorical_plain(y_true, y_pred, axis, gamma: float, kw: dict):
     if err:
         return None
     if "pre" in bkw:
+        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):
+            return None
         denom = bkw["pre"].denom
     return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)
 
@@ -1240,8 +1290,8 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
         last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
         pw = _small_weights("pos_weight", pos_weight, last[0], xp)
-    elif _plain_type(y_pred) and sample_weight is None and out is None:
-        r = _binary_plain(y_true, y_pred, from_logits, 0.0, eps, reduction, grad, hess, n_threads)
+    elif _plain_type(y_pred) and out is None:
+        r = _binary_plain(y_true, y_pred, sample_weight, from_logits, 0.0, eps, reduction, grad, hess, n_threads)
         if r is not None:
             return r
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
@@ -1324,8 +1374,8 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
     eps = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
     if alpha is None:
-        if _plain_type(y_pred) and sample_weight is None and out is None:
-            r = _binary_plain(y_true, y_pred, from_logits, g, eps, reduction, grad, hess, n_threads)
+        if _plain_type(y_pred) and out is None:
+            r = _binary_plain(y_true, y_pred, sample_weight, from_logits, g, eps, reduction, grad, hess, n_threads)
             if r is not None:
                 return r
         w1, w0 = None, 1.0
@@ -1575,8 +1625,8 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
-    if _plain_type(y_pred) and class_weight is None and sample_weight is None and out is None:
-        r = _categorical_plain(y_true, y_pred, axis, 0.0, kw)
+    if _plain_type(y_pred) and class_weight is None and out is None:
+        r = _categorical_plain(y_true, y_pred, sample_weight, axis, 0.0, kw)
         if r is not None:
             return r
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
@@ -1654,9 +1704,8 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     g = _check_gamma(gamma)
-    if (_plain_type(y_pred) and alpha is None and class_weight is None and sample_weight is None
-            and out is None):
-        r = _categorical_plain(y_true, y_pred, axis, g, kw)
+    if _plain_type(y_pred) and alpha is None and class_weight is None and out is None:
+        r = _categorical_plain(y_true, y_pred, sample_weight, axis, g, kw)
         if r is not None:
             return r
     xp = _namespace(y_true=y_true, y_pred=y_pred, alpha=alpha)

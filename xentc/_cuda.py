@@ -1168,7 +1168,7 @@ def _launch_small(cupy, mod, cmax, x, C, rows, labels, swa, cwa, ignore_index, h
 def softmax(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, gamma, dscale, from_logits, loss, grad,
             hess, double_, n_threads, scalar=None, plain=None, pre=None):
     """Categorical CE / focal over x viewed as (outer, C, inner); `scalar` as for binary. `plain`:
-    _categorical_plain's call (integer labels, no weights; its arrays as binary's `plain` says),
+    _categorical_plain's call (integer labels, no class weights; its arrays as binary's `plain` says),
     with (outer, C, inner): x, grad and hess are then C-contiguous arrays of any shape, taken as
     that view without a reshape, and the labels of any shape, their outer * inner in C order.
     `pre`: a weight pre-pass of these rows enqueued by weight_sum_enqueue (rows > 0), whose sum the
