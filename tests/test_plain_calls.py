@@ -151,8 +151,16 @@ def test_plain_calls_on_threads(watch, n_threads):
     y, x = binary_inputs(rng, (70001,), np.float32, True)
     _, taken = watch(xentc.binary_cross_entropy, y, x, from_logits=True, grad=True, n_threads=n_threads)
     assert taken
+    sw = rng.random(70001)   # float64 beside float32 y_pred: the binary kernels read them as they are
+    _, taken = watch(xentc.binary_cross_entropy, y, x, from_logits=True, grad=True, sample_weight=sw,
+                     n_threads=n_threads)
+    assert taken
     y, x = softmax_inputs(rng, (9001, 11), -1, np.float64, True)
     _, taken = watch(xentc.cross_entropy, y, x, from_logits=True, grad=True, hess=True, n_threads=n_threads)
+    assert taken
+    y[::5] = -1
+    _, taken = watch(xentc.cross_entropy, y, x, from_logits=True, grad=True, ignore_index=-1,
+                     sample_weight=rng.random(9001), n_threads=n_threads)
     assert taken
 
 
@@ -274,3 +282,55 @@ def test_errors_a_kernel_reports_come_from_the_general_path(watch, case):
         y[10] = np.nan
     got, taken = watch(xentc.binary_cross_entropy, y, x, grad=True)
     assert isinstance(got, ValueError) and not taken
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_calls_match_the_general_path(seed):
+    """Random calls (every function, option and reduction; labels, logits or probabilities, sample
+    weights of four dtypes scaled to the edges of the range or 0, some of them bad, ignored rows):
+    the shortcut on and off give the same result or the same error, whichever path answers."""
+    rng = np.random.default_rng(100 + seed)
+    real = {name: getattr(_api, name) for name in SHORTCUTS}
+
+    def call(f, on, *args, **kw):
+        for name, orig in real.items():
+            setattr(_api, name, orig if on else (lambda *a, **k: None))
+        try:
+            return f(*args, **kw)
+        except (TypeError, ValueError) as exc:
+            return exc
+        finally:
+            for name, orig in real.items():
+                setattr(_api, name, orig)
+
+    for _ in range(400):
+        dtype = (np.float32, np.float64)[rng.integers(2)]
+        binary = rng.random() < 0.5
+        from_logits = bool(rng.random() < 0.7)
+        kw = dict(from_logits=from_logits, reduction=("mean", "sum", "none")[rng.integers(3)],
+                  grad=bool(rng.random() < 0.5), hess=bool(rng.random() < 0.3),
+                  label_smoothing=(0.0, 0.1)[rng.integers(2)])
+        if binary:
+            shape = tuple(int(v) for v in rng.integers(0, 6, rng.integers(0, 3)))
+            y, x = binary_inputs(rng, shape, dtype, from_logits)
+            sample_shape = shape
+            f = (xentc.binary_cross_entropy, xentc.binary_focal_loss)[rng.integers(2)]
+        else:
+            nd = int(rng.integers(1, 4))
+            shape = tuple(int(v) for v in rng.integers(1, 6, nd))
+            axis = int(rng.integers(-nd, nd))
+            y, x = softmax_inputs(rng, shape, axis, dtype, from_logits)
+            sample_shape = y.shape
+            kw["axis"] = axis
+            if rng.random() < 0.3:
+                y.reshape(-1)[::2] = -100
+                kw["ignore_index"] = -100
+            f = (xentc.cross_entropy, xentc.focal_loss)[rng.integers(2)]
+        if rng.random() < 0.8:
+            sw_dtype = (dtype, np.float16, np.float32, np.float64)[rng.integers(4)]
+            with np.errstate(over="ignore"):
+                sw = np.asarray(rng.random(sample_shape) * (1.0, 1e-20, 1e30, 0.0)[rng.integers(4)], sw_dtype)
+            if sw.size and rng.random() < 0.1:
+                sw.reshape(-1)[rng.integers(sw.size)] = (np.nan, -1.0, np.inf)[rng.integers(3)]
+            kw["sample_weight"] = sw
+        assert_same(call(f, True, y, x, **kw), call(f, False, y, x, **kw))

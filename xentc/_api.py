@@ -923,9 +923,10 @@ def _plain_weight_pass(backend, labels, sw, C: int, ignore_index, n: int, cdt, r
     """The weight pre-pass of a plain call with sample weights sw (binary: labels None, C 0) or, for
     a mean, ignore_index, as the general path runs it: (the mean's denominator, the backend's
     keyword arguments), these with the pass as `pre` where it runs on the device without waiting
-    (_device_denominator: the caller takes pre.denom afterwards, and must hand the call on where
-    _redo_for_scaled_weights says so); None where the pass reports an error or the mean must scale
-    the weights (_mean_weight_exponent): the general path's cases."""
+    (_device_denominator: the caller takes pre.denom afterwards, and where _redo_for_scaled_weights
+    says so makes the call again on the general path, waiting for the pass: device_denominator
+    False); None where the pass reports an error or the mean must scale the weights
+    (_mean_weight_exponent): the general path's cases."""
     ii, has_ig = (-1, False) if ignore_index is None else (ignore_index, True)
     if _device_denominator(backend, n, _NO_OUT):
         return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, None, C, ii, has_ig, n, cdt is _F64,
@@ -982,8 +983,10 @@ def _binary_plain(y_true, y_pred, sample_weight, from_logits: bool, gamma: float
     if err:
         return None
     if "pre" in bkw:
-        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):
-            return None
+        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):   # again, waiting for the pre-pass
+            return _binary_here(y_true, y_pred, from_logits=from_logits, w1=None, w0=1.0, gamma=gamma,
+                                sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad,
+                                hess=hess, n_threads=n_threads, device_denominator=False)
         denom = bkw["pre"].denom
     return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar)
 
@@ -1047,8 +1050,9 @@ def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: di
     if err:
         return None
     if "pre" in bkw:
-        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):
-            return None
+        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):   # again, waiting for the pre-pass
+            return _categorical_here(y_true, y_pred, axis=axis, class_weight=None, alpha=None, gamma=gamma,
+                                     sample_weight=sample_weight, device_denominator=False, **kw)
         denom = bkw["pre"].denom
     return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)
 
