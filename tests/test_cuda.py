@@ -2008,7 +2008,8 @@ def test_binary_sample_weights_wait_once(monkeypatch, dtype):
                                                             sample_weight=cupy.asarray(sw), **kw))
         assert isinstance(dev, ValueError) and str(dev).startswith("sample_weight"), str(dev)
         assert_same_bits(dev, host_)
-        assert dev_reads == 1 + ("pos_weight" not in kw), kw   # (and the plain-call shortcut's try first)
+        # (and the plain-call shortcut's try first, where pos_weight fits the compute dtype)
+        assert dev_reads == 1 + ("pos_weight" not in kw or _cdt(dtype) == np.float64), kw
 
 
 def test_all_ignored_mean_is_zero():
@@ -2347,6 +2348,11 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                 assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
                 if not binary:
                     assert both(cupy.asarray(yi), xg, ignore_index=-100, **kw) == from_logits, (shape, kw)
+                elif name == "binary_cross_entropy":   # pos_weight: one, and one for each label
+                    for pw in (2.5, cupy.linspace(0.0, 4.0, shape[-1])):
+                        assert both(yg, xg, pos_weight=pw, **kw), (shape, kw)
+                else:
+                    assert both(yg, xg, alpha=0.25, **kw), (shape, kw)
     # declined: strided, labels of another dtype, misaligned, weights, and an error the kernel reports
     if binary:
         y, x = make_binary(rng, (8, 6), dtype, True, "soft")
@@ -2359,8 +2365,9 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     ((yg, xg), {"sample_weight": _misaligned_like(np.ones((8, 6), dtype))}),
                     ((yg, xg), {"sample_weight": cupy.ones((8, 12), dtype)[:, ::2]}),
                     ((yg, xg), {"sample_weight": cupy.ones((8, 6), np.int32)}),
-                    ((yg, xg), {"sample_weight": np.ones((8, 6), dtype)}),   # NumPy: a TypeError
-                    ((yg, xg), {"sample_weight": cupy.ones((8, 6), dtype)}, "pos_weight")]
+                    ((yg, xg), {"sample_weight": np.ones((8, 6), dtype)})]   # NumPy: a TypeError
+        if _cdt(dtype) == np.float32:   # a pos_weight past the compute dtype's range (the general path's error)
+            declined.append(((yg, xg), {"pos_weight": 1e300}))
     else:
         y, x = make_categorical(rng, (8, 6), dtype, True, "int")
         yg, xg = cupy.asarray(y), cupy.asarray(x)
@@ -2378,10 +2385,8 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     ((yg, xg), {"sample_weight": _misaligned_like(np.ones(8, dtype))}),
                     ((yg, xg), {"sample_weight": cupy.ones(8, np.int64)}),
                     ((bad, xg), {"sample_weight": cupy.ones(8, dtype)})]
-    for args, kw, *extra in declined:
+    for args, kw in declined:
         kw = {"from_logits": True, "grad": True, **kw}
-        if extra:
-            kw["pos_weight"] = 2.0
         assert not both(*args, **kw), kw
 
 

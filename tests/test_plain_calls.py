@@ -84,16 +84,20 @@ def test_binary_plain_calls_match_the_general_path(watch, dtype, from_logits, sh
             _, taken = watch(xentc.binary_focal_loss, y, x, gamma=gamma, **opts)
             assert taken
     # sample weights of the whole shape, some of them 0: in the compute dtype, and in one the binary
-    # kernels read as it is beside any y_pred; a weight for each element, and all of them 0
+    # kernels read as it is beside any y_pred; a weight for each element, and all of them 0; with
+    # and without pos_weight (a scalar, and one for each label of the last axis) or alpha
     sw = np.asarray(rng.random(shape) * 3, dtype)
     sw.reshape(-1)[::4] = 0.0
-    for w in (sw, sw.astype(np.float16), np.zeros_like(sw)):
+    last = shape[-1:] or (1,)
+    for w in (None, sw, sw.astype(np.float16), np.zeros_like(sw)):
         for reduction, grad in itertools.product(("mean", "sum", "none"), (False, True)):
             opts = dict(from_logits=from_logits, reduction=reduction, grad=grad, hess=grad, sample_weight=w)
-            _, taken = watch(xentc.binary_cross_entropy, y, x, **opts)
-            assert taken
-            _, taken = watch(xentc.binary_focal_loss, y, x, gamma=2.0, label_smoothing=0.1, **opts)
-            assert taken
+            for pw in (None, 2.5, np.linspace(0.0, 4.0, last[0])):
+                _, taken = watch(xentc.binary_cross_entropy, y, x, pos_weight=pw, **opts)
+                assert taken
+            for alpha in (None, 0.25, 1.0):
+                _, taken = watch(xentc.binary_focal_loss, y, x, gamma=2.0, alpha=alpha, label_smoothing=0.1, **opts)
+                assert taken
 
 
 def softmax_inputs(rng, shape, axis, dtype, from_logits):
@@ -184,8 +188,8 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 8), ">f8")}),     # big-endian
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.full((6, 8), 1e-310)}),    # a mean that
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.full((6, 8), 1e303)}),     # scales them
-        (xentc.binary_cross_entropy, (y, x), {"pos_weight": 2.0}),
-        (xentc.binary_focal_loss, (y, x), {"alpha": 0.25}),
+        (xentc.binary_cross_entropy, (y.astype(np.float32), x.astype(np.float32)), {"pos_weight": 1e300}),
+        (xentc.binary_cross_entropy, (y, x), {"pos_weight": np.ones(8), "sample_weight": np.ones(8)}),
         (xentc.binary_cross_entropy, (y[:3], x), {}),                        # shapes differ: an error
     ]
     yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
@@ -315,6 +319,8 @@ def test_random_calls_match_the_general_path(seed):
             y, x = binary_inputs(rng, shape, dtype, from_logits)
             sample_shape = shape
             f = (xentc.binary_cross_entropy, xentc.binary_focal_loss)[rng.integers(2)]
+            if rng.random() < 0.3:
+                kw["pos_weight" if f is xentc.binary_cross_entropy else "alpha"] = float(rng.random())
         else:
             nd = int(rng.integers(1, 4))
             shape = tuple(int(v) for v in rng.integers(1, 6, nd))

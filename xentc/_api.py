@@ -120,6 +120,8 @@ def _gamma_in(g: float, cdt) -> float:
     to 2 the square."""
     if not g or cdt != _F32:
         return g
+    if g < 3.0e38:   # (inside float32's range: no overflow, and no errstate's 3 us a call)
+        return float(np.float32(g))
     with np.errstate(over="ignore"):   # past float32's range: inf, as the kernels' float(gamma) was
         return float(np.float32(g))
 
@@ -291,7 +293,18 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
     if arr.ndim == 1 and length is not None and arr.shape[0] != length:
         raise ValueError(f"{name}: expected length {length}, got {arr.shape[0]}")
     flat = arr.reshape(-1)
-    bad = ~(np.isfinite(flat) & (flat >= 0) & (flat <= (np.inf if upper is None else upper)))
+    top = np.inf if upper is None else upper
+    if flat.size == 1:   # (a scalar's checks in Python: a microsecond, not five NumPy calls' six)
+        v = float(flat[0])
+        if math.isfinite(v) and 0.0 <= v <= top:
+            return arr
+    elif flat.size:   # a NaN makes the largest NaN
+        hi = float(np.maximum.reduce(flat))
+        if math.isfinite(hi) and hi <= top and float(np.minimum.reduce(flat)) >= 0.0:
+            return arr
+    else:
+        return arr
+    bad = ~(np.isfinite(flat) & (flat >= 0) & (flat <= top))
     if bad.any():
         i = int(np.argmax(bad))
         where = f" at index {i}" if arr.ndim else ""
@@ -616,8 +629,14 @@ def _ldexp_weights(w, k: int, xp):
 
 
 def _fits(w: Optional[np.ndarray], cdt) -> bool:
-    """Whether _check_fits passes w."""
-    return w is None or not w.size or not float(np.max(w)) > float(np.finfo(cdt).max)
+    """Whether _check_fits passes w (a float64 host array)."""
+    return w is None or not w.size or not float(np.maximum.reduce(w, axis=None)) > _dtype_max(np.dtype(cdt))
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype_max(cdt: np.dtype) -> float:
+    """The largest finite number of the compute dtype cdt (np.finfo looked up once)."""
+    return float(np.finfo(cdt).max)
 
 
 def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
@@ -937,12 +956,13 @@ def _plain_weight_pass(backend, labels, sw, C: int, ignore_index, n: int, cdt, r
     return denom, bkw
 
 
-def _binary_plain(y_true, y_pred, sample_weight, from_logits: bool, gamma: float, eps: float, reduction: str,
-                  grad: bool, hess: bool, n_threads):
-    """_binary_here's result for a plain call (y_pred of _plain_type; no pos_weight or out=,
-    checked by the caller; sample weights as _plain_weights says), None for any other call or a
-    call that fails. The labels have y_pred's dtype (_plain_dtypes: on the GPU also float16 or
-    bfloat16)."""
+def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: bool, gamma: float, eps: float,
+                  reduction: str, grad: bool, hess: bool, n_threads):
+    """_binary_here's result for a plain call (y_pred of _plain_type and no out=, checked by the
+    caller; sample weights as _plain_weights says; w1, w0 as _binary_here takes them: w1 None or
+    a float64 host array the caller has checked, pos_weight's or alpha's), None for any other call
+    or a call that fails (w1 past the compute dtype's range included). The labels have y_pred's
+    dtype (_plain_dtypes: on the GPU also float16 or bfloat16)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
@@ -956,6 +976,11 @@ def _binary_plain(y_true, y_pred, sample_weight, from_logits: bool, gamma: float
     if found is None:
         return None
     backend, empty, xp, bkw = found
+    w1c = None
+    if w1 is not None:
+        if not _fits(w1, cdt):
+            return None
+        w1c = xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
     n = y_pred.size
     denom = float(n)
     sw = None
@@ -976,7 +1001,7 @@ def _binary_plain(y_true, y_pred, sample_weight, from_logits: bool, gamma: float
     hess_arr = empty(oshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, _, _ = backend.binary(y_true if flat else y_true.reshape(-1), y_pred if flat else y_pred.reshape(-1),
-                                      sw, None, 1.0, eps,
+                                      sw, w1c, w0, eps,
                                       _gamma_in(gamma, cdt), _mean_scale(denom) if reduction == "mean" else 1.0,
                                       from_logits,
                                       loss_arr, grad_arr, hess_arr, cdt is _F64, n_threads, **scalar, **bkw)
@@ -984,7 +1009,7 @@ def _binary_plain(y_true, y_pred, sample_weight, from_logits: bool, gamma: float
         return None
     if "pre" in bkw:
         if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):   # again, waiting for the pre-pass
-            return _binary_here(y_true, y_pred, from_logits=from_logits, w1=None, w0=1.0, gamma=gamma,
+            return _binary_here(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=gamma,
                                 sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad,
                                 hess=hess, n_threads=n_threads, device_denominator=False)
         denom = bkw["pre"].denom
@@ -1294,8 +1319,9 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
         last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
         pw = _small_weights("pos_weight", pos_weight, last[0], xp)
-    elif _plain_type(y_pred) and out is None:
-        r = _binary_plain(y_true, y_pred, sample_weight, from_logits, 0.0, eps, reduction, grad, hess, n_threads)
+    if _plain_type(y_pred) and out is None:
+        r = _binary_plain(y_true, y_pred, sample_weight, pw, 1.0, from_logits, 0.0, eps, reduction, grad, hess,
+                          n_threads)
         if r is not None:
             return r
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
@@ -1378,16 +1404,16 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
     eps = _check_smoothing(label_smoothing)
     g = _check_gamma(gamma)
     if alpha is None:
-        if _plain_type(y_pred) and out is None:
-            r = _binary_plain(y_true, y_pred, sample_weight, from_logits, g, eps, reduction, grad, hess, n_threads)
-            if r is not None:
-                return r
         w1, w0 = None, 1.0
     else:
         a = _check_real("alpha", alpha)
         if not 0.0 <= a <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha!r}")
         w1, w0 = np.array([a]), 1.0 - a
+    if _plain_type(y_pred) and out is None:
+        r = _binary_plain(y_true, y_pred, sample_weight, w1, w0, from_logits, g, eps, reduction, grad, hess, n_threads)
+        if r is not None:
+            return r
     return _binary(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=g, sample_weight=sample_weight,
                    label_smoothing=eps, reduction=reduction, grad=grad, hess=hess, n_threads=n_threads, out=out)
 
