@@ -63,6 +63,13 @@ def main():
                                                                                        grad=True, sample_weight=w),
         "cross_entropy grad, sample_weight": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
                                                                          sample_weight=wr),
+        "binary_cross_entropy grad, pos_weight": lambda: xentc.binary_cross_entropy(y, x, from_logits=True,
+                                                                                    grad=True, pos_weight=2.0),
+        "binary_focal_loss grad, alpha": lambda: xentc.binary_focal_loss(y, x, from_logits=True, grad=True,
+                                                                         alpha=0.25),
+        "cross_entropy grad, class_weight": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
+                                                                        class_weight=w),
+        "focal_loss grad, alpha": lambda: xentc.focal_loss(lab, X, from_logits=True, grad=True, alpha=0.25),
     }
     try:
         import torch

@@ -1917,8 +1917,8 @@ def test_mean_denominator_on_the_device(monkeypatch, kernel, dtype):
         (dev, dev_reads), (host_, _) = _calls_two_ways(
             monkeypatch, lambda: getattr(xentc, name)(cupy.asarray(bad), cupy.asarray(xx), grad=True,
                                                       **to_gpu_kwargs(kw)))
-        # tried by the plain-call shortcut first (its one read, then the general path's)
-        plain = set(kw) <= {"from_logits", "ignore_index", "sample_weight"}
+        # tried by the plain-call shortcut first, from logits (its one read, then the general path's)
+        plain = kw.get("from_logits", False)
         assert isinstance(dev, ValueError) and dev_reads == 1 + plain
         assert_same_bits(dev, host_)
         assert re.search(rf"label {C} at index 7\b", str(dev)), str(dev)
@@ -1968,7 +1968,7 @@ def test_mean_denominator_on_the_device_where_it_cannot_be(monkeypatch, dtype):
         (dev, dev_reads), (host_, host_reads) = _calls_two_ways(monkeypatch, call)
         # a call the plain-call shortcut takes: its try finds the sum first either way (on the device,
         # then the general path waiting; or waiting, then the general path again): no read more
-        plain = set(kw) <= {"sample_weight", "ignore_index"}
+        plain = "out" not in kw
         assert host_reads >= 2 and dev_reads == host_reads + (how == "again" and not plain), (kw, dev_reads,
                                                                                               host_reads)
         assert_same_bits(dev, host_, to_host=host)
@@ -2348,6 +2348,14 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                 assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
                 if not binary:
                     assert both(cupy.asarray(yi), xg, ignore_index=-100, **kw) == from_logits, (shape, kw)
+                    # class weights (a device array, a list), with and without the sample weights
+                    cw = cupy.linspace(0.0, 2.0, x.shape[axis])
+                    assert both(yg, xg, class_weight=cw, **kw) == from_logits, (shape, kw)
+                    del kw["sample_weight"]
+                    assert both(cupy.asarray(yi), xg, ignore_index=-100, class_weight=cw.get().tolist(),
+                                **kw) == from_logits, (shape, kw)
+                    if name == "focal_loss":
+                        assert both(yg, xg, alpha=cw / 2, **kw) == from_logits, (shape, kw)
                 elif name == "binary_cross_entropy":   # pos_weight: one, and one for each label
                     for pw in (2.5, cupy.linspace(0.0, 4.0, shape[-1])):
                         assert both(yg, xg, pos_weight=pw, **kw), (shape, kw)
@@ -2378,7 +2386,9 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         bad3 = cupy.asarray(y3)
         bad3[1, 2] = -1
         declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}), ((yg, _misaligned_like(x)), {}),
-                    ((yg, xg), {"class_weight": cupy.ones(6, dtype)}), ((bad, xg), {}),
+                    ((yg, xg), {"class_weight": np.ones(6, dtype)}), ((bad, xg), {}),   # NumPy: a TypeError
+                    ((yg, xg), {"class_weight": cupy.ones(5, dtype)}),   # of another length: an error
+                    ((yg, xg), {"class_weight": cupy.asarray([1.0, 2, 3, -1, 5, 6])}),
                     ((bad, xg), {"ignore_index": 2}), ((bad, xg), {"ignore_index": 2, "reduction": "sum"}),
                     ((bad3, cupy.asarray(x3)), {"axis": 1}),
                     ((yg, xg), {"sample_weight": cupy.ones(1, dtype)}),   # broadcast

@@ -139,13 +139,26 @@ def test_categorical_plain_calls_match_the_general_path(watch, dtype, from_logit
             _, taken = watch(xentc.cross_entropy, labels, x, ignore_index=-100, **opts)
             assert taken
         # sample weights of the per-sample shape in the compute dtype, some of them 0, alone and with
-        # ignore_index (the pre-pass counts both)
+        # ignore_index (the pre-pass counts both); class weights (an array, a list; some 0) and
+        # focal alpha (a scalar, one a class), alone and with the others
+        C = shape[axis]
         sw = np.asarray(rng.random(y.shape) * 3, dtype)
         sw.reshape(-1)[::4] = 0.0
+        cw = rng.random(C) * 2
+        cw[::3] = 0.0
+        alpha = np.linspace(0.0, 1.0, C)
         _, taken = watch(xentc.cross_entropy, y, x, sample_weight=sw, **opts)
         assert taken
         _, taken = watch(xentc.focal_loss, yi, x, gamma=2.0, sample_weight=sw, ignore_index=-100, **opts)
         assert taken
+        for extra in ({"class_weight": cw}, {"class_weight": cw.tolist(), "sample_weight": sw},
+                      {"class_weight": cw, "ignore_index": -100}):
+            _, taken = watch(xentc.cross_entropy, yi if "ignore_index" in extra else y, x, **extra, **opts)
+            assert taken, extra
+        for extra in ({"alpha": 0.25}, {"alpha": alpha}, {"alpha": alpha, "class_weight": cw},
+                      {"alpha": 0.5, "class_weight": cw, "sample_weight": sw, "ignore_index": -100}):
+            _, taken = watch(xentc.focal_loss, yi if "ignore_index" in extra else y, x, gamma=2.0, **extra, **opts)
+            assert taken, extra
 
 
 @pytest.mark.parametrize("n_threads", [None, 1, 2])
@@ -200,7 +213,15 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.cross_entropy, (yc, xc), {"axis": np.int64(-1)}),
         (xentc.cross_entropy, (yc, xc), {"axis": 2}),                        # out of range: an error
         (xentc.cross_entropy, (yc, xc), {"axis": 0}),                        # labels of another shape
-        (xentc.cross_entropy, (yc, xc), {"class_weight": np.ones(9)}),
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.ones(8)}),            # wrong length: an error
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.ones((1, 9))}),
+        (xentc.cross_entropy, (yc, xc), {"class_weight": 2.0}),                   # a scalar: an error
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e39)}),      # past float32
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e39), "reduction": "sum"}),
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.r_[1.0, -1.0, np.ones(7)]}),
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.r_[np.nan, np.ones(8)]}),
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e-40)}),     # a mean that scales them
+        (xentc.cross_entropy, (yc, xc), {"class_weight": ["a"] * 9}),
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6)}),            # float64 for float32
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, np.float16)}),
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(1, np.float32)}),   # broadcast
@@ -209,7 +230,7 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.full(6, 1e36, np.float32)}),    # scales them
         (xentc.cross_entropy, (np.eye(9, dtype=np.float32)[yc], xc), {}),    # soft labels
         (xentc.cross_entropy, (yc, xc[:0]), {}),                             # no rows
-        (xentc.focal_loss, (yc, xc), {"alpha": np.full(9, 0.5)}),
+        (xentc.focal_loss, (yc, xc), {"alpha": np.full(9, 0.5), "class_weight": np.ones(3)}),
     ]
     for f, args, kw in declined:
         _, taken = watch(f, *args, from_logits=True, **kw)
@@ -332,6 +353,11 @@ def test_random_calls_match_the_general_path(seed):
                 y.reshape(-1)[::2] = -100
                 kw["ignore_index"] = -100
             f = (xentc.cross_entropy, xentc.focal_loss)[rng.integers(2)]
+            C = shape[axis]
+            if rng.random() < 0.3:
+                kw["class_weight"] = rng.random(C) * (1.0, 1e-42, 1e38, 0.0)[rng.integers(4)]
+            if f is xentc.focal_loss and rng.random() < 0.3:
+                kw["alpha"] = (float(rng.random()), rng.random(C))[rng.integers(2)]
         if rng.random() < 0.8:
             sw_dtype = (dtype, np.float16, np.float32, np.float64)[rng.integers(4)]
             with np.errstate(over="ignore"):

@@ -845,15 +845,17 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # --------------------------------------------------------------------------------------------
 # A call on C-contiguous float32 or float64 NumPy arrays, with integer labels as int64 or binary
 # labels of y_pred's dtype, sample weights (if any) of the per-sample shape that the kernels read
-# as they are (_plain_weights), and none of class weights, pos_weight, alpha, out= or xentc.dask's
-# context (ignore_index allowed), needs none of the general path's conversions: its kernel call,
-# the mean's denominator (the element or row count, or the weight pre-pass's sum) and the result
-# are those of _binary_here and _categorical_here with every conversion a no-op. _binary_plain and
+# as they are (_plain_weights), and neither out= nor xentc.dask's context (ignore_index, class
+# weights, pos_weight and alpha allowed: small host arrays, checked as the general path checks
+# them), needs none of the general path's conversions: its kernel call, the mean's denominator
+# (the element or row count, or the weight pre-pass's sum) and the result are those of
+# _binary_here and _categorical_here with every conversion a no-op. _binary_plain and
 # _categorical_plain recognise such calls and make them directly (4x16 cross entropy, Zen 3: 14 ->
 # 5 us; benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
-# weights 20.5 -> 6.0-6.5 us); they decide nothing of their own: anything else, any error a kernel
-# or the pre-pass reports and weights whose sum a mean must scale go to the general path, which
-# makes the call again (and raises the error). The same
+# weights 20.5 -> 6.0-6.5 us, with class weights 26.5 -> 11 us); they decide nothing of their own:
+# anything else, any error a kernel, the pre-pass or a weight's check reports and weights whose
+# sum a mean must scale go to the general path, which makes the call again (and raises the
+# error). The same
 # holds for such CuPy arrays on the current device with aligned elements (categorical: from
 # logits only, where the kernels check the labels themselves), whose whole-call time on a GPU is
 # mostly this host work. tests/test_plain_calls.py holds both to the general path's bits.
@@ -937,10 +939,10 @@ def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
     return dt == cdt or (dt.isnative and dt.name in _weight_dtypes(backend, binary))
 
 
-def _plain_weight_pass(backend, labels, sw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
+def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
                        bkw: dict):
-    """The weight pre-pass of a plain call with sample weights sw (binary: labels None, C 0) or, for
-    a mean, ignore_index, as the general path runs it: (the mean's denominator, the backend's
+    """The weight pre-pass of a plain call with sample weights sw (binary: labels and class weights
+    cw None, C 0) or, for a mean, class weights or ignore_index, as the general path runs it: (the mean's denominator, the backend's
     keyword arguments), these with the pass as `pre` where it runs on the device without waiting
     (_device_denominator: the caller takes pre.denom afterwards, and where _redo_for_scaled_weights
     says so makes the call again on the general path, waiting for the pass: device_denominator
@@ -948,9 +950,9 @@ def _plain_weight_pass(backend, labels, sw, C: int, ignore_index, n: int, cdt, r
     (_mean_weight_exponent): the general path's cases."""
     ii, has_ig = (-1, False) if ignore_index is None else (ignore_index, True)
     if _device_denominator(backend, n, _NO_OUT):
-        return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, None, C, ii, has_ig, n, cdt is _F64,
+        return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, cw, C, ii, has_ig, n, cdt is _F64,
                                                                   mean=reduction == "mean"))
-    denom, err, _, _ = backend.weight_sum(labels, sw, None, C, ii, has_ig, n, cdt is _F64, n_threads)
+    denom, err, _, _ = backend.weight_sum(labels, sw, cw, C, ii, has_ig, n, cdt is _F64, n_threads)
     if err or (reduction == "mean" and _mean_weight_exponent(denom, cdt)):
         return None
     return denom, bkw
@@ -988,7 +990,7 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
         if not _plain_weight_dtype(sample_weight, cdt, backend, True):
             return None
         sw = sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
-        passed = _plain_weight_pass(backend, None, sw, 0, None, n, cdt, reduction, n_threads, bkw)
+        passed = _plain_weight_pass(backend, None, sw, None, 0, None, n, cdt, reduction, n_threads, bkw)
         if passed is None:
             return None
         denom, bkw = passed
@@ -1016,12 +1018,13 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar)
 
 
-def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: dict):
-    """_categorical_here's result for a plain call (y_pred of _plain_type; no class weights,
-    alpha or out=, checked by the caller; kw: _categorical_args, any ignore_index; sample weights
-    as _plain_weights says), None for any other call or a call that fails (dtypes: _plain_dtypes).
-    Sample weights, and a mean with ignore_index, take the general path's weight pre-pass
-    (_plain_weight_pass)."""
+def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis, gamma: float, kw: dict):
+    """_categorical_here's result for a plain call (y_pred of _plain_type and no out=, checked by
+    the caller; kw: _categorical_args, any ignore_index; sample weights as _plain_weights says;
+    class weights as the caller passed them, taken where _small_weights takes them; alpha None or
+    as focal_loss checked it), None for any other call or a call that fails (dtypes:
+    _plain_dtypes). Sample weights, and a mean with class weights or ignore_index, take the general
+    path's weight pre-pass (_plain_weight_pass)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
@@ -1045,6 +1048,17 @@ def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: di
     backend, empty, xp, bkw = found
     if sample_weight is not None and not _plain_weight_dtype(sample_weight, cdt, backend, False):
         return None
+    cwd = cwa = None
+    if class_weight is not None or alpha is not None:
+        try:   # (any error: the general path's, raised there in its order)
+            if _namespace(y_pred=y_pred, class_weight=class_weight) is not xp:
+                return None
+            cw = _small_weights("class_weight", class_weight, C, xp)
+        except (TypeError, ValueError):
+            return None
+        if cw is not None and (cw.ndim == 0 or not _fits(cw, cdt)):
+            return None
+        cwd, cwa = _class_weight_arrays(cw, alpha, C, cdt, xp)
     n = y_pred.size // C
     inner = 1 if ax == nd - 1 else math.prod(shape[ax + 1:])
     dims = (n // inner, C, inner)
@@ -1057,8 +1071,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: di
     labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     denom = float(n)
     sw = None if sample_weight is None else sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
-    if sw is not None or (ignore_index is not None and reduction == "mean"):   # the rows that count, and how much
-        passed = _plain_weight_pass(backend, labels if labels.ndim == 1 else labels.reshape(-1), sw, C,
+    if sw is not None or (reduction == "mean" and (ignore_index is not None or cwd is not None)):   # what counts
+        passed = _plain_weight_pass(backend, labels if labels.ndim == 1 else labels.reshape(-1), sw, cwd, C,
                                     ignore_index, n, cdt, reduction, kw["n_threads"], bkw)
         if passed is None:
             return None
@@ -1067,7 +1081,7 @@ def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: di
     grad_arr = empty(gshape, sdt) if grad else None
     hess_arr = empty(gshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
-    total, err, _, _ = backend.softmax(x3, labels, None, sw, None, -1 if ignore_index is None else ignore_index,
+    total, err, _, _ = backend.softmax(x3, labels, None, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, kw["label_smoothing"], _gamma_in(gamma, cdt),
                                        _mean_scale(denom) if reduction == "mean" else 1.0, kw["from_logits"],
                                        loss_arr, grad_arr, hess_arr, cdt is _F64, kw["n_threads"], **scalar,
@@ -1076,8 +1090,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, axis, gamma: float, kw: di
         return None
     if "pre" in bkw:
         if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):   # again, waiting for the pre-pass
-            return _categorical_here(y_true, y_pred, axis=axis, class_weight=None, alpha=None, gamma=gamma,
-                                     sample_weight=sample_weight, device_denominator=False, **kw)
+            return _categorical_here(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=alpha,
+                                     gamma=gamma, sample_weight=sample_weight, device_denominator=False, **kw)
         denom = bkw["pre"].denom
     return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)
 
@@ -1485,13 +1499,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     if cw is not None and cw.ndim == 0:
         raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
     _check_fits("class_weight", cw, cdt)
-    cwa = None
-    if cw is not None or alpha is not None:
-        cwa = np.ones(C) if cw is None else cw
-        if alpha is not None:
-            cwa = cwa * alpha
-        cwa = xp.asarray(np.ascontiguousarray(np.broadcast_to(cwa, (C,)), dtype=cdt))
-    cwd = None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
+    cwd, cwa = _class_weight_arrays(cw, alpha, C, cdt, xp)
     n = outer * inner
     sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
     bufs = _NO_OUT if out is None else _output_buffers(
@@ -1552,6 +1560,23 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
                                      device_denominator=False)
     return _finish(xp, total, denom, reduction, loss_arr, sample_shape, grad_arr, hess_arr, shape, pred.dtype,
                    cdt, grad, hess, bufs, scalar, wexp, own)
+
+
+def _class_weight_arrays(cw, alpha, C: int, cdt, xp):
+    """(class weights, class weights times alpha) as the kernels take them, in the compute dtype on
+    xp's device, from checked float64 host arrays (cw: None or of length C; alpha: None, a scalar
+    or of length C): the weight pre-pass's and the softmax kernels'; (None, None) for neither, and
+    one array for both where there is no alpha (the kernels only read them)."""
+    if cw is None and alpha is None:
+        return None, None
+    if alpha is None:
+        cwd = xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
+        return cwd, cwd
+    cwa = alpha if cw is None else cw * alpha
+    if cwa.shape != (C,):
+        cwa = np.broadcast_to(cwa, (C,))
+    cwa = xp.asarray(np.ascontiguousarray(cwa, dtype=cdt))
+    return None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt)), cwa
 
 
 def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index):
@@ -1655,8 +1680,8 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
-    if _plain_type(y_pred) and class_weight is None and out is None:
-        r = _categorical_plain(y_true, y_pred, sample_weight, axis, 0.0, kw)
+    if _plain_type(y_pred) and out is None:
+        r = _categorical_plain(y_true, y_pred, sample_weight, class_weight, None, axis, 0.0, kw)
         if r is not None:
             return r
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
@@ -1734,13 +1759,9 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
     g = _check_gamma(gamma)
-    if _plain_type(y_pred) and alpha is None and class_weight is None and out is None:
-        r = _categorical_plain(y_true, y_pred, sample_weight, axis, g, kw)
-        if r is not None:
-            return r
-    xp = _namespace(y_true=y_true, y_pred=y_pred, alpha=alpha)
     a = None
     if alpha is not None:
+        xp = _namespace(y_true=y_true, y_pred=y_pred, alpha=alpha)
         pred = _real_array("y_pred", y_pred, xp)
         if pred.ndim == 0:
             raise ValueError("y_pred: expected an array with a class axis, got a 0-d array")
@@ -1749,5 +1770,9 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
         except (TypeError, IndexError):
             C = None  # reported by the axis check
         a = _small_weights("alpha", alpha, C, xp, upper=1.0, what="in [0, 1]")
+    if _plain_type(y_pred) and out is None:
+        r = _categorical_plain(y_true, y_pred, sample_weight, class_weight, a, axis, g, kw)
+        if r is not None:
+            return r
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=a, gamma=g,
                         sample_weight=sample_weight, out=out, **kw)
