@@ -824,7 +824,7 @@ def _device_denominator(backend, n: int, bufs) -> bool:
     pass's error is known, and must not write into the caller's `out=` then) and outside
     xentc.dask's context. Weights whose sum the mean must scale first (_mean_weight_exponent,
     _weight_lift) are found afterwards, and the call is made again the other way."""
-    return n > 0 and bufs is _NO_OUT and _plain_context() and _capability(backend, "DEVICE_DENOMINATOR", False)
+    return n > 0 and bufs is _NO_OUT and _capability(backend, "DEVICE_DENOMINATOR", False) and _plain_context()
 
 
 def _redo_for_scaled_weights(pre, reduction: str, cdt) -> bool:
@@ -1573,9 +1573,8 @@ def _class_weight_arrays(cw, alpha, C: int, cdt, xp):
         cwd = xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
         return cwd, cwd
     cwa = alpha if cw is None else cw * alpha
-    if cwa.shape != (C,):
-        cwa = np.broadcast_to(cwa, (C,))
-    cwa = xp.asarray(np.ascontiguousarray(cwa, dtype=cdt))
+    # (a scalar alpha: np.full, a microsecond; np.broadcast_to takes four)
+    cwa = xp.asarray(np.ascontiguousarray(cwa, dtype=cdt) if cwa.shape == (C,) else np.full(C, cwa, dtype=cdt))
     return None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt)), cwa
 
 
