@@ -60,11 +60,14 @@ def main() -> None:
     }
     if args.weighted:
         sw, swb = cupy.asarray(rng.random(4096)), cupy.asarray(rng.random(4096).astype(np.float32))
+        cw = cupy.asarray(rng.random(10))
         cases = {
             "cross_entropy 4096x10, ignore_index, mean, grad":
                 lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, ignore_index=3),
             "cross_entropy 4096x10, sample_weight, mean, grad":
                 lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, sample_weight=sw),
+            "cross_entropy 4096x10, class_weight, mean, grad":
+                lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, class_weight=cw),
             "binary_cross_entropy 4096, sample_weight, mean, grad":
                 lambda: xentc.binary_cross_entropy(yb, xb, from_logits=True, grad=True, sample_weight=swb),
         }
