@@ -942,12 +942,12 @@ def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
 def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
                        bkw: dict):
     """The weight pre-pass of a plain call with sample weights sw (binary: labels and class weights
-    cw None, C 0) or, for a mean, class weights or ignore_index, as the general path runs it: (the mean's denominator, the backend's
-    keyword arguments), these with the pass as `pre` where it runs on the device without waiting
-    (_device_denominator: the caller takes pre.denom afterwards, and where _redo_for_scaled_weights
-    says so makes the call again on the general path, waiting for the pass: device_denominator
-    False); None where the pass reports an error or the mean must scale the weights
-    (_mean_weight_exponent): the general path's cases."""
+    cw None, C 0) or, for a mean, class weights or ignore_index, as the general path runs it: (the
+    mean's denominator, the backend's keyword arguments), these with the pass as `pre` where it
+    runs on the device without waiting (_device_denominator: the caller takes pre.denom afterwards,
+    and where _redo_for_scaled_weights says so makes the call again on the general path, waiting
+    for the pass: device_denominator False); None where the pass reports an error or the mean must
+    scale the weights (_mean_weight_exponent): the general path's cases."""
     ii, has_ig = (-1, False) if ignore_index is None else (ignore_index, True)
     if _device_denominator(backend, n, _NO_OUT):
         return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, cw, C, ii, has_ig, n, cdt is _F64,
