@@ -46,6 +46,7 @@ def main():
     lab = rng.integers(0, 16, 4)
     w = rng.random(16).astype(np.float32)
     wr = rng.random(4).astype(np.float32)
+    y_int, lab32 = y.astype(np.int64), lab.astype(np.int32)
     lab_ig = lab.copy()
     lab_ig[1] = -100
     cases = {
@@ -70,6 +71,9 @@ def main():
         "cross_entropy grad, class_weight": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
                                                                         class_weight=w),
         "focal_loss grad, alpha": lambda: xentc.focal_loss(lab, X, from_logits=True, grad=True, alpha=0.25),
+        "binary_cross_entropy grad, int64 labels": lambda: xentc.binary_cross_entropy(y_int, x, from_logits=True,
+                                                                                      grad=True),
+        "cross_entropy grad, int32 labels": lambda: xentc.cross_entropy(lab32, X, from_logits=True, grad=True),
     }
     try:
         import torch

@@ -2367,8 +2367,14 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         yg, xg = cupy.asarray(y.astype(dtype)), cupy.asarray(x)
         bad = yg.copy()
         bad[3, 2] = 1.5
-        other = np.float32 if np.dtype(dtype).itemsize == 2 else np.float16   # labels of another dtype
-        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((yg.astype(other), xg), {}), ((yg, _misaligned_like(x)), {}),
+        # labels of another dtype, which the kernels read as they are: taken
+        other = np.float32 if np.dtype(dtype).itemsize == 2 else np.float16
+        hard = cupy.asarray(np.round(y))
+        for labels in (yg.astype(other), hard.astype(np.int64), hard.astype(np.int8), hard > 0.5):
+            for kw in ({}, {"sample_weight": cupy.ones((8, 6), dtype), "reduction": "sum"}):
+                assert both(labels, xg, from_logits=True, grad=True, **kw), (labels.dtype, kw)
+        declined = [((yg[:, ::2], xg[:, ::2]), {}), ((_misaligned_like(np.round(y)), xg), {}),
+                    ((yg, _misaligned_like(x)), {}),
                     ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False}),
                     ((yg, xg), {"sample_weight": _misaligned_like(np.ones((8, 6), dtype))}),
                     ((yg, xg), {"sample_weight": cupy.ones((8, 12), dtype)[:, ::2]}),
@@ -2385,7 +2391,12 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         y3, x3 = make_categorical(rng, (2, 6, 4), dtype, True, "int", axis=1)
         bad3 = cupy.asarray(y3)
         bad3[1, 2] = -1
-        declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.int32), xg), {}), ((yg, _misaligned_like(x)), {}),
+        # integer labels of another dtype: converted to int64 as the general path converts them
+        for labels in (yg.astype(np.int32), yg.astype(np.uint8)):
+            for kw in ({}, {"ignore_index": 2}):
+                assert both(labels, xg, from_logits=True, grad=True, **kw), (labels.dtype, kw)
+        declined = [((yg, xg[:, ::2]), {}), ((yg.astype(np.uint64), xg), {}), ((yg, _misaligned_like(x)), {}),
+                    ((_misaligned_like(y.astype(np.int32)), xg), {}),
                     ((yg, xg), {"class_weight": np.ones(6, dtype)}), ((bad, xg), {}),   # NumPy: a TypeError
                     ((yg, xg), {"class_weight": cupy.ones(5, dtype)}),   # of another length: an error
                     ((yg, xg), {"class_weight": cupy.asarray([1.0, 2, 3, -1, 5, 6])}),

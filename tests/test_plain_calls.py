@@ -83,6 +83,16 @@ def test_binary_plain_calls_match_the_general_path(watch, dtype, from_logits, sh
         for gamma in (0.0, 0.5, 2.0):
             _, taken = watch(xentc.binary_focal_loss, y, x, gamma=gamma, **opts)
             assert taken
+    # labels of the dtypes the kernels read as they are (hard labels: integers and bool; soft: the
+    # other float dtype)
+    hard = np.asarray(np.round(y))
+    other = np.float64 if dtype == np.float32 else np.float32
+    for labels in (hard.astype(np.int64), hard.astype(np.uint8), hard.astype(np.int32), np.asarray(hard > 0.5),
+                   y.astype(other)):
+        for reduction, grad in itertools.product(("mean", "sum", "none"), (False, True)):
+            _, taken = watch(xentc.binary_cross_entropy, labels, x, from_logits=from_logits, reduction=reduction,
+                             grad=grad, hess=grad, label_smoothing=0.1)
+            assert taken, labels.dtype
     # sample weights of the whole shape, some of them 0: in the compute dtype, and in one the binary
     # kernels read as it is beside any y_pred; a weight for each element, and all of them 0; with
     # and without pos_weight (a scalar, and one for each label of the last axis) or alpha
@@ -138,6 +148,11 @@ def test_categorical_plain_calls_match_the_general_path(watch, dtype, from_logit
         for labels in (yi, np.full_like(y, -100)):
             _, taken = watch(xentc.cross_entropy, labels, x, ignore_index=-100, **opts)
             assert taken
+        # integer labels of other dtypes (converted to int64, as the general path converts them)
+        for labels in (y.astype(np.int32), y.astype(np.uint8), y.astype(">i8"), yi.astype(np.int16)):
+            _, taken = watch(xentc.cross_entropy, labels, x, ignore_index=-100 if labels.dtype == np.int16 else None,
+                             **opts)
+            assert taken, labels.dtype
         # sample weights of the per-sample shape in the compute dtype, some of them 0, alone and with
         # ignore_index (the pre-pass counts both); class weights (an array, a list; some 0) and
         # focal alpha (a scalar, one a class), alone and with the others
@@ -188,8 +203,8 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.binary_cross_entropy, (y[:, ::2], x[:, ::2]), {}),            # strided
         (xentc.binary_cross_entropy, (y.repeat(2, axis=1)[:, ::2], x), {}),   # strided labels
         (xentc.binary_cross_entropy, (y, np.asfortranarray(x)), {}),         # Fortran order
-        (xentc.binary_cross_entropy, (y.astype(np.float32), x), {}),         # labels of another dtype
-        (xentc.binary_cross_entropy, (y > 0.5, x), {}),                      # bool labels
+        (xentc.binary_cross_entropy, (y.astype(np.float16), x), {}),         # labels the kernels do not read
+        (xentc.binary_cross_entropy, (y.astype(">f4"), x), {}),              # big-endian labels
         (xentc.binary_cross_entropy, (y, x.astype(np.float16)), {}),         # 16-bit y_pred
         (xentc.binary_cross_entropy, (y, x.astype(">f8")), {}),              # big-endian
         (xentc.binary_cross_entropy, (y.tolist(), x), {}),                   # a list
@@ -207,7 +222,9 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
     ]
     yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
     declined += [
-        (xentc.cross_entropy, (yc.astype(np.int32), xc), {}),                # labels not int64
+        (xentc.cross_entropy, (yc.astype(np.uint64), xc), {}),               # past int64: the general path's
+        (xentc.cross_entropy, (yc.astype(np.float64), xc), {}),              # soft labels of another shape
+        (xentc.cross_entropy, (yc.astype(np.int32)[::-1], xc), {}),          # strided
         (xentc.cross_entropy, (yc, xc[:, ::2]), {}),
         (xentc.cross_entropy, (yc.repeat(2)[::2], xc), {}),                 # strided labels
         (xentc.cross_entropy, (yc, xc), {"axis": np.int64(-1)}),
@@ -311,8 +328,9 @@ def test_errors_a_kernel_reports_come_from_the_general_path(watch, case):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_random_calls_match_the_general_path(seed):
-    """Random calls (every function, option and reduction; labels, logits or probabilities, sample
-    weights of four dtypes scaled to the edges of the range or 0, some of them bad, ignored rows):
+    """Random calls (every function, option and reduction; labels of several dtypes, some bad,
+    logits or probabilities, sample weights of four dtypes scaled to the edges of the range or 0,
+    some of them bad, class weights, pos_weight, alpha, ignored rows):
     the shortcut on and off give the same result or the same error, whichever path answers."""
     rng = np.random.default_rng(100 + seed)
     real = {name: getattr(_api, name) for name in SHORTCUTS}
@@ -342,6 +360,11 @@ def test_random_calls_match_the_general_path(seed):
             f = (xentc.binary_cross_entropy, xentc.binary_focal_loss)[rng.integers(2)]
             if rng.random() < 0.3:
                 kw["pos_weight" if f is xentc.binary_cross_entropy else "alpha"] = float(rng.random())
+            if rng.random() < 0.3:   # labels of another dtype (hard ones for the integers and bool)
+                to = (np.int64, np.uint8, np.bool_, np.float16, np.float64)[rng.integers(5)]
+                y = np.asarray(np.asarray(np.round(y)) if np.dtype(to).kind in "biu" else y).astype(to)
+            if y.size and rng.random() < 0.05:
+                y.reshape(-1)[0] = 2   # a bad label
         else:
             nd = int(rng.integers(1, 4))
             shape = tuple(int(v) for v in rng.integers(1, 6, nd))
@@ -354,6 +377,10 @@ def test_random_calls_match_the_general_path(seed):
                 kw["ignore_index"] = -100
             f = (xentc.cross_entropy, xentc.focal_loss)[rng.integers(2)]
             C = shape[axis]
+            if rng.random() < 0.3:
+                y = y.astype((np.int32, np.int16, np.uint8, np.uint64)[rng.integers(4)])
+            if rng.random() < 0.05:
+                y.reshape(-1)[0] = C   # a bad label
             if rng.random() < 0.3:
                 kw["class_weight"] = rng.random(C) * (1.0, 1e-42, 1e38, 0.0)[rng.integers(4)]
             if f is xentc.focal_loss and rng.random() < 0.3:

@@ -843,22 +843,23 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # --------------------------------------------------------------------------------------------
 # Plain calls
 # --------------------------------------------------------------------------------------------
-# A call on C-contiguous float32 or float64 NumPy arrays, with integer labels as int64 or binary
-# labels of y_pred's dtype, sample weights (if any) of the per-sample shape that the kernels read
-# as they are (_plain_weights), and neither out= nor xentc.dask's context (ignore_index, class
-# weights, pos_weight and alpha allowed: small host arrays, checked as the general path checks
-# them), needs none of the general path's conversions: its kernel call, the mean's denominator
-# (the element or row count, or the weight pre-pass's sum) and the result are those of
-# _binary_here and _categorical_here with every conversion a no-op. _binary_plain and
-# _categorical_plain recognise such calls and make them directly (4x16 cross entropy, Zen 3: 14 ->
-# 5 us; benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
+# A call on C-contiguous float32 or float64 NumPy arrays, with integer labels (int64, or another
+# integer dtype but uint64, converted to int64 as the general path converts them) or binary labels
+# of a dtype the kernels read as they are, sample weights (if any) of the per-sample shape that
+# the kernels read as they are (_plain_weights), and neither out= nor xentc.dask's context
+# (ignore_index, class weights, pos_weight and alpha allowed: small host arrays, checked as the
+# general path checks them), needs none of the general path's other conversions: its kernel call,
+# the mean's denominator (the element or row count, or the weight pre-pass's sum) and the result
+# are those of _binary_here and _categorical_here. _binary_plain and _categorical_plain recognise
+# such calls and make them directly (4x16 cross entropy, Zen 3: 14 -> 5 us;
+# benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
 # weights 20.5 -> 6.0-6.5 us, with class weights 26.5 -> 11 us); they decide nothing of their own:
 # anything else, any error a kernel, the pre-pass or a weight's check reports and weights whose
 # sum a mean must scale go to the general path, which makes the call again (and raises the
-# error). The same
-# holds for such CuPy arrays on the current device with aligned elements (categorical: from
-# logits only, where the kernels check the labels themselves), whose whole-call time on a GPU is
-# mostly this host work. tests/test_plain_calls.py holds both to the general path's bits.
+# error). The same holds for such CuPy arrays on the current device with aligned elements
+# (categorical: from logits only, where the kernels check the labels themselves), whose
+# whole-call time on a GPU is mostly this host work. tests/test_plain_calls.py holds both to the
+# general path's bits.
 def _plain_type(a) -> bool:
     """Whether y_pred may make a plain call: a NumPy array, or a CuPy array where CuPy is already
     imported (so a call never imports it)."""
@@ -964,20 +965,25 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     caller; sample weights as _plain_weights says; w1, w0 as _binary_here takes them: w1 None or
     a float64 host array the caller has checked, pos_weight's or alpha's), None for any other call
     or a call that fails (w1 past the compute dtype's range included). The labels have y_pred's
-    dtype (_plain_dtypes: on the GPU also float16 or bfloat16)."""
+    dtype (_plain_dtypes: on the GPU also float16 or bfloat16), or one that _binary_here hands the
+    kernels as it is (the compute dtype; a dtype of _native_binary_labels: int64, bool, ...)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
     cdt, sdt = dts
     shape = y_pred.shape
-    if not (type(y_true) is type(y_pred) and (y_true.dtype is sdt or y_true.dtype == sdt)
-            and y_true.shape == shape and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
-            and _plain_weights(sample_weight, y_pred, shape) and _plain_context()):
+    if not (type(y_true) is type(y_pred) and y_true.shape == shape and y_pred.flags.c_contiguous
+            and y_true.flags.c_contiguous and _plain_weights(sample_weight, y_pred, shape) and _plain_context()):
         return None
     found = _plain_backend(y_true, y_pred, sample_weight)
     if found is None:
         return None
     backend, empty, xp, bkw = found
+    yd = y_true.dtype
+    if not (yd is sdt or yd == sdt):   # labels the general path hands on as they are, or none
+        ydt = _binary_label_dtype(yd, sdt, cdt)
+        if not (yd == ydt or _native_binary_labels(backend, y_true, y_pred, ydt)):
+            return None
     w1c = None
     if w1 is not None:
         if not _fits(w1, cdt):
@@ -1022,14 +1028,17 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     """_categorical_here's result for a plain call (y_pred of _plain_type and no out=, checked by
     the caller; kw: _categorical_args, any ignore_index; sample weights as _plain_weights says;
     class weights as the caller passed them, taken where _small_weights takes them; alpha None or
-    as focal_loss checked it), None for any other call or a call that fails (dtypes:
-    _plain_dtypes). Sample weights, and a mean with class weights or ignore_index, take the general
+    as focal_loss checked it; integer labels, in int64 for the kernels), None for any other call
+    or a call that fails (dtypes: _plain_dtypes). Sample weights, and a mean with class weights or ignore_index, take the general
     path's weight pre-pass (_plain_weight_pass)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
     cdt, sdt = dts
-    if not (type(y_true) is type(y_pred) and y_true.dtype is _I64
+    ld = y_true.dtype if type(y_true) is type(y_pred) else None
+    # integer labels: int64 as they are; those of another integer dtype (int32, uint8, ...) as the
+    # general path converts them (uint64 past int64 aside: its own check)
+    if not ((ld is _I64 or (ld is not None and ld.kind in "iu" and not (ld.kind == "u" and ld.itemsize == 8)))
             and type(axis) is int and y_pred.size
             and y_pred.flags.c_contiguous and y_true.flags.c_contiguous and _plain_context()):
         return None
@@ -1048,6 +1057,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     backend, empty, xp, bkw = found
     if sample_weight is not None and not _plain_weight_dtype(sample_weight, cdt, backend, False):
         return None
+    if ld is not _I64:   # (after _plain_backend's look at their alignment: CuPy faults on misaligned elements)
+        y_true = y_true.astype(np.int64)
     cwd = cwa = None
     if class_weight is not None or alpha is not None:
         try:   # (any error: the general path's, raised there in its order)
@@ -1108,6 +1119,15 @@ def _on_device(y_pred):
     return y_pred.device if _is_cupy(y_pred) else _NO_DEVICE
 
 
+def _binary_label_dtype(label_dtype, sdt, cdt):
+    """The dtype binary labels are read in beside y_pred of storage dtype sdt and compute dtype cdt:
+    16-bit beside 16-bit storage when that loses nothing (the same dtype, or integer and bool
+    labels, whose values stay outside [0, 1] where they were), else the compute dtype (labels of
+    another dtype are converted to it, unless the kernels read them as they are:
+    _native_binary_labels)."""
+    return sdt if sdt != cdt and (label_dtype == sdt or label_dtype.kind in "biu") else cdt
+
+
 def _native_binary_labels(backend, yt, x, ydt) -> bool:
     """Whether the kernels read binary labels yt of another dtype than ydt as they are: a backend
     that can (BINARY_LABEL_DTYPES: the CPU kernels, the 16-bit backend, which hands them on a
@@ -1149,9 +1169,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
     yt = _real_array("y_true", y_true, xp)
     if yt.shape != pred.shape:
         raise ValueError(f"y_true: shape {yt.shape} does not match y_pred's shape {pred.shape}")
-    # labels: 16-bit beside 16-bit storage when that loses nothing (the same dtype, or integer and bool
-    # labels, whose values stay outside [0, 1] where they were), else the compute dtype
-    ydt = sdt if sdt != cdt and (yt.dtype == sdt or yt.dtype.kind in "biu") else cdt
+    ydt = _binary_label_dtype(yt.dtype, sdt, cdt)
     if _native_binary_labels(backend, yt, x, ydt):
         y = yt   # read as they are by the kernels (no cast of the whole array; no narrowing to check)
     else:
