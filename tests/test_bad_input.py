@@ -277,9 +277,9 @@ def test_labels_from_logits_checked_by_the_softmax_kernels(name, C, K, dtype, n_
 def test_weight_pass_runs_only_where_its_sum_is_needed(monkeypatch, from_logits, kw, reduction):
     """On the general path (the plain-call shortcut switched off, which tests/test_plain_calls.py
     holds to the general path's bits), the weight pre-pass over integer labels runs for sample
-    weights, for a mean with class
-    weights or ignore_index (its denominator), and from probabilities (whose kernels could report
-    a probability before an earlier label); otherwise the softmax kernels check the labels alone.
+    weights, for a mean with class weights or ignore_index (its denominator), and from
+    probabilities (whose kernels could report a probability before an earlier label); otherwise
+    the softmax kernels check the labels alone.
     The results are those of a call that takes the pre-pass anyway (the backend without
     LABELS_CHECKED_IN_KERNEL), and the first bad label is reported either way."""
     from xentc import _api, _kernels

@@ -294,11 +294,13 @@ def _small_weights(name: str, w: Any, length: Optional[int], xp, *, upper: Optio
         raise ValueError(f"{name}: expected length {length}, got {arr.shape[0]}")
     flat = arr.reshape(-1)
     top = np.inf if upper is None else upper
-    if flat.size == 1:   # (a scalar's checks in Python: a microsecond, not five NumPy calls' six)
+    # a scalar checked in Python, a vector by two reductions (a NaN makes the largest NaN); the
+    # five NumPy calls of the mask below (about 6 us) only to find a bad value
+    if flat.size == 1:
         v = float(flat[0])
         if math.isfinite(v) and 0.0 <= v <= top:
             return arr
-    elif flat.size:   # a NaN makes the largest NaN
+    elif flat.size:
         hi = float(np.maximum.reduce(flat))
         if math.isfinite(hi) and hi <= top and float(np.minimum.reduce(flat)) >= 0.0:
             return arr
@@ -319,12 +321,11 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_th
     that repeats one block of the shape) are returned once, with the kernels' keywords that say
     how element i finds its weight: {"sw_rep": R, "sw_len": M}, element i taking weight
     (i // R) % M (the kernels read them a piece at a time: no array of the per-sample size).
-    Weights of a dtype the kernels read beside any y_pred (by name: _weight_dtypes) keep their
+    Weights of a dtype the kernels read beside any y_pred (_weights_read_as_they_are) keep their
     dtype, contiguous or repeating, and are checked by the kernels in that dtype; the rest are
     converted to the compute dtype."""
     if sw is None:
         return None, {}
-    kinds = _weight_dtypes(backend, binary)
     compact = binary and _capability(backend, "SAMPLE_WEIGHT_PATTERNS", False)
     arr = _real_array("sample_weight", sw, xp)
     try:
@@ -334,8 +335,8 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_th
             f"sample_weight: shape {arr.shape} does not broadcast to the per-sample shape {shape}") from None
     pattern = _repeating_block(arr) if compact else None
     block = arr if pattern is None else pattern[0]
-    own = (arr.dtype.isnative and arr.dtype.name in kinds
-           and (pattern is not None or arr.flags.c_contiguous))   # (a copy either way: the narrower one)
+    # (a copy either way: the narrower one)
+    own = _weights_read_as_they_are(arr.dtype, backend, binary) and (pattern is not None or arr.flags.c_contiguous)
     if own:
         return xp.ascontiguousarray(block).reshape(-1), ({} if pattern is None else
                                                          {"sw_rep": pattern[1], "sw_len": block.size})
@@ -349,6 +350,12 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_th
         block = xp.ascontiguousarray(_as_compute(part, dtype, xp)).reshape(-1)
         return block, {"sw_rep": rep, "sw_len": block.size}
     return xp.ascontiguousarray(_narrowed("sample_weight", arr, dtype, xp, n_threads)).reshape(-1), {}
+
+
+def _weights_read_as_they_are(dt, backend, binary: bool) -> bool:
+    """Whether the backend's kernels (binary or categorical) read sample weights of dtype dt as they
+    are beside y_pred of any dtype: a dtype of _weight_dtypes in native byte order."""
+    return dt.isnative and dt.name in _weight_dtypes(backend, binary)
 
 
 def _weight_dtypes(backend, binary: bool) -> frozenset:
@@ -935,9 +942,8 @@ def _plain_weights(sw, y_pred, shape: tuple) -> bool:
 
 def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
     """Whether _sample_weight would hand the kernels sample weights of sw's dtype as they are (the
-    compute dtype, or a dtype of _weight_dtypes in native byte order)."""
-    dt = sw.dtype
-    return dt == cdt or (dt.isnative and dt.name in _weight_dtypes(backend, binary))
+    compute dtype, or one _weights_read_as_they_are)."""
+    return sw.dtype == cdt or _weights_read_as_they_are(sw.dtype, backend, binary)
 
 
 def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
@@ -988,7 +994,7 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     if w1 is not None:
         if not _fits(w1, cdt):
             return None
-        w1c = xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
+        w1c = _small_on_device(w1.reshape(-1), cdt, xp)
     n = y_pred.size
     denom = float(n)
     sw = None
@@ -1029,8 +1035,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     the caller; kw: _categorical_args, any ignore_index; sample weights as _plain_weights says;
     class weights as the caller passed them, taken where _small_weights takes them; alpha None or
     as focal_loss checked it; integer labels, in int64 for the kernels), None for any other call
-    or a call that fails (dtypes: _plain_dtypes). Sample weights, and a mean with class weights or ignore_index, take the general
-    path's weight pre-pass (_plain_weight_pass)."""
+    or a call that fails (dtypes: _plain_dtypes). Sample weights, and a mean with class weights or
+    ignore_index, take the general path's weight pre-pass (_plain_weight_pass)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
@@ -1064,10 +1070,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
         try:   # (any error: the general path's, raised there in its order)
             if _namespace(y_pred=y_pred, class_weight=class_weight) is not xp:
                 return None
-            cw = _small_weights("class_weight", class_weight, C, xp)
+            cw = _class_weights(class_weight, C, cdt, xp)
         except (TypeError, ValueError):
-            return None
-        if cw is not None and (cw.ndim == 0 or not _fits(cw, cdt)):
             return None
         cwd, cwa = _class_weight_arrays(cw, alpha, C, cdt, xp)
     n = y_pred.size // C
@@ -1207,7 +1211,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         sw = ws[0] if ws else sw
     else:
         wexp = 0   # (checked below, once the denominator is known)
-    w1c = None if w1 is None else xp.asarray(np.ascontiguousarray(w1.reshape(-1), dtype=cdt))
+    w1c = None if w1 is None else _small_on_device(w1.reshape(-1), cdt, xp)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
     grad_arr = _buffer(xp, bufs.grad, (n,), sdt) if grad else None
@@ -1513,11 +1517,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         ydt, sdt = _soft_label_dtypes(backend, yt.dtype, sdt, cdt)
         ysoft = _narrowed("y_true", yt, ydt, xp, n_threads).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
-    cw = _small_weights("class_weight", class_weight, C, xp)
-    if cw is not None and cw.ndim == 0:
-        raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
-    _check_fits("class_weight", cw, cdt)
-    cwd, cwa = _class_weight_arrays(cw, alpha, C, cdt, xp)
+    cwd, cwa = _class_weight_arrays(_class_weights(class_weight, C, cdt, xp), alpha, C, cdt, xp)
     n = outer * inner
     sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
     bufs = _NO_OUT if out is None else _output_buffers(
@@ -1580,6 +1580,16 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
                    cdt, grad, hess, bufs, scalar, wexp, own)
 
 
+def _class_weights(class_weight, C: int, cdt, xp):
+    """class_weight as a checked float64 host array (None for none): a 1-D array of length C,
+    finite and non-negative (_small_weights) and finite in the compute dtype (_check_fits)."""
+    cw = _small_weights("class_weight", class_weight, C, xp)
+    if cw is not None and cw.ndim == 0:
+        raise ValueError(f"class_weight: expected a 1-D array of length {C}, got a scalar")
+    _check_fits("class_weight", cw, cdt)
+    return cw
+
+
 def _class_weight_arrays(cw, alpha, C: int, cdt, xp):
     """(class weights, class weights times alpha) as the kernels take them, in the compute dtype on
     xp's device, from checked float64 host arrays (cw: None or of length C; alpha: None, a scalar
@@ -1588,12 +1598,18 @@ def _class_weight_arrays(cw, alpha, C: int, cdt, xp):
     if cw is None and alpha is None:
         return None, None
     if alpha is None:
-        cwd = xp.asarray(np.ascontiguousarray(cw, dtype=cdt))
+        cwd = _small_on_device(cw, cdt, xp)
         return cwd, cwd
     cwa = alpha if cw is None else cw * alpha
-    # (a scalar alpha: np.full, a microsecond; np.broadcast_to takes four)
-    cwa = xp.asarray(np.ascontiguousarray(cwa, dtype=cdt) if cwa.shape == (C,) else np.full(C, cwa, dtype=cdt))
-    return None if cw is None else xp.asarray(np.ascontiguousarray(cw, dtype=cdt)), cwa
+    if cwa.shape != (C,):   # a scalar alpha (np.full: a microsecond; np.broadcast_to takes four)
+        cwa = np.full(C, cwa)
+    return None if cw is None else _small_on_device(cw, cdt, xp), _small_on_device(cwa, cdt, xp)
+
+
+def _small_on_device(w, cdt, xp):
+    """A checked float64 host weight vector (pos_weight, class weights) as the kernels read it: in
+    the compute dtype, contiguous, on xp's current device."""
+    return xp.asarray(np.ascontiguousarray(w, dtype=cdt))
 
 
 def _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index):
