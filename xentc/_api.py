@@ -860,7 +860,7 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # are those of _binary_here and _categorical_here. _binary_plain and _categorical_plain recognise
 # such calls and make them directly (4x16 cross entropy, Zen 3: 14 -> 5 us;
 # benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
-# weights 20.5 -> 6.0-6.5 us, with class weights 26.5 -> 11 us); they decide nothing of their own:
+# weights 21-22.4 -> 6.1-6.3 us, with class weights 26-28 -> 11 us); they decide nothing of their own:
 # anything else, any error a kernel, the pre-pass or a weight's check reports and weights whose
 # sum a mean must scale go to the general path, which makes the call again (and raises the
 # error). The same holds for such CuPy arrays on the current device with aligned elements
