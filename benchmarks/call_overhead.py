@@ -49,6 +49,8 @@ def main():
     y_int, lab32 = y.astype(np.int64), lab.astype(np.int32)
     lab_ig = lab.copy()
     lab_ig[1] = -100
+    # out= arrays, as a loop that reuses its gradient (and per-sample losses) passes them
+    gb, gX, lX = np.empty_like(x), np.empty_like(X), np.empty(4, np.float32)
     cases = {
         "binary_cross_entropy loss": lambda: xentc.binary_cross_entropy(y, x, from_logits=True),
         "binary_cross_entropy grad": lambda: xentc.binary_cross_entropy(y, x, from_logits=True, grad=True),
@@ -74,6 +76,12 @@ def main():
         "binary_cross_entropy grad, int64 labels": lambda: xentc.binary_cross_entropy(y_int, x, from_logits=True,
                                                                                       grad=True),
         "cross_entropy grad, int32 labels": lambda: xentc.cross_entropy(lab32, X, from_logits=True, grad=True),
+        "binary_cross_entropy grad, out=": lambda: xentc.binary_cross_entropy(y, x, from_logits=True, grad=True,
+                                                                              out=(None, gb, None)),
+        "cross_entropy grad, out=": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
+                                                                out=(None, gX, None)),
+        "cross_entropy none + grad, out=": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
+                                                                       reduction="none", out=(lX, gX, None)),
     }
     try:
         import torch

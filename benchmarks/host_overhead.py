@@ -54,9 +54,14 @@ def main() -> None:
     y = cupy.asarray(rng.integers(0, 10, 4096))
     xb = cupy.asarray(rng.normal(size=4096).astype(np.float32))
     yb = (xb > 0).astype(np.float32)
+    g, gb = cupy.empty_like(x), cupy.empty_like(xb)   # out= arrays a loop reuses
     cases = {
         "cross_entropy 4096x10, grad": lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True),
         "binary_cross_entropy 4096, grad": lambda: xentc.binary_cross_entropy(yb, xb, from_logits=True, grad=True),
+        "cross_entropy 4096x10, grad, out=":
+            lambda: xentc.cross_entropy(y, x, from_logits=True, grad=True, out=(None, g, None)),
+        "binary_cross_entropy 4096, grad, out=":
+            lambda: xentc.binary_cross_entropy(yb, xb, from_logits=True, grad=True, out=(None, gb, None)),
     }
     if args.weighted:
         sw, swb = cupy.asarray(rng.random(4096)), cupy.asarray(rng.random(4096).astype(np.float32))

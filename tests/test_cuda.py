@@ -2282,9 +2282,10 @@ def test_16bit_kernels_built_on_first_use(store):
 def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
     """The plain-call shortcut (_api._binary_plain, _categorical_plain) on CuPy arrays: taken for
     contiguous float32 / float64 / float16 / bfloat16 arrays (binary: labels of y_pred's dtype) on
-    the current device without weights or out=, with the general path's bits (the shortcut switched
-    off); left to the general path for what it does not cover, and for a call whose kernel reports
-    an error (the general path raises it)."""
+    the current device, with weights of the per-sample shape and out= arrays the kernels write as
+    they are, with the general path's bits (the shortcut switched off); left to the general path
+    for what it does not cover, and for a call whose kernel reports an error (the general path
+    raises it)."""
     from xentc import _api
 
     rng = np.random.default_rng(_seed("plain", name, np.dtype(dtype).name))
@@ -2298,22 +2299,33 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         taken.append(r is not None)
         return r
 
-    def both(*args, **kw):
+    def both(*args, make_out=None, **kw):
+        """make_out: makes the out= tuple, anew for each of the two calls; a result holds its arrays."""
+        outs = [] if make_out is None else [make_out(), make_out()]
         for n, orig in shortcuts.items():
             monkeypatch.setattr(_api, n, lambda *a, _orig=orig, **k: spy(*a, _orig=_orig, **k))
         del taken[:]
-        try:
-            got = f(*args, **kw)
-        except (TypeError, ValueError) as exc:
-            got = exc
-        for n in shortcuts:
-            monkeypatch.setattr(_api, n, lambda *a, **k: None)
-        try:
-            want = f(*args, **kw)
-        except (TypeError, ValueError) as exc:
-            want = exc
-        assert_same_bits(got, want, host)
+        results = []
+        for i in range(2):
+            if i:
+                for n in shortcuts:
+                    monkeypatch.setattr(_api, n, lambda *a, **k: None)
+            try:
+                r = f(*args, **kw, **({"out": outs[i]} if outs else {}))
+                if outs and isinstance(outs[i], tuple) and len(outs[i]) == 3:
+                    for j, (a, o) in enumerate(zip(r if isinstance(r, tuple) else (r, None, None), outs[i])):
+                        assert o is None or (j == 0 and kw.get("reduction", "mean") != "none") or a is o, j
+            except (TypeError, ValueError) as exc:
+                r = exc
+            results.append(r)
+        assert_same_bits(*results, host)
         return any(taken)
+
+    def like(template, reduction):
+        """make_out: new arrays like a result's (the loss: for 'none'; else its scalar, ignored)."""
+        entries = template if isinstance(template, tuple) else (template, None, None)
+        return lambda: tuple(a if a is None or (i == 0 and reduction != "none") else cupy.empty_like(a)
+                             for i, a in enumerate(entries))
 
     for shape, axis, from_logits in (((37,) if binary else (37, 5), -1, True), ((6, 40), -1, True),
                                      ((3, 2000), -1, True), ((4, 5, 3), 1, True), ((2, 3, 4, 5), 1, True),
@@ -2333,6 +2345,8 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     kw["gamma"] = 2.0
                 # on the GPU categorical calls from probabilities go the general way (labels checked first)
                 assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
+                if eps == 0.0 and (grad or hess or reduction == "none"):   # into out= arrays
+                    assert both(yg, xg, make_out=like(f(yg, xg, **kw), reduction), **kw) == (binary or from_logits)
                 if not binary:   # ignore_index: some rows, then all of them (a mean of nothing)
                     yi = y.copy()
                     yi.reshape(-1)[::3] = -100
@@ -2346,6 +2360,8 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                 if not binary:
                     kw["axis"] = axis
                 assert both(yg, xg, **kw) == (binary or from_logits), (shape, kw)
+                if grad or hess or reduction == "none":   # into out= arrays: the weight pre-pass waits
+                    assert both(yg, xg, make_out=like(f(yg, xg, **kw), reduction), **kw) == (binary or from_logits)
                 if not binary:
                     assert both(cupy.asarray(yi), xg, ignore_index=-100, **kw) == from_logits, (shape, kw)
                     # class weights (a device array, a list), with and without the sample weights
@@ -2380,6 +2396,13 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     ((yg, xg), {"sample_weight": cupy.ones((8, 12), dtype)[:, ::2]}),
                     ((yg, xg), {"sample_weight": cupy.ones((8, 6), np.int32)}),
                     ((yg, xg), {"sample_weight": np.ones((8, 6), dtype)})]   # NumPy: a TypeError
+        other_dt = np.float32 if np.dtype(dtype) == np.float64 else np.float64
+        # out= arrays the kernels cannot write as they are (the general path's errors)
+        declined += [((yg, xg), {"make_out": lambda: (None, _misaligned_like(np.zeros((8, 6), dtype)), None)}),
+                     ((yg, xg), {"make_out": lambda: (None, np.zeros((8, 6), dtype), None)}),   # NumPy
+                     ((yg, xg), {"make_out": lambda: (None, cupy.zeros((8, 6), other_dt), None)}),
+                     ((yg, xg), {"make_out": lambda: (None, cupy.zeros((8, 12), dtype)[:, ::2], None)}),
+                     ((yg, xg), {"make_out": lambda: (None, xg, None)})]                       # y_pred itself
         if _cdt(dtype) == np.float32:   # a pos_weight past the compute dtype's range (the general path's error)
             declined.append(((yg, xg), {"pos_weight": 1e300}))
     else:
@@ -2391,6 +2414,7 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         y3, x3 = make_categorical(rng, (2, 6, 4), dtype, True, "int", axis=1)
         bad3 = cupy.asarray(y3)
         bad3[1, 2] = -1
+        not_cdt = np.float32 if _cdt(dtype) == np.float64 else np.float64   # for a loss out= array
         # integer labels of another dtype: converted to int64 as the general path converts them
         for labels in (yg.astype(np.int32), yg.astype(np.uint8)):
             for kw in ({}, {"ignore_index": 2}):
@@ -2405,7 +2429,10 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
                     ((yg, xg), {"sample_weight": cupy.ones(1, dtype)}),   # broadcast
                     ((yg, xg), {"sample_weight": _misaligned_like(np.ones(8, dtype))}),
                     ((yg, xg), {"sample_weight": cupy.ones(8, np.int64)}),
-                    ((bad, xg), {"sample_weight": cupy.ones(8, dtype)})]
+                    ((bad, xg), {"sample_weight": cupy.ones(8, dtype)}),
+                    ((yg, xg), {"make_out": lambda: (None, _misaligned_like(np.zeros((8, 6), dtype)), None)}),
+                    ((yg, xg), {"make_out": lambda: (cupy.zeros(8, not_cdt), None, None), "reduction": "none"}),
+                    ((yg, xg), {"make_out": lambda: (None, cupy.zeros((6, 8), dtype), None)})]
     for args, kw in declined:
         kw = {"from_logits": True, "grad": True, **kw}
         assert not both(*args, **kw), kw

@@ -27,14 +27,20 @@ def watch(monkeypatch):
     """watch(f, *args, **kw) -> (result or exception, taken): the call with the shortcuts on, and
     whether one of them answered it; it also checks the call against the general path."""
 
-    def run(f, *args, **kw):
+    def run(f, *args, make_out=None, **kw):
+        """make_out: a function that makes the out= tuple, called anew for each call (the two
+        calls write into arrays of their own); a result must then hold the given arrays."""
         taken = []
 
         def call():
+            out = {} if make_out is None else {"out": make_out()}
             try:
-                return f(*args, **kw)
+                r = f(*args, **kw, **out)
             except (TypeError, ValueError) as exc:
                 return exc
+            if out:
+                check_out_identity(r, out["out"], kw.get("reduction", "mean"))
+            return r
 
         originals = {name: getattr(_api, name) for name in SHORTCUTS}
         for name, orig in originals.items():
@@ -53,6 +59,26 @@ def watch(monkeypatch):
         return got, any(taken)
 
     return run
+
+
+def check_out_identity(r, out, reduction):
+    """A call given out=(loss, grad, hess) returns the arrays it was given (the loss only for
+    reduction='none')."""
+    if not isinstance(out, tuple) or len(out) != 3:
+        return
+    got = r if isinstance(r, tuple) else (r, None, None)
+    for i, (g, o) in enumerate(zip(got, out)):
+        if o is not None and (i or reduction == "none"):
+            assert g is o, i
+
+
+def fresh_out(template, reduction, fill=np.nan):
+    """A make_out for watch: new arrays like a result's, filled with `fill` (the loss entry: for
+    'none' only; else the previous result's scalar, which a call ignores)."""
+    def make():
+        return tuple(a if (i == 0 and reduction != "none") or a is None else np.full_like(a, fill)
+                     for i, a in enumerate(template if isinstance(template, tuple) else (template, None, None)))
+    return make
 
 
 def binary_inputs(rng, shape, dtype, from_logits):
@@ -196,6 +222,107 @@ def test_plain_calls_on_threads(watch, n_threads):
     assert taken
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_calls_take_the_shortcut(watch, dtype):
+    """out= arrays the kernels write as they are (exact shape and dtype, C-contiguous, writeable,
+    sharing no memory with an input or each other): the shortcut writes into them and returns them,
+    with the general path's bits, for every function and reduction, with weights and ignored rows,
+    a previous result passed back included."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for shape in ((), (37,), (3, 5), (2, 3, 4)):
+        y, x = binary_inputs(rng, shape, dtype, True)
+        sw = np.asarray(rng.random(shape), dtype)
+        cases += [(xentc.binary_cross_entropy, (y, x), {"from_logits": True}),
+                  (xentc.binary_cross_entropy, (y, np.asarray(1 / (1 + np.exp(-x.astype(np.float64))), dtype)), {}),
+                  (xentc.binary_cross_entropy, (np.asarray(np.round(y), np.int64), x),
+                   {"from_logits": True, "sample_weight": sw, "pos_weight": 3.0}),
+                  (xentc.binary_focal_loss, (y, x), {"from_logits": True, "gamma": 2.0, "alpha": 0.25,
+                                                     "sample_weight": sw.astype(np.float16)})]
+    for shape, axis in (((5,), -1), ((4, 16), -1), ((2, 5, 3), 1), ((6, 2, 7), 0)):
+        y, x = softmax_inputs(rng, shape, axis, dtype, True)
+        C = shape[axis]
+        yi = y.copy()
+        yi.reshape(-1)[::3] = -100
+        sw = np.asarray(rng.random(y.shape), dtype)
+        cases += [(xentc.cross_entropy, (y, x), {"from_logits": True, "axis": axis}),
+                  (xentc.cross_entropy, (yi.astype(np.int32), x),
+                   {"from_logits": True, "axis": axis, "ignore_index": -100, "sample_weight": sw,
+                    "class_weight": np.linspace(0.5, 2.0, C), "label_smoothing": 0.1}),
+                  (xentc.focal_loss, (y, x), {"from_logits": True, "axis": axis, "gamma": 2.0, "alpha": 0.25}),
+                  (xentc.focal_loss, softmax_inputs(rng, shape, axis, dtype, False), {"axis": axis, "gamma": 2.0})]
+    for f, args, kw in cases:
+        for reduction, grad, hess in itertools.product(("mean", "sum", "none"), (False, True), (False, True)):
+            if not (grad or hess or reduction == "none"):
+                continue
+            opts = dict(kw, reduction=reduction, grad=grad, hess=hess)
+            template = f(*args, **opts)
+            got, taken = watch(f, *args, make_out=fresh_out(template, reduction), **opts)
+            assert taken, (f.__name__, opts)
+            # only some of the entries given: the others are new arrays
+            if grad and hess:
+                def some():
+                    return (None, None, np.full_like(template.hess, np.nan))
+                got, taken = watch(f, *args, make_out=some, **opts)
+                assert taken and got.grad is not None, (f.__name__, opts)
+
+
+def test_out_calls_the_shortcut_leaves_to_the_general_path(watch):
+    """out= the kernels cannot write as it is goes to the general path, which converts it (a
+    misaligned NumPy array) or raises its error before any work: nothing is written then."""
+    rng = np.random.default_rng(12)
+    y, x = binary_inputs(rng, (6, 8), np.float32, True)
+    g = np.zeros((6, 8), np.float32)
+
+    def misaligned():   # a float32 array at an odd address (the CPU kernels write it as it is)
+        return np.ndarray((6, 8), np.float32, buffer=bytearray(6 * 8 * 4 + 1), offset=1)
+
+    def read_only():
+        a = np.zeros((6, 8), np.float32)
+        a.flags.writeable = False
+        return a
+
+    # functions that make the out= of a case anew for each call
+    declined = [
+        (lambda: (None, np.zeros((6, 8)), None), {}),                          # float64 for float32: an error
+        (lambda: (None, np.zeros((8, 6), np.float32), None), {}),              # another shape
+        (lambda: (None, np.zeros((8, 6), np.float32).T, None), {}),            # Fortran order
+        (lambda: (None, np.zeros((6, 16), np.float32)[:, ::2], None), {}),     # strided
+        (lambda: (None, read_only(), None), {}),
+        (lambda: (None, misaligned(), None), {}),                              # taken by the general path
+        (lambda: (None, x, None), {}),                                         # y_pred itself
+        (lambda: (None, g, g), {"hess": True}),                                # one array for both
+        (lambda: (None, g, None), {"sample_weight": g}),                       # the sample weights' memory
+        (lambda: (np.zeros((6, 8), np.float32), None, None), {}),              # a loss array for a mean
+        (lambda: (np.zeros((6, 8)), None, None), {"reduction": "none"}),       # float64 for a float32 loss
+        (lambda: (None, None, np.zeros((6, 8), np.float32)), {}),              # hess=False
+        (lambda: [None, np.zeros((6, 8), np.float32), None], {}),              # a list
+        (lambda: (None, np.zeros((6, 8), np.float32)), {}),                    # two entries
+    ]
+    yc, xc = softmax_inputs(rng, (6, 9), -1, np.float64, True)
+    declined_c = [(lambda: (None, np.zeros((6, 9), np.float32), None), {}),
+                  (lambda: (np.zeros(6, np.float32), None, None), {"reduction": "none"}),
+                  (lambda: (np.zeros((6, 1)), None, None), {"reduction": "none"}),
+                  (lambda: (None, np.zeros((9, 6)), None), {}),
+                  (lambda: (None, np.zeros((6, 9)), None), {"sample_weight": np.ones(6, np.float16)}),   # weights too
+                  (lambda: (None, np.zeros((6, 9)), None), {"class_weight": -np.ones(9)})]               # an error
+    for f, args, cases in ((xentc.binary_cross_entropy, (y, x), declined),
+                           (xentc.cross_entropy, (yc, xc), declined_c)):
+        for make_out, kw in cases:
+            made = []
+
+            def make(make_out=make_out):
+                made.append(make_out())
+                return made[-1]
+            before = [a.copy() for a in args]
+            got, taken = watch(f, *args, make_out=make, from_logits=True, grad=True, **kw)
+            assert not taken, (made[0], kw)
+            assert all(np.array_equal(a, b) for a, b in zip(args, before))   # the inputs as they were
+            if isinstance(got, Exception):   # refused before any work: the given arrays as they were
+                assert all(a is None or a is g or a is x or not a.any() for o in made for a in o), (kw, got)
+        assert not g.any()
+
+
 def test_calls_the_shortcut_leaves_to_the_general_path(watch):
     rng = np.random.default_rng(5)
     y, x = binary_inputs(rng, (6, 8), np.float64, True)
@@ -330,7 +457,7 @@ def test_errors_a_kernel_reports_come_from_the_general_path(watch, case):
 def test_random_calls_match_the_general_path(seed):
     """Random calls (every function, option and reduction; labels of several dtypes, some bad,
     logits or probabilities, sample weights of four dtypes scaled to the edges of the range or 0,
-    some of them bad, class weights, pos_weight, alpha, ignored rows):
+    some of them bad, class weights, pos_weight, alpha, ignored rows, out= arrays):
     the shortcut on and off give the same result or the same error, whichever path answers."""
     rng = np.random.default_rng(100 + seed)
     real = {name: getattr(_api, name) for name in SHORTCUTS}
@@ -392,4 +519,18 @@ def test_random_calls_match_the_general_path(seed):
             if sw.size and rng.random() < 0.1:
                 sw.reshape(-1)[rng.integers(sw.size)] = (np.nan, -1.0, np.inf)[rng.integers(3)]
             kw["sample_weight"] = sw
+        if (kw["grad"] or kw["hess"] or kw["reduction"] == "none") and rng.random() < 0.3:
+            # out= arrays: new ones for each call, like a result's, or (some) of the other float dtype
+            template = call(f, False, y, x, **kw)
+            if not isinstance(template, Exception):
+                other = np.float64 if dtype == np.float32 else np.float32
+                odt = [None if rng.random() < 0.8 else other for _ in range(3)]
+                make = fresh_out(template, kw["reduction"])
+                outs = [tuple(a if not isinstance(a, np.ndarray) or odt[i] is None or a.ndim == 0 else a.astype(odt[i])
+                              for i, a in enumerate(make())) for _ in range(2)]
+                got, want = (call(f, on, y, x, out=o, **kw) for on, o in zip((True, False), outs))
+                assert_same(got, want)
+                if not isinstance(got, Exception):
+                    check_out_identity(got, outs[0], kw["reduction"])
+                continue
         assert_same(call(f, True, y, x, **kw), call(f, False, y, x, **kw))

@@ -852,21 +852,22 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # --------------------------------------------------------------------------------------------
 # A call on C-contiguous float32 or float64 NumPy arrays, with integer labels (int64, or another
 # integer dtype but uint64, converted to int64 as the general path converts them) or binary labels
-# of a dtype the kernels read as they are, sample weights (if any) of the per-sample shape that
-# the kernels read as they are (_plain_weights), and neither out= nor xentc.dask's context
-# (ignore_index, class weights, pos_weight and alpha allowed: small host arrays, checked as the
-# general path checks them), needs none of the general path's other conversions: its kernel call,
-# the mean's denominator (the element or row count, or the weight pre-pass's sum) and the result
-# are those of _binary_here and _categorical_here. _binary_plain and _categorical_plain recognise
-# such calls and make them directly (4x16 cross entropy, Zen 3: 14 -> 5 us;
+# of a dtype the kernels read as they are, sample weights (if any) of the per-sample shape that the
+# kernels read as they are (_plain_weights), out= arrays (if any) the kernels write as they are
+# (_plain_out; on the GPU a weight pre-pass then waits, as on the general path) and no xentc.dask
+# context (ignore_index, class weights, pos_weight and alpha allowed: small host arrays, checked as
+# the general path checks them), needs none of the general path's other conversions: its kernel
+# call, the mean's denominator (the element or row count, or the weight pre-pass's sum) and the
+# result are those of _binary_here and _categorical_here. _binary_plain and _categorical_plain
+# recognise such calls and make them directly (4x16 cross entropy, Zen 3: 14 -> 5 us;
 # benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
-# weights 21-22.4 -> 6.1-6.3 us, with class weights 26-28 -> 11 us); they decide nothing of their own:
-# anything else, any error a kernel, the pre-pass or a weight's check reports and weights whose
-# sum a mean must scale go to the general path, which makes the call again (and raises the
-# error). The same holds for such CuPy arrays on the current device with aligned elements
-# (categorical: from logits only, where the kernels check the labels themselves), whose
-# whole-call time on a GPU is mostly this host work. tests/test_plain_calls.py holds both to the
-# general path's bits.
+# weights 21-22.4 -> 6.1-6.3 us, with class weights 26-28 -> 11 us, into out= arrays 12.5 -> 6.2
+# us); they decide nothing of their own: anything else, any error a kernel, the pre-pass or a
+# weight's check reports and weights whose sum a mean must scale go to the general path, which
+# makes the call again (and raises the error). The same holds for such CuPy arrays on the current
+# device with aligned elements (categorical: from logits only, where the kernels check the labels
+# themselves), whose whole-call time on a GPU is mostly this host work. tests/test_plain_calls.py
+# holds both to the general path's bits.
 def _plain_type(a) -> bool:
     """Whether y_pred may make a plain call: a NumPy array, or a CuPy array where CuPy is already
     imported (so a call never imports it)."""
@@ -883,18 +884,67 @@ def _plain_context() -> bool:
 
 
 def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sample_shape, grad_arr, hess_arr,
-                  shape: tuple, scalar: dict):
-    """_finish's result for a plain call (no sink, no out=, results in the compute dtype)."""
+                  shape: tuple, scalar: dict, bufs: _Out):
+    """_finish's result for a plain call (no sink, results in the storage dtype; bufs: _plain_out's,
+    the caller's arrays, which the kernels wrote through the views loss_arr, grad_arr, hess_arr)."""
     if reduction == "none":
-        loss = loss_arr if loss_arr.shape == sample_shape else loss_arr.reshape(sample_shape)
+        loss = bufs.loss if bufs.loss is not None else loss_arr if loss_arr.shape == sample_shape else \
+            loss_arr.reshape(sample_shape)
     elif scalar:
         loss = scalar["scalar"][0]   # written on the device (_device_scalar)
     else:
         loss = cdt.type(total if reduction == "sum" else _mean_value(total, denom))
     if grad_arr is None and hess_arr is None:
         return loss
+    if bufs is not _NO_OUT:   # the caller's arrays (the kernels wrote them through the views)
+        grad_arr = grad_arr if bufs.grad is None else bufs.grad
+        hess_arr = hess_arr if bufs.hess is None else bufs.hess
     return LossResult(loss, grad_arr if grad_arr is None or grad_arr.shape == shape else grad_arr.reshape(shape),
                       hess_arr if hess_arr is None or hess_arr.shape == shape else hess_arr.reshape(shape))
+
+
+def _plain_out(out, y_pred, xp, reduction: str, grad: bool, hess: bool, loss_shape: tuple, shape: tuple, cdt, sdt,
+               inputs: tuple) -> Optional[_Out]:
+    """A plain call's out= (not None; _output_buffers' rules), where the kernels can write every
+    entry as it is: an _Out of the caller's arrays where each given one is of y_pred's type
+    (CuPy: on the current device, its first element at a multiple of its size), of its result's
+    exact shape and dtype (the loss the compute dtype, grad and hess the storage dtype, which is a
+    plain call's result dtype), C-contiguous and writeable (NumPy: and aligned), and shares no
+    memory with an input (the caller's arrays) or another entry; None for anything else, which the
+    general path converts or refuses with its error, before any work."""
+    if not isinstance(out, tuple) or len(out) != 3:
+        return None
+    loss_buf, grad_buf, hess_buf = out
+    if reduction != "none":
+        if loss_buf is not None and getattr(loss_buf, "ndim", 0) != 0:
+            return None
+        loss_buf = None   # the scalar of a previous result: ignored
+    t = type(y_pred)
+    dev = None if t is np.ndarray else sys.modules["cupy"].cuda.runtime.getDevice()
+    kept: list = []
+    for buf, wanted, want_shape, want_dtype in ((loss_buf, True, loss_shape, cdt), (grad_buf, grad, shape, sdt),
+                                                (hess_buf, hess, shape, sdt)):
+        if buf is not None:
+            if not (wanted and type(buf) is t and buf.shape == want_shape and buf.dtype == want_dtype
+                    and buf.flags.c_contiguous):
+                return None
+            if dev is None:
+                if not (buf.flags.writeable and buf.flags.aligned):
+                    return None
+            elif buf.data.device_id != dev or buf.data.ptr % buf.itemsize:
+                return None
+            for other in inputs:
+                if other is not None and xp.may_share_memory(buf, other):
+                    return None
+            inputs += (buf,)
+        kept.append(buf)
+    return _Out(*kept)
+
+
+def _into(buf, empty, shape: tuple, dtype):
+    """A plain call's output array for its kernels: new (buf None), or the caller's out= array buf
+    viewed with that shape."""
+    return empty(shape, dtype) if buf is None else buf if buf.shape == shape else buf.reshape(shape)
 
 
 _NO_KW: dict = {}
@@ -947,16 +997,17 @@ def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
 
 
 def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
-                       bkw: dict):
+                       bkw: dict, bufs: _Out):
     """The weight pre-pass of a plain call with sample weights sw (binary: labels and class weights
     cw None, C 0) or, for a mean, class weights or ignore_index, as the general path runs it: (the
     mean's denominator, the backend's keyword arguments), these with the pass as `pre` where it
-    runs on the device without waiting (_device_denominator: the caller takes pre.denom afterwards,
-    and where _redo_for_scaled_weights says so makes the call again on the general path, waiting
-    for the pass: device_denominator False); None where the pass reports an error or the mean must
-    scale the weights (_mean_weight_exponent): the general path's cases."""
+    runs on the device without waiting (_device_denominator, which out= arrays bufs rule out as on
+    the general path: the caller takes pre.denom afterwards, and where _redo_for_scaled_weights
+    says so makes the call again on the general path, waiting for the pass: device_denominator
+    False); None where the pass reports an error or the mean must scale the weights
+    (_mean_weight_exponent): the general path's cases."""
     ii, has_ig = (-1, False) if ignore_index is None else (ignore_index, True)
-    if _device_denominator(backend, n, _NO_OUT):
+    if _device_denominator(backend, n, bufs):
         return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, cw, C, ii, has_ig, n, cdt is _F64,
                                                                   mean=reduction == "mean"))
     denom, err, _, _ = backend.weight_sum(labels, sw, cw, C, ii, has_ig, n, cdt is _F64, n_threads)
@@ -966,13 +1017,14 @@ def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cd
 
 
 def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: bool, gamma: float, eps: float,
-                  reduction: str, grad: bool, hess: bool, n_threads):
-    """_binary_here's result for a plain call (y_pred of _plain_type and no out=, checked by the
-    caller; sample weights as _plain_weights says; w1, w0 as _binary_here takes them: w1 None or
-    a float64 host array the caller has checked, pos_weight's or alpha's), None for any other call
-    or a call that fails (w1 past the compute dtype's range included). The labels have y_pred's
-    dtype (_plain_dtypes: on the GPU also float16 or bfloat16), or one that _binary_here hands the
-    kernels as it is (the compute dtype; a dtype of _native_binary_labels: int64, bool, ...)."""
+                  reduction: str, grad: bool, hess: bool, n_threads, out):
+    """_binary_here's result for a plain call (y_pred of _plain_type, checked by the caller; sample
+    weights as _plain_weights says; out= as _plain_out says; w1, w0 as _binary_here takes them: w1
+    None or a float64 host array the caller has checked, pos_weight's or alpha's), None for any
+    other call or a call that fails (w1 past the compute dtype's range included). The labels have
+    y_pred's dtype (_plain_dtypes: on the GPU also float16 or bfloat16), or one that _binary_here
+    hands the kernels as it is (the compute dtype; a dtype of _native_binary_labels: int64, bool,
+    ...)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
@@ -985,6 +1037,10 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     if found is None:
         return None
     backend, empty, xp, bkw = found
+    bufs = _NO_OUT if out is None else _plain_out(out, y_pred, xp, reduction, grad, hess, shape, shape, cdt, sdt,
+                                                  (y_true, y_pred, sample_weight))
+    if bufs is None:
+        return None
     yd = y_true.dtype
     if not (yd is sdt or yd == sdt):   # labels the general path hands on as they are, or none
         ydt = _binary_label_dtype(yd, sdt, cdt)
@@ -1002,7 +1058,7 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
         if not _plain_weight_dtype(sample_weight, cdt, backend, True):
             return None
         sw = sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
-        passed = _plain_weight_pass(backend, None, sw, None, 0, None, n, cdt, reduction, n_threads, bkw)
+        passed = _plain_weight_pass(backend, None, sw, None, 0, None, n, cdt, reduction, n_threads, bkw, bufs)
         if passed is None:
             return None
         denom, bkw = passed
@@ -1010,9 +1066,9 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     # changes nothing still costs CuPy a microsecond or two
     flat = len(shape) == 1 or "plain" in bkw
     oshape = shape if flat else (n,)
-    loss_arr = empty(oshape, cdt) if reduction == "none" else None
-    grad_arr = empty(oshape, sdt) if grad else None
-    hess_arr = empty(oshape, sdt) if hess else None
+    loss_arr = _into(bufs.loss, empty, oshape, cdt) if reduction == "none" else None
+    grad_arr = _into(bufs.grad, empty, oshape, sdt) if grad else None
+    hess_arr = _into(bufs.hess, empty, oshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, _, _ = backend.binary(y_true if flat else y_true.reshape(-1), y_pred if flat else y_pred.reshape(-1),
                                       sw, w1c, w0, eps,
@@ -1027,16 +1083,16 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
                                 sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad,
                                 hess=hess, n_threads=n_threads, device_denominator=False)
         denom = bkw["pre"].denom
-    return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar)
+    return _plain_result(total, denom, reduction, cdt, loss_arr, shape, grad_arr, hess_arr, shape, scalar, bufs)
 
 
-def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis, gamma: float, kw: dict):
-    """_categorical_here's result for a plain call (y_pred of _plain_type and no out=, checked by
-    the caller; kw: _categorical_args, any ignore_index; sample weights as _plain_weights says;
-    class weights as the caller passed them, taken where _small_weights takes them; alpha None or
-    as focal_loss checked it; integer labels, in int64 for the kernels), None for any other call
-    or a call that fails (dtypes: _plain_dtypes). Sample weights, and a mean with class weights or
-    ignore_index, take the general path's weight pre-pass (_plain_weight_pass)."""
+def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis, gamma: float, kw: dict, out):
+    """_categorical_here's result for a plain call (y_pred of _plain_type, checked by the caller;
+    kw: _categorical_args, any ignore_index; sample weights as _plain_weights says; out= as
+    _plain_out says; class weights as the caller passed them, taken where _small_weights takes them;
+    alpha None or as focal_loss checked it; integer labels, in int64 for the kernels), None for any
+    other call or a call that fails (dtypes: _plain_dtypes). Sample weights, and a mean with class
+    weights or ignore_index, take the general path's weight pre-pass (_plain_weight_pass)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
@@ -1063,6 +1119,11 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     backend, empty, xp, bkw = found
     if sample_weight is not None and not _plain_weight_dtype(sample_weight, cdt, backend, False):
         return None
+    reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
+    bufs = _NO_OUT if out is None else _plain_out(out, y_pred, xp, reduction, grad, hess, sample_shape, shape, cdt,
+                                                  sdt, (y_true, y_pred, sample_weight))
+    if bufs is None:
+        return None
     if ld is not _I64:   # (after _plain_backend's look at their alignment: CuPy faults on misaligned elements)
         y_true = y_true.astype(np.int64)
     cwd = cwa = None
@@ -1081,20 +1142,19 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
         x3, gshape, bkw = y_pred, shape, {"plain": dims}
     else:
         x3, gshape = y_pred.reshape(dims), dims
-    reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
     ignore_index = kw["ignore_index"]
     labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     denom = float(n)
     sw = None if sample_weight is None else sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
     if sw is not None or (reduction == "mean" and (ignore_index is not None or cwd is not None)):   # what counts
         passed = _plain_weight_pass(backend, labels if labels.ndim == 1 else labels.reshape(-1), sw, cwd, C,
-                                    ignore_index, n, cdt, reduction, kw["n_threads"], bkw)
+                                    ignore_index, n, cdt, reduction, kw["n_threads"], bkw, bufs)
         if passed is None:
             return None
         denom, bkw = passed
-    loss_arr = empty((n,), cdt) if reduction == "none" else None
-    grad_arr = empty(gshape, sdt) if grad else None
-    hess_arr = empty(gshape, sdt) if hess else None
+    loss_arr = _into(bufs.loss, empty, (n,), cdt) if reduction == "none" else None
+    grad_arr = _into(bufs.grad, empty, gshape, sdt) if grad else None
+    hess_arr = _into(bufs.hess, empty, gshape, sdt) if hess else None
     scalar = _device_scalar(xp, reduction, cdt, denom)
     total, err, _, _ = backend.softmax(x3, labels, None, sw, cwa, -1 if ignore_index is None else ignore_index,
                                        ignore_index is not None, kw["label_smoothing"], _gamma_in(gamma, cdt),
@@ -1108,7 +1168,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
             return _categorical_here(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=alpha,
                                      gamma=gamma, sample_weight=sample_weight, device_denominator=False, **kw)
         denom = bkw["pre"].denom
-    return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar)
+    return _plain_result(total, denom, reduction, cdt, loss_arr, sample_shape, grad_arr, hess_arr, shape, scalar,
+                         bufs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1355,9 +1416,9 @@ def binary_cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_l
         xp = _namespace(y_true=y_true, y_pred=y_pred, pos_weight=pos_weight, sample_weight=sample_weight)
         last = _real_array("y_pred", y_pred, xp).shape[-1:] or (1,)
         pw = _small_weights("pos_weight", pos_weight, last[0], xp)
-    if _plain_type(y_pred) and out is None:
+    if _plain_type(y_pred):
         r = _binary_plain(y_true, y_pred, sample_weight, pw, 1.0, from_logits, 0.0, eps, reduction, grad, hess,
-                          n_threads)
+                          n_threads, out)
         if r is not None:
             return r
     return _binary(y_true, y_pred, from_logits=from_logits, w1=pw, w0=1.0, gamma=0.0,
@@ -1446,8 +1507,9 @@ def binary_focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: fl
         if not 0.0 <= a <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha!r}")
         w1, w0 = np.array([a]), 1.0 - a
-    if _plain_type(y_pred) and out is None:
-        r = _binary_plain(y_true, y_pred, sample_weight, w1, w0, from_logits, g, eps, reduction, grad, hess, n_threads)
+    if _plain_type(y_pred):
+        r = _binary_plain(y_true, y_pred, sample_weight, w1, w0, from_logits, g, eps, reduction, grad, hess, n_threads,
+                          out)
         if r is not None:
             return r
     return _binary(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=g, sample_weight=sample_weight,
@@ -1713,8 +1775,8 @@ def cross_entropy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, from_logits: 
     True
     """
     kw = _categorical_args(from_logits, reduction, grad, hess, n_threads, label_smoothing, ignore_index)
-    if _plain_type(y_pred) and out is None:
-        r = _categorical_plain(y_true, y_pred, sample_weight, class_weight, None, axis, 0.0, kw)
+    if _plain_type(y_pred):
+        r = _categorical_plain(y_true, y_pred, sample_weight, class_weight, None, axis, 0.0, kw, out)
         if r is not None:
             return r
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=None, gamma=0.0,
@@ -1803,8 +1865,8 @@ def focal_loss(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, gamma: float = 2
         except (TypeError, IndexError):
             C = None  # reported by the axis check
         a = _small_weights("alpha", alpha, C, xp, upper=1.0, what="in [0, 1]")
-    if _plain_type(y_pred) and out is None:
-        r = _categorical_plain(y_true, y_pred, sample_weight, class_weight, a, axis, g, kw)
+    if _plain_type(y_pred):
+        r = _categorical_plain(y_true, y_pred, sample_weight, class_weight, a, axis, g, kw, out)
         if r is not None:
             return r
     return _categorical(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=a, gamma=g,
