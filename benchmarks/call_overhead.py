@@ -46,6 +46,7 @@ def main():
     lab = rng.integers(0, 16, 4)
     w = rng.random(16).astype(np.float32)
     wr = rng.random(4).astype(np.float32)
+    w64, wr64 = w.astype(np.float64), wr.astype(np.float64)
     y_int, lab32 = y.astype(np.int64), lab.astype(np.int32)
     lab_ig = lab.copy()
     lab_ig[1] = -100
@@ -66,6 +67,11 @@ def main():
                                                                                        grad=True, sample_weight=w),
         "cross_entropy grad, sample_weight": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
                                                                          sample_weight=wr),
+        # float64 weights (NumPy's default) beside float32 logits
+        "binary_cross_entropy grad, float64 weights": lambda: xentc.binary_cross_entropy(
+            y, x, from_logits=True, grad=True, sample_weight=w64),
+        "cross_entropy grad, float64 weights": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
+                                                                           sample_weight=wr64),
         "binary_cross_entropy grad, pos_weight": lambda: xentc.binary_cross_entropy(y, x, from_logits=True,
                                                                                     grad=True, pos_weight=2.0),
         "binary_focal_loss grad, alpha": lambda: xentc.binary_focal_loss(y, x, from_logits=True, grad=True,

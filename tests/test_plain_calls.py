@@ -534,3 +534,22 @@ def test_random_calls_match_the_general_path(seed):
                     check_out_identity(got, outs[0], kw["reduction"])
                 continue
         assert_same(call(f, True, y, x, **kw), call(f, False, y, x, **kw))
+
+
+def test_dtype_names_are_those_numpy_gives():
+    """_kernels.dtype_name (dtype.name remembered per dtype, for the dtype rules of every call) gives
+    NumPy's own name for every dtype, byte orders and extension dtypes included, also past the
+    number of dtypes it remembers."""
+    from xentc import _kernels
+
+    dts = [np.dtype(c) for c in "?bBhHiIlLqQefdgFDGSUVO"] + [np.dtype(">f4"), np.dtype("<f8"), np.dtype(">i8"),
+                                                            np.dtype("M8[s]"), np.dtype("m8[ms]")]
+    try:
+        import ml_dtypes
+        dts += [np.dtype(ml_dtypes.bfloat16), np.dtype(ml_dtypes.float8_e4m3fn)]
+    except ImportError:
+        pass
+    dts += [np.dtype([("f", "<f4"), (f"g{i}", "<i2")]) for i in range(300)]   # more than are remembered
+    for _ in range(2):   # formed, then remembered
+        for dt in dts:
+            assert _kernels.dtype_name(dt) == dt.name, dt

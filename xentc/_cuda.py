@@ -36,6 +36,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ._kernels import dtype_name
+
 __all__ = ["weight_sum", "weight_sum_enqueue", "binary", "softmax", "info", "name_expressions", "kernel_source", "nvcc_check_source"]
 
 # Error codes of _xent_rows.h
@@ -194,7 +196,7 @@ def _sname(store: str, same_y: bool = False) -> str:
 def _storage(a) -> str:
     """The storage-type template argument for array a (y_pred, or binary labels): "" when it has
     its compute dtype, else that of its 16-bit float dtype."""
-    return _STORAGE.get(a.dtype.name, "") if a.itemsize == 2 else ""
+    return _STORAGE.get(dtype_name(a.dtype), "") if a.itemsize == 2 else ""
 
 
 def _vec(double_: bool, store: str = "") -> int:
@@ -876,9 +878,9 @@ def _weights(sw, dt, dev_id: int) -> tuple:
     byte order as it is; anything else must be in the compute dtype dt)."""
     if sw is None:
         return _NO_WEIGHTS
-    kind = _WEIGHT_KINDS.get(sw.dtype.name) if sw.dtype.isnative else None
+    kind = _WEIGHT_KINDS.get(dtype_name(sw.dtype)) if sw.dtype.isnative else None
     _check("sample_weight", sw, dt if kind is None else sw.dtype, dev_id, contiguous=True, ndim=1)
-    return sw, np.int32(_WEIGHT_KINDS[dt.name] if kind is None else kind)
+    return sw, np.int32(_WEIGHT_KINDS[dtype_name(dt)] if kind is None else kind)
 
 
 def weight_sum(labels, sw, cw, C, ignore_index, has_ignore, n, double_, n_threads, sw_rep=1, sw_len=-1):
@@ -1218,7 +1220,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
         _check("y_pred", x, st, dev_id, ndim=3)
         _check("y_true", labels, np.int64, dev_id, contiguous=True, ndim=1)
         if ysoft is not None:   # soft labels: any dtype of _SOFT_LABEL_TYPES
-            own = ysoft.dtype.name in _SOFT_LABEL_TYPES and ysoft.dtype.isnative
+            own = dtype_name(ysoft.dtype) in _SOFT_LABEL_TYPES and ysoft.dtype.isnative
             _check("y_true", ysoft, ysoft.dtype if own else dt, dev_id, ndim=3)
         if ysoft is not None and tuple(ysoft.shape) != tuple(x.shape):
             raise RuntimeError("xentc (CUDA): soft labels and y_pred shapes differ")
@@ -1248,7 +1250,7 @@ def _softmax_enqueue(x, labels, ysoft, sw, cwa, ignore_index, has_ignore, eps, g
                           "warp": (_WARP_ROWS, 256, 0), "block": (1, 256, 0)}[kind]
     nblocks = -(-rows // per)
     sc = _scratch(cupy, nblocks, dev_id)
-    label_store = None if ysoft is None else _SOFT_LABEL_TYPES[ysoft.dtype.name]
+    label_store = None if ysoft is None else _SOFT_LABEL_TYPES[dtype_name(ysoft.dtype)]
     f = mod.funcs[_generic_name(kind, double_, _storage(x), label_store)]
     _log("softmax", kernel=kind, blocks=nblocks)
     sy = (_stride(ysoft, 0), _stride(ysoft, 1), _stride(ysoft, 2)) if ysoft is not None else (0, 0, 0)

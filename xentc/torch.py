@@ -91,7 +91,7 @@ def _to_tensor(a: Any, device: torch.device) -> torch.Tensor:
         a = np.asarray(a)
     if isinstance(a, np.ndarray) and not a.flags.writeable:
         a = a.copy()
-    if getattr(a, "dtype", None) is not None and a.dtype.name == "bfloat16":   # a bfloat16 result
+    if getattr(a, "dtype", None) is not None and _api._is_bfloat16(a.dtype):   # a bfloat16 result
         return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16).to(device)
     return torch.from_dlpack(a).to(device)
 
