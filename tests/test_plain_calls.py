@@ -192,6 +192,13 @@ def test_categorical_plain_calls_match_the_general_path(watch, dtype, from_logit
         assert taken
         _, taken = watch(xentc.focal_loss, yi, x, gamma=2.0, sample_weight=sw, ignore_index=-100, **opts)
         assert taken
+        # weights of the other float dtypes, converted to the compute dtype as the general path
+        # converts them (float64 for float32: checked and narrowed in one pass), and tiny float64
+        # ones (test_weights_a_mean_scales_are_left_only_for_a_mean: which path takes them)
+        for w in (sw.astype(np.float64), sw.astype(np.float16), sw.astype(np.float32)):
+            _, taken = watch(xentc.cross_entropy, yi, x, sample_weight=w, ignore_index=-100, **opts)
+            assert taken, (w.dtype, reduction)
+        watch(xentc.cross_entropy, yi, x, sample_weight=sw.astype(np.float64) * 1e-300, ignore_index=-100, **opts)
         for extra in ({"class_weight": cw}, {"class_weight": cw.tolist(), "sample_weight": sw},
                       {"class_weight": cw, "ignore_index": -100}):
             _, taken = watch(xentc.cross_entropy, yi if "ignore_index" in extra else y, x, **extra, **opts)
@@ -304,7 +311,7 @@ def test_out_calls_the_shortcut_leaves_to_the_general_path(watch):
                   (lambda: (np.zeros(6, np.float32), None, None), {"reduction": "none"}),
                   (lambda: (np.zeros((6, 1)), None, None), {"reduction": "none"}),
                   (lambda: (None, np.zeros((9, 6)), None), {}),
-                  (lambda: (None, np.zeros((6, 9)), None), {"sample_weight": np.ones(6, np.float16)}),   # weights too
+                  (lambda: (None, np.zeros((6, 9)), None), {"sample_weight": np.ones(6, np.int32)}),   # weights too
                   (lambda: (None, np.zeros((6, 9)), None), {"class_weight": -np.ones(9)})]               # an error
     for f, args, cases in ((xentc.binary_cross_entropy, (y, x), declined),
                            (xentc.cross_entropy, (yc, xc), declined_c)):
@@ -366,8 +373,12 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.r_[np.nan, np.ones(8)]}),
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e-40)}),     # a mean that scales them
         (xentc.cross_entropy, (yc, xc), {"class_weight": ["a"] * 9}),
-        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6)}),            # float64 for float32
-        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, np.float16)}),
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, np.int32)}),   # not a float
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, ">f8")}),      # big-endian
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.full(6, 1e39)}),       # past float32: an error
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.r_[1.0, -1e-300, 1, 1, 1, 1]}),   # negative
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.r_[1.0, np.nan, 1, 1, 1, 1]}),
+        (xentc.cross_entropy, (yc, xc), {"sample_weight": np.full(6, 1e-50)}),      # a mean lifts them
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(1, np.float32)}),   # broadcast
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(12, np.float32)[::2]}),
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.full(6, 1e-35, np.float32)}),   # a mean that
@@ -403,7 +414,10 @@ def test_weights_a_mean_scales_are_left_only_for_a_mean(watch):
     y, x = binary_inputs(rng, (6, 8), np.float64, True)
     yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
     for f, args, sw in ((xentc.binary_cross_entropy, (y, x), np.full((6, 8), 1e-310)),
-                        (xentc.cross_entropy, (yc, xc), np.full(6, 1e36, np.float32))):
+                        (xentc.cross_entropy, (yc, xc), np.full(6, 1e36, np.float32)),
+                        # float64 weights that float32 sees as 0, which the general path lifts first
+                        (xentc.cross_entropy, (yc, xc), np.full(6, 1e-50)),
+                        (xentc.cross_entropy, (yc, xc), np.r_[np.zeros(5), 1e-50])):
         for reduction in ("mean", "sum", "none"):
             got, taken = watch(f, *args, from_logits=True, grad=True, sample_weight=sw, reduction=reduction)
             assert taken == (reduction != "mean"), (f.__name__, reduction)
@@ -514,8 +528,8 @@ def test_random_calls_match_the_general_path(seed):
                 kw["alpha"] = (float(rng.random()), rng.random(C))[rng.integers(2)]
         if rng.random() < 0.8:
             sw_dtype = (dtype, np.float16, np.float32, np.float64)[rng.integers(4)]
-            with np.errstate(over="ignore"):
-                sw = np.asarray(rng.random(sample_shape) * (1.0, 1e-20, 1e30, 0.0)[rng.integers(4)], sw_dtype)
+            with np.errstate(over="ignore", under="ignore"):
+                sw = np.asarray(rng.random(sample_shape) * (1.0, 1e-20, 1e30, 0.0, 1e-50, 1e40)[rng.integers(6)], sw_dtype)
             if sw.size and rng.random() < 0.1:
                 sw.reshape(-1)[rng.integers(sw.size)] = (np.nan, -1.0, np.inf)[rng.integers(3)]
             kw["sample_weight"] = sw

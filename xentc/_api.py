@@ -376,13 +376,22 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     is _check_narrowed's."""
     if (xp is np and a.dtype == _F64 and dtype == _F32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size):
-        out = np.empty(a.shape, np.float32)
-        top = 1.0 if name == "y_true" else float(np.finfo(np.float32).max)
-        if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0:
+        out = _narrow_checked(a, 1.0 if name == "y_true" else _F32_MAX, n_threads)
+        if out is None:
             _check_narrowed(name, a, dtype, xp)   # raises, naming the first bad value
         return out
     _check_narrowed(name, a, dtype, xp)
     return _as_compute(a, dtype, xp)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _narrow_checked(a, top: float, n_threads) -> Optional[np.ndarray]:
+    """A C-contiguous float64 NumPy array in float32, each value checked (0 <= v <= top, no NaN)
+    and converted in one pass of the kernels; None where one is outside."""
+    out = np.empty(a.shape, np.float32)
+    return None if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0 else out
 
 
 def _repeating_block(b):
@@ -835,10 +844,15 @@ def _device_denominator(backend, n: int, bufs) -> bool:
     return n > 0 and bufs is _NO_OUT and _capability(backend, "DEVICE_DENOMINATOR", False) and _plain_context()
 
 
-def _redo_for_scaled_weights(pre, reduction: str, cdt) -> bool:
-    """After a call whose pre-pass left its sum on the device (_device_denominator): whether that
-    sum is one the mean must scale the weights for, so the call must be made again waiting for it."""
-    return reduction == "mean" and bool(_mean_weight_exponent(pre.denom, cdt))
+def _mean_scales_weights(denom: float, reduction: str, cdt, sample_weight, xp) -> bool:
+    """Whether a mean whose weights sum to denom (the weight pre-pass's sum, the weights taken in
+    the compute dtype) must scale them first, as the general path does once it knows the sum: by a
+    power of two (_mean_weight_exponent), or, for the caller's sample_weight where it is wider than
+    the compute dtype and so small that the kernels read zeros or subnormals, by _weight_lift's. A
+    call that ran its kernels before it knew the sum (a plain call; on the GPU, _device_denominator)
+    is then made again by the general path, which waits for the sum first."""
+    return reduction == "mean" and (bool(_mean_weight_exponent(denom, cdt)) or (
+        sample_weight is not None and _weight_lift(sample_weight, denom, cdt, xp, reduction, True)[0] != 0))
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
@@ -997,22 +1011,36 @@ def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
     return sw.dtype == cdt or _weights_read_as_they_are(sw.dtype, backend, binary)
 
 
+def _plain_weights_converted(sw, cdt, n_threads):
+    """NumPy sample weights of a float dtype the categorical CPU kernels do not read as it is, in the
+    compute dtype cdt as _sample_weight converts them: float64 for float32 checked and narrowed in
+    one pass (_narrow_checked), narrower floats widened (exactly); None for a bad value (the general
+    path names it) and any other dtype (bfloat16, integers, non-native byte order)."""
+    dt = sw.dtype
+    if dt.kind != "f" or not dt.isnative:
+        return None
+    if dt.itemsize < cdt.itemsize:
+        return sw.astype(cdt)
+    return _narrow_checked(sw, _F32_MAX, n_threads) if dt == _F64 and cdt is _F32 else None
+
+
 def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
-                       bkw: dict, bufs: _Out):
-    """The weight pre-pass of a plain call with sample weights sw (binary: labels and class weights
-    cw None, C 0) or, for a mean, class weights or ignore_index, as the general path runs it: (the
+                       bkw: dict, bufs: _Out, sample_weight, xp):
+    """The weight pre-pass of a plain call with sample weights sw as the kernels read them (the
+    caller's: sample_weight, of array module xp; binary: labels and class weights cw None, C 0)
+    or, for a mean, class weights or ignore_index, as the general path runs it: (the
     mean's denominator, the backend's keyword arguments), these with the pass as `pre` where it
     runs on the device without waiting (_device_denominator, which out= arrays bufs rule out as on
-    the general path: the caller takes pre.denom afterwards, and where _redo_for_scaled_weights
-    says so makes the call again on the general path, waiting for the pass: device_denominator
-    False); None where the pass reports an error or the mean must scale the weights
-    (_mean_weight_exponent): the general path's cases."""
+    the general path: the caller takes pre.denom afterwards, and where _mean_scales_weights says so
+    makes the call again on the general path, waiting for the pass: device_denominator False); None
+    where the pass reports an error or the mean must scale the weights (_mean_scales_weights, of
+    the caller's sample_weight): the general path's cases."""
     ii, has_ig = (-1, False) if ignore_index is None else (ignore_index, True)
     if _device_denominator(backend, n, bufs):
         return float(n), dict(bkw, pre=backend.weight_sum_enqueue(labels, sw, cw, C, ii, has_ig, n, cdt is _F64,
                                                                   mean=reduction == "mean"))
     denom, err, _, _ = backend.weight_sum(labels, sw, cw, C, ii, has_ig, n, cdt is _F64, n_threads)
-    if err or (reduction == "mean" and _mean_weight_exponent(denom, cdt)):
+    if err or _mean_scales_weights(denom, reduction, cdt, sample_weight, xp):
         return None
     return denom, bkw
 
@@ -1059,7 +1087,8 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
         if not _plain_weight_dtype(sample_weight, cdt, backend, True):
             return None
         sw = sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
-        passed = _plain_weight_pass(backend, None, sw, None, 0, None, n, cdt, reduction, n_threads, bkw, bufs)
+        passed = _plain_weight_pass(backend, None, sw, None, 0, None, n, cdt, reduction, n_threads, bkw, bufs,
+                                    sample_weight, xp)
         if passed is None:
             return None
         denom, bkw = passed
@@ -1079,7 +1108,7 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     if err:
         return None
     if "pre" in bkw:
-        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):   # again, waiting for the pre-pass
+        if _mean_scales_weights(bkw["pre"].denom, reduction, cdt, sample_weight, xp):   # again, waiting
             return _binary_here(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=gamma,
                                 sample_weight=sample_weight, label_smoothing=eps, reduction=reduction, grad=grad,
                                 hess=hess, n_threads=n_threads, device_denominator=False)
@@ -1118,13 +1147,16 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     if found is None or (found[2] is not np and not kw["from_logits"]):
         return None   # on the GPU from probabilities the general path checks the labels first
     backend, empty, xp, bkw = found
-    if sample_weight is not None and not _plain_weight_dtype(sample_weight, cdt, backend, False):
-        return None
     reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
     bufs = _NO_OUT if out is None else _plain_out(out, y_pred, xp, reduction, grad, hess, sample_shape, shape, cdt,
                                                   sdt, (y_true, y_pred, sample_weight))
     if bufs is None:
         return None
+    swk = sample_weight   # as the kernels read them: as they are, or (CPU) in the compute dtype
+    if swk is not None and not _plain_weight_dtype(swk, cdt, backend, False):
+        swk = _plain_weights_converted(swk, cdt, kw["n_threads"]) if xp is np else None
+        if swk is None:
+            return None
     if ld is not _I64:   # (after _plain_backend's look at their alignment: CuPy faults on misaligned elements)
         y_true = y_true.astype(np.int64)
     cwd = cwa = None
@@ -1146,10 +1178,10 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     ignore_index = kw["ignore_index"]
     labels = y_true if y_true.ndim == 1 or bkw else y_true.reshape(-1)   # CUDA: any shape (`plain`)
     denom = float(n)
-    sw = None if sample_weight is None else sample_weight if sample_weight.ndim == 1 else sample_weight.reshape(-1)
+    sw = None if swk is None else swk if swk.ndim == 1 else swk.reshape(-1)
     if sw is not None or (reduction == "mean" and (ignore_index is not None or cwd is not None)):   # what counts
         passed = _plain_weight_pass(backend, labels if labels.ndim == 1 else labels.reshape(-1), sw, cwd, C,
-                                    ignore_index, n, cdt, reduction, kw["n_threads"], bkw, bufs)
+                                    ignore_index, n, cdt, reduction, kw["n_threads"], bkw, bufs, sample_weight, xp)
         if passed is None:
             return None
         denom, bkw = passed
@@ -1165,7 +1197,7 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
     if err:
         return None
     if "pre" in bkw:
-        if _redo_for_scaled_weights(bkw["pre"], reduction, cdt):   # again, waiting for the pre-pass
+        if _mean_scales_weights(bkw["pre"].denom, reduction, cdt, sample_weight, xp):   # again, waiting
             return _categorical_here(y_true, y_pred, axis=axis, class_weight=class_weight, alpha=alpha,
                                      gamma=gamma, sample_weight=sample_weight, device_denominator=False, **kw)
         denom = bkw["pre"].denom
@@ -1286,7 +1318,7 @@ def _binary_here(y_true, y_pred, *, from_logits, w1, w0, gamma, sample_weight, l
         _raise_binary(err, i, yt, pred, _full_weights(xp, sample_weight, shape, err))
     if pre is not None:
         denom = own = pre.denom
-        if _redo_for_scaled_weights(pre, reduction, cdt):
+        if _mean_scales_weights(pre.denom, reduction, cdt, sample_weight, xp):
             return _binary_here(y_true, y_pred, from_logits=from_logits, w1=w1, w0=w0, gamma=gamma,
                                 sample_weight=sample_weight, label_smoothing=label_smoothing, reduction=reduction,
                                 grad=grad, hess=hess, n_threads=n_threads, out=out, device_denominator=False)
@@ -1633,7 +1665,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
     if pre is not None:
         denom = own = pre.denom
-        if _redo_for_scaled_weights(pre, reduction, cdt):
+        if _mean_scales_weights(pre.denom, reduction, cdt, sample_weight, xp):
             return _categorical_here(y_true, y_pred, from_logits=from_logits, axis=axis, class_weight=class_weight,
                                      alpha=alpha, gamma=gamma, sample_weight=sample_weight,
                                      ignore_index=ignore_index, label_smoothing=label_smoothing,
