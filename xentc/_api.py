@@ -851,8 +851,13 @@ def _mean_scales_weights(denom: float, reduction: str, cdt, sample_weight, xp) -
     the compute dtype and so small that the kernels read zeros or subnormals, by _weight_lift's. A
     call that ran its kernels before it knew the sum (a plain call; on the GPU, _device_denominator)
     is then made again by the general path, which waits for the sum first."""
-    return reduction == "mean" and (bool(_mean_weight_exponent(denom, cdt)) or (
-        sample_weight is not None and _weight_lift(sample_weight, denom, cdt, xp, reduction, True)[0] != 0))
+    if reduction != "mean":
+        return False
+    lo, hi = _mean_denom_range(cdt)
+    if lo <= denom <= hi:   # the usual sum, which neither rule scales (two function calls less)
+        return False
+    return bool(_mean_weight_exponent(denom, cdt)) or (
+        sample_weight is not None and _weight_lift(sample_weight, denom, cdt, xp, reduction, True)[0] != 0)
 
 
 def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, **swkw):
