@@ -32,7 +32,8 @@ import xentc  # noqa: E402
 from xentc import _cuda  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from inputs import assert_same_bits, focal_prob_minimum, make_binary, make_categorical, weights  # noqa: E402
+from inputs import (assert_same_bits, focal_prob_minimum, make_binary, make_categorical, random_call,  # noqa: E402
+                    weights)
 
 FUNCS = ["binary_cross_entropy", "binary_focal_loss", "cross_entropy", "focal_loss"]
 BINARY = {"binary_cross_entropy", "binary_focal_loss"}
@@ -2446,6 +2447,79 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
     for args, kw in declined:
         kw = {"from_logits": True, "grad": True, **kw}
         assert not both(*args, **kw), kw
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_random_calls_match_the_general_path_and_the_cpu(monkeypatch, seed):
+    """Random calls (inputs.random_call: every function, option and reduction; labels of several
+    dtypes and sample weights of four, scaled to the edges of the range, some of them bad; y_pred
+    float16, float32 or float64) on CuPy arrays: the plain-call shortcut on and off give the same
+    bits or the same error, and the CPU path on the same NumPy arrays the same error, or results
+    within the dtype's tolerance with infinities and NaN in the same places."""
+    from xentc import _api
+
+    rng = np.random.default_rng(_seed("random", seed))
+    shortcuts = {n: getattr(_api, n) for n in ("_binary_plain", "_categorical_plain")}
+
+    def call(f, on, *args, **kw):
+        for n, orig in shortcuts.items():
+            monkeypatch.setattr(_api, n, orig if on else (lambda *a, **k: None))
+        try:
+            return f(*args, **kw)
+        except (TypeError, ValueError) as exc:
+            return exc
+
+    for _ in range(150):
+        f, y, x, kw, dtype = random_call(rng, (np.float16, np.float32, np.float64))
+        yg, xg, kwg = cupy.asarray(y), cupy.asarray(x), to_gpu_kwargs(kw)
+        got = call(f, True, yg, xg, **kwg)
+        assert_same_bits(got, call(f, False, yg, xg, **kwg), host)
+        cpu = call(f, True, y, x, **kw)
+        if isinstance(got, Exception) or isinstance(cpu, Exception):
+            assert type(got) is type(cpu) and str(got) == str(cpu), (f.__name__, kw, got, cpu)
+            continue
+        parts = (got, cpu) if isinstance(cpu, tuple) else ((got,), (cpu,))
+        for g, c, what in zip(*parts, ("loss", "grad", "hess")):
+            assert (g is None) == (c is None), what
+            if c is not None:
+                assert_close(g, c, RTOL[np.dtype(dtype)], f"{what} of {f.__name__} {kw}")
+
+
+def test_weight_products_past_the_compute_dtype_with_zero_probabilities():
+    """Class weights times sample weights past float32's range make the gradient's factor ds S / s
+    infinite: at a class of probability 0 (a logit of -inf) the gradient is 0 as on the CPU, not
+    the NaN of infinity times 0 (the few-classes and on-chip kernels' gradient-only form)."""
+    rng = np.random.default_rng(_seed("weight-products"))
+    for C in (10, 600):
+        x = rng.normal(0, 3, (6, C)).astype(np.float32)
+        x[:, 1] = -np.inf
+        y = rng.integers(2, C, 6)
+        kw = {"from_logits": True, "grad": True, "reduction": "sum",
+              "class_weight": np.full(C, 3e37), "sample_weight": np.full(6, 1e29)}
+        cpu = xentc.cross_entropy(y, x, **kw)
+        gpu = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), **to_gpu_kwargs(kw))
+        assert not host(gpu.grad)[:, 1].any() and not cpu.grad[:, 1].any()
+        assert_close(gpu.grad, cpu.grad, RTOL[np.dtype(np.float32)], f"grad, C={C}")
+
+
+def test_float64_weight_errors_come_before_label_errors_as_on_the_cpu():
+    """Float64 sample weights beside float32 y_pred: the CPU narrows them before it reads a label,
+    so a negative, NaN or too large weight is named before a bad label at a lower index; the GPU,
+    which checks them as they are with the labels, names the same one."""
+    rng = np.random.default_rng(_seed("weight-error-first"))
+    x = rng.normal(0, 1, (8, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    y[0] = 7
+    for bad in (1e39, -1e-300, np.nan, -1.0):
+        sw = np.ones(8)
+        sw[3] = bad
+        for kw in ({"from_logits": True}, {"from_logits": True, "ignore_index": 2}, {}):
+            xx = x if kw else np.full((8, 5), 0.2, np.float32)
+            with pytest.raises(ValueError) as cpu:
+                xentc.cross_entropy(y, xx, sample_weight=sw, **kw)
+            with pytest.raises(ValueError) as gpu:
+                xentc.cross_entropy(cupy.asarray(y), cupy.asarray(xx), sample_weight=cupy.asarray(sw), **kw)
+            assert str(gpu.value) == str(cpu.value) and str(cpu.value).startswith("sample_weight"), (bad, kw)
 
 
 def test_scratch_kept_per_thread():

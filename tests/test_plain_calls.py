@@ -18,6 +18,7 @@ from xentc import _api
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from inputs import assert_same_bits as assert_same  # noqa: E402
+from inputs import binary_inputs, random_call, softmax_inputs  # noqa: E402
 
 SHORTCUTS = ("_binary_plain", "_categorical_plain")
 
@@ -81,20 +82,6 @@ def fresh_out(template, reduction, fill=np.nan):
     return make
 
 
-def binary_inputs(rng, shape, dtype, from_logits):
-    y = np.asarray(rng.random(shape))
-    y.reshape(-1)[::3] = np.round(y.reshape(-1)[::3])   # hard labels among the soft ones
-    if from_logits:
-        x = np.asarray(rng.standard_normal(shape) * 20)
-        special = [np.inf, -np.inf, 0.0, -0.0, 700.0, -700.0]
-    else:
-        x = np.asarray(rng.random(shape))
-        special = [0.0, 1.0, 1e-300, 1 - 1e-12]
-    flat = x.reshape(-1)
-    flat[:len(special)] = special[:flat.size]
-    return np.asarray(y, dtype), np.asarray(x, dtype)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("from_logits", [True, False])
 @pytest.mark.parametrize("shape", [(), (0,), (1,), (37,), (3, 5), (2, 3, 4)])
@@ -134,22 +121,6 @@ def test_binary_plain_calls_match_the_general_path(watch, dtype, from_logits, sh
             for alpha in (None, 0.25, 1.0):
                 _, taken = watch(xentc.binary_focal_loss, y, x, gamma=2.0, alpha=alpha, label_smoothing=0.1, **opts)
                 assert taken
-
-
-def softmax_inputs(rng, shape, axis, dtype, from_logits):
-    C = shape[axis]
-    sample_shape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1:]
-    y = rng.integers(0, C, sample_shape)
-    if from_logits:
-        x = rng.standard_normal(shape) * 10
-        flat = x.reshape(-1)
-        flat[:4] = [np.inf, -np.inf, 600.0, -600.0][:flat.size]
-    else:
-        x = rng.random(shape)
-        x /= x.sum(axis=axis, keepdims=True)
-        flat = x.reshape(-1)
-        flat[:2] = [0.0, 1.0][:flat.size]
-    return np.asarray(y, dtype=np.int64), x.astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -488,51 +459,7 @@ def test_random_calls_match_the_general_path(seed):
                 setattr(_api, name, orig)
 
     for _ in range(400):
-        dtype = (np.float32, np.float64)[rng.integers(2)]
-        binary = rng.random() < 0.5
-        from_logits = bool(rng.random() < 0.7)
-        kw = dict(from_logits=from_logits, reduction=("mean", "sum", "none")[rng.integers(3)],
-                  grad=bool(rng.random() < 0.5), hess=bool(rng.random() < 0.3),
-                  label_smoothing=(0.0, 0.1)[rng.integers(2)])
-        if binary:
-            shape = tuple(int(v) for v in rng.integers(0, 6, rng.integers(0, 3)))
-            y, x = binary_inputs(rng, shape, dtype, from_logits)
-            sample_shape = shape
-            f = (xentc.binary_cross_entropy, xentc.binary_focal_loss)[rng.integers(2)]
-            if rng.random() < 0.3:
-                kw["pos_weight" if f is xentc.binary_cross_entropy else "alpha"] = float(rng.random())
-            if rng.random() < 0.3:   # labels of another dtype (hard ones for the integers and bool)
-                to = (np.int64, np.uint8, np.bool_, np.float16, np.float64)[rng.integers(5)]
-                y = np.asarray(np.asarray(np.round(y)) if np.dtype(to).kind in "biu" else y).astype(to)
-            if y.size and rng.random() < 0.05:
-                y.reshape(-1)[0] = 2   # a bad label
-        else:
-            nd = int(rng.integers(1, 4))
-            shape = tuple(int(v) for v in rng.integers(1, 6, nd))
-            axis = int(rng.integers(-nd, nd))
-            y, x = softmax_inputs(rng, shape, axis, dtype, from_logits)
-            sample_shape = y.shape
-            kw["axis"] = axis
-            if rng.random() < 0.3:
-                y.reshape(-1)[::2] = -100
-                kw["ignore_index"] = -100
-            f = (xentc.cross_entropy, xentc.focal_loss)[rng.integers(2)]
-            C = shape[axis]
-            if rng.random() < 0.3:
-                y = y.astype((np.int32, np.int16, np.uint8, np.uint64)[rng.integers(4)])
-            if rng.random() < 0.05:
-                y.reshape(-1)[0] = C   # a bad label
-            if rng.random() < 0.3:
-                kw["class_weight"] = rng.random(C) * (1.0, 1e-42, 1e38, 0.0)[rng.integers(4)]
-            if f is xentc.focal_loss and rng.random() < 0.3:
-                kw["alpha"] = (float(rng.random()), rng.random(C))[rng.integers(2)]
-        if rng.random() < 0.8:
-            sw_dtype = (dtype, np.float16, np.float32, np.float64)[rng.integers(4)]
-            with np.errstate(over="ignore", under="ignore"):
-                sw = np.asarray(rng.random(sample_shape) * (1.0, 1e-20, 1e30, 0.0, 1e-50, 1e40)[rng.integers(6)], sw_dtype)
-            if sw.size and rng.random() < 0.1:
-                sw.reshape(-1)[rng.integers(sw.size)] = (np.nan, -1.0, np.inf)[rng.integers(3)]
-            kw["sample_weight"] = sw
+        f, y, x, kw, dtype = random_call(rng)
         if (kw["grad"] or kw["hess"] or kw["reduction"] == "none") and rng.random() < 0.3:
             # out= arrays: new ones for each call, like a result's, or (some) of the other float dtype
             template = call(f, False, y, x, **kw)

@@ -539,6 +539,34 @@ def test_float64_weights_below_float32_range(which, gamma, e):
     assert fn(y, x, sample_weight=np.ldexp(w, -166), reduction="sum", **kw).loss == 0
 
 
+@pytest.mark.parametrize("focal", [False, True])
+@pytest.mark.parametrize("e", [-146, -140, -132])
+def test_mean_with_class_weights_below_float32_range_beside_sample_weights(focal, e):
+    """float32 class weights of 2**e beside sample weights of moderate size: their products are
+    float32 subnormals (bits lost) or zeros, and taking the power of two out of the sample weights
+    would overflow them. The mean takes it out of the class weights then, and counts the
+    denominator again from the scaled weights; an audit found NaN in the derivatives of ignored
+    rows, inf and NaN in the others and the loss 5e-4 off. The bits of the same call with class
+    weights of moderate size."""
+    rng = np.random.default_rng(13)
+    C, n = 5, 12
+    x = rng.normal(0, 3, (n, C)).astype(np.float32)
+    y = rng.integers(0, C, n)
+    y[::4] = -100
+    cw = rng.random(C) + 0.5
+    kw = {"from_logits": True, "grad": True, "hess": True, "ignore_index": -100,
+          "sample_weight": (rng.random(n) * 4 + 0.1).astype(np.float32)}
+    fn = xentc.focal_loss if focal else xentc.cross_entropy
+    got = fn(y, x, class_weight=np.ldexp(cw, e).astype(np.float32).astype(np.float64), **kw)
+    # the reference: the same float32 class weights (subnormal ones keep fewer bits), moved into range
+    want = fn(y, x, class_weight=np.ldexp(np.ldexp(cw, e).astype(np.float32).astype(np.float64), -e), **kw)
+    assert np.isfinite(want.loss) and want.loss > 0
+    assert_array_equal(got.loss, want.loss)
+    assert_array_equal(got.grad, want.grad)
+    assert_array_equal(got.hess, want.hess)
+    assert not got.grad[::4].any() and not got.hess[::4].any()
+
+
 def test_weighted_sum_of_subnormal_losses():
     """The case Hypothesis found: labels of 5e-324 against p = 1/2, weights 2. Each element's
     product rounds to a subnormal step on its own, so the weighted sum and the sum of weighted

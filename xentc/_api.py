@@ -512,6 +512,19 @@ def _full_weights(xp, sample_weight, shape, err: int):
     return xp.broadcast_to(xp.asarray(sample_weight), shape)
 
 
+def _weight_error_first(xp, sample_weight, shape: tuple, cdt, err: int) -> None:
+    """Before a categorical GPU call raises an error other than a weight's: the sample weights'
+    error where the CPU would name it first. The CUDA kernels read sample weights wider than the
+    compute dtype (float64 beside float32) as they are and check them with the labels, in index
+    order; the CPU narrows them first (_narrowed), naming a negative, NaN or too large weight
+    before it reads a label. _check_narrowed raises that error as the CPU does."""
+    if xp is np or sample_weight is None or err == _ERR_WEIGHT:
+        return
+    arr = xp.asarray(sample_weight)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > cdt.itemsize:
+        _check_narrowed("sample_weight", xp.broadcast_to(arr, shape), cdt, xp)
+
+
 def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_full) -> None:
     # messages give flat C-order indices (docs/semantics.md): i is the row (sample), j the class
     sample_shape = y_pred.shape[:axis] + y_pred.shape[axis + 1:]
@@ -607,7 +620,7 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
     _MEAN_DENOM's; where _mean_weight_exponent finds it too small or too large for the compute
     dtype, the weights (sample weights, or class weights) divided by 2**wexp, unless one of them
     would then overflow, with the denominator likewise (recount(*weights): the weight pre-pass
-    again, where the sum itself had overflowed). lift: the sample weights (and denom with them)
+    again, where the sum itself had overflowed or was formed below the normal range). lift: the sample weights (and denom with them)
     were divided by 2**lift already (_weight_lift); it counts into wexp, and a given denominator
     is divided by it too."""
     if reduction != "mean":
@@ -627,7 +640,13 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
         if not all(bool(xp.isfinite(w).all()) for w in new):
             break
         weights, wexp = new, wexp + k
-        denom = math.ldexp(denom, -k) if math.isfinite(denom) else recount(*weights)
+        # the sum again where it was formed below the normal range (weights whose products, sample
+        # times class weight, lost bits there: the scaled ones keep them) or overflowed; else its
+        # power of two is exact
+        if given is None and (k < 0 or not math.isfinite(denom)):
+            denom = recount(*weights)
+        else:
+            denom = math.ldexp(denom, -k)
     return denom, weights, wexp
 
 
@@ -1634,6 +1653,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         else:
             denom, err, i, j = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)
             if err:
+                _weight_error_first(xp, sample_weight, sample_shape, cdt, err)
                 _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
     lift = 0
     if sw is not None and pre is None:
@@ -1645,13 +1665,18 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         return _finish_denom(math.ldexp(denom, lift))
     own = math.ldexp(denom, lift)
     # extreme weights: a power of two out of the sample weights, else out of the class weights (both
-    # sides of the mean have them)
+    # sides of the mean have them), also where the sample weights cannot give it (one would
+    # overflow: subnormal class weights beside ordinary sample weights)
     if pre is not None:
         wexp = 0   # (checked below, once the denominator is known)
     elif sw is not None:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (sw,), lambda w: _weight_total(
             backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0], lift)
         sw = ws[0]
+        if reduction == "mean" and cwd is not None and _mean_weight_exponent(denom, cdt):
+            denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (cwd, cwa), lambda w, _: _weight_total(
+                backend, labels, sw, w, C, ignore_index, n, cdt, n_threads)[0], wexp)
+            cwd, cwa = ws
     else:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if cwd is None else (cwd, cwa),
                                         lambda w, _: _weight_total(backend, labels, None, w, C, ignore_index, n,
@@ -1667,6 +1692,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
                                        loss_arr, grad_arr, hess_arr, cdt == _F64, n_threads, **scalar,
                                        **({} if pre is None else {"pre": pre}))
     if err:
+        _weight_error_first(xp, sample_weight, sample_shape, cdt, err)
         _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
     if pre is not None:
         denom = own = pre.denom

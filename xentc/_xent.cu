@@ -1175,7 +1175,9 @@ __device__ __forceinline__ CeRowEnd<T> ce_int_end(double s_rest, double S_rest, 
 
 /* ds S / s rounded once from double: the gradient alone of a class other than y and jm without
  * smoothing, ds (S P - 0) with P = e / s, is e times it (one product a class instead of three, two
- * roundings instead of three). Loop-invariant: hoisted out of a caller's loop. */
+ * roundings instead of three). Loop-invariant: hoisted out of a caller's loop. Where it overflows
+ * T (weights whose product does), e times it would be NaN for e = 0 and inf for tiny e, where the
+ * CPU's ds (S P) is 0 or finite: ce_int_elem then takes that form. */
 template <typename T> __device__ __forceinline__ T ce_plain_scale(const CeRowEnd<T>& fin, T ds) {
     return T(fin.S_s * double(ds));
 }
@@ -1188,8 +1190,11 @@ template <bool WG, bool WH, bool DENSE, bool DS0, typename T>
 __device__ __forceinline__ void ce_int_elem(T e, int j, bool special, int jm, int y, const CeRowEnd<T>& fin, T ds,
                                             T epsC, const T* cwa, T& go, T& ho) {
     if (WG && !WH && !DENSE && !DS0 && !special) {   /* the gradient alone, without smoothing */
-        go = e * ce_plain_scale(fin, ds);
-        return;
+        const T sc = ce_plain_scale(fin, ds);
+        if (sc < Lim<T>::inf()) {
+            go = e * sc;
+            return;
+        }
     }
     const T p = e * fin.inv_s;
     const T c = DENSE ? epsC * (cwa ? cwa[j] : T(1)) : T(0);
