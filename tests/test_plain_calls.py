@@ -478,10 +478,10 @@ def test_random_calls_match_the_general_path(seed):
 
 
 def test_dtype_names_are_those_numpy_gives():
-    """_kernels.dtype_name (dtype.name remembered per dtype, for the dtype rules of every call) gives
+    """_dtypes.dtype_name (dtype.name remembered per dtype, for the dtype rules of every call) gives
     NumPy's own name for every dtype, byte orders and extension dtypes included, also past the
     number of dtypes it remembers."""
-    from xentc import _kernels
+    from xentc._dtypes import dtype_name
 
     dts = [np.dtype(c) for c in "?bBhHiIlLqQefdgFDGSUVO"] + [np.dtype(">f4"), np.dtype("<f8"), np.dtype(">i8"),
                                                             np.dtype("M8[s]"), np.dtype("m8[ms]")]
@@ -493,4 +493,4 @@ def test_dtype_names_are_those_numpy_gives():
     dts += [np.dtype([("f", "<f4"), (f"g{i}", "<i2")]) for i in range(300)]   # more than are remembered
     for _ in range(2):   # formed, then remembered
         for dt in dts:
-            assert _kernels.dtype_name(dt) == dt.name, dt
+            assert dtype_name(dt) == dt.name, dt

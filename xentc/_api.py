@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernels, _memory
+from ._dtypes import dtype_name
 
 __all__ = [
     "LossResult",
@@ -187,13 +188,13 @@ def _is_ml_float(dt: np.dtype) -> bool:
     """An ml_dtypes float other than bfloat16 (float8_e4m3fn and the like: kind 'V', though
     float8_e5m2 says 'f'): real input, converted to float64 like other real dtypes."""
     return dt.kind == "V" and getattr(dt.type, "__module__", "").startswith("ml_dtypes") and \
-        _kernels.dtype_name(dt).startswith("float")
+        dtype_name(dt).startswith("float")
 
 
 def _is_bfloat16(dt: np.dtype) -> bool:
     """ml_dtypes.bfloat16 (a NumPy extension dtype of kind 'V'; JAX's and, with ml_dtypes, CuPy's
     bfloat16), which is computed in float32 like float16."""
-    return dt.kind == "V" and dt.itemsize == 2 and _kernels.dtype_name(dt) == "bfloat16"
+    return dt.kind == "V" and dt.itemsize == 2 and dtype_name(dt) == "bfloat16"
 
 
 def _is_half(dt: np.dtype) -> bool:
@@ -235,7 +236,7 @@ def _soft_label_dtypes(backend, ydt, sdt, cdt):
     bits: beside 16-bit y_pred they stay 16-bit if they are of its dtype, else they are read in the
     compute dtype where the backend can (SOFT_LABELS_IN_COMPUTE_DTYPE), or the whole call is in the
     compute dtype; labels of another dtype beside y_pred of its compute dtype are converted to it."""
-    if ydt.isnative and _kernels.dtype_name(ydt) in _capability(backend, "SOFT_LABEL_DTYPES", ()):
+    if ydt.isnative and dtype_name(ydt) in _capability(backend, "SOFT_LABEL_DTYPES", ()):
         return ydt, sdt
     if sdt != cdt:
         if ydt == sdt:
@@ -356,7 +357,7 @@ def _sample_weight(sw: Any, shape: tuple, dtype, xp, backend, binary: bool, n_th
 def _weights_read_as_they_are(dt, backend, binary: bool) -> bool:
     """Whether the backend's kernels (binary or categorical) read sample weights of dtype dt as they
     are beside y_pred of any dtype: a dtype of _weight_dtypes in native byte order."""
-    return dt.isnative and _kernels.dtype_name(dt) in _weight_dtypes(backend, binary)
+    return dt.isnative and dtype_name(dt) in _weight_dtypes(backend, binary)
 
 
 def _weight_dtypes(backend, binary: bool) -> frozenset:

@@ -36,7 +36,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ._kernels import dtype_name
+from ._dtypes import dtype_name
 
 __all__ = ["weight_sum", "weight_sum_enqueue", "binary", "softmax", "info", "name_expressions", "kernel_source", "nvcc_check_source"]
 

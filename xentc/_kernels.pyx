@@ -13,6 +13,8 @@ from libc.stdlib cimport calloc, free, malloc
 
 import numpy as np
 
+from ._dtypes import dtype_name
+
 cdef extern from "_xent_rows.h" nogil:
     const int SMALL_C_FLOAT "xent::small_c<float>()"
     const int SMALL_C_DOUBLE "xent::small_c<double>()"
@@ -121,23 +123,6 @@ cdef int64_t _BLOCK_WORK = 16384
 # and a Python division; these copies are for Python readers)
 SERIAL_WORK = _SERIAL_WORK
 BLOCK_WORK = _BLOCK_WORK
-
-
-# dtype.name by dtype: NumPy 2 forms the name in Python on every access (3 us on a Xeon, NumPy
-# 2.4), and the dtype rules of a call ask for it up to three times (sample weights of another
-# dtype than y_pred's, 16-bit arrays, soft labels). At most _NAMES_KEPT dtypes are remembered.
-cdef dict _NAMES = {}
-cdef int _NAMES_KEPT = 256
-
-
-def dtype_name(dt):
-    """dt.name (dt a NumPy dtype), looked up by dtype where it was formed before."""
-    name = _NAMES.get(dt)
-    if name is None:
-        name = dt.name
-        if len(_NAMES) < _NAMES_KEPT:
-            _NAMES[dt] = name
-    return name
 
 
 def openmp_info():
