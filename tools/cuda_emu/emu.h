@@ -231,7 +231,6 @@ struct State {
 #if EMU_ASAN
     const void* main_bottom = nullptr;
     size_t main_size = 0;
-    bool dirty_stacks = false;
 #endif
     const char* kernel = "";
     Body body = nullptr;
@@ -247,13 +246,30 @@ struct State {
     std::vector<Thread> threads;
     std::vector<Block> blocks;
     std::vector<int> perm;
-    std::vector<char*> stacks;
-    size_t stack_size = 0;
     int fault = OK;
     std::string msg;
 };
 
 inline State G;
+
+/* The emulated threads' stacks, each behind a guard page: two memory mappings a stack. Every module
+ * (one .so a RawModule, loaded RTLD_LOCAL) has its own State, and once had its own stacks too: a
+ * process that loaded a few dozen modules, each of which once ran a cluster of 8 x 1024 threads,
+ * held more mappings than vm.max_map_count allows (65530), and dlopen then failed ("failed to map
+ * segment from shared object"). The Python side (cupy/_emu.py, load_library) hands the first
+ * module's pool to every later one (emu_share_stack_pool); launches are serialised there, so one
+ * pool serves them all. */
+struct StackPool {
+    std::vector<char*> stacks;
+    size_t stack_size = 0;
+#if EMU_ASAN
+    bool dirty = false;   /* stacks of threads abandoned by a fault keep their red zones */
+#endif
+};
+inline StackPool own_pool;
+inline StackPool* pool = &own_pool;
+extern "C" EMU_EXPORT void* emu_stack_pool() { return pool; }
+extern "C" EMU_EXPORT void emu_share_stack_pool(void* p) { pool = static_cast<StackPool*>(p); }
 
 /* ---------------------------------------------------------------------------------------------
  * Context switching: a few instructions on x86-64 (callee-saved registers and the stack
@@ -701,17 +717,17 @@ inline size_t env_size(const char* name, size_t dflt) {
 }
 
 inline bool ensure_stacks(size_t n) {
-    if (G.stack_size == 0) {
+    if (pool->stack_size == 0) {
         const size_t kb = env_size("XENTC_EMU_STACK_KB", EMU_ASAN ? 512 : 64);
-        G.stack_size = align_up((kb < 16 ? 16 : kb) * 1024, 4096);
+        pool->stack_size = align_up((kb < 16 ? 16 : kb) * 1024, 4096);
     }
     const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    while (G.stacks.size() < n) {
+    while (pool->stacks.size() < n) {
         /* a guard page below each stack: an overflow faults instead of corrupting a neighbour */
-        void* m = mmap(nullptr, G.stack_size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void* m = mmap(nullptr, pool->stack_size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) return false;
         mprotect(m, page, PROT_NONE);
-        G.stacks.push_back(static_cast<char*>(m) + page);
+        pool->stacks.push_back(static_cast<char*>(m) + page);
     }
     return true;
 }
@@ -802,7 +818,7 @@ inline int finish(const LaunchArgs* a) {
         snprintf(a->err, size_t(a->errcap), "%s", G.msg.c_str());
     }
 #if EMU_ASAN
-    if (G.fault) G.dirty_stacks = true;
+    if (G.fault) pool->dirty = true;
 #endif
     return G.fault;
 }
@@ -860,9 +876,9 @@ inline int launch(const LaunchArgs* a, Body body, const char* name, long cx, lon
     G.gdim = uint3{gx, gy, gz};
     if (!ensure_stacks(size_t(n))) return config_error(a, "out of memory for %d thread stacks", n);
 #if EMU_ASAN
-    if (G.dirty_stacks) {   /* stacks of threads abandoned by a fault keep their red zones */
-        for (char* s : G.stacks) ASAN_UNPOISON_MEMORY_REGION(s, G.stack_size);
-        G.dirty_stacks = false;
+    if (pool->dirty) {   /* stacks of threads abandoned by a fault keep their red zones */
+        for (char* s : pool->stacks) ASAN_UNPOISON_MEMORY_REGION(s, pool->stack_size);
+        pool->dirty = false;
     }
 #endif
     if (G.threads.size() < size_t(n)) G.threads.resize(size_t(n));
@@ -931,8 +947,8 @@ inline int launch(const LaunchArgs* a, Body body, const char* name, long cx, lon
             t.cp_q.clear();
             t.cp_groups = 0;
             t.wait_bar = nullptr;
-            t.stack_lo = G.stacks[size_t(i)];
-            t.stack_size = G.stack_size;
+            t.stack_lo = pool->stacks[size_t(i)];
+            t.stack_size = pool->stack_size;
             start_thread(&t);
         }
         run_group();

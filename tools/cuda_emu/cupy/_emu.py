@@ -398,6 +398,7 @@ class _LaunchArgs(ctypes.Structure):
 
 
 _libs: Dict[str, ctypes.CDLL] = {}
+_stack_pool: list = []   # the first module's pool of thread stacks, shared with every later one (emu.h)
 
 
 def load_library(data: bytes) -> ctypes.CDLL:
@@ -412,6 +413,13 @@ def load_library(data: bytes) -> ctypes.CDLL:
             f.write(data)
         os.replace(tmp, path)
     lib = ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_NOW)
+    if hasattr(lib, "emu_stack_pool"):   # one pool of stacks for all modules (mappings: emu.h's StackPool)
+        if _stack_pool:
+            lib.emu_share_stack_pool.argtypes = [ctypes.c_void_p]
+            lib.emu_share_stack_pool(_stack_pool[0])
+        else:
+            lib.emu_stack_pool.restype = ctypes.c_void_p
+            _stack_pool.append(lib.emu_stack_pool())
     _libs[h] = lib
     return lib
 
