@@ -377,22 +377,13 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     is _check_narrowed's."""
     if (xp is np and a.dtype == _F64 and dtype == _F32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size):
-        out = _narrow_checked(a, 1.0 if name == "y_true" else _F32_MAX, n_threads)
-        if out is None:
+        out = np.empty(a.shape, np.float32)
+        top = 1.0 if name == "y_true" else float(np.finfo(np.float32).max)
+        if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0:
             _check_narrowed(name, a, dtype, xp)   # raises, naming the first bad value
         return out
     _check_narrowed(name, a, dtype, xp)
     return _as_compute(a, dtype, xp)
-
-
-_F32_MAX = float(np.finfo(np.float32).max)
-
-
-def _narrow_checked(a, top: float, n_threads) -> Optional[np.ndarray]:
-    """A C-contiguous float64 NumPy array in float32, each value checked (0 <= v <= top, no NaN)
-    and converted in one pass of the kernels; None where one is outside."""
-    out = np.empty(a.shape, np.float32)
-    return None if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0 else out
 
 
 def _repeating_block(b):
@@ -621,9 +612,9 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
     _MEAN_DENOM's; where _mean_weight_exponent finds it too small or too large for the compute
     dtype, the weights (sample weights, or class weights) divided by 2**wexp, unless one of them
     would then overflow, with the denominator likewise (recount(*weights): the weight pre-pass
-    again, where the sum itself had overflowed or was formed below the normal range). lift: the sample weights (and denom with them)
-    were divided by 2**lift already (_weight_lift); it counts into wexp, and a given denominator
-    is divided by it too."""
+    again, where the sum itself had overflowed or was formed below the normal range). lift: the
+    sample weights (and denom with them) were divided by 2**lift already (_weight_lift); it counts
+    into wexp, and a given denominator is divided by it too."""
     if reduction != "mean":
         return denom, weights, lift
     given = _MEAN_DENOM.get()
@@ -943,42 +934,22 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
                       hess_arr if hess_arr is None or hess_arr.shape == shape else hess_arr.reshape(shape))
 
 
-def _plain_out(out, y_pred, xp, reduction: str, grad: bool, hess: bool, loss_shape: tuple, shape: tuple, cdt, sdt,
+def _plain_out(out, xp, reduction: str, grad: bool, hess: bool, loss_shape: tuple, shape: tuple, cdt, sdt,
                inputs: tuple) -> Optional[_Out]:
-    """A plain call's out= (not None; _output_buffers' rules), where the kernels can write every
-    entry as it is: an _Out of the caller's arrays where each given one is of y_pred's type
-    (CuPy: on the current device, its first element at a multiple of its size), of its result's
-    exact shape and dtype (the loss the compute dtype, grad and hess the storage dtype, which is a
-    plain call's result dtype), C-contiguous and writeable (NumPy: and aligned), and shares no
-    memory with an input (the caller's arrays) or another entry; None for anything else, which the
-    general path converts or refuses with its error, before any work."""
-    if not isinstance(out, tuple) or len(out) != 3:
+    """A plain call's out= (not None): the caller's arrays as _output_buffers passes them (the loss
+    in the compute dtype, grad and hess in the storage dtype, a plain call's result dtype; inputs:
+    its (name, array) pairs), on the GPU each on the current device; None for anything else, which
+    the general path then refuses with _output_buffers' error, before any work."""
+    try:
+        bufs = _output_buffers(out, xp, reduction=reduction, grad=grad, hess=hess, loss_shape=loss_shape, shape=shape,
+                               cdt=cdt, res_dtype=sdt, inputs=inputs)
+    except (TypeError, ValueError):
         return None
-    loss_buf, grad_buf, hess_buf = out
-    if reduction != "none":
-        if loss_buf is not None and getattr(loss_buf, "ndim", 0) != 0:
+    if xp is not np:   # (the general path's CUDA backend checks the device of each)
+        dev = xp.cuda.runtime.getDevice()
+        if any(b is not None and b.data.device_id != dev for b in bufs):
             return None
-        loss_buf = None   # the scalar of a previous result: ignored
-    t = type(y_pred)
-    dev = None if t is np.ndarray else sys.modules["cupy"].cuda.runtime.getDevice()
-    kept: list = []
-    for buf, wanted, want_shape, want_dtype in ((loss_buf, True, loss_shape, cdt), (grad_buf, grad, shape, sdt),
-                                                (hess_buf, hess, shape, sdt)):
-        if buf is not None:
-            if not (wanted and type(buf) is t and buf.shape == want_shape and buf.dtype == want_dtype
-                    and buf.flags.c_contiguous):
-                return None
-            if dev is None:
-                if not (buf.flags.writeable and buf.flags.aligned):
-                    return None
-            elif buf.data.device_id != dev or buf.data.ptr % buf.itemsize:
-                return None
-            for other in inputs:
-                if other is not None and xp.may_share_memory(buf, other):
-                    return None
-            inputs += (buf,)
-        kept.append(buf)
-    return _Out(*kept)
+    return bufs
 
 
 def _into(buf, empty, shape: tuple, dtype):
@@ -1037,16 +1008,16 @@ def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
 
 
 def _plain_weights_converted(sw, cdt, n_threads):
-    """NumPy sample weights of a float dtype the categorical CPU kernels do not read as it is, in the
-    compute dtype cdt as _sample_weight converts them: float64 for float32 checked and narrowed in
-    one pass (_narrow_checked), narrower floats widened (exactly); None for a bad value (the general
-    path names it) and any other dtype (bfloat16, integers, non-native byte order)."""
-    dt = sw.dtype
-    if dt.kind != "f" or not dt.isnative:
+    """NumPy sample weights of a float dtype (native byte order) that the categorical CPU kernels do
+    not read as it is, in the compute dtype cdt as _sample_weight converts them (_narrowed: float64
+    for float32 checked and narrowed in one pass, narrower floats widened); None for a bad value
+    (the general path names it) and any other dtype."""
+    if sw.dtype.kind != "f" or not sw.dtype.isnative:
         return None
-    if dt.itemsize < cdt.itemsize:
-        return sw.astype(cdt)
-    return _narrow_checked(sw, _F32_MAX, n_threads) if dt == _F64 and cdt is _F32 else None
+    try:
+        return _narrowed("sample_weight", sw, cdt, np, n_threads)
+    except ValueError:
+        return None
 
 
 def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cdt, reduction: str, n_threads,
@@ -1091,8 +1062,8 @@ def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: boo
     if found is None:
         return None
     backend, empty, xp, bkw = found
-    bufs = _NO_OUT if out is None else _plain_out(out, y_pred, xp, reduction, grad, hess, shape, shape, cdt, sdt,
-                                                  (y_true, y_pred, sample_weight))
+    bufs = _NO_OUT if out is None else _plain_out(out, xp, reduction, grad, hess, shape, shape, cdt, sdt, (
+        ("y_true", y_true), ("y_pred", y_pred), ("sample_weight", sample_weight)))
     if bufs is None:
         return None
     yd = y_true.dtype
@@ -1173,8 +1144,8 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
         return None   # on the GPU from probabilities the general path checks the labels first
     backend, empty, xp, bkw = found
     reduction, grad, hess = kw["reduction"], kw["grad"], kw["hess"]
-    bufs = _NO_OUT if out is None else _plain_out(out, y_pred, xp, reduction, grad, hess, sample_shape, shape, cdt,
-                                                  sdt, (y_true, y_pred, sample_weight))
+    bufs = _NO_OUT if out is None else _plain_out(out, xp, reduction, grad, hess, sample_shape, shape, cdt, sdt, (
+        ("y_true", y_true), ("y_pred", y_pred), ("sample_weight", sample_weight)))
     if bufs is None:
         return None
     swk = sample_weight   # as the kernels read them: as they are, or (CPU) in the compute dtype
