@@ -892,9 +892,9 @@ def _weight_total(backend, labels, sw, cw, C, ignore_index, n, cdt, n_threads, *
 # result are those of _binary_here and _categorical_here. _binary_plain and _categorical_plain
 # recognise such calls and make them directly (4x16 cross entropy, Zen 3: 14 -> 5 us;
 # benchmarks/call_overhead.py on a Xeon: with ignore_index 11-12.6 -> 6.1-6.6 us, with sample
-# weights 21-22.4 -> 6.1-6.3 us, with class weights 26-28 -> 11 us, into out= arrays 12.5 -> 6.2
-# us); they decide nothing of their own: anything else, any error a kernel, the pre-pass or a
-# weight's check reports and weights whose sum a mean must scale go to the general path, which
+# weights 21-22.4 -> 6.1-6.3 us, with class weights 26-28 -> 11 us, into out= arrays 12.6-13.0 ->
+# 7.0-7.1 us); they decide nothing of their own: anything else, any error a kernel, the pre-pass or
+# a weight's check reports and weights whose sum a mean must scale go to the general path, which
 # makes the call again (and raises the error). The same holds for such CuPy arrays on the current
 # device with aligned elements (categorical: from logits only, where the kernels check the labels
 # themselves), whose whole-call time on a GPU is mostly this host work. tests/test_plain_calls.py
