@@ -109,7 +109,7 @@ def random_call(rng, dtypes=(np.float32, np.float64)):
     """(function, y_true, y_pred, keyword arguments, y_pred's dtype) of a random call: every
     function, option and reduction; labels of several dtypes, a few bad; logits or probabilities;
     sample weights of four dtypes scaled to the edges of the range (1e-50 and 1e40 past float32's)
-    or 0, a few bad; class weights, pos_weight, alpha, ignored rows."""
+    or 0, a few bad; class weights (1e-50: below float32's range too), pos_weight, alpha, ignored rows."""
     import xentc
 
     dtype = dtypes[rng.integers(len(dtypes))]
@@ -147,7 +147,7 @@ def random_call(rng, dtypes=(np.float32, np.float64)):
         if rng.random() < 0.05:
             y.reshape(-1)[0] = C   # a bad label
         if rng.random() < 0.3:
-            kw["class_weight"] = rng.random(C) * (1.0, 1e-42, 1e38, 0.0)[rng.integers(4)]
+            kw["class_weight"] = rng.random(C) * (1.0, 1e-42, 1e38, 0.0, 1e-50)[rng.integers(5)]
         if f is xentc.focal_loss and rng.random() < 0.3:
             kw["alpha"] = (float(rng.random()), rng.random(C))[rng.integers(2)]
     if rng.random() < 0.8:

@@ -266,3 +266,38 @@ def test_weight_sums_beyond_float64_are_refused():
     r = xd.cross_entropy(y, da.from_array(x, chunks=(1, 3)), sample_weight=np.full(6, 1e308), reduction="sum",
                          from_logits=True)
     assert dask.compute(r, scheduler="sync")[0] == np.inf
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_weights_below_float32_range_as_in_memory(reduction, grad):
+    """float64 sample and class weights of 2**-160 beside float32 y_pred, which a mean (and a
+    chunk's sums) lifts by a power of two before the float32 kernels read them as zeros: the
+    whole array's result is the in-memory one. Chunks of reduction="none" once returned the
+    lifted losses (1.4 where float32 holds 2**-160 times it as 0)."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(0, 2, (40, 4)).astype(np.float32)
+    y = rng.integers(0, 4, 40)
+    y[::5] = -1
+    sw = (rng.integers(1, 9, 40) / 4) * 2.0 ** -160
+    cw = np.array([1.0, 0.5, 1.75, 0.25]) * 2.0 ** -160
+    yb = (x[:, 0] > 0).astype(np.float32)
+    calls = [(xentc.binary_cross_entropy, xd.binary_cross_entropy, yb, x[:, 0], {"sample_weight": sw}),
+             (xentc.cross_entropy, xd.cross_entropy, y, x, {"sample_weight": sw, "ignore_index": -1}),
+             (xentc.focal_loss, xd.focal_loss, y, x, {"class_weight": cw, "ignore_index": -1, "gamma": 2.0}),
+             (xentc.cross_entropy, xd.cross_entropy, y, x, {"class_weight": cw, "sample_weight": sw,
+                                                             "ignore_index": -1})]
+    for f, fd, yy, xx, kw in calls:
+        want = f(yy, xx, from_logits=True, reduction=reduction, grad=grad, **kw)
+        got = fd(yy, da.from_array(xx, chunks=(15,) + xx.shape[1:]), from_logits=True, reduction=reduction,
+                 grad=grad, **{k: da.from_array(v, chunks=15) if k == "sample_weight" else v for k, v in kw.items()})
+        got = dask.compute(got, scheduler="sync")[0]
+        if not grad:
+            want, got = (want,), (got,)
+        for a, b in zip(got, want):
+            if b is None:
+                assert a is None
+                continue
+            assert_ulp(np.asarray(a, dtype=np.asarray(b).dtype), b)
+        if reduction == "mean":
+            assert want[0] > 0

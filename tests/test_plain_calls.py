@@ -345,7 +345,7 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e39), "reduction": "sum"}),
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.r_[1.0, -1.0, np.ones(7)]}),
         (xentc.cross_entropy, (yc, xc), {"class_weight": np.r_[np.nan, np.ones(8)]}),
-        (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e-40)}),     # a mean that scales them
+        (xentc.cross_entropy, (yc, xc), {"class_weight": np.full(9, 1e-30)}),     # a mean that scales them
         (xentc.cross_entropy, (yc, xc), {"class_weight": ["a"] * 9}),
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, np.int32)}),   # not a float
         (xentc.cross_entropy, (yc, xc), {"sample_weight": np.ones(6, ">f8")}),      # big-endian
@@ -395,6 +395,23 @@ def test_weights_a_mean_scales_are_left_only_for_a_mean(watch):
         for reduction in ("mean", "sum", "none"):
             got, taken = watch(f, *args, from_logits=True, grad=True, sample_weight=sw, reduction=reduction)
             assert taken == (reduction != "mean"), (f.__name__, reduction)
+
+
+def test_class_weights_a_mean_lifts_stay_plain(watch):
+    """float64 class weights that float32 holds as zeros or subnormals are brought into range by a
+    power of two before they are narrowed, on both paths alike (_class_weight_lift): such calls
+    stay plain for every reduction, with the general path's bits."""
+    rng = np.random.default_rng(12)
+    yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
+    yi = yc.copy()
+    yi[::3] = -1
+    for cw in (np.full(9, 1e-40), np.linspace(0.0, 1.0, 9) * 1e-50):
+        for reduction in ("mean", "sum", "none"):
+            for y, kw in ((yc, {}), (yi, {"ignore_index": -1, "sample_weight": rng.random(6)})):
+                got, taken = watch(xentc.cross_entropy, y, xc, from_logits=True, grad=True, class_weight=cw,
+                                   reduction=reduction, **kw)
+                assert taken, (reduction, kw)
+                assert isinstance(got, tuple) and (reduction != "mean" or got.loss > 0)
 
 
 @pytest.mark.parametrize("case", ["negative", "NaN", "infinite"])

@@ -540,6 +540,46 @@ def test_float64_weights_below_float32_range(which, gamma, e):
 
 
 @pytest.mark.parametrize("focal", [False, True])
+@pytest.mark.parametrize("sample_weight", [None, "moderate", "tiny"])
+@pytest.mark.parametrize("e", [-166, -140, -110])
+def test_float64_class_weights_below_float32_range(focal, sample_weight, e):
+    """float64 class weights beside float32 y_pred, all of them zeros (2**-166) or subnormals
+    (2**-140) in float32, or with float32 bits below 2**-126 (2**-110 times weights down to 1/8):
+    with integer labels they are on both sides of the mean, which only sees their ratios, so they
+    are brought into range before they are narrowed, as sample weights are
+    (test_float64_weights_below_float32_range); the mean of 2**-166 ones was 0.0 with zero
+    derivatives. The bits of the same call with class weights of moderate size, beside sample
+    weights of moderate size or of 2**-150 (both lifted). With soft labels the mean divides by the
+    sample weights alone, and its terms stay below float32's range: 0."""
+    rng = np.random.default_rng(17)
+    C, n = 5, 12
+    x = rng.normal(0, 3, (n, C)).astype(np.float32)
+    y = rng.integers(0, C, n)
+    y[::4] = -100
+    cw = np.array([1.0, 0.125, 1.75, 0.0, 1.5])
+    kw = {"from_logits": True, "grad": True, "hess": True, "ignore_index": -100, "label_smoothing": 0.1}
+    if focal:
+        kw.update(gamma=2.0, alpha=np.linspace(0.2, 1.0, C))
+    sw = rng.integers(1, 9, n) / 4
+    if sample_weight is not None:
+        kw["sample_weight"] = sw * 2.0 ** -150 if sample_weight == "tiny" else sw
+    fn = xentc.focal_loss if focal else xentc.cross_entropy
+    got = fn(y, x, class_weight=np.ldexp(cw, e), **kw)
+    want = fn(y, x, class_weight=cw, **dict(kw, sample_weight=None if sample_weight is None else sw))
+    assert np.isfinite(want.loss) and want.loss > 0
+    assert_array_equal(got.loss, want.loss)
+    assert_array_equal(got.grad, want.grad)
+    assert_array_equal(got.hess, want.hess)
+    assert not got.grad[::4].any() and not got.hess[::4].any()
+    if e == -166:   # every term of the sum and of each loss below float32's range: zeros
+        assert fn(y, x, class_weight=np.ldexp(cw, e), reduction="sum", **kw).loss == 0
+        assert not fn(y, x, class_weight=np.ldexp(cw, e), reduction="none", **kw).loss.any()
+        del kw["ignore_index"]
+        r = fn(np.eye(C)[np.where(y < 0, 0, y)], x, class_weight=np.ldexp(cw, e), **kw)
+        assert r.loss == 0 and not r.grad.any()
+
+
+@pytest.mark.parametrize("focal", [False, True])
 @pytest.mark.parametrize("e", [-146, -140, -132])
 def test_mean_with_class_weights_below_float32_range_beside_sample_weights(focal, e):
     """float32 class weights of 2**e beside sample weights of moderate size: their products are

@@ -593,18 +593,38 @@ def _weight_lift(sample_weight, denom: float, cdt, xp, reduction: str, derivs: b
     Looked for only where the weight pre-pass found a sum below the range _mean_weight_exponent
     leaves as it is (so calls with ordinary weights pay nothing), and taken where the largest
     weight is below 2**-100, under which float32 drops bits of it."""
-    if cdt != _F32 or not denom < _mean_denom_range(cdt)[0]:
-        return 0, None
-    if not (reduction == "mean" or _DENOM_ONLY.get() or (_SUMS_SINK.get() is not None and not derivs)):
+    if cdt != _F32 or not denom < _mean_denom_range(cdt)[0] or not _only_ratios_count(reduction, derivs):
         return 0, None
     arr = _real_array("sample_weight", sample_weight, xp)
     if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4 or not arr.size:
         return 0, None
-    top = float(arr.max())
-    if not 0.0 < top < 2.0 ** -100:
-        return 0, None
-    k = math.frexp(top)[1] - 1
-    return k, xp.ldexp(arr.astype(np.float64), -k)
+    k = _lift_exponent(float(arr.max()))
+    return (k, xp.ldexp(arr.astype(np.float64), -k)) if k else (0, None)
+
+
+def _class_weight_lift(cw, cdt, reduction: str, derivs: bool, integer_labels: bool):
+    """(k, class weights): _weight_lift's rule for checked float64 class weights (a host array, or
+    None), which the kernels take in float32 too. Only with integer labels, where the class weights
+    are in the mean's denominator as well (soft labels divide by the sample weights alone)."""
+    if cw is None or cdt != _F32 or not integer_labels or not cw.size or not _only_ratios_count(reduction, derivs):
+        return 0, cw
+    k = _lift_exponent(float(cw.max()))
+    return (k, np.ldexp(cw, -k)) if k else (0, cw)
+
+
+def _only_ratios_count(reduction: str, derivs: bool) -> bool:
+    """Whether a call's weights count only by their ratios, so that a power of two taken out of
+    them, which the caller gets back, changes nothing: a mean; xentc.dask's denominator-only pass;
+    a chunk's sums of a loss without derivatives (the sums sink takes them back by 2**k; not so the
+    losses of reduction "none", which the caller gets as they are)."""
+    return reduction == "mean" or _DENOM_ONLY.get() or (
+        reduction == "sum" and not derivs and _SUMS_SINK.get() is not None)
+
+
+def _lift_exponent(top: float) -> int:
+    """k with top * 2**-k in [1, 2), for the largest weight `top` of float64 weights so small that
+    float32 drops bits of them (below 2**-100); 0 for any other (zero: no weight to lift)."""
+    return math.frexp(top)[1] - 1 if 0.0 < top < 2.0 ** -100 else 0
 
 
 def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount, lift: int = 0):
@@ -613,7 +633,8 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
     dtype, the weights (sample weights, or class weights) divided by 2**wexp, unless one of them
     would then overflow, with the denominator likewise (recount(*weights): the weight pre-pass
     again, where the sum itself had overflowed or was formed below the normal range). lift: the
-    sample weights (and denom with them) were divided by 2**lift already (_weight_lift); it counts
+    weights (and denom with them) were divided by 2**lift already (_weight_lift,
+    _class_weight_lift); it counts
     into wexp, and a given denominator is divided by it too."""
     if reduction != "mean":
         return denom, weights, lift
@@ -1163,7 +1184,9 @@ def _categorical_plain(y_true, y_pred, sample_weight, class_weight, alpha, axis,
             cw = _class_weights(class_weight, C, cdt, xp)
         except (TypeError, ValueError):
             return None
-        cwd, cwa = _class_weight_arrays(cw, alpha, C, cdt, xp)
+        # (a lifted mean's sums are both 2**-k of the caller's: their ratio is the mean; no sums sink here)
+        cwd, cwa = _class_weight_arrays(_class_weight_lift(cw, cdt, reduction, grad or hess, True)[1], alpha, C,
+                                        cdt, xp)
     n = y_pred.size // C
     inner = 1 if ax == nd - 1 else math.prod(shape[ax + 1:])
     dims = (n // inner, C, inner)
@@ -1608,7 +1631,9 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         ydt, sdt = _soft_label_dtypes(backend, yt.dtype, sdt, cdt)
         ysoft = _narrowed("y_true", yt, ydt, xp, n_threads).reshape(outer, C, inner)
     x3 = _as_compute(pred, sdt, xp).reshape(outer, C, inner)
-    cwd, cwa = _class_weight_arrays(_class_weights(class_weight, C, cdt, xp), alpha, C, cdt, xp)
+    lift, cw = _class_weight_lift(_class_weights(class_weight, C, cdt, xp), cdt, reduction, grad or hess,
+                                  labels is not None)
+    cwd, cwa = _class_weight_arrays(cw, alpha, C, cdt, xp)
     n = outer * inner
     sw, _ = _sample_weight(sample_weight, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
     bufs = _NO_OUT if out is None else _output_buffers(
@@ -1627,12 +1652,12 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
             if err:
                 _weight_error_first(xp, sample_weight, sample_shape, cdt, err)
                 _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
-    lift = 0
     if sw is not None and pre is None:
-        lift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
-        if lift:
+        slift, lifted = _weight_lift(sample_weight, denom, cdt, xp, reduction, grad or hess)
+        if slift:
             sw, _ = _sample_weight(lifted, sample_shape, cdt, xp, backend, binary=False, n_threads=n_threads)
             denom = _weight_total(backend, labels, sw, cwd, C, ignore_index, n, cdt, n_threads)[0]
+            lift += slift
     if _DENOM_ONLY.get():
         return _finish_denom(math.ldexp(denom, lift))
     own = math.ldexp(denom, lift)
@@ -1640,7 +1665,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     # sides of the mean have them), also where the sample weights cannot give it (one would
     # overflow: subnormal class weights beside ordinary sample weights)
     if pre is not None:
-        wexp = 0   # (checked below, once the denominator is known)
+        wexp = lift   # (the sum's own scaling checked below, once it is known)
     elif sw is not None:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, (sw,), lambda w: _weight_total(
             backend, labels, w, cwd, C, ignore_index, n, cdt, n_threads)[0], lift)
@@ -1652,7 +1677,7 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
     else:
         denom, ws, wexp = _mean_weights(xp, reduction, denom, cdt, () if cwd is None else (cwd, cwa),
                                         lambda w, _: _weight_total(backend, labels, None, w, C, ignore_index, n,
-                                                                   cdt, n_threads)[0])
+                                                                   cdt, n_threads)[0], lift)
         cwd, cwa = ws if ws else (cwd, cwa)
     dscale = _mean_scale(denom) if reduction == "mean" else 1.0
     loss_arr = _buffer(xp, bufs.loss, (n,), cdt) if reduction == "none" else None
@@ -1667,7 +1692,8 @@ def _categorical_here(y_true, y_pred, *, from_logits, axis, class_weight, alpha,
         _weight_error_first(xp, sample_weight, sample_shape, cdt, err)
         _raise_categorical(err, i, j, yt, pred, ax, _full_weights(xp, sample_weight, sample_shape, err))
     if pre is not None:
-        denom = own = pre.denom
+        denom = pre.denom
+        own = math.ldexp(denom, lift)
         if _mean_scales_weights(pre.denom, reduction, cdt, sample_weight, xp):
             return _categorical_here(y_true, y_pred, from_logits=from_logits, axis=axis, class_weight=class_weight,
                                      alpha=alpha, gamma=gamma, sample_weight=sample_weight,
