@@ -972,6 +972,60 @@ def test_weights_that_overflow_float32():
                      call(name, yc, xc.astype(np.float32), class_weight=[1.0, 1e39, 1.0]), value=1e39, index=1)
 
 
+def _edge_of(src, dst):
+    """(the largest value of dtype src that rounds to a finite dst, the smallest that rounds to
+    inf): the midpoint between dst's largest number and the next power of two rounds to even, the
+    power, and so overflows; the value one step below it rounds down to dst's largest number.
+    Worked out from the bit layout, not from xentc."""
+    fi = np.finfo(dst)
+    e, m = int(fi.maxexp), int(fi.nmant)
+    bound = np.ldexp(np.ones((), src), e) - np.ldexp(np.ones((), src), e - m - 2)
+    return np.nextafter(bound, np.zeros((), src)), bound
+
+
+@pytest.mark.parametrize("pred_dtype", [np.float32, np.float16, np.float64])
+def test_weights_at_the_edge_of_the_compute_dtype(pred_dtype):
+    """A weight overflows the compute dtype where it rounds to inf there, as the word says: the
+    largest float64 weight that rounds to float32's largest number is that number (the bits of the
+    call with it), the next one up an error naming it, on every route a weight takes (binary
+    kernels reading float64 weights, the categorical one-pass narrowing, the strided and repeating
+    weights checked in NumPy, pos_weight and class_weight). The CPU categorical route refused
+    weights between the two while the others and the GPU took them."""
+    cdt = np.float64 if pred_dtype == np.float64 else np.float32
+    src = np.longdouble if cdt == np.float64 else np.float64
+    if np.finfo(src).nmant <= np.finfo(cdt).nmant:
+        pytest.skip("no float wider than float64 here")
+    ok, over = _edge_of(src, cdt)
+    with np.errstate(over="ignore"):
+        assert np.isfinite(cdt(ok)) and cdt(ok) == np.finfo(cdt).max and np.isinf(cdt(over))
+    top = np.asarray(np.finfo(cdt).max, src)
+    rng = np.random.default_rng(3)
+    yb, xb = (rng.random(12) < 0.5).astype(pred_dtype), rng.normal(0, 1, 12).astype(pred_dtype)
+    yc, xc = rng.integers(0, 3, 6), rng.normal(0, 1, (6, 3)).astype(pred_dtype)
+
+    def weights(v, how):
+        w = np.ones(24 if how == "strided" else 12 if how != "repeat" else 1, src)
+        w[{"strided": 6, "repeat": 0}.get(how, 3)] = v
+        return w[::2] if how == "strided" else w
+    for how in ("contiguous", "strided", "repeat"):
+        calls = [("binary_cross_entropy", (yb, xb), lambda v: {"sample_weight": weights(v, how)}, "sample_weight"),
+                 ("focal_loss", (yc, xc), lambda v: {"sample_weight": weights(v, how)[:6]}, "sample_weight")]
+        if how == "contiguous":
+            calls += [("binary_cross_entropy", (yb, xb), lambda v: {"pos_weight": np.full(12, v)}, "pos_weight"),
+                      ("cross_entropy", (yc, xc), lambda v: {"class_weight": np.r_[1.0, v, 1.0].astype(src)},
+                       "class_weight")]
+        for name, args, kw, arg in calls:
+            opts = {"from_logits": True, "grad": True, "reduction": "sum"}
+            if src == np.longdouble and arg in ("pos_weight", "class_weight"):
+                continue   # (checked as float64 host arrays: a long double one is rounded on the way in)
+            got = getattr(xentc, name)(*args, **kw(ok), **opts)
+            want = getattr(xentc, name)(*args, **kw(top), **opts)
+            np.testing.assert_array_equal(got.loss, want.loss)
+            np.testing.assert_array_equal(got.grad, want.grad)
+            msg = check_raises(ValueError, arg, call(name, *args, **kw(over), **opts))
+            assert f"overflows {np.dtype(cdt).name}" in msg, msg
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_empty_with_empty_pos_weight(dtype):
     if dtype == "bfloat16":

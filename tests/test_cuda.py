@@ -1952,7 +1952,8 @@ def test_mean_denominator_on_the_device_where_it_cannot_be(monkeypatch, dtype):
     g = cupy.empty((N, C), dtype=dtype)
     gb = cupy.empty(N, dtype=dtype)
     # the device's first try, then the call that waits ("again"); or the call that waits alone
-    cases = [("cross_entropy", {"class_weight": tiny}, "again"),
+    huge = np.ldexp(np.arange(1, C + 1) / 4, fi.maxexp - 4).astype(dtype)
+    cases = [("cross_entropy", {"class_weight": huge}, "again"),
              ("cross_entropy", {"sample_weight": tiny_sw, "ignore_index": 1}, "again"),
              ("cross_entropy", {"sample_weight": huge_sw}, "again"),
              ("cross_entropy", {"class_weight": np.ones(C, dtype), "out": (None, g, None)}, "waits"),
@@ -1961,7 +1962,10 @@ def test_mean_denominator_on_the_device_where_it_cannot_be(monkeypatch, dtype):
              ("binary_cross_entropy", {"sample_weight": tiny_sw, "out": (None, gb, None)}, "waits")]
     if _cdt(dtype) == np.float32:   # float64 weights the float32 kernels read as 0, lifted first (_weight_lift)
         small = np.ldexp(weights(rng, (N,), lo=1), -170)
-        cases += [("cross_entropy", {"sample_weight": small}, "again"),
+        # float64 class weights (float32 subnormals here, as checked float64 host arrays) are lifted
+        # before anything runs (_class_weight_lift): the device's first try stands
+        cases += [("cross_entropy", {"class_weight": tiny}, "lifted"),
+                  ("cross_entropy", {"sample_weight": small}, "again"),
                   ("binary_cross_entropy", {"sample_weight": small}, "again"),
                   ("binary_cross_entropy", {"sample_weight": small, "reduction": "sum"}, "sum")]
     for name, kw, how in cases:
@@ -1976,7 +1980,7 @@ def test_mean_denominator_on_the_device_where_it_cannot_be(monkeypatch, dtype):
         # a call the plain-call shortcut takes: its try finds the sum first either way (on the device,
         # then the general path waiting; or waiting, then the general path again): no read more
         plain = "out" not in kw
-        if how == "sum":   # (a sum: no scaling, and no wait for the pre-pass)
+        if how in ("sum", "lifted"):   # (no scaling after the pre-pass: no wait for it)
             assert (dev_reads, host_reads) == (1, 2), (kw, dev_reads, host_reads)
         else:
             assert host_reads >= 2 and dev_reads == host_reads + (how == "again" and not plain), (kw, dev_reads,
@@ -2500,6 +2504,69 @@ def test_weight_products_past_the_compute_dtype_with_zero_probabilities():
         gpu = xentc.cross_entropy(cupy.asarray(y), cupy.asarray(x), **to_gpu_kwargs(kw))
         assert not host(gpu.grad)[:, 1].any() and not cpu.grad[:, 1].any()
         assert_close(gpu.grad, cpu.grad, RTOL[np.dtype(np.float32)], f"grad, C={C}")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_float64_class_weights_below_float32_range(dtype):
+    """float64 class weights that float32 holds as zeros (2**-166) or subnormals (2**-140), with
+    integer labels: a mean lifts them by a power of two before they are narrowed (as on the CPU,
+    tests/test_properties.py), on the plain path, the path that waits for the denominator (out=)
+    and with sample weights as small; the bits of the same call with class weights of moderate
+    size. Their mean was 0.0 with zero derivatives."""
+    rng = np.random.default_rng(_seed("class-weight-lift", np.dtype(dtype).name))
+    N, C = 12, 5
+    x = rng.normal(0, 2, (N, C)).astype(dtype)
+    y = rng.integers(0, C, N)
+    y[::4] = -1
+    cw = np.array([1.0, 0.125, 1.75, 0.0, 1.5])
+    sw = rng.integers(1, 9, N) / 4
+    for e in (-166, -140):
+        for name, extra in (("cross_entropy", {}), ("focal_loss", {"gamma": 2.0, "alpha": 0.25}),
+                            ("cross_entropy", {"sample_weight": sw}), ("focal_loss", {"sample_weight": sw}),
+                            ("cross_entropy", {"sample_weight": sw * 2.0 ** -150, "out": "grad"})):
+            def call(w, tiny_sw):
+                kw = dict(extra, ignore_index=-1, from_logits=True, grad=True, hess=True, class_weight=w)
+                if "sample_weight" in kw and not tiny_sw:
+                    kw["sample_weight"] = sw
+                if kw.pop("out", None):
+                    kw["out"] = (None, cupy.empty((N, C), dtype), None)
+                r = getattr(xentc, name)(cupy.asarray(y), cupy.asarray(x), **to_gpu_kwargs(kw))
+                return r.loss, r.grad.copy(), r.hess.copy()
+            got, want = call(np.ldexp(cw, e), True), call(cw, False)
+            assert float(want[0]) > 0, (name, extra)
+            assert_same_bits(got, want, to_host=host)
+
+
+def test_float64_weights_at_the_edge_of_float32_as_on_the_cpu():
+    """The largest float64 weight that rounds to float32's largest number is taken as that number
+    (the bits of the call with it), the next one up (it rounds to inf) is an error naming it, as on
+    the CPU: on the plain path and the general one (out=), binary and categorical, from logits
+    and from probabilities."""
+    top = float(np.finfo(np.float32).max)
+    over = 2.0 ** 128 - 2.0 ** 103
+    ok = float(np.nextafter(over, 0.0))
+    rng = np.random.default_rng(_seed("weight-edge"))
+    yb, xb = (rng.random(10) < 0.5).astype(np.float32), rng.normal(0, 1, 10).astype(np.float32)
+    yc, xc = rng.integers(0, 4, 10), rng.normal(0, 1, (10, 4)).astype(np.float32)
+    pc = (np.exp(xc) / np.exp(xc).sum(axis=1, keepdims=True)).astype(np.float32)
+    for name, y, x, logits in (("binary_cross_entropy", yb, xb, True), ("binary_focal_loss", yb, xb, True),
+                               ("cross_entropy", yc, xc, True), ("focal_loss", yc, pc, False)):
+        for out in (False, True):
+            def call(v, y=y, x=x, name=name, logits=logits, out=out):
+                sw = np.ones(10)
+                sw[4] = v
+                kw = {"from_logits": logits, "grad": True, "reduction": "sum", "sample_weight": cupy.asarray(sw)}
+                if out:
+                    kw["out"] = (None, cupy.empty(x.shape, np.float32), None)
+                try:
+                    r = getattr(xentc, name)(cupy.asarray(y), cupy.asarray(x), **kw)
+                except ValueError as exc:
+                    return exc
+                return r.loss, r.grad.copy()
+            assert_same_bits(call(ok), call(top), to_host=host)
+            err = call(over)
+            assert isinstance(err, ValueError) and str(err) == (
+                f"sample_weight: weight {over!r} at index 4 overflows float32, the computation dtype of y_pred"), err
 
 
 def test_float64_weight_errors_come_before_label_errors_as_on_the_cpu():

@@ -378,7 +378,7 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     if (xp is np and a.dtype == _F64 and dtype == _F32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size):
         out = np.empty(a.shape, np.float32)
-        top = 1.0 if name == "y_true" else float(np.finfo(np.float32).max)
+        top = 1.0 if name == "y_true" else _weight_top(_F64, _F32)
         if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0:
             _check_narrowed(name, a, dtype, xp)   # raises, naming the first bad value
         return out
@@ -442,10 +442,14 @@ def _cuda_backend():
 # --------------------------------------------------------------------------------------------
 def _value_at(a, idx) -> str:
     """The value of a[idx] for a message: an integer as it is (2**64 - 1 is not 1.8e19), the rest
-    as a Python float."""
+    as a Python float, or as NumPy writes it where a Python float cannot hold it (a long double
+    past float64's range, which item() leaves a NumPy scalar)."""
     v = a[idx]
     v = v.item() if hasattr(v, "item") else v
-    return repr(v) if isinstance(v, int) and not isinstance(v, bool) else repr(float(v))
+    if isinstance(v, int) and not isinstance(v, bool):
+        return repr(v)
+    f = float(v)
+    return str(v) if math.isinf(f) and not np.isinf(v) else repr(f)
 
 
 def _check_narrowed(name: str, a, dtype, xp) -> None:
@@ -454,7 +458,7 @@ def _check_narrowed(name: str, a, dtype, xp) -> None:
     to a valid 1.0 in float32, -1e-50 to -0.0, and 1e300 to inf. The kernels check the rest."""
     if not (a.dtype.kind == "f" and a.dtype.itemsize > np.dtype(dtype).itemsize and a.size):
         return
-    top = 1.0 if name == "y_true" else float(np.finfo(dtype).max)
+    top = 1.0 if name == "y_true" else _weight_top(a.dtype, np.dtype(dtype))
     # two reductions without temporaries (a NaN makes both comparisons false); the mask below, four
     # passes and two temporaries, only to locate a bad value (float64 labels of float32 y_pred,
     # n = 1e7: 10 ms of a 17 ms call)
@@ -475,8 +479,9 @@ def _check_narrowed(name: str, a, dtype, xp) -> None:
 def _weight_error(sw, idx, i: int, cdt) -> ValueError:
     """The error of a bad sample weight sw[idx] (flat index i): negative, NaN or infinite, or,
     when finite and positive, too large for the compute dtype cdt."""
-    v = float(sw[idx])
-    if math.isfinite(v) and v > 0:
+    v = sw[idx]
+    v = v.item() if hasattr(v, "item") else v
+    if not np.isinf(v) and v > 0:   # (positive, not NaN: too large; in its own type, for a long double)
         return ValueError(f"sample_weight: weight {_value_at(sw, idx)} at index {i} overflows "
                           f"{np.dtype(cdt).name}, the computation dtype of y_pred")
     return ValueError(f"sample_weight: weight {_value_at(sw, idx)} at index {i} must be finite and non-negative")
@@ -679,13 +684,23 @@ def _ldexp_weights(w, k: int, xp):
 
 def _fits(w: Optional[np.ndarray], cdt) -> bool:
     """Whether _check_fits passes w (a float64 host array)."""
-    return w is None or not w.size or not float(np.maximum.reduce(w, axis=None)) > _dtype_max(np.dtype(cdt))
+    return w is None or not w.size or not float(np.maximum.reduce(w, axis=None)) > _weight_top(_F64, np.dtype(cdt))
 
 
 @functools.lru_cache(maxsize=None)
-def _dtype_max(cdt: np.dtype) -> float:
-    """The largest finite number of the compute dtype cdt (np.finfo looked up once)."""
-    return float(np.finfo(cdt).max)
+def _weight_top(src: np.dtype, dst: np.dtype):
+    """The largest weight of dtype src that dtype dst holds: the largest src value that rounds to a
+    finite dst (to dst's largest number), past which a weight overflows dst. The midpoint between
+    that number and the next power of two 2**e rounds to even, the power, so the top is the src
+    value just below the midpoint (float64 for float32: 2**128 - 2**103 - 2**75). The kernels that
+    read a wider weight as it is check it the same way: converted, it must not be inf. A float
+    for float64 src (NumPy and CuPy compare it alike), a src scalar for wider ones (long double)."""
+    fi = np.finfo(dst)
+    e, m = int(fi.maxexp), int(fi.nmant)
+    one = np.ones((), src)
+    with np.errstate(over="ignore"):   # (2**1024 in float64: inf, whose step down is float64's largest)
+        top = np.nextafter(np.ldexp(one, e) - np.ldexp(one, e - m - 2), np.zeros((), src))
+    return float(top) if src.itemsize <= 8 else top
 
 
 def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
