@@ -44,6 +44,7 @@ def main():
     y = (rng.random(16) < 0.3).astype(np.float32)
     X = rng.standard_normal((4, 16)).astype(np.float32)
     lab = rng.integers(0, 16, 4)
+    Yb = (rng.random((4, 16)) < 0.3).astype(np.float32)
     w = rng.random(16).astype(np.float32)
     wr = rng.random(4).astype(np.float32)
     w64, wr64 = w.astype(np.float64), wr.astype(np.float64)
@@ -65,6 +66,11 @@ def main():
                                                                              ignore_index=-100, reduction="sum"),
         "binary_cross_entropy grad, sample_weight": lambda: xentc.binary_cross_entropy(y, x, from_logits=True,
                                                                                        grad=True, sample_weight=w),
+        # multi-label targets with a weight a row, and one weight for every element (broadcast)
+        "binary_cross_entropy grad, row weights": lambda: xentc.binary_cross_entropy(
+            Yb, X, from_logits=True, grad=True, sample_weight=wr[:, None]),
+        "binary_cross_entropy grad, one weight": lambda: xentc.binary_cross_entropy(
+            y, x, from_logits=True, grad=True, sample_weight=wr[:1]),
         "cross_entropy grad, sample_weight": lambda: xentc.cross_entropy(lab, X, from_logits=True, grad=True,
                                                                          sample_weight=wr),
         # float64 weights (NumPy's default) beside float32 logits

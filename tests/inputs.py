@@ -109,7 +109,7 @@ def random_call(rng, dtypes=(np.float32, np.float64)):
     """(function, y_true, y_pred, keyword arguments, y_pred's dtype) of a random call: every
     function, option and reduction; labels of several dtypes, a few bad; logits or probabilities;
     sample weights of four dtypes scaled to the edges of the range (1e-50 and 1e40 past float32's)
-    or 0, a few bad; class weights (1e-50: below float32's range too), pos_weight, alpha, ignored rows."""
+    or 0, some broadcast, a few bad; class weights (1e-50: below float32's range too), pos_weight, alpha, ignored rows."""
     import xentc
 
     dtype = dtypes[rng.integers(len(dtypes))]
@@ -152,8 +152,11 @@ def random_call(rng, dtypes=(np.float32, np.float64)):
             kw["alpha"] = (float(rng.random()), rng.random(C))[rng.integers(2)]
     if rng.random() < 0.8:
         sw_dtype = (dtype, np.float16, np.float32, np.float64)[rng.integers(4)]
+        wshape = sample_shape
+        if sample_shape and rng.random() < 0.3:   # broadcast: some dimensions 1, leading ones left out
+            wshape = tuple(1 if rng.random() < 0.5 else m for m in sample_shape)[rng.integers(len(sample_shape) + 1):]
         with np.errstate(over="ignore", under="ignore"):
-            sw = np.asarray(rng.random(sample_shape) * (1.0, 1e-20, 1e30, 0.0, 1e-50, 1e40)[rng.integers(6)], sw_dtype)
+            sw = np.asarray(rng.random(wshape) * (1.0, 1e-20, 1e30, 0.0, 1e-50, 1e40)[rng.integers(6)], sw_dtype)
         if sw.size and rng.random() < 0.1:
             sw.reshape(-1)[rng.integers(sw.size)] = (np.nan, -1.0, np.inf)[rng.integers(3)]
         kw["sample_weight"] = sw

@@ -2297,8 +2297,9 @@ def test_16bit_kernels_built_on_first_use(store):
 def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
     """The plain-call shortcut (_api._binary_plain, _categorical_plain) on CuPy arrays: taken for
     contiguous float32 / float64 / float16 / bfloat16 arrays (binary: labels of y_pred's dtype) on
-    the current device, with weights of the per-sample shape and out= arrays the kernels write as
-    they are, with the general path's bits (the shortcut switched off); left to the general path
+    the current device, with weights of the per-sample shape (binary: or repeating one block) and
+    out= arrays the kernels write as they are, with the general path's bits (the shortcut switched
+    off); left to the general path
     for what it does not cover, and for a call whose kernel reports an error (the general path
     raises it)."""
     from xentc import _api
@@ -2404,9 +2405,18 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
         for labels in (yg.astype(other), hard.astype(np.int64), hard.astype(np.int8), hard > 0.5):
             for kw in ({}, {"sample_weight": cupy.ones((8, 6), dtype), "reduction": "sum"}):
                 assert both(labels, xg, from_logits=True, grad=True, **kw), (labels.dtype, kw)
+        # weights that repeat one block (a weight a row, a label, one for all), of y_pred's dtype or
+        # float64: the block and its repeat handed to the kernels, as the general path does
+        for ws in ((8, 1), (6,), (1, 6), (1,), ()):
+            for wdt in (dtype, np.float64):
+                swg = cupy.asarray(rng.random(ws) + 0.5, dtype=wdt)
+                for reduction in REDUCTIONS:
+                    kw = {"from_logits": True, "grad": True, "sample_weight": swg, "reduction": reduction}
+                    assert both(yg, xg, **kw), (ws, wdt, reduction)
+                    assert both(yg, xg, make_out=like(f(yg, xg, **kw), reduction), **kw), (ws, wdt, reduction)
         declined = [((yg[:, ::2], xg[:, ::2]), {}), ((_misaligned_like(np.round(y)), xg), {}),
                     ((yg, _misaligned_like(x)), {}),
-                    ((yg, xg), {"sample_weight": cupy.ones(6, dtype)}), ((bad, xg), {"from_logits": False}),
+                    ((yg, xg), {"sample_weight": cupy.ones((2, 6), dtype)}), ((bad, xg), {"from_logits": False}),
                     ((yg, xg), {"sample_weight": _misaligned_like(np.ones((8, 6), dtype))}),
                     ((yg, xg), {"sample_weight": cupy.ones((8, 12), dtype)[:, ::2]}),
                     ((yg, xg), {"sample_weight": cupy.ones((8, 6), np.int32)}),

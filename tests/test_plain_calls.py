@@ -316,7 +316,7 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.binary_cross_entropy, (y, x.astype(np.float16)), {}),         # 16-bit y_pred
         (xentc.binary_cross_entropy, (y, x.astype(">f8")), {}),              # big-endian
         (xentc.binary_cross_entropy, (y.tolist(), x), {}),                   # a list
-        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones(8)}),               # broadcast
+        (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((2, 8))}),          # broadcast: no block
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 8), np.int64)}),  # not a float
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((6, 8)).tolist()}),
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.ones((8, 6)).T}),          # Fortran order
@@ -325,7 +325,7 @@ def test_calls_the_shortcut_leaves_to_the_general_path(watch):
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.full((6, 8), 1e-310)}),    # a mean that
         (xentc.binary_cross_entropy, (y, x), {"sample_weight": np.full((6, 8), 1e303)}),     # scales them
         (xentc.binary_cross_entropy, (y.astype(np.float32), x.astype(np.float32)), {"pos_weight": 1e300}),
-        (xentc.binary_cross_entropy, (y, x), {"pos_weight": np.ones(8), "sample_weight": np.ones(8)}),
+        (xentc.binary_cross_entropy, (y, x), {"pos_weight": np.ones(7), "sample_weight": np.ones(8)}),  # an error
         (xentc.binary_cross_entropy, (y[:3], x), {}),                        # shapes differ: an error
     ]
     yc, xc = softmax_inputs(rng, (6, 9), -1, np.float32, True)
@@ -395,6 +395,40 @@ def test_weights_a_mean_scales_are_left_only_for_a_mean(watch):
         for reduction in ("mean", "sum", "none"):
             got, taken = watch(f, *args, from_logits=True, grad=True, sample_weight=sw, reduction=reduction)
             assert taken == (reduction != "mean"), (f.__name__, reduction)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_binary_broadcast_weights(watch, dtype):
+    """Binary sample weights that broadcast to the labels' shape as one block repeated (a weight a
+    row, a weight a label, one for all, any leading dimensions left out) take the shortcut, which
+    hands the kernels the block and its repeat as the general path does (no broadcast copy), with
+    its bits, for every reduction; broadcasts of another form go to the general path (an error
+    where they do not broadcast)."""
+    rng = np.random.default_rng(21)
+    taken_shapes = {(4, 16): [(4, 1), (16,), (1, 16), (1,), (), (1, 1)],
+                    (2, 3, 5): [(2, 1, 1), (2, 3, 1), (3, 5), (1, 3, 1), (5,), (3, 1), (1, 1, 1)],
+                    (3, 1, 4): [(3, 1, 1), (4,), (1, 4), (3, 1, 4)[1:]],
+                    (1, 6): [(6,)], (7,): [(1,), ()], (1,): [()]}
+    declined = {(2, 3, 5): [(2, 1, 5), (1, 2, 3, 5), (4,), (3,)], (4, 16): [(4,), (2, 16)], (): [(1,)], (0, 3): [(3,)]}
+    for shape, wshapes in list(taken_shapes.items()) + list(declined.items()):
+        y, x = binary_inputs(rng, shape, dtype, True)
+        for ws in wshapes:
+            for wdt in (dtype, np.float64, np.float16):
+                sw = np.asarray(rng.random(ws) + 0.25, wdt)
+                for reduction in ("mean", "sum", "none"):
+                    got, taken = watch(xentc.binary_focal_loss, y, x, from_logits=True, grad=True, hess=True,
+                                       gamma=2.0, sample_weight=sw, reduction=reduction)
+                    assert taken == (ws in taken_shapes.get(shape, ())), (shape, ws, reduction)
+                    if (shape, ws) in (((2, 3, 5), (1, 2, 3, 5)), ((2, 3, 5), (4,)), ((2, 3, 5), (3,)),
+                                       ((4, 16), (4,)), ((4, 16), (2, 16)), ((), (1,))):
+                        assert isinstance(got, ValueError)
+                    else:
+                        assert isinstance(got, tuple), (shape, ws, got)
+    # not C-contiguous, or a bad weight: the general path's
+    y, x = binary_inputs(rng, (4, 16), dtype, True)
+    for sw in (np.ones((4, 2), dtype)[:, :1], np.r_[1.0, -1.0, 1.0, 1.0].reshape(4, 1).astype(dtype)):
+        _, taken = watch(xentc.binary_cross_entropy, y, x, from_logits=True, grad=True, sample_weight=sw)
+        assert not taken
 
 
 def test_class_weights_a_mean_lifts_stay_plain(watch):
