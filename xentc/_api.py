@@ -545,9 +545,16 @@ def _raise_categorical(err: int, i: int, j: int, y_true, y_pred, axis: int, sw_f
 # --------------------------------------------------------------------------------------------
 # Result assembly
 # --------------------------------------------------------------------------------------------
+class _Sums(list):
+    """The (loss sum, denominator) rows of _call_with_sums. for_mean: the caller forms a mean from
+    them (xentc.dask's chunks of a mean without derivatives), so only their ratio counts
+    (_only_ratios_count); else they are a sum of the caller's."""
+    for_mean = False
+
+
 # The unrounded kernel sums of the current call go here when a caller asks for them (see
 # _call_with_sums); None otherwise.
-_SUMS_SINK: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("xentc_sums_sink", default=None)
+_SUMS_SINK: contextvars.ContextVar[Optional[_Sums]] = contextvars.ContextVar("xentc_sums_sink", default=None)
 # The mean's denominator to scale the derivatives with, instead of the call's own (xentc.dask: that
 # of the whole array, for each chunk); None otherwise.
 _MEAN_DENOM: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar("xentc_mean_denom", default=None)
@@ -620,10 +627,14 @@ def _class_weight_lift(cw, cdt, reduction: str, derivs: bool, integer_labels: bo
 def _only_ratios_count(reduction: str, derivs: bool) -> bool:
     """Whether a call's weights count only by their ratios, so that a power of two taken out of
     them, which the caller gets back, changes nothing: a mean; xentc.dask's denominator-only pass;
-    a chunk's sums of a loss without derivatives (the sums sink takes them back by 2**k; not so the
-    losses of reduction "none", which the caller gets as they are)."""
-    return reduction == "mean" or _DENOM_ONLY.get() or (
-        reduction == "sum" and not derivs and _SUMS_SINK.get() is not None)
+    a chunk's sums of a mean without derivatives (the sums sink takes them back by 2**k). Not so
+    the losses of reduction "none", which the caller gets as they are, nor a chunk's sums of a
+    sum: lifted, weights that float32 holds as zeros would count where the in-memory sum has them
+    add nothing (an infinite loss times such a weight: inf, where the sum in memory is 0)."""
+    if reduction == "mean" or _DENOM_ONLY.get():
+        return True
+    sink = _SUMS_SINK.get()
+    return reduction == "sum" and not derivs and sink is not None and sink.for_mean
 
 
 def _lift_exponent(top: float) -> int:
@@ -712,11 +723,13 @@ def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
                          f"computation dtype of y_pred")
 
 
-def _call_with_sums(func, *args, **kwargs):
+def _call_with_sums(func, *args, for_mean: bool = False, **kwargs):
     """Call one of the four loss functions and also return the double-precision sums its kernels
     computed before any rounding to the result dtype: ``(result, weighted loss sum, mean's
-    denominator)``. For callers that combine partial results exactly (xentc.dask)."""
-    sink: list = []
+    denominator)``. For callers that combine partial results exactly (xentc.dask). for_mean: the
+    caller divides the sums into a mean (see _Sums)."""
+    sink = _Sums()
+    sink.for_mean = for_mean
     token = _SUMS_SINK.set(sink)
     try:
         result = func(*args, **kwargs)

@@ -133,7 +133,7 @@ def _block(y_pred, y_true, sample_weight, denom, *index_arrays, loss_name, optio
     token = _api._MEAN_DENOM.set(None if denom is None else float(np.asarray(denom).reshape(-1)[0]))
     try:
         res, total, own = _call(getattr(_api, loss_name), y_true, y_pred, sample_weight, index_arrays, errors,
-                                reduction=red, grad=grad, hess=hess, **options)
+                                reduction=red, grad=grad, hess=hess, for_mean=reduction == "mean", **options)
     finally:
         _api._MEAN_DENOM.reset(token)
     loss, g, h = res if (grad or hess) else (res, None, None)
