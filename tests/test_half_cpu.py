@@ -388,3 +388,51 @@ def test_16bit_loads_and_stores(dtype):
     np.testing.assert_array_equal(got16.view(np.uint16)[~nan], want16.view(np.uint16)[~nan])
     assert np.isnan(got16[nan].astype(np.float32)).all()
     np.testing.assert_array_equal(got16.view(np.uint16)[nan] >> 15, bits[nan] >> 31)   # the sign
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("seed", range(4))
+def test_random_calls_match_float32(seed):
+    """Random calls (tests/inputs.py's random_call: every function, option and reduction, labels
+    of several dtypes, weights at the edges of the range, a few bad values) on float16 and
+    bfloat16 y_pred against the same values in float32 (16-bit labels too): the same error, or
+    per-sample losses with the same bits, the reduced loss to float32 rounding, and derivatives
+    that are the float32 ones rounded once."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from inputs import random_call
+
+    rng = np.random.default_rng(700 + seed)
+    for _ in range(150):
+        f, y, x, kw, dtype = random_call(rng, [d.type for d in DTYPES])
+        y32 = y.astype(np.float32) if y.dtype == x.dtype else y
+        results = []
+        for args in ((y, x), (y32, x.astype(np.float32))):
+            try:
+                with np.errstate(all="ignore"):
+                    results.append(f(*args, **kw))
+            except (TypeError, ValueError) as exc:
+                results.append(exc)
+        got, want = results
+        what = (f.__name__, x.dtype, x.shape, kw)
+        if isinstance(want, Exception) or isinstance(got, Exception):
+            assert type(got) is type(want) and str(got) == str(want), (what, got, want)
+            continue
+        if not isinstance(want, tuple):
+            got, want = (got, None, None), (want, None, None)
+        loss, ref = np.asarray(got[0]), np.asarray(want[0])
+        assert loss.dtype == ref.dtype == np.float32, what
+        if kw["reduction"] == "none" or np.array_equal(loss, ref, equal_nan=True):
+            np.testing.assert_array_equal(loss, ref, err_msg=str(what))
+        else:
+            np.testing.assert_allclose(loss, ref, rtol=4e-7, atol=0, err_msg=str(what))
+        for g, r in zip(got[1:], want[1:]):
+            if r is None:
+                assert g is None, what
+                continue
+            with np.errstate(all="ignore"):
+                r16 = r.astype(x.dtype)
+            assert g.dtype == x.dtype and g.shape == r.shape, what
+            np.testing.assert_array_equal(g.view(np.uint16), r16.view(np.uint16), err_msg=str(what))

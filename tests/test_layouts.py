@@ -1,5 +1,7 @@
 """Any memory layout gives the bits of the contiguous call, and inputs are never modified."""
 
+import pathlib
+import sys
 import zlib
 
 import numpy as np
@@ -770,3 +772,48 @@ def test_inputs_never_modified(name, from_logits):
     r1.grad[...] = 123.0
     r2 = getattr(xentc, name)(y, x, from_logits=from_logits, grad=True, hess=True, **kw)
     assert_array_equal(r2.grad, g_copy)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_calls_in_any_layout(seed):
+    """Random calls (tests/inputs.py's random_call: every function, option and reduction, labels
+    of several dtypes, weights at the edges of the range, a few bad values) with y_pred, y_true
+    and sample_weight in random layouts: the contiguous call's error, or its bits (the reduced
+    loss within 4 ulp: a tiled layout may add in another order)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from inputs import random_call
+
+    rng = np.random.default_rng(500 + seed)
+    layouts = [lay for lay in LAYOUTS if lay != "memmap"]
+
+    def moved(a, layout):   # (0-d and empty arrays as they are: relayout is for others)
+        return a if np.ndim(a) == 0 or np.size(a) == 0 else relayout(a, layout)
+    for _ in range(100):
+        f, y, x, kw, _ = random_call(rng)
+        lay = [layouts[i] for i in rng.integers(len(layouts), size=3)]
+        kw2 = dict(kw)
+        if "sample_weight" in kw:
+            kw2["sample_weight"] = moved(kw["sample_weight"], lay[2])
+        results = []
+        for args, opts in (((y, x), kw), ((moved(y, lay[0]), moved(x, lay[1])), kw2)):
+            try:
+                with np.errstate(all="ignore"):
+                    results.append(f(*args, **opts))
+            except (TypeError, ValueError) as exc:
+                results.append(exc)
+        want, got = results
+        what = (f.__name__, x.shape, lay, kw)
+        if isinstance(want, Exception) or isinstance(got, Exception):
+            assert type(got) is type(want) and str(got) == str(want), (what, got, want)
+            continue
+        for i, (a, b) in enumerate(zip(got if isinstance(got, tuple) else (got,),
+                                       want if isinstance(want, tuple) else (want,))):
+            if b is None:
+                assert a is None, what
+                continue
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.dtype == b.dtype and a.shape == b.shape, what
+            if i == 0 and kw["reduction"] != "none" and not np.array_equal(a, b, equal_nan=True):
+                assert abs(float(a) - float(b)) <= 4 * np.spacing(abs(b)), (what, a, b)
+            else:
+                assert_array_equal(a, b, err_msg=str(what))
