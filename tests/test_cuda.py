@@ -2467,9 +2467,10 @@ def test_plain_calls_match_the_general_path(monkeypatch, name, dtype):
 def test_random_calls_match_the_general_path_and_the_cpu(monkeypatch, seed):
     """Random calls (inputs.random_call: every function, option and reduction; labels of several
     dtypes and sample weights of four, scaled to the edges of the range, some of them bad; y_pred
-    float16, float32 or float64) on CuPy arrays: the plain-call shortcut on and off give the same
-    bits or the same error, and the CPU path on the same NumPy arrays the same error, or results
-    within the dtype's tolerance with infinities and NaN in the same places."""
+    float16, bfloat16, float32 or float64) on CuPy arrays: the plain-call shortcut on and off give
+    the same bits or the same error, into out= arrays too (some calls), and the CPU path on the
+    same NumPy arrays the same error, or results within the dtype's tolerance with infinities and
+    NaN in the same places."""
     from xentc import _api
 
     rng = np.random.default_rng(_seed("random", seed))
@@ -2483,11 +2484,28 @@ def test_random_calls_match_the_general_path_and_the_cpu(monkeypatch, seed):
         except (TypeError, ValueError) as exc:
             return exc
 
+    def into_out(f, on, template, *args, **kw):
+        """The call into new out= arrays like template's (the loss: for 'none'), NaN-filled; the
+        result holds them."""
+        entries = template if isinstance(template, tuple) else (template, None, None)
+        out = tuple(None if a is None or (i == 0 and kw["reduction"] != "none") else cupy.full_like(a, np.nan)
+                    for i, a in enumerate(entries))
+        r = call(f, on, *args, out=out, **kw)
+        if not isinstance(r, Exception):
+            for i, (a, o) in enumerate(zip(r if isinstance(r, tuple) else (r, None, None), out)):
+                assert o is None or a is o, i
+        return r
+
+    dtypes = (np.float16, np.float32, np.float64) + ((BF16.type,) if BF16 is not None else ())
     for _ in range(150):
-        f, y, x, kw, dtype = random_call(rng, (np.float16, np.float32, np.float64))
+        f, y, x, kw, dtype = random_call(rng, dtypes)
         yg, xg, kwg = cupy.asarray(y), cupy.asarray(x), to_gpu_kwargs(kw)
         got = call(f, True, yg, xg, **kwg)
         assert_same_bits(got, call(f, False, yg, xg, **kwg), host)
+        if not isinstance(got, Exception) and (kw["grad"] or kw["hess"] or kw["reduction"] == "none") \
+                and rng.random() < 0.3:   # into out= arrays, both ways: the same bits as into new ones
+            assert_same_bits(into_out(f, True, got, yg, xg, **kwg), got, host)
+            assert_same_bits(into_out(f, False, got, yg, xg, **kwg), got, host)
         cpu = call(f, True, y, x, **kw)
         if isinstance(got, Exception) or isinstance(cpu, Exception):
             assert type(got) is type(cpu) and str(got) == str(cpu), (f.__name__, kw, got, cpu)

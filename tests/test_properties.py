@@ -620,3 +620,40 @@ def test_weighted_sum_of_subnormal_losses():
         per = fn(y, p, from_logits=False, reduction="none")
         s = fn(y, p, from_logits=False, sample_weight=sw, reduction="sum")
         _close(s, np.sum(sw * per), 1e-12, name, units=4 * per.size)
+
+
+def test_reduced_loss_past_float32_is_inf_without_a_warning():
+    """A float32 sum of weighted losses past float32's range is inf, with no RuntimeWarning (NumPy
+    warned "overflow encountered in cast" when the double sum was cast: an error under -W error),
+    on the plain and the general path; a double sum that rounds to float32's largest number is
+    that number."""
+    import warnings
+
+    x = np.zeros(4, np.float32)
+    y = np.ones(4, np.float32)
+    yc = np.zeros(4, np.int64)
+    xc = np.zeros((4, 3), np.float32)
+    big = np.full(4, 3e38, np.float32)
+    top = float(np.finfo(np.float32).max)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for sw in (big, big[:1]):   # the plain path, and broadcast weights (categorical: the general path)
+            assert xentc.binary_cross_entropy(y, x, from_logits=True, sample_weight=sw, reduction="sum") == np.inf
+            assert xentc.cross_entropy(yc, xc, from_logits=True, sample_weight=sw, reduction="sum") == np.inf
+            r = xentc.cross_entropy(yc, xc, from_logits=True, sample_weight=sw, reduction="sum", grad=True)
+            assert r.loss == np.inf and r.loss.dtype == np.float32 and np.isfinite(r.grad).all()
+        # per-sample losses near float32's largest number (logits of -3e38 at label 1): their sum
+        # is inf, their mean the float32 loss
+        far = np.full(3, -3e38, np.float32)
+        assert xentc.binary_cross_entropy(y[:3], far, from_logits=True, reduction="sum") == np.inf
+        assert xentc.binary_cross_entropy(y[:3], far, from_logits=True) == np.float32(3e38)
+        # the cast itself (xentc._api._loss_scalar): a double just below the midpoint between
+        # float32's largest number and 2**128 rounds down to that number, the midpoint to inf
+        from xentc import _api
+
+        bound = 2.0 ** 128 - 2.0 ** 103
+        for value, want in ((np.nextafter(bound, 0.0), top), (bound, np.inf), (-bound, -np.inf), (1e300, np.inf),
+                            (np.nan, np.nan), (top, top), (1.5, 1.5)):
+            got = _api._loss_scalar(float(value), np.dtype(np.float32))
+            assert type(got) is np.float32 and (got == want or (np.isnan(got) and np.isnan(want))), value
+        assert _api._loss_scalar(1e300, np.dtype(np.float64)) == 1e300

@@ -714,6 +714,9 @@ def _weight_top(src: np.dtype, dst: np.dtype):
     return float(top) if src.itemsize <= 8 else top
 
 
+_F32_TOP = _weight_top(_F64, _F32)   # the largest double that rounds to a finite float32 (_loss_scalar)
+
+
 def _check_fits(name: str, w: Optional[np.ndarray], cdt) -> None:
     """A weight checked in float64 must also be finite in the compute dtype it is used in."""
     if w is not None and not _fits(w, cdt):
@@ -850,7 +853,9 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
         loss = scalar["scalar"][0]   # written on the device from the same sum (_device_scalar)
     else:
         value = math.ldexp(total, wexp) if reduction == "sum" else _mean_value(total, denom)
-        loss = cdt.type(value) if xp is np else xp.asarray(value, dtype=cdt)
+        loss = _loss_scalar(value, cdt) if reduction == "sum" else cdt.type(value)
+        if xp is not np:
+            loss = xp.asarray(loss)   # (a 0-d array of cdt on the device)
     if not (want_grad or want_hess):
         return loss
     out_dtype = _result_dtype(pred_dtype, cdt)  # float16 / bfloat16 in: the same out, any byte order
@@ -866,6 +871,17 @@ def _finish(xp, total: float, denom: float, reduction: str, loss_arr, sample_sha
         return a.astype(out_dtype) if a.dtype != out_dtype else a
 
     return LossResult(loss, shaped(grad_arr, bufs.grad), shaped(hess_arr, bufs.hess))
+
+
+def _loss_scalar(value: float, cdt):
+    """A summed loss (a double) as a NumPy scalar of the compute dtype cdt, rounded once: past
+    float32's range inf, without the "overflow encountered in cast" RuntimeWarning NumPy gives
+    for that cast (an error under -W error). The kernels' per-sample losses overflow to inf
+    silently, as IEEE arithmetic does, and so does the GPU's device scalar. (A mean needs no such
+    care: it is at most the largest per-sample loss, a float32 number or inf.)"""
+    if cdt is _F32 and not -_F32_TOP <= value <= _F32_TOP and value == value:
+        return cdt.type(math.copysign(math.inf, value))
+    return cdt.type(value)
 
 
 def _result_dtype(pred_dtype, cdt):
@@ -973,7 +989,7 @@ def _plain_result(total: float, denom: float, reduction: str, cdt, loss_arr, sam
     elif scalar:
         loss = scalar["scalar"][0]   # written on the device (_device_scalar)
     else:
-        loss = cdt.type(total if reduction == "sum" else _mean_value(total, denom))
+        loss = _loss_scalar(total, cdt) if reduction == "sum" else cdt.type(_mean_value(total, denom))
     if grad_arr is None and hess_arr is None:
         return loss
     if bufs is not _NO_OUT:   # the caller's arrays (the kernels wrote them through the views)
