@@ -378,7 +378,7 @@ def _narrowed(name: str, a, dtype, xp, n_threads):
     if (xp is np and a.dtype == _F64 and dtype == _F32 and a.flags.c_contiguous
             and a.dtype.isnative and a.size):
         out = np.empty(a.shape, np.float32)
-        top = 1.0 if name == "y_true" else _weight_top(_F64, _F32)
+        top = 1.0 if name == "y_true" else _F32_TOP
         if _kernels.narrow(a.reshape(-1), out.reshape(-1), top, n_threads) >= 0:
             _check_narrowed(name, a, dtype, xp)   # raises, naming the first bad value
         return out
@@ -391,18 +391,31 @@ def _repeating_block(b):
     block.flat[(i // R) % block.size], with block a view of the dimensions b does not repeat, if
     those are consecutive (dimensions of length 1 between them aside) and fewer than all elements;
     else None."""
-    live = [d for d, (n, st) in enumerate(zip(b.shape, b.strides)) if n > 1 and st != 0]
     if b.size <= 1:
         return None
-    if not live:
-        return b[(slice(0, 1),) * b.ndim], b.size
-    d0, d1 = live[0], live[-1] + 1
-    if any(b.shape[d] > 1 and d not in live for d in range(d0, d1)):
+    run = _repeat_run(b.shape, [d for d, (n, st) in enumerate(zip(b.shape, b.strides)) if n > 1 and st != 0])
+    if run is None:
         return None
+    d0, d1, rep = run
+    if d0 == d1:
+        return b[(slice(0, 1),) * b.ndim], rep
     block = b[tuple(slice(None) if d0 <= d < d1 else 0 for d in range(b.ndim))]
-    if block.size == b.size:
+    return None if block.size == b.size else (block, rep)
+
+
+def _repeat_run(shape: tuple, live: list):
+    """Weights of `shape` (as broadcast) that vary only along the dimensions `live` (ascending,
+    each longer than 1): (d0, d1, R) where they vary along dimensions d0 .. d1 - 1 alone, so that
+    flat element i takes block.flat[(i // R) % block.size] of the block of those dimensions (d0 ==
+    d1: one weight for all, R the whole size); None where the live dimensions are not one run
+    (dimensions of length 1 between them aside). The rule of _repeating_block (the general path, a
+    broadcast view) and _plain_weight_pattern (a plain call, from the shapes)."""
+    if not live:
+        return 0, 0, math.prod(shape)
+    d0, d1 = live[0], live[-1] + 1
+    if any(shape[d] > 1 and d not in live for d in range(d0, d1)):
         return None
-    return block, math.prod(b.shape[d1:])
+    return d0, d1, math.prod(shape[d1:])
 
 
 def _index(flat: int, shape: tuple) -> tuple:
@@ -650,8 +663,7 @@ def _mean_weights(xp, reduction: str, denom: float, cdt, weights: tuple, recount
     would then overflow, with the denominator likewise (recount(*weights): the weight pre-pass
     again, where the sum itself had overflowed or was formed below the normal range). lift: the
     weights (and denom with them) were divided by 2**lift already (_weight_lift,
-    _class_weight_lift); it counts
-    into wexp, and a given denominator is divided by it too."""
+    _class_weight_lift); it counts into wexp, and a given denominator is divided by it too."""
     if reduction != "mean":
         return denom, weights, lift
     given = _MEAN_DENOM.get()
@@ -1070,11 +1082,11 @@ def _plain_weight_pattern(sw, y_pred, shape: tuple):
     """The binary kernels' keywords for sample weights sw of a plain call that _plain_weights does
     not take as they are: {"sw_rep": R, "sw_len": sw.size} for a C-contiguous array of y_pred's
     type that broadcasts to `shape` as one block repeated (a weight a row of (N, K) labels, a
-    weight a label, one weight for all): element i takes sw.flat[(i // R) % sw.size], the block
-    and R the general path's _repeating_block finds in the broadcast, worked out from the shapes
-    (no broadcast view: its two functions took 6 us of a 21 us call); {} for weights in order of
-    another shape ((16,) for (1, 16)); None for any other (a broadcast that is no single block, or
-    no broadcast: the general path's error)."""
+    weight a label, one weight for all): element i takes sw.flat[(i // R) % sw.size], R by
+    _repeat_run as the general path's _repeating_block finds it, from the shapes (no broadcast
+    view: its two functions took 6 us of a 21 us call); {} for weights in order of another shape
+    ((16,) for (1, 16)); None for any other (a broadcast that is no single block, or no
+    broadcast: the general path's error)."""
     if type(sw) is not type(y_pred) or not sw.flags.c_contiguous:
         return None
     k = len(shape) - sw.ndim
@@ -1091,12 +1103,8 @@ def _plain_weight_pattern(sw, y_pred, shape: tuple):
         return None
     if sw.size == n:   # (a shape with other ones, (16,) for (1, 16): the weights in order as they are)
         return _NO_KW
-    if not live:
-        return {"sw_rep": n, "sw_len": 1}
-    d0, d1 = live[0], live[-1] + 1
-    if any(shape[d] > 1 and d not in live for d in range(d0, d1)):
-        return None
-    return {"sw_rep": math.prod(shape[d1:]), "sw_len": sw.size}
+    run = _repeat_run(shape, live)
+    return None if run is None else {"sw_rep": run[2], "sw_len": sw.size}
 
 
 def _plain_weight_dtype(sw, cdt, backend, binary: bool) -> bool:
@@ -1143,12 +1151,12 @@ def _plain_weight_pass(backend, labels, sw, cw, C: int, ignore_index, n: int, cd
 def _binary_plain(y_true, y_pred, sample_weight, w1, w0: float, from_logits: bool, gamma: float, eps: float,
                   reduction: str, grad: bool, hess: bool, n_threads, out):
     """_binary_here's result for a plain call (y_pred of _plain_type, checked by the caller; sample
-    weights as _plain_weights or _plain_weight_pattern says; out= as _plain_out says; w1, w0 as _binary_here takes them: w1
-    None or a float64 host array the caller has checked, pos_weight's or alpha's), None for any
-    other call or a call that fails (w1 past the compute dtype's range included). The labels have
-    y_pred's dtype (_plain_dtypes: on the GPU also float16 or bfloat16), or one that _binary_here
-    hands the kernels as it is (the compute dtype; a dtype of _native_binary_labels: int64, bool,
-    ...)."""
+    weights as _plain_weights or _plain_weight_pattern says; out= as _plain_out says; w1, w0 as
+    _binary_here takes them: w1 None or a float64 host array the caller has checked, pos_weight's
+    or alpha's), None for any other call or a call that fails (w1 past the compute dtype's range
+    included). The labels have y_pred's dtype (_plain_dtypes: on the GPU also float16 or
+    bfloat16), or one that _binary_here hands the kernels as it is (the compute dtype; a dtype of
+    _native_binary_labels: int64, bool, ...)."""
     dts = _plain_dtypes(y_pred)
     if dts is None:
         return None
